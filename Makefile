@@ -1,0 +1,47 @@
+# Two commands on a fresh machine: `make run` (the whole pipeline locally) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit integration iac bench lock clean
+
+$(STAMP): requirements/dev.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) is required" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/lakebox run
+
+test: $(STAMP) lint typecheck iac
+	$(BIN)/pytest tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy layers/common/datalake functions lakebox glue bench
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit -m "not slow"
+
+integration: $(STAMP)
+	$(BIN)/pytest -q tests/integration
+
+iac: $(STAMP)
+	bash scripts/lint-iac.sh
+
+bench: $(STAMP)
+	$(BIN)/python bench/ingest.py
+
+lock:
+	$(PYTHON) -m venv /tmp/dl-lock && /tmp/dl-lock/bin/pip install -q -r requirements/dev.in
+	( echo "# Full lock of requirements/dev.in (pip freeze); regenerate with: make lock"; /tmp/dl-lock/bin/pip freeze ) > requirements/dev.txt
+
+clean:
+	rm -rf $(VENV) .tools .aws-sam .lakebox .pytest_cache .mypy_cache .ruff_cache

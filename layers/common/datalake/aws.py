@@ -1,0 +1,60 @@
+"""The AWS clients the engine uses, built once per process from a boto3 session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
+    from mypy_boto3_events.client import EventBridgeClient
+    from mypy_boto3_s3.client import S3Client
+
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+
+
+@dataclass(frozen=True)
+class AwsClients:
+    """S3, DynamoDB and EventBridge clients sharing one session (and so one endpoint and credentials)."""
+
+    session: boto3.Session
+    s3: S3Client
+    dynamodb: DynamoDBServiceResource
+    events: EventBridgeClient
+
+    @classmethod
+    def from_session(cls, session: boto3.Session | None = None) -> AwsClients:
+        """Build the clients; the endpoint comes from the standard `AWS_ENDPOINT_URL` variables when set."""
+        session = session or boto3.Session()
+        return cls(
+            session=session,
+            s3=session.client("s3", config=_CONFIG),
+            dynamodb=session.resource("dynamodb", config=_CONFIG),
+            events=session.client("events", config=_CONFIG),
+        )
+
+
+def error_code(exc: Any) -> str:
+    """The AWS error code of a botocore `ClientError`."""
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "ServiceUnavailable",
+        "SlowDown",
+        "InternalError",
+        "InternalServerError",
+        "InternalFailure",
+    }
+)

@@ -1,0 +1,22 @@
+"""Contract for `products`: the product reference data (usually CSV)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from datalake.contracts.base import Contract, Currency, Dataset, EventTime, Identifier, Money, Name
+
+
+class Product(Contract):
+    """A product in the catalogue, with its list price."""
+
+    product_id: Identifier
+    name: Name
+    category: Literal["electronics", "grocery", "apparel", "home", "toys", "sports", "beauty", "books"]
+    list_price: Money
+    currency: Currency
+    active: bool
+    updated_at: EventTime
+
+
+DATASET = Dataset(name="products", contract=Product, key=("product_id",), event_time="updated_at", version="1.0.0")

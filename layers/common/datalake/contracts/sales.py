@@ -1,0 +1,26 @@
+"""Contract for `sales`: one line of a point-of-sale or online transaction."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from datalake.contracts.base import Contract, Currency, Dataset, EventTime, Identifier, Money, Quantity
+
+
+class Sale(Contract):
+    """A sold line: who bought what, where, when, and at what unit price."""
+
+    transaction_id: Identifier
+    event_time: EventTime
+    customer_id: Identifier
+    product_id: Identifier
+    store_id: Identifier
+    region: Literal["north", "south", "east", "west", "central", "online"]
+    quantity: Quantity
+    unit_price: Money
+    currency: Currency
+    payment_method: Literal["card", "cash", "wallet", "transfer"]
+    channel: Literal["store", "web", "mobile"]
+
+
+DATASET = Dataset(name="sales", contract=Sale, key=("transaction_id",), event_time="event_time", version="1.0.0")

@@ -1,0 +1,538 @@
+"""File ingestion: read a landed object, validate every record, land the valid ones and quarantine the rest."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import logging
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import IO, Any
+from urllib.parse import unquote_plus
+
+import ijson
+import msgspec
+from botocore.exceptions import ClientError
+from isal import igzip
+from pydantic import BaseModel, ConfigDict
+
+from datalake.aws import TRANSIENT_CODES, AwsClients, error_code
+from datalake.contracts import Dataset, Format, get_dataset
+from datalake.exceptions import (
+    AccountingError,
+    ObjectRejectedError,
+    TerminalError,
+    TransientError,
+    UnknownDatasetError,
+)
+from datalake.readers import (
+    ChunkStream,
+    Limits,
+    OversizedLine,
+    StreamStats,
+    detect_format,
+    iter_line_batches,
+    open_object,
+)
+from datalake.settings import Settings
+from datalake.validation import RecordError, RecordValidator
+
+logger = logging.getLogger(__name__)
+
+UTC = dt.UTC
+QUARANTINE_PREFIX = "_quarantine"
+SPOOL_BYTES = 8 * 1024 * 1024
+_FLUSH_LINES = 4096
+_ENCODER = msgspec.json.Encoder(decimal_format="number")
+
+
+class IngestStatus(StrEnum):
+    """Outcome of one object's ingestion."""
+
+    LANDED = "LANDED"
+    PARTIAL = "PARTIAL"
+    QUARANTINED = "QUARANTINED"
+    SKIPPED = "SKIPPED"
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One version of one landed object, as an event names it (key already URL-decoded)."""
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+    etag: str = ""
+    size: int | None = None
+
+    @classmethod
+    def from_event_key(
+        cls, bucket: str, encoded_key: str, version_id: str | None, etag: str, size: float | None
+    ) -> ObjectRef:
+        """Build from an S3 event, whose keys are form-encoded (`+` is a space): decoded here, once."""
+        return cls(bucket, unquote_plus(encoded_key), version_id, etag, None if size is None else int(size))
+
+    @property
+    def source_version(self) -> str:
+        """The version id, or the ETag on an unversioned bucket."""
+        return self.version_id or self.etag or "null"
+
+    @property
+    def object_id(self) -> str:
+        """The manifest key: `s3://bucket/key#version`."""
+        return f"s3://{self.bucket}/{self.key}#{self.source_version}"
+
+    @property
+    def output_token(self) -> str:
+        """A short digest of bucket, key and version: output keys derive from it, so a retry overwrites."""
+        return hashlib.sha256(self.object_id.encode()).hexdigest()[:12]
+
+
+class Manifest(BaseModel):
+    """The record of one ingestion; `records_read == records_landed + records_quarantined` always holds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    object_id: str
+    bucket: str
+    key: str
+    version: str
+    dataset: str
+    status: IngestStatus
+    records_read: int = 0
+    records_landed: int = 0
+    records_quarantined: int = 0
+    bytes_read: int = 0
+    bytes_decompressed: int = 0
+    sha256: str = ""
+    format: str | None = None
+    contract_version: str | None = None
+    output_keys: list[str] = []
+    quarantine_keys: list[str] = []
+    event_dates: list[str] = []
+    reason: str | None = None
+    ingested_at: str
+
+
+def dataset_name(key: str) -> str:
+    """The dataset an object belongs to: the first segment of its key."""
+    return key.split("/", 1)[0] if "/" in key else ""
+
+
+def _stem(key: str) -> str:
+    name = key.rsplit("/", 1)[-1]
+    for suffix in (".gz", ".gzip", ".jsonl", ".ndjson", ".json", ".csv"):
+        name = name.removesuffix(suffix)
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return cleaned[:80] or "object"
+
+
+class _PartitionFile:
+    """One output object being built: gzip JSON lines spooled to memory, then to disk past a few MiB."""
+
+    def __init__(self, key: str, level: int) -> None:
+        self.key = key
+        self.records = 0
+        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
+        self._gzip: Any = igzip.IGzipFile(fileobj=self._spool, mode="wb", compresslevel=level)  # type: ignore[no-untyped-call]
+        self._pending: list[bytes] = []
+
+    def add(self, line: bytes) -> None:
+        self._pending.append(line)
+        self.records += 1
+        if len(self._pending) >= _FLUSH_LINES:
+            self._gzip.write(b"".join(self._pending))
+            self._pending.clear()
+
+    def finish(self) -> IO[bytes]:
+        if self._pending:
+            self._gzip.write(b"".join(self._pending))
+            self._pending.clear()
+        self._gzip.close()
+        self._spool.seek(0)
+        return self._spool
+
+    def discard(self) -> None:
+        self._gzip.close()
+        self._spool.close()
+
+
+@dataclass
+class _Sink:
+    """Where one object's records go: raw partitions by event date, quarantine by ingestion date."""
+
+    ref: ObjectRef
+    dataset: Dataset
+    ingested_at: dt.datetime
+    gzip_level: int
+    read: int = 0
+    landed_files: dict[dt.date, _PartitionFile] = field(default_factory=dict)
+    quarantine_file: _PartitionFile | None = None
+
+    def __post_init__(self) -> None:
+        stamp = self.ingested_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        source = json.dumps(self.ref.key).encode()
+        version = json.dumps(self.ref.source_version).encode()
+        self._mid = b',"_source_key":' + source + b',"_source_version":' + version + b',"_line":'
+        self._end = b',"_ingested_at":"' + stamp.encode() + b'"}\n'
+        self._lineage = {
+            "_source_key": self.ref.key,
+            "_source_version": self.ref.source_version,
+            "_ingested_at": stamp,
+        }
+        self._name = f"{_stem(self.ref.key)}-{self.ref.output_token}.json.gz"
+
+    def _file_for(self, day: dt.date) -> _PartitionFile:
+        part = self.landed_files.get(day)
+        if part is None:
+            key = f"{self.dataset.name}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/{self._name}"
+            part = self.landed_files[day] = _PartitionFile(key, self.gzip_level)
+        return part
+
+    def land_json(self, line_no: int, document: bytes, event_time: dt.datetime) -> None:
+        """Land a JSON object exactly as received, with the lineage fields appended."""
+        body = document if document[-1] == 0x7D else document.rstrip()
+        self._file_for(event_time.astimezone(UTC).date()).add(body[:-1] + self._mid + b"%d" % line_no + self._end)
+
+    def land_record(self, line_no: int, record: dict[str, Any], event_time: dt.datetime) -> None:
+        """Land a parsed record (CSV row) with its lineage fields."""
+        payload = {**record, **self._lineage, "_line": line_no}
+        self._file_for(event_time.astimezone(UTC).date()).add(_ENCODER.encode(payload) + b"\n")
+
+    def reject(self, line_no: int, raw: bytes | str, errors: list[RecordError] | tuple[RecordError, ...]) -> None:
+        """Quarantine a record with the reasons it failed, keeping its original text."""
+        if self.quarantine_file is None:
+            day = self.ingested_at.date()
+            key = (
+                f"{QUARANTINE_PREFIX}/{self.dataset.name}/year={day.year:04d}/month={day.month:02d}/"
+                f"day={day.day:02d}/{self._name}"
+            )
+            self.quarantine_file = _PartitionFile(key, self.gzip_level)
+        text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="backslashreplace")
+        payload = {**self._lineage, "_line": line_no, "_errors": [e.as_dict() for e in errors], "_raw": text}
+        self.quarantine_file.add(_ENCODER.encode(payload) + b"\n")
+
+    @property
+    def landed(self) -> int:
+        return sum(p.records for p in self.landed_files.values())
+
+    @property
+    def quarantined(self) -> int:
+        return self.quarantine_file.records if self.quarantine_file else 0
+
+    def upload(self, clients: AwsClients, bucket: str) -> tuple[list[str], list[str]]:
+        """Upload every output object (managed multipart for large ones); return raw and quarantine keys."""
+        landed = [self._put(clients, bucket, part) for _, part in sorted(self.landed_files.items())]
+        quarantined = [self._put(clients, bucket, self.quarantine_file)] if self.quarantine_file else []
+        return landed, quarantined
+
+    @staticmethod
+    def _put(clients: AwsClients, bucket: str, part: _PartitionFile) -> str:
+        body = part.finish()
+        try:
+            clients.s3.upload_fileobj(body, bucket, part.key, ExtraArgs={"ContentType": "application/x-ndjson"})
+        except ClientError as exc:
+            raise _aws_error(exc, f"writing s3://{bucket}/{part.key}") from exc
+        finally:
+            body.close()
+        return part.key
+
+    def discard(self) -> None:
+        for part in self.landed_files.values():
+            part.discard()
+        if self.quarantine_file:
+            self.quarantine_file.discard()
+
+
+def _aws_error(exc: ClientError, doing: str) -> TransientError | TerminalError:
+    code = error_code(exc)
+    cls = TransientError if code in TRANSIENT_CODES else TerminalError
+    return cls(f"{doing}: {code or exc}")
+
+
+_BLANK = frozenset(b" \t\r\n\f\v")
+
+
+def _read_json_lines(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink, max_line: int) -> None:
+    check = validator.check_json
+    land = sink.land_json
+    line_no = 0
+    for batch in iter_line_batches(chunks, max_line):
+        for line in batch:
+            line_no += 1
+            if type(line) is OversizedLine:
+                sink.read += 1
+                error = RecordError("$", f"line of {line.size} bytes exceeds the {max_line} byte cap", "line_too_long")
+                sink.reject(line_no, line.head, [error])
+                continue
+            assert isinstance(line, bytes)
+            if not line or (line[0] in _BLANK and not line.strip()):
+                continue
+            sink.read += 1
+            verdict = check(line)
+            if verdict.event_time is not None:
+                land(line_no, line, verdict.event_time)
+            else:
+                sink.reject(line_no, line, _explain(line, verdict.errors))
+
+
+def _explain(raw: bytes, errors: tuple[RecordError, ...]) -> tuple[RecordError, ...]:
+    """Say plainly when a record failed because its bytes are not UTF-8."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return (RecordError("$", f"not valid UTF-8 at byte {exc.start}", "utf8_invalid"),)
+    return errors
+
+
+def _read_json_array(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink) -> None:
+    try:
+        for index, item in enumerate(ijson.items(ChunkStream(chunks), "item", use_float=False), start=1):
+            sink.read += 1
+            document = _ENCODER.encode(item)
+            verdict = validator.check_json(document)
+            if verdict.event_time is not None and isinstance(item, dict):
+                sink.land_json(index, document, verdict.event_time)
+            else:
+                sink.reject(index, document, verdict.errors)
+    except ijson.JSONError as exc:
+        raise ObjectRejectedError("malformed JSON array", str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise ObjectRejectedError("not valid UTF-8", str(exc)) from exc
+
+
+def _read_csv(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink, max_line: int) -> None:
+    csv.field_size_limit(max_line)
+    text = io.TextIOWrapper(io.BufferedReader(ChunkStream(chunks)), encoding="utf-8-sig", newline="")
+    reader = csv.DictReader(text, restkey="_unexpected_columns")
+    try:
+        for row in reader:
+            sink.read += 1
+            record = {k: (v if v != "" else None) for k, v in row.items()}
+            if "_unexpected_columns" in record:
+                error = RecordError("$", "row has more columns than the header", "csv_columns")
+                sink.reject(reader.line_num, json.dumps(row), [error])
+                continue
+            verdict = validator.check_text_row(record)
+            if verdict.event_time is not None:
+                sink.land_record(reader.line_num, record, verdict.event_time)
+            else:
+                sink.reject(reader.line_num, json.dumps(row), verdict.errors)
+    except csv.Error as exc:
+        raise ObjectRejectedError("malformed CSV", f"line {reader.line_num}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ObjectRejectedError("not valid UTF-8", str(exc)) from exc
+
+
+def _peek(chunks: Iterator[bytes]) -> tuple[bytes, Iterator[bytes]]:
+    head = b""
+    buffered: list[bytes] = []
+    for chunk in chunks:
+        buffered.append(chunk)
+        head += chunk[:64]
+        if head.strip():
+            break
+
+    def chained() -> Iterator[bytes]:
+        yield from buffered
+        yield from chunks
+
+    return head, chained()
+
+
+def _limits(settings: Settings) -> Limits:
+    return Limits(
+        max_decompressed_bytes=settings.max_decompressed_bytes,
+        max_compression_ratio=settings.max_compression_ratio,
+        ratio_check_after_bytes=settings.ratio_check_after_bytes,
+        max_line_bytes=settings.max_line_bytes,
+    )
+
+
+def ingest_object(
+    ref: ObjectRef, *, settings: Settings, clients: AwsClients, now: dt.datetime | None = None
+) -> Manifest:
+    """Ingest one landed object version: land valid records in raw, quarantine the rest, record a manifest.
+
+    Parameters
+    ----------
+    ref
+        The object version to ingest (key decoded).
+    settings
+        Bucket and table names and the ingestion caps.
+    clients
+        AWS clients; their endpoint decides whether this is AWS or lakebox.
+    now
+        The ingestion time (for tests); defaults to the current UTC time.
+
+    Returns
+    -------
+    Manifest
+        Counts, output keys and status. `records_read == records_landed + records_quarantined`.
+
+    Raises
+    ------
+    TransientError
+        An AWS call failed in a way worth retrying; outputs are keyed by the object version, so a retry overwrites.
+    """
+    ingested_at = now or dt.datetime.now(UTC)
+    raw_bucket = settings.require("raw_bucket")
+    base = {
+        "object_id": ref.object_id,
+        "bucket": ref.bucket,
+        "key": ref.key,
+        "version": ref.source_version,
+        "ingested_at": ingested_at.isoformat(),
+    }
+    if ref.key.endswith("/") or ref.size == 0:
+        logger.info("skipping %s: %s", ref.object_id, "folder key" if ref.key.endswith("/") else "zero bytes")
+        return Manifest(**base, dataset=dataset_name(ref.key), status=IngestStatus.SKIPPED, reason="empty object")
+    try:
+        dataset = get_dataset(dataset_name(ref.key))
+    except UnknownDatasetError as exc:
+        manifest = _reject_object(
+            ref, None, ObjectRejectedError("unknown dataset", str(exc)), base, clients, raw_bucket
+        )
+        return _record(manifest, settings, clients)
+
+    body = _open(ref, clients)
+    chunks, stats = open_object(body, _limits(settings))
+    sink = _Sink(ref, dataset, ingested_at, settings.gzip_level)
+    try:
+        head, chunks = _peek(chunks)
+        if not head.strip():
+            logger.info("skipping %s: no content", ref.object_id)
+            return _record(
+                Manifest(**base, dataset=dataset.name, status=IngestStatus.SKIPPED, reason="empty object"),
+                settings,
+                clients,
+            )
+        fmt = detect_format(ref.key, head)
+        if fmt is None or fmt not in dataset.formats:
+            raise ObjectRejectedError("unsupported format", f"{ref.key} is not one of {sorted(dataset.formats)}")
+        validator = RecordValidator(dataset)
+        if fmt is Format.JSON_LINES:
+            _read_json_lines(chunks, validator, sink, settings.max_line_bytes)
+        elif fmt is Format.JSON_ARRAY:
+            _read_json_array(chunks, validator, sink)
+        else:
+            _read_csv(chunks, validator, sink, settings.max_line_bytes)
+    except ObjectRejectedError as exc:
+        sink.discard()
+        manifest = _reject_object(ref, dataset, exc, base, clients, raw_bucket, stats=stats, read=sink.read)
+        return _record(manifest, settings, clients)
+
+    landed, quarantined = sink.landed, sink.quarantined
+    if sink.read != landed + quarantined:
+        sink.discard()
+        raise AccountingError(f"{ref.object_id}: read {sink.read} != landed {landed} + quarantined {quarantined}")
+    event_dates = sorted(d.isoformat() for d in sink.landed_files)
+    output_keys, quarantine_keys = sink.upload(clients, raw_bucket)
+    status = (
+        IngestStatus.SKIPPED
+        if sink.read == 0
+        else IngestStatus.LANDED
+        if quarantined == 0
+        else IngestStatus.QUARANTINED
+        if landed == 0
+        else IngestStatus.PARTIAL
+    )
+    manifest = Manifest(
+        **base,
+        dataset=dataset.name,
+        status=status,
+        records_read=sink.read,
+        records_landed=landed,
+        records_quarantined=quarantined,
+        bytes_read=stats.bytes_read,
+        bytes_decompressed=stats.bytes_decompressed,
+        sha256=stats.sha256,
+        format=fmt.value,
+        contract_version=dataset.version,
+        output_keys=output_keys,
+        quarantine_keys=quarantine_keys,
+        event_dates=event_dates,
+    )
+    return _record(manifest, settings, clients)
+
+
+def _open(ref: ObjectRef, clients: AwsClients) -> Any:
+    kwargs: dict[str, str] = {"Bucket": ref.bucket, "Key": ref.key}
+    if ref.version_id and ref.version_id != "null":
+        kwargs["VersionId"] = ref.version_id
+    try:
+        return clients.s3.get_object(**kwargs)["Body"]  # type: ignore[arg-type]
+    except ClientError as exc:
+        raise _aws_error(exc, f"reading {ref.object_id}") from exc
+
+
+def _reject_object(
+    ref: ObjectRef,
+    dataset: Dataset | None,
+    exc: ObjectRejectedError,
+    base: dict[str, Any],
+    clients: AwsClients,
+    raw_bucket: str,
+    *,
+    stats: StreamStats | None = None,
+    read: int = 0,
+) -> Manifest:
+    """Keep the whole object under `_quarantine/_objects/`, with its reason beside it."""
+    name = dataset.name if dataset else "_unknown"
+    target = f"{QUARANTINE_PREFIX}/_objects/{name}/{ref.output_token}/{ref.key}"
+    logger.warning("quarantining object %s: %s", ref.object_id, exc)
+    source: dict[str, str] = {"Bucket": ref.bucket, "Key": ref.key}
+    if ref.version_id and ref.version_id != "null":
+        source["VersionId"] = ref.version_id
+    reason = {"object_id": ref.object_id, "reason": exc.reason, "detail": exc.detail, "records_seen": read}
+    try:
+        clients.s3.copy(source, raw_bucket, target)  # type: ignore[arg-type]
+        clients.s3.put_object(
+            Bucket=raw_bucket,
+            Key=f"{target}.reason.json",
+            Body=json.dumps(reason).encode(),
+            ContentType="application/json",
+        )
+    except ClientError as exc2:
+        raise _aws_error(exc2, f"quarantining {ref.object_id}") from exc2
+    return Manifest(
+        **base,
+        dataset=name,
+        status=IngestStatus.QUARANTINED,
+        records_read=read,
+        records_quarantined=read,
+        bytes_read=stats.bytes_read if stats else 0,
+        bytes_decompressed=stats.bytes_decompressed if stats else 0,
+        sha256=stats.sha256 if stats else "",
+        contract_version=dataset.version if dataset else None,
+        quarantine_keys=[target],
+        reason=str(exc),
+    )
+
+
+def _record(manifest: Manifest, settings: Settings, clients: AwsClients) -> Manifest:
+    """Write the manifest and announce it with a `FileIngested` event."""
+    document = manifest.model_dump(mode="json")
+    try:
+        clients.dynamodb.Table(settings.require("manifests_table")).put_item(Item=document)
+        response = clients.events.put_events(
+            Entries=[
+                {
+                    "Source": settings.event_source,
+                    "DetailType": "FileIngested",
+                    "Detail": json.dumps(document),
+                    "EventBusName": settings.event_bus_name,
+                    "Resources": [f"arn:aws:s3:::{manifest.bucket}"],
+                }
+            ]
+        )
+    except ClientError as exc:
+        raise _aws_error(exc, f"recording the manifest of {manifest.object_id}") from exc
+    if response.get("FailedEntryCount"):
+        raise TransientError(f"FileIngested event for {manifest.object_id} was not accepted: {response['Entries']}")
+    return manifest

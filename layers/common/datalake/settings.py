@@ -1,0 +1,56 @@
+"""Runtime configuration, read once from `DL_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from datalake.exceptions import ConfigurationError
+
+GIB = 1024**3
+MIB = 1024**2
+
+
+class Settings(BaseSettings):
+    """Every setting of the data lake. Names are the environment variables without the `DL_` prefix.
+
+    Resource names are optional here because each function needs only some of them; `require` gives a
+    clear error when a driver asks for one its environment does not set.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DL_", frozen=True, extra="forbid")
+
+    environment: str = "dev"
+    landing_bucket: str | None = None
+    raw_bucket: str | None = None
+    processed_bucket: str | None = None
+    curated_bucket: str | None = None
+    idempotency_table: str | None = None
+    manifests_table: str | None = None
+    runs_table: str | None = None
+    watermarks_table: str | None = None
+    event_bus_name: str = "default"
+    event_source: str = "datalake.ingest"
+    glue_database: str = "data_lake_db"
+
+    max_decompressed_bytes: int = Field(default=20 * GIB, gt=0)
+    max_compression_ratio: float = Field(default=250.0, gt=1)
+    ratio_check_after_bytes: int = Field(default=64 * MIB, ge=0)
+    max_line_bytes: int = Field(default=1 * MIB, gt=0)
+    gzip_level: int = Field(default=1, ge=0, le=3)
+    idempotency_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+
+    def require(self, name: str) -> str:
+        """Return the named resource setting, or raise `ConfigurationError` naming its variable."""
+        value = getattr(self, name)
+        if not value:
+            raise ConfigurationError(f"DL_{name.upper()} is not set")
+        return str(value)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Infrastructure-as-code checks: cfn-lint, sam validate --lint, sam build, checkov, asl-validator.
+#
+# Each tool lives in its own virtualenv under .tools/ (their pins clash with the project's), reused while its
+# pinned version matches. Every step is timed; the first failing step stops the run with its name.
+#
+#   bash scripts/lint-iac.sh            all steps
+#   IAC_STEPS="cfn-lint checkov" bash scripts/lint-iac.sh   only the named steps (tools are installed as needed)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+CFN_LINT_VERSION="1.58.0"
+SAM_CLI_VERSION="1.170.0"
+CHECKOV_VERSION="3.3.30"
+ASL_VALIDATOR_VERSION="4.0.0"
+PYTHON="${PYTHON:-python3.11}"
+REGION="us-east-1"
+TOOLS=".tools"
+TEMPLATE="template.yaml"
+STEPS="${IAC_STEPS:-cfn-lint sam-validate sam-build checkov asl-validator}"
+
+export AWS_DEFAULT_REGION="${REGION}" AWS_REGION="${REGION}"
+export SAM_CLI_TELEMETRY=0 BC_SKIP_MAPPING=TRUE CHECKOV_RUN_SCA_PACKAGE_SCAN_V2=false
+export PIP_DISABLE_PIP_VERSION_CHECK=1 NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_FUND=false
+
+TIMINGS=()
+SCRIPT_START="${EPOCHREALTIME}"
+
+fail() {
+    echo "lint-iac: FAILED: $*" >&2
+    exit 1
+}
+
+elapsed_since() {
+    # Seconds since the EPOCHREALTIME value $1, with one decimal.
+    awk -v s="$1" -v e="${EPOCHREALTIME}" 'BEGIN { printf "%.1f", e - s }'
+}
+
+run_step() {
+    # run_step NAME COMMAND...: run, time and record one step; stop the script if it fails.
+    local name="$1"
+    shift
+    echo "==> ${name}"
+    local start="${EPOCHREALTIME}" rc=0
+    "$@" || rc=$?
+    local took
+    took="$(elapsed_since "${start}")"
+    TIMINGS+=("$(printf '%-16s %6ss' "${name}" "${took}")")
+    if [[ ${rc} -ne 0 ]]; then
+        fail "step '${name}' exited ${rc} after ${took}s (see its output above)"
+    fi
+    echo "    ${name}: ok (${took}s)"
+}
+
+wanted() {
+    [[ " ${STEPS} " == *" $1 "* ]]
+}
+
+ensure_tool() {
+    # ensure_tool NAME REQUIREMENT: a venv at .tools/NAME holding REQUIREMENT (pip form), rebuilt if the pin changed.
+    local name="$1" requirement="$2"
+    local venv="${TOOLS}/${name}" stamp="${TOOLS}/${name}/.pinned"
+    if [[ -f "${stamp}" && "$(cat "${stamp}")" == "${requirement}" && -x "${venv}/bin/python" ]]; then
+        return 0
+    fi
+    command -v "${PYTHON}" >/dev/null || fail "${PYTHON} is required to install ${requirement}"
+    echo "    installing ${requirement} into ${venv}"
+    rm -rf "${venv}"
+    "${PYTHON}" -m venv "${venv}"
+    "${venv}/bin/pip" install --quiet --upgrade pip >/dev/null
+    "${venv}/bin/pip" install --quiet "${requirement}" || fail "could not install ${requirement}"
+    echo "${requirement}" >"${stamp}"
+}
+
+install_tools() {
+    mkdir -p "${TOOLS}"
+    wanted cfn-lint && ensure_tool cfn-lint "cfn-lint==${CFN_LINT_VERSION}"
+    if wanted sam-validate || wanted sam-build || wanted checkov; then
+        ensure_tool sam "aws-sam-cli==${SAM_CLI_VERSION}"
+    fi
+    wanted checkov && ensure_tool checkov "checkov==${CHECKOV_VERSION}"
+    return 0
+}
+
+step_cfn_lint() {
+    "${TOOLS}/cfn-lint/bin/cfn-lint" --format parseable "${TEMPLATE}"
+}
+
+step_sam_validate() {
+    "${TOOLS}/sam/bin/sam" validate --lint --template-file "${TEMPLATE}" --region "${REGION}"
+}
+
+step_sam_build() {
+    command -v python3.11 >/dev/null || { echo "sam build needs python3.11 on PATH" >&2; return 1; }
+    # --cached reuses the build of every function and layer whose source and manifest did not change.
+    "${TOOLS}/sam/bin/sam" build --template-file "${TEMPLATE}" --build-dir .aws-sam/build \
+        --cached --cache-dir .aws-sam/cache --parallel --region "${REGION}"
+}
+
+step_checkov() {
+    # 1. The template as written: inline skips (resource Metadata) apply, SAM resources get checkov's SAM checks.
+    # 2. The template as CloudFormation deploys it, after the SAM transform: the generated roles, functions,
+    #    permissions, rules and event source mappings are checked too. The transform carries each resource's
+    #    Metadata to the resources it generates, so the same inline skips hold there.
+    local transformed=".aws-sam/checkov/template.transformed.json"
+    mkdir -p "$(dirname "${transformed}")"
+    "${TOOLS}/sam/bin/python" scripts/sam_transform.py "${TEMPLATE}" "${transformed}" --region "${REGION}" || return 1
+    local rc=0
+    "${TOOLS}/checkov/bin/checkov" --quiet --compact --framework cloudformation -f "${TEMPLATE}" || rc=1
+    "${TOOLS}/checkov/bin/checkov" --quiet --compact --framework cloudformation -f "${transformed}" || rc=1
+    return "${rc}"
+}
+
+step_asl_validator() {
+    shopt -s nullglob
+    local files=(statemachines/*.asl.json)
+    shopt -u nullglob
+    if [[ ${#files[@]} -eq 0 ]]; then
+        echo "    no statemachines/*.asl.json"
+        return 0
+    fi
+    local args=()
+    local f
+    for f in "${files[@]}"; do
+        args+=(--json-definition-file "${f}")
+    done
+    npx --yes "asl-validator@${ASL_VALIDATOR_VERSION}" "${args[@]}"
+}
+
+[[ -f "${TEMPLATE}" ]] || fail "${TEMPLATE} not found"
+run_step install-tools install_tools
+wanted cfn-lint && run_step cfn-lint step_cfn_lint
+wanted sam-validate && run_step sam-validate step_sam_validate
+wanted sam-build && run_step sam-build step_sam_build
+wanted checkov && run_step checkov step_checkov
+wanted asl-validator && run_step asl-validator step_asl_validator
+
+echo "==> timings"
+printf '    %s\n' "${TIMINGS[@]}"
+printf '    %-16s %6ss\n' "total" "$(elapsed_since "${SCRIPT_START}")"
+echo "lint-iac: all checks passed"
