@@ -103,13 +103,11 @@ step_checkov() {
     # 2. The template as CloudFormation deploys it, after the SAM transform: the generated roles, functions,
     #    permissions, rules and event source mappings are checked too. The transform carries each resource's
     #    Metadata to the resources it generates, so the same inline skips hold there.
-    local transformed=".aws-sam/checkov/template.transformed.json"
+    local transformed=".aws-sam/checkov/template.transformed.yaml"
     mkdir -p "$(dirname "${transformed}")"
     "${TOOLS}/sam/bin/python" scripts/sam_transform.py "${TEMPLATE}" "${transformed}" --region "${REGION}" || return 1
-    local rc=0
-    "${TOOLS}/checkov/bin/checkov" --quiet --compact --framework cloudformation -f "${TEMPLATE}" || rc=1
-    "${TOOLS}/checkov/bin/checkov" --quiet --compact --framework cloudformation -f "${transformed}" || rc=1
-    return "${rc}"
+    "${TOOLS}/checkov/bin/checkov" --quiet --compact --framework cloudformation \
+        -f "${TEMPLATE}" -f "${transformed}"
 }
 
 step_asl_validator() {

@@ -278,16 +278,7 @@ def _read_json_lines(chunks: Iterator[bytes], validator: RecordValidator, sink: 
             if verdict.event_time is not None:
                 land(line_no, line, verdict.event_time)
             else:
-                sink.reject(line_no, line, _explain(line, verdict.errors))
-
-
-def _explain(raw: bytes, errors: tuple[RecordError, ...]) -> tuple[RecordError, ...]:
-    """Say plainly when a record failed because its bytes are not UTF-8."""
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return (RecordError("$", f"not valid UTF-8 at byte {exc.start}", "utf8_invalid"),)
-    return errors
+                sink.reject(line_no, line, verdict.errors)
 
 
 def _read_json_array(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink) -> None:

@@ -213,7 +213,7 @@ class RecordValidator:
         if self._json_decoder is not None:
             try:
                 fast = self._json_decoder.decode(line)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, UnicodeDecodeError):
                 pass
             else:
                 event_time = self._fast_ok(fast)
@@ -223,6 +223,8 @@ class RecordValidator:
             model = self._contract.model_validate_json(line)
         except ValidationError as exc:
             return Verdict(None, tuple(_errors(exc)))
+        except UnicodeDecodeError as exc:
+            return Verdict(None, (RecordError("$", f"not valid UTF-8 at byte {exc.start}", "utf8_invalid"),))
         return Verdict(getattr(model, self._time_field))
 
     def check_text_row(self, row: dict[str, Any]) -> Verdict:

@@ -1,0 +1,263 @@
+"""Deterministic sample data for every dataset, with a chosen share of bad records of many kinds."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import io
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REGIONS = ("north", "south", "east", "west", "central", "online")
+CATEGORIES = ("electronics", "grocery", "apparel", "home", "toys", "sports", "beauty", "books")
+CURRENCY = "USD"
+PAYMENTS = ("card", "cash", "wallet", "transfer")
+CHANNELS = ("store", "web", "mobile")
+SEGMENTS = ("consumer", "small_business", "enterprise")
+EVENT_TYPES = ("page_view", "product_view", "add_to_cart", "remove_from_cart", "checkout", "search")
+DEVICES = ("desktop", "mobile", "tablet")
+
+SALES_DEFECTS = (
+    "negative_quantity",
+    "unknown_currency",
+    "naive_timestamp",
+    "missing_field",
+    "extra_field",
+    "quantity_as_string",
+    "price_scale",
+    "malformed_json",
+    "not_utf8",
+)
+
+
+@dataclass
+class Generated:
+    """A generated file and what it holds: records in total, how many are bad, and by which defect."""
+
+    path: Path
+    dataset: str
+    records: int
+    bad: int
+    defects: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def good(self) -> int:
+        """Records that satisfy the contract."""
+        return self.records - self.bad
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """What to generate: sizes, the share of bad records, the time window and the seed."""
+
+    sales: int = 20_000
+    products: int = 200
+    customers: int = 2_000
+    clicks: int = 5_000
+    bad_rate: float = 0.02
+    duplicate_rate: float = 0.005
+    days: int = 7
+    end: dt.datetime = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    seed: int = 7
+
+
+def _ts(rng: random.Random, spec: SampleSpec) -> dt.datetime:
+    return spec.end - dt.timedelta(seconds=rng.randrange(spec.days * 86_400))
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + "Z"
+
+
+def product_ids(spec: SampleSpec) -> list[str]:
+    """The product ids the sample uses, shared by products and sales."""
+    return [f"P{n:05d}" for n in range(spec.products)]
+
+
+def customer_ids(spec: SampleSpec) -> list[str]:
+    """The customer ids the sample uses, shared by customers, sales and clickstream."""
+    return [f"C{n:06d}" for n in range(spec.customers)]
+
+
+def sales_lines(spec: SampleSpec, count: int | None = None, *, start: int = 0) -> Iterator[tuple[bytes, str | None]]:
+    """Yield `(json_line, defect)` for `count` sales; `defect` is None for a valid record."""
+    rng = random.Random(spec.seed * 1_000_003 + start)
+    products = product_ids(spec)
+    customers = customer_ids(spec)
+    total = spec.sales if count is None else count
+    last: bytes | None = None
+    for n in range(start, start + total):
+        if last is not None and rng.random() < spec.duplicate_rate:
+            yield last, None
+            continue
+        record: dict[str, object] = {
+            "transaction_id": f"T{spec.seed:02d}{n:09d}",
+            "event_time": _iso(_ts(rng, spec)),
+            "customer_id": rng.choice(customers),
+            "product_id": rng.choice(products),
+            "store_id": f"S{rng.randrange(40):03d}",
+            "region": rng.choice(REGIONS),
+            "quantity": rng.randint(1, 5),
+            "unit_price": round(rng.uniform(1, 500), 2),
+            "currency": CURRENCY,
+            "payment_method": rng.choice(PAYMENTS),
+            "channel": rng.choice(CHANNELS),
+        }
+        defect = rng.choice(SALES_DEFECTS) if rng.random() < spec.bad_rate else None
+        line = _defective(record, defect) if defect else json.dumps(record, separators=(",", ":")).encode()
+        last = line if defect is None else None
+        yield line, defect
+
+
+def _defective(record: dict[str, object], defect: str) -> bytes:
+    bad = dict(record)
+    if defect == "negative_quantity":
+        bad["quantity"] = -abs(int(str(bad["quantity"])))
+    elif defect == "unknown_currency":
+        bad["currency"] = "XYZ"
+    elif defect == "naive_timestamp":
+        bad["event_time"] = str(bad["event_time"]).removesuffix("Z")
+    elif defect == "missing_field":
+        del bad["unit_price"]
+    elif defect == "extra_field":
+        bad["coupon"] = "SAVE10"
+    elif defect == "quantity_as_string":
+        bad["quantity"] = str(bad["quantity"])
+    elif defect == "price_scale":
+        bad["unit_price"] = 12.345
+    elif defect == "malformed_json":
+        return json.dumps(bad, separators=(",", ":")).encode()[:-7]
+    elif defect == "not_utf8":
+        return json.dumps(bad, separators=(",", ":")).encode().replace(b'"store_id":"S', b'"store_id":"S\xff', 1)
+    return json.dumps(bad, separators=(",", ":")).encode()
+
+
+def write_sales(path: Path, spec: SampleSpec, *, compress: bool = False) -> Generated:
+    """Write the sales sample as JSON lines (gzip when `compress`)."""
+    result = Generated(path, "sales", 0, 0)
+    opener = gzip.open if compress else open
+    with opener(path, "wb") as out:
+        buffer: list[bytes] = []
+        for line, defect in sales_lines(spec):
+            buffer.append(line)
+            result.records += 1
+            if defect:
+                result.bad += 1
+                result.defects[defect] = result.defects.get(defect, 0) + 1
+            if len(buffer) >= 10_000:
+                out.write(b"\n".join(buffer) + b"\n")
+                buffer.clear()
+        if buffer:
+            out.write(b"\n".join(buffer) + b"\n")
+    return result
+
+
+def write_products(path: Path, spec: SampleSpec) -> Generated:
+    """Write the product reference data as CSV (one row with an unknown category is bad)."""
+    rng = random.Random(spec.seed + 1)
+    rows = []
+    for pid in product_ids(spec):
+        rows.append(
+            {
+                "product_id": pid,
+                "name": f"Product {pid[1:]}",
+                "category": rng.choice(CATEGORIES),
+                "list_price": f"{rng.uniform(1, 500):.2f}",
+                "currency": CURRENCY,
+                "active": rng.choice(("true", "true", "false")),
+                "updated_at": _iso(spec.end - dt.timedelta(days=spec.days + 1)),
+            }
+        )
+    rows.append({**rows[0], "product_id": "PBAD", "category": "weapons"})
+    _write_csv(path, rows)
+    return Generated(path, "products", len(rows), 1, {"unknown_category": 1})
+
+
+def write_customers(path: Path, spec: SampleSpec) -> Generated:
+    """Write the customer reference data as CSV (one row with a naive timestamp is bad)."""
+    rng = random.Random(spec.seed + 2)
+    rows = []
+    for cid in customer_ids(spec):
+        signup = spec.end - dt.timedelta(days=rng.randrange(30, 900))
+        rows.append(
+            {
+                "customer_id": cid,
+                "name": f"Customer {cid[1:]}",
+                "segment": rng.choice(SEGMENTS),
+                "region": rng.choice(REGIONS),
+                "country": rng.choice(("US", "GB", "DE", "FR", "ES")),
+                "signup_date": _iso(signup),
+                "updated_at": _iso(spec.end - dt.timedelta(days=spec.days + 1)),
+            }
+        )
+    rows.append({**rows[0], "customer_id": "CBAD", "updated_at": "2026-01-01T00:00:00"})
+    _write_csv(path, rows)
+    return Generated(path, "customers", len(rows), 1, {"naive_timestamp": 1})
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def click_events(spec: SampleSpec, count: int, *, start: int = 0) -> Iterator[tuple[dict[str, object], str | None]]:
+    """Yield `(event, defect)` clickstream events; a defective event has an unknown event type."""
+    rng = random.Random(spec.seed * 7 + start)
+    products = product_ids(spec)
+    customers = customer_ids(spec)
+    for n in range(start, start + count):
+        kind = rng.choice(EVENT_TYPES)
+        event: dict[str, object] = {
+            "event_id": f"E{spec.seed:02d}{n:09d}",
+            "event_time": _iso(_ts(rng, spec)),
+            "session_id": f"SES{rng.randrange(count // 5 + 1):07d}",
+            "customer_id": rng.choice(customers) if rng.random() < 0.6 else None,
+            "event_type": kind,
+            "page": f"/p/{rng.choice(products)}" if kind != "search" else "/search",
+            "product_id": rng.choice(products) if kind in {"product_view", "add_to_cart"} else None,
+            "device": rng.choice(DEVICES),
+        }
+        defect = None
+        if rng.random() < spec.bad_rate:
+            event["event_type"] = "teleport"
+            defect = "unknown_event_type"
+        yield event, defect
+
+
+def write_clickstream(path: Path, spec: SampleSpec) -> Generated:
+    """Write the clickstream sample as a JSON array (the format some exporters produce)."""
+    result = Generated(path, "clickstream", 0, 0)
+    events = []
+    for event, defect in click_events(spec, spec.clicks):
+        events.append(event)
+        result.records += 1
+        if defect:
+            result.bad += 1
+            result.defects[defect] = result.defects.get(defect, 0) + 1
+    path.write_text(json.dumps(events), encoding="utf-8")
+    return result
+
+
+def generate(folder: Path, spec: SampleSpec) -> list[Generated]:
+    """Write one file per dataset into `folder`, reference data first; return what each file holds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        write_products(folder / "products.csv", spec),
+        write_customers(folder / "customers.csv", spec),
+        write_sales(folder / "sales.jsonl.gz", spec, compress=True),
+        write_clickstream(folder / "clickstream.json", spec),
+    ]
+
+
+def to_bytes(lines: Iterator[bytes]) -> bytes:
+    """Join generated lines into one JSON-lines payload."""
+    buffer = io.BytesIO()
+    for line in lines:
+        buffer.write(line + b"\n")
+    return buffer.getvalue()
