@@ -39,14 +39,13 @@ from types import NoneType, UnionType
 from typing import Annotated, Any, Literal, Protocol, Union, get_args, get_origin
 
 import boto3
+from datalake.contracts import REGISTRY, Dataset, get_dataset
+from datalake.exceptions import TerminalError
 from pydantic import AwareDatetime, NaiveDatetime
 from pydantic.fields import FieldInfo
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-
-from datalake.contracts import REGISTRY, Dataset, get_dataset
-from datalake.exceptions import TerminalError
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ LINEAGE: tuple[T.StructField, ...] = (
     T.StructField("_ingested_at", T.TimestampType()),
 )
 REVENUE_TYPE = T.DecimalType(18, 2)
-"""quantity (≤ 10^4) × unit_price (< 10^10) always fits, with the price's two decimals kept exactly."""
+"""quantity (at most 10^4) times unit_price (below 10^10) always fits, with the price's two decimals kept exactly."""
 
 OPTION_NAMES = (
     "datasets",
@@ -297,7 +296,7 @@ def processed_columns(dataset: Dataset) -> list[str]:
 def transform_processed(
     new: DataFrame, existing: DataFrame, dataset: Dataset, references: Mapping[str, DataFrame]
 ) -> DataFrame:
-    """The processed rows of the touched dates: new ∪ existing, deduplicated, derived, enriched, in order."""
+    """The processed rows of the touched dates: new and existing together, deduplicated, derived, enriched, in order."""
     merged = transform_deduplicate(new.unionByName(existing), dataset)
     enriched = transform_enrich(transform_derive(merged, dataset), dataset, references)
     return enriched.select(*processed_columns(dataset))
@@ -344,7 +343,7 @@ class HadoopStore:
         if jvm is None:
             raise RuntimeError("the SparkSession has no JVM")
         self._jvm = jvm
-        self._conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+        self._conf = spark.sparkContext._jsc.hadoopConfiguration()
 
     def _resolve(self, uri: str) -> tuple[Any, Any]:
         path = self._jvm.org.apache.hadoop.fs.Path(uri)
@@ -667,7 +666,7 @@ def _configure(spark: SparkSession) -> None:
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     spark.conf.set("spark.sql.parquet.compression.codec", "snappy")
-    hadoop = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
     hadoop.set("mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
 
 
@@ -702,6 +701,10 @@ def _references(spark: SparkSession, store: FileStore, options: JobOptions, data
     return references
 
 
+def _count_by_day(df: DataFrame) -> dict[date, int]:
+    return {row[0]: int(row[1]) for row in df.groupBy(PARTITION_COLUMN).count().collect()}
+
+
 def process_dataset(spark: SparkSession, store: FileStore, options: JobOptions, plan: DatasetPlan) -> dict[str, Any]:
     """Read, type, deduplicate, enrich and write one dataset's new data; returns its part of the summary."""
     dataset = get_dataset(plan.dataset)
@@ -726,18 +729,18 @@ def process_dataset(spark: SparkSession, store: FileStore, options: JobOptions, 
         return summary
     raw = spark.read.schema(raw_schema(dataset)).option("mode", "FAILFAST")
     new = transform_cast(raw.json([_escape_glob(f.uri) for f in plan.raw_files]), dataset).persist()
-    existing = read_processed(spark, dataset, plan.existing_partitions)
-    out = None
+    out: DataFrame | None = None
     try:
-        rows_in, rows_existing = new.count(), existing.count()
-        new_dates = {row[0] for row in new.select(F.to_date(dataset.event_time)).distinct().collect()}
-        if strays := new_dates - set(plan.dates):
+        new_days = _count_by_day(new.withColumn(PARTITION_COLUMN, F.to_date(dataset.event_time)))
+        if strays := set(new_days) - set(plan.dates):
             raise TerminalError(
                 f"{dataset.name}: records dated {sorted(map(str, strays))} are outside their raw partitions"
             )
+        existing = read_processed(spark, dataset, plan.existing_partitions)
+        rows_existing = existing.count()
         references = _references(spark, store, options, dataset)
         out = transform_processed(new, existing, dataset, references).persist()
-        rows_out = out.count()
+        out_days = _count_by_day(out)
         (
             out.repartition(PARTITION_COLUMN)
             .sortWithinPartitions(*dataset.key)
@@ -746,22 +749,21 @@ def process_dataset(spark: SparkSession, store: FileStore, options: JobOptions, 
             .option("compression", "snappy")
             .parquet(f"{options.processed_path}{dataset.name}/")
         )
-        days = sorted(row[0] for row in out.select(PARTITION_COLUMN).distinct().collect())
         if options.update_catalog:
-            glue = boto3.client("glue")
             summary["catalog_partitions_added"] = update_catalog(
-                glue, options.database, table, out.schema, location, days
+                boto3.client("glue"), options.database, table, out.schema, location, sorted(out_days)
             )
     finally:
         new.unpersist()
         if out is not None:
             out.unpersist()
+    rows_in, rows_out = sum(new_days.values()), sum(out_days.values())
     summary.update(
         rows_in=rows_in,
         rows_existing=rows_existing,
         duplicates_dropped=rows_in + rows_existing - rows_out,
         rows_out=rows_out,
-        partitions=[d.isoformat() for d in days],
+        partitions=[d.isoformat() for d in sorted(out_days)],
     )
     high_water = plan.high_water
     summary["watermark"]["current"] = high_water.isoformat() if high_water else None

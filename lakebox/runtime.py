@@ -92,7 +92,30 @@ class Lakebox:
 
 
 def _environment(endpoint: str) -> dict[str, str]:
-    return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}
+    return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "MOTO_PORT": endpoint.rsplit(":", 1)[1]}
+
+
+class LocalSession(boto3.Session):
+    """A boto3 session whose clients and resources always reach the local endpoint, whatever the environment."""
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+            region_name=REGION,
+        )
+        self.endpoint = endpoint
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:
+        """A client of the local endpoint."""
+        kwargs.setdefault("endpoint_url", self.endpoint)
+        return super().client(*args, **kwargs)
+
+    def resource(self, *args: Any, **kwargs: Any) -> Any:
+        """A resource of the local endpoint."""
+        kwargs.setdefault("endpoint_url", self.endpoint)
+        return super().resource(*args, **kwargs)
 
 
 @contextlib.contextmanager
@@ -127,9 +150,7 @@ def lakebox(
             server.start()
             endpoint = f"http://127.0.0.1:{chosen}"
         os.environ.update(_environment(endpoint))
-        os.environ["MOTO_PORT"] = endpoint.rsplit(":", 1)[1]
-        session = boto3.Session(region_name=REGION)
-        stack = Stack(root, session, parameters=parameters)
+        stack = Stack(root, LocalSession(endpoint), parameters=parameters, environment=_environment(endpoint))
         if server is not None:
             stack.deploy(progress)
         box = Lakebox(root, endpoint, stack, EventBus(stack), owns_server=server is not None)

@@ -108,6 +108,8 @@ class Stack:
         Template parameter overrides; the template's defaults fill the rest.
     log_dir
         Where each function's stdout (its CloudWatch log, locally) is appended.
+    environment
+        Variables every invocation gets on top of its template environment (the endpoint and credentials).
     """
 
     def __init__(
@@ -118,8 +120,10 @@ class Stack:
         stack_name: str = "lakebox",
         parameters: Mapping[str, str] | None = None,
         log_dir: Path | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         self.root = root
+        self.environment = dict(environment or {})
         self.session = session
         self.stack_name = stack_name
         self.template = load_template(root / "template.yaml")
@@ -430,6 +434,7 @@ class Stack:
             "POWERTOOLS_SERVICE_NAME": spec.environment.get("POWERTOOLS_SERVICE_NAME", spec.logical_id),
         }
         saved = dict(os.environ)
+        os.environ.update(self.environment)
         os.environ.update(spec.environment)
         os.environ.update(runtime)
         try:
@@ -612,7 +617,8 @@ def _create_bucket(stack: Stack, lid: str) -> None:
             }
             for rule in encryption["ServerSideEncryptionConfiguration"]
         ]
-        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
+        configuration: Any = {"Rules": rules}
+        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=configuration)
 
 
 def _create_table(stack: Stack, lid: str) -> None:

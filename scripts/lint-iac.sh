@@ -121,7 +121,7 @@ step_asl_validator() {
     local args=()
     local f
     for f in "${files[@]}"; do
-        args+=(--json-definition-file "${f}")
+        args+=(--json-path "${f}")
     done
     npx --yes "asl-validator@${ASL_VALIDATOR_VERSION}" "${args[@]}"
 }

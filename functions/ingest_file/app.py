@@ -26,12 +26,12 @@ metrics = Metrics()
 settings = Settings()
 clients = AwsClients.from_session()
 idempotency = IdempotencyConfig(
-    event_key_jmespath='[bucket, key, version_id || etag]', expires_after_seconds=settings.idempotency_ttl_seconds
+    event_key_jmespath="[bucket, key, version_id || etag]", expires_after_seconds=settings.idempotency_ttl_seconds
 )
 persistence = DynamoDBPersistenceLayer(table_name=settings.require("idempotency_table"), boto3_session=clients.session)
 
 
-@idempotent_function(
+@idempotent_function(  # type: ignore[untyped-decorator]
     data_keyword_argument="ref",
     config=idempotency,
     persistence_store=persistence,
@@ -57,4 +57,5 @@ def lambda_handler(event: S3EventNotificationEventBridgeModel, context: LambdaCo
     metrics.add_metric(name="RecordsLanded", unit=MetricUnit.Count, value=manifest.records_landed)
     metrics.add_metric(name="RecordsQuarantined", unit=MetricUnit.Count, value=manifest.records_quarantined)
     logger.info("ingested", extra={"manifest": manifest.model_dump(mode="json", exclude={"output_keys"})})
-    return manifest.model_dump(mode="json")
+    document: dict[str, Any] = manifest.model_dump(mode="json")
+    return document

@@ -59,7 +59,7 @@ class Execution:
             stops a state machine that loops forever.
         """
         with self._lock:
-            if len(self.history) >= MAX_HISTORY_EVENTS:
+            if len(self.history) >= MAX_HISTORY_EVENTS and not event_type.startswith("Execution"):
                 raise StatesError(RUNTIME, f"the execution history reached {MAX_HISTORY_EVENTS} events")
             self.history.append(HistoryEvent(len(self.history) + 1, event_type, timestamp, state, details))
 

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import re
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -204,15 +205,27 @@ def glue_start_job_run_sync(run_glue_job: RunGlueJob) -> Handler:
     -------
     Handler
         A task handler; a run that does not end ``SUCCEEDED`` fails the task with ``States.TaskFailed`` and
-        the run's ``ErrorMessage`` as the cause.
+        the run's ``ErrorMessage`` as the cause. ``Id``, ``StartedOn``, ``CompletedOn`` and ``ExecutionTime``
+        (seconds) are filled in from the local run when the job runner leaves them out.
     """
 
     def handler(parameters: Any, task: TaskContext) -> Any:
         job_name = str(parameters["JobName"])
         arguments = {str(key): str(value) for key, value in (parameters.get("Arguments") or {}).items()}
+        started = dt.datetime.now(dt.UTC)
         with client_errors("Glue"):
             job_run = json_safe(run_glue_job(job_name, arguments))
-        job_run = {"Id": f"jr_{uuid.uuid4().hex}", "JobName": job_name, "Arguments": arguments, **job_run}
+        completed = dt.datetime.now(dt.UTC)
+        defaults = {
+            "Id": f"jr_{uuid.uuid4().hex}",
+            "Attempt": 0,
+            "JobName": job_name,
+            "Arguments": arguments,
+            "StartedOn": json_safe(started),
+            "CompletedOn": json_safe(completed),
+            "ExecutionTime": round((completed - started).total_seconds()),
+        }
+        job_run = {**defaults, **job_run}
         state = job_run.get("JobRunState")
         if state != "SUCCEEDED":
             cause = job_run.get("ErrorMessage") or f"Glue job run {job_run['Id']} of {job_name} ended in state {state}"
@@ -228,9 +241,10 @@ def emr_serverless_start_job_run_sync(run_emr_job: RunEmrJob) -> Handler:
     Parameters
     ----------
     run_emr_job
-        ``run_emr_job(application_id, execution_role_arn, job_driver) -> job run`` where ``job_driver`` is the
-        task's ``JobDriver`` (``{"SparkSubmit": {"EntryPoint", "EntryPointArguments", "SparkSubmitParameters"}}``)
-        and the job run carries a ``state`` (``SUCCESS`` or ``FAILED``), bare or under ``jobRun``.
+        ``run_emr_job(application_id, execution_role_arn, job_driver) -> job run``. The task's ``JobDriver``
+        (``{"SparkSubmit": {"EntryPoint", "EntryPointArguments", "SparkSubmitParameters"}}``, as Step Functions
+        writes it) reaches it in the EMR Serverless API's casing (``{"sparkSubmit": {"entryPoint", ...}}``);
+        the job run carries a ``state`` (``SUCCESS`` or ``FAILED``), bare or under ``jobRun``.
 
     Returns
     -------
@@ -241,10 +255,9 @@ def emr_serverless_start_job_run_sync(run_emr_job: RunEmrJob) -> Handler:
 
     def handler(parameters: Any, task: TaskContext) -> Any:
         application_id = str(parameters["ApplicationId"])
+        job_driver = _camel_keys(parameters["JobDriver"])
         with client_errors("EmrServerless"):
-            returned = json_safe(
-                run_emr_job(application_id, str(parameters["ExecutionRoleArn"]), dict(parameters["JobDriver"]))
-            )
+            returned = json_safe(run_emr_job(application_id, str(parameters["ExecutionRoleArn"]), job_driver))
         job_run = returned.get("jobRun", returned.get("JobRun", returned))
         output = {key[:1].upper() + key[1:]: value for key, value in job_run.items()}
         output.setdefault("ApplicationId", application_id)
@@ -256,6 +269,15 @@ def emr_serverless_start_job_run_sync(run_emr_job: RunEmrJob) -> Handler:
         return output
 
     return handler
+
+
+def _camel_keys(value: Any) -> Any:
+    """Rename keys from the task's casing (``SparkSubmit``, ``EntryPoint``) to the API's (``sparkSubmit``)."""
+    if isinstance(value, dict):
+        return {str(key)[:1].lower() + str(key)[1:]: _camel_keys(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_camel_keys(item) for item in value]
+    return value
 
 
 # --- Athena ----------------------------------------------------------------------------------------------
@@ -274,13 +296,19 @@ def athena_start_query_execution_sync(athena: AthenaLike) -> Handler:
     -------
     Handler
         A task handler; a query that ends ``FAILED`` or ``CANCELLED`` fails with ``States.TaskFailed`` and the
-        ``StateChangeReason`` as the cause.
+        ``StateChangeReason`` as the cause. The statistics' execution times are measured locally when the
+        engine leaves them out (``DataScannedInBytes`` must come from the engine).
     """
 
     def handler(parameters: Any, task: TaskContext) -> Any:
+        started = time.perf_counter()
         with client_errors("Athena"):
             response = json_safe(athena.start_query_execution(**parameters))
-        execution = response.get("QueryExecution", {})
+        elapsed_ms = round((time.perf_counter() - started) * 1000)
+        execution = response.setdefault("QueryExecution", {})
+        statistics = execution.setdefault("Statistics", {})
+        statistics.setdefault("EngineExecutionTimeInMillis", elapsed_ms)
+        statistics.setdefault("TotalExecutionTimeInMillis", elapsed_ms)
         status = execution.get("Status", {})
         if status.get("State") != "SUCCEEDED":
             reason = (

@@ -46,4 +46,3 @@ class Settings(BaseSettings):
         if not value:
             raise ConfigurationError(f"DL_{name.upper()} is not set")
         return str(value)
-

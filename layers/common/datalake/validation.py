@@ -167,6 +167,15 @@ def _errors(exc: ValidationError) -> list[RecordError]:
     ]
 
 
+def _utf8_error(document: bytes) -> tuple[RecordError, ...]:
+    """Name the real problem when a document's bytes are not UTF-8 (parsers report it as bad JSON)."""
+    try:
+        document.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return (RecordError("$", f"not valid UTF-8 at byte {exc.start}", "utf8_invalid"),)
+    return ()
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """The judgement on one record: accepted with its event time, or rejected with its errors."""
@@ -222,9 +231,9 @@ class RecordValidator:
         try:
             model = self._contract.model_validate_json(line)
         except ValidationError as exc:
-            return Verdict(None, tuple(_errors(exc)))
-        except UnicodeDecodeError as exc:
-            return Verdict(None, (RecordError("$", f"not valid UTF-8 at byte {exc.start}", "utf8_invalid"),))
+            return Verdict(None, _utf8_error(line) or tuple(_errors(exc)))
+        except UnicodeDecodeError:
+            return Verdict(None, _utf8_error(line))
         return Verdict(getattr(model, self._time_field))
 
     def check_text_row(self, row: dict[str, Any]) -> Verdict:

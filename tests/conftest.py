@@ -1,0 +1,76 @@
+"""Shared fixtures: fake AWS credentials, environment restore, Lambda context, sample events, local stacks."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "events"
+
+
+@pytest.fixture(autouse=True)
+def _aws_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fake credentials and a region for every test; the environment is restored afterwards."""
+    saved = dict(os.environ)
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "DataLake")
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@dataclass
+class FakeLambdaContext:
+    """The attributes of a Lambda context that handlers and Powertools read."""
+
+    function_name: str = "test-function"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
+    aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
+    function_version: str = "$LATEST"
+    log_group_name: str = "/aws/lambda/test-function"
+    log_stream_name: str = "2026/11/23/[$LATEST]abc"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    """A Lambda context for calling handlers directly."""
+    return FakeLambdaContext()
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """Read a sample event from events/ (the same files `sam local invoke -e` and `lakebox invoke` use)."""
+    path = EVENTS / name
+    if not path.suffix:
+        path = path.with_suffix(".json")
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+@pytest.fixture(scope="module")
+def local_stack() -> Iterator[Any]:
+    """The template's stack on a moto server of its own (one per test module)."""
+    from lakebox.runtime import lakebox
+
+    saved = dict(os.environ)
+    with lakebox(ROOT, reuse=False) as box:
+        yield box
+    os.environ.clear()
+    os.environ.update(saved)

@@ -1,0 +1,74 @@
+"""Data contracts: strict types, aware timestamps, bounded money, known currencies, no unknown fields."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from datalake.contracts import REGISTRY, get_dataset
+from datalake.contracts.base import Dataset
+from datalake.contracts.sales import Sale
+from datalake.exceptions import UnknownDatasetError
+
+VALID_SALE: dict[str, Any] = {
+    "transaction_id": "T1",
+    "event_time": "2026-11-01T10:00:00+02:00",
+    "customer_id": "C1",
+    "product_id": "P1",
+    "store_id": "S1",
+    "region": "north",
+    "quantity": 2,
+    "unit_price": "19.99",
+    "currency": "USD",
+    "payment_method": "card",
+    "channel": "store",
+}
+
+
+def test_valid_sale_keeps_its_zone_and_exact_money() -> None:
+    sale = Sale.model_validate_json(json.dumps(VALID_SALE))
+    assert sale.unit_price == Decimal("19.99")
+    assert sale.event_time.utcoffset() == dt.timedelta(hours=2)
+
+
+@pytest.mark.parametrize(
+    ("change", "error_type"),
+    [
+        ({"quantity": 0}, "greater_than"),
+        ({"quantity": "2"}, "int_type"),
+        ({"unit_price": "1.234"}, "decimal_max_places"),
+        ({"unit_price": "-1"}, "greater_than"),
+        ({"currency": "XYZ"}, "literal_error"),
+        ({"event_time": "2026-11-01T10:00:00"}, "timezone_aware"),
+        ({"coupon": "X"}, "extra_forbidden"),
+        ({"transaction_id": ""}, "string_too_short"),
+    ],
+)
+def test_sale_contract_rejects_bad_values(change: dict[str, Any], error_type: str) -> None:
+    # GIVEN a sale with one bad value WHEN it is validated from JSON THEN the error names the rule it broke
+    with pytest.raises(ValidationError) as caught:
+        Sale.model_validate_json(json.dumps(VALID_SALE | change))
+    assert error_type in {e["type"] for e in caught.value.errors()}
+
+
+def test_every_dataset_declares_key_event_time_and_version() -> None:
+    for name, dataset in REGISTRY.items():
+        assert dataset.name == name
+        assert set(dataset.key) <= set(dataset.contract.model_fields)
+        assert dataset.event_time in dataset.contract.model_fields
+        assert dataset.version.count(".") == 2
+
+
+def test_a_dataset_must_name_fields_its_contract_has() -> None:
+    with pytest.raises(ValueError, match="not in Sale"):
+        Dataset(name="bad", contract=Sale, key=("nope",), event_time="event_time")
+
+
+def test_unknown_dataset_is_a_clear_error() -> None:
+    with pytest.raises(UnknownDatasetError, match="unknown dataset 'orders'"):
+        get_dataset("orders")

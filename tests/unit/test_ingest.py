@@ -1,0 +1,250 @@
+"""File ingestion: every record landed or quarantined with its reason, counts reconciled, replays harmless."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import importlib.util
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from datalake.aws import AwsClients
+from datalake.ingest import IngestStatus, Manifest, ObjectRef, ingest_object
+from datalake.settings import Settings
+from tests.conftest import ROOT, load_event
+
+NOW = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.UTC)
+SALE: dict[str, Any] = {
+    "transaction_id": "T1",
+    "event_time": "2026-11-01T10:00:00+02:00",
+    "customer_id": "C1",
+    "product_id": "P1",
+    "store_id": "S1",
+    "region": "north",
+    "quantity": 2,
+    "unit_price": 19.99,
+    "currency": "USD",
+    "payment_method": "card",
+    "channel": "store",
+}
+
+
+@dataclass
+class Lake:
+    settings: Settings
+    clients: AwsClients
+
+    def put(self, key: str, body: bytes) -> ObjectRef:
+        response = self.clients.s3.put_object(Bucket="landing", Key=key, Body=body)
+        return ObjectRef("landing", key, response.get("VersionId"), response["ETag"].strip('"'), len(body))
+
+    def ingest(self, key: str, body: bytes) -> Manifest:
+        return ingest_object(self.put(key, body), settings=self.settings, clients=self.clients, now=NOW)
+
+    def raw_records(self, prefix: str = "sales/") -> list[dict[str, Any]]:
+        records = []
+        for key in self.keys(prefix):
+            body = self.clients.s3.get_object(Bucket="raw", Key=key)["Body"].read()
+            records.extend(json.loads(line) for line in gzip.decompress(body).splitlines())
+        return records
+
+    def keys(self, prefix: str) -> list[str]:
+        listing = self.clients.s3.list_objects_v2(Bucket="raw", Prefix=prefix)
+        return sorted(o["Key"] for o in listing.get("Contents", []))
+
+    def manifest(self, object_id: str) -> dict[str, Any]:
+        item: dict[str, Any] = self.clients.dynamodb.Table("manifests").get_item(Key={"object_id": object_id})["Item"]
+        return item
+
+
+def _create_lake() -> Lake:
+    session = boto3.Session(region_name="us-east-1")
+    s3 = session.client("s3")
+    for bucket in ("landing", "raw"):
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    dynamodb = session.client("dynamodb")
+    for table, key in (("manifests", "object_id"), ("idempotency", "id")):
+        dynamodb.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    settings = Settings(
+        raw_bucket="raw",
+        manifests_table="manifests",
+        idempotency_table="idempotency",
+        max_line_bytes=4096,
+        ratio_check_after_bytes=1_000_000,
+    )
+    return Lake(settings, AwsClients.from_session(session))
+
+
+@pytest.fixture
+def lake() -> Iterator[Lake]:
+    with mock_aws():
+        yield _create_lake()
+
+
+def _jsonl(*records: dict[str, Any]) -> bytes:
+    return b"".join(json.dumps(r).encode() + b"\n" for r in records)
+
+
+def test_valid_records_land_as_received_with_lineage(lake: Lake) -> None:
+    # GIVEN two valid sales on different event days
+    body = _jsonl(SALE, SALE | {"transaction_id": "T2", "event_time": "2026-11-01T23:30:00-05:00"})
+    # WHEN the object is ingested
+    manifest = lake.ingest("sales/batch 1.jsonl", body)
+    # THEN each lands in its event-date partition, values untouched, lineage appended
+    assert (manifest.status, manifest.records_read, manifest.records_landed) == (IngestStatus.LANDED, 2, 2)
+    assert [k.rsplit("/", 1)[0] for k in manifest.output_keys] == [
+        "sales/year=2026/month=11/day=01",
+        "sales/year=2026/month=11/day=02",
+    ]
+    records = sorted(lake.raw_records(), key=lambda r: r["_line"])
+    assert records[0]["unit_price"] == 19.99 and records[0]["event_time"] == "2026-11-01T10:00:00+02:00"
+    assert records[1]["_line"] == 2 and records[1]["_source_key"] == "sales/batch 1.jsonl"
+    assert records[0]["_source_version"] == manifest.version
+    assert records[0]["_ingested_at"] == "2026-11-02T12:00:00.000000Z"
+
+
+def test_invalid_records_are_quarantined_with_reasons_and_counts_reconcile(lake: Lake) -> None:
+    body = _jsonl(SALE, SALE | {"quantity": 0}, SALE | {"currency": "XYZ"}) + b"{not json\n\n   \n"
+    manifest = lake.ingest("sales/mixed.jsonl", body)
+    assert (manifest.records_read, manifest.records_landed, manifest.records_quarantined) == (4, 1, 3)
+    assert manifest.status is IngestStatus.PARTIAL
+    quarantined = lake.raw_records("_quarantine/sales/")
+    assert [q["_line"] for q in quarantined] == [2, 3, 4]
+    assert quarantined[0]["_errors"][0]["loc"] == "quantity"
+    assert quarantined[2]["_raw"] == "{not json"
+    stored = lake.manifest(manifest.object_id)
+    assert stored["records_read"] == stored["records_landed"] + stored["records_quarantined"]
+
+
+def test_gzip_csv_and_json_array_inputs_are_read(lake: Lake) -> None:
+    gz = lake.ingest("sales/a.jsonl.gz", gzip.compress(_jsonl(SALE)))
+    array = lake.ingest("sales/b.json", json.dumps([SALE, SALE | {"quantity": -3}]).encode())
+    header = ",".join(SALE)
+    row = ",".join(str(v) for v in SALE.values())
+    csv_manifest = lake.ingest("sales/c.csv", f"\ufeff{header}\r\n{row}\r\n{row},extra\r\n".encode())
+    assert (gz.format, gz.records_landed) == ("jsonl", 1)
+    assert (array.format, array.records_landed, array.records_quarantined) == ("json", 1, 1)
+    assert (csv_manifest.format, csv_manifest.records_landed, csv_manifest.records_quarantined) == ("csv", 1, 1)
+
+
+def test_non_utf8_line_is_quarantined_with_its_reason(lake: Lake) -> None:
+    manifest = lake.ingest("sales/latin1.jsonl", _jsonl(SALE) + b'{"transaction_id":"caf\xe9"}\n')
+    assert (manifest.records_landed, manifest.records_quarantined) == (1, 1)
+    assert lake.raw_records("_quarantine/sales/")[0]["_errors"][0]["type"] == "utf8_invalid"
+
+
+def test_line_over_the_cap_is_quarantined_without_losing_the_rest(lake: Lake) -> None:
+    huge = json.dumps(SALE | {"store_id": "S" * 10_000}).encode()
+    manifest = lake.ingest("sales/long.jsonl", _jsonl(SALE) + huge + b"\n" + _jsonl(SALE | {"transaction_id": "T9"}))
+    assert (manifest.records_read, manifest.records_landed, manifest.records_quarantined) == (3, 2, 1)
+    assert lake.raw_records("_quarantine/sales/")[0]["_errors"][0]["type"] == "line_too_long"
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "reason"),
+    [
+        ("orders/x.jsonl", b'{"a":1}\n', "unknown dataset"),
+        ("sales/t.jsonl.gz", gzip.compress(bytes(range(256)) * 400)[:-12], "truncated gzip"),
+        ("sales/bomb.jsonl.gz", gzip.compress(b" " * 50_000_000), "gzip bomb"),
+        ("sales/x.parquet", b"PAR1\x00\x00", "unsupported format"),
+    ],
+)
+def test_unreadable_objects_are_quarantined_whole(lake: Lake, key: str, body: bytes, reason: str) -> None:
+    manifest = lake.ingest(key, body)
+    assert manifest.status is IngestStatus.QUARANTINED
+    assert manifest.reason is not None and manifest.reason.startswith(reason)
+    assert manifest.records_read == manifest.records_landed + manifest.records_quarantined
+    assert lake.keys("sales/") == []
+    kept = lake.keys("_quarantine/_objects/")
+    assert any(k.endswith(key) for k in kept) and any(k.endswith(".reason.json") for k in kept)
+
+
+def test_zero_byte_objects_and_folders_are_skipped(lake: Lake) -> None:
+    assert lake.ingest("sales/", b"").status is IngestStatus.SKIPPED
+    assert lake.ingest("sales/empty.jsonl", b"").status is IngestStatus.SKIPPED
+    assert lake.ingest("sales/blank.jsonl", b"\n \n").status is IngestStatus.SKIPPED
+    assert lake.keys("") == []
+
+
+def test_reingesting_the_same_version_overwrites_instead_of_duplicating(lake: Lake) -> None:
+    ref = lake.put("sales/retry.jsonl", _jsonl(SALE, SALE | {"transaction_id": "T2"}))
+    first = ingest_object(ref, settings=lake.settings, clients=lake.clients, now=NOW)
+    second = ingest_object(ref, settings=lake.settings, clients=lake.clients, now=NOW)
+    assert first.output_keys == second.output_keys
+    assert len(lake.raw_records()) == 2
+
+
+def test_a_new_version_of_a_key_lands_beside_the_old_one(lake: Lake) -> None:
+    first = lake.ingest("sales/daily.jsonl", _jsonl(SALE))
+    second = lake.ingest("sales/daily.jsonl", _jsonl(SALE | {"transaction_id": "T2"}))
+    assert first.version != second.version and set(first.output_keys).isdisjoint(second.output_keys)
+
+
+def test_event_keys_are_decoded_once() -> None:
+    ref = ObjectRef.from_event_key("b", "sales/store+exports+%2B+web.jsonl", "v1", "e", 5.0)
+    assert ref.key == "sales/store exports + web.jsonl"
+
+
+# ---------------------------------------------------------------------------------------------------- handler
+def _load_handler() -> ModuleType:
+    path = ROOT / "functions" / "ingest_file" / "app.py"
+    spec = importlib.util.spec_from_file_location("ingest_file_app", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModuleType, Lake]]:
+    monkeypatch.setenv("DL_RAW_BUCKET", "raw")
+    monkeypatch.setenv("DL_MANIFESTS_TABLE", "manifests")
+    monkeypatch.setenv("DL_IDEMPOTENCY_TABLE", "idempotency")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "ingest_file")
+    with mock_aws():
+        lake = _create_lake()
+        yield _load_handler(), lake
+
+
+def _event_for(ref: ObjectRef) -> dict[str, Any]:
+    from urllib.parse import quote_plus
+
+    event = load_event("ingest_file/object_created")
+    event["detail"]["bucket"]["name"] = ref.bucket
+    event["detail"]["object"].update(key=quote_plus(ref.key, safe="/"), etag=ref.etag, size=ref.size)
+    event["detail"]["object"]["version-id"] = ref.version_id
+    return event
+
+
+def test_handler_ingests_the_object_an_event_names(handler: tuple[ModuleType, Lake], lambda_context: Any) -> None:
+    module, lake = handler
+    ref = lake.put("sales/store exports + web.jsonl", _jsonl(SALE))
+    result = module.lambda_handler(_event_for(ref), lambda_context)
+    assert result["key"] == "sales/store exports + web.jsonl" and result["records_landed"] == 1
+
+
+def test_same_event_delivered_three_times_lands_once(handler: tuple[ModuleType, Lake], lambda_context: Any) -> None:
+    # GIVEN an object and its event
+    module, lake = handler
+    ref = lake.put("sales/dup.jsonl", _jsonl(SALE, SALE | {"transaction_id": "T2"}))
+    event = _event_for(ref)
+    # WHEN the event is delivered three times
+    results = [module.lambda_handler(event, lambda_context) for _ in range(3)]
+    # THEN the raw zone holds each record once and every delivery reports the same manifest
+    assert len(lake.raw_records()) == 2
+    assert results[0] == results[1] == results[2]
+    versions = lake.clients.s3.list_object_versions(Bucket="raw", Prefix="sales/").get("Versions", [])
+    assert len(versions) == 1

@@ -1,0 +1,438 @@
+"""Named paths through statemachines/pipeline.asl.json on the local executor, with fake services at the task boundary."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lakebox.sfn import Execution, Fault, Integrations, ManualClock, TaskContext, TaskError, inject_faults, run_execution
+from lakebox.sfn.integrations import (
+    athena_start_query_execution_sync,
+    emr_serverless_start_job_run_sync,
+    glue_start_job_run_sync,
+    lambda_invoke,
+)
+
+ASL = Path(__file__).resolve().parents[2] / "statemachines" / "pipeline.asl.json"
+ACCOUNT = "123456789012"
+SUBSTITUTIONS = {
+    "RawCrawlerName": "raw-crawler",
+    "RawToProcessedJobName": "raw-to-processed",
+    "EmrApplicationId": "00app",
+    "EmrJobRoleArn": f"arn:aws:iam::{ACCOUNT}:role/emr-job",
+    "ArtifactsBucket": "artifacts",
+    "RawBucket": "raw",
+    "ProcessedBucket": "processed",
+    "GlueDatabase": "data_lake_db",
+    "CheckQualityFunctionArn": f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:check-quality",
+    "PlanCurationFunctionArn": f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:plan-curation",
+    "AnalyticsWorkGroup": "analytics",
+    "AlertsTopicArn": f"arn:aws:sns:us-east-1:{ACCOUNT}:alerts",
+    "RunsTableName": "runs",
+}
+SNS = "arn:aws:states:::sns:publish"
+EVENTS = "arn:aws:states:::events:putEvents"
+PUT_ITEM = "arn:aws:states:::dynamodb:putItem"
+START_CRAWLER = "arn:aws:states:::aws-sdk:glue:startCrawler"
+GET_CRAWLER = "arn:aws:states:::aws-sdk:glue:getCrawler"
+GLUE = "arn:aws:states:::glue:startJobRun.sync"
+ATHENA = "arn:aws:states:::athena:startQueryExecution.sync"
+CURATED = ("daily_sales_by_region", "customer_aggregates", "product_performance")
+
+
+class QualityGateFailed(Exception):  # noqa: N818 - the name the quality function raises, matched by the ASL
+    """Stands in for the quality function's error."""
+
+
+def pipeline_definition() -> dict[str, Any]:
+    """The pipeline ASL with the test's DefinitionSubstitutions applied."""
+    text = ASL.read_text(encoding="utf-8")
+    for key, value in SUBSTITUTIONS.items():
+        text = text.replace("${" + key + "}", value)
+    return json.loads(text)
+
+
+@dataclass
+class FakeServices:
+    """Local stand-ins for the services the pipeline calls, recording every call."""
+
+    crawler_states: list[str] = field(default_factory=lambda: ["RUNNING", "READY"])
+    crawler_running: bool = False
+    last_crawl: dict[str, Any] = field(default_factory=lambda: {"Status": "SUCCEEDED"})
+    glue_state: str = "SUCCEEDED"
+    quality_fails: bool = False
+    failing_table: str | None = None
+    calls: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
+
+    def integrations(self) -> Integrations:
+        registry = Integrations()
+        registry.register(START_CRAWLER, self.start_crawler)
+        registry.register(GET_CRAWLER, self.get_crawler)
+        registry.register(GLUE, glue_start_job_run_sync(self.run_glue_job))
+        registry.register("arn:aws:states:::emr-serverless:startJobRun.sync", emr_serverless_start_job_run_sync(self.run_emr_job))
+        registry.register("arn:aws:states:::lambda:invoke", lambda_invoke(self.invoke))
+        registry.register(ATHENA, athena_start_query_execution_sync(self))
+        for resource in (SNS, EVENTS, PUT_ITEM):
+            registry.register(resource, self.recorder(resource))
+        return registry
+
+    def recorder(self, resource: str) -> Any:
+        def record(parameters: Any, task: TaskContext) -> Any:
+            self.calls[resource].append(parameters)
+            return {"recorded": True}
+
+        return record
+
+    def start_crawler(self, parameters: Any, task: TaskContext) -> Any:
+        self.calls[START_CRAWLER].append(parameters)
+        if self.crawler_running:
+            raise TaskError("Glue.CrawlerRunningException", "Crawler with name raw-crawler has already started")
+        return {}
+
+    def get_crawler(self, parameters: Any, task: TaskContext) -> Any:
+        self.calls[GET_CRAWLER].append(parameters)
+        state = self.crawler_states.pop(0) if len(self.crawler_states) > 1 else self.crawler_states[0]
+        crawler: dict[str, Any] = {"Name": parameters["Name"], "State": state}
+        if state == "READY":
+            crawler["LastCrawl"] = self.last_crawl
+        return {"Crawler": crawler}
+
+    def run_glue_job(self, job_name: str, arguments: dict[str, str]) -> dict[str, Any]:
+        self.calls[GLUE].append((job_name, arguments))
+        if self.glue_state == "FAILED":
+            return {"Id": "jr_1", "JobRunState": "FAILED", "ErrorMessage": "AnalysisException: path does not exist"}
+        return {"Id": "jr_1", "JobRunState": "SUCCEEDED", "ExecutionTime": 42}
+
+    def run_emr_job(self, application_id: str, role: str, job_driver: dict[str, Any]) -> dict[str, Any]:
+        self.calls["emr"].append((application_id, role, job_driver))
+        return {"applicationId": application_id, "jobRunId": "00run", "state": "SUCCESS"}
+
+    def invoke(self, function: str, payload: Any) -> Any:
+        self.calls[function].append(payload)
+        if function.endswith("check-quality"):
+            if self.quality_fails:
+                raise QualityGateFailed("sales: 3 rows with a null transaction_id")
+            return {"passed": True, "datasets": {name: {"passed": True} for name in payload["datasets"]}}
+        return [{"name": name, "query": f"CREATE TABLE {name} AS SELECT 1"} for name in CURATED]
+
+    def start_query_execution(self, **parameters: Any) -> dict[str, Any]:
+        self.calls[ATHENA].append(parameters)
+        table = re.search(r"CREATE TABLE (\w+)", parameters["QueryString"]).group(1)  # type: ignore[union-attr]
+        state = "FAILED" if table == self.failing_table else "SUCCEEDED"
+        status: dict[str, Any] = {"State": state}
+        if state == "FAILED":
+            status["StateChangeReason"] = "TABLE_NOT_FOUND: processed.sales"
+        return {
+            "QueryExecution": {
+                "QueryExecutionId": f"q-{table}",
+                "Query": parameters["QueryString"],
+                "Status": status,
+                "Statistics": {"DataScannedInBytes": 1000 + len(table), "TotalExecutionTimeInMillis": 7},
+            }
+        }
+
+
+def run_pipeline(services: FakeServices, *faults: Fault, input: dict[str, Any] | None = None) -> tuple[Execution, ManualClock]:  # noqa: A002
+    clock = ManualClock()
+    integrations = inject_faults(services.integrations(), *faults) if faults else services.integrations()
+    execution = run_execution(
+        pipeline_definition(),
+        input if input is not None else {"datasets": ["sales"]},
+        integrations,
+        name="run-1",
+        state_machine_arn=f"arn:aws:states:us-east-1:{ACCOUNT}:stateMachine:pipeline",
+        clock=clock,
+        rng=random.Random(5),
+    )
+    return execution, clock
+
+
+def run_item(services: FakeServices) -> dict[str, str]:
+    (call,) = services.calls[PUT_ITEM]
+    assert call["TableName"] == "runs"
+    return {key: value["S"] for key, value in call["Item"].items()}
+
+
+def assert_failure_path(execution: Execution, services: FakeServices, state: str, error: str) -> dict[str, str]:
+    """The failure path ran: runs item FAILED with state and cause, alert and event published, execution failed."""
+    assert execution.status == "FAILED"
+    assert execution.error == error
+    item = run_item(services)
+    assert (item["status"], item["failed_state"], item["error"]) == ("FAILED", state, error)
+    assert item["cause"] == execution.cause
+    (alert,) = services.calls[SNS]
+    assert alert["Subject"] == "Data lake pipeline run failed"
+    assert json.loads(alert["Message"])["failed_state"] == state
+    (event,) = services.calls[EVENTS]
+    assert event["Entries"][0]["DetailType"] == "PipelineRunFailed"
+    assert event["Entries"][0]["Source"] == "datalake.pipeline"
+    assert execution.states_entered()[-5:] == [
+        "Describe Failure",
+        "Record Failure",
+        "Alert Failure",
+        "Emit Run Failed",
+        "Run Failed",
+    ]
+    return item
+
+
+def test_happy_path_catalogs_processes_checks_curates_and_notifies() -> None:
+    # GIVEN services that all work, and an input naming one dataset
+    services = FakeServices()
+
+    # WHEN the pipeline runs
+    execution, clock = run_pipeline(services)
+
+    # THEN it succeeds through every stage, in order
+    assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    assert execution.states_entered()[:9] == [
+        "Set Defaults",
+        "Normalize Input",
+        "Catalog Raw",
+        "Wait For Crawler",
+        "Get Crawler",
+        "Check Crawler State",
+        "Wait For Crawler",
+        "Get Crawler",
+        "Check Crawler State",
+    ]
+    assert clock.sleeps == [30.0, 30.0]
+
+    # AND the Spark job got the datasets as JSON and the run id, on the Glue engine
+    ((job_name, arguments),) = services.calls[GLUE]
+    assert job_name == "raw-to-processed"
+    assert arguments == {"--datasets": '["sales"]', "--run_id": "run-1"}
+
+    # AND the quality and planning functions got the datasets and the execution id for log correlation
+    execution_arn = f"arn:aws:states:us-east-1:{ACCOUNT}:execution:pipeline:run-1"
+    for function in ("CheckQualityFunctionArn", "PlanCurationFunctionArn"):
+        (payload,) = services.calls[SUBSTITUTIONS[function]]
+        assert payload == {"datasets": ["sales"], "run_id": "run-1", "execution_id": execution_arn}
+
+    # AND every planned query ran on the analytics workgroup against the lake's database
+    assert sorted(call["QueryString"].split()[2] for call in services.calls[ATHENA]) == sorted(CURATED)
+    assert {call["WorkGroup"] for call in services.calls[ATHENA]} == {"analytics"}
+    assert {call["QueryExecutionContext"]["Database"] for call in services.calls[ATHENA]} == {"data_lake_db"}
+
+    # AND the summary (output, SNS message, event detail, runs item) names datasets, quality, bytes and times
+    summary = execution.output
+    assert summary["status"] == "SUCCEEDED"
+    assert summary["datasets"] == ["sales"]
+    assert summary["engine"] == "glue"
+    assert summary["catalog"] == "crawler_started"
+    assert summary["spark"] == {"engine": "glue", "job_run_id": "jr_1", "state": "SUCCEEDED", "execution_seconds": 42}
+    assert summary["quality"]["passed"] is True
+    assert [table["table"] for table in summary["tables"]] == list(CURATED)
+    assert [table["bytes_scanned"] for table in summary["tables"]] == [1000 + len(name) for name in CURATED]
+    assert summary["started_at"] == "2026-01-01T00:00:00.000Z"
+    assert summary["finished_at"] == "2026-01-01T00:01:00.000Z"
+    (publish,) = services.calls[SNS]
+    assert publish["TopicArn"] == SUBSTITUTIONS["AlertsTopicArn"]
+    assert json.loads(publish["Message"]) == summary
+    (event,) = services.calls[EVENTS]
+    assert event["Entries"][0]["DetailType"] == "PipelineRunSucceeded"
+    assert event["Entries"][0]["Source"] == "datalake.pipeline"
+    assert event["Entries"][0]["Detail"] == summary
+    item = run_item(services)
+    assert item["status"] == "SUCCEEDED"
+    assert item["run_id"] == "run-1"
+    assert json.loads(item["summary"]) == summary
+
+
+def test_glue_fails_twice_then_succeeds_after_counted_retries() -> None:
+    # GIVEN a Glue job refused twice for too many concurrent runs
+    services = FakeServices()
+    fault = Fault(GLUE, "Glue.ConcurrentRunsExceededException", "Concurrent runs exceeded for raw-to-processed", times=2)
+
+    # WHEN the pipeline runs
+    execution, clock = run_pipeline(services, fault)
+
+    # THEN the task was retried twice (three calls) with jittered backoff, and the run succeeded
+    assert execution.status == "SUCCEEDED"
+    assert fault.triggered == 2
+    assert execution.attempts("Run Spark Job") == 3
+    assert execution.retries("Run Spark Job") == 2
+    delays = [event.details["delaySeconds"] for event in execution.events("TaskRetry", "Run Spark Job")]
+    assert 0 <= delays[0] <= 30
+    assert 0 <= delays[1] <= 60
+    assert clock.sleeps == [30.0, 30.0, *delays]
+    assert len(services.calls[GLUE]) == 1  # the two faults never reached the job
+    assert len(services.calls[ATHENA]) == 3
+
+
+def test_glue_fails_always_is_caught_alerted_recorded_and_nothing_is_curated() -> None:
+    # GIVEN a Spark job whose every run fails
+    services = FakeServices(glue_state="FAILED")
+
+    # WHEN the pipeline runs
+    execution, _ = run_pipeline(services)
+
+    # THEN the failure path ran with the job's error message, and no quality check or query followed
+    item = assert_failure_path(execution, services, "Run Spark Job", "States.TaskFailed")
+    assert item["cause"] == "AnalysisException: path does not exist"
+    assert execution.retries("Run Spark Job") == 0  # a failed job run is not retried
+    assert services.calls[SUBSTITUTIONS["CheckQualityFunctionArn"]] == []
+    assert services.calls[ATHENA] == []
+
+
+def test_glue_throttled_beyond_its_retries_takes_the_failure_path() -> None:
+    # GIVEN a Glue job refused every time for too many concurrent runs
+    services = FakeServices()
+    fault = Fault(GLUE, "Glue.ConcurrentRunsExceededException", "Concurrent runs exceeded")
+
+    # WHEN the pipeline runs
+    execution, _ = run_pipeline(services, fault)
+
+    # THEN three retries were made, then the Catch took the failure path
+    assert execution.attempts("Run Spark Job") == 4
+    assert_failure_path(execution, services, "Run Spark Job", "Glue.ConcurrentRunsExceededException")
+    assert services.calls[ATHENA] == []
+
+
+def test_quality_gate_fails_stops_the_run_before_anything_is_promoted() -> None:
+    # GIVEN a quality function that finds failing rules
+    services = FakeServices(quality_fails=True)
+
+    # WHEN the pipeline runs
+    execution, _ = run_pipeline(services)
+
+    # THEN QualityGateFailed was not retried, the failure was recorded, and no curation was planned or run
+    item = assert_failure_path(execution, services, "Check Quality", "QualityGateFailed")
+    assert json.loads(item["cause"])["errorMessage"] == "sales: 3 rows with a null transaction_id"
+    assert execution.attempts("Check Quality") == 1
+    assert services.calls[SUBSTITUTIONS["PlanCurationFunctionArn"]] == []
+    assert services.calls[ATHENA] == []
+
+
+def test_quality_function_transient_error_is_retried() -> None:
+    # GIVEN a quality function that hits a transient error once
+    services = FakeServices()
+    fault = Fault("arn:aws:states:::lambda:invoke", "TransientError", "throttled", times=1, state="Check Quality")
+
+    # WHEN the pipeline runs
+    execution, _ = run_pipeline(services, fault)
+
+    # THEN the invocation was retried and the run succeeded
+    assert execution.status == "SUCCEEDED"
+    assert execution.retries("Check Quality") == 1
+
+
+def test_athena_fails_takes_the_failure_path_after_the_other_queries() -> None:
+    # GIVEN a curated query that fails in Athena
+    services = FakeServices(failing_table="customer_aggregates")
+
+    # WHEN the pipeline runs (the queries run one at a time here)
+    execution, _ = run_pipeline(services)
+
+    # THEN the Map failed with the query's reason and the failure path recorded it
+    item = assert_failure_path(execution, services, "Build Curated Tables", "States.TaskFailed")
+    assert item["cause"] == "TABLE_NOT_FOUND: processed.sales"
+    assert execution.events("MapIterationFailed")[0].details["error"] == "States.TaskFailed"
+
+
+def test_emr_serverless_engine_runs_the_same_script_with_explicit_arguments() -> None:
+    # GIVEN an input choosing EMR Serverless
+    services = FakeServices()
+
+    # WHEN the pipeline runs
+    execution, _ = run_pipeline(services, input={"datasets": ["sales", "customers"], "engine": "emr-serverless"})
+
+    # THEN the EMR job got the script from the artifacts bucket and every argument, and Glue was not used
+    assert execution.status == "SUCCEEDED"
+    ((application, role, driver),) = services.calls["emr"]
+    assert (application, role) == ("00app", SUBSTITUTIONS["EmrJobRoleArn"])
+    submit = driver["sparkSubmit"]
+    assert submit["entryPoint"] == "s3://artifacts/glue/raw_to_processed.py"
+    arguments = dict(zip(submit["entryPointArguments"][::2], submit["entryPointArguments"][1::2], strict=True))
+    assert arguments == {
+        "--datasets": '["sales","customers"]',
+        "--run_id": "run-1",
+        "--raw_path": "s3://raw/",
+        "--processed_path": "s3://processed/",
+        "--database": "data_lake_db",
+    }
+    assert services.calls[GLUE] == []
+    assert execution.output["spark"] == {"engine": "emr-serverless", "job_run_id": "00run"}
+
+
+def test_defaults_apply_when_the_input_names_nothing() -> None:
+    # WHEN the pipeline starts with an empty input
+    services = FakeServices()
+    execution, _ = run_pipeline(services, input={})
+
+    # THEN the batch datasets and the Glue engine are used
+    assert execution.output["datasets"] == ["sales", "products", "customers"]
+    assert execution.output["engine"] == "glue"
+
+
+def test_unknown_engine_is_rejected_on_the_failure_path() -> None:
+    # WHEN the input names an engine that does not exist
+    services = FakeServices()
+    execution, _ = run_pipeline(services, input={"engine": "dataproc"})
+
+    # THEN the run fails as invalid input, recorded and alerted, before any Spark job
+    item = assert_failure_path(execution, services, "Choose Engine", "InvalidInput")
+    assert item["cause"] == "engine must be glue or emr-serverless, not dataproc"
+    assert services.calls[GLUE] == []
+
+
+def test_a_crawler_already_running_is_polled_instead_of_started() -> None:
+    # GIVEN a crawler that is already running
+    services = FakeServices(crawler_running=True)
+
+    # WHEN the pipeline runs
+    execution, _ = run_pipeline(services)
+
+    # THEN the run polls the running crawl and records which path it took
+    assert execution.status == "SUCCEEDED"
+    assert execution.output["catalog"] == "crawler_already_running"
+    assert "Crawler Already Running" in execution.states_entered()
+
+
+def test_a_failed_crawl_takes_the_failure_path() -> None:
+    # GIVEN a crawl that ends FAILED
+    services = FakeServices(last_crawl={"Status": "FAILED", "ErrorMessage": "Access denied to s3://raw"})
+
+    # WHEN the pipeline runs
+    execution, _ = run_pipeline(services)
+
+    # THEN the failure names the crawl and carries its LastCrawl
+    item = assert_failure_path(execution, services, "Get Crawler", "CrawlerFailed")
+    assert json.loads(item["cause"])["ErrorMessage"] == "Access denied to s3://raw"
+    assert services.calls[GLUE] == []
+
+
+@pytest.mark.parametrize("failing", [SNS, EVENTS])
+def test_a_notification_failure_is_recorded_as_a_failed_notify(failing: str) -> None:
+    # GIVEN the alerts topic or the event bus failing every time
+    services = FakeServices()
+
+    # WHEN the pipeline runs
+    execution, _ = run_pipeline(services, Fault(failing, "States.TaskFailed", "down"))
+
+    # THEN the Notify state failed and the run is recorded as failed there
+    assert execution.status == "FAILED"
+    assert execution.events("ParallelStateFailed", "Notify")
+    last_item = {key: value["S"] for key, value in services.calls[PUT_ITEM][-1]["Item"].items()}
+    assert (last_item["status"], last_item["failed_state"]) == ("FAILED", "Notify")
+
+
+def test_a_runs_table_failure_still_alerts_and_emits_the_failure_event() -> None:
+    # GIVEN a runs table that refuses every write
+    services = FakeServices()
+
+    # WHEN the pipeline runs
+    execution, _ = run_pipeline(services, Fault(PUT_ITEM, "DynamoDB.ResourceNotFoundException", "no table"))
+
+    # THEN recording failed (twice: Notify, then Record Failure) yet the alert and the event went out
+    assert execution.status == "FAILED"
+    assert execution.states_entered()[-4:] == ["Record Failure", "Alert Failure", "Emit Run Failed", "Run Failed"]
+    assert services.calls[SNS][-1]["Subject"] == "Data lake pipeline run failed"
+    assert services.calls[EVENTS][-1]["Entries"][0]["DetailType"] == "PipelineRunFailed"

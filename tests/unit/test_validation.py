@@ -1,0 +1,94 @@
+"""The validation fast path never changes a verdict: pydantic is the judge."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from datalake.contracts import REGISTRY, get_dataset
+from datalake.validation import RecordValidator, compile_fast_path
+from lakebox.sample import SampleSpec, sales_lines
+
+BASE: dict[str, Any] = {
+    "transaction_id": "T1",
+    "event_time": "2026-11-01T10:00:00Z",
+    "customer_id": "C1",
+    "product_id": "P1",
+    "store_id": "S1",
+    "region": "north",
+    "quantity": 2,
+    "unit_price": 19.99,
+    "currency": "USD",
+    "payment_method": "card",
+    "channel": "store",
+}
+
+json_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+    st.sampled_from(["2026-11-01T10:00:00Z", "2026-11-01T10:00:00", "2026-11-01", "12.345", "0.01", "1e3", "USD"]),
+    st.decimals(allow_nan=False, allow_infinity=False, places=3).map(str),
+)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_contract_compiles_to_a_fast_path(name: str) -> None:
+    struct, _ = compile_fast_path(REGISTRY[name].contract)
+    assert set(struct.__struct_fields__) == set(REGISTRY[name].contract.model_fields)
+
+
+@settings(max_examples=300, deadline=None)
+@given(field=st.sampled_from(sorted(BASE)), value=json_values)
+def test_fast_path_and_pydantic_agree_on_mutated_sales(field: str, value: Any) -> None:
+    # GIVEN a valid sale with one field replaced by an arbitrary JSON value
+    document = json.dumps(BASE | {field: value}).encode()
+    # WHEN the validator judges it, and pydantic judges it alone
+    verdict = RecordValidator(get_dataset("sales")).check_json(document)
+    try:
+        get_dataset("sales").contract.model_validate_json(document)
+        accepted = True
+    except ValidationError:
+        accepted = False
+    # THEN they agree
+    assert verdict.ok is accepted
+
+
+def test_generated_defects_are_all_rejected_and_clean_records_all_accepted() -> None:
+    validator = RecordValidator(get_dataset("sales"))
+    for line, defect in sales_lines(SampleSpec(sales=3_000, bad_rate=0.2)):
+        assert validator.check_json(line).ok is (defect is None), (defect, line)
+
+
+def test_rejection_explains_each_broken_rule() -> None:
+    document = json.dumps(BASE | {"quantity": -1, "currency": "XYZ"}).encode()
+    verdict = RecordValidator(get_dataset("sales")).check_json(document)
+    assert {e.loc for e in verdict.errors} == {"quantity", "currency"}
+
+
+def test_invalid_utf8_is_reported_as_such() -> None:
+    verdict = RecordValidator(get_dataset("sales")).check_json(b'{"transaction_id":"T\xff1"}')
+    assert [e.type for e in verdict.errors] == ["utf8_invalid"]
+
+
+def test_text_rows_are_converted_by_their_contract_types() -> None:
+    validator = RecordValidator(get_dataset("products"))
+    row = {
+        "product_id": "P1",
+        "name": "Kettle",
+        "category": "home",
+        "list_price": "24.50",
+        "currency": "EUR",
+        "active": "false",
+        "updated_at": "2026-10-01T00:00:00+00:00",
+    }
+    assert validator.check_text_row(row).ok
+    assert not validator.check_text_row(row | {"list_price": "abc"}).ok
+    assert not validator.check_text_row(row | {"updated_at": "2026-10-01T00:00:00"}).ok
