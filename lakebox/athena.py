@@ -943,7 +943,7 @@ class AthenaEngine:
                 extra = prop.args.get("serde_properties")
                 if isinstance(extra, exp.SerdeProperties):
                     serde_params = {p.this.name: p.args["value"].name for p in extra.expressions}
-            elif isinstance(prop, exp.Property):
+            elif type(prop) is exp.Property and isinstance(prop.args.get("value"), exp.Expression):
                 params[prop.name] = prop.args["value"].name
         if stored == "PARQUET":
             serde = PARQUET_FORMAT["serde"]

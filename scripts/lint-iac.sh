@@ -99,15 +99,21 @@ step_sam_build() {
 }
 
 step_checkov() {
-    # 1. The template as written: inline skips (resource Metadata) apply, SAM resources get checkov's SAM checks.
-    # 2. The template as CloudFormation deploys it, after the SAM transform: the generated roles, functions,
-    #    permissions, rules and event source mappings are checked too. The transform carries each resource's
-    #    Metadata to the resources it generates, so the same inline skips hold there.
-    local transformed=".aws-sam/checkov/template.transformed.yaml"
-    mkdir -p "$(dirname "${transformed}")"
-    "${TOOLS}/sam/bin/python" scripts/sam_transform.py "${TEMPLATE}" "${transformed}" --region "${REGION}" || return 1
+    # checkov reads the template as written (inline skips in resource Metadata apply; SAM resources get its SAM
+    # checks) and as CloudFormation deploys it after the SAM transform, so the generated roles, functions,
+    # permissions, rules and event source mappings are checked too (the transform keeps a function's Metadata).
+    # checkov drops resources whose Condition is false under the parameters' defaults: the second transformed
+    # copy flips the defaults that switch on the optional resources (Firehose delivery, MSK, the alert e-mail).
+    local out=".aws-sam/checkov"
+    mkdir -p "${out}"
+    "${TOOLS}/sam/bin/python" scripts/sam_transform.py "${TEMPLATE}" "${out}/defaults.yaml" --region "${REGION}" ||
+        return 1
+    "${TOOLS}/sam/bin/python" scripts/sam_transform.py "${TEMPLATE}" "${out}/optional-resources.yaml" \
+        --region "${REGION}" --set StreamDelivery=firehose --set AlertEmail=alerts@example.com \
+        --set "MskClusterArn=arn:aws:kafka:${REGION}:123456789012:cluster/example/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d-1" ||
+        return 1
     "${TOOLS}/checkov/bin/checkov" --quiet --compact --framework cloudformation \
-        -f "${TEMPLATE}" -f "${transformed}"
+        -f "${TEMPLATE}" -f "${out}/defaults.yaml" -f "${out}/optional-resources.yaml"
 }
 
 step_asl_validator() {

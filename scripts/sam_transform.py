@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     Parameters
     ----------
     argv
-        Command-line arguments: the SAM template, the output path, and optionally `--region`.
+        Command-line arguments: the SAM template, the output path, optionally `--region` and `--set NAME=VALUE`.
 
     Returns
     -------
@@ -51,9 +51,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("template", type=Path)
     parser.add_argument("output", type=Path)
     parser.add_argument("--region", default="us-east-1")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="use VALUE as parameter NAME's default, so a scanner that evaluates conditions sees that variant",
+    )
     args = parser.parse_args(argv)
 
     template = yaml_parse(args.template.read_text(encoding="utf-8"))
+    parameters = template.get("Parameters", {})
+    for assignment in args.set:
+        name, _, value = assignment.partition("=")
+        if name not in parameters:
+            print(f"sam_transform: {args.template} has no parameter {name}", file=sys.stderr)
+            return 1
+        parameters[name]["Default"] = value
     validator = SamTemplateValidator(template, BundledPoliciesOnly(), region=args.region)  # type: ignore[arg-type]
     try:
         translated = validator.get_translated_template_if_valid()

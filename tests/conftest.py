@@ -74,3 +74,14 @@ def local_stack() -> Iterator[Any]:
         yield box
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local SparkSession for the whole run (`local[2]`, UTC, 4 shuffle partitions), shared with lakebox jobs."""
+    from lakebox.glue import local_spark
+
+    session = local_spark()
+    yield session
+    session.stop()
+    local_spark.cache_clear()

@@ -47,8 +47,9 @@ DeliverEvent = Callable[[dict[str, Any], str], Any]
 class AthenaLike(Protocol):
     """The part of Athena's API the Athena tasks call (lakebox's DuckDB engine, or a boto3 client)."""
 
-    def start_query_execution(self, **params: Any) -> dict[str, Any]:
-        """Run a query; lakebox's engine returns the GetQueryExecution shape ``{"QueryExecution": {...}}``."""
+    @property
+    def start_query_execution(self) -> Callable[..., dict[str, Any]]:
+        """Runs a query to its end; returns the GetQueryExecution shape ``{"QueryExecution": {...}}``."""
         ...
 
 
@@ -179,7 +180,7 @@ def _call_function(invoke: Invoke, function: str, payload: Any) -> Any:
         return invoke(function, payload)
     except StatesError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # whatever a handler raises is its errorType: Lambda reports every exception
         error_type = type(exc).__name__
         document = {
             "errorMessage": str(exc),
@@ -582,3 +583,64 @@ def local_integrations(
         integrations.register(f"{STATES}dynamodb:{action}", dynamodb_action(clients, action))
     integrations.register(AWS_SDK, aws_sdk(clients, sdk_overrides))
     return integrations
+
+
+class StackLike(Protocol):
+    """What :func:`stack_integrations` needs of lakebox's stack: its session and in-process Lambda."""
+
+    @property
+    def session(self) -> boto3.Session:
+        """The session whose clients reach the local endpoint."""
+        ...
+
+    def invoke(self, function: str, payload: Any) -> Any:
+        """Run a function's handler in process and return its result."""
+        ...
+
+
+def stack_integrations(
+    stack: StackLike, *, deliver_event: DeliverEvent | None = None, athena: AthenaLike | None = None
+) -> Integrations:
+    """Build the registry for lakebox: every task of the template's state machines on the local stack.
+
+    Parameters
+    ----------
+    stack
+        lakebox's stack (``lakebox.stack.Stack``): its session and ``invoke``.
+    deliver_event
+        Where ``events:putEvents`` entries go (lakebox's ``EventBus.put``); the endpoint when omitted.
+    athena
+        The Athena engine to use; a new ``lakebox.athena.AthenaEngine`` on the stack's session when omitted.
+
+    Returns
+    -------
+    Integrations
+        Lambda through ``stack.invoke``; Glue and EMR Serverless jobs on local PySpark (``lakebox.glue``);
+        Athena on DuckDB (``lakebox.athena``); ``glue:startCrawler``/``glue:getCrawler`` by the local
+        crawler (``lakebox.crawler``); SNS, EventBridge, DynamoDB and every other ``aws-sdk`` action
+        through boto3 on the local endpoint.
+    """
+    from lakebox import crawler, glue
+    from lakebox.athena import AthenaEngine
+
+    session = stack.session
+
+    def run_glue_job(job_name: str, arguments: dict[str, str]) -> dict[str, Any]:
+        return glue.run_glue_job(session, job_name, arguments)
+
+    def run_emr_job(application_id: str, role_arn: str, job_driver: dict[str, Any]) -> dict[str, Any]:
+        return glue.run_emr_job(session, application_id, role_arn, job_driver)
+
+    overrides: dict[str, SdkOverride] = {
+        "glue:startCrawler": lambda parameters: crawler.start_crawler(session, str(parameters["Name"])),
+        "glue:getCrawler": lambda parameters: crawler.get_crawler(session, str(parameters["Name"])),
+    }
+    return local_integrations(
+        session,
+        invoke=stack.invoke,
+        run_glue_job=run_glue_job,
+        run_emr_job=run_emr_job,
+        athena=athena if athena is not None else AthenaEngine(session),
+        sdk_overrides=overrides,
+        deliver_event=deliver_event,
+    )

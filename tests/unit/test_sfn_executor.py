@@ -39,7 +39,10 @@ def _failing(error: str, times: int | None = None) -> tuple[Integrations, list[i
 
 
 def _task(**fields: Any) -> dict[str, Any]:
-    return {"StartAt": "Work", "States": {"Work": {"Type": "Task", "Resource": "arn:local:work", "End": True, **fields}}}
+    return {
+        "StartAt": "Work",
+        "States": {"Work": {"Type": "Task", "Resource": "arn:local:work", "End": True, **fields}},
+    }
 
 
 # --- Retry ------------------------------------------------------------------------------------------------
@@ -48,7 +51,13 @@ def _task(**fields: Any) -> dict[str, Any]:
 def test_retry_waits_with_exponential_backoff_capped_by_max_delay_and_counts_attempts() -> None:
     # GIVEN a task that fails three times, with a retrier of 2 s, rate 3, cap 10 s
     integrations, calls = _failing("Throttled", times=3)
-    retrier = {"ErrorEquals": ["Throttled"], "IntervalSeconds": 2, "BackoffRate": 3, "MaxAttempts": 5, "MaxDelaySeconds": 10}
+    retrier = {
+        "ErrorEquals": ["Throttled"],
+        "IntervalSeconds": 2,
+        "BackoffRate": 3,
+        "MaxAttempts": 5,
+        "MaxDelaySeconds": 10,
+    }
     clock = ManualClock()
 
     # WHEN it runs
@@ -270,7 +279,9 @@ def test_a_failing_iteration_fails_the_map_and_its_catch_takes_over() -> None:
     definition["States"]["Recover"] = {"Type": "Pass", "End": True}
 
     # WHEN it runs sequentially
-    execution = run_execution(definition, {"items": [1, 2, 3, 4], "tag": "t"}, Integrations({"arn:local:work": handler}))
+    execution = run_execution(
+        definition, {"items": [1, 2, 3, 4], "tag": "t"}, Integrations({"arn:local:work": handler})
+    )
 
     # THEN the fourth item never ran and the Catch received the iteration's error
     assert [event.details["index"] for event in execution.events("MapIterationStarted")] == [0, 1, 2]
@@ -280,7 +291,9 @@ def test_a_failing_iteration_fails_the_map_and_its_catch_takes_over() -> None:
 
 def test_map_items_path_must_select_an_array() -> None:
     # WHEN ItemsPath selects an object THEN the execution fails with States.Runtime
-    execution = run_execution(_map(1), {"items": {"not": "a list"}, "tag": "t"}, Integrations({"arn:local:work": _Gauge()}))
+    execution = run_execution(
+        _map(1), {"items": {"not": "a list"}, "tag": "t"}, Integrations({"arn:local:work": _Gauge()})
+    )
     assert execution.error == "States.Runtime"
 
 
@@ -294,7 +307,10 @@ def test_parallel_gives_each_branch_the_input_and_outputs_the_array_of_branch_ou
                 "Parameters": {"n.$": "$.n"},
                 "Branches": [
                     {"StartAt": "A", "States": {"A": {"Type": "Pass", "Parameters": {"a.$": "$.n"}, "End": True}}},
-                    {"StartAt": "B", "States": {"B": {"Type": "Pass", "Result": "b", "ResultPath": "$.b", "End": True}}},
+                    {
+                        "StartAt": "B",
+                        "States": {"B": {"Type": "Pass", "Result": "b", "ResultPath": "$.b", "End": True}},
+                    },
                 ],
                 "ResultSelector": {"first.$": "$[0].a", "second.$": "$[1]"},
                 "ResultPath": "$.both",
@@ -367,7 +383,9 @@ def test_wait_lets_the_injected_clock_pass_the_time(wait: dict[str, Any], data: 
     clock = ManualClock()
 
     # WHEN it runs
-    execution = run_execution({"StartAt": "W", "States": {"W": {"Type": "Wait", "End": True, **wait}}}, data, clock=clock)
+    execution = run_execution(
+        {"StartAt": "W", "States": {"W": {"Type": "Wait", "End": True, **wait}}}, data, clock=clock
+    )
 
     # THEN no real time passed, the clock advanced by the wait, and the input flows through
     assert clock.sleeps == [seconds]
@@ -377,7 +395,9 @@ def test_wait_lets_the_injected_clock_pass_the_time(wait: dict[str, Any], data: 
 def test_wait_with_a_negative_seconds_path_fails_with_states_runtime() -> None:
     # WHEN SecondsPath selects a negative number THEN the execution fails
     execution = run_execution(
-        {"StartAt": "W", "States": {"W": {"Type": "Wait", "SecondsPath": "$.s", "End": True}}}, {"s": -1}, clock=ManualClock()
+        {"StartAt": "W", "States": {"W": {"Type": "Wait", "SecondsPath": "$.s", "End": True}}},
+        {"s": -1},
+        clock=ManualClock(),
     )
     assert execution.error == "States.Runtime"
 
@@ -387,13 +407,21 @@ def test_wait_with_a_negative_seconds_path_fails_with_states_runtime() -> None:
     [
         ({"Error": "E", "Cause": "C"}, ("E", "C")),
         ({"ErrorPath": "$.e", "CausePath": "$.c"}, ("FromInput", "because")),
-        ({"ErrorPath": "$.e", "CausePath": "States.Format('run {} failed: {}', $$.Execution.Name, $.c)"}, ("FromInput", "run x failed: because")),
+        (
+            {"ErrorPath": "$.e", "CausePath": "States.Format('run {} failed: {}', $$.Execution.Name, $.c)"},
+            ("FromInput", "run x failed: because"),
+        ),
     ],
 )
-def test_fail_reports_error_and_cause_from_fields_paths_or_intrinsics(fail: dict[str, Any], expected: tuple[str, str]) -> None:
+def test_fail_reports_error_and_cause_from_fields_paths_or_intrinsics(
+    fail: dict[str, Any], expected: tuple[str, str]
+) -> None:
     # WHEN a Fail state is reached THEN the execution fails with its error and cause
     execution = run_execution(
-        {"StartAt": "F", "States": {"F": {"Type": "Fail", **fail}}}, {"e": "FromInput", "c": "because"}, name="x", clock=ManualClock()
+        {"StartAt": "F", "States": {"F": {"Type": "Fail", **fail}}},
+        {"e": "FromInput", "c": "because"},
+        name="x",
+        clock=ManualClock(),
     )
     assert (execution.status, execution.error, execution.cause) == ("FAILED", *expected)
     assert execution.events()[-1].type == "ExecutionFailed"
@@ -439,7 +467,10 @@ def test_a_task_result_over_the_payload_quota_fails_with_data_limit_exceeded_whi
         ({"Type": "Pass", "QueryLanguage": "JSONata", "End": True}, "JSONata"),
         ({"Type": "Pass", "Assign": {"x": 1}, "End": True}, "Assign"),
         ({"Type": "Pass", "Parameters": {"x.$": "$myVariable"}, "End": True}, "variable"),
-        ({"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken", "End": True}, "waitForTaskToken"),
+        (
+            {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken", "End": True},
+            "waitForTaskToken",
+        ),
         ({"Type": "Task", "Resource": "arn:aws:states:::unknown:thing", "End": True}, "no local integration"),
         (
             {
@@ -464,7 +495,9 @@ def test_a_task_result_over_the_payload_quota_fails_with_data_limit_exceeded_whi
         ),
     ],
 )
-def test_unsupported_features_fail_before_running_with_a_message_naming_the_state(state: dict[str, Any], message: str) -> None:
+def test_unsupported_features_fail_before_running_with_a_message_naming_the_state(
+    state: dict[str, Any], message: str
+) -> None:
     # WHEN a definition uses a feature the executor does not run THEN it is refused, naming the state and the feature
     with pytest.raises(UnsupportedFeatureError) as raised:
         run_execution({"StartAt": "Fancy State", "States": {"Fancy State": state}}, {}, Integrations())
@@ -517,7 +550,9 @@ def test_history_records_every_state_and_task_event_in_order() -> None:
     }
 
     # WHEN it runs
-    execution = run_execution(definition, {}, Integrations({"arn:local:work": lambda p, t: p}), name="e1", clock=ManualClock())
+    execution = run_execution(
+        definition, {}, Integrations({"arn:local:work": lambda p, t: p}), name="e1", clock=ManualClock()
+    )
 
     # THEN the history reads like GetExecutionHistory
     assert [event.type for event in execution.history] == [

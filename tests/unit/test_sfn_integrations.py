@@ -25,7 +25,7 @@ from lakebox.sfn.integrations import (
 TASK = TaskContext("Task", "arn:aws:states:::test", {})
 
 
-class OrderRejected(Exception):  # noqa: N818 - a handler's own error name, as Lambda reports errorType
+class OrderRejected(Exception):
     """A handler error."""
 
 
@@ -45,7 +45,10 @@ def _run(definition: dict[str, Any], session: boto3.Session, data: Any = None, *
 
 
 def _task(resource: str, parameters: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    return {"StartAt": "Call", "States": {"Call": {"Type": "Task", "Resource": resource, "Parameters": parameters, "End": True, **fields}}}
+    return {
+        "StartAt": "Call",
+        "States": {"Call": {"Type": "Task", "Resource": resource, "Parameters": parameters, "End": True, **fields}},
+    }
 
 
 # --- Lambda ---------------------------------------------------------------------------------------------------
@@ -84,7 +87,9 @@ def test_a_lambda_function_arn_resource_returns_the_function_result_directly(ses
     # GIVEN a Task whose Resource is the function ARN (the original integration)
     definition = {
         "StartAt": "Call",
-        "States": {"Call": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f", "End": True}},
+        "States": {
+            "Call": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f", "End": True}
+        },
     }
 
     # WHEN it runs
@@ -132,7 +137,9 @@ def test_emr_job_driver_reaches_the_runner_in_the_api_casing_and_failure_is_task
 
     def run(application_id: str, role: str, driver: dict[str, Any]) -> dict[str, Any]:
         seen.append(driver)
-        return {"jobRun": {"applicationId": application_id, "jobRunId": "r1", "state": "FAILED", "stateDetails": "boom"}}
+        return {
+            "jobRun": {"applicationId": application_id, "jobRunId": "r1", "state": "FAILED", "stateDetails": "boom"}
+        }
 
     parameters = {
         "ApplicationId": "app",
@@ -208,11 +215,15 @@ def test_dynamodb_put_and_get_item_through_the_optimized_integration(session: bo
 
 def test_dynamodb_errors_are_named_like_step_functions_names_them(session: boto3.Session) -> None:
     # WHEN the optimized integration writes to a missing table THEN the error is DynamoDB.<Code>
-    execution = _run(_task("arn:aws:states:::dynamodb:putItem", {"TableName": "nope", "Item": {"k": {"S": "v"}}}), session)
+    execution = _run(
+        _task("arn:aws:states:::dynamodb:putItem", {"TableName": "nope", "Item": {"k": {"S": "v"}}}), session
+    )
     assert execution.error == "DynamoDB.ResourceNotFoundException"
 
     # WHEN the SDK integration does THEN the prefix is the SDK client's name
-    execution = _run(_task("arn:aws:states:::aws-sdk:dynamodb:getItem", {"TableName": "nope", "Key": {"k": {"S": "v"}}}), session)
+    execution = _run(
+        _task("arn:aws:states:::aws-sdk:dynamodb:getItem", {"TableName": "nope", "Key": {"k": {"S": "v"}}}), session
+    )
     assert execution.error == "DynamoDb.ResourceNotFoundException"
 
 
@@ -249,7 +260,11 @@ def test_put_events_can_be_delivered_to_a_local_bus(session: boto3.Session) -> N
     # THEN the bus got an EventBridge event on the default bus, and the task reports no failed entry
     ((event, bus),) = delivered
     assert bus == "default"
-    assert (event["source"], event["detail-type"], event["detail"]) == ("datalake.pipeline", "PipelineRunSucceeded", {"run": 1})
+    assert (event["source"], event["detail-type"], event["detail"]) == (
+        "datalake.pipeline",
+        "PipelineRunSucceeded",
+        {"run": 1},
+    )
     assert execution.output["FailedEntryCount"] == 0
     assert execution.output["Entries"][0]["EventId"] == event["id"]
 
@@ -269,7 +284,11 @@ def test_aws_sdk_maps_pascal_case_parameters_and_returns_pascal_case_json(sessio
     )["applicationId"]
 
     # WHEN the SDK integration reads it with a PascalCase parameter
-    execution = _run(_task("arn:aws:states:::aws-sdk:emrserverless:getApplication", {"ApplicationId.$": "$.id"}), session, {"id": application_id})
+    execution = _run(
+        _task("arn:aws:states:::aws-sdk:emrserverless:getApplication", {"ApplicationId.$": "$.id"}),
+        session,
+        {"id": application_id},
+    )
 
     # THEN the call reached the API and the response uses PascalCase names and ISO timestamps
     application = execution.output["Application"]
@@ -310,13 +329,20 @@ def test_resources_without_a_local_service_are_refused_naming_the_state(session:
     from lakebox.sfn import UnsupportedFeatureError
 
     # WHEN a definition uses glue:startJobRun.sync THEN it is refused before running
-    with pytest.raises(UnsupportedFeatureError, match="'Call'.*glue:startJobRun.sync"):
+    with pytest.raises(UnsupportedFeatureError, match=r"'Call'.*glue:startJobRun\.sync"):
         _run(_task("arn:aws:states:::glue:startJobRun.sync", {"JobName": "j"}), session)
 
 
 @pytest.mark.parametrize(
     ("service_id", "prefix"),
-    [("Glue", "Glue"), ("DynamoDB", "DynamoDb"), ("SNS", "Sns"), ("EMR Serverless", "EmrServerless"), ("S3", "S3"), ("EventBridge", "EventBridge")],
+    [
+        ("Glue", "Glue"),
+        ("DynamoDB", "DynamoDb"),
+        ("SNS", "Sns"),
+        ("EMR Serverless", "EmrServerless"),
+        ("S3", "S3"),
+        ("EventBridge", "EventBridge"),
+    ],
 )
 def test_error_prefix_follows_the_sdk_client_names(service_id: str, prefix: str) -> None:
     # WHEN a service id is turned into an error prefix THEN it matches the AWS SDK for Java client name

@@ -1,4 +1,4 @@
-"""Named paths through statemachines/pipeline.asl.json on the local executor, with fake services at the task boundary."""
+"""Named paths through statemachines/pipeline.asl.json on the local executor, with fake services at the tasks."""
 
 from __future__ import annotations
 
@@ -12,7 +12,16 @@ from typing import Any
 
 import pytest
 
-from lakebox.sfn import Execution, Fault, Integrations, ManualClock, TaskContext, TaskError, inject_faults, run_execution
+from lakebox.sfn import (
+    Execution,
+    Fault,
+    Integrations,
+    ManualClock,
+    TaskContext,
+    TaskError,
+    inject_faults,
+    run_execution,
+)
 from lakebox.sfn.integrations import (
     athena_start_query_execution_sync,
     emr_serverless_start_job_run_sync,
@@ -47,7 +56,7 @@ ATHENA = "arn:aws:states:::athena:startQueryExecution.sync"
 CURATED = ("daily_sales_by_region", "customer_aggregates", "product_performance")
 
 
-class QualityGateFailed(Exception):  # noqa: N818 - the name the quality function raises, matched by the ASL
+class QualityGateFailed(Exception):
     """Stands in for the quality function's error."""
 
 
@@ -56,7 +65,8 @@ def pipeline_definition() -> dict[str, Any]:
     text = ASL.read_text(encoding="utf-8")
     for key, value in SUBSTITUTIONS.items():
         text = text.replace("${" + key + "}", value)
-    return json.loads(text)
+    definition: dict[str, Any] = json.loads(text)
+    return definition
 
 
 @dataclass
@@ -76,7 +86,9 @@ class FakeServices:
         registry.register(START_CRAWLER, self.start_crawler)
         registry.register(GET_CRAWLER, self.get_crawler)
         registry.register(GLUE, glue_start_job_run_sync(self.run_glue_job))
-        registry.register("arn:aws:states:::emr-serverless:startJobRun.sync", emr_serverless_start_job_run_sync(self.run_emr_job))
+        registry.register(
+            "arn:aws:states:::emr-serverless:startJobRun.sync", emr_serverless_start_job_run_sync(self.run_emr_job)
+        )
         registry.register("arn:aws:states:::lambda:invoke", lambda_invoke(self.invoke))
         registry.register(ATHENA, athena_start_query_execution_sync(self))
         for resource in (SNS, EVENTS, PUT_ITEM):
@@ -120,7 +132,11 @@ class FakeServices:
             if self.quality_fails:
                 raise QualityGateFailed("sales: 3 rows with a null transaction_id")
             return {"passed": True, "datasets": {name: {"passed": True} for name in payload["datasets"]}}
-        return [{"name": name, "query": f"CREATE TABLE {name} AS SELECT 1"} for name in CURATED]
+        queries = [
+            {"name": f"{name}/build", "table": name, "step": "build", "query": f"CREATE TABLE {name} AS SELECT 1"}
+            for name in CURATED
+        ]
+        return {"run_id": payload["run_id"], "dates": ["2026-01-01"], "changed": ["sales"], "queries": queries}
 
     def start_query_execution(self, **parameters: Any) -> dict[str, Any]:
         self.calls[ATHENA].append(parameters)
@@ -139,7 +155,9 @@ class FakeServices:
         }
 
 
-def run_pipeline(services: FakeServices, *faults: Fault, input: dict[str, Any] | None = None) -> tuple[Execution, ManualClock]:  # noqa: A002
+def run_pipeline(
+    services: FakeServices, *faults: Fault, input: dict[str, Any] | None = None
+) -> tuple[Execution, ManualClock]:
     clock = ManualClock()
     integrations = inject_faults(services.integrations(), *faults) if faults else services.integrations()
     execution = run_execution(
@@ -212,12 +230,15 @@ def test_happy_path_catalogs_processes_checks_curates_and_notifies() -> None:
 
     # AND the quality and planning functions got the datasets and the execution id for log correlation
     execution_arn = f"arn:aws:states:us-east-1:{ACCOUNT}:execution:pipeline:run-1"
-    for function in ("CheckQualityFunctionArn", "PlanCurationFunctionArn"):
-        (payload,) = services.calls[SUBSTITUTIONS[function]]
-        assert payload == {"datasets": ["sales"], "run_id": "run-1", "execution_id": execution_arn}
+    request = {"datasets": ["sales"], "run_id": "run-1", "execution_id": execution_arn}
+    (quality_request,) = services.calls[SUBSTITUTIONS["CheckQualityFunctionArn"]]
+    assert quality_request == {**request, "job": execution.output["spark"]}
+    assert services.calls[SUBSTITUTIONS["PlanCurationFunctionArn"]] == [request]
 
-    # AND every planned query ran on the analytics workgroup against the lake's database
-    assert sorted(call["QueryString"].split()[2] for call in services.calls[ATHENA]) == sorted(CURATED)
+    # AND the planned statements ran one after another, in the planned order
+    assert [call["QueryString"].split()[2] for call in services.calls[ATHENA]] == list(CURATED)
+
+    # AND on the analytics workgroup against the lake's database
     assert {call["WorkGroup"] for call in services.calls[ATHENA]} == {"analytics"}
     assert {call["QueryExecutionContext"]["Database"] for call in services.calls[ATHENA]} == {"data_lake_db"}
 
@@ -229,8 +250,9 @@ def test_happy_path_catalogs_processes_checks_curates_and_notifies() -> None:
     assert summary["catalog"] == "crawler_started"
     assert summary["spark"] == {"engine": "glue", "job_run_id": "jr_1", "state": "SUCCEEDED", "execution_seconds": 42}
     assert summary["quality"]["passed"] is True
-    assert [table["table"] for table in summary["tables"]] == list(CURATED)
-    assert [table["bytes_scanned"] for table in summary["tables"]] == [1000 + len(name) for name in CURATED]
+    assert (summary["dates"], summary["changed"]) == (["2026-01-01"], ["sales"])
+    assert [query["name"] for query in summary["queries"]] == [f"{name}/build" for name in CURATED]
+    assert [query["bytes_scanned"] for query in summary["queries"]] == [1000 + len(name) for name in CURATED]
     assert summary["started_at"] == "2026-01-01T00:00:00.000Z"
     assert summary["finished_at"] == "2026-01-01T00:01:00.000Z"
     (publish,) = services.calls[SNS]
@@ -249,7 +271,9 @@ def test_happy_path_catalogs_processes_checks_curates_and_notifies() -> None:
 def test_glue_fails_twice_then_succeeds_after_counted_retries() -> None:
     # GIVEN a Glue job refused twice for too many concurrent runs
     services = FakeServices()
-    fault = Fault(GLUE, "Glue.ConcurrentRunsExceededException", "Concurrent runs exceeded for raw-to-processed", times=2)
+    fault = Fault(
+        GLUE, "Glue.ConcurrentRunsExceededException", "Concurrent runs exceeded for raw-to-processed", times=2
+    )
 
     # WHEN the pipeline runs
     execution, clock = run_pipeline(services, fault)
@@ -324,16 +348,17 @@ def test_quality_function_transient_error_is_retried() -> None:
     assert execution.retries("Check Quality") == 1
 
 
-def test_athena_fails_takes_the_failure_path_after_the_other_queries() -> None:
-    # GIVEN a curated query that fails in Athena
-    services = FakeServices(failing_table="customer_aggregates")
+def test_athena_fails_takes_the_failure_path_and_stops_the_statements_after_it() -> None:
+    # GIVEN a curated statement that fails in Athena
+    services = FakeServices(failing_table=CURATED[1])
 
-    # WHEN the pipeline runs (the queries run one at a time here)
+    # WHEN the pipeline runs
     execution, _ = run_pipeline(services)
 
     # THEN the Map failed with the query's reason and the failure path recorded it
     item = assert_failure_path(execution, services, "Build Curated Tables", "States.TaskFailed")
     assert item["cause"] == "TABLE_NOT_FOUND: processed.sales"
+    assert [call["QueryString"].split()[2] for call in services.calls[ATHENA]] == list(CURATED[:2])
     assert execution.events("MapIterationFailed")[0].details["error"] == "States.TaskFailed"
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 class DataLakeError(Exception):
     """Base of every error raised by the data lake's own code."""
@@ -34,3 +37,11 @@ class ObjectRejectedError(TerminalError):
 
 class AccountingError(TerminalError):
     """The counts of an ingestion do not reconcile (read != landed + quarantined)."""
+
+
+class QualityGateFailed(TerminalError):
+    """Quality rules failed on processed data; nothing may be promoted to curated. Carries the whole report."""
+
+    def __init__(self, message: str, report: Mapping[str, Any]) -> None:
+        super().__init__(message)
+        self.report = dict(report)

@@ -8,27 +8,38 @@ import hashlib
 import io
 import json
 import logging
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import IO, Any
+from typing import Any
 from urllib.parse import unquote_plus
 
 import ijson
-import msgspec
 from botocore.exceptions import ClientError
-from isal import igzip
 from pydantic import BaseModel, ConfigDict
 
-from datalake.aws import TRANSIENT_CODES, AwsClients, error_code
+from datalake.aws import AwsClients
 from datalake.contracts import Dataset, Format, get_dataset
 from datalake.exceptions import (
     AccountingError,
     ObjectRejectedError,
-    TerminalError,
     TransientError,
     UnknownDatasetError,
+)
+from datalake.landing import (
+    ENCODER,
+    QUARANTINE_PREFIX,
+    PartitionFile,
+    aws_error,
+    iso_stamp,
+    lineage_prefix,
+    lineage_suffix,
+    quarantine_key,
+    quarantine_line,
+    raw_key,
+    record_line,
+    upload,
+    with_lineage,
 )
 from datalake.readers import (
     ChunkStream,
@@ -45,10 +56,7 @@ from datalake.validation import RecordError, RecordValidator
 logger = logging.getLogger(__name__)
 
 UTC = dt.UTC
-QUARANTINE_PREFIX = "_quarantine"
-SPOOL_BYTES = 8 * 1024 * 1024
-_FLUSH_LINES = 4096
-_ENCODER = msgspec.json.Encoder(decimal_format="number")
+__all__ = ["QUARANTINE_PREFIX", "IngestStatus", "Manifest", "ObjectRef", "dataset_name", "ingest_object"]
 
 
 class IngestStatus(StrEnum):
@@ -132,36 +140,6 @@ def _stem(key: str) -> str:
     return cleaned[:80] or "object"
 
 
-class _PartitionFile:
-    """One output object being built: gzip JSON lines spooled to memory, then to disk past a few MiB."""
-
-    def __init__(self, key: str, level: int) -> None:
-        self.key = key
-        self.records = 0
-        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
-        self._gzip: Any = igzip.IGzipFile(fileobj=self._spool, mode="wb", compresslevel=level)  # type: ignore[no-untyped-call]
-        self._pending: list[bytes] = []
-
-    def add(self, line: bytes) -> None:
-        self._pending.append(line)
-        self.records += 1
-        if len(self._pending) >= _FLUSH_LINES:
-            self._gzip.write(b"".join(self._pending))
-            self._pending.clear()
-
-    def finish(self) -> IO[bytes]:
-        if self._pending:
-            self._gzip.write(b"".join(self._pending))
-            self._pending.clear()
-        self._gzip.close()
-        self._spool.seek(0)
-        return self._spool
-
-    def discard(self) -> None:
-        self._gzip.close()
-        self._spool.close()
-
-
 @dataclass
 class _Sink:
     """Where one object's records go: raw partitions by event date, quarantine by ingestion date."""
@@ -171,51 +149,39 @@ class _Sink:
     ingested_at: dt.datetime
     gzip_level: int
     read: int = 0
-    landed_files: dict[dt.date, _PartitionFile] = field(default_factory=dict)
-    quarantine_file: _PartitionFile | None = None
+    landed_files: dict[dt.date, PartitionFile] = field(default_factory=dict)
+    quarantine_file: PartitionFile | None = None
 
     def __post_init__(self) -> None:
-        stamp = self.ingested_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        source = json.dumps(self.ref.key).encode()
-        version = json.dumps(self.ref.source_version).encode()
-        self._mid = b',"_source_key":' + source + b',"_source_version":' + version + b',"_line":'
-        self._end = b',"_ingested_at":"' + stamp.encode() + b'"}\n'
+        self._mid = lineage_prefix(self.ref.key, self.ref.source_version)
+        self._end = lineage_suffix(self.ingested_at)
         self._lineage = {
             "_source_key": self.ref.key,
             "_source_version": self.ref.source_version,
-            "_ingested_at": stamp,
+            "_ingested_at": iso_stamp(self.ingested_at),
         }
         self._name = f"{_stem(self.ref.key)}-{self.ref.output_token}.json.gz"
 
-    def _file_for(self, day: dt.date) -> _PartitionFile:
+    def _file_for(self, day: dt.date) -> PartitionFile:
         part = self.landed_files.get(day)
         if part is None:
-            key = f"{self.dataset.name}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/{self._name}"
-            part = self.landed_files[day] = _PartitionFile(key, self.gzip_level)
+            part = self.landed_files[day] = PartitionFile(raw_key(self.dataset.name, day, self._name), self.gzip_level)
         return part
 
     def land_json(self, line_no: int, document: bytes, event_time: dt.datetime) -> None:
         """Land a JSON object exactly as received, with the lineage fields appended."""
-        body = document if document[-1] == 0x7D else document.rstrip()
-        self._file_for(event_time.astimezone(UTC).date()).add(body[:-1] + self._mid + b"%d" % line_no + self._end)
+        self._file_for(event_time.astimezone(UTC).date()).add(with_lineage(document, self._mid, line_no, self._end))
 
     def land_record(self, line_no: int, record: dict[str, Any], event_time: dt.datetime) -> None:
         """Land a parsed record (CSV row) with its lineage fields."""
-        payload = {**record, **self._lineage, "_line": line_no}
-        self._file_for(event_time.astimezone(UTC).date()).add(_ENCODER.encode(payload) + b"\n")
+        self._file_for(event_time.astimezone(UTC).date()).add(record_line(record, {**self._lineage, "_line": line_no}))
 
     def reject(self, line_no: int, raw: bytes | str, errors: list[RecordError] | tuple[RecordError, ...]) -> None:
         """Quarantine a record with the reasons it failed, keeping its original text."""
         if self.quarantine_file is None:
-            day = self.ingested_at.date()
-            key = (
-                f"{QUARANTINE_PREFIX}/{self.dataset.name}/year={day.year:04d}/month={day.month:02d}/"
-                f"day={day.day:02d}/{self._name}"
-            )
-            self.quarantine_file = _PartitionFile(key, self.gzip_level)
-        text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="backslashreplace")
-        payload = {**self._lineage, "_line": line_no, "_errors": [e.as_dict() for e in errors], "_raw": text}
-        self.quarantine_file.add(_ENCODER.encode(payload) + b"\n")
+            key = quarantine_key(self.dataset.name, self.ingested_at.date(), self._name)
+            self.quarantine_file = PartitionFile(key, self.gzip_level)
+        self.quarantine_file.add(quarantine_line({**self._lineage, "_line": line_no}, raw, errors))
 
     @property
     def landed(self) -> int:
@@ -227,20 +193,9 @@ class _Sink:
 
     def upload(self, clients: AwsClients, bucket: str) -> tuple[list[str], list[str]]:
         """Upload every output object (managed multipart for large ones); return raw and quarantine keys."""
-        landed = [self._put(clients, bucket, part) for _, part in sorted(self.landed_files.items())]
-        quarantined = [self._put(clients, bucket, self.quarantine_file)] if self.quarantine_file else []
+        landed = [upload(clients, bucket, part) for _, part in sorted(self.landed_files.items())]
+        quarantined = [upload(clients, bucket, self.quarantine_file)] if self.quarantine_file else []
         return landed, quarantined
-
-    @staticmethod
-    def _put(clients: AwsClients, bucket: str, part: _PartitionFile) -> str:
-        body = part.finish()
-        try:
-            clients.s3.upload_fileobj(body, bucket, part.key, ExtraArgs={"ContentType": "application/x-ndjson"})
-        except ClientError as exc:
-            raise _aws_error(exc, f"writing s3://{bucket}/{part.key}") from exc
-        finally:
-            body.close()
-        return part.key
 
     def discard(self) -> None:
         for part in self.landed_files.values():
@@ -249,23 +204,19 @@ class _Sink:
             self.quarantine_file.discard()
 
 
-def _aws_error(exc: ClientError, doing: str) -> TransientError | TerminalError:
-    code = error_code(exc)
-    cls = TransientError if code in TRANSIENT_CODES else TerminalError
-    return cls(f"{doing}: {code or exc}")
-
-
 _BLANK = frozenset(b" \t\r\n\f\v")
 
 
 def _read_json_lines(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink, max_line: int) -> None:
-    check = validator.check_json
+    fast = validator.fast_event_time
+    judge = validator.judge_json
     land = sink.land_json
     line_no = 0
     for batch in iter_line_batches(chunks, max_line):
         for line in batch:
             line_no += 1
-            if type(line) is OversizedLine:
+            if line.__class__ is OversizedLine:
+                assert isinstance(line, OversizedLine)
                 sink.read += 1
                 error = RecordError("$", f"line of {line.size} bytes exceeds the {max_line} byte cap", "line_too_long")
                 sink.reject(line_no, line.head, [error])
@@ -274,18 +225,21 @@ def _read_json_lines(chunks: Iterator[bytes], validator: RecordValidator, sink: 
             if not line or (line[0] in _BLANK and not line.strip()):
                 continue
             sink.read += 1
-            verdict = check(line)
-            if verdict.event_time is not None:
-                land(line_no, line, verdict.event_time)
-            else:
-                sink.reject(line_no, line, verdict.errors)
+            event_time = fast(line)
+            if event_time is None:
+                verdict = judge(line)
+                if verdict.event_time is None:
+                    sink.reject(line_no, line, verdict.errors)
+                    continue
+                event_time = verdict.event_time
+            land(line_no, line, event_time)
 
 
 def _read_json_array(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink) -> None:
     try:
         for index, item in enumerate(ijson.items(ChunkStream(chunks), "item", use_float=False), start=1):
             sink.read += 1
-            document = _ENCODER.encode(item)
+            document = ENCODER.encode(item)
             verdict = validator.check_json(document)
             if verdict.event_time is not None and isinstance(item, dict):
                 sink.land_json(index, document, verdict.event_time)
@@ -459,7 +413,7 @@ def _open(ref: ObjectRef, clients: AwsClients) -> Any:
     try:
         return clients.s3.get_object(**kwargs)["Body"]  # type: ignore[arg-type]
     except ClientError as exc:
-        raise _aws_error(exc, f"reading {ref.object_id}") from exc
+        raise aws_error(exc, f"reading {ref.object_id}") from exc
 
 
 def _reject_object(
@@ -490,7 +444,7 @@ def _reject_object(
             ContentType="application/json",
         )
     except ClientError as exc2:
-        raise _aws_error(exc2, f"quarantining {ref.object_id}") from exc2
+        raise aws_error(exc2, f"quarantining {ref.object_id}") from exc2
     return Manifest(
         **base,
         dataset=name,
@@ -523,7 +477,7 @@ def _record(manifest: Manifest, settings: Settings, clients: AwsClients) -> Mani
             ]
         )
     except ClientError as exc:
-        raise _aws_error(exc, f"recording the manifest of {manifest.object_id}") from exc
+        raise aws_error(exc, f"recording the manifest of {manifest.object_id}") from exc
     if response.get("FailedEntryCount"):
         raise TransientError(f"FileIngested event for {manifest.object_id} was not accepted: {response['Entries']}")
     return manifest

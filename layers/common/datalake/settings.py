@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     event_bus_name: str = "default"
     event_source: str = "datalake.ingest"
     glue_database: str = "data_lake_db"
+    stream_dataset: str | None = None
+    source_api_base_url: str | None = Field(default=None, pattern=r"^https?://[^/?#]+")
+    source_api_secret_name: str | None = None
 
     max_decompressed_bytes: int = Field(default=20 * GIB, gt=0)
     max_compression_ratio: float = Field(default=250.0, gt=1)
@@ -39,6 +42,9 @@ class Settings(BaseSettings):
     max_line_bytes: int = Field(default=1 * MIB, gt=0)
     gzip_level: int = Field(default=1, ge=0, le=3)
     idempotency_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    source_api_page_size: int = Field(default=500, gt=0, le=10_000)
+    source_api_timeout_seconds: float = Field(default=10.0, gt=0)
+    freshness_max_age_hours: float = Field(default=48.0, gt=0)
 
     def require(self, name: str) -> str:
         """Return the named resource setting, or raise `ConfigurationError` naming its variable."""

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from operator import attrgetter
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types as at
@@ -42,6 +45,29 @@ class _DecimalRule:
     ge: Any = None
     lt: Any = None
     le: Any = None
+    nullable: bool = False
+
+    def raw_pattern(self) -> re.Pattern[bytes]:
+        """A pattern of the decimal's JSON text (number or string) that only values obeying the rule match.
+
+        Plain notation only, whole digits within `max_digits - decimal_places`: stricter than the contract, never
+        looser, so what matches is valid and what does not is left to pydantic.
+        """
+        places = self.decimal_places if self.decimal_places is not None else 30
+        whole = (self.max_digits - places) if self.max_digits is not None else 30
+        if whole < 1 or (self.gt, self.ge, self.lt, self.le) not in ((0, None, None, None), (None, None, None, None)):
+            return re.compile(rb"(?!)")
+        sign = b"" if self.gt == 0 else b"-?"
+        nonzero = rb"(?!0*(?:\.0*)?$)" if self.gt == 0 else b""
+        number = sign + nonzero + rb"\d{1,%d}" % whole + (rb"(?:\.\d{1,%d})?" % places if places else b"")
+        alternatives = [number, b'"' + number.replace(b"$)", b'")') + b'"']
+        if self.nullable:
+            alternatives.append(b"null")
+        return re.compile(b"|".join(b"(?:" + a + b")" for a in alternatives))
+
+
+def _rule_fields(rule: _DecimalRule) -> dict[str, Any]:
+    return {name: getattr(rule, name) for name in _DecimalRule.__slots__}
 
 
 def _meta_kwargs(metadata: list[Any]) -> tuple[dict[str, Any], _DecimalRule | None]:
@@ -82,16 +108,18 @@ def _meta_kwargs(metadata: list[Any]) -> tuple[dict[str, Any], _DecimalRule | No
     return kwargs, rule
 
 
-def _compile_type(tp: Any, metadata: list[Any]) -> tuple[Any, _DecimalRule | None]:
+def _compile_type(tp: Any, metadata: list[Any], raw_decimals: bool = False) -> tuple[Any, _DecimalRule | None]:
     """Translate a pydantic annotation into an msgspec type that accepts no more than pydantic does."""
     origin = get_origin(tp)
     if origin is Annotated:
         base, *extra = get_args(tp)
-        return _compile_type(base, [*metadata, *extra])
+        return _compile_type(base, [*metadata, *extra], raw_decimals)
     if origin in (Union, types.UnionType):
         args = get_args(tp)
         if len(args) == 2 and type(None) in args and not metadata:
-            inner, rule = _compile_type(next(a for a in args if a is not type(None)), [])
+            inner, rule = _compile_type(next(a for a in args if a is not type(None)), [], raw_decimals)
+            if inner is msgspec.Raw and rule is not None:
+                return msgspec.Raw, _DecimalRule(**{**_rule_fields(rule), "nullable": True})
             return inner | None, rule
         raise _Unsupported(f"union {tp}")
     if origin is Literal:
@@ -108,7 +136,7 @@ def _compile_type(tp: Any, metadata: list[Any]) -> tuple[Any, _DecimalRule | Non
         if kwargs:
             raise _Unsupported(f"decimal constraints {sorted(kwargs)}")
         base = rule or _DecimalRule()
-        return Decimal, _DecimalRule(base.max_digits, base.decimal_places, **bounds)
+        return (msgspec.Raw if raw_decimals else Decimal), _DecimalRule(base.max_digits, base.decimal_places, **bounds)
     if tp in (str, int, bool):
         kwargs, rule = _meta_kwargs(metadata)
         if tp is bool and kwargs:
@@ -117,8 +145,13 @@ def _compile_type(tp: Any, metadata: list[Any]) -> tuple[Any, _DecimalRule | Non
     raise _Unsupported(f"type {tp}")
 
 
-def compile_fast_path(contract: type[Contract]) -> tuple[type[msgspec.Struct], dict[str, _DecimalRule]]:
+def compile_fast_path(
+    contract: type[Contract], *, raw_decimals: bool = False
+) -> tuple[type[msgspec.Struct], dict[str, _DecimalRule]]:
     """Build an msgspec Struct equivalent to (never looser than) the contract, and its decimal rules.
+
+    With `raw_decimals`, decimal fields decode as their raw JSON text and are judged by `_DecimalRule.raw_ok`,
+    which is several times cheaper than building a `Decimal` for every value.
 
     Raises
     ------
@@ -128,7 +161,7 @@ def compile_fast_path(contract: type[Contract]) -> tuple[type[msgspec.Struct], d
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
     decimal_rules: dict[str, _DecimalRule] = {}
     for name, info in contract.model_fields.items():
-        tp, rule = _compile_type(info.annotation, list(info.metadata))
+        tp, rule = _compile_type(info.annotation, list(info.metadata), raw_decimals)
         if rule is not None:
             decimal_rules[name] = rule
         if info.is_required():
@@ -137,7 +170,8 @@ def compile_fast_path(contract: type[Contract]) -> tuple[type[msgspec.Struct], d
             fields.append((name, tp, None))
         else:
             raise _Unsupported(f"default of {name}")
-    struct = msgspec.defstruct(f"{contract.__name__}Fast", fields, forbid_unknown_fields=True, kw_only=True)
+    name = f"{contract.__name__}{'Json' if raw_decimals else 'Text'}"
+    struct = msgspec.defstruct(name, fields, forbid_unknown_fields=True, kw_only=True)
     return struct, decimal_rules
 
 
@@ -201,33 +235,41 @@ class RecordValidator:
         self._contract = dataset.contract
         self._time_field = dataset.event_time
         try:
-            struct, self._decimal_rules = compile_fast_path(dataset.contract)
+            json_struct, json_rules = compile_fast_path(dataset.contract, raw_decimals=True)
+            text_struct, self._text_rules = compile_fast_path(dataset.contract)
         except _Unsupported:
-            self._json_decoder: msgspec.json.Decoder[Any] | None = None
+            self._decode: Callable[[bytes], Any] | None = None
             self._struct: type[msgspec.Struct] | None = None
+            self._raw_checks: list[tuple[Callable[[Any], Any], Callable[[bytes], Any]]] = []
         else:
-            self._json_decoder = msgspec.json.Decoder(struct)
-            self._struct = struct
-
-    def _fast_ok(self, record: Any) -> dt.datetime | None:
-        for name, rule in self._decimal_rules.items():
-            value = getattr(record, name)
-            if value is not None and not _decimal_ok(value, rule):
-                return None
-        event_time: dt.datetime = getattr(record, self._time_field)
-        return event_time
+            self._decode = msgspec.json.Decoder(json_struct).decode
+            self._struct = text_struct
+            self._raw_checks = [(attrgetter(name), rule.raw_pattern().fullmatch) for name, rule in json_rules.items()]
+        self._event_time = attrgetter(self._time_field)
 
     def check_json(self, line: bytes) -> Verdict:
         """Judge one JSON document (a JSON-lines line or an array item re-encoded)."""
-        if self._json_decoder is not None:
-            try:
-                fast = self._json_decoder.decode(line)
-            except (msgspec.DecodeError, UnicodeDecodeError):
-                pass
-            else:
-                event_time = self._fast_ok(fast)
-                if event_time is not None:
-                    return Verdict(event_time)
+        event_time = self.fast_event_time(line)
+        if event_time is not None:
+            return Verdict(event_time)
+        return self.judge_json(line)
+
+    def fast_event_time(self, line: bytes) -> dt.datetime | None:
+        """The record's event time if the fast path accepts it, else None (then `judge_json` decides)."""
+        if self._decode is None:
+            return None
+        try:
+            record = self._decode(line)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return None
+        for get, match in self._raw_checks:
+            if match(bytes(get(record))) is None:
+                return None
+        event_time: dt.datetime = self._event_time(record)
+        return event_time
+
+    def judge_json(self, line: bytes) -> Verdict:
+        """The contract's own verdict on a JSON document, with its error messages."""
         try:
             model = self._contract.model_validate_json(line)
         except ValidationError as exc:
@@ -244,9 +286,11 @@ class RecordValidator:
             except msgspec.ValidationError:
                 pass
             else:
-                event_time = self._fast_ok(fast)
-                if event_time is not None:
-                    return Verdict(event_time)
+                if all(
+                    value is None or _decimal_ok(value, rule)
+                    for value, rule in ((getattr(fast, name), rule) for name, rule in self._text_rules.items())
+                ):
+                    return Verdict(self._event_time(fast))
         try:
             model = self._contract.model_validate(row, strict=False)
         except ValidationError as exc:

@@ -1,0 +1,171 @@
+"""Benchmark: the file-ingestion engine beside pyarrow's JSON-to-Parquet streaming, and its peak memory.
+
+Run with `make bench` (or `.venv/bin/python bench/ingest.py [--rows N] [--repeat K] [--big-rows N]`). Each
+measurement runs in a fresh child process so its peak RSS is its own; S3 is a moto server in this process.
+Prints a table, then one line of `key=value` figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "common")]
+
+PEAK_RSS = """
+def peak_rss_mb():
+    # VmHWM belongs to this process image (getrusage's maxrss would include the forking parent's)
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+"""
+
+CHILD_ENGINE = PEAK_RSS + """
+import json, sys, time, boto3
+from datalake.aws import AwsClients
+from datalake.ingest import ObjectRef, ingest_object
+from datalake.settings import Settings
+bucket, key, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+clients = AwsClients.from_session(boto3.Session(region_name="us-east-1"))
+settings = Settings(raw_bucket="raw", manifests_table="manifests")
+head = clients.s3.head_object(Bucket=bucket, Key=key)
+ref = ObjectRef(bucket, key, head.get("VersionId"), head["ETag"].strip('"'), size)
+start = time.perf_counter()
+manifest = ingest_object(ref, settings=settings, clients=clients)
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "records": manifest.records_read, "landed": manifest.records_landed,
+                  "rss_mb": peak_rss_mb()}))
+"""
+
+CHILD_BASELINE = PEAK_RSS + """
+import json, sys, time
+import pyarrow.json as pj, pyarrow.parquet as pq
+path, out = sys.argv[1], sys.argv[2]
+start = time.perf_counter()
+reader = pj.open_json(path, read_options=pj.ReadOptions(block_size=16 << 20))
+rows = 0
+writer = None
+for batch in reader:
+    if writer is None:
+        writer = pq.ParquetWriter(out, batch.schema)
+    writer.write_batch(batch, row_group_size=65536)
+    rows += batch.num_rows
+writer.close()
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "records": rows, "rss_mb": peak_rss_mb()}))
+"""
+
+
+def _write_clean_sales(path: Path, rows: int) -> None:
+    """A JSON-lines sales file with no defects (pyarrow's reader rejects a whole file on one bad row)."""
+    from lakebox.sample import SampleSpec, sales_lines
+
+    block = [line for line, _ in sales_lines(SampleSpec(sales=min(rows, 1_000_000), bad_rate=0.0, duplicate_rate=0))]
+    with path.open("wb") as out:
+        written = 0
+        while written < rows:
+            take = block[: rows - written]
+            out.write(b"\n".join(take) + b"\n")
+            written += len(take)
+
+
+def _child(code: str, *args: str, env: dict[str, str]) -> dict[str, float]:
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=False, timeout=1800
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"benchmark child failed:\n{result.stderr[-3000:]}")
+    figures: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def main() -> None:
+    """Measure and print the table."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--big-rows", type=int, default=5_000_000, help="rows of the peak-memory run (0 skips it)")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "layers" / "common")]),
+    }
+    session = boto3.Session(aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1")
+    s3 = session.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
+    for bucket in ("landing", "raw"):
+        s3.create_bucket(Bucket=bucket)
+    session.client("dynamodb", endpoint_url=env["AWS_ENDPOINT_URL"]).create_table(
+        TableName="manifests",
+        KeySchema=[{"AttributeName": "object_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "object_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+    rows_out = []
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "sales.jsonl"
+        print(f"generating {args.rows:,} rows ...", file=sys.stderr)
+        _write_clean_sales(source, args.rows)
+        size = source.stat().st_size
+        s3.upload_file(str(source), "landing", "sales/bench.jsonl")
+        engine, baseline = [], []
+        for attempt in range(args.repeat):
+            print(f"run {attempt + 1}/{args.repeat} ...", file=sys.stderr)
+            baseline.append(_child(CHILD_BASELINE, str(source), str(Path(folder) / "out.parquet"), env=env))
+            engine.append(_child(CHILD_ENGINE, "landing", "sales/bench.jsonl", str(size), env=env))
+            assert engine[-1]["records"] == args.rows == baseline[-1]["records"]
+        big: dict[str, float] | None = None
+        if args.big_rows:
+            print(f"peak-memory run on {args.big_rows:,} rows ...", file=sys.stderr)
+            big_source = Path(folder) / "big.jsonl"
+            _write_clean_sales(big_source, args.big_rows)
+            s3.upload_file(str(big_source), "landing", "sales/big.jsonl")
+            big_source.unlink()
+            big = _child(CHILD_ENGINE, "landing", "sales/big.jsonl", str(args.big_rows), env=env)
+            assert big["records"] == args.big_rows
+    server.stop()
+
+    mb = size / 1e6
+    for name, runs in (
+        ("baseline: pyarrow open_json -> ParquetWriter (local file)", baseline),
+        ("ingest engine (S3 in, validate, gzip JSON lines out)", engine),
+    ):
+        seconds = statistics.median(r["seconds"] for r in runs)
+        rows_out.append((name, seconds, args.rows / seconds, mb / seconds, max(r["rss_mb"] for r in runs)))
+    ratio = rows_out[0][1] / rows_out[1][1]
+    print(f"\n{args.rows:,} sales rows, {mb:,.0f} MB of JSON lines; median of {args.repeat} runs\n")
+    print(f"| {'path':<58} | {'median s':>8} | {'records/s':>11} | {'MB/s':>7} | {'peak RSS MB':>11} |")
+    print(f"|{'-' * 60}|{'-' * 10}|{'-' * 13}|{'-' * 9}|{'-' * 13}|")
+    for name, seconds, rps, mbps, rss in rows_out:
+        print(f"| {name:<58} | {seconds:>8.2f} | {rps:>11,.0f} | {mbps:>7.1f} | {rss:>11.0f} |")
+    if big:
+        print(
+            f"| {'ingest engine, ' + format(args.big_rows, ',') + ' rows':<58} | {big['seconds']:>8.2f} | "
+            f"{args.big_rows / big['seconds']:>11,.0f} | {'':>7} | {big['rss_mb']:>11.0f} |"
+        )
+    rss_big = f"{big['rss_mb']:.0f}" if big else "n/a"
+    print(f"\ningest_vs_baseline={ratio:.2f} peak_rss_mb_1m={rows_out[1][4]:.0f} peak_rss_mb_5m={rss_big}")
+
+
+if __name__ == "__main__":
+    main()

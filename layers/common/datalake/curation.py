@@ -1,0 +1,386 @@
+"""Curated tables: the Athena statements that rebuild them for a run, rendered from the SQL files in `datalake/sql`.
+
+Each table is rebuilt by a CTAS into a folder of its own for the run (`s3://<curated>/<table>/runs/<run>/`),
+then published by pointing the catalog at that folder: the dates the run processed are re-pointed partition by
+partition (`ALTER TABLE … DROP/ADD PARTITION`) for tables partitioned by sale date, the whole table's location
+is swapped (`ALTER TABLE … SET LOCATION`) for the others. A re-run writes a new folder and re-points the same
+partitions, so it neither duplicates rows nor meets a non-empty CTAS location (docs/adr/0003).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Final
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from datalake.aws import TRANSIENT_CODES, error_code
+from datalake.exceptions import TerminalError, TransientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
+MAX_PARTITIONS_PER_QUERY: Final = 100
+"""Athena writes at most 100 partitions per CTAS or INSERT INTO; longer date lists are split."""
+MAX_DATES: Final = 3660
+"""The most dates one plan rebuilds (ten years); a longer list is a mistake, not a backfill."""
+_IDENTIFIER: Final = re.compile(r"^[a-z_][a-z0-9_]{0,254}$")
+_PLACEHOLDER: Final = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+_HEADER: Final = re.compile(r"^--\s*(name|description):\s*(.+)$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class CuratedTable:
+    """A curated table and how it is rebuilt.
+
+    Parameters
+    ----------
+    name
+        The table's name in the catalog and its folder in the curated bucket.
+    partition_column
+        The date partition a run rebuilds for the dates it processed; None for a table rebuilt whole.
+    sources
+        Processed datasets whose change calls for a rebuild.
+    """
+
+    name: str
+    partition_column: str | None
+    sources: frozenset[str]
+
+
+TABLES: Final = (
+    CuratedTable("daily_sales_by_region", "sale_date", frozenset({"sales"})),
+    CuratedTable("product_performance", "sale_date", frozenset({"sales"})),
+    CuratedTable("customer_aggregates", None, frozenset({"sales", "customers"})),
+)
+VIEWS: Final = ("customers_current", "products_current")
+"""Views over the processed zone, (re)created before the tables that read them."""
+
+
+class Statement(BaseModel):
+    """One Athena statement of a plan; `name` is `<table>/<step>` and statements run in list order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    table: str
+    step: str
+    query: str
+
+
+class DateWindow(BaseModel):
+    """An inclusive range of sale dates."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: dt.date
+    end: dt.date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DateWindow:
+        if self.end < self.start:
+            raise ValueError("window end is before its start")
+        if (self.end - self.start).days >= MAX_DATES:
+            raise ValueError(f"a window covers at most {MAX_DATES} dates")
+        return self
+
+    def dates(self) -> list[dt.date]:
+        """Every date of the window, in order."""
+        return [self.start + dt.timedelta(days=n) for n in range((self.end - self.start).days + 1)]
+
+
+class CurationRequest(BaseModel):
+    """What the pipeline passes to the planner: the run, and optionally the dates to rebuild.
+
+    Without `dates` or `window`, the dates and changed datasets come from the Spark run's summary.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    run_id: str = Field(min_length=1, max_length=80)
+    execution_id: str | None = None
+    datasets: list[str] = Field(default_factory=list)
+    dates: list[dt.date] | None = Field(default=None, max_length=MAX_DATES)
+    window: DateWindow | None = None
+
+
+class CurationPlan(BaseModel):
+    """The planner's answer: statements to run one after another, and what they rebuild."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    dates: list[dt.date]
+    changed: list[str]
+    queries: list[Statement]
+
+
+@dataclass(frozen=True)
+class NamedQuery:
+    """A saved question from `sql/named`: its title, description and SQL (tables unqualified)."""
+
+    key: str
+    name: str
+    description: str
+    query: str
+
+
+@dataclass(frozen=True)
+class RunChanges:
+    """What a processing run changed: the sale dates it rewrote and the datasets with new rows."""
+
+    dates: tuple[dt.date, ...]
+    changed: frozenset[str]
+
+
+# ---------------------------------------------------------------------------------------------- SQL files
+
+
+def sql_text(relative: str) -> str:
+    """The text of a file under `datalake/sql`, e.g. ``curated/daily_sales_by_region.sql``."""
+    resource = resources.files("datalake").joinpath("sql", *relative.split("/"))
+    return resource.read_text(encoding="utf-8")
+
+
+def render(template: str, values: Mapping[str, str]) -> str:
+    """Fill the ``{{ name }}`` placeholders of a SQL template; every placeholder must have a value.
+
+    Raises
+    ------
+    KeyError
+        When the template names a placeholder `values` lacks.
+    """
+
+    def fill(match: re.Match[str]) -> str:
+        name = match[1]
+        if name not in values:
+            raise KeyError(f"SQL template needs a value for {name!r}")
+        return values[name]
+
+    return _PLACEHOLDER.sub(fill, template).strip()
+
+
+def named_queries() -> list[NamedQuery]:
+    """Every saved question in `sql/named`, sorted by file name; the title and description come from its header."""
+    folder = resources.files("datalake").joinpath("sql", "named")
+    found = []
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".sql"):
+            continue
+        text = entry.read_text(encoding="utf-8")
+        header = dict(_HEADER.findall(text))
+        key = entry.name.removesuffix(".sql")
+        body = "\n".join(line for line in text.splitlines() if not _HEADER.match(line)).strip()
+        found.append(NamedQuery(key, header.get("name", key), header.get("description", ""), body))
+    return found
+
+
+# ------------------------------------------------------------------------------------------------- plans
+
+
+def plan_statements(
+    *,
+    database: str,
+    curated_bucket: str,
+    run_id: str,
+    dates: Sequence[dt.date],
+    changed: Collection[str] = frozenset({"sales", "customers"}),
+    tables: Sequence[CuratedTable] = TABLES,
+) -> list[Statement]:
+    """Render the statements that rebuild the curated tables for one run, in the order they must run.
+
+    Parameters
+    ----------
+    database
+        The Glue database holding the processed and curated tables.
+    curated_bucket
+        The curated zone's bucket.
+    run_id
+        The run (the pipeline's execution name); it names the stage tables and the run folders.
+    dates
+        Sale dates to rebuild in the date-partitioned tables.
+    changed
+        Processed datasets with new rows; a table rebuilt whole is planned when one of its sources changed.
+    tables
+        The tables to plan (all by default).
+
+    Returns
+    -------
+    list[Statement]
+        Views first, then per table: create the published table if missing, drop a stale stage, CTAS the
+        stage into the run folder (INSERT INTO for each further 100 dates), re-point the published
+        partitions or location at the run folder, drop the stage from the catalog (its files stay).
+    """
+    database = _identifier(database, "database")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", curated_bucket):
+        raise ValueError(f"invalid bucket name {curated_bucket!r}")
+    days = sorted(set(dates))
+    if len(days) > MAX_DATES:
+        raise ValueError(f"a plan rebuilds at most {MAX_DATES} dates, not {len(days)}")
+    token = run_token(run_id)
+    statements: list[Statement] = []
+    for table in tables:
+        if table.partition_column is not None and days:
+            statements.extend(_partitioned(table, database, curated_bucket, token, days))
+        elif table.partition_column is None and table.sources & set(changed):
+            statements.extend(_whole(table, database, curated_bucket, token))
+    if not statements:
+        return []
+    views = [
+        _statement(
+            view,
+            "view",
+            "rebuild/view.sql",
+            database=database,
+            view=view,
+            select=_select(f"views/{view}.sql", database),
+        )
+        for view in VIEWS
+    ]
+    return views + statements
+
+
+def plan_run(request: CurationRequest, *, database: str, curated_bucket: str, changes: RunChanges) -> CurationPlan:
+    """The plan of a pipeline run: the request's own dates or window when it gives them, else the run's changes."""
+    if request.dates is not None or request.window is not None:
+        days = sorted({*(request.dates or []), *(request.window.dates() if request.window else [])})
+        changed = frozenset(request.datasets or {source for t in TABLES for source in t.sources})
+    else:
+        days, changed = list(changes.dates), changes.changed
+    queries = plan_statements(
+        database=database, curated_bucket=curated_bucket, run_id=request.run_id, dates=days, changed=changed
+    )
+    return CurationPlan(run_id=request.run_id, dates=days, changed=sorted(changed), queries=queries)
+
+
+def run_changes(s3: S3Client, processed_bucket: str, run_id: str) -> RunChanges:
+    """Read what the Spark run `run_id` changed from its summary (``<processed>/_runs/<run_id>/summary.json``).
+
+    Raises
+    ------
+    TerminalError
+        When the run wrote no summary (the processing step did not run with this run id).
+    TransientError
+        When S3 throttles or fails transiently.
+    """
+    key = f"_runs/{run_id}/summary.json"
+    try:
+        body = s3.get_object(Bucket=processed_bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        code = error_code(exc)
+        if code in TRANSIENT_CODES:
+            raise TransientError(f"reading s3://{processed_bucket}/{key}: {code}") from exc
+        if code in {"NoSuchKey", "404"}:
+            raise TerminalError(f"run {run_id} has no processing summary at s3://{processed_bucket}/{key}") from exc
+        raise
+    summary = json.loads(body)
+    datasets: dict[str, dict[str, object]] = summary.get("datasets", {})
+    sales = datasets.get("sales", {}).get("partitions") or []
+    assert isinstance(sales, list)
+    changed = frozenset(name for name, part in datasets.items() if part.get("partitions"))
+    return RunChanges(tuple(sorted(dt.date.fromisoformat(str(d)) for d in sales)), changed)
+
+
+def run_token(run_id: str) -> str:
+    """The run id as it appears in stage table names and run folders: lowercase letters, digits and `_`."""
+    token = re.sub(r"[^a-z0-9]+", "_", run_id.lower()).strip("_")
+    if not token:
+        raise ValueError(f"run id {run_id!r} has no letters or digits")
+    return token[:80]
+
+
+def _partitioned(
+    table: CuratedTable, database: str, bucket: str, token: str, days: list[dt.date]
+) -> Iterator[Statement]:
+    column = table.partition_column
+    assert column is not None
+    stage = f"{table.name}__{token}"
+    base = f"s3://{bucket}/{table.name}/"
+    run_folder = f"{base}runs/{token}/"
+    yield _statement(table.name, "table", f"curated/{table.name}.table.sql", database=database, location=base)
+    yield _statement(table.name, "clean", "rebuild/drop_stage.sql", database=database, stage=stage)
+    chunks = [days[i : i + MAX_PARTITIONS_PER_QUERY] for i in range(0, len(days), MAX_PARTITIONS_PER_QUERY)]
+    for number, chunk in enumerate(chunks):
+        select = _select(f"curated/{table.name}.sql", database, dates=_date_list(chunk))
+        if number == 0:
+            yield _statement(
+                table.name,
+                "build",
+                "rebuild/build_partitioned_stage.sql",
+                database=database,
+                stage=stage,
+                location=run_folder,
+                partition_column=column,
+                select=select,
+            )
+        else:
+            yield _statement(
+                table.name, "build", "rebuild/append_stage.sql", database=database, stage=stage, select=select
+            )
+    for chunk in chunks:
+        specs = ",\n".join(f"PARTITION ({column} = '{day.isoformat()}')" for day in chunk)
+        located = "\n".join(
+            f"PARTITION ({column} = '{day.isoformat()}') LOCATION '{run_folder}{column}={day.isoformat()}/'"
+            for day in chunk
+        )
+        yield _statement(
+            table.name,
+            "unpublish",
+            "rebuild/unpublish_partitions.sql",
+            database=database,
+            table=table.name,
+            partitions=specs,
+        )
+        yield _statement(
+            table.name,
+            "publish",
+            "rebuild/publish_partitions.sql",
+            database=database,
+            table=table.name,
+            partitions=located,
+        )
+    yield _statement(table.name, "cleanup", "rebuild/drop_stage.sql", database=database, stage=stage)
+
+
+def _whole(table: CuratedTable, database: str, bucket: str, token: str) -> Iterator[Statement]:
+    stage = f"{table.name}__{token}"
+    run_folder = f"s3://{bucket}/{table.name}/runs/{token}/"
+    yield _statement(table.name, "table", f"curated/{table.name}.table.sql", database=database, location=run_folder)
+    yield _statement(table.name, "clean", "rebuild/drop_stage.sql", database=database, stage=stage)
+    yield _statement(
+        table.name,
+        "build",
+        "rebuild/build_stage.sql",
+        database=database,
+        stage=stage,
+        location=run_folder,
+        select=_select(f"curated/{table.name}.sql", database),
+    )
+    yield _statement(
+        table.name, "publish", "rebuild/publish_location.sql", database=database, table=table.name, location=run_folder
+    )
+    yield _statement(table.name, "cleanup", "rebuild/drop_stage.sql", database=database, stage=stage)
+
+
+def _statement(table: str, step: str, template: str, /, **values: str) -> Statement:
+    return Statement(name=f"{table}/{step}", table=table, step=step, query=render(sql_text(template), values))
+
+
+def _select(path: str, database: str, **values: str) -> str:
+    return render(sql_text(path), {"database": database, **values})
+
+
+def _date_list(days: Sequence[dt.date]) -> str:
+    return ", ".join(f"DATE '{day.isoformat()}'" for day in days)
+
+
+def _identifier(value: str, what: str) -> str:
+    if not _IDENTIFIER.fullmatch(value):
+        raise ValueError(f"invalid {what} name {value!r}: use lowercase letters, digits and _")
+    return value

@@ -1,0 +1,143 @@
+"""Raw and quarantine objects: gzip JSON lines with the lineage columns, written under keys that a retry overwrites."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tempfile
+from collections.abc import Sequence
+from typing import IO, Any
+
+import msgspec
+from botocore.exceptions import ClientError
+from isal import igzip
+
+from datalake.aws import TRANSIENT_CODES, AwsClients, error_code
+from datalake.exceptions import TerminalError, TransientError
+from datalake.validation import RecordError
+
+UTC = dt.UTC
+QUARANTINE_PREFIX = "_quarantine"
+SPOOL_BYTES = 8 * 1024 * 1024
+CONTENT_TYPE = "application/x-ndjson"
+_FLUSH_LINES = 4096
+ENCODER = msgspec.json.Encoder(decimal_format="number")
+
+
+def iso_stamp(moment: dt.datetime) -> str:
+    """The `_ingested_at` form: ISO-8601 UTC with microseconds and a `Z`."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def day_path(day: dt.date) -> str:
+    """The `year=YYYY/month=MM/day=DD` partition path of a date."""
+    return f"year={day.year:04d}/month={day.month:02d}/day={day.day:02d}"
+
+
+def raw_key(dataset: str, day: dt.date, name: str) -> str:
+    """Key of a raw object: `<dataset>/year=/month=/day=/<name>`, the day being the records' event date."""
+    return f"{dataset}/{day_path(day)}/{name}"
+
+
+def quarantine_key(dataset: str, day: dt.date, name: str) -> str:
+    """Key of a quarantine object: `_quarantine/<dataset>/year=/month=/day=/<name>`."""
+    return f"{QUARANTINE_PREFIX}/{dataset}/{day_path(day)}/{name}"
+
+
+def lineage_prefix(source_key: str, source_version: str) -> bytes:
+    """The lineage fields up to `_line`'s value, as appended to a JSON object: `,"_source_key":…,"_line":`."""
+    return (
+        b',"_source_key":'
+        + json.dumps(source_key).encode()
+        + b',"_source_version":'
+        + json.dumps(source_version).encode()
+        + b',"_line":'
+    )
+
+
+def lineage_suffix(ingested_at: dt.datetime) -> bytes:
+    """The lineage fields after `_line`'s value, closing the object and the line."""
+    return b',"_ingested_at":"' + iso_stamp(ingested_at).encode() + b'"}\n'
+
+
+def with_lineage(document: bytes, prefix: bytes, line: int, suffix: bytes) -> bytes:
+    """A JSON object exactly as received with the lineage fields appended, as one line.
+
+    `document` must be a validated JSON object. Outside strings JSON may hold line breaks only as whitespace, so
+    they are turned into spaces to keep one record per line.
+    """
+    body = document if document[-1] == 0x7D else document.rstrip()
+    if b"\n" in body or b"\r" in body:
+        body = body.replace(b"\r", b" ").replace(b"\n", b" ")
+    return body[:-1] + prefix + b"%d" % line + suffix
+
+
+def record_line(record: dict[str, Any], lineage: dict[str, Any]) -> bytes:
+    """A parsed record (a CSV row) with its lineage fields, as one JSON line."""
+    return ENCODER.encode({**record, **lineage}) + b"\n"
+
+
+def quarantine_line(lineage: dict[str, Any], raw: bytes | str, errors: Sequence[RecordError]) -> bytes:
+    """A rejected record: its lineage, the reasons it failed and its original text, as one JSON line."""
+    text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="backslashreplace")
+    return ENCODER.encode({**lineage, "_errors": [e.as_dict() for e in errors], "_raw": text}) + b"\n"
+
+
+class PartitionFile:
+    """One output object being built: gzip JSON lines spooled to memory, then to disk past a few MiB."""
+
+    def __init__(self, key: str, level: int) -> None:
+        self.key = key
+        self.records = 0
+        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
+        self._gzip: Any = igzip.IGzipFile(fileobj=self._spool, mode="wb", compresslevel=level)  # type: ignore[no-untyped-call]
+        self._pending: list[bytes] = []
+
+    def add(self, line: bytes) -> None:
+        """Append one complete line (ending in a newline)."""
+        self._pending.append(line)
+        self.records += 1
+        if len(self._pending) >= _FLUSH_LINES:
+            self._gzip.write(b"".join(self._pending))
+            self._pending.clear()
+
+    def finish(self) -> IO[bytes]:
+        """Close the gzip stream and return the spooled object, rewound."""
+        if self._pending:
+            self._gzip.write(b"".join(self._pending))
+            self._pending.clear()
+        self._gzip.close()
+        self._spool.seek(0)
+        return self._spool
+
+    def discard(self) -> None:
+        """Drop the object without writing it."""
+        self._gzip.close()
+        self._spool.close()
+
+
+def aws_error(exc: ClientError, doing: str) -> TransientError | TerminalError:
+    """Our error for a failed AWS call: `TransientError` when its code is worth retrying, else `TerminalError`."""
+    code = error_code(exc)
+    cls = TransientError if code in TRANSIENT_CODES else TerminalError
+    return cls(f"{doing}: {code or exc}")
+
+
+def upload(clients: AwsClients, bucket: str, part: PartitionFile) -> str:
+    """Write one finished object (managed multipart for large ones) and return its key.
+
+    Raises
+    ------
+    TransientError
+        The write failed in a way worth retrying; the key is unchanged, so a retry overwrites.
+    TerminalError
+        The write failed in a way retrying cannot fix (no such bucket, access denied).
+    """
+    body = part.finish()
+    try:
+        clients.s3.upload_fileobj(body, bucket, part.key, ExtraArgs={"ContentType": CONTENT_TYPE})
+    except ClientError as exc:
+        raise aws_error(exc, f"writing s3://{bucket}/{part.key}") from exc
+    finally:
+        body.close()
+    return part.key

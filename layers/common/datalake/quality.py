@@ -1,0 +1,588 @@
+"""Quality gate: rules per dataset, declared as data, checked on the processed partitions a run wrote.
+
+Row count, precisely. The Spark job's summary (`<processed>/_runs/<run_id>/summary.json`) gives, per
+dataset, the raw files it read, `rows_existing` (rows the touched partitions held before the run) and
+`duplicates_dropped` (= rows read + rows_existing - rows written). The manifests that produced those raw
+files (matched on their `output_keys`) give `records_landed`. The partitions must then hold exactly
+`rows_existing + records_landed - duplicates_dropped` rows: a raw file only partly read, a file with no
+manifest, or rows lost or doubled on the way all break the equality.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from datalake.contracts import Dataset, get_dataset
+from datalake.exceptions import QualityGateFailed, TerminalError
+from datalake.settings import Settings
+
+if TYPE_CHECKING:
+    import boto3
+
+logger = logging.getLogger(__name__)
+
+Observed = dict[str, int | float | str | None]
+
+
+# ----------------------------------------------------------------------------------------------- report
+
+
+class RuleResult(BaseModel):
+    """One rule's verdict on one dataset, with what was observed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    passed: bool
+    observed: Observed
+    message: str
+
+
+class DatasetReport(BaseModel):
+    """Every rule's verdict on one dataset's partitions of the run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dataset: str
+    partitions: list[str]
+    passed: bool
+    rules: list[RuleResult]
+
+
+class QualityReport(BaseModel):
+    """The gate's verdict on a run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    passed: bool
+    checked_at: datetime
+    datasets: list[DatasetReport]
+
+    def failures(self) -> list[str]:
+        """`dataset.rule: message` for every failed rule."""
+        return [f"{d.dataset}.{r.rule}: {r.message}" for d in self.datasets for r in d.rules if not r.passed]
+
+
+class QualityGateRequest(BaseModel):
+    """The gate task's input: the datasets, the job's run id (the execution's name unless given), the job run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    datasets: list[str] = Field(min_length=1)
+    execution_id: str = Field(min_length=1)
+    run_id: str = Field(min_length=1)
+    job: dict[str, Any] = Field(default_factory=dict)
+    as_of: datetime | None = None
+    """The time freshness is judged at (a backfill passes its window's end); now when absent."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _run_id_from_execution(cls, data: Any) -> Any:
+        """The pipeline passes `--run_id` = `$$.Execution.Name`: the last part of the execution ARN."""
+        if isinstance(data, dict) and not data.get("run_id") and data.get("execution_id"):
+            return {**data, "run_id": str(data["execution_id"]).rsplit(":", 1)[-1]}
+        return data
+
+
+# ------------------------------------------------------------------------------------------------ facts
+
+
+@dataclass(frozen=True)
+class JobCounts:
+    """One dataset's part of the Spark job's run summary."""
+
+    rows_in: int = 0
+    rows_existing: int = 0
+    duplicates_dropped: int = 0
+    rows_out: int = 0
+    partitions: tuple[str, ...] = ()
+    raw_files: tuple[str, ...] = ()
+
+    @classmethod
+    def from_summary(cls, part: Mapping[str, Any]) -> JobCounts:
+        """Read a dataset's entry of `summary.json`."""
+        return cls(
+            rows_in=int(part["rows_in"]),
+            rows_existing=int(part["rows_existing"]),
+            duplicates_dropped=int(part["duplicates_dropped"]),
+            rows_out=int(part["rows_out"]),
+            partitions=tuple(part["partitions"]),
+            raw_files=tuple(part["raw_files"]),
+        )
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Everything the rules judge one dataset by; built from S3 and DynamoDB, or by hand in tests.
+
+    Parameters
+    ----------
+    dataset
+        The dataset.
+    data
+        The run's partitions, only the columns the rules need.
+    job
+        The job's counts for the dataset.
+    records_landed
+        `records_landed` summed over the manifests whose output keys the job read.
+    raw_files_without_manifest
+        Raw files the job read that no manifest lists.
+    latest_event_time
+        The newest event time in the processed zone (latest partition), None when it is empty.
+    now
+        The time freshness is judged at.
+    freshness_max_age_hours
+        The setting freshness rules use unless they carry their own.
+    """
+
+    dataset: Dataset
+    data: pa.Table
+    job: JobCounts
+    records_landed: int = 0
+    raw_files_without_manifest: tuple[str, ...] = ()
+    latest_event_time: datetime | None = None
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    freshness_max_age_hours: float = 48.0
+
+
+# ------------------------------------------------------------------------------------------------ rules
+
+
+class Rule(Protocol):
+    """A quality rule: the columns it reads and its verdict."""
+
+    @property
+    def name(self) -> str:
+        """The rule's name in the report."""
+        ...
+
+    def columns(self, dataset: Dataset) -> set[str]:
+        """Processed columns the rule reads."""
+        ...
+
+    def check(self, obs: Observations) -> RuleResult:
+        """Judge the observations."""
+        ...
+
+
+def _count(mask: pa.ChunkedArray | pa.Array) -> int:
+    return int(pc.sum(pc.fill_null(mask, True)).as_py() or 0)
+
+
+@dataclass(frozen=True)
+class RowCountMatchesManifests:
+    """Rows in the run's partitions == rows_existing + records_landed - duplicates_dropped (module docstring)."""
+
+    name: str = "row_count"
+
+    def columns(self, dataset: Dataset) -> set[str]:
+        """Only the key is read; the row count comes with it."""
+        return set(dataset.key)
+
+    def check(self, obs: Observations) -> RuleResult:
+        """Compare the partitions' rows with what the manifests and the job's dedup account for."""
+        expected = obs.job.rows_existing + obs.records_landed - obs.job.duplicates_dropped
+        observed = obs.data.num_rows
+        unmatched = len(obs.raw_files_without_manifest)
+        passed = observed == expected and unmatched == 0
+        message = f"{observed} rows, expected {expected}"
+        if unmatched:
+            message += f"; {unmatched} raw files read have no manifest"
+        return RuleResult(
+            rule=self.name,
+            passed=passed,
+            observed={
+                "processed_rows": observed,
+                "expected_rows": expected,
+                "records_landed": obs.records_landed,
+                "rows_read": obs.job.rows_in,
+                "rows_existing": obs.job.rows_existing,
+                "duplicates_dropped": obs.job.duplicates_dropped,
+                "raw_files_without_manifest": unmatched,
+            },
+            message=message,
+        )
+
+
+@dataclass(frozen=True)
+class KeyNotNull:
+    """No key column is null."""
+
+    name: str = "key_not_null"
+
+    def columns(self, dataset: Dataset) -> set[str]:
+        """The key columns."""
+        return set(dataset.key)
+
+    def check(self, obs: Observations) -> RuleResult:
+        """Count rows with a null in any key column."""
+        masks = [pc.is_null(obs.data.column(k)) for k in obs.dataset.key]
+        nulls = 0
+        if obs.data.num_rows:
+            combined = masks[0]
+            for mask in masks[1:]:
+                combined = pc.or_(combined, mask)
+            nulls = _count(combined)
+        return RuleResult(
+            rule=self.name, passed=nulls == 0, observed={"null_keys": nulls}, message=f"{nulls} null keys"
+        )
+
+
+@dataclass(frozen=True)
+class KeyUnique:
+    """Each key appears once in the run's partitions (the scope the job deduplicates over)."""
+
+    name: str = "key_unique"
+
+    def columns(self, dataset: Dataset) -> set[str]:
+        """The key columns."""
+        return set(dataset.key)
+
+    def check(self, obs: Observations) -> RuleResult:
+        """Count rows beyond the first of each key."""
+        keys = obs.data.select(list(obs.dataset.key)).drop_null()
+        distinct = keys.group_by(list(obs.dataset.key)).aggregate([]).num_rows
+        duplicates = keys.num_rows - distinct
+        return RuleResult(
+            rule=self.name,
+            passed=duplicates == 0,
+            observed={"duplicate_rows": duplicates, "distinct_keys": distinct},
+            message=f"{duplicates} rows repeat a key",
+        )
+
+
+@dataclass(frozen=True)
+class Positive:
+    """A column is present and greater than zero on every row."""
+
+    column: str
+
+    @property
+    def name(self) -> str:
+        """`<column>_positive`."""
+        return f"{self.column}_positive"
+
+    def columns(self, dataset: Dataset) -> set[str]:
+        """The column."""
+        return {self.column}
+
+    def check(self, obs: Observations) -> RuleResult:
+        """Count rows where the column is null or not above zero."""
+        values = obs.data.column(self.column)
+        bad = _count(pc.less_equal(values, pa.scalar(0, values.type))) if obs.data.num_rows else 0
+        minimum = pc.min(values).as_py() if obs.data.num_rows else None
+        return RuleResult(
+            rule=self.name,
+            passed=bad == 0,
+            observed={"violations": bad, "min": None if minimum is None else str(minimum)},
+            message=f"{bad} rows with {self.column} null or <= 0",
+        )
+
+
+@dataclass(frozen=True)
+class EqualsProduct:
+    """`column == left * right` exactly (decimal arithmetic) on every row."""
+
+    column: str
+    left: str
+    right: str
+
+    @property
+    def name(self) -> str:
+        """`<column>_equals_<left>_x_<right>`."""
+        return f"{self.column}_equals_{self.left}_x_{self.right}"
+
+    def columns(self, dataset: Dataset) -> set[str]:
+        """The three columns."""
+        return {self.column, self.left, self.right}
+
+    def check(self, obs: Observations) -> RuleResult:
+        """Count rows where the product differs (or a factor is null)."""
+        bad = 0
+        if obs.data.num_rows:
+            left, right = (_as_decimal(obs.data.column(c)) for c in (self.left, self.right))
+            bad = _count(pc.not_equal(pc.multiply(left, right), _as_decimal(obs.data.column(self.column))))
+        return RuleResult(
+            rule=self.name,
+            passed=bad == 0,
+            observed={"violations": bad},
+            message=f"{bad} rows where {self.column} != {self.left} x {self.right}",
+        )
+
+
+def _as_decimal(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    if pa.types.is_decimal(values.type):
+        return values
+    if pa.types.is_integer(values.type):
+        return pc.cast(values, pa.decimal128(19, 0))
+    raise TypeError(f"decimal arithmetic needs integer or decimal columns, not {values.type}")
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """The newest event in the processed zone is at most `max_age_hours` old (the setting when None)."""
+
+    max_age_hours: float | None = None
+    name: str = "freshness"
+
+    def columns(self, dataset: Dataset) -> set[str]:
+        """Nothing from the run's partitions: the latest partition is read on its own."""
+        return set()
+
+    def check(self, obs: Observations) -> RuleResult:
+        """Compare the newest event time with `now`."""
+        limit = self.max_age_hours if self.max_age_hours is not None else obs.freshness_max_age_hours
+        latest = obs.latest_event_time
+        if latest is None:
+            return RuleResult(
+                rule=self.name,
+                passed=False,
+                observed={"latest_event_time": None, "max_age_hours": limit},
+                message="no processed data",
+            )
+        age = (obs.now - latest) / timedelta(hours=1)
+        return RuleResult(
+            rule=self.name,
+            passed=age <= limit,
+            observed={"latest_event_time": latest.isoformat(), "age_hours": round(age, 2), "max_age_hours": limit},
+            message=f"newest event is {age:.1f} h old (limit {limit:g} h)",
+        )
+
+
+BASELINE: tuple[Rule, ...] = (RowCountMatchesManifests(), KeyNotNull(), KeyUnique())
+"""Rules every dataset gets, registered or not."""
+
+RULES: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
+    {
+        "sales": (
+            *BASELINE,
+            Positive("quantity"),
+            Positive("unit_price"),
+            EqualsProduct("revenue", "quantity", "unit_price"),
+            Freshness(),
+        ),
+        "clickstream": (*BASELINE, Freshness()),
+        "products": (*BASELINE, Positive("list_price")),
+        "customers": BASELINE,
+    }
+)
+
+
+def rules_for(dataset: str) -> tuple[Rule, ...]:
+    """The rules of a dataset: its entry in `RULES`, or the baseline."""
+    return RULES.get(dataset, BASELINE)
+
+
+def evaluate(obs: Observations, rules: Sequence[Rule], partitions: Sequence[str] = ()) -> DatasetReport:
+    """Run the rules on the observations of one dataset.
+
+    Parameters
+    ----------
+    obs
+        What the rules judge.
+    rules
+        The rules (see `rules_for`).
+    partitions
+        The event dates checked, for the report.
+
+    Returns
+    -------
+    DatasetReport
+        Every rule's result; `passed` when all passed.
+    """
+    results = [rule.check(obs) for rule in rules]
+    return DatasetReport(
+        dataset=obs.dataset.name,
+        partitions=list(partitions),
+        passed=all(r.passed for r in results),
+        rules=results,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+def load_job_summary(session: boto3.Session, bucket: str, run_id: str) -> dict[str, Any]:
+    """The Spark job's summary of the run, `s3://<processed>/_runs/<run_id>/summary.json`.
+
+    Raises
+    ------
+    TerminalError
+        When the job wrote no summary for this run id.
+    """
+    s3 = session.client("s3")
+    key = f"_runs/{run_id}/summary.json"
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        raise TerminalError(f"no job summary at s3://{bucket}/{key}: was the job given --run_id {run_id}?") from None
+    summary: dict[str, Any] = json.loads(body)
+    return summary
+
+
+def _bucket_key(key: str) -> str:
+    return key.split("/", 3)[3] if key.startswith("s3://") else key.lstrip("/")
+
+
+def landed_for(
+    session: boto3.Session, table: str, dataset: str, raw_files: Sequence[str]
+) -> tuple[int, tuple[str, ...]]:
+    """Sum `records_landed` over the manifests whose output keys the job read.
+
+    Parameters
+    ----------
+    session
+        boto3 session.
+    table
+        The manifests table.
+    dataset
+        The dataset (manifests are filtered on it).
+    raw_files
+        Raw keys the job read.
+
+    Returns
+    -------
+    tuple
+        The sum, and the raw files no manifest lists.
+    """
+    wanted = set(raw_files)
+    if not wanted:
+        return 0, ()
+    from boto3.dynamodb.conditions import Attr
+
+    manifests = session.resource("dynamodb").Table(table)
+    kwargs: dict[str, Any] = {
+        "FilterExpression": Attr("dataset").eq(dataset),
+        "ProjectionExpression": "object_id, output_keys, records_landed",
+    }
+    landed, matched = 0, set()
+    while True:
+        page = manifests.scan(**kwargs)
+        for item in page.get("Items", []):
+            output_keys = cast(list[str], item.get("output_keys") or [])
+            keys = {_bucket_key(str(k)) for k in output_keys} & wanted
+            if keys:
+                landed += int(cast(Decimal, item.get("records_landed", 0)))
+                matched |= keys
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return landed, tuple(sorted(wanted - matched))
+
+
+def read_partitions(
+    session: boto3.Session, bucket: str, dataset: str, days: Sequence[str], columns: Sequence[str]
+) -> pa.Table:
+    """Read only `columns` of the processed partitions `days` of a dataset (awswrangler); empty when none."""
+    import awswrangler as wr
+
+    paths: list[str] = []
+    for day in days:
+        listed = wr.s3.list_objects(
+            f"s3://{bucket}/{dataset}/event_date={day}/", suffix=".parquet", boto3_session=session
+        )
+        paths += listed
+    if not paths:
+        return pa.table({c: pa.array([], pa.null()) for c in columns})
+    frame = wr.s3.read_parquet(path=paths, columns=list(columns), boto3_session=session, dtype_backend="pyarrow")
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def latest_event_time(session: boto3.Session, bucket: str, dataset: Dataset) -> datetime | None:
+    """The newest event time in the processed zone: the max over its latest `event_date` partition."""
+    import awswrangler as wr
+
+    folders = wr.s3.list_directories(f"s3://{bucket}/{dataset.name}/", boto3_session=session)
+    days = sorted(f.rstrip("/").rsplit("event_date=", 1)[1] for f in folders if "event_date=" in f)
+    if not days:
+        return None
+    table = read_partitions(session, bucket, dataset.name, days[-1:], [dataset.event_time])
+    latest = pc.max(table.column(dataset.event_time)).as_py() if table.num_rows else None
+    if latest is None:
+        return None
+    return latest if latest.tzinfo else latest.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------------------------------- gate
+
+
+def check_quality(
+    session: boto3.Session,
+    settings: Settings,
+    datasets: Sequence[str],
+    run_id: str,
+    now: datetime | None = None,
+) -> QualityReport:
+    """Check every dataset's partitions of a run; raise `QualityGateFailed` when any rule fails.
+
+    Parameters
+    ----------
+    session
+        boto3 session (S3 for the processed zone and the job summary, DynamoDB for the manifests).
+    settings
+        Needs `processed_bucket` and `manifests_table`; `freshness_max_age_hours`.
+    datasets
+        The datasets to check.
+    run_id
+        The job's run id (its summary's folder).
+    now
+        The time freshness is judged at; now when None.
+
+    Returns
+    -------
+    QualityReport
+        The passing report.
+
+    Raises
+    ------
+    QualityGateFailed
+        When a rule fails; `report` holds the whole report.
+    TerminalError
+        When the job left no summary for the run, or did not process a dataset.
+    """
+    bucket = settings.require("processed_bucket")
+    manifests = settings.require("manifests_table")
+    checked_at = now or datetime.now(UTC)
+    summary = load_job_summary(session, bucket, run_id)
+    reports = []
+    for name in datasets:
+        dataset = get_dataset(name)
+        part = summary.get("datasets", {}).get(name)
+        if part is None:
+            raise TerminalError(f"the job's run {run_id} did not process {name}")
+        job = JobCounts.from_summary(part)
+        rules = rules_for(name)
+        columns = sorted(set().union(*(r.columns(dataset) for r in rules)))
+        landed, unmatched = landed_for(session, manifests, name, job.raw_files)
+        needs_latest = any(isinstance(r, Freshness) for r in rules)
+        obs = Observations(
+            dataset=dataset,
+            data=read_partitions(session, bucket, name, job.partitions, columns),
+            job=job,
+            records_landed=landed,
+            raw_files_without_manifest=unmatched,
+            latest_event_time=latest_event_time(session, bucket, dataset) if needs_latest else None,
+            now=checked_at,
+            freshness_max_age_hours=settings.freshness_max_age_hours,
+        )
+        reports.append(evaluate(obs, rules, job.partitions))
+    report = QualityReport(
+        run_id=run_id, passed=all(r.passed for r in reports), checked_at=checked_at, datasets=reports
+    )
+    if not report.passed:
+        failures = report.failures()
+        logger.warning("quality gate failed for run %s: %s", run_id, failures)
+        raise QualityGateFailed(f"quality gate failed: {'; '.join(failures)}", report.model_dump(mode="json"))
+    return report

@@ -1,0 +1,17 @@
+-- product_performance: the published table. Its partitions point at the run folder that last rebuilt each date.
+CREATE EXTERNAL TABLE IF NOT EXISTS {{ database }}.product_performance (
+    product_id string,
+    product_name string COMMENT 'from the products reference data; unknown when the product is not in it',
+    category string COMMENT 'from the products reference data; unknown when the product is not in it',
+    currency string COMMENT 'ISO 4217 code; amounts are never summed across currencies',
+    transactions bigint COMMENT 'sold lines',
+    customers bigint COMMENT 'distinct customers who bought the product',
+    units bigint COMMENT 'units sold',
+    revenue decimal(18,2) COMMENT 'sum of quantity x unit_price',
+    average_unit_price decimal(18,2) COMMENT 'revenue / units',
+    revenue_rank_in_category bigint COMMENT '1 = the best-selling product of its category that day (ties share a rank)'
+)
+PARTITIONED BY (sale_date date)
+STORED AS PARQUET
+LOCATION '{{ location }}'
+TBLPROPERTIES ('parquet.compression' = 'SNAPPY', 'classification' = 'parquet')

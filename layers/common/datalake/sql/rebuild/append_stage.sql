@@ -1,0 +1,2 @@
+INSERT INTO {{ database }}.{{ stage }}
+{{ select }}

@@ -1,0 +1,1 @@
+ALTER TABLE {{ database }}.{{ table }} SET LOCATION '{{ location }}'

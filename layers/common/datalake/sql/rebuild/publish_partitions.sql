@@ -1,0 +1,2 @@
+ALTER TABLE {{ database }}.{{ table }} ADD IF NOT EXISTS
+{{ partitions }}

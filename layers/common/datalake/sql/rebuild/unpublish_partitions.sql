@@ -1,0 +1,2 @@
+ALTER TABLE {{ database }}.{{ table }} DROP IF EXISTS
+{{ partitions }}

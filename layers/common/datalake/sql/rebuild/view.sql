@@ -1,0 +1,2 @@
+CREATE OR REPLACE VIEW {{ database }}.{{ view }} AS
+{{ select }}

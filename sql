@@ -1,0 +1,1 @@
+layers/common/datalake/sql

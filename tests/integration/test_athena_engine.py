@@ -1,0 +1,532 @@
+"""Athena on DuckDB against a moto server: catalog resolution, pruning, bytes scanned, CTAS, and the curated plan."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
+
+from datalake.curation import plan_statements
+from lakebox.athena import AthenaEngine, QueryFailedError
+
+pytestmark = pytest.mark.integration
+
+DATABASE = "lake"
+DATES = [dt.date(2026, 10, 20) + dt.timedelta(days=n) for n in range(10)]
+REGIONS = ("north", "south", "east", "west", "online")
+CATEGORIES = ("toys", "books", "home")
+SALES_SCHEMA = pa.schema(
+    [
+        ("transaction_id", pa.string()),
+        ("event_time", pa.timestamp("us", tz="UTC")),
+        ("customer_id", pa.string()),
+        ("product_id", pa.string()),
+        ("store_id", pa.string()),
+        ("region", pa.string()),
+        ("quantity", pa.int32()),
+        ("unit_price", pa.decimal128(12, 2)),
+        ("currency", pa.string()),
+        ("payment_method", pa.string()),
+        ("channel", pa.string()),
+        ("revenue", pa.decimal128(18, 2)),
+        ("product_name", pa.string()),
+        ("category", pa.string()),
+        ("customer_segment", pa.string()),
+        ("customer_region", pa.string()),
+        ("event_hour", pa.int32()),
+        ("_source_key", pa.string()),
+        ("_source_version", pa.string()),
+        ("_line", pa.int64()),
+        ("_ingested_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+CUSTOMERS_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("name", pa.string()),
+        ("segment", pa.string()),
+        ("region", pa.string()),
+        ("country", pa.string()),
+        ("signup_date", pa.timestamp("us", tz="UTC")),
+        ("updated_at", pa.timestamp("us", tz="UTC")),
+        ("event_hour", pa.int32()),
+        ("_source_key", pa.string()),
+        ("_source_version", pa.string()),
+        ("_line", pa.int64()),
+        ("_ingested_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+PRODUCTS_SCHEMA = pa.schema(
+    [
+        ("product_id", pa.string()),
+        ("name", pa.string()),
+        ("category", pa.string()),
+        ("list_price", pa.decimal128(12, 2)),
+        ("currency", pa.string()),
+        ("active", pa.bool_()),
+        ("updated_at", pa.timestamp("us", tz="UTC")),
+        ("event_hour", pa.int32()),
+        ("_source_key", pa.string()),
+        ("_source_version", pa.string()),
+        ("_line", pa.int64()),
+        ("_ingested_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+HIVE_TYPES = {
+    pa.string(): "string",
+    pa.int32(): "int",
+    pa.int64(): "bigint",
+    pa.bool_(): "boolean",
+    pa.timestamp("us", tz="UTC"): "timestamp",
+    pa.decimal128(12, 2): "decimal(12,2)",
+    pa.decimal128(18, 2): "decimal(18,2)",
+}
+
+
+@dataclass
+class Lake:
+    """The moto endpoint, a session on it, the engine, and the processed data written to it."""
+
+    endpoint: str
+    session: boto3.Session
+    engine: AthenaEngine
+    sales: pd.DataFrame
+    customers: pd.DataFrame
+
+
+@pytest.fixture(scope="module")
+def lake() -> Iterator[Lake]:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ENDPOINT_URL", endpoint)
+        session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+        s3 = session.client("s3")
+        for bucket in ("processed", "curated", "results"):
+            s3.create_bucket(Bucket=bucket)
+        session.client("glue").create_database(DatabaseInput={"Name": DATABASE})
+        sales, customers, products = _generate(random.Random(11))
+        _write_processed(session, "sales", sales, SALES_SCHEMA, "event_date")
+        _write_processed(session, "customers", customers, CUSTOMERS_SCHEMA, "event_date")
+        _write_processed(session, "products", products, PRODUCTS_SCHEMA, "event_date")
+        engine = AthenaEngine(session, default_output="s3://results/athena/", default_database=DATABASE)
+        yield Lake(endpoint, session, engine, sales, customers)
+        engine.close()
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _endpoint(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", lake.endpoint)
+
+
+def _generate(rng: random.Random) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    customers = [f"C{n:03d}" for n in range(40)]
+    products = [f"P{n:03d}" for n in range(15)]
+    category = {p: CATEGORIES[n % len(CATEGORIES)] for n, p in enumerate(products)}
+    rows = []
+    for n in range(3000):
+        day = rng.choice(DATES)
+        moment = dt.datetime.combine(day, dt.time(rng.randrange(24), rng.randrange(60)), dt.UTC)
+        quantity = rng.randint(1, 5)
+        price = Decimal(rng.randrange(100, 50_000)) / 100
+        product = rng.choice(products)
+        known = product != "P014"
+        rows.append(
+            {
+                "transaction_id": f"T{n:06d}",
+                "event_time": moment,
+                "customer_id": rng.choice(customers),
+                "product_id": product,
+                "store_id": f"S{rng.randrange(5)}",
+                "region": rng.choice(REGIONS),
+                "quantity": quantity,
+                "unit_price": price,
+                "currency": "EUR" if n % 10 == 0 else "USD",
+                "payment_method": "card",
+                "channel": "web",
+                "revenue": price * quantity,
+                "product_name": f"Product {product}" if known else None,
+                "category": category[product] if known else None,
+                "customer_segment": "consumer",
+                "customer_region": "north",
+                "event_hour": moment.hour,
+                "_source_key": "sales/a.jsonl",
+                "_source_version": "v1",
+                "_line": n + 1,
+                "_ingested_at": moment,
+                "event_date": day,
+            }
+        )
+    old, new = dt.datetime(2026, 9, 1, tzinfo=dt.UTC), dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
+    people = []
+    for n, cid in enumerate(customers[:-3]):
+        for version, moment in enumerate((old, new) if n % 4 == 0 else (new,)):
+            people.append(
+                {
+                    "customer_id": cid,
+                    "name": f"Customer {cid}",
+                    "segment": ("consumer", "enterprise")[(n + version) % 2],
+                    "region": REGIONS[(n + version) % len(REGIONS)],
+                    "country": "DE",
+                    "signup_date": old,
+                    "updated_at": moment,
+                    "event_hour": 0,
+                    "_source_key": "customers/c.csv",
+                    "_source_version": "v1",
+                    "_line": n + 1,
+                    "_ingested_at": moment,
+                    "event_date": moment.date(),
+                }
+            )
+    catalogue = [
+        {
+            "product_id": p,
+            "name": f"Product {p}",
+            "category": category[p],
+            "list_price": Decimal("9.99"),
+            "currency": "USD",
+            "active": True,
+            "updated_at": new,
+            "event_hour": 0,
+            "_source_key": "products/p.csv",
+            "_source_version": "v1",
+            "_line": n + 1,
+            "_ingested_at": new,
+            "event_date": new.date(),
+        }
+        for n, p in enumerate(products[:-1])
+    ]
+    return pd.DataFrame(rows), pd.DataFrame(people), pd.DataFrame(catalogue)
+
+
+def _write_processed(
+    session: boto3.Session, dataset: str, frame: pd.DataFrame, schema: pa.Schema, partition: str
+) -> None:
+    """Write Parquet per event date and register the table as the Spark job does (`event_date date`)."""
+    s3, glue = session.client("s3"), session.client("glue")
+    columns = [{"Name": f.name, "Type": HIVE_TYPES[f.type]} for f in schema]
+    storage = {
+        "Columns": columns,
+        "Location": f"s3://processed/{dataset}/",
+        "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+        "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+        "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"},
+    }
+    glue.create_table(
+        DatabaseName=DATABASE,
+        TableInput={
+            "Name": dataset,
+            "TableType": "EXTERNAL_TABLE",
+            "Parameters": {"classification": "parquet"},
+            "PartitionKeys": [{"Name": partition, "Type": "date"}],
+            "StorageDescriptor": storage,
+        },
+    )
+    partitions = []
+    for day, rows in frame.groupby(partition):
+        table = pa.Table.from_pandas(rows.drop(columns=[partition]), schema=schema, preserve_index=False)
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="snappy")
+        folder = f"{dataset}/{partition}={day.isoformat()}/"
+        s3.put_object(Bucket="processed", Key=f"{folder}part-00000.snappy.parquet", Body=buffer.getvalue())
+        partitions.append(
+            {"Values": [day.isoformat()], "StorageDescriptor": {**storage, "Location": f"s3://processed/{folder}"}}
+        )
+    glue.batch_create_partition(DatabaseName=DATABASE, TableName=dataset, PartitionInputList=partitions)
+
+
+def _frame(lake: Lake, sql: str) -> pd.DataFrame:
+    result = lake.engine.query(sql)
+    return pd.DataFrame(result.rows, columns=list(result.columns))
+
+
+# ------------------------------------------------------------------------------------------------- reads
+
+
+def test_select_resolves_tables_through_the_catalog_with_trino_semantics(lake: Lake) -> None:
+    # GIVEN processed sales registered in the catalog
+    # WHEN Athena SQL counts and sums them, with an integer division Trino truncates
+    result = lake.engine.query("SELECT count(*) AS n, sum(quantity) AS q, 7 / 2 AS half FROM sales")
+    # THEN the answer matches the data and Trino's arithmetic
+    assert result.rows == [(len(lake.sales), int(lake.sales.quantity.sum()), 3)]
+    assert result.types[:2] == ("bigint", "bigint")
+
+
+def test_partition_pruned_query_scans_a_fraction_of_a_full_scan(lake: Lake) -> None:
+    # GIVEN sales over ten daily partitions
+    full = lake.engine.query("SELECT sum(revenue) AS revenue FROM sales")
+    # WHEN the same sum is asked for one day
+    day = lake.engine.query("SELECT sum(revenue) AS revenue FROM sales WHERE event_date = DATE '2026-10-22'")
+    # THEN only that partition's revenue column is read
+    expected = lake.sales.loc[lake.sales.event_date == dt.date(2026, 10, 22), "revenue"].sum()
+    assert day.rows == [(expected,)]
+    assert 0 < day.bytes_scanned < full.bytes_scanned / 5
+
+
+def test_bytes_scanned_count_only_the_columns_read(lake: Lake) -> None:
+    one = lake.engine.query("SELECT count(DISTINCT region) FROM sales")
+    two = lake.engine.query("SELECT count(DISTINCT region), max(transaction_id) FROM sales")
+    everything = lake.engine.query("SELECT * FROM sales")
+    assert 0 < one.bytes_scanned < two.bytes_scanned < everything.bytes_scanned
+
+
+def test_failed_sql_ends_in_failed_state_with_athena_reason(lake: Lake) -> None:
+    # WHEN a query names a column that does not exist
+    described = lake.engine.start_query_execution(QueryString="SELECT no_such_column FROM sales")
+    # THEN the execution FAILED with a reason rather than raising
+    status = described["QueryExecution"]["Status"]
+    assert status["State"] == "FAILED" and "COLUMN_NOT_FOUND" in status["StateChangeReason"]
+    with pytest.raises(QueryFailedError, match="TABLE_NOT_FOUND"):
+        lake.engine.query("SELECT 1 FROM no_such_table")
+
+
+def test_results_are_written_and_paged_like_athena(lake: Lake) -> None:
+    # GIVEN a finished query
+    described = lake.engine.start_query_execution(
+        QueryString="SELECT region, count(*) AS n FROM sales GROUP BY region ORDER BY region"
+    )
+    execution = described["QueryExecution"]
+    qid = execution["QueryExecutionId"]
+    # THEN its CSV is in the output location and its description is JSON-safe
+    key = f"athena/{qid}.csv"
+    assert execution["ResultConfiguration"]["OutputLocation"] == f"s3://results/{key}"
+    body = lake.session.client("s3").get_object(Bucket="results", Key=key)["Body"].read().decode()
+    assert body.splitlines()[0] == '"region","n"' and len(body.splitlines()) == len(REGIONS) + 1
+    assert isinstance(execution["Status"]["SubmissionDateTime"], str)
+    # AND GetQueryResults pages it with the header row first
+    first = lake.engine.get_query_results(QueryExecutionId=qid, MaxResults=3)
+    rows = first["ResultSet"]["Rows"]
+    assert rows[0]["Data"] == [{"VarCharValue": "region"}, {"VarCharValue": "n"}] and len(rows) == 3
+    rest = lake.engine.get_query_results(QueryExecutionId=qid, NextToken=first["NextToken"])
+    assert len(rest["ResultSet"]["Rows"]) == len(REGIONS) - 2 and "NextToken" not in rest
+
+
+def test_bytes_scanned_cutoff_cancels_the_query(lake: Lake) -> None:
+    # GIVEN a workgroup that allows 1 KB per query
+    unchecked = Config(parameter_validation=False)  # Athena's floor is 10 MB; the test data is smaller
+    lake.session.client("athena", config=unchecked).create_work_group(
+        Name="tight",
+        Configuration={
+            "ResultConfiguration": {"OutputLocation": "s3://results/tight/"},
+            "EnforceWorkGroupConfiguration": True,
+            "BytesScannedCutoffPerQuery": 1024,
+        },
+    )
+    # WHEN a query would read more
+    described = lake.engine.start_query_execution(QueryString="SELECT * FROM sales", WorkGroup="tight")
+    # THEN Athena cancels it, naming the limit
+    status = described["QueryExecution"]["Status"]
+    assert status["State"] == "CANCELLED" and "Bytes scanned limit was exceeded" in status["StateChangeReason"]
+
+
+# ------------------------------------------------------------------------------------------------- writes
+
+
+def test_ctas_writes_partitioned_parquet_and_refuses_a_non_empty_location(lake: Lake) -> None:
+    sql = (
+        "CREATE TABLE lake.by_region WITH (format = 'PARQUET', external_location = 's3://curated/by_region/', "
+        "partitioned_by = ARRAY['event_date'], write_compression = 'SNAPPY') AS "
+        "SELECT region, count(*) AS n, event_date FROM sales WHERE event_date <= DATE '2026-10-21' "
+        "GROUP BY region, event_date"
+    )
+    # WHEN a CTAS runs
+    created = lake.engine.query(sql)
+    # THEN it wrote the rows, registered the table and its two partitions
+    glue = lake.session.client("glue")
+    table = glue.get_table(DatabaseName=DATABASE, Name="by_region")["Table"]
+    assert [k["Name"] for k in table["PartitionKeys"]] == ["event_date"]
+    partitions = glue.get_partitions(DatabaseName=DATABASE, TableName="by_region")["Partitions"]
+    assert sorted(p["Values"][0] for p in partitions) == ["2026-10-20", "2026-10-21"]
+    early = lake.sales[lake.sales.event_date <= dt.date(2026, 10, 21)]
+    assert created.rows == [(early.groupby(["region", "event_date"]).ngroups,)]
+    assert lake.engine.query("SELECT sum(n) FROM by_region").rows == [(len(early),)]
+    # AND a second CTAS into the same location fails as Athena's does
+    again = sql.replace("lake.by_region", "lake.by_region_again")
+    failed = lake.engine.start_query_execution(QueryString=again)["QueryExecution"]["Status"]
+    assert failed["State"] == "FAILED" and failed["StateChangeReason"].startswith("HIVE_PATH_ALREADY_EXISTS")
+
+
+def test_insert_into_adds_files_and_new_partitions(lake: Lake) -> None:
+    lake.engine.query(
+        "CREATE TABLE lake.daily WITH (external_location = 's3://curated/daily/', partitioned_by = ARRAY['d']) "
+        "AS SELECT count(*) AS n, event_date AS d FROM sales WHERE event_date = DATE '2026-10-20' GROUP BY event_date"
+    )
+    inserted = lake.engine.query(
+        "INSERT INTO lake.daily SELECT count(*), event_date FROM sales "
+        "WHERE event_date IN (DATE '2026-10-20', DATE '2026-10-25') GROUP BY event_date"
+    )
+    assert inserted.rows == [(2,)]
+    counts = _frame(lake, "SELECT d, sum(n) AS n, count(*) AS files FROM daily GROUP BY d ORDER BY d")
+    expected = lake.sales.groupby("event_date").size()
+    assert counts.d.tolist() == [dt.date(2026, 10, 20), dt.date(2026, 10, 25)]
+    assert counts.n.tolist() == [2 * expected[dt.date(2026, 10, 20)], expected[dt.date(2026, 10, 25)]]
+
+
+def test_view_is_stored_in_the_catalog_and_expanded_in_queries(lake: Lake) -> None:
+    lake.engine.query("CREATE OR REPLACE VIEW lake.big_sales AS SELECT transaction_id, revenue FROM sales WHERE quantity >= 4")
+    table = lake.session.client("glue").get_table(DatabaseName=DATABASE, Name="big_sales")["Table"]
+    assert table["TableType"] == "VIRTUAL_VIEW" and table["ViewOriginalText"].startswith("/* Presto View: ")
+    assert lake.engine.query("SELECT count(*) FROM big_sales").rows == [(int((lake.sales.quantity >= 4).sum()),)]
+    lake.engine.query("DROP VIEW lake.big_sales")
+    with pytest.raises(QueryFailedError, match="TABLE_NOT_FOUND"):
+        lake.engine.query("SELECT count(*) FROM big_sales")
+
+
+def test_drop_table_removes_the_catalog_entry_and_keeps_the_data(lake: Lake) -> None:
+    lake.engine.query(
+        "CREATE TABLE lake.dropped WITH (external_location = 's3://curated/dropped/') AS SELECT 1 AS one"
+    )
+    lake.engine.query("DROP TABLE lake.dropped")
+    lake.engine.query("DROP TABLE IF EXISTS lake.dropped")
+    listed = lake.session.client("s3").list_objects_v2(Bucket="curated", Prefix="dropped/")
+    assert listed["KeyCount"] == 1
+
+
+# -------------------------------------------------------------------------------------------- curation
+
+
+def _run_plan(lake: Lake, run_id: str) -> dict[str, int]:
+    scanned: dict[str, int] = {}
+    for statement in plan_statements(database=DATABASE, curated_bucket="curated", run_id=run_id, dates=DATES):
+        described = lake.engine.start_query_execution(
+            QueryString=statement.query, QueryExecutionContext={"Database": DATABASE}
+        )
+        status = described["QueryExecution"]["Status"]
+        assert status["State"] == "SUCCEEDED", (statement.name, status.get("StateChangeReason"))
+        bytes_scanned = described["QueryExecution"]["Statistics"]["DataScannedInBytes"]
+        scanned[statement.table] = scanned.get(statement.table, 0) + bytes_scanned
+    return scanned
+
+
+def _expected_daily(sales: pd.DataFrame) -> pd.DataFrame:
+    grouped = sales.groupby(["event_date", "region", "currency"])
+    out = grouped.agg(
+        transactions=("transaction_id", "size"),
+        customers=("customer_id", "nunique"),
+        units=("quantity", "sum"),
+        revenue=("revenue", "sum"),
+    ).reset_index()
+    out["average_transaction_value"] = [
+        (r / t).quantize(Decimal("0.01")) for r, t in zip(out.revenue, out.transactions, strict=True)
+    ]
+    return out.rename(columns={"event_date": "sale_date"})
+
+
+def _expected_products(sales: pd.DataFrame) -> pd.DataFrame:
+    frame = sales.assign(
+        product_name=sales.product_name.fillna("unknown"), category=sales.category.fillna("unknown")
+    )
+    out = (
+        frame.groupby(["event_date", "product_id", "currency", "product_name", "category"])
+        .agg(
+            transactions=("transaction_id", "size"),
+            customers=("customer_id", "nunique"),
+            units=("quantity", "sum"),
+            revenue=("revenue", "sum"),
+        )
+        .reset_index()
+    )
+    out["rank"] = (
+        out.assign(r=out.revenue.astype(float))
+        .groupby(["event_date", "category", "currency"])
+        .r.rank(method="min", ascending=False)
+        .astype(int)
+    )
+    return out.rename(columns={"event_date": "sale_date"})
+
+
+def _expected_customers(sales: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
+    current = customers.sort_values(["updated_at", "_ingested_at"]).groupby("customer_id").tail(1)
+    spend = (
+        sales.groupby(["customer_id", "currency"])
+        .agg(
+            transactions=("transaction_id", "size"),
+            units=("quantity", "sum"),
+            lifetime_revenue=("revenue", "sum"),
+            first_purchase_date=("event_date", "min"),
+            last_purchase_date=("event_date", "max"),
+            active_days=("event_date", "nunique"),
+        )
+        .reset_index()
+    )
+    return spend.merge(current[["customer_id", "segment", "region"]], on="customer_id", how="left")
+
+
+def test_curated_tables_equal_pandas_and_a_rerun_changes_nothing(lake: Lake) -> None:
+    # GIVEN processed sales, customers (some with two versions) and products
+    # WHEN the curation plan runs, then runs again as a new run over the same dates
+    first = _run_plan(lake, "run-1")
+    daily_1 = _frame(lake, "SELECT * FROM daily_sales_by_region ORDER BY sale_date, region, currency")
+    _run_plan(lake, "run-2")
+    daily = _frame(lake, "SELECT * FROM daily_sales_by_region ORDER BY sale_date, region, currency")
+    products = _frame(lake, "SELECT * FROM product_performance ORDER BY sale_date, product_id, currency")
+    customers = _frame(lake, "SELECT * FROM customer_aggregates ORDER BY customer_id, currency")
+
+    # THEN the re-run left the same rows (no duplicates, no failure on the non-empty table location)
+    pd.testing.assert_frame_equal(daily, daily_1)
+    # AND every curated table equals an independent pandas computation over the same input
+    expected = _expected_daily(lake.sales).sort_values(["sale_date", "region", "currency"]).reset_index(drop=True)
+    assert len(daily) == len(expected)
+    for column in ("sale_date", "region", "currency", "transactions", "customers", "units", "revenue"):
+        assert daily[column].tolist() == expected[column].tolist(), column
+    assert all(
+        abs(a - b) <= Decimal("0.01")
+        for a, b in zip(daily.average_transaction_value, expected.average_transaction_value, strict=True)
+    )
+    want = _expected_products(lake.sales).sort_values(["sale_date", "product_id", "currency"]).reset_index(drop=True)
+    assert len(products) == len(want)
+    for column in ("product_id", "product_name", "category", "transactions", "customers", "units", "revenue"):
+        assert products[column].tolist() == want[column].tolist(), column
+    assert products.revenue_rank_in_category.tolist() == want["rank"].tolist()
+    assert set(products.category) >= {"unknown"}
+    aggregates = _expected_customers(lake.sales, lake.customers).sort_values(["customer_id", "currency"])
+    aggregates = aggregates.reset_index(drop=True)
+    for column in ("customer_id", "currency", "transactions", "units", "lifetime_revenue", "active_days"):
+        assert customers[column].tolist() == aggregates[column].tolist(), column
+    assert customers.first_purchase_date.tolist() == aggregates.first_purchase_date.tolist()
+    assert customers.segment.fillna("-").tolist() == aggregates.segment.fillna("-").tolist()
+    # AND the stage tables are gone from the catalog while their files back the published tables
+    names = {t["Name"] for t in lake.session.client("glue").get_tables(DatabaseName=DATABASE)["TableList"]}
+    assert not any("__run" in name for name in names)
+    assert first["daily_sales_by_region"] > 0
+
+
+def test_curated_table_schemas_equal_their_declared_ddl(lake: Lake) -> None:
+    _run_plan(lake, "schema-check")
+    glue = lake.session.client("glue")
+    for name in ("daily_sales_by_region", "product_performance", "customer_aggregates"):
+        declared = glue.get_table(DatabaseName=DATABASE, Name=name)["Table"]
+        built = lake.engine.query(f"DESCRIBE {name}").rows
+        columns = [(c["Name"], c["Type"]) for c in declared["StorageDescriptor"]["Columns"]]
+        files = pq.read_schema(_one_file(lake, declared))
+        assert [n for n, _ in columns] == [f for f in files.names], name
+        assert built[: len(columns)] == [(n, t, "") for n, t in columns]
+
+
+def _one_file(lake: Lake, table: dict[str, Any]) -> io.BytesIO:
+    s3 = lake.session.client("s3")
+    glue = lake.session.client("glue")
+    location = table["StorageDescriptor"]["Location"]
+    if table["PartitionKeys"]:
+        partition = glue.get_partitions(DatabaseName=DATABASE, TableName=table["Name"])["Partitions"][0]
+        location = partition["StorageDescriptor"]["Location"]
+    bucket, _, prefix = location.removeprefix("s3://").partition("/")
+    key = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"][0]["Key"]
+    return io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())

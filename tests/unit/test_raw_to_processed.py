@@ -1,0 +1,409 @@
+"""The Spark job raw → processed: schemas from contracts, planning, and the transforms on a local SparkSession."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
+
+from datalake.contracts import get_dataset
+from datalake.exceptions import TerminalError
+from glue import raw_to_processed as job
+
+SALES = get_dataset("sales")
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def sale(tid: str, quantity: Any = 1, **changes: Any) -> dict[str, Any]:
+    record = {
+        "transaction_id": tid,
+        "event_time": "2026-11-02T10:00:00Z",
+        "customer_id": "C1",
+        "product_id": "P1",
+        "store_id": "S1",
+        "region": "north",
+        "quantity": quantity,
+        "unit_price": "19.99",
+        "currency": "USD",
+        "payment_method": "card",
+        "channel": "store",
+    }
+    return {**record, **changes}
+
+
+def write_raw(root: Path, dataset: str, day: str, name: str, records: list[dict[str, Any]], modified: datetime) -> Path:
+    """A raw object as ingestion writes it: gzip JSON lines with lineage, its mtime set to `modified`."""
+    folder = root / "raw" / dataset / f"year={day[:4]}" / f"month={day[5:7]}" / f"day={day[8:]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json.gz"
+    with gzip.open(path, "wt") as out:
+        for line, record in enumerate(records, 1):
+            lineage = {"_source_key": f"{dataset}/{name}.jsonl", "_source_version": "v1", "_line": line}
+            out.write(json.dumps({"_ingested_at": "2026-11-20T10:00:00.000000Z", **record, **lineage}) + "\n")
+    os.utime(path, (modified.timestamp(), modified.timestamp()))
+    return path
+
+
+def local(moment: datetime) -> datetime:
+    """How PySpark returns a timestamp: naive, in the process's time zone."""
+    return datetime.fromtimestamp(moment.timestamp())
+
+
+def job_args(root: Path, **extra: str) -> dict[str, str]:
+    return {
+        "raw_path": (root / "raw").as_uri(),
+        "processed_path": (root / "processed").as_uri(),
+        "update_catalog": "false",
+        "datasets": "sales",
+        **extra,
+    }
+
+
+def processed_rows(spark: SparkSession, root: Path, dataset: str = "sales") -> list[dict[str, Any]]:
+    rows = spark.read.parquet(str(root / "processed" / dataset)).collect()
+    return sorted((r.asDict() for r in rows), key=lambda r: str(r[get_dataset(dataset).key[0]]))
+
+
+def part_files(root: Path, day: str) -> set[str]:
+    return {p.name for p in (root / "processed" / "sales" / f"event_date={day}").glob("*.parquet")}
+
+
+# ------------------------------------------------------------------------------------ schemas and options
+
+
+def test_spark_schema_follows_the_contract_types() -> None:
+    # GIVEN the registered contracts
+    # WHEN their Spark schemas are derived
+    sales = {f.name: f.dataType for f in job.contract_schema(SALES).fields}
+    products = {f.name: f.dataType for f in job.contract_schema(get_dataset("products")).fields}
+    clicks = {f.name: f.dataType for f in job.contract_schema(get_dataset("clickstream")).fields}
+
+    # THEN money is an exact decimal, times are timestamps, bounded ints are ints, optional ids are strings
+    assert sales["unit_price"] == T.DecimalType(12, 2)
+    assert sales["event_time"] == T.TimestampType()
+    assert sales["quantity"] == T.IntegerType()
+    assert sales["region"] == T.StringType()
+    assert products["active"] == T.BooleanType()
+    assert clicks["customer_id"] == T.StringType()
+    assert list(sales) == list(SALES.contract.model_fields)
+
+
+def test_options_order_reference_datasets_before_the_datasets_they_enrich() -> None:
+    # GIVEN datasets named sales first, as a JSON list (how the state machine passes them)
+    args = {"raw_path": "s3://raw-bucket", "processed_path": "s3://processed-bucket/", "JOB_RUN_ID": "jr_1"}
+
+    # WHEN the options are parsed
+    options = job.JobOptions.from_args({**args, "datasets": '["sales", "products", "customers"]'})
+
+    # THEN products and customers come before sales, roots end with "/", the catalog keeps the s3 location
+    names = [d.name for d in options.datasets]
+    assert names.index("products") < names.index("sales") and names.index("customers") < names.index("sales")
+    assert options.raw_path == "s3://raw-bucket/"
+    assert options.catalog_processed_path == "s3://processed-bucket/"
+    assert options.run_id == "jr_1"
+    assert {d.name for d in job.JobOptions.from_args(args).datasets} == {
+        "sales",
+        "products",
+        "customers",
+        "clickstream",
+    }
+
+
+def test_missing_paths_are_a_terminal_error() -> None:
+    with pytest.raises(TerminalError, match="--raw_path"):
+        job.JobOptions.from_args({"processed_path": "s3://p/"})
+
+
+def test_spark_submit_arguments_are_parsed_as_pairs() -> None:
+    assert job.parse_arguments(["--raw_path", "s3://r/", "--since=2026-11-01T00:00:00Z"]) == {
+        "raw_path": "s3://r/",
+        "since": "2026-11-01T00:00:00Z",
+    }
+    with pytest.raises(TerminalError):
+        job.parse_arguments(["--raw_path"])
+
+
+def test_catalog_table_is_parquet_partitioned_by_event_date() -> None:
+    # GIVEN a processed schema
+    schema = T.StructType(
+        [
+            T.StructField("transaction_id", T.StringType()),
+            T.StructField("unit_price", T.DecimalType(12, 2)),
+            T.StructField("event_time", T.TimestampType()),
+            T.StructField("event_date", T.DateType()),
+        ]
+    )
+
+    # WHEN the Glue table input is built
+    table = job.glue_table_input("sales", schema, "s3://processed-bucket/sales/")
+
+    # THEN the columns carry Hive types, the partition key is a date, the SerDe is Parquet's
+    descriptor = table["StorageDescriptor"]
+    assert descriptor["Columns"] == [
+        {"Name": "transaction_id", "Type": "string"},
+        {"Name": "unit_price", "Type": "decimal(12,2)"},
+        {"Name": "event_time", "Type": "timestamp"},
+    ]
+    assert table["PartitionKeys"] == [{"Name": "event_date", "Type": "date"}]
+    assert descriptor["SerdeInfo"]["SerializationLibrary"] == job.PARQUET_SERDE
+    assert descriptor["InputFormat"].endswith("MapredParquetInputFormat")
+    assert descriptor["Location"] == "s3://processed-bucket/sales/"
+
+
+# ------------------------------------------------------------------------------------------------ planning
+
+
+@dataclass
+class MemoryStore:
+    """The job's FileStore protocol over a dict: file URI → modification time, plus small texts."""
+
+    files: dict[str, datetime]
+    texts: dict[str, str] = field(default_factory=dict)
+
+    def list_files(self, prefix: str) -> list[job.FileInfo]:
+        return [job.FileInfo(u, u[len(prefix) :], 1, m) for u, m in self.files.items() if u.startswith(prefix)]
+
+    def exists(self, uri: str) -> bool:
+        return uri in self.texts or any(u.startswith(uri) for u in self.files)
+
+    def read_text(self, uri: str) -> str | None:
+        return self.texts.get(uri)
+
+    def write_text(self, uri: str, text: str) -> None:
+        self.texts[uri] = text
+
+
+def test_plan_reads_only_files_past_the_watermark_and_settled() -> None:
+    # GIVEN raw files before, after and too close to now, a hidden file, and a watermark at T0
+    raw = "s3://raw-bucket/sales/"
+    files = {
+        f"{raw}year=2026/month=11/day=01/old.json.gz": T0,
+        f"{raw}year=2026/month=11/day=02/new.json.gz": T0 + timedelta(minutes=5),
+        f"{raw}year=2026/month=11/day=03/unsettled.json.gz": T0 + timedelta(minutes=14),
+        f"{raw}_temporary/year=2026/month=11/day=02/x.json.gz": T0 + timedelta(minutes=5),
+        "s3://processed-bucket/sales/event_date=2026-11-02/part-0.parquet": T0,
+    }
+    watermark = "s3://processed-bucket/_watermarks/sales.json"
+    store = MemoryStore(files, {watermark: json.dumps({"last_modified": T0.isoformat()})})
+    args = {"raw_path": "s3://raw-bucket/", "processed_path": "s3://processed-bucket/", "settle_seconds": "300"}
+
+    # WHEN the run is planned at T0 + 15 min
+    plan = job.staging_plan({**args, "datasets": "sales"}, store, now=T0 + timedelta(minutes=15))
+
+    # THEN only the settled new file, its date's processed partition, the watermark and the references are staged
+    assert plan.inputs == (
+        f"{raw}year=2026/month=11/day=02/new.json.gz",
+        "s3://processed-bucket/sales/event_date=2026-11-02/",
+        watermark,
+        "s3://processed-bucket/products/",
+        "s3://processed-bucket/customers/",
+    )
+    assert plan.roots == {"raw_path": "s3://raw-bucket/", "processed_path": "s3://processed-bucket/"}
+    assert plan.args == {"catalog_processed_path": "s3://processed-bucket/"}
+
+
+def test_since_overrides_the_watermark() -> None:
+    raw = "s3://raw-bucket/sales/year=2026/month=11/day=01/a.json.gz"
+    store = MemoryStore({raw: T0}, {"s3://p/_watermarks/sales.json": json.dumps({"last_modified": T0.isoformat()})})
+    options = job.JobOptions.from_args(
+        {"raw_path": "s3://raw-bucket/", "processed_path": "s3://p/", "since": "2026-01-01"}
+    )
+
+    plan = job.plan_dataset(store, options, SALES, now=T0 + timedelta(hours=1))
+
+    assert [f.uri for f in plan.raw_files] == [raw]
+    assert plan.dates == (date(2026, 11, 1),)
+
+
+def test_raw_file_outside_the_partition_layout_is_a_terminal_error() -> None:
+    store = MemoryStore({"s3://raw-bucket/sales/stray.json.gz": T0})
+    options = job.JobOptions.from_args({"raw_path": "s3://raw-bucket/", "processed_path": "s3://p/"})
+    with pytest.raises(TerminalError, match=r"stray\.json\.gz"):
+        job.plan_dataset(store, options, SALES, now=T0 + timedelta(hours=1))
+
+
+# ---------------------------------------------------------------------------------------------- transforms
+
+
+def raw_frame(spark: SparkSession, dataset: str, records: list[Mapping[str, Any]], tmp_path: Path) -> Any:
+    """Raw records read the way the job reads them: JSON lines with the all-string raw schema."""
+    path = tmp_path / f"{dataset}.jsonl"
+    lineage = {"_source_key": "k", "_source_version": "v", "_line": 1, "_ingested_at": "2026-11-20T10:00:00Z"}
+    path.write_text("".join(json.dumps({**lineage, **r}) + "\n" for r in records))
+    return spark.read.schema(job.raw_schema(get_dataset(dataset))).json(str(path))
+
+
+@pytest.mark.slow
+def test_json_numbers_and_csv_strings_cast_to_the_same_contract_values(spark: SparkSession, tmp_path: Path) -> None:
+    # GIVEN the same sale as a JSON document (numbers, offset time) and as a CSV row (strings, UTC time)
+    as_json = sale("T1", 3, unit_price=19.99, event_time="2026-11-02T12:30:00+02:00")
+    as_csv = sale("T2", "3", unit_price="19.99", event_time="2026-11-02T10:30:00Z")
+
+    # WHEN they are cast to the contract
+    rows = job.transform_cast(raw_frame(spark, "sales", [as_json, as_csv], tmp_path), SALES).collect()
+
+    # THEN both carry the same exact decimal, int and UTC timestamp, and the lineage is typed
+    first, second = sorted((r.asDict() for r in rows), key=lambda r: r["transaction_id"])
+    for row in (first, second):
+        assert row["unit_price"] == Decimal("19.99")
+        assert row["quantity"] == 3
+        assert row["event_time"] == local(datetime(2026, 11, 2, 10, 30, tzinfo=UTC))
+        assert row["_line"] == 1 and row["_ingested_at"] == local(datetime(2026, 11, 20, 10, 0, tzinfo=UTC))
+
+
+@pytest.mark.slow
+def test_csv_booleans_and_empty_optionals_are_typed(spark: SparkSession, tmp_path: Path) -> None:
+    # GIVEN a product from CSV ("false") and a click whose optional customer is an empty CSV field
+    product = {
+        "product_id": "P1",
+        "name": "Lamp",
+        "category": "home",
+        "list_price": "12.50",
+        "currency": "EUR",
+        "active": "false",
+        "updated_at": "2026-11-01T00:00:00Z",
+    }
+    click = {
+        "event_id": "E1",
+        "event_time": "2026-11-01T00:00:00Z",
+        "session_id": "S1",
+        "customer_id": "",
+        "event_type": "page_view",
+        "page": "/",
+        "device": "mobile",
+    }
+
+    # WHEN they are cast
+    products = job.transform_cast(raw_frame(spark, "products", [product], tmp_path), get_dataset("products"))
+    clicks = job.transform_cast(raw_frame(spark, "clickstream", [click], tmp_path), get_dataset("clickstream"))
+
+    # THEN the boolean is False, the price a decimal, the empty optional id null and the missing one null
+    (p,) = products.collect()
+    (c,) = clicks.collect()
+    assert p["active"] is False and p["list_price"] == Decimal("12.50")
+    assert c["customer_id"] is None and c["product_id"] is None
+
+
+@pytest.mark.slow
+def test_sales_are_enriched_from_the_latest_reference_versions_with_exact_revenue(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # GIVEN two versions of product P1, a customer, and sales of a known and an unknown product
+    product = {"category": "home", "list_price": "5.00", "currency": "USD", "active": "true"}
+    products = [
+        {**product, "product_id": "P1", "name": "Old lamp", "updated_at": "2026-10-01T00:00:00Z"},
+        {**product, "product_id": "P1", "name": "Lamp", "updated_at": "2026-10-05T00:00:00Z"},
+    ]
+    customer = {
+        "customer_id": "C1",
+        "name": "Ann",
+        "segment": "enterprise",
+        "region": "west",
+        "country": "US",
+        "signup_date": "2025-01-01T00:00:00Z",
+        "updated_at": "2026-10-01T00:00:00Z",
+    }
+    references = {}
+    for name, records in (("products", products), ("customers", [customer])):
+        dataset = get_dataset(name)
+        typed = job.transform_cast(raw_frame(spark, name, records, tmp_path), dataset)
+        references[name] = job.transform_latest_version(typed, dataset)
+    sales = [sale("T1", 3, event_time="2026-11-02T23:30:00-02:00"), sale("T2", 2, product_id="P9")]
+    new = job.transform_cast(raw_frame(spark, "sales", sales, tmp_path), SALES)
+
+    # WHEN the processed rows are built
+    out = job.transform_processed(new, job.read_processed(spark, SALES, []), SALES, references)
+    rows = {r["transaction_id"]: r.asDict() for r in out.collect()}
+
+    # THEN the latest product name, category, customer segment and region are joined, revenue = q x p exactly
+    assert out.columns == job.processed_columns(SALES)
+    t1, t2 = rows["T1"], rows["T2"]
+    assert (t1["product_name"], t1["category"]) == ("Lamp", "home")
+    assert (t1["customer_segment"], t1["customer_region"]) == ("enterprise", "west")
+    assert t1["revenue"] == Decimal("59.97")
+    assert (t1["event_date"], t1["event_hour"]) == (date(2026, 11, 3), 1)
+    assert t2["product_name"] is None and t2["category"] is None and t2["customer_segment"] == "enterprise"
+    assert out.schema["revenue"].dataType == T.DecimalType(18, 2)
+
+
+@pytest.mark.slow
+def test_dedup_keeps_latest_ingestion_across_the_batch_and_processed_data(spark: SparkSession, tmp_path: Path) -> None:
+    # GIVEN a first batch over two days, with T3 twice in it
+    first = [
+        sale("T1", 1),
+        sale("T2", 1),
+        sale("T3", 1, _ingested_at="2026-11-20T09:00:00Z"),
+        sale("T3", 5, _ingested_at="2026-11-20T11:00:00Z"),
+    ]
+    write_raw(tmp_path, "sales", "2026-11-02", "first", first, T0)
+    write_raw(tmp_path, "sales", "2026-11-03", "other-day", [sale("T9", 1, event_time="2026-11-03T08:00:00Z")], T0)
+    summary = job.run(spark, job_args(tmp_path))
+    day3_files = part_files(tmp_path, "2026-11-03")
+
+    # WHEN a later batch brings a newer T1 and an older T2 for 2026-11-02
+    second = [
+        sale("T1", 7, _ingested_at="2026-11-21T12:00:00Z"),
+        sale("T2", 9, _ingested_at="2026-11-19T08:00:00Z"),
+    ]
+    write_raw(tmp_path, "sales", "2026-11-02", "second", second, T0 + timedelta(minutes=1))
+    again = job.run(spark, job_args(tmp_path))
+
+    # THEN the first run dropped the older T3; the second read only the new file, kept the newer T1,
+    # kept the processed T2 over the older arrival, and left the other day's partition untouched
+    assert summary["datasets"]["sales"]["duplicates_dropped"] == 1
+    counts = again["datasets"]["sales"]
+    assert counts["raw_files"] == ["sales/year=2026/month=11/day=02/second.json.gz"]
+    assert (counts["rows_in"], counts["rows_existing"], counts["duplicates_dropped"], counts["rows_out"]) == (
+        2,
+        3,
+        2,
+        3,
+    )
+    assert counts["partitions"] == ["2026-11-02"]
+    quantities = {r["transaction_id"]: r["quantity"] for r in processed_rows(spark, tmp_path)}
+    assert quantities == {"T1": 7, "T2": 1, "T3": 5, "T9": 1}
+    assert part_files(tmp_path, "2026-11-03") == day3_files
+    watermark = json.loads((tmp_path / "processed" / "_watermarks" / "sales.json").read_text())
+    assert datetime.fromisoformat(watermark["last_modified"]) == T0 + timedelta(minutes=1)
+
+
+@pytest.mark.slow
+def test_rerun_over_the_same_raw_data_replaces_partitions_with_identical_rows(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # GIVEN raw sales over two days, processed once
+    write_raw(tmp_path, "sales", "2026-11-02", "a", [sale("T1", 2), sale("T2", 3)], T0)
+    write_raw(tmp_path, "sales", "2026-11-03", "b", [sale("T3", 4, event_time="2026-11-03T00:00:00Z")], T0)
+    args = job_args(tmp_path, since="2000-01-01T00:00:00Z")
+    job.run(spark, args)
+    before = processed_rows(spark, tmp_path)
+
+    # WHEN the same raw data is processed again
+    summary = job.run(spark, args)
+
+    # THEN every row is a duplicate of itself, the rows are identical, and each partition holds one new file
+    counts = summary["datasets"]["sales"]
+    assert (counts["rows_in"], counts["duplicates_dropped"], counts["rows_out"]) == (3, 3, 3)
+    assert processed_rows(spark, tmp_path) == before
+    assert [len(part_files(tmp_path, d)) for d in ("2026-11-02", "2026-11-03")] == [1, 1]
+
+
+@pytest.mark.slow
+def test_records_dated_outside_their_raw_partition_fail_the_run(spark: SparkSession, tmp_path: Path) -> None:
+    # GIVEN a raw file under day=01 holding a sale of 2026-11-02
+    write_raw(tmp_path, "sales", "2026-11-01", "misplaced", [sale("T1")], T0)
+
+    # WHEN / THEN the run fails before writing anything
+    with pytest.raises(TerminalError, match="2026-11-02"):
+        job.run(spark, job_args(tmp_path))
+    assert not (tmp_path / "processed" / "sales").exists()
