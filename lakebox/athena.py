@@ -7,10 +7,12 @@ import datetime as dt
 import json
 import logging
 import re
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
@@ -22,7 +24,6 @@ import duckdb
 import pyarrow as pa
 import sqlglot
 from botocore.exceptions import ClientError
-from datalake.exceptions import TerminalError
 from sqlglot import exp
 from sqlglot.errors import OptimizeError, ParseError, SqlglotError
 from sqlglot.optimizer.annotate_types import annotate_types
@@ -32,6 +33,7 @@ from sqlglot.optimizer.qualify_tables import qualify_tables
 from sqlglot.optimizer.scope import Scope, traverse_scope
 from sqlglot.schema import MappingSchema
 
+from datalake.exceptions import TerminalError
 from lakebox.crawler import CSV_SERDES, JSON_SERDES, PARQUET_FORMAT, hidden_key
 
 if TYPE_CHECKING:
@@ -51,6 +53,7 @@ DEFAULT_PARTITION: Final = "__HIVE_DEFAULT_PARTITION__"
 _VIEW_PREFIX: Final = "/* Presto View: "
 _VIEW_SUFFIX: Final = " */"
 _MAX_VIEW_DEPTH: Final = 16
+_UPLOAD_THREADS: Final = 8
 _T = exp.DataType.Type
 
 
@@ -124,7 +127,7 @@ class _Execution:
         if self.reason:
             status["StateChangeReason"] = self.reason
         if self.state != "SUCCEEDED":
-            status["AthenaError"] = {"ErrorCategory": 2, "ErrorType": 1306 if self.state == "CANCELLED" else 1100}
+            status["AthenaError"] = {"ErrorCategory": 2, "Retryable": False, "ErrorMessage": self.reason or ""}
         total = 0 if self.completed is None else int((self.completed - self.submitted).total_seconds() * 1000)
         execution: dict[str, Any] = {
             "QueryExecutionId": self.execution_id,
@@ -216,6 +219,7 @@ class _Context:
     cursor: duckdb.DuckDBPyConnection
     cutoff: int | None
     views: int = 0
+    planning_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -253,6 +257,8 @@ class AthenaEngine:
         self._db: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.RLock()
         self._footers: dict[tuple[str, str], _FileMeta] = {}
+        self._tables: dict[tuple[str, str], _Table] = {}
+        self._partition_lists: dict[tuple[str, str], list[_Partition]] = {}
 
     # ------------------------------------------------------------------ API
 
@@ -369,8 +375,6 @@ class AthenaEngine:
             output_location=execution.output_location,
         )
 
-    fetch = query
-
     def close(self) -> None:
         """Close the DuckDB database behind the engine."""
         with self._lock:
@@ -423,6 +427,8 @@ class AthenaEngine:
 
     def _run(self, execution: _Execution, cutoff: int | None, config: dict[str, Any]) -> None:
         started = time.perf_counter()
+        self._tables.clear()
+        self._partition_lists.clear()
         cursor = self._connection().cursor()
         context = _Context(execution.execution_id, execution.database, execution.output_prefix, cursor, cutoff)
         try:
@@ -444,6 +450,7 @@ class AthenaEngine:
         finally:
             cursor.close()
             execution.engine_ms = int((time.perf_counter() - started) * 1000)
+            execution.planning_ms = int(context.planning_ms)
             execution.completed = dt.datetime.now(dt.UTC)
 
     def _dispatch(self, query: str, ctx: _Context) -> _Outcome:
@@ -502,6 +509,13 @@ class AthenaEngine:
 
     def _prepare(self, query: exp.Query, ctx: _Context) -> _Prepared:
         """Inline views, qualify, bind each table reference to a DuckDB view of its pruned files."""
+        began = time.perf_counter()
+        try:
+            return self._bind(query, ctx)
+        finally:
+            ctx.planning_ms += (time.perf_counter() - began) * 1000
+
+    def _bind(self, query: exp.Query, ctx: _Context) -> _Prepared:
         query = self._inline_views(query, ctx.database)
         tables = {key: self._table(*key) for key in {_table_key(t, ctx.database) for t in _real_tables(query)}}
         for table in tables.values():
@@ -519,8 +533,7 @@ class AthenaEngine:
             tree = pushdown_projections(tree)
             tree = annotate_types(tree, schema=schema, dialect="athena")
         except OptimizeError as exc:
-            if "could not be resolved" in str(exc):
-                raise _QueryError(f"COLUMN_NOT_FOUND: {_first_line(str(exc))}") from exc
+            # DuckDB then binds the query itself (and names an unknown column); bytes count every column
             logger.debug("sqlglot could not qualify the query, reading every column: %s", exc)
             tree, qualified = query.copy(), False
         scanned = 0
@@ -567,6 +580,9 @@ class AthenaEngine:
         raise _QueryError(f"NOT_SUPPORTED: views nested deeper than {_MAX_VIEW_DEPTH} levels")
 
     def _table(self, database: str, name: str) -> _Table:
+        cached = self._tables.get((database, name))
+        if cached is not None:
+            return cached
         try:
             raw = self._glue.get_table(DatabaseName=database, Name=name)["Table"]
         except ClientError as exc:
@@ -575,7 +591,9 @@ class AthenaEngine:
             if not self._database_exists(database):
                 raise _QueryError(f"SCHEMA_NOT_FOUND: Schema '{database}' does not exist") from exc
             raise _QueryError(f"TABLE_NOT_FOUND: Table '{CATALOG}.{database}.{name}' does not exist") from exc
-        return _to_table(database, dict(raw))
+        table = _to_table(database, dict(raw))
+        self._tables[(database, name)] = table
+        return table
 
     def _database_exists(self, database: str) -> bool:
         try:
@@ -587,6 +605,9 @@ class AthenaEngine:
         return True
 
     def _partitions(self, table: _Table) -> list[_Partition]:
+        cached = self._partition_lists.get((table.database, table.name))
+        if cached is not None:
+            return cached
         result: list[_Partition] = []
         paginator = self._glue.get_paginator("get_partitions")
         for page in paginator.paginate(DatabaseName=table.database, TableName=table.name):
@@ -596,6 +617,7 @@ class AthenaEngine:
                 )
                 result.append(_Partition(tuple(raw["Values"]), location))
         result.sort(key=lambda p: p.values)
+        self._partition_lists[(table.database, table.name)] = result
         return result
 
     def _source_sql(self, table: _Table, used: set[str] | None, partitions: list[_Partition]) -> tuple[str, int]:
@@ -606,8 +628,9 @@ class AthenaEngine:
         parts: list[str] = []
         scanned = 0
         storage = table.storage
+        listed = self._list_groups(table, groups)
         for group in groups:
-            objects = self._list(group.location)
+            objects = listed[group.location]
             if not objects:
                 continue
             key_exprs = [
@@ -656,22 +679,28 @@ class AthenaEngine:
             try:
                 uris = _sql_list([o.uri for o in missing])
                 chunks = cursor.execute(
-                    "SELECT file_name, split_part(path_in_schema, ', ', 1), sum(total_compressed_size) "
-                    f"FROM parquet_metadata({uris}) GROUP BY ALL"
+                    "SELECT file_name, split_part(path_in_schema, ', ', 1) AS name, "
+                    "sum(total_compressed_size), min(column_id) AS position "
+                    f"FROM parquet_metadata({uris}) GROUP BY ALL ORDER BY file_name, position"
                 ).fetchall()
-                schema = cursor.execute(f"SELECT file_name, name, num_children FROM parquet_schema({uris})").fetchall()
+                sizes: dict[str, dict[str, int]] = {}
+                names: dict[str, list[str]] = {}
+                for file_name, column, size, _ in chunks:
+                    sizes.setdefault(str(file_name), {})[str(column).lower()] = int(size or 0)
+                    names.setdefault(str(file_name), []).append(str(column))
+                empty = [o.uri for o in missing if o.uri not in names]
+                if empty:
+                    schema = cursor.execute(
+                        f"SELECT file_name, name, num_children FROM parquet_schema({_sql_list(empty)})"
+                    ).fetchall()
+                    nodes: dict[str, list[tuple[str, int]]] = {}
+                    for file_name, name, children in schema:
+                        nodes.setdefault(str(file_name), []).append((str(name), int(children or 0)))
+                    names.update({uri: list(_top_level(nodes.get(uri, []))) for uri in empty})
             finally:
                 cursor.close()
-            sizes: dict[str, dict[str, int]] = {}
-            for file_name, column, size in chunks:
-                sizes.setdefault(str(file_name), {})[str(column).lower()] = int(size or 0)
-            nodes: dict[str, list[tuple[str, int]]] = {}
-            for file_name, name, children in schema:
-                nodes.setdefault(str(file_name), []).append((str(name), int(children or 0)))
             for obj in missing:
-                self._footers[(obj.uri, obj.etag)] = _FileMeta(
-                    _top_level(nodes.get(obj.uri, [])), sizes.get(obj.uri, {})
-                )
+                self._footers[(obj.uri, obj.etag)] = _FileMeta(tuple(names.get(obj.uri, [])), sizes.get(obj.uri, {}))
         return {o.uri: self._footers[(o.uri, o.etag)] for o in objects}
 
     def _list(self, location: str) -> list[_S3Object]:
@@ -686,6 +715,24 @@ class AthenaEngine:
                 if key.endswith("/") or hidden_key(key[len(prefix) :]) or item.get("Size", 0) == 0:
                     continue
                 found.append(_S3Object(f"s3://{bucket}/{key}", int(item["Size"]), str(item.get("ETag", ""))))
+        return found
+
+    def _list_groups(self, table: _Table, groups: list[_Partition]) -> dict[str, list[_S3Object]]:
+        """Objects under each partition's location; one listing of the table when it holds them all."""
+        root = table.location.rstrip("/") + "/"
+        folders = {g.location.rstrip("/") + "/": g.location for g in groups}
+        if len(groups) <= 2 or not all(folder.startswith(root) for folder in folders):
+            return {g.location: self._list(g.location) for g in groups}
+        found: dict[str, list[_S3Object]] = {g.location: [] for g in groups}
+        for obj in self._list(root):
+            folder = obj.uri
+            while "/" in folder.removeprefix("s3://"):
+                folder = folder[: folder.rstrip("/").rfind("/") + 1]
+                if folder in folders:
+                    found[folders[folder]].append(obj)
+                    break
+                if len(folder) <= len(root):
+                    break
         return found
 
     def _is_empty(self, location: str) -> bool:
@@ -716,7 +763,7 @@ class AthenaEngine:
         props = _ctas_properties(ast)
         if self._exists(database, name):
             if ast.args.get("exists"):
-                return _Outcome("DDL", "CREATE_TABLE_AS_SELECT", [("rows", "bigint")], [(0,)], update_count=0)
+                return _Outcome("DML", "CREATE_TABLE_AS_SELECT", [("rows", "bigint")], [(0,)], update_count=0)
             raise _QueryError(f"TABLE_ALREADY_EXISTS: Table '{CATALOG}.{database}.{name}' already exists")
         fmt = str(props.get("format", "PARQUET")).upper()
         if fmt != "PARQUET":
@@ -729,7 +776,7 @@ class AthenaEngine:
         query = ast.expression
         assert isinstance(query, exp.Query)
         _require_names(query)
-        with_data = not (isinstance(props.get("with_data"), bool) and not props["with_data"])
+        with_data = props.get("with_data", True) is not False
         prepared = self._prepare(query, ctx)
         shape = _describe(ctx.cursor, prepared.sql)
         columns = [(n.lower(), _duckdb_to_glue(t)) for n, t in shape]
@@ -829,19 +876,27 @@ class AthenaEngine:
         parts = cursor.execute(
             f"SELECT DISTINCT __lb_part{', ' + text if text else ''} FROM __lb_out ORDER BY 1"
         ).fetchall()
-        for part in parts:
-            values = tuple(DEFAULT_PARTITION if v is None else str(v) for v in part[1:])
-            if values in existing:
-                location = existing[values].location
-            else:
-                location = _partition_location(table, values) if keys else table.location
-            target = f"{location.rstrip('/')}/{ctx.execution_id}-{int(part[0]):05d}.parquet"
+        with tempfile.TemporaryDirectory(prefix="lakebox-athena-") as folder:
             cursor.execute(
-                f"COPY (SELECT {data} FROM __lb_out WHERE __lb_part = {int(part[0])}) TO {_literal(target)} "
-                f"(FORMAT parquet, COMPRESSION {codec})"
+                f"COPY (SELECT {data}, __lb_part FROM __lb_out) TO {_literal(folder)} "
+                f"(FORMAT parquet, COMPRESSION {codec}, PARTITION_BY (__lb_part), FILENAME_PATTERN 'part_{{i}}')"
             )
-            written.append(_Partition(values, location))
-        cursor.execute("DROP TABLE __lb_out")
+            cursor.execute("DROP TABLE __lb_out")
+            uploads: list[tuple[str, str, str]] = []
+            for part in parts:
+                values = tuple(DEFAULT_PARTITION if v is None else str(v) for v in part[1:])
+                if values in existing:
+                    location = existing[values].location
+                else:
+                    location = _partition_location(table, values) if keys else table.location
+                bucket, prefix = split_s3_uri(location.rstrip("/") + "/")
+                files = sorted((Path(folder) / f"__lb_part={int(part[0])}").glob("*.parquet"))
+                for number, path in enumerate(files):
+                    key = f"{prefix}{ctx.execution_id}-{int(part[0]):05d}-{number:03d}.parquet"
+                    uploads.append((str(path), bucket, key))
+                written.append(_Partition(values, location))
+            with ThreadPoolExecutor(max_workers=_UPLOAD_THREADS) as pool:
+                list(pool.map(lambda upload: self._s3.upload_file(*upload), uploads))
         return rows, written if keys else []
 
     def _add_partitions(self, table: _Table, partitions: list[_Partition], *, ignore_existing: bool) -> None:
@@ -1172,6 +1227,8 @@ class AthenaEngine:
         else:
             key = f"{prefix}{execution.execution_id}.txt"
             body = "".join("\t".join("" if v is None else _text(v) for v in row) + "\n" for row in outcome.rows)
+            if not outcome.columns:
+                return f"s3://{bucket}/{key}"
         self._s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), **extra)
         return f"s3://{bucket}/{key}"
 

@@ -36,6 +36,9 @@ def _print_table(title: str, rows: list[dict[str, Any]], columns: Sequence[str])
 
 
 SUMMARY_COLUMNS = ("key", "dataset", "status", "read", "landed", "quarantined", "reason")
+PULL_COLUMNS = ("schedule", "status", "records", "pages", "landing_key", "watermark_after", "error")
+API_ID_OFFSET = 500_000_000
+"""Sales served by the sample source API are numbered from here, apart from the generated files' sales."""
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -103,6 +106,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from lakebox.runtime import lakebox, summary_row
     from lakebox.sample import SampleSpec, generate
+    from lakebox.schedules import fire_and_deliver
+    from lakebox.source_api import install_secret, sample_sales, serve
+    from lakebox.streams import StreamRun, run_stream
 
     spec = SampleSpec(
         sales=args.rows,
@@ -111,10 +117,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     rows: list[dict[str, Any]] = []
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as bar:
+    streamed: StreamRun | None = None
+    pulled: list[dict[str, Any]] = []
+    with (
+        serve(sample_sales(spec, args.api_rows, start=API_ID_OFFSET)) as source_api,
+        Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as bar,
+    ):
         task = bar.add_task("starting the local stack", total=None)
         with lakebox(
-            parameters=_parameters(args.parameter),
+            parameters={"SourceApiBaseUrl": source_api.url, **_parameters(args.parameter)},
             reuse=False,
             progress=lambda lid: bar.update(task, description=f"creating {lid}"),
         ) as box:
@@ -128,11 +139,107 @@ def cmd_run(args: argparse.Namespace) -> int:
                         row = summary_row(key, delivery)
                         row["expected bad"] = generated.bad
                         rows.append(row)
+            if args.stream_seconds > 0:
+                streamed = run_stream(
+                    box.stack,
+                    dataset="clickstream",
+                    rate=args.stream_rate,
+                    seconds=args.stream_seconds,
+                    seed=args.seed,
+                    bad_rate=args.bad_rate,
+                    window=1.0,
+                    progress=lambda text: bar.update(task, description=text),
+                )
+            bar.update(task, description="firing the scheduled pull from the sample source API")
+            install_secret(box.session, str(box.stack.ref("SourceApiSecretName")), source_api.token)
+            firing, landed = fire_and_deliver(
+                box.stack, box.bus, "IngestApiFunction.DailyPull", start_execution=box.bus.start_execution
+            )
+            pulled.append({"schedule": firing.schedule.name, **(firing.result or {}), "error": firing.error or ""})
+            rows.extend(summary_row(key, delivery) | {"expected bad": ""} for key, delivery in landed)
+    stream_row = streamed.summary() if streamed else None
     if args.json:
-        print(json.dumps({"ingested": rows}, indent=2))
+        print(json.dumps({"ingested": rows, "streamed": stream_row, "pulled": pulled}, indent=2))
     else:
         _print_table("ingested", rows, (*SUMMARY_COLUMNS[:-1], "expected bad"))
-    return 0 if all(r["status"] not in ("FAILED", "") for r in rows) else 1
+        if stream_row:
+            _print_table("streamed", [stream_row], list(stream_row))
+        _print_table("scheduled pull", pulled, PULL_COLUMNS)
+    stream_ok = stream_row is None or stream_row.get("to failure queue", 0) == 0
+    pull_ok = all(not p["error"] for p in pulled)
+    return 0 if all(r["status"] not in ("FAILED", "") for r in rows) and stream_ok and pull_ok else 1
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    """Produce generated events into a stream and deliver them as the event source mapping (or Firehose) would."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from lakebox.runtime import lakebox
+    from lakebox.streams import run_stream
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as bar:
+        task = bar.add_task("starting the local stack", total=None)
+        with lakebox(parameters=_parameters(args.parameter)) as box:
+            run = run_stream(
+                box.stack,
+                dataset=args.dataset,
+                rate=args.rate,
+                seconds=args.seconds,
+                seed=args.seed,
+                bad_rate=args.bad_rate,
+                window=args.window,
+                from_start=args.from_start,
+                progress=lambda text: bar.update(task, description=text),
+            )
+    row = run.summary()
+    if args.json:
+        print(json.dumps(row, indent=2))
+    else:
+        _print_table("streamed", [row], list(row))
+    return 0 if row.get("to failure queue", 0) == 0 else 1
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    """List the template's schedules, or fire one now and run what it triggers."""
+    import contextlib
+    import datetime as dt
+
+    from lakebox.errors import LakeboxError
+    from lakebox.runtime import lakebox, summary_row
+    from lakebox.sample import SampleSpec
+    from lakebox.schedules import fire_and_deliver, schedules
+    from lakebox.source_api import install_secret, sample_sales, serve
+
+    parameters = _parameters(args.parameter)
+    if args.action == "fire" and not args.name:
+        raise LakeboxError("schedule fire needs the NAME of a schedule (see: lakebox schedule list)")
+    with contextlib.ExitStack() as scope:
+        api = None
+        if args.action == "fire" and args.sample_api and "SourceApiBaseUrl" not in parameters:
+            end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+            records = sample_sales(SampleSpec(seed=args.seed, end=end), args.api_rows, start=API_ID_OFFSET)
+            api = scope.enter_context(serve(records))
+            parameters["SourceApiBaseUrl"] = api.url
+        box = scope.enter_context(lakebox(parameters=parameters))
+        if args.action == "list":
+            found = [
+                {"name": s.name, "kind": s.kind, "expression": s.expression, "target": s.target, "enabled": s.enabled}
+                for s in schedules(box.stack)
+            ]
+            _print_table("schedules", found, ("name", "kind", "expression", "target", "enabled"))
+            return 0
+        if api is not None:
+            install_secret(box.session, str(box.stack.ref("SourceApiSecretName")), api.token)
+        firing, landed = fire_and_deliver(box.stack, box.bus, args.name, start_execution=box.bus.start_execution)
+        rows = [summary_row(key, delivery) for key, delivery in landed]
+    outcome = {"schedule": firing.schedule.name, "ok": firing.ok, "result": firing.result, "error": firing.error}
+    if args.json:
+        print(json.dumps({**outcome, "ingested": rows}, indent=2, default=str))
+    else:
+        print(json.dumps(outcome, indent=2, default=str))
+        if rows:
+            _print_table("ingested", rows, SUMMARY_COLUMNS)
+    return 0 if firing.ok and all(r["status"] != "FAILED" for r in rows) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,6 +273,32 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--bad-rate", type=float, default=0.02, help="share of invalid records")
     run.add_argument("--seed", type=int, default=7)
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.add_argument("--stream-seconds", type=float, default=3.0, help="length of the streaming phase (0: none)")
+    run.add_argument("--stream-rate", type=float, default=200.0, help="clickstream events a second while streaming")
+    run.add_argument("--api-rows", type=int, default=2_000, help="sales the sample source API serves")
+
+    stream = add("stream", cmd_stream, "produce generated events into a stream and deliver them in batches")
+    stream.add_argument("--dataset", default="clickstream", help="the dataset of the stream (clickstream)")
+    stream.add_argument("--rate", type=float, default=100.0, help="events produced a second")
+    stream.add_argument("--seconds", type=float, default=10.0, help="how long to produce")
+    stream.add_argument("--bad-rate", type=float, default=0.02, help="share of invalid events")
+    stream.add_argument("--window", type=float, help="batching window in seconds (default: the template's)")
+    stream.add_argument("--from-start", action="store_true", help="also deliver what earlier runs put in the stream")
+    stream.add_argument("--seed", type=int, default=7)
+    stream.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    schedule = add("schedule", cmd_schedule, "list the template's schedules or fire one now")
+    schedule.add_argument("action", choices=("list", "fire"))
+    schedule.add_argument("name", nargs="?", help="schedule to fire: <LogicalId>.<EventName> or the event name")
+    schedule.add_argument(
+        "--no-sample-api",
+        dest="sample_api",
+        action="store_false",
+        help="do not serve the sample source API (by default it serves the pull unless SourceApiBaseUrl is given)",
+    )
+    schedule.add_argument("--api-rows", type=int, default=2_000, help="sales the sample source API serves")
+    schedule.add_argument("--seed", type=int, default=7)
+    schedule.add_argument("--json", action="store_true", help="print the outcome as JSON")
     return parser
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import fnmatch
 import io
 import json
 import logging
@@ -221,12 +220,15 @@ def crawl(session: boto3.Session, name: str) -> CrawlResult:
     prefix = crawler.get("TablePrefix") or ""
     update_behavior = (crawler.get("SchemaChangePolicy") or {}).get("UpdateBehavior", "UPDATE_IN_DATABASE")
     new_folders_only = (crawler.get("RecrawlPolicy") or {}).get("RecrawlBehavior") == "CRAWL_NEW_FOLDERS_ONLY"
+    configuration = json.loads(crawler.get("Configuration") or "{}")
+    level = (configuration.get("Grouping") or {}).get("TableLevelConfiguration")
+    table_level = int(level) if level else None
     changes: list[TableChange] = []
     for target in (crawler.get("Targets") or {}).get("S3Targets", []):
         path = target["Path"]
         sample_files = int(target.get("SampleSize") or SAMPLE_FILES)
         objects = _list_objects(s3, path, target.get("Exclusions") or [])
-        for dataset in _datasets(path, objects):
+        for dataset in _datasets(path, objects, table_level):
             change = _crawl_dataset(
                 glue,
                 s3,
@@ -276,6 +278,7 @@ def _list_objects(s3: S3Client, path: str, exclusions: list[str]) -> list[tuple[
     bucket, prefix = _split(path)
     if prefix and not prefix.endswith("/"):
         prefix += "/"
+    excluded = [glob_regex(pattern) for pattern in exclusions]
     found = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
@@ -283,31 +286,88 @@ def _list_objects(s3: S3Client, path: str, exclusions: list[str]) -> list[tuple[
             relative = key[len(prefix) :]
             if not relative or key.endswith("/") or int(item.get("Size", 0)) == 0 or hidden_key(relative):
                 continue
-            if any(fnmatch.fnmatch(relative, pattern) for pattern in exclusions):
+            if any(pattern.fullmatch(relative) for pattern in excluded):
                 continue
             found.append((bucket, key, int(item["Size"]), relative))
     return found
 
 
-def _datasets(path: str, objects: list[tuple[str, str, int, str]]) -> list[_Dataset]:
-    """Group objects into tables: the target itself when it holds files or `k=v` folders, else its folders."""
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A Glue exclusion glob as a regex: `*` and `?` stay within a folder, `**` crosses folders, `{a,b}` alternates."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "{":
+            end = pattern.find("}", i)
+            if end < 0:
+                out.append(re.escape(c))
+            else:
+                out.append("(?:" + "|".join(re.escape(a) for a in pattern[i + 1 : end].split(",")) + ")")
+                i = end
+        elif c == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1 : end]
+                out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+                i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out))
+
+
+def _datasets(path: str, objects: list[tuple[str, str, int, str]], table_level: int | None) -> list[_Dataset]:
+    """Group a target's objects into tables.
+
+    With the crawler's ``Grouping.TableLevelConfiguration`` (the bucket is level 1) each folder at that level
+    is a table. Otherwise the target itself is the table when it holds files, `k=v` folders or only
+    numbered folders (years, dates) at its first level; else each first-level folder is one table. Glue
+    compares schemas to decide; these rules give the same answer for datasets laid out one per folder.
+    Folders starting with `_` or `.` below the target are never tables.
+    """
     bucket, prefix = _split(path)
     if prefix and not prefix.endswith("/"):
         prefix += "/"
-    whole = any("/" not in rel or "=" in rel.split("/", 1)[0] for _, _, _, rel in objects)
-    if whole:
-        name = prefix.rstrip("/").rsplit("/", 1)[-1] or bucket
-        dataset = _Dataset(name, bucket, prefix)
-        for b, key, size, rel in objects:
-            dataset.objects.append(_Object(b, key, size, tuple(rel.split("/")[:-1])))
-        return [dataset] if dataset.objects else []
+    if table_level is not None:
+        depth = table_level - 1
+        target_depth = prefix.count("/")
+        if depth <= target_depth:
+            return _one_table(bucket, "/".join(prefix.split("/")[:depth]) + "/" if depth else "", objects, prefix)
+        return _tables_at(bucket, prefix, objects, depth - target_depth)
+    firsts = {rel.split("/", 1)[0] for _, _, _, rel in objects if "/" in rel}
+    whole = any("/" not in rel for _, _, _, rel in objects) or any("=" in f for f in firsts)
+    if whole or (firsts and all(f.isdigit() for f in firsts)):
+        return _one_table(bucket, prefix, objects, prefix)
+    return _tables_at(bucket, prefix, objects, 1)
+
+
+def _one_table(bucket: str, root: str, objects: list[tuple[str, str, int, str]], prefix: str) -> list[_Dataset]:
+    name = root.rstrip("/").rsplit("/", 1)[-1] or bucket
+    dataset = _Dataset(name, bucket, root)
+    for b, key, size, _ in objects:
+        dataset.objects.append(_Object(b, key, size, tuple(key[len(root) :].split("/")[:-1])))
+    return [dataset] if dataset.objects else []
+
+
+def _tables_at(bucket: str, prefix: str, objects: list[tuple[str, str, int, str]], levels: int) -> list[_Dataset]:
     datasets: dict[str, _Dataset] = {}
     for b, key, size, rel in objects:
-        folder, rest = rel.split("/", 1)
-        if folder.startswith(("_", ".")):
+        parts = rel.split("/")
+        if len(parts) <= levels or any(p.startswith(("_", ".")) for p in parts[:levels]):
             continue
-        dataset = datasets.setdefault(folder, _Dataset(folder, bucket, f"{prefix}{folder}/"))
-        dataset.objects.append(_Object(b, key, size, tuple(rest.split("/")[:-1])))
+        root = prefix + "/".join(parts[:levels]) + "/"
+        dataset = datasets.setdefault(root, _Dataset(parts[levels - 1], bucket, root))
+        dataset.objects.append(_Object(b, key, size, tuple(parts[levels:-1])))
     return [datasets[k] for k in sorted(datasets)]
 
 

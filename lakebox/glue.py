@@ -63,8 +63,8 @@ def local_spark() -> SparkSession:
     spark = (
         SparkSession.builder.master("local[2]")
         .appName("lakebox")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.default.parallelism", "4")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.memory", os.environ.get("LAKEBOX_SPARK_MEMORY", "2g"))
         .config("spark.ui.enabled", "false")

@@ -6,6 +6,7 @@
 #
 #   bash scripts/lint-iac.sh            all steps
 #   IAC_STEPS="cfn-lint checkov" bash scripts/lint-iac.sh   only the named steps (tools are installed as needed)
+#   IAC_TEMPLATE=other.yaml bash scripts/lint-iac.sh         another template
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -17,7 +18,7 @@ ASL_VALIDATOR_VERSION="4.0.0"
 PYTHON="${PYTHON:-python3.11}"
 REGION="us-east-1"
 TOOLS=".tools"
-TEMPLATE="template.yaml"
+TEMPLATE="${IAC_TEMPLATE:-template.yaml}"
 STEPS="${IAC_STEPS:-cfn-lint sam-validate sam-build checkov asl-validator}"
 
 export AWS_DEFAULT_REGION="${REGION}" AWS_REGION="${REGION}"
@@ -67,20 +68,36 @@ ensure_tool() {
     command -v "${PYTHON}" >/dev/null || fail "${PYTHON} is required to install ${requirement}"
     echo "    installing ${requirement} into ${venv}"
     rm -rf "${venv}"
-    "${PYTHON}" -m venv "${venv}"
-    "${venv}/bin/pip" install --quiet --upgrade pip >/dev/null
-    "${venv}/bin/pip" install --quiet "${requirement}" || fail "could not install ${requirement}"
+    local log="${TOOLS}/${name}.install.log"
+    if ! { "${PYTHON}" -m venv "${venv}" &&
+        "${venv}/bin/pip" install --upgrade pip &&
+        "${venv}/bin/pip" install "${requirement}"; } >"${log}" 2>&1; then
+        tail -n 40 "${log}" >&2
+        fail "could not install ${requirement} (full log: ${log})"
+    fi
     echo "${requirement}" >"${stamp}"
 }
 
 install_tools() {
+    # The three venvs install side by side; a failed install ends the step after all have finished.
     mkdir -p "${TOOLS}"
-    wanted cfn-lint && ensure_tool cfn-lint "cfn-lint==${CFN_LINT_VERSION}"
-    if wanted sam-validate || wanted sam-build || wanted checkov; then
-        ensure_tool sam "aws-sam-cli==${SAM_CLI_VERSION}"
+    local pids=() pid rc=0
+    if wanted cfn-lint; then
+        ensure_tool cfn-lint "cfn-lint==${CFN_LINT_VERSION}" &
+        pids+=($!)
     fi
-    wanted checkov && ensure_tool checkov "checkov==${CHECKOV_VERSION}"
-    return 0
+    if wanted sam-validate || wanted sam-build || wanted checkov; then
+        ensure_tool sam "aws-sam-cli==${SAM_CLI_VERSION}" &
+        pids+=($!)
+    fi
+    if wanted checkov; then
+        ensure_tool checkov "checkov==${CHECKOV_VERSION}" &
+        pids+=($!)
+    fi
+    for pid in "${pids[@]}"; do
+        wait "${pid}" || rc=1
+    done
+    return "${rc}"
 }
 
 step_cfn_lint() {
@@ -124,6 +141,7 @@ step_asl_validator() {
         echo "    no statemachines/*.asl.json"
         return 0
     fi
+    command -v npx >/dev/null || { echo "npx (Node.js) is required to validate ${files[*]}" >&2; return 1; }
     local args=()
     local f
     for f in "${files[@]}"; do

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sam_transform: {args.template} has no parameter {name}", file=sys.stderr)
             return 1
         parameters[name]["Default"] = value
-    validator = SamTemplateValidator(template, BundledPoliciesOnly(), region=args.region)  # type: ignore[arg-type]
+    validator = SamTemplateValidator(template, BundledPoliciesOnly(), region=args.region)
     try:
         translated = validator.get_translated_template_if_valid()
     except InvalidSamDocumentException as exc:

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from lakebox import glue
 from lakebox.athena import AthenaEngine
 from lakebox.sample import SampleSpec, generate
 from lakebox.sfn import CompressedClock, Execution, Fault, inject_faults, run_execution
-from lakebox.sfn.integrations import stack_integrations
+from lakebox.sfn.integrations import glue_start_job_run_sync, stack_integrations
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -45,6 +46,7 @@ class Pipeline:
 
     def execute(self, name: str, *faults: Fault) -> Execution:
         integrations = stack_integrations(self.box.stack, deliver_event=self.box.bus.put, athena=self.athena)
+        integrations.register(GLUE, glue_start_job_run_sync(self.run_glue_job))
         return run_execution(
             self.definition,
             {"datasets": DATASETS},
@@ -53,6 +55,10 @@ class Pipeline:
             state_machine_arn=self.arn,
             clock=CompressedClock(),
         )
+
+    def run_glue_job(self, job_name: str, arguments: dict[str, str]) -> dict[str, Any]:
+        """The job as deployed, but reading files the moment they land (the deployed job lets them settle)."""
+        return glue.run_glue_job(self.box.session, job_name, {**arguments, "--settle_seconds": "0"})
 
     def run_item(self, name: str) -> dict[str, Any]:
         table = self.box.session.resource("dynamodb").Table(self.box.stack.ref("RunsTable"))
@@ -90,6 +96,12 @@ def pipeline(local_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
         _, deliveries = local_stack.put_file(generated.path, generated.dataset)
         assert all(delivery.ok for delivery in deliveries), deliveries
     yield Pipeline(local_stack)
+
+
+@pytest.fixture(autouse=True)
+def _local_endpoint(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs' own boto3 clients (the catalog updates of the Spark script) reach the stack's endpoint, as in lakebox."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", pipeline.box.endpoint)
 
 
 def assert_failed_and_reported(pipeline: Pipeline, execution: Execution, state: str, error: str) -> None:

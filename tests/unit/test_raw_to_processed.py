@@ -387,6 +387,7 @@ def test_rerun_over_the_same_raw_data_replaces_partitions_with_identical_rows(
     args = job_args(tmp_path, since="2000-01-01T00:00:00Z")
     job.run(spark, args)
     before = processed_rows(spark, tmp_path)
+    files = part_files(tmp_path, "2026-11-02")
 
     # WHEN the same raw data is processed again
     summary = job.run(spark, args)
@@ -396,6 +397,7 @@ def test_rerun_over_the_same_raw_data_replaces_partitions_with_identical_rows(
     assert (counts["rows_in"], counts["duplicates_dropped"], counts["rows_out"]) == (3, 3, 3)
     assert processed_rows(spark, tmp_path) == before
     assert [len(part_files(tmp_path, d)) for d in ("2026-11-02", "2026-11-03")] == [1, 1]
+    assert part_files(tmp_path, "2026-11-02") != files
 
 
 @pytest.mark.slow

@@ -1,11 +1,4 @@
-"""Curated tables: the Athena statements that rebuild them for a run, rendered from the SQL files in `datalake/sql`.
-
-Each table is rebuilt by a CTAS into a folder of its own for the run (`s3://<curated>/<table>/runs/<run>/`),
-then published by pointing the catalog at that folder: the dates the run processed are re-pointed partition by
-partition (`ALTER TABLE … DROP/ADD PARTITION`) for tables partitioned by sale date, the whole table's location
-is swapped (`ALTER TABLE … SET LOCATION`) for the others. A re-run writes a new folder and re-points the same
-partitions, so it neither duplicates rows nor meets a non-empty CTAS location (docs/adr/0003).
-"""
+"""Curated tables: render the Athena statements that rebuild them for a run (CTAS per run, then publish)."""
 
 from __future__ import annotations
 

@@ -20,6 +20,8 @@ UTC = dt.UTC
 QUARANTINE_PREFIX = "_quarantine"
 SPOOL_BYTES = 8 * 1024 * 1024
 CONTENT_TYPE = "application/x-ndjson"
+SINGLE_PUT_BYTES = 8 * 1024 * 1024
+"""Objects up to this size are written with one PutObject; larger ones with a managed multipart upload."""
 _FLUSH_LINES = 4096
 ENCODER = msgspec.json.Encoder(decimal_format="number")
 
@@ -124,7 +126,7 @@ def aws_error(exc: ClientError, doing: str) -> TransientError | TerminalError:
 
 
 def upload(clients: AwsClients, bucket: str, part: PartitionFile) -> str:
-    """Write one finished object (managed multipart for large ones) and return its key.
+    """Write one finished object (one PutObject, or a managed multipart upload past 8 MiB) and return its key.
 
     Raises
     ------
@@ -135,7 +137,12 @@ def upload(clients: AwsClients, bucket: str, part: PartitionFile) -> str:
     """
     body = part.finish()
     try:
-        clients.s3.upload_fileobj(body, bucket, part.key, ExtraArgs={"ContentType": CONTENT_TYPE})
+        size = body.seek(0, 2)
+        body.seek(0)
+        if size <= SINGLE_PUT_BYTES:
+            clients.s3.put_object(Bucket=bucket, Key=part.key, Body=body.read(), ContentType=CONTENT_TYPE)
+        else:
+            clients.s3.upload_fileobj(body, bucket, part.key, ExtraArgs={"ContentType": CONTENT_TYPE})
     except ClientError as exc:
         raise aws_error(exc, f"writing s3://{bucket}/{part.key}") from exc
     finally:

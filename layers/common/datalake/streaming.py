@@ -7,11 +7,11 @@ import datetime as dt
 import gzip
 import hashlib
 import logging
-import sys
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import msgspec
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
@@ -43,6 +43,8 @@ from datalake.validation import RecordError, RecordValidator
 logger = logging.getLogger(__name__)
 
 UTC = dt.UTC
+UPLOAD_THREADS = 8
+"""Objects of one partition written at once (a batch spanning many event hours writes one object per hour)."""
 LEDGER_PREFIX = "ingest_stream#replay#"
 """Id prefix of the replay ledger items kept in the idempotency table (one item per shard or topic partition)."""
 
@@ -322,12 +324,22 @@ class StreamIngestion:
         AWS clients; their endpoint decides whether this is AWS or lakebox.
     now
         The ingestion time (for tests); defaults to the current UTC time.
+    retries_whole_batch
+        The source retries a failed batch from its first record (an MSK mapping without partial batch responses),
+        rather than from the lowest failed record (Kinesis).
     """
 
     def __init__(
-        self, dataset: Dataset, *, settings: Settings, clients: AwsClients, now: dt.datetime | None = None
+        self,
+        dataset: Dataset,
+        *,
+        settings: Settings,
+        clients: AwsClients,
+        now: dt.datetime | None = None,
+        retries_whole_batch: bool = False,
     ) -> None:
         self.dataset = dataset
+        self.retries_whole_batch = retries_whole_batch
         self.settings = settings
         self.clients = clients
         self.ingested_at = now or dt.datetime.now(UTC)
@@ -453,19 +465,14 @@ class StreamIngestion:
             token = _token(part.source_key, part.quarantined.positions)
             name_q = f"h{day.hour:02d}-{name}-{token}.json.gz"
             outputs.append((quarantine_key(self.dataset.name, day.date(), name_q), part.quarantined, False))
-        for key, output, is_raw in outputs:
-            object_file = PartitionFile(key, self.settings.gzip_level)
-            for line in output.lines:
-                object_file.add(line)
-            try:
-                upload(self.clients, self._raw_bucket, object_file)
-            except (TransientError, TerminalError) as exc:
-                logger.warning("writing %s failed: %s", key, exc)
-                if isinstance(exc, TerminalError):
-                    terminal = terminal or exc
-                info = sys.exc_info()
-                assert info[0] is not None and info[1] is not None
-                failed.update({(part.source_key, p): (info[0], info[1], info[2]) for p in output.positions})
+        with ThreadPoolExecutor(max_workers=max(1, min(UPLOAD_THREADS, len(outputs)))) as pool:
+            written = list(pool.map(lambda o: self._write(o[0], o[1]), outputs))
+        for (key, output, is_raw), info in zip(outputs, written, strict=True):
+            if info is not None:
+                logger.warning("writing %s failed: %s", key, info[1])
+                if isinstance(info[1], TerminalError):
+                    terminal = terminal or info[1]
+                failed.update({(part.source_key, p): info for p in output.positions})
                 continue
             handled.update(output.positions)
             if is_raw:
@@ -477,7 +484,7 @@ class StreamIngestion:
 
         manifest = self._manifest(part, landed, quarantined, len(failed), output_keys, quarantine_keys, terminal)
         handled |= part.handled_before
-        if terminal is not None:
+        if terminal is not None or (failed and self.retries_whole_batch):
             # The whole batch fails and comes back from its first record (perhaps bisected).
             self._settle(part, min(part.positions), handled)
         elif failed:
@@ -491,6 +498,17 @@ class StreamIngestion:
             self._settle(part, min(part.positions), handled)
             raise
         return manifest, failed, terminal
+
+    def _write(self, key: str, output: _Output) -> ExceptionInfo | None:
+        """Write one object; return the error that stopped it, if any."""
+        object_file = PartitionFile(key, self.settings.gzip_level)
+        for line in output.lines:
+            object_file.add(line)
+        try:
+            upload(self.clients, self._raw_bucket, object_file)
+        except (TransientError, TerminalError) as exc:
+            return type(exc), exc, exc.__traceback__
+        return None
 
     def _settle(self, part: _Partition, resume_from: int, handled: set[int] | frozenset[int]) -> None:
         try:
@@ -605,11 +623,14 @@ class StreamBatchProcessor(BatchProcessor):
         self.result = self.ingestion.flush()
         failed = self.result.failed
         if failed:
+            # Powertools keeps successes as the raw records and reports failures from the data classes.
+            wrap = KafkaEventRecord if self.event_type is EventType.Kafka else KinesisStreamRecord
             kept = []
-            for record in self.success_messages:
-                info = failed.get(identity(record)) if isinstance(record, StreamEventRecord) else None
+            for raw in self.success_messages:
+                record = raw if isinstance(raw, StreamEventRecord) else wrap(cast(dict[str, Any], raw))
+                info = failed.get(identity(record))
                 if info is None:
-                    kept.append(record)
+                    kept.append(raw)
                 else:
                     self.failure_handler(record, info)
             self.success_messages[:] = kept
@@ -651,17 +672,26 @@ def ingest_batch(
     ------
     TerminalError
         An output could not be written for a reason retrying cannot fix (the whole batch fails and is retried).
+    TransientError
+        A Kafka batch had records whose output could not be written. An MSK event source mapping acts on partial
+        batch responses only when configured for them, so the batch fails as a whole and comes back; the replay
+        ledger makes the retry skip what this attempt wrote.
     """
     from aws_lambda_powertools.utilities.batch import process_partial_response
 
+    event_type = event_type_of(event)
+    kafka = event_type is EventType.Kafka
     processor = StreamBatchProcessor(
-        event_type_of(event),
-        lambda: StreamIngestion(dataset, settings=settings, clients=clients, now=now),
+        event_type,
+        lambda: StreamIngestion(dataset, settings=settings, clients=clients, now=now, retries_whole_batch=kafka),
     )
     response = process_partial_response(
         event=dict(event), record_handler=processor.stage, processor=processor, context=context
     )
     manifests = processor.result.manifests if processor.result else []
+    failures = response.get("batchItemFailures") or []
+    if kafka and failures:
+        raise TransientError(f"{len(failures)} Kafka records could not be written; the batch will be retried")
     return response, manifests
 
 

@@ -1,7 +1,7 @@
 -- name: Revenue by region and month
 -- description: Monthly revenue, transactions and units per store region and currency.
 SELECT
-    date_trunc('month', d.sale_date) AS month,
+    CAST(date_trunc('month', d.sale_date) AS date) AS month,
     d.region,
     d.currency,
     SUM(d.transactions) AS transactions,

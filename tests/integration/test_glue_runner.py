@@ -1,0 +1,229 @@
+"""Glue and EMR Serverless job runs on local Spark against a moto server: staging, outputs, catalog, the gate."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import awswrangler as wr
+import boto3
+import pytest
+import requests
+from moto.server import ThreadedMotoServer
+
+from datalake.quality import check_quality
+from datalake.settings import Settings
+from glue import raw_to_processed
+from lakebox import glue
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+RAW, PROCESSED, ARTIFACTS = "raw-bucket", "processed-bucket", "artifacts-bucket"
+DATABASE, JOB = "data_lake_db", "raw_to_processed"
+AS_OF = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@dataclass
+class Aws:
+    session: boto3.Session
+
+    def put_raw(self, dataset: str, day: str, name: str, records: list[dict[str, Any]]) -> str:
+        """Land records as ingestion does (gzip JSON lines with lineage) and record their manifest."""
+        key = f"{dataset}/year={day[:4]}/month={day[5:7]}/day={day[8:]}/{name}.json.gz"
+        lines = [
+            json.dumps(
+                {
+                    **record,
+                    "_source_key": f"{dataset}/{name}.csv",
+                    "_source_version": "v1",
+                    "_line": n,
+                    "_ingested_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                }
+            )
+            for n, record in enumerate(records, 1)
+        ]
+        self.session.client("s3").put_object(Bucket=RAW, Key=key, Body=gzip.compress("\n".join(lines).encode()))
+        manifest = {"object_id": f"s3://landing/{dataset}/{name}#v1", "dataset": dataset, "output_keys": [key]}
+        self.session.resource("dynamodb").Table("manifests").put_item(Item={**manifest, "records_landed": len(records)})
+        return key
+
+    def keys(self, prefix: str) -> set[str]:
+        pages = self.session.client("s3").get_paginator("list_objects_v2").paginate(Bucket=PROCESSED, Prefix=prefix)
+        return {obj["Key"] for page in pages for obj in page.get("Contents", [])}
+
+    def summary(self, run_id: str) -> dict[str, Any]:
+        body = self.session.client("s3").get_object(Bucket=PROCESSED, Key=f"_runs/{run_id}/summary.json")["Body"]
+        document: dict[str, Any] = json.loads(body.read())
+        return document
+
+
+def sale(tid: str, day: str, quantity: int, product: str = "P1") -> dict[str, Any]:
+    return {
+        "transaction_id": tid,
+        "event_time": f"{day}T09:15:00+00:00",
+        "customer_id": "C1",
+        "product_id": product,
+        "store_id": "S1",
+        "region": "south",
+        "quantity": quantity,
+        "unit_price": 12.5,
+        "currency": "USD",
+        "payment_method": "cash",
+        "channel": "store",
+    }
+
+
+@pytest.fixture
+def aws(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Aws:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    requests.post(f"{endpoint}/moto-api/reset", timeout=10)
+    session = boto3.Session()
+    s3 = session.client("s3")
+    for bucket in (RAW, PROCESSED, ARTIFACTS):
+        s3.create_bucket(Bucket=bucket)
+    session.client("dynamodb").create_table(
+        TableName="manifests",
+        KeySchema=[{"AttributeName": "object_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "object_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    catalog = session.client("glue")
+    catalog.create_database(DatabaseInput={"Name": DATABASE})
+    scripts = glue.upload_glue_artifacts(session, ARTIFACTS)
+    catalog.create_job(
+        Name=JOB,
+        Role="arn:aws:iam::123456789012:role/glue-job",
+        GlueVersion="5.0",
+        Command={"Name": "glueetl", "ScriptLocation": scripts["raw_to_processed.py"], "PythonVersion": "3"},
+        DefaultArguments={
+            "--raw_path": f"s3://{RAW}/",
+            "--processed_path": f"s3://{PROCESSED}/",
+            "--database": DATABASE,
+            "--datasets": "sales,products,customers",
+            "--extra-py-files": scripts["datalake.zip"],
+        },
+    )
+    aws = Aws(session)
+    product = {"category": "toys", "list_price": "12.50", "currency": "USD", "active": "true"}
+    aws.put_raw(
+        "products",
+        "2026-10-30",
+        "products",
+        [{**product, "product_id": "P1", "name": "Kite", "updated_at": "2026-10-30T00:00:00Z"}],
+    )
+    customer = {"name": "Bo", "segment": "small_business", "region": "east", "country": "SE"}
+    dates = {"signup_date": "2025-05-01T00:00:00Z", "updated_at": "2026-10-30T00:00:00Z"}
+    aws.put_raw("customers", "2026-10-30", "customers", [{**customer, **dates, "customer_id": "C1"}])
+    aws.put_raw("sales", "2026-11-02", "day2", [sale("T1", "2026-11-02", 1), sale("T2", "2026-11-02", 2)])
+    aws.put_raw("sales", "2026-11-03", "day3", [sale("T3", "2026-11-03", 3), sale("T3", "2026-11-03", 3)])
+    return aws
+
+
+def test_glue_job_run_writes_processed_parquet_and_catalog_that_pass_the_gate(aws: Aws) -> None:
+    # GIVEN raw sales over two days (T3 twice) and reference data in the local S3, and the job in the catalog
+    # WHEN the job runs as `glue:startJobRun.sync` would run it
+    run = glue.run_glue_job(aws.session, JOB, {"--run_id": "run-1"})
+
+    # THEN the run succeeded and wrote one Parquet file per event date, with no local checksum files
+    assert run["JobRunState"] == "SUCCEEDED", run.get("ErrorMessage")
+    assert run["Id"].startswith("jr_") and run["ExecutionTime"] >= 1
+    keys = aws.keys("sales/")
+    assert {k.split("/")[1] for k in keys} == {"event_date=2026-11-02", "event_date=2026-11-03"}
+    assert all(k.endswith(".snappy.parquet") for k in keys)
+    assert {"_watermarks/sales.json", "_runs/run-1/summary.json"} <= aws.keys("_")
+
+    # AND the rows are typed, deduplicated and enriched
+    frame = wr.s3.read_parquet(f"s3://{PROCESSED}/sales/", dataset=True, boto3_session=aws.session)
+    rows = {r["transaction_id"]: r for r in frame.to_dict("records")}
+    assert sorted(rows) == ["T1", "T2", "T3"]
+    assert str(rows["T3"]["revenue"]) == "37.50"
+    assert (rows["T1"]["product_name"], rows["T1"]["customer_segment"]) == ("Kite", "small_business")
+
+    # AND the catalog holds the tables with Parquet SerDe, typed columns and s3 partition locations
+    catalog = aws.session.client("glue")
+    table = catalog.get_table(DatabaseName=DATABASE, Name="sales")["Table"]
+    columns = {c["Name"]: c["Type"] for c in table["StorageDescriptor"]["Columns"]}
+    assert (columns["unit_price"], columns["revenue"], columns["event_time"]) == (
+        "decimal(12,2)",
+        "decimal(18,2)",
+        "timestamp",
+    )
+    assert table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"] == raw_to_processed.PARQUET_SERDE
+    partitions = catalog.get_partitions(DatabaseName=DATABASE, TableName="sales")["Partitions"]
+    assert sorted(p["StorageDescriptor"]["Location"] for p in partitions) == [
+        f"s3://{PROCESSED}/sales/event_date=2026-11-02/",
+        f"s3://{PROCESSED}/sales/event_date=2026-11-03/",
+    ]
+    assert {t["Name"] for t in catalog.get_tables(DatabaseName=DATABASE)["TableList"]} == {
+        "sales",
+        "products",
+        "customers",
+    }
+
+    # AND the quality gate reconciles the partitions with the manifests
+    settings = Settings(processed_bucket=PROCESSED, manifests_table="manifests")
+    report = check_quality(aws.session, settings, ["sales", "products", "customers"], "run-1", now=AS_OF)
+    assert report.passed, report.failures()
+
+
+def test_emr_run_stages_only_new_raw_data_and_replaces_its_partition(aws: Aws) -> None:
+    # GIVEN a first run, then a new raw file correcting T1 on 2026-11-02
+    assert glue.run_glue_job(aws.session, JOB, {"--run_id": "run-1"})["JobRunState"] == "SUCCEEDED"
+    day2, day3 = aws.keys("sales/event_date=2026-11-02/"), aws.keys("sales/event_date=2026-11-03/")
+    new_key = aws.put_raw("sales", "2026-11-02", "fix", [sale("T1", "2026-11-02", 4)])
+    args = [
+        "--raw_path", f"s3://{RAW}/",
+        "--processed_path", f"s3://{PROCESSED}/",
+        "--database", DATABASE,
+        "--datasets", '["sales"]',
+        "--run_id", "run-2",
+    ]  # fmt: skip
+
+    # WHEN the staging is planned against the local S3, and the same script runs on EMR Serverless
+    plan = raw_to_processed.staging_plan(glue.parse_arguments(args), glue.S3Store(aws.session))
+    application = aws.session.client("emr-serverless").create_application(
+        name="spark", releaseLabel="emr-7.5.0", type="SPARK"
+    )
+    driver = {"sparkSubmit": {"entryPoint": f"s3://{ARTIFACTS}/glue/raw_to_processed.py", "entryPointArguments": args}}
+    run = glue.run_emr_job(aws.session, application["applicationId"], "arn:aws:iam::123456789012:role/emr", driver)
+
+    # THEN only the new file, its date's partition, the watermark and the reference data were to be staged
+    assert plan.inputs == (
+        f"s3://{RAW}/{new_key}",
+        f"s3://{PROCESSED}/sales/event_date=2026-11-02/",
+        f"s3://{PROCESSED}/_watermarks/sales.json",
+        f"s3://{PROCESSED}/products/",
+        f"s3://{PROCESSED}/customers/",
+    )
+    # AND the run replaced that partition's file, left the other day alone and kept the newest T1
+    assert (run["state"], run["JobRunState"]) == ("SUCCESS", "SUCCEEDED"), run.get("ErrorMessage")
+    assert aws.summary("run-2")["datasets"]["sales"]["raw_files"] == [new_key]
+    after = aws.keys("sales/event_date=2026-11-02/")
+    assert len(after) == 1 and after.isdisjoint(day2)
+    assert aws.keys("sales/event_date=2026-11-03/") == day3
+    frame = wr.s3.read_parquet(f"s3://{PROCESSED}/sales/event_date=2026-11-02/", boto3_session=aws.session)
+    assert dict(zip(frame["transaction_id"], frame["quantity"], strict=True)) == {"T1": 4, "T2": 2}
+
+
+def test_a_failing_script_is_a_failed_run_not_an_exception(aws: Aws) -> None:
+    # GIVEN run arguments that blank the raw path
+    # WHEN the job runs
+    run = glue.run_glue_job(aws.session, JOB, {"--raw_path": "", "--run_id": "run-bad"})
+
+    # THEN the run is FAILED with the script's error, and nothing was written
+    assert run["JobRunState"] == "FAILED"
+    assert run["ErrorMessage"] == "TerminalError: missing job arguments: --raw_path"
+    assert aws.keys("") == set()

@@ -1,0 +1,234 @@
+"""The curation planner: SQL files, rendering, the rebuild steps and their order, and the plan_curation handler."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+import sqlglot
+from moto import mock_aws
+from pydantic import ValidationError
+from sqlglot import exp
+
+from datalake.curation import (
+    MAX_PARTITIONS_PER_QUERY,
+    TABLES,
+    CurationRequest,
+    RunChanges,
+    named_queries,
+    plan_run,
+    plan_statements,
+    render,
+    run_changes,
+    run_token,
+    sql_text,
+)
+from datalake.exceptions import TerminalError
+
+ROOT = Path(__file__).resolve().parents[2]
+DAYS = [dt.date(2026, 10, 25) + dt.timedelta(days=n) for n in range(3)]
+
+
+def _plan(**overrides: Any) -> list[Any]:
+    arguments: dict[str, Any] = {
+        "database": "lake",
+        "curated_bucket": "curated-bucket",
+        "run_id": "Exec-42",
+        "dates": DAYS,
+    }
+    return plan_statements(**(arguments | overrides))
+
+
+def test_render_fills_every_placeholder_and_refuses_a_missing_one() -> None:
+    assert render("SELECT * FROM {{ database }}.t WHERE d IN ({{dates}})", {"database": "db", "dates": "1"}) == (
+        "SELECT * FROM db.t WHERE d IN (1)"
+    )
+    with pytest.raises(KeyError, match="dates"):
+        render("SELECT {{ dates }}", {"database": "db"})
+
+
+def test_top_level_sql_folder_is_the_layer_sql_folder() -> None:
+    # GIVEN the repository's `sql` entry THEN it is the folder the Lambda layer ships
+    assert (ROOT / "sql").resolve() == (ROOT / "layers" / "common" / "datalake" / "sql").resolve()
+    assert sql_text("curated/daily_sales_by_region.sql") == (ROOT / "sql/curated/daily_sales_by_region.sql").read_text()
+
+
+def test_plan_runs_views_then_each_table_through_build_publish_cleanup() -> None:
+    statements = _plan()
+    names = [s.name for s in statements]
+    # THEN the views come first and each table's steps keep their order
+    assert names[:2] == ["customers_current/view", "products_current/view"]
+    for table in ("daily_sales_by_region", "product_performance"):
+        steps = [s.step for s in statements if s.table == table]
+        assert steps == ["table", "clean", "build", "unpublish", "publish", "cleanup"]
+    whole = [s.step for s in statements if s.table == "customer_aggregates"]
+    assert whole == ["table", "clean", "build", "publish", "cleanup"]
+    # AND no placeholder is left unrendered
+    assert not any("{{" in s.query or "}}" in s.query for s in statements)
+
+
+def test_the_stage_of_a_run_lives_in_its_own_folder_and_publishes_every_date() -> None:
+    statements = {s.name: s.query for s in _plan()}
+    build = statements["daily_sales_by_region/build"]
+    assert "CREATE TABLE lake.daily_sales_by_region__exec_42" in build
+    assert "external_location = 's3://curated-bucket/daily_sales_by_region/runs/exec_42/'" in build
+    assert "partitioned_by = ARRAY['sale_date']" in build
+    assert "DATE '2026-10-25', DATE '2026-10-26', DATE '2026-10-27'" in build
+    publish = statements["daily_sales_by_region/publish"]
+    for day in DAYS:
+        assert (
+            f"PARTITION (sale_date = '{day}') LOCATION "
+            f"'s3://curated-bucket/daily_sales_by_region/runs/exec_42/sale_date={day}/'"
+        ) in publish
+    assert statements["customer_aggregates/publish"] == (
+        "ALTER TABLE lake.customer_aggregates SET LOCATION 's3://curated-bucket/customer_aggregates/runs/exec_42/'"
+    )
+    assert statements["daily_sales_by_region/cleanup"] == "DROP TABLE IF EXISTS lake.daily_sales_by_region__exec_42"
+
+
+def test_more_dates_than_one_query_may_write_are_split_into_ctas_then_insert() -> None:
+    # GIVEN 150 dates, more than Athena's 100 partitions per query
+    days = [dt.date(2026, 1, 1) + dt.timedelta(days=n) for n in range(150)]
+    statements = [s for s in _plan(dates=days) if s.table == "daily_sales_by_region"]
+    steps = [s.step for s in statements]
+    # THEN one CTAS and one INSERT INTO build the stage, and two DROP/ADD pairs publish it
+    assert steps == ["table", "clean", "build", "build", "unpublish", "publish", "unpublish", "publish", "cleanup"]
+    assert statements[2].query.startswith("CREATE TABLE") and statements[3].query.startswith("INSERT INTO")
+    for statement in statements:
+        assert statement.query.count("DATE '") <= MAX_PARTITIONS_PER_QUERY
+        assert statement.query.count("PARTITION (") <= MAX_PARTITIONS_PER_QUERY
+
+
+def test_nothing_to_rebuild_gives_an_empty_plan_and_customers_alone_rebuild_aggregates() -> None:
+    assert _plan(dates=[], changed={"products"}) == []
+    statements = _plan(dates=[], changed={"customers"})
+    assert {s.table for s in statements} == {"customers_current", "products_current", "customer_aggregates"}
+
+
+def test_every_rendered_statement_parses_as_athena_sql() -> None:
+    for statement in _plan():
+        if statement.query.startswith("ALTER TABLE"):
+            assert re.fullmatch(
+                r"ALTER TABLE lake\.\w+ (DROP IF EXISTS|ADD IF NOT EXISTS|SET LOCATION)[\s\S]+", statement.query
+            )
+            continue
+        parsed = sqlglot.parse(statement.query, read="athena")
+        assert len(parsed) == 1 and not isinstance(parsed[0], exp.Command), statement.name
+
+
+def test_curated_select_columns_equal_the_declared_table_columns_in_order() -> None:
+    for table in TABLES:
+        ddl = sqlglot.parse_one(
+            render(sql_text(f"curated/{table.name}.table.sql"), {"database": "d", "location": "s3://b/t/"}),
+            read="athena",
+        )
+        schema = ddl.this
+        assert isinstance(schema, exp.Schema)
+        declared = [c.name for c in schema.expressions]
+        partitioned = ddl.find(exp.PartitionedByProperty)
+        keys = [c.name for c in partitioned.this.expressions] if partitioned else []
+        select = sqlglot.parse_one(
+            render(sql_text(f"curated/{table.name}.sql"), {"database": "d", "dates": "DATE '2026-01-01'"}),
+            read="athena",
+        )
+        assert isinstance(select, exp.Select)
+        assert [p.alias_or_name for p in select.expressions] == declared + keys, table.name
+        assert keys == ([table.partition_column] if table.partition_column else [])
+
+
+def test_named_queries_have_a_title_a_description_and_parse() -> None:
+    queries = named_queries()
+    assert {q.key for q in queries} >= {"top_products_last_7_days", "revenue_by_region_and_month", "customer_segments"}
+    for query in queries:
+        assert query.name and query.description and not query.query.startswith("--")
+        assert isinstance(sqlglot.parse_one(query.query, read="athena"), exp.Query)
+
+
+def test_run_tokens_are_safe_in_table_names_and_paths() -> None:
+    assert run_token("Pipeline-Run:2026-11-01T02:00") == "pipeline_run_2026_11_01t02_00"
+    with pytest.raises(ValueError, match="no letters"):
+        run_token("--")
+    with pytest.raises(ValueError, match="invalid database"):
+        _plan(database="lake; DROP")
+
+
+def test_a_window_must_end_after_it_starts() -> None:
+    with pytest.raises(ValidationError):
+        CurationRequest.model_validate({"run_id": "r", "window": {"start": "2026-10-02", "end": "2026-10-01"}})
+    request = CurationRequest.model_validate({"run_id": "r", "window": {"start": "2026-10-01", "end": "2026-10-03"}})
+    plan = plan_run(request, database="lake", curated_bucket="curated", changes=RunChanges((), frozenset()))
+    assert plan.dates == [dt.date(2026, 10, 1), dt.date(2026, 10, 2), dt.date(2026, 10, 3)]
+    assert {q.table for q in plan.queries} >= {"daily_sales_by_region", "customer_aggregates"}
+
+
+def _summary(bucket: str, run_id: str, datasets: dict[str, Any]) -> None:
+    body = json.dumps({"run_id": run_id, "datasets": datasets}).encode()
+    boto3.client("s3").put_object(Bucket=bucket, Key=f"_runs/{run_id}/summary.json", Body=body)
+
+
+def test_run_changes_come_from_the_spark_run_summary() -> None:
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket="processed")
+        _summary(
+            "processed",
+            "exec-1",
+            {
+                "sales": {"rows_out": 3, "partitions": ["2026-10-26", "2026-10-25"]},
+                "customers": {"rows_out": 0, "partitions": []},
+            },
+        )
+        changes = run_changes(boto3.client("s3"), "processed", "exec-1")
+        assert changes == RunChanges((dt.date(2026, 10, 25), dt.date(2026, 10, 26)), frozenset({"sales"}))
+        with pytest.raises(TerminalError, match="no processing summary"):
+            run_changes(boto3.client("s3"), "processed", "exec-2")
+
+
+def _load_handler() -> ModuleType:
+    path = ROOT / "functions" / "plan_curation" / "app.py"
+    spec = importlib.util.spec_from_file_location("plan_curation_app", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    monkeypatch.setenv("DL_PROCESSED_BUCKET", "processed")
+    monkeypatch.setenv("DL_CURATED_BUCKET", "curated")
+    monkeypatch.setenv("DL_GLUE_DATABASE", "lake")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "plan_curation")
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket="processed")
+        yield _load_handler()
+
+
+def test_handler_plans_the_dates_the_spark_run_wrote(handler: ModuleType, lambda_context: Any) -> None:
+    # GIVEN the Spark run's summary, and the payload the pipeline sends
+    _summary("processed", "exec-7", {"sales": {"partitions": ["2026-10-30"]}, "products": {"partitions": []}})
+    event = {"run_id": "exec-7", "datasets": ["sales"], "execution_id": "arn:aws:states:us-east-1:1:execution:p:exec-7"}
+    # WHEN the planner runs
+    result = handler.lambda_handler(event, lambda_context)
+    # THEN it returns the ordered statements for that date, JSON-ready
+    assert result["dates"] == ["2026-10-30"] and result["changed"] == ["sales"]
+    names = [q["name"] for q in result["queries"]]
+    assert names[0] == "customers_current/view" and names[-1] == "customer_aggregates/cleanup"
+    assert all(set(q) == {"name", "table", "step", "query"} for q in result["queries"])
+    assert "DATE '2026-10-30'" in next(
+        q["query"] for q in result["queries"] if q["name"] == "daily_sales_by_region/build"
+    )
+    json.dumps(result)
+
+
+def test_handler_takes_an_explicit_window_without_reading_the_summary(handler: ModuleType, lambda_context: Any) -> None:
+    event = {"run_id": "backfill-1", "window": {"start": "2026-10-01", "end": "2026-10-02"}}
+    result = handler.lambda_handler(event, lambda_context)
+    assert result["dates"] == ["2026-10-01", "2026-10-02"]

@@ -1,0 +1,318 @@
+"""The quality gate: each rule passing and failing on crafted data, the gate on S3 + DynamoDB, the handler."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import io
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from moto import mock_aws
+
+from datalake.contracts import get_dataset
+from datalake.exceptions import QualityGateFailed, TerminalError
+from datalake.quality import (
+    BASELINE,
+    Freshness,
+    JobCounts,
+    Observations,
+    QualityGateRequest,
+    check_quality,
+    evaluate,
+    rules_for,
+)
+from datalake.settings import Settings
+from tests.conftest import ROOT
+
+SALES = get_dataset("sales")
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+RAW_FILES = ("sales/year=2026/month=11/day=02/a-1.json.gz", "sales/year=2026/month=11/day=02/b-2.json.gz")
+
+
+def sales_table(
+    ids: list[str | None],
+    quantities: list[int | None] | None = None,
+    prices: list[str | None] | None = None,
+    revenues: list[str | None] | None = None,
+    times: list[datetime] | None = None,
+) -> pa.Table:
+    """Processed sales columns, by default two clean rows: 2 x 10.00 and 3 x 19.99."""
+    quantities = quantities if quantities is not None else [2, 3]
+    prices = prices if prices is not None else ["10.00", "19.99"]
+    revenues = (
+        revenues
+        if revenues is not None
+        else [str(Decimal(p) * q) if p and q else None for p, q in zip(prices, quantities, strict=True)]
+    )
+    times = times if times is not None else [NOW - timedelta(hours=2)] * len(ids)
+    return pa.table(
+        {
+            "transaction_id": pa.array(ids, pa.string()),
+            "quantity": pa.array(quantities, pa.int32()),
+            "unit_price": pa.array([Decimal(p) if p else None for p in prices], pa.decimal128(12, 2)),
+            "revenue": pa.array([Decimal(r) if r else None for r in revenues], pa.decimal128(18, 2)),
+            "event_time": pa.array(times, pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def observations(data: pa.Table | None = None, **changes: Any) -> Observations:
+    """Clean observations of a run that read two rows into an empty partition; `changes` spoil one fact."""
+    base = Observations(
+        dataset=SALES,
+        data=data if data is not None else sales_table(["T1", "T2"]),
+        job=JobCounts(rows_in=2, rows_out=2, partitions=("2026-11-02",), raw_files=RAW_FILES),
+        records_landed=2,
+        latest_event_time=NOW - timedelta(hours=2),
+        now=NOW,
+        freshness_max_age_hours=48,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def failed(obs: Observations) -> dict[str, dict[str, Any]]:
+    report = evaluate(obs, rules_for("sales"))
+    return {r.rule: r.observed for r in report.rules if not r.passed}
+
+
+# ------------------------------------------------------------------------------------------------- rules
+
+
+def test_clean_sales_pass_every_rule() -> None:
+    # GIVEN clean rows that the manifests account for
+    # WHEN the sales rules are evaluated
+    report = evaluate(observations(), rules_for("sales"), ["2026-11-02"])
+
+    # THEN every rule passes and the report names them
+    assert report.passed
+    assert [r.rule for r in report.rules] == [
+        "row_count",
+        "key_not_null",
+        "key_unique",
+        "quantity_positive",
+        "unit_price_positive",
+        "revenue_equals_quantity_x_unit_price",
+        "freshness",
+    ]
+    assert report.partitions == ["2026-11-02"]
+
+
+SPOILED: dict[str, tuple[Callable[[], Observations], str, str, Any]] = {
+    # case: (observations, the rule that must fail, an observed value it reports)
+    "more landed than processed": (lambda: observations(records_landed=3), "row_count", "expected_rows", 3),
+    "raw file without manifest": (
+        lambda: observations(raw_files_without_manifest=RAW_FILES[:1]),
+        "row_count",
+        "raw_files_without_manifest",
+        1,
+    ),
+    "null key": (lambda: observations(sales_table(["T1", None])), "key_not_null", "null_keys", 1),
+    "repeated key": (lambda: observations(sales_table(["T1", "T1"])), "key_unique", "duplicate_rows", 1),
+    "zero quantity": (
+        lambda: observations(sales_table(["T1", "T2"], quantities=[0, 3], revenues=["0.00", "59.97"])),
+        "quantity_positive",
+        "violations",
+        1,
+    ),
+    "null quantity": (
+        lambda: observations(sales_table(["T1", "T2"], quantities=[None, 3], revenues=["0.00", "59.97"])),
+        "quantity_positive",
+        "violations",
+        1,
+    ),
+    "zero price": (
+        lambda: observations(sales_table(["T1", "T2"], prices=["0.00", "19.99"])),
+        "unit_price_positive",
+        "violations",
+        1,
+    ),
+    "revenue a cent off": (
+        lambda: observations(sales_table(["T1", "T2"], revenues=["20.00", "59.98"])),
+        "revenue_equals_quantity_x_unit_price",
+        "violations",
+        1,
+    ),
+    "stale data": (
+        lambda: observations(latest_event_time=NOW - timedelta(hours=49)),
+        "freshness",
+        "age_hours",
+        49.0,
+    ),
+    "no processed data": (lambda: observations(latest_event_time=None), "freshness", "latest_event_time", None),
+}
+
+
+@pytest.mark.parametrize("case", list(SPOILED))
+def test_each_rule_fails_alone_on_its_defect(case: str) -> None:
+    # GIVEN observations with one defect
+    build, rule, key, value = SPOILED[case]
+
+    # WHEN the sales rules are evaluated
+    failures = failed(build())
+
+    # THEN that rule fails, reporting what it saw; only a missing factor also fails the revenue check
+    also = {"revenue_equals_quantity_x_unit_price"} if case == "null quantity" else set()
+    assert set(failures) == {rule, *also}
+    assert failures[rule][key] == value
+
+
+def test_row_count_accounts_for_existing_rows_and_dropped_duplicates() -> None:
+    # GIVEN a partition that held 5 rows; 4 rows landed, 3 of them repeats: 6 rows must remain
+    job = JobCounts(rows_in=4, rows_existing=5, duplicates_dropped=3, rows_out=6, raw_files=RAW_FILES)
+    ids = [f"T{i}" for i in range(6)]
+    data = sales_table(ids, quantities=[1] * 6, prices=["1.00"] * 6)
+
+    # WHEN / THEN the count reconciles, and one row fewer does not
+    assert failed(observations(data, job=job, records_landed=4)) == {}
+    assert "row_count" in failed(observations(data.slice(0, 5), job=job, records_landed=4))
+
+
+def test_empty_partitions_pass_the_row_rules() -> None:
+    # GIVEN a run that read nothing new for the dataset
+    data = sales_table([], quantities=[], prices=[], revenues=[], times=[])
+    obs = observations(data, job=JobCounts(), records_landed=0)
+
+    # WHEN / THEN only data-independent rules could fail, and none does
+    assert failed(obs) == {}
+
+
+def test_rules_are_data_with_a_baseline_for_any_dataset() -> None:
+    # GIVEN the declared rules
+    # WHEN a dataset without an entry asks for its rules, and the reference data's rules are read
+    # THEN it gets the baseline, and products check their price
+    assert rules_for("a_future_dataset") == BASELINE
+    assert "list_price_positive" in [r.name for r in rules_for("products")]
+    assert Freshness(max_age_hours=1).check(observations()).passed is False
+
+
+def test_request_takes_the_run_id_from_the_execution_when_not_given() -> None:
+    execution = "arn:aws:states:us-east-1:123456789012:execution:pipeline:run-42"
+    assert QualityGateRequest(datasets=["sales"], execution_id=execution).run_id == "run-42"
+    assert QualityGateRequest(datasets=["sales"], execution_id=execution, run_id="other").run_id == "other"
+
+
+# -------------------------------------------------------------------------------------------- the gate
+
+
+@dataclasses.dataclass
+class Lake:
+    session: boto3.Session
+    settings: Settings
+
+    def put_partition(self, day: str, table: pa.Table, name: str = "part-0.snappy.parquet") -> None:
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="snappy")
+        key = f"sales/event_date={day}/{name}"
+        self.session.client("s3").put_object(Bucket="processed-bucket", Key=key, Body=buffer.getvalue())
+
+    def put_summary(self, run_id: str, counts: dict[str, Any]) -> None:
+        body = json.dumps({"run_id": run_id, "datasets": {"sales": counts}})
+        self.session.client("s3").put_object(Bucket="processed-bucket", Key=f"_runs/{run_id}/summary.json", Body=body)
+
+    def put_manifest(self, object_id: str, landed: int, output_keys: list[str], dataset: str = "sales") -> None:
+        item = {"object_id": object_id, "dataset": dataset, "records_landed": landed, "output_keys": output_keys}
+        self.session.resource("dynamodb").Table("manifests").put_item(Item=item)
+
+
+@pytest.fixture
+def lake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Lake]:
+    monkeypatch.setenv("DL_PROCESSED_BUCKET", "processed-bucket")
+    monkeypatch.setenv("DL_MANIFESTS_TABLE", "manifests")
+    with mock_aws():
+        session = boto3.Session()
+        session.client("s3").create_bucket(Bucket="processed-bucket")
+        session.client("dynamodb").create_table(
+            TableName="manifests",
+            KeySchema=[{"AttributeName": "object_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "object_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        lake = Lake(session, Settings())
+        counts = {
+            "rows_in": 3,
+            "rows_existing": 0,
+            "duplicates_dropped": 1,
+            "rows_out": 2,
+            "partitions": ["2026-11-02"],
+            "raw_files": list(RAW_FILES),
+        }
+        lake.put_summary("run-1", counts)
+        lake.put_manifest("s3://landing/sales/a.jsonl#v1", 2, [RAW_FILES[0]])
+        lake.put_manifest("s3://landing/sales/b.csv#v1", 1, [f"s3://raw-bucket/{RAW_FILES[1]}"])
+        lake.put_manifest("s3://landing/sales/c.jsonl#v1", 50, ["sales/year=2026/month=11/day=09/c-3.json.gz"])
+        lake.put_manifest("s3://landing/products/p.csv#v1", 7, [RAW_FILES[0]], dataset="products")
+        yield lake
+
+
+def test_gate_passes_when_processed_partitions_reconcile_with_manifests(lake: Lake) -> None:
+    # GIVEN a run that read two raw files (3 rows landed by their manifests, 1 duplicate) into one partition
+    lake.put_partition("2026-11-02", sales_table(["T1", "T2"]))
+    lake.put_partition("2026-11-01", sales_table(["T0", "T9"], times=[NOW - timedelta(days=3)] * 2))
+
+    # WHEN the gate checks the run
+    report = check_quality(lake.session, lake.settings, ["sales"], "run-1", now=NOW)
+
+    # THEN it passes, having matched only the manifests of the files read, and judged the latest partition
+    assert report.passed
+    row_count = next(r for r in report.datasets[0].rules if r.rule == "row_count")
+    assert row_count.observed["records_landed"] == 3
+    assert row_count.observed["processed_rows"] == 2
+    freshness = next(r for r in report.datasets[0].rules if r.rule == "freshness")
+    assert freshness.observed["age_hours"] == 2.0
+
+
+def test_gate_failure_raises_with_the_whole_report(lake: Lake) -> None:
+    # GIVEN a partition whose revenue is wrong on one row
+    lake.put_partition("2026-11-02", sales_table(["T1", "T2"], revenues=["20.00", "1.00"]))
+
+    # WHEN the gate checks the run
+    with pytest.raises(QualityGateFailed) as caught:
+        check_quality(lake.session, lake.settings, ["sales"], "run-1", now=NOW)
+
+    # THEN the error names the rule and carries the report
+    assert "sales.revenue_equals_quantity_x_unit_price" in str(caught.value)
+    assert caught.value.report["passed"] is False
+    assert caught.value.report["datasets"][0]["dataset"] == "sales"
+
+
+def test_gate_without_a_job_summary_is_a_terminal_error(lake: Lake) -> None:
+    with pytest.raises(TerminalError, match="no job summary"):
+        check_quality(lake.session, lake.settings, ["sales"], "never-ran", now=NOW)
+
+
+@pytest.fixture
+def handler(lake: Lake) -> ModuleType:
+    path = ROOT / "functions" / "check_quality" / "app.py"
+    spec = importlib.util.spec_from_file_location("check_quality_app", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_handler_returns_the_report_of_the_execution_run(handler: ModuleType, lake: Lake, lambda_context: Any) -> None:
+    # GIVEN the state machine's payload for execution run-1
+    lake.put_partition("2026-11-02", sales_table(["T1", "T2"]))
+    event = {
+        "datasets": ["sales"],
+        "run_id": "run-1",
+        "execution_id": "arn:aws:states:us-east-1:123456789012:execution:pipeline:run-1",
+        "as_of": NOW.isoformat(),
+    }
+
+    # WHEN the handler runs
+    report = handler.lambda_handler(event, lambda_context)
+
+    # THEN it returns the passing report as JSON
+    assert report["passed"] is True
+    assert report["run_id"] == "run-1"
+    assert json.loads(json.dumps(report)) == report
