@@ -15,6 +15,7 @@ import base64
 import contextlib
 import datetime as dt
 import io
+import logging
 import os
 import statistics
 import sys
@@ -84,6 +85,7 @@ def main() -> None:
     parser.add_argument("--bad-rate", type=float, default=0.02)
     args = parser.parse_args()
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

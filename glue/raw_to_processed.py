@@ -39,13 +39,14 @@ from types import NoneType, UnionType
 from typing import Annotated, Any, Literal, Protocol, Union, get_args, get_origin
 
 import boto3
-from datalake.contracts import REGISTRY, Dataset, get_dataset
-from datalake.exceptions import TerminalError
 from pydantic import AwareDatetime, NaiveDatetime
 from pydantic.fields import FieldInfo
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+
+from datalake.contracts import REGISTRY, Dataset, get_dataset
+from datalake.exceptions import TerminalError
 
 logger = logging.getLogger(__name__)
 
@@ -705,6 +706,20 @@ def _count_by_day(df: DataFrame) -> dict[date, int]:
     return {row[0]: int(row[1]) for row in df.groupBy(PARTITION_COLUMN).count().collect()}
 
 
+def _count_inputs(new: DataFrame, existing: DataFrame, dataset: Dataset) -> tuple[dict[date, int], int]:
+    """New rows per event date and the existing rows' total, in one Spark job."""
+    day = F.to_date(dataset.event_time).alias(PARTITION_COLUMN)
+    tagged = new.select(day, F.lit(True).alias("_new")).unionByName(existing.select(day, F.lit(False).alias("_new")))
+    rows = tagged.groupBy(PARTITION_COLUMN, "_new").count().collect()
+    return {r[0]: int(r[2]) for r in rows if r[1]}, sum(int(r[2]) for r in rows if not r[1])
+
+
+def write_partitions(df: DataFrame, dataset: Dataset, path: str) -> None:
+    """Write Parquet (snappy) partitioned by `event_date`, one file per date; only those dates are replaced."""
+    ordered = df.repartition(PARTITION_COLUMN).sortWithinPartitions(*dataset.key)
+    ordered.write.mode("overwrite").partitionBy(PARTITION_COLUMN).option("compression", "snappy").parquet(path)
+
+
 def process_dataset(spark: SparkSession, store: FileStore, options: JobOptions, plan: DatasetPlan) -> dict[str, Any]:
     """Read, type, deduplicate, enrich and write one dataset's new data; returns its part of the summary."""
     dataset = get_dataset(plan.dataset)
@@ -731,24 +746,15 @@ def process_dataset(spark: SparkSession, store: FileStore, options: JobOptions, 
     new = transform_cast(raw.json([_escape_glob(f.uri) for f in plan.raw_files]), dataset).persist()
     out: DataFrame | None = None
     try:
-        new_days = _count_by_day(new.withColumn(PARTITION_COLUMN, F.to_date(dataset.event_time)))
-        if strays := set(new_days) - set(plan.dates):
-            raise TerminalError(
-                f"{dataset.name}: records dated {sorted(map(str, strays))} are outside their raw partitions"
-            )
         existing = read_processed(spark, dataset, plan.existing_partitions)
-        rows_existing = existing.count()
+        new_days, rows_existing = _count_inputs(new, existing, dataset)
+        if strays := set(new_days) - set(plan.dates):
+            dates = ", ".join(sorted(map(str, strays)))
+            raise TerminalError(f"{dataset.name}: records dated {dates} lie outside their raw partitions")
         references = _references(spark, store, options, dataset)
         out = transform_processed(new, existing, dataset, references).persist()
         out_days = _count_by_day(out)
-        (
-            out.repartition(PARTITION_COLUMN)
-            .sortWithinPartitions(*dataset.key)
-            .write.mode("overwrite")
-            .partitionBy(PARTITION_COLUMN)
-            .option("compression", "snappy")
-            .parquet(f"{options.processed_path}{dataset.name}/")
-        )
+        write_partitions(out, dataset, f"{options.processed_path}{dataset.name}/")
         if options.update_catalog:
             summary["catalog_partitions_added"] = update_catalog(
                 boto3.client("glue"), options.database, table, out.schema, location, sorted(out_days)

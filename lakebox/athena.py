@@ -11,6 +11,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -155,8 +156,10 @@ class _Execution:
         return {"QueryExecution": execution}
 
 
-_EXECUTIONS: dict[str, _Execution] = {}
+_EXECUTIONS: OrderedDict[str, _Execution] = OrderedDict()
+"""Executions of this process, newest last; the oldest are forgotten past `_KEEP_EXECUTIONS`."""
 _EXECUTIONS_LOCK = threading.Lock()
+_KEEP_EXECUTIONS: Final = 500
 
 
 @dataclass(frozen=True)
@@ -290,6 +293,8 @@ class AthenaEngine:
         )
         with _EXECUTIONS_LOCK:
             _EXECUTIONS[execution.execution_id] = execution
+            while len(_EXECUTIONS) > _KEEP_EXECUTIONS:
+                _EXECUTIONS.popitem(last=False)
         cutoff = config.get("BytesScannedCutoffPerQuery")
         with self._lock:
             self._run(execution, int(cutoff) if cutoff else None, config)
@@ -422,7 +427,7 @@ class AthenaEngine:
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         if self._db is None:
-            self._db = _connect(self._session)
+            self._db = _connect(self._session, self._s3.meta.endpoint_url)
         return self._db
 
     def _run(self, execution: _Execution, cutoff: int | None, config: dict[str, Any]) -> None:
@@ -447,7 +452,11 @@ class AthenaEngine:
             error = exc.response.get("Error", {})
             execution.state = "FAILED"
             execution.reason = f"HIVE_METASTORE_ERROR: {error.get('Code', 'ClientError')}: {error.get('Message', '')}"
+        except ValueError as exc:
+            execution.state, execution.reason = "FAILED", f"INVALID_FUNCTION_ARGUMENT: {_first_line(str(exc))}"
         finally:
+            if execution.state == "RUNNING":
+                execution.state, execution.reason = "FAILED", "GENERIC_INTERNAL_ERROR: the local engine failed"
             cursor.close()
             execution.engine_ms = int((time.perf_counter() - started) * 1000)
             execution.planning_ms = int(context.planning_ms)
@@ -1236,7 +1245,7 @@ class AthenaEngine:
 # ---------------------------------------------------------------- DuckDB
 
 
-def _connect(session: boto3.Session) -> duckdb.DuckDBPyConnection:
+def _connect(session: boto3.Session, endpoint: str) -> duckdb.DuckDBPyConnection:
     """A DuckDB database with httpfs loaded offline and an S3 secret for the session's endpoint."""
     con = duckdb.connect()
     extension = Path(str(resources.files("duckdb_extension_httpfs"))) / "extensions"
@@ -1249,7 +1258,6 @@ def _connect(session: boto3.Session) -> duckdb.DuckDBPyConnection:
     if credentials is None:
         raise TerminalError("the boto3 session has no credentials for DuckDB to read S3 with")
     frozen = credentials.get_frozen_credentials()
-    endpoint = session.client("s3").meta.endpoint_url
     parts = urlsplit(endpoint)
     options = {
         "TYPE": "s3",

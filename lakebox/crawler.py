@@ -155,16 +155,20 @@ def start_crawler(session: boto3.Session, name: str) -> dict[str, Any]:
         state.state, state.crawl_id, state.started = "RUNNING", str(uuid.uuid4()), dt.datetime.now(dt.UTC)
         state.status, state.error = None, None
     began = time.perf_counter()
-    status, error, result = "SUCCEEDED", None, None
+    status: str = "FAILED"
+    error: str | None = "the crawl did not finish"
+    result: CrawlResult | None = None
     try:
         result = crawl(session, name)
+        status, error = "SUCCEEDED", None
     except (ClientError, ValueError, OSError, pa.ArrowException, zlib.error) as exc:
-        status, error = "FAILED", f"{type(exc).__name__}: {exc}"
+        error = f"{type(exc).__name__}: {exc}"
         logger.warning("crawler %s failed: %s", name, error)
-    with _STATES_LOCK:
-        state.state, state.status, state.error = "READY", status, error
-        state.elapsed_ms = int((time.perf_counter() - began) * 1000)
-        state.last_result = result
+    finally:
+        with _STATES_LOCK:
+            state.state, state.status, state.error = "READY", status, error
+            state.elapsed_ms = int((time.perf_counter() - began) * 1000)
+            state.last_result = result
     return {}
 
 
@@ -456,6 +460,16 @@ def _crawl_dataset(
                 action = "updated"
         storage = _storage_of(existing, columns)
     new = [(values, loc) for values, loc in sorted(partitions.items()) if values not in known] if keys else []
+    table_keys = len(existing.get("PartitionKeys", [])) if existing is not None else len(keys)
+    if new and table_keys != len(keys):
+        logger.warning(
+            "crawler %s: %s has %d partition keys but its folders nest %d deep; partitions not added",
+            crawler_name,
+            table_name,
+            table_keys,
+            len(keys),
+        )
+        new = []
     for start in range(0, len(new), _PARTITION_BATCH):
         batch: list[PartitionInputTypeDef] = [
             {"Values": list(values), "StorageDescriptor": {**storage, "Location": loc}, "Parameters": {}}

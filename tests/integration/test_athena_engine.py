@@ -285,9 +285,11 @@ def test_partition_pruned_query_scans_a_fraction_of_a_full_scan(lake: Lake) -> N
 
 
 def test_bytes_scanned_count_only_the_columns_read(lake: Lake) -> None:
+    # WHEN queries over the same rows read one column, two columns, then every column
     one = lake.engine.query("SELECT count(DISTINCT region) FROM sales")
     two = lake.engine.query("SELECT count(DISTINCT region), max(transaction_id) FROM sales")
     everything = lake.engine.query("SELECT * FROM sales")
+    # THEN the bytes scanned grow with the columns read
     assert 0 < one.bytes_scanned < two.bytes_scanned < everything.bytes_scanned
 
 
@@ -368,14 +370,17 @@ def test_ctas_writes_partitioned_parquet_and_refuses_a_non_empty_location(lake: 
 
 
 def test_insert_into_adds_files_and_new_partitions(lake: Lake) -> None:
+    # GIVEN a partitioned table holding one day
     lake.engine.query(
         "CREATE TABLE lake.daily WITH (external_location = 's3://curated/daily/', partitioned_by = ARRAY['d']) "
         "AS SELECT count(*) AS n, event_date AS d FROM sales WHERE event_date = DATE '2026-10-20' GROUP BY event_date"
     )
+    # WHEN rows for that day and a new day are inserted
     inserted = lake.engine.query(
         "INSERT INTO lake.daily SELECT count(*), event_date FROM sales "
         "WHERE event_date IN (DATE '2026-10-20', DATE '2026-10-25') GROUP BY event_date"
     )
+    # THEN the existing partition gains files beside its old ones and the new day is registered
     assert inserted.rows == [(2,)]
     counts = _frame(lake, "SELECT d, sum(n) AS n, count(*) AS files FROM daily GROUP BY d ORDER BY d")
     expected = lake.sales.groupby("event_date").size()
@@ -384,9 +389,11 @@ def test_insert_into_adds_files_and_new_partitions(lake: Lake) -> None:
 
 
 def test_view_is_stored_in_the_catalog_and_expanded_in_queries(lake: Lake) -> None:
+    # WHEN a view is created
     lake.engine.query(
         "CREATE OR REPLACE VIEW lake.big_sales AS SELECT transaction_id, revenue FROM sales WHERE quantity >= 4"
     )
+    # THEN the catalog holds it as Athena does, queries expand it, and DROP VIEW removes it
     table = lake.session.client("glue").get_table(DatabaseName=DATABASE, Name="big_sales")["Table"]
     assert table["TableType"] == "VIRTUAL_VIEW" and table["ViewOriginalText"].startswith("/* Presto View: ")
     assert lake.engine.query("SELECT count(*) FROM big_sales").rows == [(int((lake.sales.quantity >= 4).sum()),)]
@@ -396,9 +403,11 @@ def test_view_is_stored_in_the_catalog_and_expanded_in_queries(lake: Lake) -> No
 
 
 def test_drop_table_removes_the_catalog_entry_and_keeps_the_data(lake: Lake) -> None:
+    # GIVEN a table written by a CTAS, WHEN it is dropped (twice, the second time IF EXISTS)
     lake.engine.query("CREATE TABLE lake.dropped WITH (external_location = 's3://curated/dropped/') AS SELECT 1 AS one")
     lake.engine.query("DROP TABLE lake.dropped")
     lake.engine.query("DROP TABLE IF EXISTS lake.dropped")
+    # THEN its file is still in S3
     listed = lake.session.client("s3").list_objects_v2(Bucket="curated", Prefix="dropped/")
     assert listed["KeyCount"] == 1
 

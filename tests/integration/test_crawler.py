@@ -157,10 +157,12 @@ def test_parquet_schema_and_plain_folders_become_columns_and_numbered_partitions
 
 
 def test_csv_with_a_header_gets_typed_columns_and_skips_the_header(session: boto3.Session) -> None:
+    # GIVEN a CSV with a header row, WHEN it is crawled
     csv = "product_id,price,active,updated\nP1,9.99,true,2026-10-01 10:00:00\nP2,12,false,2026-10-02 11:30:00\n"
     session.client("s3").put_object(Bucket="raw", Key="reference/products.csv", Body=csv.encode())
     name = _crawler(session, "s3://raw/reference/")
     start_crawler(session, name)
+    # THEN the columns are typed from the values and Athena reads the rows without the header
     crawled = _table(session, "reference")
     assert [(c["Name"], c["Type"]) for c in crawled["StorageDescriptor"]["Columns"]] == [
         ("product_id", "string"),
@@ -191,6 +193,7 @@ def test_recrawl_adds_new_partitions_and_merges_new_columns(session: boto3.Sessi
 
 
 def test_log_policy_with_new_folders_only_keeps_the_schema_and_adds_partitions(session: boto3.Session) -> None:
+    # GIVEN a crawler configured like the template's raw crawler (LOG, new folders only)
     _put_jsonl(session, "sales/year=2026/month=10/day=01/a.json.gz", [SALE])
     name = _crawler(
         session,
@@ -200,25 +203,30 @@ def test_log_policy_with_new_folders_only_keeps_the_schema_and_adds_partitions(s
         SchemaChangePolicy={"UpdateBehavior": "LOG", "DeleteBehavior": "LOG"},
     )
     start_crawler(session, name)
+    # WHEN a new day with a new field is crawled
     _put_jsonl(session, "sales/year=2026/month=10/day=02/b.json.gz", [{**SALE, "channel": "web"}])
     start_crawler(session, name)
+    # THEN the partition is added and the table's schema is left alone
     assert _partitions(session, "raw_sales") == [["2026", "10", "01"], ["2026", "10", "02"]]
     assert "channel" not in {c["Name"] for c in _table(session, "raw_sales")["StorageDescriptor"]["Columns"]}
 
 
 def test_exclusions_follow_glue_globs(session: boto3.Session) -> None:
+    # GIVEN folders the target excludes with `**` globs
     _put_jsonl(session, "sales/year=2026/month=10/day=01/a.json.gz", [SALE])
     _put_jsonl(session, "_firehose_errors/x/y.json.gz", [SALE])
     _put_jsonl(session, "tmp/year=2026/month=10/day=01/a.json.gz", [SALE])
     targets = {"S3Targets": [{"Path": "s3://raw/", "Exclusions": ["tmp/**", "_firehose_errors/**"]}]}
     name = _crawler(session, "s3://raw/", targets=targets)
     start_crawler(session, name)
+    # THEN only the included dataset becomes a table, and `*` stays within one folder
     assert {t["Name"] for t in session.client("glue").get_tables(DatabaseName=DATABASE)["TableList"]} == {"sales"}
     assert glob_regex("*.csv").fullmatch("a.csv") and not glob_regex("*.csv").fullmatch("x/a.csv")
     assert glob_regex("**.{csv,json}").fullmatch("x/a.json")
 
 
 def test_get_crawler_reports_ready_with_the_last_crawl(session: boto3.Session) -> None:
+    # GIVEN a crawler that never ran, THEN READY; WHEN it ran, THEN READY with a SUCCEEDED last crawl
     _put_jsonl(session, "sales/year=2026/month=10/day=01/a.json.gz", [SALE])
     name = _crawler(session, "s3://raw/")
     assert get_crawler(session, name)["Crawler"]["State"] == "READY"
@@ -232,6 +240,7 @@ def test_get_crawler_reports_ready_with_the_last_crawl(session: boto3.Session) -
 
 
 def test_a_failed_crawl_is_reported_in_last_crawl(session: boto3.Session) -> None:
+    # GIVEN a target bucket that does not exist, WHEN the crawler runs, THEN its last crawl FAILED with the cause
     name = _crawler(session, "s3://no-such-bucket/")
     start_crawler(session, name)
     last = get_crawler(session, name)["Crawler"]["LastCrawl"]

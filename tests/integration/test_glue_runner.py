@@ -132,7 +132,7 @@ def aws(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Aws:
     return aws
 
 
-def test_glue_job_run_writes_processed_parquet_and_catalog_that_pass_the_gate(aws: Aws) -> None:
+def test_glue_run_then_emr_run_keep_processed_parquet_catalog_and_gate_in_step(aws: Aws) -> None:
     # GIVEN raw sales over two days (T3 twice) and reference data in the local S3, and the job in the catalog
     # WHEN the job runs as `glue:startJobRun.sync` would run it
     run = glue.run_glue_job(aws.session, JOB, {"--run_id": "run-1"})
@@ -178,10 +178,7 @@ def test_glue_job_run_writes_processed_parquet_and_catalog_that_pass_the_gate(aw
     report = check_quality(aws.session, settings, ["sales", "products", "customers"], "run-1", now=AS_OF)
     assert report.passed, report.failures()
 
-
-def test_emr_run_stages_only_new_raw_data_and_replaces_its_partition(aws: Aws) -> None:
-    # GIVEN a first run, then a new raw file correcting T1 on 2026-11-02
-    assert glue.run_glue_job(aws.session, JOB, {"--run_id": "run-1"})["JobRunState"] == "SUCCEEDED"
+    # GIVEN then a new raw file correcting T1 on 2026-11-02
     day2, day3 = aws.keys("sales/event_date=2026-11-02/"), aws.keys("sales/event_date=2026-11-03/")
     new_key = aws.put_raw("sales", "2026-11-02", "fix", [sale("T1", "2026-11-02", 4)])
     args = [

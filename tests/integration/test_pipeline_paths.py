@@ -34,6 +34,7 @@ class Pipeline:
         self.arn = str(box.stack.ref("PipelineStateMachine"))
         self.athena = AthenaEngine(box.session)
         self.database = str(box.stack.parameters["GlueDatabaseName"])
+        self.workgroup = str(box.stack.ref("AnalyticsWorkGroup"))
         sqs = box.session.client("sqs")
         self.inbox = sqs.create_queue(QueueName="pipeline-alerts-inbox")["QueueUrl"]
         inbox_arn = sqs.get_queue_attributes(QueueUrl=self.inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -82,7 +83,10 @@ class Pipeline:
     def row_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for table in CURATED:
-            _, rows = self.athena.query(f"SELECT count(*) FROM {table}", database=self.database).to_rows()
+            result = self.athena.query(
+                f"SELECT count(*) FROM {table}", workgroup=self.workgroup, database=self.database
+            )
+            _, rows = result.to_rows()
             counts[table] = int(rows[0][0])
         return counts
 

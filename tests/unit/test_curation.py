@@ -48,6 +48,7 @@ def _plan(**overrides: Any) -> list[Any]:
 
 
 def test_render_fills_every_placeholder_and_refuses_a_missing_one() -> None:
+    # GIVEN templates with `{{ name }}` placeholders, spaced or not; THEN values fill them and a missing one raises
     assert render("SELECT * FROM {{ database }}.t WHERE d IN ({{dates}})", {"database": "db", "dates": "1"}) == (
         "SELECT * FROM db.t WHERE d IN (1)"
     )
@@ -62,6 +63,7 @@ def test_top_level_sql_folder_is_the_layer_sql_folder() -> None:
 
 
 def test_plan_runs_views_then_each_table_through_build_publish_cleanup() -> None:
+    # WHEN a run with three dates is planned
     statements = _plan()
     names = [s.name for s in statements]
     # THEN the views come first and each table's steps keep their order
@@ -76,6 +78,7 @@ def test_plan_runs_views_then_each_table_through_build_publish_cleanup() -> None
 
 
 def test_the_stage_of_a_run_lives_in_its_own_folder_and_publishes_every_date() -> None:
+    # WHEN run "Exec-42" is planned THEN its stage is a table and a folder of its own, published date by date
     statements = {s.name: s.query for s in _plan()}
     build = statements["daily_sales_by_region/build"]
     assert "CREATE TABLE lake.daily_sales_by_region__exec_42" in build
@@ -108,12 +111,14 @@ def test_more_dates_than_one_query_may_write_are_split_into_ctas_then_insert() -
 
 
 def test_nothing_to_rebuild_gives_an_empty_plan_and_customers_alone_rebuild_aggregates() -> None:
+    # GIVEN runs that changed no sales: THEN nothing, or only what reads customers, is rebuilt
     assert _plan(dates=[], changed={"products"}) == []
     statements = _plan(dates=[], changed={"customers"})
     assert {s.table for s in statements} == {"customers_current", "products_current", "customer_aggregates"}
 
 
 def test_every_rendered_statement_parses_as_athena_sql() -> None:
+    # GIVEN every statement of a plan THEN each is one statement of Athena SQL (ALTER TABLE in Hive DDL form)
     for statement in _plan():
         if statement.query.startswith("ALTER TABLE"):
             assert re.fullmatch(
@@ -125,6 +130,7 @@ def test_every_rendered_statement_parses_as_athena_sql() -> None:
 
 
 def test_curated_select_columns_equal_the_declared_table_columns_in_order() -> None:
+    # GIVEN each curated table's DDL and query THEN the query's outputs are the DDL's columns, partition last
     for table in TABLES:
         ddl = sqlglot.parse_one(
             render(sql_text(f"curated/{table.name}.table.sql"), {"database": "d", "location": "s3://b/t/"}),
@@ -145,6 +151,7 @@ def test_curated_select_columns_equal_the_declared_table_columns_in_order() -> N
 
 
 def test_named_queries_have_a_title_a_description_and_parse() -> None:
+    # GIVEN the saved questions in sql/named THEN each has its header and is one Athena query
     queries = named_queries()
     assert {q.key for q in queries} >= {"top_products_last_7_days", "revenue_by_region_and_month", "customer_segments"}
     for query in queries:
@@ -153,6 +160,7 @@ def test_named_queries_have_a_title_a_description_and_parse() -> None:
 
 
 def test_run_tokens_are_safe_in_table_names_and_paths() -> None:
+    # GIVEN execution names with any characters THEN stage names and folders use [a-z0-9_] only
     assert run_token("Pipeline-Run:2026-11-01T02:00") == "pipeline_run_2026_11_01t02_00"
     with pytest.raises(ValueError, match="no letters"):
         run_token("--")
@@ -161,6 +169,7 @@ def test_run_tokens_are_safe_in_table_names_and_paths() -> None:
 
 
 def test_a_window_must_end_after_it_starts() -> None:
+    # GIVEN a backfill window THEN it must be ordered, and it plans every date it covers
     with pytest.raises(ValidationError):
         CurationRequest.model_validate({"run_id": "r", "window": {"start": "2026-10-02", "end": "2026-10-01"}})
     request = CurationRequest.model_validate({"run_id": "r", "window": {"start": "2026-10-01", "end": "2026-10-03"}})
@@ -175,6 +184,7 @@ def _summary(bucket: str, run_id: str, datasets: dict[str, Any]) -> None:
 
 
 def test_run_changes_come_from_the_spark_run_summary() -> None:
+    # GIVEN the Spark job's run summary THEN the sales dates and the changed datasets come from it
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket="processed")
         _summary(
@@ -229,6 +239,7 @@ def test_handler_plans_the_dates_the_spark_run_wrote(handler: ModuleType, lambda
 
 
 def test_handler_takes_an_explicit_window_without_reading_the_summary(handler: ModuleType, lambda_context: Any) -> None:
+    # GIVEN a backfill request with a window and no summary in S3, THEN the window's dates are planned
     event = {"run_id": "backfill-1", "window": {"start": "2026-10-01", "end": "2026-10-02"}}
     result = handler.lambda_handler(event, lambda_context)
     assert result["dates"] == ["2026-10-01", "2026-10-02"]

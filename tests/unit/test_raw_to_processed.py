@@ -337,8 +337,10 @@ def test_sales_are_enriched_from_the_latest_reference_versions_with_exact_revenu
 
 
 @pytest.mark.slow
-def test_dedup_keeps_latest_ingestion_across_the_batch_and_processed_data(spark: SparkSession, tmp_path: Path) -> None:
-    # GIVEN a first batch over two days, with T3 twice in it
+def test_later_batches_dedup_against_processed_data_and_reruns_replace_identically(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # GIVEN a first batch over two days, with T3 twice in it, processed
     first = [
         sale("T1", 1),
         sale("T2", 1),
@@ -363,41 +365,24 @@ def test_dedup_keeps_latest_ingestion_across_the_batch_and_processed_data(spark:
     assert summary["datasets"]["sales"]["duplicates_dropped"] == 1
     counts = again["datasets"]["sales"]
     assert counts["raw_files"] == ["sales/year=2026/month=11/day=02/second.json.gz"]
-    assert (counts["rows_in"], counts["rows_existing"], counts["duplicates_dropped"], counts["rows_out"]) == (
-        2,
-        3,
-        2,
-        3,
-    )
+    moved = (counts["rows_in"], counts["rows_existing"], counts["duplicates_dropped"], counts["rows_out"])
+    assert moved == (2, 3, 2, 3)
     assert counts["partitions"] == ["2026-11-02"]
-    quantities = {r["transaction_id"]: r["quantity"] for r in processed_rows(spark, tmp_path)}
-    assert quantities == {"T1": 7, "T2": 1, "T3": 5, "T9": 1}
+    after = processed_rows(spark, tmp_path)
+    assert {r["transaction_id"]: r["quantity"] for r in after} == {"T1": 7, "T2": 1, "T3": 5, "T9": 1}
     assert part_files(tmp_path, "2026-11-03") == day3_files
     watermark = json.loads((tmp_path / "processed" / "_watermarks" / "sales.json").read_text())
     assert datetime.fromisoformat(watermark["last_modified"]) == T0 + timedelta(minutes=1)
 
+    # AND WHEN every raw file is processed again
+    rerun = job.run(spark, job_args(tmp_path, since="2000-01-01T00:00:00Z"))
 
-@pytest.mark.slow
-def test_rerun_over_the_same_raw_data_replaces_partitions_with_identical_rows(
-    spark: SparkSession, tmp_path: Path
-) -> None:
-    # GIVEN raw sales over two days, processed once
-    write_raw(tmp_path, "sales", "2026-11-02", "a", [sale("T1", 2), sale("T2", 3)], T0)
-    write_raw(tmp_path, "sales", "2026-11-03", "b", [sale("T3", 4, event_time="2026-11-03T00:00:00Z")], T0)
-    args = job_args(tmp_path, since="2000-01-01T00:00:00Z")
-    job.run(spark, args)
-    before = processed_rows(spark, tmp_path)
-    files = part_files(tmp_path, "2026-11-02")
-
-    # WHEN the same raw data is processed again
-    summary = job.run(spark, args)
-
-    # THEN every row is a duplicate of itself, the rows are identical, and each partition holds one new file
-    counts = summary["datasets"]["sales"]
-    assert (counts["rows_in"], counts["duplicates_dropped"], counts["rows_out"]) == (3, 3, 3)
-    assert processed_rows(spark, tmp_path) == before
-    assert [len(part_files(tmp_path, d)) for d in ("2026-11-02", "2026-11-03")] == [1, 1]
-    assert part_files(tmp_path, "2026-11-02") != files
+    # THEN each row read is a duplicate, the rows are identical, each partition was replaced by one new file
+    counts = rerun["datasets"]["sales"]
+    assert (counts["rows_in"], counts["duplicates_dropped"], counts["rows_out"]) == (7, 7, 4)
+    assert processed_rows(spark, tmp_path) == after
+    assert len(part_files(tmp_path, "2026-11-02")) == 1
+    assert len(files := part_files(tmp_path, "2026-11-03")) == 1 and files != day3_files
 
 
 @pytest.mark.slow

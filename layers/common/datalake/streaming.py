@@ -235,10 +235,16 @@ class _Partition:
     first_arrival: dt.datetime | None = None
     blocked: DataLakeError | None = None
     """Set when the ledger could not be read: every record of the partition then fails and is retried."""
+    lineage_head: bytes = field(init=False)
+    """`lineage_prefix(source_key, version)` up to the version's digits (positions need no JSON escaping)."""
+
+    def __post_init__(self) -> None:
+        self.lineage_head = lineage_prefix(self.source_key, "").removesuffix(b'","_line":')
 
     @property
     def source_key(self) -> str:
         return f"{self.source}/{self.partition}"
+
 
 
 class ReplayLedger:
@@ -401,7 +407,7 @@ class StreamIngestion:
         output = part.landed.get(hour)
         if output is None:
             output = part.landed[hour] = _Output()
-        prefix = lineage_prefix(record.source_key, str(record.position))
+        prefix = part.lineage_head + b"%d" % record.position + b'","_line":'
         output.add(record.position, with_lineage(data, prefix, 1, self._suffix))
         return Outcome.LANDED
 
