@@ -39,6 +39,20 @@ iac: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 
+# Deploy to AWS: `make deploy ENV=dev` (a samconfig.toml environment). The Spark job's script, datalake.zip and the
+# EMR Serverless Python environment are uploaded to the stack's ArtifactsBucket after `sam deploy`.
+.PHONY: deploy package-artifacts
+ENV ?= default
+SAM ?= $(if $(wildcard .tools/sam/bin/sam),.tools/sam/bin/sam,sam)
+
+deploy: $(STAMP)
+	$(SAM) build --config-env $(ENV)
+	$(SAM) deploy --config-env $(ENV)
+	$(MAKE) --no-print-directory package-artifacts ENV=$(ENV)
+
+package-artifacts: $(STAMP)
+	$(BIN)/python scripts/package-artifacts.py --config-env $(ENV)
+
 lock:
 	$(PYTHON) -m venv /tmp/dl-lock && /tmp/dl-lock/bin/pip install -q -r requirements/dev.in
 	( echo "# Full lock of requirements/dev.in (pip freeze); regenerate with: make lock"; /tmp/dl-lock/bin/pip freeze ) > requirements/dev.txt

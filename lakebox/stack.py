@@ -477,16 +477,20 @@ class Stack:
             text = text.replace("${" + key + "}", value.replace("\\", "\\\\").replace('"', '\\"'))
         return json.loads(text), subs
 
-    def package_file(self, relative: str) -> str:
-        """Upload a local file the template names to the artifacts bucket; return its s3:// URI."""
-        bucket = next(
+    def artifacts_bucket(self) -> str | None:
+        """The name of the template's artifacts bucket (the bucket whose logical id names artifacts), if any."""
+        return next(
             (
-                self.ref(lid)
+                str(self.ref(lid))
                 for lid, r in self.resources.items()
                 if r["Type"] == "AWS::S3::Bucket" and "Artifact" in lid
             ),
             None,
         )
+
+    def package_file(self, relative: str) -> str:
+        """Upload a local file the template names to the artifacts bucket; return its s3:// URI."""
+        bucket = self.artifacts_bucket()
         if bucket is None:
             raise StackError(f"cannot package {relative}: the template has no artifacts bucket")
         path = self.root / relative
@@ -690,13 +694,22 @@ _CRAWLER_KEYS = {
 
 
 def _create_job(stack: Stack, lid: str) -> None:
-    """Create a Glue job, uploading a local script to the artifacts bucket as `sam package` would."""
+    """Create a Glue job, uploading its script to the artifacts bucket as `sam package` or the deploy step would.
+
+    A local script path is uploaded as `sam package` does; a script in the artifacts bucket means the project's
+    job artifacts (`glue/*.py`, `glue/datalake.zip`), which scripts/package-artifacts.py uploads after `sam deploy`.
+    """
     glue = stack.session.client("glue")
     props = stack.resolve(stack.resources[lid].get("Properties", {}))
     command = dict(props["Command"])
     script = str(command.get("ScriptLocation", ""))
+    artifacts = stack.artifacts_bucket()
     if script and not script.startswith("s3://"):
         command["ScriptLocation"] = stack.package_file(script)
+    elif artifacts is not None and script.startswith(f"s3://{artifacts}/"):
+        from lakebox.glue import upload_glue_artifacts
+
+        upload_glue_artifacts(stack.session, artifacts)
     kwargs = {k: v for k, v in props.items() if k in _JOB_KEYS}
     kwargs.update(Name=stack.ref(lid), Command=command, Role=props.get("Role", "lakebox"))
     with contextlib.suppress(glue.exceptions.AlreadyExistsException):

@@ -132,6 +132,12 @@ def run_execution(
         The definition is invalid.
     UnsupportedFeatureError
         The definition uses a feature the executor does not run; the message names the state.
+
+    Notes
+    -----
+    ``TimeoutSeconds`` and ``HeartbeatSeconds`` (and their ``...Path`` forms, and the machine's own
+    ``TimeoutSeconds``) are accepted and ignored: local tasks run to completion in process. An exception
+    other than :class:`StatesError` raised by an integration is a defect of the local service and propagates.
     """
     document: dict[str, Any] = json.loads(definition) if isinstance(definition, str) else definition
     registry = integrations if integrations is not None else Integrations()

@@ -45,12 +45,12 @@ class Pipeline:
             Attributes={"RawMessageDelivery": "true"},
         )
 
-    def execute(self, name: str, *faults: Fault) -> Execution:
+    def execute(self, name: str, *faults: Fault, input: dict[str, Any] | None = None) -> Execution:
         integrations = stack_integrations(self.box.stack, deliver_event=self.box.bus.put, athena=self.athena)
         integrations.register(GLUE, glue_start_job_run_sync(self.run_glue_job))
         return run_execution(
             self.definition,
-            {"datasets": DATASETS},
+            input or {"datasets": DATASETS},
             inject_faults(integrations, *faults) if faults else integrations,
             name=name,
             state_machine_arn=self.arn,
@@ -134,15 +134,18 @@ def test_happy_path_builds_the_curated_tables_and_records_the_run(pipeline: Pipe
     assert [alert["run_id"] for alert in pipeline.alerts()] == ["happy-path"]
 
 
-def test_running_again_over_the_same_data_leaves_row_counts_unchanged(pipeline: Pipeline) -> None:
-    # GIVEN the curated tables after a run
+def test_running_again_over_the_same_window_leaves_row_counts_unchanged(pipeline: Pipeline) -> None:
+    # GIVEN the curated tables after a run, and the dates that run rebuilt
     before = pipeline.row_counts()
+    dates = json.loads(pipeline.run_item("happy-path")["summary"])["dates"]
 
-    # WHEN the pipeline runs again with nothing new landed
-    execution = pipeline.execute("rerun")
+    # WHEN the pipeline runs again over the same dates with nothing new landed
+    window = {"start": min(dates), "end": max(dates)}
+    execution = pipeline.execute("rerun", input={"datasets": DATASETS, "window": window})
 
-    # THEN it succeeds and every table keeps its row count
+    # THEN the tables were rebuilt for that window and every table keeps its row count
     assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    assert any(query["step"] == "build" for query in execution.output["queries"])
     assert pipeline.row_counts() == before
 
 
@@ -187,18 +190,14 @@ def test_quality_gate_fails_promotes_nothing(pipeline: Pipeline) -> None:
     assert pipeline.curated_objects() == before
 
 
-def test_athena_fails_takes_the_failure_path(pipeline: Pipeline, tmp_path: Path) -> None:
-    # GIVEN Athena failing every statement
+def test_athena_fails_takes_the_failure_path(pipeline: Pipeline) -> None:
+    # GIVEN Athena failing every statement, and a run asked to rebuild the dates already curated
     counts = pipeline.row_counts()
+    dates = json.loads(pipeline.run_item("happy-path")["summary"])["dates"]
     fault = Fault(ATHENA, "States.TaskFailed", "HIVE_CURSOR_ERROR")
 
-    # WHEN the pipeline runs (with new data landed, so there is something to curate)
-    end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
-    extra = SampleSpec(sales=200, products=60, customers=300, clicks=10, days=1, end=end, seed=99)
-    for generated in generate(tmp_path, extra):
-        if generated.dataset == "sales":
-            pipeline.box.put_file(generated.path, "sales", key="sales/athena-fails/sales.jsonl.gz")
-    execution = pipeline.execute("athena-fails", fault)
+    # WHEN the pipeline runs
+    execution = pipeline.execute("athena-fails", fault, input={"window": {"start": min(dates), "end": max(dates)}})
 
     # THEN the Map failed on its first statement, the failure was recorded, and the tables are unchanged
     assert_failed_and_reported(pipeline, execution, "Build Curated Tables", "States.TaskFailed")

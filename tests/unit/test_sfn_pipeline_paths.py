@@ -230,9 +230,8 @@ def test_happy_path_catalogs_processes_checks_curates_and_notifies() -> None:
 
     # AND the quality and planning functions got the datasets and the execution id for log correlation
     execution_arn = f"arn:aws:states:us-east-1:{ACCOUNT}:execution:pipeline:run-1"
-    request = {"datasets": ["sales"], "run_id": "run-1", "execution_id": execution_arn}
-    (quality_request,) = services.calls[SUBSTITUTIONS["CheckQualityFunctionArn"]]
-    assert quality_request == {**request, "job": execution.output["spark"]}
+    request = {"datasets": ["sales"], "engine": "glue", "run_id": "run-1", "execution_id": execution_arn}
+    assert services.calls[SUBSTITUTIONS["CheckQualityFunctionArn"]] == [request]
     assert services.calls[SUBSTITUTIONS["PlanCurationFunctionArn"]] == [request]
 
     # AND the planned statements ran one after another, in the planned order
@@ -395,6 +394,19 @@ def test_defaults_apply_when_the_input_names_nothing() -> None:
     # THEN the batch datasets and the Glue engine are used
     assert execution.output["datasets"] == ["sales", "products", "customers"]
     assert execution.output["engine"] == "glue"
+
+
+def test_a_window_in_the_input_reaches_the_quality_and_planning_functions() -> None:
+    # WHEN a run names the dates to rebuild (a backfill or a re-run)
+    services = FakeServices()
+    window = {"start": "2026-10-01", "end": "2026-10-07"}
+    execution, _ = run_pipeline(services, input={"datasets": ["sales"], "window": window, "run_id": "spoofed"})
+
+    # THEN both functions receive it, with the execution's own run id
+    assert execution.status == "SUCCEEDED"
+    for function in ("CheckQualityFunctionArn", "PlanCurationFunctionArn"):
+        (request,) = services.calls[SUBSTITUTIONS[function]]
+        assert (request["window"], request["run_id"]) == (window, "run-1")
 
 
 def test_unknown_engine_is_rejected_on_the_failure_path() -> None:

@@ -88,7 +88,7 @@ class StreamRecord:
     data
         The payload, decoded from base64.
     arrived_at
-        When the record reached the stream.
+        When the record reached the stream (seconds since the epoch).
     problem
         Why the payload could not be decoded, if it could not.
     """
@@ -97,7 +97,7 @@ class StreamRecord:
     partition: str
     position: int
     data: bytes
-    arrived_at: dt.datetime
+    arrived_at: float
     problem: RecordError | None = None
 
     @property
@@ -117,15 +117,15 @@ def _decode(value: Any) -> tuple[bytes, RecordError | None]:
 
 def from_kinesis(record: KinesisStreamRecord) -> StreamRecord:
     """A Kinesis Data Streams record as the event source mapping delivers it."""
-    payload = record.kinesis
-    data, problem = _decode(payload.raw_event.get("data"))
-    stream = record.event_source_arn.rsplit("/", 1)[-1]
+    raw = record.raw_event
+    payload = raw["kinesis"]
+    data, problem = _decode(payload.get("data"))
     return StreamRecord(
-        source=f"kinesis://{stream}",
-        partition=record.event_id.split(":", 1)[0],
-        position=int(payload.sequence_number),
+        source=f"kinesis://{raw['eventSourceARN'].rsplit('/', 1)[-1]}",
+        partition=raw["eventID"].split(":", 1)[0],
+        position=int(payload["sequenceNumber"]),
         data=data,
-        arrived_at=dt.datetime.fromtimestamp(payload.approximate_arrival_timestamp, UTC),
+        arrived_at=float(payload["approximateArrivalTimestamp"]),
         problem=problem,
     )
 
@@ -138,7 +138,7 @@ def from_kafka(record: KafkaEventRecord) -> StreamRecord:
         partition=str(record.partition),
         position=int(record.offset),
         data=data,
-        arrived_at=dt.datetime.fromtimestamp(record.timestamp / 1000, UTC),
+        arrived_at=record.timestamp / 1000,
         problem=problem,
     )
 
@@ -195,6 +195,10 @@ class StreamManifest(BaseModel):
     ingested_at: str
 
 
+def _hour(number: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(number * 3600, UTC)
+
+
 def _clean(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:96]
 
@@ -227,12 +231,13 @@ class _Partition:
     handled_before: frozenset[int]
     ledger_found: bool
     positions: list[int] = field(default_factory=list)
-    landed: dict[dt.datetime, _Output] = field(default_factory=dict)
+    landed: dict[int, _Output] = field(default_factory=dict)
+    """Outputs by event hour (hours since the epoch)."""
     quarantined: _Output = field(default_factory=_Output)
     keys_seen: set[tuple[Any, ...]] = field(default_factory=set)
     duplicates: list[int] = field(default_factory=list)
     replayed: list[int] = field(default_factory=list)
-    first_arrival: dt.datetime | None = None
+    first_arrival: float | None = None
     blocked: DataLakeError | None = None
     """Set when the ledger could not be read: every record of the partition then fails and is retried."""
     lineage_head: bytes = field(init=False)
@@ -244,7 +249,6 @@ class _Partition:
     @property
     def source_key(self) -> str:
         return f"{self.source}/{self.partition}"
-
 
 
 class ReplayLedger:
@@ -403,7 +407,7 @@ class StreamIngestion:
             part.duplicates.append(record.position)
             return Outcome.DUPLICATE
         part.keys_seen.add(key)
-        hour = verdict.event_time.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        hour = int(verdict.event_time.timestamp() // 3600)
         output = part.landed.get(hour)
         if output is None:
             output = part.landed[hour] = _Output()
@@ -463,11 +467,13 @@ class StreamIngestion:
         terminal: TerminalError | None = None
         landed = quarantined = 0
         outputs: list[tuple[str, _Output, bool]] = []
-        for hour, output in sorted(part.landed.items()):
+        for hour_number, output in sorted(part.landed.items()):
+            hour = _hour(hour_number)
             object_name = f"h{hour.hour:02d}-{name}-{_token(part.source_key, output.positions)}.json.gz"
             outputs.append((raw_key(self.dataset.name, hour.date(), object_name), output, True))
         if part.quarantined.positions:
-            day = (part.first_arrival or self.ingested_at).astimezone(UTC)
+            arrival = part.first_arrival
+            day = dt.datetime.fromtimestamp(arrival, UTC) if arrival is not None else self.ingested_at.astimezone(UTC)
             token = _token(part.source_key, part.quarantined.positions)
             name_q = f"h{day.hour:02d}-{name}-{token}.json.gz"
             outputs.append((quarantine_key(self.dataset.name, day.date(), name_q), part.quarantined, False))
@@ -551,7 +557,7 @@ class StreamIngestion:
             if landed == 0
             else BatchStatus.PARTIAL
         )
-        hours = sorted({h.strftime("%Y-%m-%dT%H") for h in part.landed})
+        hours = sorted(_hour(h).strftime("%Y-%m-%dT%H") for h in part.landed)
         return StreamManifest(
             object_id=f"{part.source_key}#{first}-{last}",
             source=part.source,
