@@ -147,7 +147,11 @@ def main() -> None:
             rows[-1]["objects"] = objects
     server.stop()
 
-    print(f"{args.records:,} clickstream events ({args.bad_rate:.0%} invalid), median of {args.repeat} runs")
+    load = os.getloadavg()[0]
+    print(
+        f"{args.records:,} clickstream events ({args.bad_rate:.0%} invalid), median of {args.repeat} runs; "
+        f"{os.cpu_count()} CPUs, load average {load:.1f}"
+    )
     header = f"{'path':<24}{'batch size':>12}{'invocations':>13}{'objects':>10}{'seconds':>10}{'records/s':>12}"
     print(header)
     print("-" * len(header))

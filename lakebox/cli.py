@@ -104,6 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from lakebox.pipeline import execute, headline_rows
     from lakebox.runtime import lakebox, summary_row
     from lakebox.sample import SampleSpec, generate
     from lakebox.schedules import fire_and_deliver
@@ -125,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     ):
         task = bar.add_task("starting the local stack", total=None)
         with lakebox(
-            parameters={"SourceApiBaseUrl": source_api.url, **_parameters(args.parameter)},
+            parameters={"SourceApiBaseUrl": source_api.url, "RawSettleSeconds": "0", **_parameters(args.parameter)},
             reuse=False,
             progress=lambda lid: bar.update(task, description=f"creating {lid}"),
         ) as box:
@@ -157,17 +158,52 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
             pulled.append({"schedule": firing.schedule.name, **(firing.result or {}), "error": firing.error or ""})
             rows.extend(summary_row(key, delivery) | {"expected bad": ""} for key, delivery in landed)
+            bar.update(task, description="running the pipeline: crawler, Spark, quality gate, Athena CTAS")
+            execution = execute(box, "PipelineStateMachine", {"datasets": list(PIPELINE_DATASETS)})
+            curated = headline_rows(box) if execution.status == "SUCCEEDED" else {}
     stream_row = streamed.summary() if streamed else None
+    run_summary = _run_summary(execution)
     if args.json:
-        print(json.dumps({"ingested": rows, "streamed": stream_row, "pulled": pulled}, indent=2))
+        document = {
+            "ingested": rows,
+            "streamed": stream_row,
+            "pulled": pulled,
+            "pipeline": run_summary,
+            "curated": {t: {"columns": c, "rows": r} for t, (c, r) in curated.items()},
+        }
+        print(json.dumps(document, indent=2, default=str))
     else:
         _print_table("ingested", rows, (*SUMMARY_COLUMNS[:-1], "expected bad"))
         if stream_row:
             _print_table("streamed", [stream_row], list(stream_row))
         _print_table("scheduled pull", pulled, PULL_COLUMNS)
+        for table, (columns, values) in curated.items():
+            _print_table(f"curated.{table}", [dict(zip(columns, v, strict=True)) for v in values], columns)
+        _print_table("pipeline run", [run_summary], list(run_summary))
     stream_ok = stream_row is None or stream_row.get("to failure queue", 0) == 0
     pull_ok = all(not p["error"] for p in pulled)
-    return 0 if all(r["status"] not in ("FAILED", "") for r in rows) and stream_ok and pull_ok else 1
+    pipeline_ok = execution.status == "SUCCEEDED"
+    ingest_ok = all(r["status"] not in ("FAILED", "") for r in rows)
+    return 0 if ingest_ok and stream_ok and pull_ok and pipeline_ok else 1
+
+
+PIPELINE_DATASETS = ("sales", "products", "customers", "clickstream")
+
+
+def _run_summary(execution: Any) -> dict[str, Any]:
+    """The pipeline run in one row: status, what it processed, what the curated queries scanned."""
+    output = execution.output if isinstance(execution.output, dict) else {}
+    queries = output.get("queries") or []
+    scanned = sum(int(q.get("bytes_scanned", 0) or 0) for q in queries if isinstance(q, dict))
+    return {
+        "run": execution.name,
+        "status": execution.status,
+        "datasets": ",".join(output.get("datasets") or []),
+        "dates": len(output.get("dates") or []),
+        "curated queries": len(queries),
+        "bytes scanned": scanned,
+        "error": f"{execution.error}: {execution.cause}" if execution.error else "",
+    }
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
@@ -242,6 +278,72 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return 0 if firing.ok and all(r["status"] != "FAILED" for r in rows) else 1
 
 
+def _execution_rows(execution: Any) -> list[dict[str, Any]]:
+    rows = []
+    for state in dict.fromkeys(execution.states_entered()):
+        attempts = execution.attempts(state)
+        rows.append({"state": state, "attempts": attempts or "", "retries": execution.retries(state) or ""})
+    return rows
+
+
+def cmd_execute(args: argparse.Namespace) -> int:
+    """Run one of the template's state machines on the local stack, from its ASL file."""
+    from lakebox.errors import LakeboxError
+    from lakebox.pipeline import execute
+    from lakebox.runtime import lakebox
+
+    try:
+        input_ = json.loads(args.input) if args.input else {}
+    except json.JSONDecodeError as exc:
+        raise LakeboxError(f"--input is not JSON: {exc}") from exc
+    with lakebox(parameters=_parameters(args.parameter)) as box:
+        execution = execute(box, args.state_machine, input_, execution_name=args.name)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "status": execution.status,
+                    "error": execution.error,
+                    "cause": execution.cause,
+                    "output": execution.output,
+                },
+                indent=2,
+                default=str,
+            )
+        )
+    else:
+        _print_table(
+            f"{args.state_machine}: {execution.status}", _execution_rows(execution), ("state", "attempts", "retries")
+        )
+        if execution.error:
+            print(f"{execution.error}: {execution.cause}")
+        else:
+            print(json.dumps(execution.output, indent=2, default=str))
+    return 0 if execution.status == "SUCCEEDED" else 1
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    """Run Athena SQL on the local stack's catalog (DuckDB underneath) and print the rows."""
+    from lakebox.pipeline import athena
+    from lakebox.runtime import lakebox
+
+    with lakebox(parameters=_parameters(args.parameter)) as box:
+        workgroup = args.workgroup or str(box.stack.ref("AnalyticsWorkGroup"))
+        result = athena(box).query(args.sql, workgroup=workgroup)
+    rows = [dict(zip(result.columns, (str(v) for v in row), strict=True)) for row in result.rows]
+    if args.json:
+        print(
+            json.dumps(
+                {"columns": list(result.columns), "rows": rows, "bytes_scanned": result.bytes_scanned},
+                indent=2,
+                default=str,
+            )
+        )
+    else:
+        _print_table(f"{len(rows)} rows, {result.bytes_scanned:,} bytes scanned", rows, result.columns)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one sub-command a verb."""
     parser = argparse.ArgumentParser(prog="lakebox", description=__doc__)
@@ -277,6 +379,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stream-rate", type=float, default=200.0, help="clickstream events a second while streaming")
     run.add_argument("--api-rows", type=int, default=2_000, help="sales the sample source API serves")
 
+    execute = add("execute", cmd_execute, "run a state machine of the template on the local stack")
+    execute.add_argument("state_machine", help="logical id or name, e.g. PipelineStateMachine")
+    execute.add_argument("--input", help="execution input (JSON)")
+    execute.add_argument("--name", help="execution name (default: a new unique name)")
+    execute.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+    query = add("query", cmd_query, "run Athena SQL against the local catalog")
+    query.add_argument("sql")
+    query.add_argument("--workgroup", help="Athena workgroup (default: the template's AnalyticsWorkGroup)")
+    query.add_argument("--json", action="store_true", help="print the rows as JSON")
+
     stream = add("stream", cmd_stream, "produce generated events into a stream and deliver them in batches")
     stream.add_argument("--dataset", default="clickstream", help="the dataset of the stream (clickstream)")
     stream.add_argument("--rate", type=float, default=100.0, help="events produced a second")
@@ -306,6 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run a sub-command; errors are one clear line and a non-zero exit."""
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from datalake.exceptions import DataLakeError
     from lakebox.errors import LakeboxError
 
     args = build_parser().parse_args(argv)
@@ -313,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
-    except (LakeboxError, OSError, ValueError, ClientError, BotoCoreError) as exc:
+    except (LakeboxError, DataLakeError, OSError, ValueError, ClientError, BotoCoreError) as exc:
         print(f"lakebox: error: {exc}", file=sys.stderr)
         return 1
 

@@ -3,12 +3,11 @@
 Spark here cannot reach S3, so a run copies its inputs from the local S3 into a temp folder, points the job's
 root arguments at `file://` copies, runs the script on one shared local SparkSession (PySpark 3.5, as Glue 5.0
 and EMR 7), then mirrors what the job changed back: new or rewritten files are uploaded, files it removed
-(a replaced partition's old parts) are deleted. The script tells what to stage through an optional
-`staging_plan(args, store) -> StagingPlan` (`roots`: argument → root URI, `inputs`: URIs, folders ending
-in `/`, `args`: arguments to pin when the roots move), so staging stays bounded by the job's own
-watermark. A script without it gets its `s3://` root arguments mirrored whole. The script's boto3 calls
-(the catalog) reach the local AWS through `AWS_ENDPOINT_URL`, as every client here does; `--extra-py-files`
-is not fetched because the process already imports `datalake` from the layer's source.
+(a replaced partition's old parts) are deleted. The script tells what to stage through
+`staging_plan(args, store) -> StagingPlan` (`roots`: argument → root URI, `inputs`: URIs, folders ending in
+`/`, `args`: arguments to pin when the roots move), so staging stays bounded by the job's own watermark. The
+script's boto3 calls (the catalog) reach the local AWS through `AWS_ENDPOINT_URL`, as every client here does;
+`--extra-py-files` is not fetched because the process already imports `datalake` from the layer's source.
 """
 
 from __future__ import annotations
@@ -137,7 +136,8 @@ class S3Store:
 
 
 def _visible(relative: str) -> bool:
-    return not any(part.startswith(".") for part in relative.split("/"))
+    """Not a hidden file (checksums, Spark's staging folders) nor a committer's leftover `_temporary` folder."""
+    return not any(part.startswith(".") or part == "_temporary" for part in relative.split("/"))
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -246,8 +246,7 @@ def _plan(
 ) -> tuple[dict[str, str], list[str], dict[str, str]]:
     planner: Callable[..., Any] | None = getattr(module, "staging_plan", None)
     if planner is None:
-        roots = {name: value for name, value in args.items() if value.startswith("s3://") and value.endswith("/")}
-        return roots, list(roots.values()), {}
+        raise LookupError(f"{module.__file__} defines no staging_plan(args, store): its inputs cannot be staged")
     plan = planner(args, store)
     return dict(plan.roots), list(plan.inputs), dict(plan.args)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -153,13 +154,22 @@ def lakebox(
         stack = Stack(root, LocalSession(endpoint), parameters=parameters, environment=_environment(endpoint))
         if server is not None:
             stack.deploy(progress)
-        box = Lakebox(root, endpoint, stack, EventBus(stack), owns_server=server is not None)
+        bus = EventBus(stack)
+        box = Lakebox(root, endpoint, stack, bus, owns_server=server is not None)
+        bus.start_execution = functools.partial(_start_execution, box)
         yield box
     finally:
         os.environ.clear()
         os.environ.update(saved)
         if server is not None:
             server.stop()
+
+
+def _start_execution(box: Lakebox, state_machine: str, input_: Any) -> Any:
+    """An EventBridge or schedule target that is a state machine: run it to completion on the local stack."""
+    from lakebox.pipeline import execute
+
+    return execute(box, state_machine.rsplit(":", 1)[-1], input_)
 
 
 def record_endpoint(root: Path, endpoint: str) -> Path:

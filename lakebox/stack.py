@@ -711,6 +711,9 @@ def _create_job(stack: Stack, lid: str) -> None:
 
         upload_glue_artifacts(stack.session, artifacts)
     kwargs = {k: v for k, v in props.items() if k in _JOB_KEYS}
+    # DefaultArguments is a map of strings: CloudFormation passes a number (a `!Ref` to a Number parameter) as text.
+    if "DefaultArguments" in kwargs:
+        kwargs["DefaultArguments"] = {name: _env_str(value) for name, value in kwargs["DefaultArguments"].items()}
     kwargs.update(Name=stack.ref(lid), Command=command, Role=props.get("Role", "lakebox"))
     with contextlib.suppress(glue.exceptions.AlreadyExistsException):
         glue.create_job(**kwargs)

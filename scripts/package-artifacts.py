@@ -223,8 +223,11 @@ def build_python_env(dest: Path, dist_archive: Path, requirements: Sequence[str]
     """
     with tempfile.TemporaryDirectory(prefix="python-env-") as tmp:
         staging = Path(tmp)
-        with tarfile.open(dist_archive, "r:gz") as archive:
-            archive.extractall(staging, filter="data")
+        try:
+            with tarfile.open(dist_archive, "r:gz") as archive:
+                archive.extractall(staging, filter="data")
+        except tarfile.TarError as exc:
+            raise ArtifactError(f"cannot unpack {dist_archive.name}: {exc}") from exc
         root = staging / "python"
         if not (root / PYTHON_ENV_INTERPRETER).is_file():
             raise ArtifactError(f"{dist_archive.name} has no python/{PYTHON_ENV_INTERPRETER}")

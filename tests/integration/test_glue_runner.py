@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import awswrangler as wr
@@ -215,12 +216,19 @@ def test_glue_run_then_emr_run_keep_processed_parquet_catalog_and_gate_in_step(a
     assert dict(zip(frame["transaction_id"], frame["quantity"], strict=True)) == {"T1": 4, "T2": 2}
 
 
-def test_a_failing_script_is_a_failed_run_not_an_exception(aws: Aws) -> None:
-    # GIVEN run arguments that blank the raw path
-    # WHEN the job runs
-    run = glue.run_glue_job(aws.session, JOB, {"--raw_path": "", "--run_id": "run-bad"})
+def test_a_failing_script_is_a_failed_run_not_an_exception(aws: Aws, tmp_path: Path) -> None:
+    # GIVEN run arguments that blank the raw path, and a job whose script cannot say what to stage
+    script = tmp_path / "no_plan.py"
+    script.write_text("def run(spark, args):\n    return {}\n")
+    catalog = aws.session.client("glue")
+    catalog.create_job(Name="no_plan", Role="r", Command={"Name": "glueetl", "ScriptLocation": str(script)})
 
-    # THEN the run is FAILED with the script's error, and nothing was written
-    assert run["JobRunState"] == "FAILED"
-    assert run["ErrorMessage"] == "TerminalError: missing job arguments: --raw_path"
+    # WHEN the jobs run
+    blank = glue.run_glue_job(aws.session, JOB, {"--raw_path": "", "--run_id": "run-bad"})
+    unplanned = glue.run_glue_job(aws.session, "no_plan", {})
+
+    # THEN the runs are FAILED with the script's error, and nothing was written
+    assert blank["JobRunState"] == unplanned["JobRunState"] == "FAILED"
+    assert blank["ErrorMessage"] == "TerminalError: missing job arguments: --raw_path"
+    assert unplanned["ErrorMessage"].startswith("LookupError:")
     assert aws.keys("") == set()

@@ -80,6 +80,16 @@ def test_a_dist_without_the_interpreter_is_refused(pa: ModuleType, tmp_path: Pat
         pa.build_python_env(tmp_path / "env.tar.gz", archive, [])
 
 
+def test_a_dist_that_is_not_a_tar_archive_is_one_clear_error(pa: ModuleType, tmp_path: Path) -> None:
+    # GIVEN an interpreter "archive" that is not a gzip tar
+    archive = tmp_path / "broken.tar.gz"
+    archive.write_bytes(b"not an archive")
+
+    # WHEN it is used THEN the build stops, naming the archive
+    with pytest.raises(pa.ArtifactError, match=r"cannot unpack broken\.tar\.gz"):
+        pa.build_python_env(tmp_path / "env.tar.gz", archive, [])
+
+
 def test_python_dist_is_checked_against_its_digest_and_downloaded_once(pa: ModuleType, tmp_path: Path) -> None:
     # GIVEN an interpreter archive at a URL, and its digest
     dist = tmp_path / "cpython-install_only.tar.gz"

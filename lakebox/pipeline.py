@@ -1,0 +1,79 @@
+"""State machine executions on the local stack, and what `lakebox run` prints of the curated zone."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from lakebox.errors import LakeboxError
+
+if TYPE_CHECKING:
+    from lakebox.athena import AthenaEngine
+    from lakebox.runtime import Lakebox
+    from lakebox.sfn import Execution
+
+CURATED_HEADLINES = {
+    "daily_sales_by_region": (
+        "SELECT sale_date, region, currency, transactions, units, revenue FROM daily_sales_by_region "
+        "WHERE sale_date = (SELECT max(sale_date) FROM daily_sales_by_region) ORDER BY revenue DESC"
+    ),
+    "customer_aggregates": (
+        "SELECT customer_id, segment, region, transactions, lifetime_revenue, last_purchase_date "
+        "FROM customer_aggregates ORDER BY lifetime_revenue DESC LIMIT 5"
+    ),
+    "product_performance": (
+        "SELECT product_id, product_name, category, sum(units) AS units, sum(revenue) AS revenue "
+        "FROM product_performance GROUP BY 1, 2, 3 ORDER BY revenue DESC LIMIT 5"
+    ),
+}
+
+
+def state_machine_id(box: Lakebox, name: str) -> str:
+    """The logical id of a state machine named by logical id, physical name or ARN."""
+    for lid, resource in box.stack.resources.items():
+        if "StateMachine" in resource["Type"] and box.stack.active(lid):
+            physical = box.stack._physical(lid)
+            if name in (lid, physical["Ref"], physical.get("Name")):
+                return lid
+    machines = [lid for lid, r in box.stack.resources.items() if "StateMachine" in r["Type"]]
+    raise LakeboxError(f"no state machine {name!r} in template.yaml (state machines: {', '.join(machines)})")
+
+
+def athena(box: Lakebox) -> AthenaEngine:
+    """The stack's Athena engine (one per stack, so query history is shared)."""
+    from lakebox.athena import AthenaEngine
+
+    engine = getattr(box, "_athena", None)
+    if engine is None:
+        database = str(box.stack.parameters.get("GlueDatabaseName", "default"))
+        engine = AthenaEngine(box.session, default_database=database)
+        box._athena = engine  # type: ignore[attr-defined]
+    return engine
+
+
+def execute(box: Lakebox, name: str, input_: Any = None, *, execution_name: str | None = None) -> Execution:
+    """Run one of the template's state machines to completion with every task on the local stack."""
+    from lakebox.sfn import run_execution
+    from lakebox.sfn.integrations import stack_integrations
+
+    logical_id = state_machine_id(box, name)
+    definition, _ = box.stack.state_machine(logical_id)
+    integrations = stack_integrations(box.stack, deliver_event=box.bus.put, athena=athena(box))
+    return run_execution(
+        definition,
+        input_ if input_ is not None else {},
+        integrations,
+        name=execution_name or f"lakebox-{uuid.uuid4().hex[:12]}",
+        state_machine_arn=str(box.stack.ref(logical_id)),
+    )
+
+
+def headline_rows(box: Lakebox, workgroup: str | None = None) -> dict[str, tuple[list[str], list[list[Any]]]]:
+    """The first rows of each curated table, for the end of `lakebox run`."""
+    engine = athena(box)
+    workgroup = workgroup or str(box.stack.ref("AnalyticsWorkGroup"))
+    found = {}
+    for table, sql in CURATED_HEADLINES.items():
+        result = engine.query(sql, workgroup=workgroup)
+        found[table] = (list(result.columns), [list(r) for r in result.rows])
+    return found
