@@ -29,7 +29,9 @@ def peak_rss_mb():
     return 0.0
 """
 
-CHILD_ENGINE = PEAK_RSS + """
+CHILD_ENGINE = (
+    PEAK_RSS
+    + """
 import json, sys, time, boto3
 from datalake.aws import AwsClients
 from datalake.ingest import ObjectRef, ingest_object
@@ -45,8 +47,11 @@ seconds = time.perf_counter() - start
 print(json.dumps({"seconds": seconds, "records": manifest.records_read, "landed": manifest.records_landed,
                   "rss_mb": peak_rss_mb()}))
 """
+)
 
-CHILD_BASELINE = PEAK_RSS + """
+CHILD_BASELINE = (
+    PEAK_RSS
+    + """
 import json, sys, time
 import pyarrow.json as pj, pyarrow.parquet as pq
 path, out = sys.argv[1], sys.argv[2]
@@ -63,6 +68,7 @@ writer.close()
 seconds = time.perf_counter() - start
 print(json.dumps({"seconds": seconds, "records": rows, "rss_mb": peak_rss_mb()}))
 """
+)
 
 
 def _write_clean_sales(path: Path, rows: int) -> None:
