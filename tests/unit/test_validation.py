@@ -92,3 +92,13 @@ def test_text_rows_are_converted_by_their_contract_types() -> None:
     assert validator.check_text_row(row).ok
     assert not validator.check_text_row(row | {"list_price": "abc"}).ok
     assert not validator.check_text_row(row | {"updated_at": "2026-10-01T00:00:00"}).ok
+
+
+@pytest.mark.parametrize("value", ["T1\x00C1", "T1\x00", "\x00", "ok\x00ok\x00ok"])
+def test_grouped_pattern_check_cannot_be_fooled_by_separator_characters(value: str) -> None:
+    # GIVEN identifiers that share one pattern are matched together, joined by NUL
+    validator = RecordValidator(get_dataset("sales"))
+    document = json.dumps(BASE | {"customer_id": value}).encode()
+    # WHEN a value itself holds NUL THEN the record is rejected, as the contract rejects it
+    assert validator.fast_event_time(document) is None
+    assert not validator.check_json(document).ok

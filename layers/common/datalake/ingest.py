@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote_plus
 
 import ijson
@@ -44,6 +44,7 @@ from datalake.landing import (
 from datalake.readers import (
     ChunkStream,
     Limits,
+    Line,
     OversizedLine,
     StreamStats,
     detect_format,
@@ -168,6 +169,15 @@ class _Sink:
             part = self.landed_files[day] = PartitionFile(raw_key(self.dataset.name, day, self._name), self.gzip_level)
         return part
 
+    @property
+    def lineage_parts(self) -> tuple[bytes, bytes]:
+        """The lineage text around `_line`'s value: what `with_lineage` appends to a JSON object."""
+        return self._mid, self._end
+
+    def land_lines(self, day: dt.date, lines: list[bytes]) -> None:
+        """Land complete lines (lineage already appended) in one event-date partition."""
+        self._file_for(day).add_many(lines)
+
     def land_json(self, line_no: int, document: bytes, event_time: dt.datetime) -> None:
         """Land a JSON object exactly as received, with the lineage fields appended."""
         self._file_for(event_time.astimezone(UTC).date()).add(with_lineage(document, self._mid, line_no, self._end))
@@ -208,31 +218,52 @@ _BLANK = frozenset(b" \t\r\n\f\v")
 
 
 def _read_json_lines(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink, max_line: int) -> None:
+    """Judge and route every line; the common case (valid, fast path) stays in a tight per-batch loop."""
     fast = validator.fast_event_time
-    judge = validator.judge_json
-    land = sink.land_json
+    mid, end = sink.lineage_parts
+    pending: dict[int, list[bytes]] = {}
     line_no = 0
     for batch in iter_line_batches(chunks, max_line):
-        for line in batch:
+        verdicts = [fast(line) if line.__class__ is bytes else None for line in batch]
+        for line, event_time in zip(batch, verdicts, strict=True):
             line_no += 1
-            if line.__class__ is OversizedLine:
-                assert isinstance(line, OversizedLine)
-                sink.read += 1
-                error = RecordError("$", f"line of {line.size} bytes exceeds the {max_line} byte cap", "line_too_long")
-                sink.reject(line_no, line.head, [error])
-                continue
-            assert isinstance(line, bytes)
-            if not line or (line[0] in _BLANK and not line.strip()):
-                continue
-            sink.read += 1
-            event_time = fast(line)
             if event_time is None:
-                verdict = judge(line)
-                if verdict.event_time is None:
-                    sink.reject(line_no, line, verdict.errors)
-                    continue
-                event_time = verdict.event_time
-            land(line_no, line, event_time)
+                _slow_line(line, line_no, validator, sink, max_line)
+                continue
+            day = int(event_time.timestamp() // 86_400)
+            body = cast(bytes, line)
+            if body[-1] != 0x7D:
+                body = body.rstrip()
+            if 0x0D in body:
+                body = body.replace(b"\r", b" ")
+            out = pending.get(day)
+            if out is None:
+                out = pending[day] = []
+            out.append(body[:-1] + mid + b"%d" % line_no + end)
+        sink.read += sum(len(lines) for lines in pending.values())
+        for day, lines in pending.items():
+            sink.land_lines(_EPOCH + dt.timedelta(days=day), lines)
+        pending.clear()
+
+
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def _slow_line(line: Line, line_no: int, validator: RecordValidator, sink: _Sink, max_line: int) -> None:
+    """A line the fast path did not accept: oversized, blank, or to be judged by the contract itself."""
+    if isinstance(line, OversizedLine):
+        sink.read += 1
+        error = RecordError("$", f"line of {line.size} bytes exceeds the {max_line} byte cap", "line_too_long")
+        sink.reject(line_no, line.head, [error])
+        return
+    if not line or (line[0] in _BLANK and not line.strip()):
+        return
+    sink.read += 1
+    verdict = validator.judge_json(line)
+    if verdict.event_time is None:
+        sink.reject(line_no, line, verdict.errors)
+    else:
+        sink.land_json(line_no, line, verdict.event_time)
 
 
 def _read_json_array(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink) -> None:

@@ -103,6 +103,14 @@ class PartitionFile:
             self._gzip.write(b"".join(self._pending))
             self._pending.clear()
 
+    def add_many(self, lines: list[bytes]) -> None:
+        """Append complete lines (each ending in a newline)."""
+        self._pending.extend(lines)
+        self.records += len(lines)
+        if len(self._pending) >= _FLUSH_LINES:
+            self._gzip.write(b"".join(self._pending))
+            self._pending.clear()
+
     def finish(self) -> IO[bytes]:
         """Close the gzip stream and return the spooled object, rewound."""
         if self._pending:

@@ -203,6 +203,37 @@ def _decimal_ok(value: Decimal, rule: _DecimalRule) -> bool:
     return rule.max_digits is None or whole + places <= rule.max_digits
 
 
+_CONTEXT_SENSITIVE = ("$", "\\b", "\\B", "\\A", "\\Z", "(?=", "(?!", "(?<", "^")
+
+
+def _group_patterns(
+    patterns: dict[str, re.Pattern[str]], optional: set[str]
+) -> tuple[list[tuple[Callable[[Any], Any], Callable[[str], Any], int]], list[str]]:
+    """Fold required fields that share a pattern into one match over their values joined by NUL.
+
+    Each field's pattern becomes one segment of a combined pattern with literal NUL separators; a joined string
+    with exactly as many NULs as separators can only match with every segment matching its own value, so one
+    `fullmatch` judges all of them. Optional fields and patterns that look around their match stay single.
+    """
+    by_pattern: dict[str, list[str]] = {}
+    single = []
+    for name, pattern in patterns.items():
+        body = pattern.pattern.removeprefix("^")
+        body = body.removesuffix("$") if body.endswith("$") else body + "[^\\x00]*"
+        if name in optional or any(token in body for token in _CONTEXT_SENSITIVE):
+            single.append(name)
+        else:
+            by_pattern.setdefault(body, []).append(name)
+    groups: list[tuple[Callable[[Any], Any], Callable[[str], Any], int]] = []
+    for body, names in by_pattern.items():
+        if len(names) == 1:
+            single.extend(names)
+            continue
+        combined = re.compile("\\x00".join(f"(?:{body})" for _ in names))
+        groups.append((attrgetter(*names), combined.fullmatch, len(names) - 1))
+    return groups, single
+
+
 def _errors(exc: ValidationError) -> list[RecordError]:
     return [
         RecordError(".".join(str(p) for p in e["loc"]) or "$", e["msg"], e["type"])
@@ -251,6 +282,7 @@ class RecordValidator:
             self._struct: type[msgspec.Struct] | None = None
             self._raw_checks: list[tuple[Callable[[Any], Any], Callable[[bytes], Any]]] = []
             self._pattern_checks: list[tuple[Callable[[Any], Any], Callable[[str], Any]]] = []
+            self._pattern_groups: list[tuple[Callable[[Any], Any], Callable[[str], Any], int]] = []
         else:
             self._decode = msgspec.json.Decoder(json_struct).decode
             self._struct = text_struct
@@ -259,9 +291,10 @@ class RecordValidator:
                 for name, rule in json_rules.items()
                 if isinstance(rule, _DecimalRule)
             ]
-            self._pattern_checks = [
-                (attrgetter(name), rule.fullmatch) for name, rule in json_rules.items() if isinstance(rule, re.Pattern)
-            ]
+            patterns = {name: rule for name, rule in json_rules.items() if isinstance(rule, re.Pattern)}
+            optional = {name for name, info in dataset.contract.model_fields.items() if not info.is_required()}
+            self._pattern_groups, single = _group_patterns(patterns, optional)
+            self._pattern_checks = [(attrgetter(name), patterns[name].fullmatch) for name in single]
         self._event_time = attrgetter(self._time_field)
 
     def check_json(self, line: bytes) -> Verdict:
@@ -281,6 +314,10 @@ class RecordValidator:
             return None
         for get, match in self._raw_checks:
             if match(bytes(get(record))) is None:
+                return None
+        for get_values, match_joined, separators in self._pattern_groups:
+            joined = "\x00".join(get_values(record))
+            if joined.count("\x00") != separators or match_joined(joined) is None:
                 return None
         for get_text, match_text in self._pattern_checks:
             value = get_text(record)
