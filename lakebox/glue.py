@@ -59,8 +59,11 @@ def local_spark() -> SparkSession:
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    log_config = Path(__file__).with_name("log4j2.properties")
     spark = (
         SparkSession.builder.master("local[2]")
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log_config}")
         .appName("lakebox")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.default.parallelism", "2")
