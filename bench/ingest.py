@@ -96,8 +96,12 @@ def _child(code: str, *args: str, env: dict[str, str]) -> dict[str, float]:
 
 def main() -> None:
     """Measure and print the table."""
+    import logging
+
     import boto3
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 import msgspec
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 from isal import igzip
 
@@ -133,6 +134,10 @@ def aws_error(exc: ClientError, doing: str) -> TransientError | TerminalError:
     return cls(f"{doing}: {code or exc}")
 
 
+# At most 4 parts of 8 MiB in flight: memory stays flat however large the object (the default is 10 threads).
+_MULTIPART = TransferConfig(multipart_threshold=8 * 1024 * 1024, multipart_chunksize=8 * 1024 * 1024, max_concurrency=4)
+
+
 def upload(clients: AwsClients, bucket: str, part: PartitionFile) -> str:
     """Write one finished object (one PutObject, or a managed multipart upload past 8 MiB) and return its key.
 
@@ -150,7 +155,9 @@ def upload(clients: AwsClients, bucket: str, part: PartitionFile) -> str:
         if size <= SINGLE_PUT_BYTES:
             clients.s3.put_object(Bucket=bucket, Key=part.key, Body=body.read(), ContentType=CONTENT_TYPE)
         else:
-            clients.s3.upload_fileobj(body, bucket, part.key, ExtraArgs={"ContentType": CONTENT_TYPE})
+            clients.s3.upload_fileobj(
+                body, bucket, part.key, ExtraArgs={"ContentType": CONTENT_TYPE}, Config=_MULTIPART
+            )
     except ClientError as exc:
         raise aws_error(exc, f"writing s3://{bucket}/{part.key}") from exc
     finally:
