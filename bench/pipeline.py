@@ -109,6 +109,8 @@ def main() -> None:
         print(f"\n| {'curated table':<24} | {'bytes scanned':>14} | {'% of raw JSON':>13} |")
         print(f"|{'-' * 26}|{'-' * 16}|{'-' * 15}|")
         for table, scanned in sorted(result["scanned"].items()):
+            if not scanned:  # views and DDL: nothing read
+                continue
             print(f"| {table:<24} | {scanned:>14,} | {100 * scanned / raw:>12.2f}% |")
             figures.append(f"scan_pct_{table}_{rows}={100 * scanned / raw:.2f}")
         figures.append(f"pipeline_s_{rows}={result['seconds']['pipeline total']:.1f}")
