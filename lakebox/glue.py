@@ -266,7 +266,14 @@ class Outcome:
     deleted: int = 0
 
 
-def execute_script(session: boto3.Session, script_location: str, args: Mapping[str, str]) -> Outcome:
+def _script_arguments(module: ModuleType, argv: Sequence[str]) -> dict[str, str]:
+    parse: Callable[[Sequence[str]], dict[str, str]] | None = getattr(module, "parse_arguments", None)
+    if parse is None:
+        raise LookupError(f"{module.__file__} defines no parse_arguments(argv): its spark-submit arguments are unknown")
+    return parse(argv)
+
+
+def execute_script(session: boto3.Session, script_location: str, args: Mapping[str, str] | Sequence[str]) -> Outcome:
     """Run a job script's `run(spark, args)` locally with staged inputs; any failure is a failed outcome.
 
     Parameters
@@ -276,7 +283,8 @@ def execute_script(session: boto3.Session, script_location: str, args: Mapping[s
     script_location
         `s3://` URI of the script, or a path (relative to the repository).
     args
-        Job arguments, names without `--`.
+        Job arguments, names without `--` (as Glue passes them); or a spark-submit argv (as EMR Serverless passes
+        it), which the script's own `parse_arguments(argv)` turns into those names, as it does when it runs there.
 
     Returns
     -------
@@ -292,6 +300,8 @@ def execute_script(session: boto3.Session, script_location: str, args: Mapping[s
         staged = uploaded = deleted = 0
         try:
             module = _load_script(session, script_location, folder)
+            if not isinstance(args, Mapping):
+                args = _script_arguments(module, args)
             roots, inputs, pinned = _plan(module, args, S3Store(session))
             local_args = dict(args)
             for name, uri in roots.items():
@@ -393,7 +403,7 @@ def run_emr_job(
     """
     application = session.client("emr-serverless").get_application(applicationId=application_id)["application"]
     submit = job_driver["sparkSubmit"]
-    args = parse_arguments(submit.get("entryPointArguments", []))
+    args = list(submit.get("entryPointArguments", []))
     run_id = uuid.uuid4().hex[:16]
     started = datetime.now(UTC)
     outcome = execute_script(session, submit["entryPoint"], args)
@@ -416,23 +426,6 @@ def run_emr_job(
         "ExecutionTime": seconds,
         **({"ErrorMessage": outcome.error} if outcome.error else {}),
     }
-
-
-def parse_arguments(argv: Sequence[str]) -> dict[str, str]:
-    """spark-submit style `--name value` (or `--name=value`) pairs → {name: value}."""
-    args: dict[str, str] = {}
-    items = list(argv)
-    while items:
-        item = items.pop(0)
-        if not item.startswith("--"):
-            raise ValueError(f"unexpected argument {item!r}: expected --name value pairs")
-        name, eq, value = item[2:].partition("=")
-        if not eq:
-            if not items:
-                raise ValueError(f"argument --{name} has no value")
-            value = items.pop(0)
-        args[name] = value
-    return args
 
 
 # ------------------------------------------------------------------------------------------------ packaging

@@ -191,7 +191,7 @@ def test_glue_run_then_emr_run_keep_processed_parquet_catalog_and_gate_in_step(a
     ]  # fmt: skip
 
     # WHEN the staging is planned against the local S3, and the same script runs on EMR Serverless
-    plan = raw_to_processed.staging_plan(glue.parse_arguments(args), glue.S3Store(aws.session))
+    plan = raw_to_processed.staging_plan(raw_to_processed.parse_arguments(args), glue.S3Store(aws.session))
     application = aws.session.client("emr-serverless").create_application(
         name="spark", releaseLabel="emr-7.5.0", type="SPARK"
     )
