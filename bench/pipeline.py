@@ -52,7 +52,6 @@ def _timed(seconds: dict[str, float]) -> Callable[[Any], Any]:
 
 def measure(rows: int) -> dict[str, Any]:
     """Run the pipeline once on `rows` generated sales; return stage seconds and bytes."""
-    from lakebox.pipeline import athena
     from lakebox.runtime import lakebox
     from lakebox.sample import SampleSpec, generate
     from lakebox.sfn import run_execution
@@ -73,7 +72,7 @@ def measure(rows: int) -> dict[str, Any]:
             box.put_file(generated.path, generated.dataset)
         seconds["ingest"] = time.perf_counter() - start
         definition, _ = box.stack.state_machine("PipelineStateMachine")
-        integrations = stack_integrations(box.stack, deliver_event=box.bus.put, athena=athena(box))
+        integrations = stack_integrations(box.stack, deliver_event=box.bus.put, athena=box.athena)
         start = time.perf_counter()
         execution = run_execution(
             definition,

@@ -324,12 +324,11 @@ def cmd_execute(args: argparse.Namespace) -> int:
 
 def cmd_query(args: argparse.Namespace) -> int:
     """Run Athena SQL on the local stack's catalog (DuckDB underneath) and print the rows."""
-    from lakebox.pipeline import athena
     from lakebox.runtime import lakebox
 
     with lakebox(parameters=_parameters(args.parameter)) as box:
         workgroup = args.workgroup or str(box.stack.ref("AnalyticsWorkGroup"))
-        result = athena(box).query(args.sql, workgroup=workgroup)
+        result = box.athena.query(args.sql, workgroup=workgroup)
     rows = [dict(zip(result.columns, (str(v) for v in row), strict=True)) for row in result.rows]
     if args.json:
         print(

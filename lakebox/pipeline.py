@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 from lakebox.errors import LakeboxError
 
 if TYPE_CHECKING:
-    from lakebox.athena import AthenaEngine
     from lakebox.runtime import Lakebox
     from lakebox.sfn import Execution
 
@@ -39,18 +38,6 @@ def state_machine_id(box: Lakebox, name: str) -> str:
     raise LakeboxError(f"no state machine {name!r} in template.yaml (state machines: {', '.join(machines)})")
 
 
-def athena(box: Lakebox) -> AthenaEngine:
-    """The stack's Athena engine (one per stack, so query history is shared)."""
-    from lakebox.athena import AthenaEngine
-
-    engine = getattr(box, "_athena", None)
-    if engine is None:
-        database = str(box.stack.parameters.get("GlueDatabaseName", "default"))
-        engine = AthenaEngine(box.session, default_database=database)
-        box._athena = engine  # type: ignore[attr-defined]
-    return engine
-
-
 def execute(box: Lakebox, name: str, input_: Any = None, *, execution_name: str | None = None) -> Execution:
     """Run one of the template's state machines to completion with every task on the local stack."""
     from lakebox.sfn import run_execution
@@ -58,7 +45,7 @@ def execute(box: Lakebox, name: str, input_: Any = None, *, execution_name: str 
 
     logical_id = state_machine_id(box, name)
     definition, _ = box.stack.state_machine(logical_id)
-    integrations = stack_integrations(box.stack, deliver_event=box.bus.put, athena=athena(box))
+    integrations = stack_integrations(box.stack, deliver_event=box.bus.put, athena=box.athena)
     return run_execution(
         definition,
         input_ if input_ is not None else {},
@@ -70,7 +57,7 @@ def execute(box: Lakebox, name: str, input_: Any = None, *, execution_name: str 
 
 def headline_rows(box: Lakebox, workgroup: str | None = None) -> dict[str, tuple[list[str], list[list[Any]]]]:
     """The first rows of each curated table, for the end of `lakebox run`."""
-    engine = athena(box)
+    engine = box.athena
     workgroup = workgroup or str(box.stack.ref("AnalyticsWorkGroup"))
     found = {}
     for table, sql in CURATED_HEADLINES.items():

@@ -12,13 +12,16 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
 from lakebox.errors import LakeboxError
 from lakebox.eventbus import Delivery, EventBus, object_created_event
 from lakebox.stack import REGION, Stack
+
+if TYPE_CHECKING:
+    from lakebox.athena import AthenaEngine
 
 STATE_FILE = "endpoint.json"
 
@@ -86,6 +89,14 @@ class Lakebox:
             size=path.stat().st_size,
         )
         return key, self.bus.put(event)
+
+    @functools.cached_property
+    def athena(self) -> AthenaEngine:
+        """The stack's Athena engine on DuckDB: one per stack, so query history and results are shared."""
+        from lakebox.athena import AthenaEngine
+
+        database = str(self.stack.parameters.get("GlueDatabaseName", "default"))
+        return AthenaEngine(self.session, default_database=database)
 
     def bucket(self, logical_id: str) -> str:
         """The physical name of one of the template's buckets."""

@@ -17,8 +17,8 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_firehose_event import 
 
 from datalake.contracts import Dataset
 from datalake.landing import lineage_prefix, lineage_suffix, with_lineage
-from datalake.streaming import key_decoder_for, validator_for
-from datalake.validation import RecordError
+from datalake.streaming import key_decoder_for
+from datalake.validation import RecordError, validator_for
 
 logger = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from datalake.landing import (
     with_lineage,
 )
 from datalake.settings import Settings
-from datalake.validation import RecordError, RecordValidator
+from datalake.validation import RecordError, validator_for
 
 logger = logging.getLogger(__name__)
 
@@ -582,16 +582,7 @@ class StreamIngestion:
         )
 
 
-_VALIDATORS: dict[str, RecordValidator] = {}
 _KEY_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {}
-
-
-def validator_for(dataset: Dataset) -> RecordValidator:
-    """The dataset's validator, built once per process (compiling the fast path takes a few milliseconds)."""
-    validator = _VALIDATORS.get(dataset.name)
-    if validator is None or validator.dataset is not dataset:
-        validator = _VALIDATORS[dataset.name] = RecordValidator(dataset)
-    return validator
 
 
 def key_decoder_for(dataset: Dataset) -> msgspec.json.Decoder[Any]:
@@ -720,5 +711,4 @@ __all__ = [
     "from_kinesis",
     "ingest_batch",
     "key_decoder_for",
-    "validator_for",
 ]

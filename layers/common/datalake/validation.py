@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import types
 from collections.abc import Callable
@@ -354,3 +355,9 @@ class RecordValidator:
         except ValidationError as exc:
             return Verdict(None, tuple(_errors(exc)))
         return Verdict(getattr(model, self._time_field))
+
+
+@functools.cache
+def validator_for(dataset: Dataset) -> RecordValidator:
+    """The dataset's validator, built once per process (compiling the fast path takes a few milliseconds)."""
+    return RecordValidator(dataset)
