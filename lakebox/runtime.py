@@ -51,6 +51,13 @@ def _alive(endpoint: str) -> bool:
         return False
 
 
+def _reset(endpoint: str) -> None:
+    """Start from an empty account: moto keeps its state per process, shared by every server started in it."""
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -161,6 +168,7 @@ def lakebox(
             server = ThreadedMotoServer(ip_address="127.0.0.1", port=chosen, verbose=False)
             server.start()
             endpoint = f"http://127.0.0.1:{chosen}"
+            _reset(endpoint)
         os.environ.update(_environment(endpoint))
         stack = Stack(root, LocalSession(endpoint), parameters=parameters, environment=_environment(endpoint))
         if server is not None:
