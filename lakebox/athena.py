@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -242,6 +242,9 @@ class AthenaEngine:
         Results location used when neither the call nor the workgroup names one.
     default_database
         The database of queries that name none.
+    authorize
+        Called with (database, table name, Glue table) for every table or view a statement resolves; a returned
+        text denies it, and the statement fails with that reason (Lake Formation's grants, see lakebox.governance).
     """
 
     def __init__(
@@ -250,10 +253,12 @@ class AthenaEngine:
         *,
         default_output: str | None = None,
         default_database: str = "default",
+        authorize: Callable[[str, str, dict[str, Any]], str | None] | None = None,
     ) -> None:
         self._session = session
         self._default_output = default_output
         self._default_database = default_database
+        self._authorize = authorize
         self._glue: GlueClient = session.client("glue")
         self._s3: S3Client = session.client("s3")
         self._athena: AthenaClient = session.client("athena")
@@ -600,6 +605,9 @@ class AthenaEngine:
             if not self._database_exists(database):
                 raise _QueryError(f"SCHEMA_NOT_FOUND: Schema '{database}' does not exist") from exc
             raise _QueryError(f"TABLE_NOT_FOUND: Table '{CATALOG}.{database}.{name}' does not exist") from exc
+        denial = self._authorize(database, name, dict(raw)) if self._authorize is not None else None
+        if denial:
+            raise _QueryError(denial)
         table = _to_table(database, dict(raw))
         self._tables[(database, name)] = table
         return table

@@ -327,8 +327,22 @@ def cmd_query(args: argparse.Namespace) -> int:
     from lakebox.runtime import lakebox
 
     with lakebox(parameters=_parameters(args.parameter)) as box:
-        workgroup = args.workgroup or str(box.stack.ref("AnalyticsWorkGroup"))
-        result = box.athena.query(args.sql, workgroup=workgroup)
+        if args.as_persona:
+            from lakebox import governance
+
+            access = governance.access_for(box.stack, args.as_persona)
+            workgroup = args.workgroup or access.workgroups[0]
+            governance.check_workgroup(access, workgroup)
+            database = str(box.stack.parameters.get("GlueDatabaseName", "default"))
+            governance.check_statement(args.sql, access, database)
+            engine = governance.engine_for(box.stack, access, database)
+            try:
+                result = engine.query(args.sql, workgroup=workgroup)
+            finally:
+                engine.close()
+        else:
+            workgroup = args.workgroup or str(box.stack.ref("AnalyticsWorkGroup"))
+            result = box.athena.query(args.sql, workgroup=workgroup)
     rows = [dict(zip(result.columns, (str(v) for v in row), strict=True)) for row in result.rows]
     if args.json:
         print(
@@ -387,6 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
     query = add("query", cmd_query, "run Athena SQL against the local catalog")
     query.add_argument("sql")
     query.add_argument("--workgroup", help="Athena workgroup (default: the template's AnalyticsWorkGroup)")
+    query.add_argument(
+        "--as",
+        dest="as_persona",
+        metavar="PERSONA",
+        help="run as a persona's role (analyst, ml, bi): its Lake Formation grants and workgroups apply",
+    )
     query.add_argument("--json", action="store_true", help="print the rows as JSON")
 
     stream = add("stream", cmd_stream, "produce generated events into a stream and deliver them in batches")

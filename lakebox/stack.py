@@ -744,6 +744,14 @@ def _create_workgroup(stack: Stack, lid: str) -> None:
         )
 
 
+def _create_lf_tag(stack: Stack, lid: str) -> None:
+    lakeformation = stack.session.client("lakeformation")
+    props = stack.resolve(stack.resources[lid].get("Properties", {}))
+    with contextlib.suppress(lakeformation.exceptions.AlreadyExistsException):
+        lakeformation.create_lf_tag(TagKey=props["TagKey"], TagValues=props["TagValues"])
+    stack._created[lid] = {"Ref": props["TagKey"]}
+
+
 def _noop(stack: Stack, lid: str) -> None:
     stack._physical(lid)
 
@@ -759,6 +767,7 @@ _CREATORS: dict[str, Callable[[Stack, str], None]] = {
     "AWS::Glue::Crawler": _create_crawler,
     "AWS::Glue::Job": _create_job,
     "AWS::Athena::WorkGroup": _create_workgroup,
+    "AWS::LakeFormation::Tag": _create_lf_tag,
     "AWS::EMRServerless::Application": _noop,
     "AWS::Serverless::Function": _noop,
     "AWS::Serverless::StateMachine": _noop,

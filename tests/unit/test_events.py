@@ -14,12 +14,18 @@ from tests.conftest import EVENTS
 def _model_for(function: str) -> type[BaseModel]:
     from aws_lambda_powertools.utilities.parser import models
 
+    from datalake.governance import CatalogChange
+
+    class CatalogChangeEvent(models.EventBridgeModel):
+        detail: CatalogChange
+
     event_models: dict[str, type[BaseModel]] = {
         "ingest_file": models.S3EventNotificationEventBridgeModel,
         "ingest_stream": models.KinesisDataStreamModel,
         "ingest_stream_kafka": models.KafkaMskEventModel,
         "transform_records": models.KinesisFirehoseModel,
         "ingest_api": models.EventBridgeModel,
+        "tag_table": CatalogChangeEvent,
     }
     if function not in event_models:
         pytest.fail(f"events/{function}/ has no model registered in {__file__}")

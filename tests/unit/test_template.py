@@ -44,6 +44,8 @@ UNSCOPED_ACTIONS = frozenset(
         "ec2:DescribeVpcs",
         "ec2:DescribeSubnets",
         "ec2:DescribeSecurityGroups",
+        "lakeformation:AddLFTagsToResource",
+        "lakeformation:GetResourceLFTags",
     }
 )
 
@@ -457,8 +459,13 @@ def test_wildcard_resources_only_for_actions_without_resource_scope(template: Te
         assert actions <= UNSCOPED_ACTIONS, (name, statement.get("Sid"), sorted(actions - UNSCOPED_ACTIONS))
 
 
+PEOPLES_ROLES = ("AnalystRole", "MlRole")
+
+
 def test_roles_trust_their_service_only_for_this_account(template: Template) -> None:
     for name, role in _resources(template, "AWS::IAM::Role").items():
+        if name in PEOPLES_ROLES:
+            continue
         # GIVEN a role WHEN its trust policy is read
         (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
         # THEN one AWS service may assume it, on behalf of this account only
@@ -468,6 +475,15 @@ def test_roles_trust_their_service_only_for_this_account(template: Template) -> 
             {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
             {"sts:ExternalId": {"Ref": "AWS::AccountId"}},
         ), name
+
+
+def test_peoples_roles_trust_only_this_accounts_principals_with_mfa(template: Template) -> None:
+    for name in PEOPLES_ROLES:
+        # GIVEN a role people assume WHEN its trust policy is read
+        (trust,) = template["Resources"][name]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        # THEN only this account's principals (whose own policy allows it) may assume it, and only with MFA
+        assert trust["Principal"] == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+        assert trust["Condition"] == {"Bool": {"aws:MultiFactorAuthPresent": "true"}}
 
 
 # ---------------------------------------------------------------------------------------------- analytics, checks
