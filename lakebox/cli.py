@@ -357,6 +357,40 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+ALARM_COLUMNS = ("alarm", "state", "value", "threshold", "reason")
+
+
+def cmd_alarms(args: argparse.Namespace) -> int:
+    """Evaluate the template's CloudWatch alarms on the metrics the local stack recorded."""
+    from lakebox.alarms import ALARM, alarm_states, running_endpoint
+    from lakebox.runtime import LocalSession, find_root
+    from lakebox.stack import Stack
+
+    root = find_root()
+    endpoint = running_endpoint(root)
+    session = LocalSession(endpoint or "http://127.0.0.1:1")
+    stack = Stack(root, session, parameters=_parameters(args.parameter))
+    states = alarm_states(stack, session if endpoint else None)
+    if args.alarm_only:
+        states = [s for s in states if s.state == ALARM]
+    rows = [
+        {
+            "alarm": s.name,
+            "state": s.state,
+            "value": "" if s.value is None else round(s.value, 3),
+            "threshold": f"{s.comparison} {s.threshold:g}",
+            "reason": s.reason,
+        }
+        for s in states
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        firing = sum(1 for s in states if s.state == ALARM)
+        _print_table(f"alarms: {firing} in ALARM of {len(states)}", rows, ALARM_COLUMNS)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one sub-command a verb."""
     parser = argparse.ArgumentParser(prog="lakebox", description=__doc__)
@@ -418,6 +452,10 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--from-start", action="store_true", help="also deliver what earlier runs put in the stream")
     stream.add_argument("--seed", type=int, default=7)
     stream.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    alarms = add("alarms", cmd_alarms, "evaluate the template's alarms on the metrics lakebox recorded")
+    alarms.add_argument("--alarm-only", action="store_true", help="list only the alarms in state ALARM")
+    alarms.add_argument("--json", action="store_true", help="print the alarms as JSON")
 
     schedule = add("schedule", cmd_schedule, "list the template's schedules or fire one now")
     schedule.add_argument("action", choices=("list", "fire"))

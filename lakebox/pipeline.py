@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from lakebox.alarms import record_execution
 from lakebox.errors import LakeboxError
 
 if TYPE_CHECKING:
@@ -46,13 +47,15 @@ def execute(box: Lakebox, name: str, input_: Any = None, *, execution_name: str 
     logical_id = state_machine_id(box, name)
     definition, _ = box.stack.state_machine(logical_id)
     integrations = stack_integrations(box.stack, deliver_event=box.bus.put, athena=box.athena)
-    return run_execution(
+    execution = run_execution(
         definition,
         input_ if input_ is not None else {},
         integrations,
         name=execution_name or f"lakebox-{uuid.uuid4().hex[:12]}",
         state_machine_arn=str(box.stack.ref(logical_id)),
     )
+    record_execution(box.stack, str(box.stack.ref(logical_id)), execution.status)
+    return execution
 
 
 def headline_rows(box: Lakebox, workgroup: str | None = None) -> dict[str, tuple[list[str], list[list[Any]]]]:

@@ -23,6 +23,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from lakebox.alarms import record_invocation
 from lakebox.errors import LakeboxError
 from lakebox.template import load_template
 
@@ -397,7 +398,12 @@ class Stack:
             context = LambdaContext(spec.name, spec.arn, spec.memory, spec.timeout)
             for hook in self.invoke_hooks:
                 hook(spec.logical_id, event)
-            result = getattr(module, handler_name)(event, context)
+            failed = True
+            try:
+                result = getattr(module, handler_name)(event, context)
+                failed = False
+            finally:
+                record_invocation(self, spec.name, failed)
         return json.loads(json.dumps(result, default=str))
 
     def _module(self, spec: FunctionSpec) -> ModuleType:
