@@ -357,6 +357,25 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_catalog(args: argparse.Namespace) -> int:
+    """Back the local catalog up now, list the backups, or restore one (the newest by default)."""
+    from lakebox import catalog_backup
+    from lakebox.runtime import lakebox
+
+    with lakebox(parameters=_parameters(args.parameter)) as box:
+        if args.action == "list":
+            for key in catalog_backup.backups(box):
+                print(key)
+            return 0
+        summary = catalog_backup.backup(box) if args.action == "backup" else catalog_backup.restore(box, args.key)
+    row = summary.model_dump()
+    if args.json:
+        print(json.dumps(row, indent=2))
+    else:
+        _print_table(f"catalog {args.action}", [row], list(row))
+    return 0
+
+
 ALARM_COLUMNS = ("alarm", "state", "value", "threshold", "reason")
 
 
@@ -456,6 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
     alarms = add("alarms", cmd_alarms, "evaluate the template's alarms on the metrics lakebox recorded")
     alarms.add_argument("--alarm-only", action="store_true", help="list only the alarms in state ALARM")
     alarms.add_argument("--json", action="store_true", help="print the alarms as JSON")
+
+    catalog = add("catalog", cmd_catalog, "back up the Glue catalog to the artifacts bucket, list or restore backups")
+    catalog.add_argument("action", choices=("backup", "list", "restore"))
+    catalog.add_argument("--key", help="the backup to restore (default: the newest)")
+    catalog.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
     schedule = add("schedule", cmd_schedule, "list the template's schedules or fire one now")
     schedule.add_argument("action", choices=("list", "fire"))

@@ -750,6 +750,18 @@ def _create_workgroup(stack: Stack, lid: str) -> None:
         )
 
 
+def _create_named_query(stack: Stack, lid: str) -> None:
+    props = stack.resolve(stack.resources[lid].get("Properties", {}))
+    created = stack.session.client("athena").create_named_query(
+        Name=props["Name"],
+        Description=props.get("Description", ""),
+        Database=props["Database"],
+        QueryString=props["QueryString"],
+        WorkGroup=props.get("WorkGroup", "primary"),
+    )
+    stack._created[lid] = {"Ref": created["NamedQueryId"], "NamedQueryId": created["NamedQueryId"]}
+
+
 def _create_lf_tag(stack: Stack, lid: str) -> None:
     lakeformation = stack.session.client("lakeformation")
     props = stack.resolve(stack.resources[lid].get("Properties", {}))
@@ -774,8 +786,9 @@ _CREATORS: dict[str, Callable[[Stack, str], None]] = {
     "AWS::Glue::Job": _create_job,
     "AWS::Athena::WorkGroup": _create_workgroup,
     "AWS::LakeFormation::Tag": _create_lf_tag,
+    "AWS::Athena::NamedQuery": _create_named_query,
     "AWS::EMRServerless::Application": _noop,
     "AWS::Serverless::Function": _noop,
     "AWS::Serverless::StateMachine": _noop,
 }
-_CREATE_ORDER = {"AWS::KMS::Key": 0, "AWS::S3::Bucket": 10, "AWS::Glue::Database": 20}
+_CREATE_ORDER = {"AWS::KMS::Key": 0, "AWS::S3::Bucket": 10, "AWS::Glue::Database": 20, "AWS::Athena::NamedQuery": 60}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Infrastructure-as-code checks: cfn-lint, sam validate --lint, sam build, checkov, asl-validator.
+# Infrastructure-as-code checks: cfn-lint, sam validate --lint, sam build, checkov, parliament, asl-validator.
 #
 # Each tool lives in its own virtualenv under .tools/ (their pins clash with the project's), reused while its
 # pinned version matches. Every step is timed; the first failing step stops the run with its name.
@@ -15,11 +15,13 @@ CFN_LINT_VERSION="1.58.0"
 SAM_CLI_VERSION="1.170.0"
 CHECKOV_VERSION="3.3.30"
 ASL_VALIDATOR_VERSION="4.0.0"
+PARLIAMENT_VERSION="1.6.4"
 PYTHON="${PYTHON:-python3.11}"
 REGION="us-east-1"
 TOOLS=".tools"
 TEMPLATE="${IAC_TEMPLATE:-template.yaml}"
-STEPS="${IAC_STEPS:-cfn-lint sam-validate sam-build checkov asl-validator}"
+STEPS="${IAC_STEPS:-cfn-lint sam-validate sam-build checkov parliament asl-validator}"
+PROJECT_PYTHON="${PROJECT_PYTHON:-.venv/bin/python}"
 
 export AWS_DEFAULT_REGION="${REGION}" AWS_REGION="${REGION}"
 export SAM_CLI_TELEMETRY=0 BC_SKIP_MAPPING=TRUE CHECKOV_RUN_SCA_PACKAGE_SCAN_V2=false
@@ -86,12 +88,16 @@ install_tools() {
         ensure_tool cfn-lint "cfn-lint==${CFN_LINT_VERSION}" &
         pids+=($!)
     fi
-    if wanted sam-validate || wanted sam-build || wanted checkov; then
+    if wanted sam-validate || wanted sam-build || wanted checkov || wanted parliament; then
         ensure_tool sam "aws-sam-cli==${SAM_CLI_VERSION}" &
         pids+=($!)
     fi
     if wanted checkov; then
         ensure_tool checkov "checkov==${CHECKOV_VERSION}" &
+        pids+=($!)
+    fi
+    if wanted parliament; then
+        ensure_tool parliament "parliament==${PARLIAMENT_VERSION}" &
         pids+=($!)
     fi
     for pid in "${pids[@]}"; do
@@ -120,17 +126,46 @@ step_checkov() {
     # checks) and as CloudFormation deploys it after the SAM transform, so the generated roles, functions,
     # permissions, rules and event source mappings are checked too (the transform keeps a function's Metadata).
     # checkov drops resources whose Condition is false under the parameters' defaults: the second transformed
-    # copy flips the defaults that switch on the optional resources (Firehose delivery, MSK, the alert e-mail).
+    # copy flips the defaults that switch on the optional resources (Firehose delivery, MSK, the alert e-mail, zone replication).
     local out=".aws-sam/checkov"
     mkdir -p "${out}"
     "${TOOLS}/sam/bin/python" scripts/sam_transform.py "${TEMPLATE}" "${out}/defaults.yaml" --region "${REGION}" ||
         return 1
     "${TOOLS}/sam/bin/python" scripts/sam_transform.py "${TEMPLATE}" "${out}/optional-resources.yaml" \
         --region "${REGION}" --set StreamDelivery=firehose --set AlertEmail=alerts@example.com \
-        --set "MskClusterArn=arn:aws:kafka:${REGION}:123456789012:cluster/example/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d-1" ||
+        --set "MskClusterArn=arn:aws:kafka:${REGION}:123456789012:cluster/example/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d-1" \
+        --set ReplicaRawBucketArn=arn:aws:s3:::example-replica-raw \
+        --set ReplicaCuratedBucketArn=arn:aws:s3:::example-replica-curated \
+        --set "ReplicaKmsKeyArn=arn:aws:kms:us-west-2:123456789012:key/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d" ||
         return 1
     "${TOOLS}/checkov/bin/checkov" --quiet --compact --framework cloudformation \
         -f "${TEMPLATE}" -f "${out}/defaults.yaml" -f "${out}/optional-resources.yaml"
+}
+
+step_parliament() {
+    # Every IAM policy of the deployed template (the SAM transform's generated roles included, both copies as for
+    # checkov) written out as JSON with its intrinsics resolved, then linted: no finding at MEDIUM or above.
+    # Suppressions live in scripts/parliament.yaml, each with its reason.
+    local out=".aws-sam/parliament"
+    mkdir -p "${out}"
+    "${TOOLS}/sam/bin/python" scripts/sam_transform.py "${TEMPLATE}" "${out}/defaults.yaml" --region "${REGION}" ||
+        return 1
+    "${TOOLS}/sam/bin/python" scripts/sam_transform.py "${TEMPLATE}" "${out}/optional-resources.yaml" \
+        --region "${REGION}" --set StreamDelivery=firehose --set AlertEmail=alerts@example.com \
+        --set "MskClusterArn=arn:aws:kafka:${REGION}:123456789012:cluster/example/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d-1" \
+        --set ReplicaRawBucketArn=arn:aws:s3:::example-replica-raw \
+        --set ReplicaCuratedBucketArn=arn:aws:s3:::example-replica-curated \
+        --set "ReplicaKmsKeyArn=arn:aws:kms:us-west-2:123456789012:key/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d" ||
+        return 1
+    [[ -x "${PROJECT_PYTHON}" ]] || { echo "parliament needs the project's ${PROJECT_PYTHON} (make .venv/.installed)" >&2; return 1; }
+    "${PROJECT_PYTHON}" scripts/iam-policies.py "${out}/policies" "${out}/defaults.yaml" "${out}/optional-resources.yaml" ||
+        return 1
+    local config=()
+    if grep -qvE '^[[:space:]]*(#|$)' scripts/parliament.yaml; then
+        config=(--config scripts/parliament.yaml) # parliament refuses a configuration without entries
+    fi
+    "${TOOLS}/parliament/bin/parliament" --directory "${out}/policies" --include_policy_extension json \
+        --minimum_severity MEDIUM "${config[@]}"
 }
 
 step_asl_validator() {
@@ -156,6 +191,7 @@ wanted cfn-lint && run_step cfn-lint step_cfn_lint
 wanted sam-validate && run_step sam-validate step_sam_validate
 wanted sam-build && run_step sam-build step_sam_build
 wanted checkov && run_step checkov step_checkov
+wanted parliament && run_step parliament step_parliament
 wanted asl-validator && run_step asl-validator step_asl_validator
 
 echo "==> timings"

@@ -25,6 +25,7 @@ def _model_for(function: str) -> type[BaseModel]:
         "ingest_stream_kafka": models.KafkaMskEventModel,
         "transform_records": models.KinesisFirehoseModel,
         "ingest_api": models.EventBridgeModel,
+        "backup_catalog": models.EventBridgeModel,
         "tag_table": CatalogChangeEvent,
     }
     if function not in event_models:

@@ -67,14 +67,16 @@ def test_people_read_only_their_zones_and_never_raw(template: dict[str, Any]) ->
         assert set().union(*grants[role].values()) <= {"SELECT", "DESCRIBE"}
 
 
-def test_every_grant_is_a_tag_expression_except_the_taggers_bootstrap(template: dict[str, Any]) -> None:
+def test_every_grant_is_a_tag_expression_except_describe_for_the_tagger_and_the_backup(
+    template: dict[str, Any],
+) -> None:
     for logical_id, resource in template["Resources"].items():
         if resource["Type"] != "AWS::LakeFormation::PrincipalPermissions":
             continue
         assert resource.get("Condition") == "UseLakeFormation", logical_id
         kinds = set(resource["Properties"]["Resource"])
         if "Table" in kinds:
-            assert logical_id == "TagTableTablePermissions"
+            assert logical_id in ("TagTableTablePermissions", "BackupCatalogTablePermissions")
             assert resource["Properties"]["Permissions"] == ["DESCRIBE"]
 
 

@@ -44,6 +44,7 @@ UNSCOPED_ACTIONS = frozenset(
         "ec2:DescribeVpcs",
         "ec2:DescribeSubnets",
         "ec2:DescribeSecurityGroups",
+        "glue:GetSecurityConfiguration",
         "lakeformation:AddLFTagsToResource",
         "lakeformation:GetResourceLFTags",
     }
@@ -142,9 +143,10 @@ def bucket_policy(template: Template, bucket: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------------- buckets
 
 
-def test_template_has_the_seven_buckets_of_the_lake(template: Template) -> None:
-    # GIVEN the template WHEN its buckets are listed THEN they are exactly the zones, results, artifacts and logs
+def test_template_has_the_eight_buckets_of_the_lake(template: Template) -> None:
+    # GIVEN the template WHEN its buckets are listed THEN they are the zones, results, artifacts, logs and audit
     assert set(_resources(template, "AWS::S3::Bucket")) == {
+        "AuditBucket",
         "AccessLogsBucket",
         "LandingBucket",
         "RawBucket",
@@ -223,7 +225,7 @@ def test_every_bucket_but_the_log_bucket_logs_to_it_under_its_own_prefix(templat
         assert bucket["DependsOn"] == "AccessLogsBucketPolicy", name
         prefixes.append(logging["LogFilePrefix"])
     # AND no two buckets share a prefix
-    assert len(prefixes) == len(set(prefixes)) == 6
+    assert len(prefixes) == len(set(prefixes)) == 7
     assert all(p.endswith("/") for p in prefixes)
 
 
@@ -263,6 +265,45 @@ def test_lifecycle_rules_follow_the_retention_parameters(template: Template) -> 
     assert {"Ref": "AthenaResultsExpirationDays"} in expiries["AthenaResultsBucket"]
     transitions = [t for r in _rules(template, "RawBucket") for t in r.get("Transitions", [])]
     assert transitions == [{"StorageClass": "GLACIER", "TransitionInDays": {"Ref": "RawTransitionToGlacierDays"}}]
+    # AND processed event data, catalog backups and audit logs expire after theirs; reference data is kept
+    processed = {r.get("Prefix"): r.get("ExpirationInDays") for r in _rules(template, "ProcessedBucket")}
+    assert processed == {
+        "sales/": {"Ref": "ProcessedRetentionDays"},
+        "clickstream/": {"Ref": "ProcessedRetentionDays"},
+        None: None,
+    }
+    artifacts = {r.get("Prefix"): r.get("ExpirationInDays") for r in _rules(template, "ArtifactsBucket")}
+    assert artifacts["catalog-backups/"] == {"Ref": "CatalogBackupRetentionDays"}
+    assert [r["ExpirationInDays"] for r in _rules(template, "AuditBucket")] == [{"Ref": "AuditLogRetentionDays"}]
+
+
+def test_audit_trail_is_validated_encrypted_and_records_the_lakes_object_events(template: Template) -> None:
+    trail = template["Resources"]["AuditTrail"]
+    assert trail["Condition"] == "UseCloudTrail"
+    props = trail["Properties"]
+    assert props["EnableLogFileValidation"] is True and props["IsMultiRegionTrail"] is True
+    assert props["KMSKeyId"] == {"Fn::GetAtt": ["DataLakeKey", "Arn"]}
+    assert props["S3BucketName"] == {"Ref": "AuditBucket"}
+    (selector,) = props["EventSelectors"]
+    assert selector["ReadWriteType"] == "All" and selector["IncludeManagementEvents"] is True
+    buckets = {v["Fn::Sub"].split(".Arn}")[0].lstrip("${") for v in selector["DataResources"][0]["Values"]}
+    assert buckets == {"LandingBucket", "RawBucket", "ProcessedBucket", "CuratedBucket", "ArtifactsBucket"}
+    # AND only this trail may write to the audit bucket, only under AWSLogs/<account>/
+    statements = template["Resources"]["AuditBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    (write,) = [s for s in statements if s.get("Action") == "s3:PutObject"]
+    assert write["Principal"] == {"Service": "cloudtrail.amazonaws.com"}
+    assert "aws:SourceArn" in write["Condition"]["StringEquals"]
+
+
+def test_raw_and_curated_replicate_only_when_the_replica_buckets_are_given(template: Template) -> None:
+    for name in ("RawBucket", "CuratedBucket"):
+        replication = template["Resources"][name]["Properties"]["ReplicationConfiguration"]
+        condition, when_true, when_false = replication["Fn::If"]
+        assert condition == "ReplicateZones" and when_false == {"Ref": "AWS::NoValue"}
+        (rule,) = when_true["Rules"]
+        assert rule["SourceSelectionCriteria"] == {"SseKmsEncryptedObjects": {"Status": "Enabled"}}
+        assert rule["Destination"]["EncryptionConfiguration"] == {"ReplicaKmsKeyID": {"Ref": "ReplicaKmsKeyArn"}}
+    assert template["Resources"]["ReplicationRole"]["Condition"] == "ReplicateZones"
 
 
 def test_landing_bucket_sends_events_that_the_ingest_rule_matches(template: Template) -> None:

@@ -10,8 +10,9 @@ from urllib.parse import urlsplit
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from datalake.aws import TRANSIENT_CODES, error_code
-from datalake.exceptions import TerminalError, TransientError
+from datalake.aws import error_code
+from datalake.exceptions import TerminalError
+from datalake.landing import aws_error
 from datalake.settings import Settings
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ def tag_tables(session: boto3.Session, settings: Settings, database: str, names:
             if error_code(exc) == "EntityNotFoundException":
                 results.append(TableTag(table=name, outcome="gone"))
                 continue
-            raise _classified(exc, f"reading {database}.{name}") from exc
+            raise aws_error(exc, f"reading {database}.{name}") from exc
         zone = zone_of_table(dict(table), buckets)
         if zone is None:
             logger.warning("table %s.%s is outside the lake's zone buckets; left untagged", database, name)
@@ -119,17 +120,10 @@ def tag_tables(session: boto3.Session, settings: Settings, database: str, names:
                 LFTags=[{"TagKey": ZONE_TAG_KEY, "TagValues": [zone]}],
             )
         except ClientError as exc:
-            raise _classified(exc, f"tagging {database}.{name}") from exc
+            raise aws_error(exc, f"tagging {database}.{name}") from exc
         failures = response.get("Failures") or []
         if failures:
             raise TerminalError(f"Lake Formation refused zone={zone} on {database}.{name}: {failures}")
         logger.info("tagged %s.%s zone=%s", database, name, zone)
         results.append(TableTag(table=name, zone=zone, outcome="tagged"))
     return results
-
-
-def _classified(exc: ClientError, doing: str) -> TransientError | TerminalError:
-    code = error_code(exc)
-    if code in TRANSIENT_CODES:
-        return TransientError(f"{doing}: {code}")
-    return TerminalError(f"{doing}: {code}: {exc}")

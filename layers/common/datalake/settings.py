@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     raw_bucket: str | None = None
     processed_bucket: str | None = None
     curated_bucket: str | None = None
+    artifacts_bucket: str | None = None
     idempotency_table: str | None = None
     manifests_table: str | None = None
     runs_table: str | None = None

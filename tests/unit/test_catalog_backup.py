@@ -1,0 +1,184 @@
+"""Catalog backup: export, restore round trip, idempotence and bad backups (moto in-process)."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from datalake.catalog_backup import backup_catalog, export_catalog, latest_backup, load_backup, restore_catalog
+from datalake.exceptions import TerminalError
+from datalake.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DB = "data_lake_db"
+PARQUET = {
+    "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+    "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+    "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"},
+}
+
+
+@pytest.fixture
+def aws() -> Iterator[boto3.Session]:
+    """A catalog with a partitioned table (150 days: more than one batch), a plain table and a view."""
+    with mock_aws():
+        session = boto3.Session()
+        session.client("s3").create_bucket(Bucket="artifacts")
+        glue = session.client("glue")
+        glue.create_database(DatabaseInput={"Name": DB, "LocationUri": "s3://processed/"})
+        columns = [{"Name": "transaction_id", "Type": "string"}, {"Name": "units", "Type": "bigint"}]
+        glue.create_table(
+            DatabaseName=DB,
+            TableInput={
+                "Name": "sales",
+                "TableType": "EXTERNAL_TABLE",
+                "Parameters": {"classification": "parquet"},
+                "PartitionKeys": [{"Name": "event_date", "Type": "date"}],
+                "StorageDescriptor": {"Columns": columns, "Location": "s3://processed/sales/", **PARQUET},
+            },
+        )
+        days = [f"2026-{m:02d}-{d:02d}" for m in range(1, 6) for d in range(1, 31)]
+        for start in range(0, len(days), 100):
+            glue.batch_create_partition(
+                DatabaseName=DB,
+                TableName="sales",
+                PartitionInputList=[
+                    {
+                        "Values": [day],
+                        "StorageDescriptor": {
+                            "Columns": columns,
+                            "Location": f"s3://processed/sales/event_date={day}/",
+                            **PARQUET,
+                        },
+                    }
+                    for day in days[start : start + 100]
+                ],
+            )
+        glue.create_table(
+            DatabaseName=DB,
+            TableInput={
+                "Name": "customer_aggregates",
+                "TableType": "EXTERNAL_TABLE",
+                "StorageDescriptor": {"Columns": columns, "Location": "s3://curated/ca/runs/r1/", **PARQUET},
+            },
+        )
+        glue.create_table(
+            DatabaseName=DB,
+            TableInput={
+                "Name": "customers_current",
+                "TableType": "VIRTUAL_VIEW",
+                "ViewOriginalText": "/* Presto View: e30= */",
+                "ViewExpandedText": "/* Presto View */",
+                "StorageDescriptor": {"Columns": columns},
+            },
+        )
+        yield session
+
+
+SETTINGS = Settings(artifacts_bucket="artifacts", glue_database=DB)
+AT = datetime(2026, 11, 23, 3, 30, tzinfo=UTC)
+
+
+def _catalog(session: boto3.Session) -> dict[str, Any]:
+    document = export_catalog(session.client("glue"), [DB], AT)
+    return document
+
+
+def test_backup_writes_one_gzip_export_named_by_its_time(aws: boto3.Session) -> None:
+    summary = backup_catalog(aws, SETTINGS, now=AT)
+    assert summary.key == "catalog-backups/2026/11/23/20261123T033000Z.json.gz"
+    assert (summary.databases, summary.tables, summary.partitions) == (1, 3, 150)
+    body = aws.client("s3").get_object(Bucket="artifacts", Key=summary.key)["Body"].read()
+    document = json.loads(gzip.decompress(body))
+    assert document["exported_at"] == AT.isoformat()
+    assert {t["table"]["Name"] for t in document["databases"][0]["tables"]} == {
+        "sales",
+        "customer_aggregates",
+        "customers_current",
+    }
+
+
+def test_restore_brings_back_dropped_tables_partitions_and_changed_locations(aws: boto3.Session) -> None:
+    # GIVEN a backup of the catalog
+    before = _catalog(aws)
+    key = backup_catalog(aws, SETTINGS, now=AT).key
+    # WHEN the catalog loses a table, 120 partitions, and a table is re-pointed
+    glue = aws.client("glue")
+    glue.delete_table(DatabaseName=DB, Name="customers_current")
+    parts = [p["Values"] for p in glue.get_partitions(DatabaseName=DB, TableName="sales")["Partitions"]][:120]
+    for start in range(0, len(parts), 25):
+        glue.batch_delete_partition(
+            DatabaseName=DB,
+            TableName="sales",
+            PartitionsToDelete=[{"Values": v} for v in parts[start : start + 25]],
+        )
+    moved = glue.get_table(DatabaseName=DB, Name="customer_aggregates")["Table"]
+    glue.update_table(
+        DatabaseName=DB,
+        TableInput={
+            "Name": "customer_aggregates",
+            "TableType": "EXTERNAL_TABLE",
+            "StorageDescriptor": {**moved["StorageDescriptor"], "Location": "s3://curated/ca/runs/r2/"},
+        },
+    )
+    glue.create_table(DatabaseName=DB, TableInput={"Name": "made_after", "StorageDescriptor": {"Location": "s3://x/"}})
+    # AND it is restored from the newest backup
+    s3 = aws.client("s3")
+    assert latest_backup(s3, "artifacts") == key
+    summary = restore_catalog(glue, load_backup(s3, "artifacts", key), key=key)
+    # THEN the catalog holds what was backed up again, and what came later is kept
+    assert (summary.created, summary.updated) == (1 + 120, 1)
+    after = _catalog(aws)
+    restored = {t["table"]["Name"]: t for t in after["databases"][0]["tables"]}
+    assert set(restored) == {"sales", "customer_aggregates", "customers_current", "made_after"}
+    del restored["made_after"]
+    assert restored == {t["table"]["Name"]: t for t in before["databases"][0]["tables"]}
+    # AND a second restore changes nothing
+    again = restore_catalog(glue, load_backup(s3, "artifacts", key), key=key)
+    assert (again.created, again.updated) == (0, 0)
+
+
+def test_restore_into_an_empty_account_creates_the_database(aws: boto3.Session) -> None:
+    document = _catalog(aws)
+    glue = aws.client("glue")
+    glue.delete_database(Name=DB)
+    summary = restore_catalog(glue, document)
+    assert summary.created == 1 + 3 + 150
+    assert _catalog(aws)["databases"] == document["databases"]
+
+
+def test_no_backup_or_a_foreign_object_is_a_clear_error(aws: boto3.Session) -> None:
+    s3 = aws.client("s3")
+    with pytest.raises(TerminalError, match="no catalog backup under s3://artifacts/catalog-backups/"):
+        latest_backup(s3, "artifacts")
+    s3.put_object(Bucket="artifacts", Key="catalog-backups/x.json.gz", Body=b"not gzip")
+    with pytest.raises(TerminalError, match="is not a catalog backup"):
+        load_backup(s3, "artifacts", "catalog-backups/x.json.gz")
+    s3.put_object(Bucket="artifacts", Key="catalog-backups/y.json.gz", Body=gzip.compress(b'{"format": 9}'))
+    with pytest.raises(TerminalError, match="of format 1"):
+        load_backup(s3, "artifacts", "catalog-backups/y.json.gz")
+
+
+def test_restore_script_restores_the_newest_backup(aws: boto3.Session, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location("restore_catalog_script", ROOT / "scripts" / "restore-catalog.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    key = backup_catalog(aws, SETTINGS, now=AT).key
+    aws.client("glue").delete_table(DatabaseName=DB, Name="sales")
+    assert script.main(["--bucket", "artifacts", "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["key"] == key
+    assert aws.client("glue").get_tables(DatabaseName=DB)["TableList"].__len__() == 2
+    assert script.main(["--bucket", "artifacts"]) == 0
+    assert json.loads(capsys.readouterr().out)["created"] == 1 + 150
+    assert script.main(["--bucket", "nope"]) == 1
+    assert "restore-catalog: error" in capsys.readouterr().err
