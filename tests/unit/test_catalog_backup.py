@@ -182,3 +182,60 @@ def test_restore_script_restores_the_newest_backup(aws: boto3.Session, capsys: p
     assert json.loads(capsys.readouterr().out)["created"] == 1 + 150
     assert script.main(["--bucket", "nope"]) == 1
     assert "restore-catalog: error" in capsys.readouterr().err
+
+
+def test_run_folders_no_table_references_are_tagged_for_expiry_after_the_grace(aws: boto3.Session) -> None:
+    # GIVEN curated run folders: customer_aggregates re-pointed from r1 to r2, daily partitions on r1 and r2
+    from datetime import timedelta
+
+    from datalake.catalog_backup import mark_superseded_runs
+
+    s3, glue = aws.client("s3"), aws.client("glue")
+    s3.create_bucket(Bucket="curated")
+    keys = [
+        "customer_aggregates/runs/r1/part-0.parquet",
+        "customer_aggregates/runs/r2/part-0.parquet",
+        "daily/runs/r1/sale_date=2026-11-01/part-0.parquet",
+        "daily/runs/r2/sale_date=2026-11-02/part-0.parquet",
+        "daily/runs/r3/sale_date=2026-11-02/part-0.parquet",
+    ]
+    for key in keys:
+        s3.put_object(Bucket="curated", Key=key, Body=b"x")
+    glue.create_table(
+        DatabaseName=DB,
+        TableInput={"Name": "ca", "StorageDescriptor": {"Location": "s3://curated/customer_aggregates/runs/r2/"}},
+    )
+    glue.create_table(
+        DatabaseName=DB,
+        TableInput={
+            "Name": "daily",
+            "PartitionKeys": [{"Name": "sale_date", "Type": "date"}],
+            "StorageDescriptor": {"Location": "s3://curated/daily/"},
+        },
+    )
+    for run, day in (("r1", "2026-11-01"), ("r2", "2026-11-02")):
+        glue.create_partition(
+            DatabaseName=DB,
+            TableName="daily",
+            PartitionInput={
+                "Values": [day],
+                "StorageDescriptor": {"Location": f"s3://curated/daily/runs/{run}/sale_date={day}/"},
+            },
+        )
+    document = export_catalog(glue, [DB])
+    # WHEN superseded folders are marked now (within the grace) and two days later
+    assert mark_superseded_runs(s3, "curated", document, datetime.now(UTC)).folders == []
+    marked = mark_superseded_runs(s3, "curated", document, datetime.now(UTC) + timedelta(days=2))
+    # THEN only the folders nothing points at carry the lifecycle's tag: the old whole-table run, the lost rerun
+    assert marked.folders == ["customer_aggregates/runs/r1/", "daily/runs/r3/"]
+    assert marked.objects_tagged == 2
+    tagged = {k for k in keys if s3.get_object_tagging(Bucket="curated", Key=k)["TagSet"]}
+    assert tagged == {"customer_aggregates/runs/r1/part-0.parquet", "daily/runs/r3/sale_date=2026-11-02/part-0.parquet"}
+
+
+def test_backup_marks_superseded_runs_when_the_curated_bucket_is_set(aws: boto3.Session) -> None:
+    aws.client("s3").create_bucket(Bucket="curated")
+    aws.client("s3").put_object(Bucket="curated", Key="t/runs/old/part-0.parquet", Body=b"x")
+    settings = Settings(artifacts_bucket="artifacts", curated_bucket="curated", glue_database=DB)
+    later = datetime(2099, 1, 1, tzinfo=UTC)
+    assert backup_catalog(aws, settings, now=later).superseded_folders == 1

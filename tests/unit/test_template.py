@@ -392,7 +392,7 @@ def test_kms_key_rotates_and_only_the_account_holds_every_key_action(template: T
         assert all(a.startswith("kms:") and not a.endswith("*") for a in _as_list(statement["Action"]))
     # AND CloudWatch Logs may use it only for this account's log groups
     (logs,) = [s for s in services if "logs" in _sub_text(s["Principal"]["Service"])]
-    context = logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+    context = logs["Condition"]["StringLike"]["kms:EncryptionContext:aws:logs:arn"]
     assert _sub_text(context).startswith("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:")
 
 

@@ -53,6 +53,8 @@ class BackupSummary(BaseModel):
     partitions: int
     created: int = 0
     updated: int = 0
+    superseded_folders: int = 0
+    """Curated run folders the export no longer references, tagged for expiry (backups only)."""
 
 
 def _pick(item: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
@@ -111,7 +113,10 @@ def backup_key(now: datetime) -> str:
 
 
 def backup_catalog(session: boto3.Session, settings: Settings, now: datetime | None = None) -> BackupSummary:
-    """Export the lake's database (`glue_database`) to the artifacts bucket.
+    """Export the lake's database (`glue_database`) to the artifacts bucket, then mark superseded run folders.
+
+    With `curated_bucket` set, the curated run folders that no table or partition of the export references are
+    tagged for CuratedBucket's lifecycle (`mark_superseded_runs`).
 
     Raises
     ------
@@ -134,7 +139,17 @@ def backup_catalog(session: boto3.Session, settings: Settings, now: datetime | N
         raise aws_error(exc, "backing up the catalog") from exc
     databases, tables, partitions = _counts(document)
     logger.info("catalog backup s3://%s/%s: %d tables, %d partitions", bucket, key, tables, partitions)
-    return BackupSummary(key=key, databases=databases, tables=tables, partitions=partitions)
+    superseded = 0
+    if settings.curated_bucket:
+        try:
+            superseded = len(
+                mark_superseded_runs(session.client("s3"), settings.curated_bucket, document, moment).folders
+            )
+        except ClientError as exc:
+            raise aws_error(exc, "marking superseded curated run folders") from exc
+    return BackupSummary(
+        key=key, databases=databases, tables=tables, partitions=partitions, superseded_folders=superseded
+    )
 
 
 def latest_backup(s3: Any, bucket: str) -> str:
@@ -222,3 +237,68 @@ def _restore_partitions(glue: Any, database: str, table: str, partitions: list[d
 def _raise_on_errors(errors: list[dict[str, Any]] | None, doing: str) -> None:
     if errors:
         raise TerminalError(f"{doing}: {errors[:3]}")
+
+
+# ------------------------------------------------------------------------------ superseded curated run folders
+
+SUPERSEDED_TAG: Final = {"Key": "lake:superseded", "Value": "true"}
+"""The tag CuratedBucket's lifecycle expires (curated tables are rebuilt into ``<table>/runs/<run>/``, ADR 0003)."""
+
+
+class SupersededRuns(BaseModel):
+    """The run folders nothing in the catalog points at any more, and the objects tagged for expiry."""
+
+    folders: list[str]
+    objects_tagged: int
+
+
+def _referenced_folders(document: Mapping[str, Any], bucket: str) -> set[str]:
+    """``<table>/runs/<run>/`` prefixes of `bucket` that a table or partition location of the export names."""
+    folders = set()
+    for entry in document["databases"]:
+        for item in entry["tables"]:
+            locations = [item["table"].get("StorageDescriptor", {}).get("Location", "")]
+            locations += [p.get("StorageDescriptor", {}).get("Location", "") for p in item["partitions"]]
+            for location in locations:
+                prefix = f"s3://{bucket}/"
+                if not str(location).startswith(prefix):
+                    continue
+                parts = str(location)[len(prefix) :].split("/")
+                if len(parts) >= 3 and parts[1] == "runs":
+                    folders.add(f"{parts[0]}/runs/{parts[2]}/")
+    return folders
+
+
+def mark_superseded_runs(
+    s3: Any, bucket: str, document: Mapping[str, Any], now: datetime, grace_hours: float = 24.0
+) -> SupersededRuns:
+    """Tag the objects of curated run folders that no table or partition of `document` references.
+
+    A folder is superseded when the catalog export names none of its locations and its newest object is older
+    than `grace_hours` (a run still building its stage has not registered it yet). CuratedBucket's lifecycle
+    expires tagged objects; versioning keeps them as noncurrent versions for the noncurrent retention.
+    """
+    referenced = _referenced_folders(document, bucket)
+    superseded: list[str] = []
+    tagged = 0
+    tables = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Delimiter="/")
+    for table_prefix in [p["Prefix"] for page in tables for p in page.get("CommonPrefixes", [])]:
+        runs = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{table_prefix}runs/", Delimiter="/")
+        for folder in [p["Prefix"] for page in runs for p in page.get("CommonPrefixes", [])]:
+            if folder in referenced:
+                continue
+            objects = [
+                obj
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder)
+                for obj in page.get("Contents", [])
+            ]
+            newest = max((obj["LastModified"] for obj in objects), default=None)
+            if newest is None or (now - newest).total_seconds() < grace_hours * 3600:
+                continue
+            for obj in objects:
+                s3.put_object_tagging(Bucket=bucket, Key=obj["Key"], Tagging={"TagSet": [SUPERSEDED_TAG]})
+            superseded.append(folder)
+            tagged += len(objects)
+    if superseded:
+        logger.info("tagged %d objects of %d superseded curated run folders", tagged, len(superseded))
+    return SupersededRuns(folders=superseded, objects_tagged=tagged)
