@@ -155,11 +155,12 @@ class Access:
     readable: frozenset[str]
     workgroups: tuple[str, ...]
     enforced: bool
+    role_name: str = ""
 
     @property
     def principal_arn(self) -> str:
         """The assumed-role ARN Athena's and IAM's messages name."""
-        return f"arn:aws:sts::123456789012:assumed-role/{self.role}/lakebox"
+        return f"arn:aws:sts::123456789012:assumed-role/{self.role_name or self.role}/lakebox"
 
 
 def access_for(stack: Stack, persona: str) -> Access:
@@ -179,7 +180,7 @@ def access_for(stack: Stack, persona: str) -> Access:
         if r["Type"] == "AWS::LakeFormation::Resource"
     )
     workgroups = tuple(str(stack.ref(lid)) for lid in _workgroups(stack.resources[role]))
-    return Access(persona, role, frozenset(readable), workgroups, enforced)
+    return Access(persona, role, frozenset(readable), workgroups, enforced, str(stack.ref(role)))
 
 
 def denial(name: str) -> str:
