@@ -63,6 +63,19 @@ Sub-microsecond digits are truncated, as pydantic parses them; raw and processed
 
 
 @dataclass(frozen=True)
+class Lookup:
+    """A join from a dataset's records to a reference dataset on a shared key, made at curation time.
+
+    The curated SQL joins the reference's versions as of each record's event time (`<reference>_history`); the
+    Spark job reads the declaration to find which dates a changed reference key touches, so that their curated
+    rows are rebuilt (ADR 0007).
+    """
+
+    dataset: str
+    on: str
+
+
+@dataclass(frozen=True)
 class Dataset:
     """A dataset as the pipeline sees it.
 
@@ -86,6 +99,8 @@ class Dataset:
     keep_versions
         Keep every version of a key (with `version_field`): the processed zone then holds one row per key and
         version, the history point-in-time enrichment reads (`<dataset>_history` views, ADR 0007).
+    lookups
+        The reference datasets its records are enriched from (see `Lookup`).
     """
 
     name: str
@@ -96,10 +111,16 @@ class Dataset:
     version: str = "1.0.0"
     version_field: str | None = None
     keep_versions: bool = False
+    lookups: tuple[Lookup, ...] = ()
 
     def __post_init__(self) -> None:
         fields = self.contract.model_fields
-        named = [*self.key, self.event_time, *([self.version_field] if self.version_field else [])]
+        named = [
+            *self.key,
+            self.event_time,
+            *([self.version_field] if self.version_field else []),
+            *(lookup.on for lookup in self.lookups),
+        ]
         missing = [f for f in named if f not in fields]
         if missing:
             raise ValueError(f"dataset {self.name}: fields {missing} are not in {self.contract.__name__}")
