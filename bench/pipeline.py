@@ -181,6 +181,8 @@ def measure_history(rows: int, days: int, repeat: int) -> dict[str, float]:
 def main_history(sizes: list[int], days: list[int], repeat: int) -> None:
     """Measure the processed stage per size and history length; print the table and the figures."""
     figures = []
+    print("warming Spark up (JVM start and first-job compilation are not the job's cost) ...", file=sys.stderr)
+    measure_history(1_000, 1, 1)
     print(
         f"\n| {'new rows':>9} | {'history days':>12} | {'history rows':>12} | {'job s':>7} | {'x base':>6} | "
         f"{'MB read':>8} | {'x base':>6} |"
