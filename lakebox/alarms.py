@@ -112,6 +112,14 @@ def record_execution(stack: Stack, state_machine_arn: str, status: str) -> None:
         store.put("AWS/States", EXECUTION_METRICS[status], dims, 1.0, now)
 
 
+def record_query(stack: Stack, workgroup: str, bytes_scanned: int, engine_ms: int) -> None:
+    """What Athena publishes for one query of a workgroup that publishes CloudWatch metrics."""
+    store, dims = metric_store(stack), {"WorkGroup": workgroup}
+    now = time.time()
+    store.put("AWS/Athena", "ProcessedBytes", dims, float(bytes_scanned), now)
+    store.put("AWS/Athena", "TotalExecutionTime", dims, float(engine_ms), now)
+
+
 def emf_datapoints(log_dir: Path) -> Iterator[Datapoint]:
     """Every metric of the embedded-metric-format lines in the function logs."""
     if not log_dir.is_dir():

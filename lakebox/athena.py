@@ -245,6 +245,9 @@ class AthenaEngine:
     authorize
         Called with (database, table name, Glue table) for every table or view a statement resolves; a returned
         text denies it, and the statement fails with that reason (Lake Formation's grants, see lakebox.governance).
+    on_query
+        Called with (workgroup, bytes scanned, engine milliseconds) after every statement, as Athena publishes
+        ProcessedBytes and TotalExecutionTime per workgroup (see lakebox.alarms).
     """
 
     def __init__(
@@ -254,11 +257,13 @@ class AthenaEngine:
         default_output: str | None = None,
         default_database: str = "default",
         authorize: Callable[[str, str, dict[str, Any]], str | None] | None = None,
+        on_query: Callable[[str, int, int], None] | None = None,
     ) -> None:
         self._session = session
         self._default_output = default_output
         self._default_database = default_database
         self._authorize = authorize
+        self._on_query = on_query
         self._glue: GlueClient = session.client("glue")
         self._s3: S3Client = session.client("s3")
         self._athena: AthenaClient = session.client("athena")
@@ -310,6 +315,9 @@ class AthenaEngine:
             execution.engine_ms,
             execution.outcome.bytes_scanned if execution.outcome else 0,
         )
+        if self._on_query is not None:
+            scanned = execution.outcome.bytes_scanned if execution.outcome else 0
+            self._on_query(workgroup, scanned, execution.engine_ms)
         return execution.describe()
 
     def get_query_execution(self, QueryExecutionId: str) -> dict[str, Any]:

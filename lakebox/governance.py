@@ -8,6 +8,7 @@ permission (tables are in a zone by the LF-Tag ``zone``, which TagTableFunction 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -193,9 +194,15 @@ def denial(name: str) -> str:
 
 def engine_for(stack: Stack, access: Access, database: str) -> AthenaEngine:
     """A local Athena that runs every query as the persona's role."""
+    from lakebox.alarms import record_query
     from lakebox.athena import AthenaEngine
 
-    return AthenaEngine(stack.session, default_database=database, authorize=authorizer(stack, access))
+    return AthenaEngine(
+        stack.session,
+        default_database=database,
+        authorize=authorizer(stack, access),
+        on_query=functools.partial(record_query, stack),
+    )
 
 
 def authorizer(stack: Stack, access: Access) -> Callable[[str, str, dict[str, Any]], str | None]:

@@ -100,10 +100,13 @@ class Lakebox:
     @functools.cached_property
     def athena(self) -> AthenaEngine:
         """The stack's Athena engine on DuckDB: one per stack, so query history and results are shared."""
+        from lakebox.alarms import record_query
         from lakebox.athena import AthenaEngine
 
         database = str(self.stack.parameters.get("GlueDatabaseName", "default"))
-        return AthenaEngine(self.session, default_database=database)
+        return AthenaEngine(
+            self.session, default_database=database, on_query=functools.partial(record_query, self.stack)
+        )
 
     def bucket(self, logical_id: str) -> str:
         """The physical name of one of the template's buckets."""

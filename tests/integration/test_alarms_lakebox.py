@@ -69,3 +69,25 @@ def test_dead_letter_queue_depth_is_sampled_from_the_running_endpoint(local_stac
     assert after["IngestFailureQueueDepthAlarm"] == alarms.ALARM
     assert after["StreamFailureQueueDepthAlarm"] == alarms.OK
     sqs.purge_queue(QueueUrl=url)
+
+
+def test_local_athena_queries_feed_the_daily_scan_alarm(local_stack: Any) -> None:
+    # GIVEN a budget of one byte a day  WHEN a query scans the lake through the stack's Athena
+    from lakebox.stack import Stack
+    from tests.conftest import ROOT
+
+    start = time.time() - 1
+    workgroup = str(local_stack.stack.ref("PrimaryWorkGroup"))
+    local_stack.athena.query("SELECT 1 AS one", workgroup=workgroup)
+    recorded = [
+        p for p in alarms.metric_store(local_stack.stack) if p.timestamp >= start and p.name == "ProcessedBytes"
+    ]
+    # THEN the workgroup's ProcessedBytes is recorded, and the alarm reads it against the budget
+    assert [p.dimensions for p in recorded] == [(("WorkGroup", workgroup),)]
+    strict = Stack(
+        ROOT, local_stack.session, parameters={"AthenaDailyScanBudgetBytes": "1"}, log_dir=local_stack.stack.log_dir
+    )
+    (alarm,) = [a for a in alarms.definitions(strict) if a.logical_id == "AthenaDailyBytesScannedAlarm"]
+    scanned = [*recorded, alarms.Datapoint("AWS/Athena", "ProcessedBytes", (("WorkGroup", workgroup),), 10.0, start)]
+    assert alarms.evaluate(alarm, scanned).state == alarms.ALARM
+    assert alarms.evaluate(alarm, recorded).state == alarms.OK  # SELECT 1 reads no table: 0 bytes
