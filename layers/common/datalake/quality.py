@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import pyarrow as pa
@@ -25,6 +24,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from datalake.contracts import Dataset, get_dataset
+from datalake.contracts.base import Check
 from datalake.exceptions import QualityGateFailed, TerminalError
 from datalake.settings import Settings
 
@@ -430,25 +430,21 @@ class ProcessingQuarantineShare:
 BASELINE: tuple[Rule, ...] = (RowCountMatchesManifests(), KeyNotNull(), KeyUnique(), ProcessingQuarantineShare())
 """Rules every dataset gets, registered or not."""
 
-RULES: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
-    {
-        "sales": (
-            *BASELINE,
-            Positive("quantity"),
-            Positive("unit_price"),
-            EqualsProduct("revenue", "quantity", "unit_price"),
-            Freshness(),
-        ),
-        "clickstream": (*BASELINE, Freshness()),
-        "products": (*BASELINE, Positive("list_price")),
-        "customers": BASELINE,
-    }
-)
+
+def _rule(check: Check) -> Rule:
+    if check.kind == "positive":
+        (column,) = check.columns
+        return Positive(column)
+    if check.kind == "equals_product":
+        column, left, right = check.columns
+        return EqualsProduct(column, left, right)
+    return Freshness(check.max_age_hours)
 
 
-def rules_for(dataset: str) -> tuple[Rule, ...]:
-    """The rules of a dataset: its entry in `RULES`, or the baseline."""
-    return RULES.get(dataset, BASELINE)
+def rules_for(dataset: str | Dataset) -> tuple[Rule, ...]:
+    """The rules of a dataset: the baseline, then the checks it declares (`Dataset.checks`)."""
+    declared = get_dataset(dataset) if isinstance(dataset, str) else dataset
+    return (*BASELINE, *(_rule(check) for check in declared.checks))
 
 
 def evaluate(obs: Observations, rules: Sequence[Rule], partitions: Sequence[str] = ()) -> DatasetReport:
@@ -642,7 +638,7 @@ def check_quality(
         if part is None:
             raise TerminalError(f"the job's run {run_id} did not process {name}")
         job = JobCounts.from_summary(part)
-        rules = rules_for(name)
+        rules = rules_for(dataset)
         columns = sorted(set().union(*(r.columns(dataset) for r in rules)))
         landed, unmatched, (received, quarantined) = landed_for(session, manifests, name, job.raw_files)
         needs_latest = any(isinstance(r, Freshness) for r in rules)
