@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from datalake.aws import AwsClients, error_code
+from datalake.aws import AwsClients, aws_error, error_code
 from datalake.exceptions import TerminalError, TransientError
-from datalake.landing import ENCODER, PartitionFile, aws_error, upload
+from datalake.landing import ENCODER, PartitionFile, upload
 from datalake.settings import Settings
 
 logger = logging.getLogger(__name__)
