@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Final
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from datalake.aws import AwsClients
 from datalake.runs import load_run_summary
+from datalake.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -248,6 +250,29 @@ def plan_run(request: CurationRequest, *, database: str, curated_bucket: str, ch
         database=database, curated_bucket=curated_bucket, run_id=request.run_id, dates=days, changed=changed
     )
     return CurationPlan(run_id=request.run_id, dates=days, changed=sorted(changed), queries=queries)
+
+
+def plan_curation(request: CurationRequest, *, settings: Settings, clients: AwsClients) -> CurationPlan:
+    """The curation entry point: the request's own dates or window when it names them, else the run's changes.
+
+    Parameters
+    ----------
+    request
+        What the pipeline passes (the run id, and optionally dates or a window to rebuild).
+    settings
+        Needs `processed_bucket` (the run summary) and `curated_bucket`; `glue_database`.
+    clients
+        AWS clients (S3 for the run summary).
+    """
+    explicit = request.dates is not None or request.window is not None
+    changes = (
+        RunChanges((), frozenset())
+        if explicit
+        else run_changes(clients.s3, settings.require("processed_bucket"), request.run_id)
+    )
+    return plan_run(
+        request, database=settings.glue_database, curated_bucket=settings.require("curated_bucket"), changes=changes
+    )
 
 
 def run_changes(s3: S3Client, processed_bucket: str, run_id: str) -> RunChanges:
