@@ -248,3 +248,65 @@ def test_same_event_delivered_three_times_lands_once(handler: tuple[ModuleType, 
     assert results[0] == results[1] == results[2]
     versions = lake.clients.s3.list_object_versions(Bucket="raw", Prefix="sales/").get("Versions", [])
     assert len(versions) == 1
+
+
+# ------------------------------------------------------------------------------------- JSON shapes by content
+
+PRETTY_SALE = json.dumps(SALE, indent=2).encode()
+PRETTY_ARRAY = json.dumps([SALE, SALE | {"transaction_id": "T2", "quantity": 0}], indent=2).encode()
+JSON_LINES = _jsonl(SALE, SALE | {"transaction_id": "T2", "quantity": 0})
+JQ_STREAM = PRETTY_SALE + b"\n" + json.dumps(SALE | {"transaction_id": "T2", "quantity": 0}, indent=4).encode()
+
+
+@pytest.mark.parametrize(
+    "key", ["sales/shape.json", "sales/shape.jsonl", "sales/shape.json.gz", "sales/shape.jsonl.gz"]
+)
+@pytest.mark.parametrize(
+    ("body", "fmt", "read", "landed"),
+    [
+        (PRETTY_SALE, "json-document", 1, 1),
+        (JQ_STREAM, "json-document", 2, 1),
+        (PRETTY_ARRAY, "json", 2, 1),
+        (JSON_LINES, "jsonl", 2, 1),
+    ],
+    ids=["pretty-object", "pretty-objects-in-a-row", "pretty-array", "json-lines"],
+)
+def test_json_shape_is_told_by_content_whatever_the_suffix(
+    lake: Lake, key: str, body: bytes, fmt: str, read: int, landed: int
+) -> None:
+    # GIVEN a landed object of one JSON shape, under a .json or .jsonl key, plain or gzip
+    data = gzip.compress(body) if key.endswith(".gz") else body
+    # WHEN it is ingested
+    manifest = lake.ingest(key, data)
+    # THEN a document is one record, an array its items, JSON lines their lines: nothing read as broken lines
+    assert (manifest.format, manifest.records_read, manifest.records_landed) == (fmt, read, landed)
+    assert manifest.records_read == manifest.records_landed + manifest.records_quarantined
+    landed_records = lake.raw_records()
+    assert [r["transaction_id"] for r in landed_records] == ["T1"]
+    assert landed_records[0]["unit_price"] == 19.99 and landed_records[0]["_line"] == 1
+    if manifest.records_quarantined:
+        assert lake.raw_records("_quarantine/sales/")[0]["_errors"][0]["loc"] == "quantity"
+
+
+def test_a_document_over_the_size_cap_quarantines_the_object_with_its_reason(lake: Lake) -> None:
+    # GIVEN a pretty-printed document larger than the 4 KiB record cap (and the parser's buffer)
+    huge = json.dumps(SALE | {"store_id": "S" * 100_000}, indent=2).encode()
+    # WHEN it is ingested
+    manifest = lake.ingest("sales/huge.json", huge)
+    # THEN the whole object is kept in quarantine with the reason, and nothing lands
+    assert manifest.status is IngestStatus.QUARANTINED
+    assert manifest.reason is not None and manifest.reason.startswith("document too large")
+    assert lake.keys("sales/") == []
+    assert any(k.endswith("sales/huge.json") for k in lake.keys("_quarantine/_objects/"))
+
+
+def test_a_malformed_document_quarantines_the_object(lake: Lake) -> None:
+    manifest = lake.ingest("sales/broken.json", PRETTY_SALE[:-10])
+    assert manifest.status is IngestStatus.QUARANTINED
+    assert manifest.reason is not None and manifest.reason.startswith("malformed JSON")
+    assert lake.keys("sales/") == []
+
+
+def test_json_lines_with_a_broken_first_record_stay_json_lines(lake: Lake) -> None:
+    manifest = lake.ingest("sales/lines.json", b'{"transaction_id": "T0",\n' + _jsonl(SALE))
+    assert (manifest.format, manifest.records_read, manifest.records_landed) == ("jsonl", 2, 1)

@@ -42,6 +42,7 @@ from datalake.landing import (
     with_lineage,
 )
 from datalake.readers import (
+    CappedChunkStream,
     ChunkStream,
     Limits,
     Line,
@@ -49,6 +50,7 @@ from datalake.readers import (
     StreamStats,
     detect_format,
     iter_line_batches,
+    json_shape,
     open_object,
 )
 from datalake.settings import Settings
@@ -284,6 +286,43 @@ def _read_json_array(chunks: Iterator[bytes], validator: RecordValidator, sink: 
         raise ObjectRejectedError("not valid UTF-8", str(exc)) from exc
 
 
+_JSON_BUFFER = 64 * 1024
+"""Bytes the streaming JSON parser reads at a time; a document's size is checked to within one buffer."""
+
+
+def _read_json_documents(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink, max_bytes: int) -> None:
+    """One record per top-level JSON value (a pretty-printed object, or several in a row), `_line` its 1-based index.
+
+    No value may exceed `max_bytes` (the line cap): past it the object is rejected whole (`document too large`),
+    before the value is held in memory.
+    """
+    stream = CappedChunkStream(chunks, max_bytes + _JSON_BUFFER)
+    values = ijson.items(stream, "", multiple_values=True, use_float=False, buf_size=_JSON_BUFFER)
+    try:
+        for index, item in enumerate(values, start=1):
+            stream.mark()
+            sink.read += 1
+            document = ENCODER.encode(item)
+            if len(document) > max_bytes:
+                raise ObjectRejectedError(
+                    "document too large", f"JSON document {index} holds {len(document)} bytes, over the {max_bytes} cap"
+                )
+            _route_item(index, item, document, validator, sink)
+    except ijson.JSONError as exc:
+        raise ObjectRejectedError("malformed JSON document", str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise ObjectRejectedError("not valid UTF-8", str(exc)) from exc
+
+
+def _route_item(index: int, item: object, document: bytes, validator: RecordValidator, sink: _Sink) -> None:
+    """Land a parsed JSON value (re-encoded as `document`) its contract accepts; quarantine it otherwise."""
+    verdict = validator.check_json(document)
+    if verdict.event_time is not None and isinstance(item, dict):
+        sink.land_json(index, document, verdict.event_time)
+    else:
+        sink.reject(index, document, verdict.errors)
+
+
 def _read_csv(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink, max_line: int) -> None:
     csv.field_size_limit(max_line)
     text = io.TextIOWrapper(io.BufferedReader(ChunkStream(chunks)), encoding="utf-8-sig", newline="")
@@ -391,6 +430,8 @@ def ingest_object(
                 clients,
             )
         fmt = detect_format(ref.key, head)
+        if fmt is Format.JSON_LINES:
+            fmt, chunks = json_shape(chunks, settings.max_line_bytes)
         if fmt is None or fmt not in dataset.formats:
             raise ObjectRejectedError("unsupported format", f"{ref.key} is not one of {sorted(dataset.formats)}")
         validator = validator_for(dataset)
@@ -398,6 +439,8 @@ def ingest_object(
             _read_json_lines(chunks, validator, sink, settings.max_line_bytes)
         elif fmt is Format.JSON_ARRAY:
             _read_json_array(chunks, validator, sink)
+        elif fmt is Format.JSON_DOCUMENT:
+            _read_json_documents(chunks, validator, sink, settings.max_line_bytes)
         else:
             _read_csv(chunks, validator, sink, settings.max_line_bytes)
     except ObjectRejectedError as exc:
