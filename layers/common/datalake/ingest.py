@@ -328,7 +328,7 @@ def _route_item(index: int, item: object, document: bytes, validator: RecordVali
     """Land a parsed JSON value (re-encoded as `document`) its contract accepts; quarantine it otherwise."""
     verdict = validator.check_json(document)
     if verdict.event_time is not None and isinstance(item, dict):
-        sink.land_json(index, document, verdict.event_time)
+        sink.land_json(index, verdict.document(document), verdict.event_time)
     else:
         sink.reject(index, document, verdict.errors)
 
