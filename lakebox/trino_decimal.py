@@ -57,6 +57,7 @@ class DecimalPlanError(Exception):
 
 
 _Tree = TypeVar("_Tree", bound=exp.Expr)
+_Unscale = Callable[["exp.Expr", "_Num", int], "exp.Expr"]
 _Over = Callable[[exp.Expr], exp.Expr]
 """Wraps an aggregate the way the averaged one was wrapped (as is, or in its window)."""
 
@@ -202,37 +203,87 @@ def _widened(node: exp.Expr, scale: int) -> exp.Expr:
     return _cast(node.copy(), _Num(MAX_PRECISION, scale).data_type())
 
 
-def _hugeint(value: int) -> exp.Expr:
-    return _cast(exp.Literal.number(value), exp.DataType.build("HUGEINT", dialect="duckdb"))
+_NARROW_DIGITS: Final = 18
+"""Digits a BIGINT holds with room for the rounding step (`2 * n + |d|` stays below 2^63)."""
 
 
-def _unscaled(node: exp.Expr, kind: _Num, shift: int) -> exp.Expr:
+def _integer(value: int, kind: str) -> exp.Expr:
+    return _cast(exp.Literal.number(value), exp.DataType.build(kind, dialect="duckdb"))
+
+
+def _unscaled_wide(node: exp.Expr, kind: _Num, shift: int) -> exp.Expr:
     """`node * 10^(scale + shift)` as a HUGEINT: its unscaled value, shifted left by `shift` places."""
     value: exp.Expr
     if kind.scale:
-        scaled = exp.Mul(this=_widened(node, kind.scale), expression=_hugeint(10**kind.scale))
+        scaled = exp.Mul(this=_widened(node, kind.scale), expression=_integer(10**kind.scale, "HUGEINT"))
         value = _cast(scaled, exp.DataType.build("HUGEINT", dialect="duckdb"))
     else:
         value = _cast(node.copy(), exp.DataType.build("HUGEINT", dialect="duckdb"))
-    return exp.Mul(this=value, expression=_hugeint(10**shift)) if shift else value
+    return exp.Mul(this=value, expression=_integer(10**shift, "HUGEINT")) if shift else value
+
+
+def _unscaled_narrow(node: exp.Expr, kind: _Num, shift: int) -> exp.Expr:
+    """The same as a BIGINT, for a value of at most 18 digits: whole and fractional parts apart, in 64-bit decimals.
+
+    A value typed wider (a `decimal(38, s)` sum) is cast to `DECIMAL(18, s)` first: the caller checked that it fits.
+
+    DuckDB's 128-bit arithmetic costs some twenty times its 64-bit arithmetic, and `decimal(18, s) * 10^s` would
+    overflow its `DECIMAL(18, s)` result type. The powers of ten are plain literals: a BIGINT-typed factor would
+    make DuckDB widen the fraction's product to a 128-bit DECIMAL(38, s).
+    """
+    bigint = exp.DataType.build("BIGINT")
+    value: exp.Expr
+    if kind.scale:
+        narrow = node.copy()
+        if kind.precision > _NARROW_DIGITS:
+            narrow = _cast(narrow, _Num(_NARROW_DIGITS, kind.scale).data_type())
+        whole = exp.Anonymous(this="trunc", expressions=[narrow])
+        fraction = exp.Paren(this=exp.Sub(this=narrow.copy(), expression=whole.copy()))
+        unit = exp.Literal.number(10**kind.scale)
+        value = exp.Add(
+            this=exp.Mul(this=_cast(whole, bigint), expression=unit),
+            expression=_cast(exp.Mul(this=fraction, expression=unit.copy()), bigint),
+        )
+    else:
+        value = _cast(node.copy(), bigint)
+    return exp.Mul(this=exp.Paren(this=value), expression=exp.Literal.number(10**shift)) if shift else value
 
 
 def _divide(left: exp.Expr, lkind: _Num, right: exp.Expr, rkind: _Num, result: _Num, node: exp.Expr) -> exp.Expr:
-    """`left / right` rounded HALF_UP at `result.scale`: `round(X * 10^(S + ys - xs) / Y)` on unscaled values."""
+    """`left / right` rounded HALF_UP at `result.scale`: `round(X * 10^(S + ys - xs) / Y)` on unscaled values.
+
+    In BIGINTs when the operands' types guarantee they fit, else in HUGEINTs, except for the rows whose values fit
+    (a sum typed `decimal(38, 2)` rarely needs 128 bits): those take the BIGINT path.
+    """
     shift = result.scale + rkind.scale - lkind.scale
     if lkind.scale + shift > MAX_PRECISION or rkind.scale > MAX_PRECISION:
         raise DecimalPlanError(
             f"NOT_SUPPORTED: {node.sql('athena')} needs more than 38 digits to divide exactly in lakebox"
         )
-    quotient = exp.Anonymous(this=_DIVIDE, expressions=[_unscaled(left, lkind, shift), _unscaled(right, rkind, 0)])
-    whole = _cast(quotient, _Num(MAX_PRECISION, 0).data_type())
-    if not result.scale:
-        return _cast(whole, result.data_type())
-    unit = _cast(
-        exp.Literal.string(f"0.{'0' * (result.scale - 1)}1"),
-        _Num(min(result.scale + 1, MAX_PRECISION), result.scale).data_type(),
+
+    def quotient(unscaled: _Unscale, digits: int) -> exp.Expr:
+        halves = exp.Anonymous(this=_DIVIDE, expressions=[unscaled(left, lkind, shift), unscaled(right, rkind, 0)])
+        whole = _cast(halves, _Num(digits, 0).data_type())
+        if not result.scale:
+            return _cast(whole, result.data_type())
+        unit = _cast(
+            exp.Literal.string(f"0.{'0' * (result.scale - 1)}1"),
+            _Num(min(result.scale + 1, MAX_PRECISION), result.scale).data_type(),
+        )
+        return _cast(exp.Mul(this=whole, expression=unit), result.data_type())
+
+    if lkind.precision + shift <= _NARROW_DIGITS and rkind.precision <= _NARROW_DIGITS:
+        return quotient(_unscaled_narrow, _NARROW_DIGITS)
+    wide = quotient(_unscaled_wide, MAX_PRECISION)
+    left_digits = _NARROW_DIGITS - shift - lkind.scale  # |left| < 10^left_digits keeps X * 10^shift in 18 digits
+    if left_digits <= 0 or rkind.scale >= _NARROW_DIGITS:
+        return wide
+    fits = exp.and_(
+        exp.LT(this=exp.Abs(this=left.copy()), expression=exp.Literal.number(10**left_digits)),
+        exp.LT(this=exp.Abs(this=right.copy()), expression=exp.Literal.number(10 ** (_NARROW_DIGITS - rkind.scale))),
     )
-    return _cast(exp.Mul(this=whole, expression=unit), result.data_type())
+    narrow = quotient(_unscaled_narrow, _NARROW_DIGITS)  # the rows that fit: cast down to DECIMAL(18, s) first
+    return exp.Case(ifs=[exp.If(this=fits, true=narrow)], default=wide)
 
 
 def _average(avg: exp.Avg, over: _Over, replace: exp.Expr | None = None) -> None:

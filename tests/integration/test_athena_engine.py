@@ -578,6 +578,9 @@ DECIMAL_CASES = [
     ("CAST(2 AS decimal(5,1)) / CAST(3 AS decimal(5,1))", "0.7", "decimal(6,1)"),
     ("CAST(10 AS decimal(10,2)) / CAST(3 AS decimal(10,4))", "3.3333", "decimal(16,4)"),
     ("CAST(1 AS decimal(38,2)) / CAST(3 AS bigint)", "0.33", "decimal(38,2)"),
+    ("CAST(9999999999999999.99 AS decimal(18,2)) / 3", "3333333333333333.33", "decimal(18,2)"),
+    ("CAST(-0.05 AS decimal(18,2)) / 2", "-0.03", "decimal(18,2)"),
+    ("CAST(-12345678901234567890.15 AS decimal(38,2)) / 2", "-6172839450617283945.08", "decimal(38,2)"),
     ("CAST(12345678901234567890.12 AS decimal(38,2)) / 7", "1763668414462081127.16", "decimal(38,2)"),
     (
         "CAST(9999999999999999.99 AS decimal(18,2)) * CAST(100.00 AS decimal(18,2))",
