@@ -122,8 +122,10 @@ def _retype(node: exp.Expr, scope: Scope) -> None:
         _arithmetic(node)
     elif isinstance(node, exp.Avg) and not isinstance(node.parent, (exp.Window, exp.Filter)):
         _average(node, lambda agg: agg)
-    elif isinstance(node, (exp.Coalesce, exp.Case, exp.If)):
-        _common_type(node)
+    elif isinstance(node, (exp.Coalesce, exp.Case)) or (
+        isinstance(node, exp.If) and not isinstance(node.parent, exp.Case)
+    ):
+        _common_type(node)  # an If inside a Case is one of its WHEN branches, typed with the Case
 
 
 def _num(node: exp.Expr | None) -> _Num | None:

@@ -596,6 +596,9 @@ DECIMAL_CASES = [
     ("CAST(CAST(-307.975 AS decimal(6,3)) AS decimal(5,2))", "-307.98", "decimal(5,2)"),
     ("CAST(CAST(1847.85 AS decimal(18,2)) / CAST(6 AS decimal(10,0)) AS decimal(10,1))", "308.0", "decimal(10,1)"),
     ("CAST(NULL AS decimal(10,2)) / 2", None, "decimal(10,2)"),
+    ("CASE WHEN 1 > 0 THEN CAST(10 AS decimal(18,2)) ELSE 0 END / 3", "3.33", "decimal(18,2)"),
+    ("COALESCE(CAST(NULL AS decimal(10,2)), 5) / 4", "1.25", "decimal(12,2)"),
+    ("IF(1 > 0, CAST(2 AS decimal(5,1)), 1.25) / 3", "0.67", "decimal(6,2)"),
 ]
 
 
