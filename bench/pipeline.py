@@ -166,7 +166,9 @@ def measure_history(rows: int, days: int, repeat: int) -> dict[str, float]:
                 "datasets": "sales",
                 "update_catalog": "false",
             }
-            spark.sparkContext._jvm.org.apache.hadoop.fs.FileSystem.clearStatistics()
+            jvm = spark.sparkContext._jvm
+            assert jvm is not None  # a local SparkSession always has its JVM gateway
+            jvm.org.apache.hadoop.fs.FileSystem.clearStatistics()
             before = _bytes_read(spark)
             start = time.perf_counter()
             summary = job.run(spark, args)
