@@ -125,8 +125,15 @@ def _sales_frame(spark: Any, rows: int, day: dt.date, first_id: int, ingested: s
     )
 
 
+def _filesystem(spark: Any) -> Any:
+    jvm = spark.sparkContext._jvm
+    if jvm is None:
+        raise RuntimeError("the SparkSession has no JVM")
+    return jvm.org.apache.hadoop.fs.FileSystem
+
+
 def _bytes_read(spark: Any) -> int:
-    statistics = spark.sparkContext._jvm.org.apache.hadoop.fs.FileSystem.getAllStatistics()
+    statistics = _filesystem(spark).getAllStatistics()
     return sum(int(s.getBytesRead()) for s in statistics if s.getScheme() == "file")
 
 
@@ -166,9 +173,7 @@ def measure_history(rows: int, days: int, repeat: int) -> dict[str, float]:
                 "datasets": "sales",
                 "update_catalog": "false",
             }
-            jvm = spark.sparkContext._jvm
-            assert jvm is not None  # a local SparkSession always has its JVM gateway
-            jvm.org.apache.hadoop.fs.FileSystem.clearStatistics()
+            _filesystem(spark).clearStatistics()
             before = _bytes_read(spark)
             start = time.perf_counter()
             summary = job.run(spark, args)
