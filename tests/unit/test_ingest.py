@@ -392,6 +392,7 @@ def test_content_claims_stay_out_of_the_quality_gates_manifest_scan(lake: Lake) 
     # WHEN the quality gate sums what the manifests say landed in the raw files the job read
     from datalake.quality import landed_for
 
-    landed, unmatched = landed_for(boto3.Session(region_name="us-east-1"), "manifests", "sales", first.output_keys)
+    session = boto3.Session(region_name="us-east-1")
+    landed, unmatched, (received, quarantined) = landed_for(session, "manifests", "sales", first.output_keys)
     # THEN it counts the original once: neither the claim item nor the duplicate's manifest adds to it
-    assert (landed, unmatched) == (1, ())
+    assert (landed, unmatched, received, quarantined) == (1, (), 1, 0)
