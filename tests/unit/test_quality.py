@@ -320,7 +320,7 @@ def test_gate_failure_raises_with_the_whole_report(lake: Lake) -> None:
 
 
 def test_gate_without_a_job_summary_is_a_terminal_error(lake: Lake) -> None:
-    with pytest.raises(TerminalError, match="no job summary"):
+    with pytest.raises(TerminalError, match="has no processing summary"):
         check_quality(lake.session, lake.settings, ["sales"], "never-ran", now=NOW)
 
 

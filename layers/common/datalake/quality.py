@@ -11,7 +11,6 @@ are checked for uniqueness over the whole processed zone, as the job deduplicate
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from datalake.contracts import Dataset, get_dataset
 from datalake.contracts.base import Check
 from datalake.exceptions import QualityGateFailed, TerminalError
+from datalake.runs import DatasetRun, load_run_summary
 from datalake.settings import Settings
 
 if TYPE_CHECKING:
@@ -117,20 +117,19 @@ class JobCounts:
     partitions_removed: tuple[str, ...] = ()
 
     @classmethod
-    def from_summary(cls, part: Mapping[str, Any]) -> JobCounts:
-        """Read a dataset's entry of `summary.json`."""
-        rows_in = int(part["rows_in"])
+    def from_summary(cls, part: DatasetRun) -> JobCounts:
+        """Read a dataset's part of the run summary."""
         return cls(
-            rows_in=rows_in,
-            rows_existing=int(part["rows_existing"]),
-            duplicates_dropped=int(part["duplicates_dropped"]),
-            rows_out=int(part["rows_out"]),
-            partitions=tuple(part["partitions"]),
-            raw_files=tuple(part["raw_files"]),
-            rows_read=int(part["rows_read"]) if "rows_read" in part else None,
-            rows_quarantined=int(part.get("rows_quarantined", 0)),
-            quarantine_reasons=dict((part.get("quarantine") or {}).get("reasons") or {}),
-            partitions_removed=tuple(part.get("partitions_removed") or ()),
+            rows_in=part.rows_in,
+            rows_existing=part.rows_existing,
+            duplicates_dropped=part.duplicates_dropped,
+            rows_out=part.rows_out,
+            partitions=tuple(d.isoformat() for d in part.partitions),
+            raw_files=tuple(part.raw_files),
+            rows_read=part.rows_read,
+            rows_quarantined=part.rows_quarantined,
+            quarantine_reasons=dict(part.quarantine.reasons),
+            partitions_removed=tuple(d.isoformat() for d in part.partitions_removed),
         )
 
     @property
@@ -476,24 +475,6 @@ def evaluate(obs: Observations, rules: Sequence[Rule], partitions: Sequence[str]
 # ----------------------------------------------------------------------------------------------- reading
 
 
-def load_job_summary(session: boto3.Session, bucket: str, run_id: str) -> dict[str, Any]:
-    """The Spark job's summary of the run, `s3://<processed>/_runs/<run_id>/summary.json`.
-
-    Raises
-    ------
-    TerminalError
-        When the job wrote no summary for this run id.
-    """
-    s3 = session.client("s3")
-    key = f"_runs/{run_id}/summary.json"
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        raise TerminalError(f"no job summary at s3://{bucket}/{key}: was the job given --run_id {run_id}?") from None
-    summary: dict[str, Any] = json.loads(body)
-    return summary
-
-
 def _bucket_key(key: str) -> str:
     return key.split("/", 3)[3] if key.startswith("s3://") else key.lstrip("/")
 
@@ -630,11 +611,11 @@ def check_quality(
     bucket = settings.require("processed_bucket")
     manifests = settings.require("manifests_table")
     checked_at = now or datetime.now(UTC)
-    summary = load_job_summary(session, bucket, run_id)
+    summary = load_run_summary(session.client("s3"), bucket, run_id)
     reports = []
     for name in datasets:
         dataset = get_dataset(name)
-        part = summary.get("datasets", {}).get(name)
+        part = summary.datasets.get(name)
         if part is None:
             raise TerminalError(f"the job's run {run_id} did not process {name}")
         job = JobCounts.from_summary(part)

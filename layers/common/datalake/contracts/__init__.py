@@ -6,7 +6,7 @@ import importlib
 import pkgutil
 from types import MappingProxyType
 
-from datalake.contracts.base import Contract, Dataset, Format, Lookup
+from datalake.contracts.base import Contract, Dataset, Delivery, Format, Lookup
 from datalake.exceptions import UnknownDatasetError
 
 
@@ -36,4 +36,9 @@ def get_dataset(name: str) -> Dataset:
         raise UnknownDatasetError(f"unknown dataset {name!r} (known: {known})") from None
 
 
-__all__ = ["REGISTRY", "Contract", "Dataset", "Format", "Lookup", "get_dataset"]
+def delivered_by(delivery: Delivery) -> list[Dataset]:
+    """The registered datasets whose records arrive by `delivery`, by name."""
+    return [d for name, d in sorted(REGISTRY.items()) if delivery in d.deliveries]
+
+
+__all__ = ["REGISTRY", "Contract", "Dataset", "Delivery", "Format", "Lookup", "delivered_by", "get_dataset"]

@@ -21,6 +21,14 @@ class Format(StrEnum):
     CSV = "csv"
 
 
+class Delivery(StrEnum):
+    """How a dataset's records arrive: files on the landing bucket, a stream, the scheduled source API pull."""
+
+    FILE = "file"
+    STREAM = "stream"
+    API = "api"
+
+
 class Contract(BaseModel):
     """Base of every contract: strict types, no unknown fields, immutable records."""
 
@@ -129,6 +137,8 @@ class Dataset:
         Columns the processed zone adds to each record (see `Derived`).
     checks
         Quality rules beyond the baseline every dataset gets (see `Check`).
+    deliveries
+        How its records arrive (files always may; a stream; the scheduled API pull).
     """
 
     name: str
@@ -142,6 +152,7 @@ class Dataset:
     lookups: tuple[Lookup, ...] = ()
     derived: tuple[Derived, ...] = ()
     checks: tuple[Check, ...] = ()
+    deliveries: frozenset[Delivery] = frozenset({Delivery.FILE})
 
     def __post_init__(self) -> None:
         fields = self.contract.model_fields

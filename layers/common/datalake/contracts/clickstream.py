@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import StringConstraints
 
-from datalake.contracts.base import Check, Contract, Dataset, EventTime, Identifier
+from datalake.contracts.base import Check, Contract, Dataset, Delivery, EventTime, Identifier
 
 PagePath = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^/")]
 
@@ -31,4 +31,5 @@ DATASET = Dataset(
     event_time="event_time",
     version="1.0.0",
     checks=(Check("freshness"),),
+    deliveries=frozenset({Delivery.FILE, Delivery.STREAM}),
 )

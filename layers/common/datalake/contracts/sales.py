@@ -9,6 +9,7 @@ from datalake.contracts.base import (
     Contract,
     Currency,
     Dataset,
+    Delivery,
     Derived,
     EventTime,
     Identifier,
@@ -49,4 +50,5 @@ DATASET = Dataset(
         Check("equals_product", ("revenue", "quantity", "unit_price")),
         Check("freshness"),
     ),
+    deliveries=frozenset({Delivery.FILE, Delivery.API}),
 )
