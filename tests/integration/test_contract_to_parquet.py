@@ -398,6 +398,16 @@ def where(delivery: Delivery, key: str) -> str:
     return f"{delivery.dataset.name} {key} (line {judged.line}: {judged.text})"
 
 
+def failure(exc: Exception) -> str:
+    """The first line of a job failure; for a JVM error, its root cause's."""
+    if isinstance(exc, Py4JJavaError):
+        cause = exc.java_exception
+        while cause.getCause() is not None:
+            cause = cause.getCause()
+        return str(cause.toString()).splitlines()[0][:500]
+    return str(exc).strip().splitlines()[0][:500]
+
+
 def run_job(spark: SparkSession, raw: Path, processed: Path) -> dict[str, Any]:
     """The Spark job once over the whole raw zone (local folders), without the catalog."""
     args = {
@@ -431,7 +441,7 @@ def test_every_accepted_value_reaches_processed_parquet_as_the_contract_parsed_i
     try:
         run_job(spark, tmp_path / "raw", tmp_path / "processed")
     except (TerminalError, PySparkException, Py4JJavaError) as exc:
-        problems.insert(0, f"the job failed: {str(exc).strip().splitlines()[0][:500]}")
+        problems.insert(0, f"the job failed: {failure(exc)}")
     else:
         for delivery in deliveries:
             processed = read_processed(tmp_path / "processed", delivery.dataset)
