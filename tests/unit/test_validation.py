@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from datalake.contracts import REGISTRY, get_dataset
-from datalake.validation import RecordValidator, compile_fast_path
+from datalake.validation import CANONICAL_TIME, RecordValidator, canonical_time, compile_fast_path
 from lakebox.sample import SampleSpec, sales_lines
 
 BASE: dict[str, Any] = {
@@ -102,3 +103,60 @@ def test_grouped_pattern_check_cannot_be_fooled_by_separator_characters(value: s
     # WHEN a value itself holds NUL THEN the record is rejected, as the contract rejects it
     assert validator.fast_event_time(document) is None
     assert not validator.check_json(document).ok
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "2025-06-01T10:00Z",
+        "2025-06-01t10:00:00z",
+        "1748772000",
+        "2025-06-01T10:00:00+23:59",
+        "2025-06-01T23:59:59.9999999Z",
+        "2025-06-01 10:00:00Z",
+        "1899-12-31T23:59:59Z",
+        "0001-01-01T00:00:00Z",
+        "2025-06-01T10:00:00.5+05:30",
+    ],
+)
+def test_what_lands_carries_the_contracts_value_in_canonical_form(spelling: str) -> None:
+    # GIVEN a sale whose event time is a legal but unusual spelling
+    document = json.dumps(BASE | {"event_time": spelling}).encode()
+    parsed = get_dataset("sales").contract.model_validate_json(document).event_time
+    # WHEN the validator judges it
+    verdict = RecordValidator(get_dataset("sales")).check_json(document)
+    landed = json.loads(verdict.document(document))
+    # THEN the event time (hence the raw partition) is the contract's, and what lands is the text as received
+    # only where it is already canonical, else the contract's value as canonical UTC text
+    assert verdict.event_time == parsed
+    assert landed["event_time"] in {spelling, canonical_time(parsed)}
+    assert (landed["event_time"] == spelling) is (CANONICAL_TIME.fullmatch(spelling) is not None)
+    assert dt.datetime.fromisoformat(landed["event_time"]) == parsed
+    assert CANONICAL_TIME.fullmatch(landed["event_time"])
+
+
+def test_a_canonical_record_lands_as_received_and_a_seven_digit_fraction_is_truncated() -> None:
+    validator = RecordValidator(get_dataset("sales"))
+    canonical = json.dumps(BASE).encode()
+    assert validator.check_json(canonical).canonical is None
+    late = json.dumps(BASE | {"event_time": "2025-06-01T23:59:59.9999999Z"}).encode()
+    assert validator.check_json(late).event_time == dt.datetime(2025, 6, 1, 23, 59, 59, 999999, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(("text", "value"), [("on", True), ("off", False), ("yes", True), ("no", False), ("1", True)])
+def test_csv_booleans_land_as_json_booleans(text: str, value: bool) -> None:
+    row = {
+        "product_id": "P1",
+        "name": "Kettle",
+        "category": "home",
+        "list_price": "24.5",
+        "currency": "EUR",
+        "active": text,
+        "updated_at": "2026-10-01T00:00:00+02:00",
+    }
+    verdict = RecordValidator(get_dataset("products")).check_text_row(row)
+    assert verdict.canonical is not None
+    landed = json.loads(verdict.canonical)
+    assert landed["active"] is value
+    assert landed["list_price"] == 24.5
+    assert landed["updated_at"] == "2026-09-30T22:00:00.000000Z"
