@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import Field, StringConstraints, ValidationError
 
 from datalake.contracts import REGISTRY, get_dataset
+from datalake.contracts.base import Contract, Dataset, EventTime
 from datalake.validation import CANONICAL_TIME, RecordValidator, canonical_time, compile_fast_path
 from lakebox.sample import SampleSpec, sales_lines
 
@@ -160,3 +162,77 @@ def test_csv_booleans_land_as_json_booleans(text: str, value: bool) -> None:
     assert landed["active"] is value
     assert landed["list_price"] == 24.5
     assert landed["updated_at"] == "2026-09-30T22:00:00.000000Z"
+
+
+class Colour(enum.StrEnum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Dimensions(Contract):
+    width_cm: float
+    height_cm: float
+
+
+class Reading(Contract):
+    """A contract of every field type a dataset may reasonably use."""
+
+    reading_id: Annotated[str, StringConstraints(pattern=r"^R\d+$")]
+    taken_at: EventTime
+    value: Annotated[float, Field(ge=0)]
+    valid: bool
+    day: dt.date
+    colour: Colour
+    level: Literal[1, 2, 3]
+    size: Dimensions | None = None
+    tags: list[str] | None = None
+
+
+READING = Dataset(name="readings", contract=Reading, key=("reading_id",), event_time="taken_at")
+READING_BASE: dict[str, Any] = {
+    "reading_id": "R1",
+    "taken_at": "2026-11-01T10:00:00Z",
+    "value": 1.5,
+    "valid": True,
+    "day": "2026-11-01",
+    "colour": "red",
+    "level": 2,
+}
+
+
+def test_a_contract_with_floats_dates_enums_nested_models_and_lists_compiles_with_per_field_fallbacks() -> None:
+    # GIVEN a contract of every reasonable field type WHEN its fast path is compiled THEN every field is in it
+    struct, _ = compile_fast_path(Reading, raw_decimals=True)
+    assert set(struct.__struct_fields__) == set(Reading.model_fields)
+    validator = RecordValidator(READING)
+    # AND a record without the nested and list fields is judged by the fast path, one with them by pydantic
+    assert validator.fast_event_time(json.dumps(READING_BASE).encode()) is not None
+    nested = READING_BASE | {"size": {"width_cm": 2, "height_cm": 3.5}, "tags": ["a"]}
+    assert validator.fast_event_time(json.dumps(nested).encode()) is None
+    verdict = validator.check_json(json.dumps(nested).encode())
+    assert verdict.ok and json.loads(verdict.document(b""))["size"] == {"width_cm": 2.0, "height_cm": 3.5}
+
+
+reading_values = st.one_of(
+    json_values,
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["2026-11-01", "2026-13-01", "blue", "green", 1, 2, 4, [], ["x"], {"width_cm": 1}]),
+    st.fixed_dictionaries({"width_cm": st.floats(-5, 5), "height_cm": st.integers(0, 3)}),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(field=st.sampled_from([*READING_BASE, "size", "tags"]), value=reading_values)
+def test_fast_path_and_pydantic_agree_on_every_field_type(field: str, value: Any) -> None:
+    # GIVEN a valid reading with one field replaced by an arbitrary JSON value
+    document = json.dumps(READING_BASE | {field: value}).encode()
+    # WHEN the validator judges it, and pydantic judges it alone
+    verdict = RecordValidator(READING).check_json(document)
+    try:
+        model = Reading.model_validate_json(document)
+    except ValidationError:
+        model = None
+    # THEN they agree on the verdict and on the event time
+    assert verdict.ok is (model is not None)
+    if model is not None:
+        assert verdict.event_time == model.taken_at

@@ -18,7 +18,7 @@ import ijson
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
-from datalake.aws import AwsClients
+from datalake.aws import AwsClients, aws_error
 from datalake.contracts import Dataset, Format, get_dataset
 from datalake.exceptions import (
     AccountingError,
@@ -30,7 +30,6 @@ from datalake.landing import (
     ENCODER,
     QUARANTINE_PREFIX,
     PartitionFile,
-    aws_error,
     iso_stamp,
     lineage_prefix,
     lineage_suffix,

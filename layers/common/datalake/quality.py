@@ -1,22 +1,21 @@
 """Quality gate: rules per dataset, declared as data, checked on the processed partitions a run wrote.
 
 Row count, precisely. The Spark job's summary (`<processed>/_runs/<run_id>/summary.json`) gives, per
-dataset, the raw files it read, `rows_existing` (rows the touched partitions held before the run) and
-`duplicates_dropped` (= rows read + rows_existing - rows written). The manifests that produced those raw
-files (matched on their `output_keys`) give `records_landed`. The partitions must then hold exactly
-`rows_existing + records_landed - duplicates_dropped` rows: a raw file only partly read, a file with no
-manifest, or rows lost or doubled on the way all break the equality.
-"""
+dataset, the raw files it read, `rows_read`, `rows_quarantined` (set aside at processing with their reasons),
+`rows_existing` (rows the rewritten partitions held before the run) and `duplicates_dropped`. The manifests that
+produced those raw files (matched on their `output_keys`) give `records_landed`. So per dataset: received =
+landed + quarantined at ingestion; landed = rows the job read = processed + quarantined at processing; and the
+partitions must hold exactly `rows_existing + records_landed - rows_quarantined - duplicates_dropped` rows. A raw
+file only partly read, a file with no manifest, or rows lost or doubled on the way all break an equality. Keys
+are checked for uniqueness over the whole processed zone, as the job deduplicates over all of history."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import pyarrow as pa
@@ -24,7 +23,9 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from datalake.contracts import Dataset, get_dataset
+from datalake.contracts.base import Check
 from datalake.exceptions import QualityGateFailed, TerminalError
+from datalake.runs import DatasetRun, load_run_summary
 from datalake.settings import Settings
 
 if TYPE_CHECKING:
@@ -116,20 +117,19 @@ class JobCounts:
     partitions_removed: tuple[str, ...] = ()
 
     @classmethod
-    def from_summary(cls, part: Mapping[str, Any]) -> JobCounts:
-        """Read a dataset's entry of `summary.json`."""
-        rows_in = int(part["rows_in"])
+    def from_summary(cls, part: DatasetRun) -> JobCounts:
+        """Read a dataset's part of the run summary."""
         return cls(
-            rows_in=rows_in,
-            rows_existing=int(part["rows_existing"]),
-            duplicates_dropped=int(part["duplicates_dropped"]),
-            rows_out=int(part["rows_out"]),
-            partitions=tuple(part["partitions"]),
-            raw_files=tuple(part["raw_files"]),
-            rows_read=int(part["rows_read"]) if "rows_read" in part else None,
-            rows_quarantined=int(part.get("rows_quarantined", 0)),
-            quarantine_reasons=dict((part.get("quarantine") or {}).get("reasons") or {}),
-            partitions_removed=tuple(part.get("partitions_removed") or ()),
+            rows_in=part.rows_in,
+            rows_existing=part.rows_existing,
+            duplicates_dropped=part.duplicates_dropped,
+            rows_out=part.rows_out,
+            partitions=tuple(d.isoformat() for d in part.partitions),
+            raw_files=tuple(part.raw_files),
+            rows_read=part.rows_read,
+            rows_quarantined=part.rows_quarantined,
+            quarantine_reasons=dict(part.quarantine.reasons),
+            partitions_removed=tuple(d.isoformat() for d in part.partitions_removed),
         )
 
     @property
@@ -155,6 +155,8 @@ class Observations:
         The job's counts for the dataset.
     records_landed
         `records_landed` summed over the manifests whose output keys the job read.
+    records_received, records_quarantined_at_ingestion
+        `records_read` and `records_quarantined` over the same manifests, for the report's reconciliation.
     raw_files_without_manifest
         Raw files the job read that no manifest lists.
     latest_event_time
@@ -170,6 +172,8 @@ class Observations:
     job: JobCounts
     history: pa.Table | None = None
     records_landed: int = 0
+    records_received: int | None = None
+    records_quarantined_at_ingestion: int | None = None
     raw_files_without_manifest: tuple[str, ...] = ()
     latest_event_time: datetime | None = None
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -233,6 +237,8 @@ class RowCountMatchesManifests:
             observed={
                 "processed_rows": observed,
                 "expected_rows": expected,
+                "records_received": obs.records_received,
+                "records_quarantined_at_ingestion": obs.records_quarantined_at_ingestion,
                 "records_landed": obs.records_landed,
                 "rows_read": obs.job.read,
                 "rows_quarantined": obs.job.rows_quarantined,
@@ -423,25 +429,21 @@ class ProcessingQuarantineShare:
 BASELINE: tuple[Rule, ...] = (RowCountMatchesManifests(), KeyNotNull(), KeyUnique(), ProcessingQuarantineShare())
 """Rules every dataset gets, registered or not."""
 
-RULES: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
-    {
-        "sales": (
-            *BASELINE,
-            Positive("quantity"),
-            Positive("unit_price"),
-            EqualsProduct("revenue", "quantity", "unit_price"),
-            Freshness(),
-        ),
-        "clickstream": (*BASELINE, Freshness()),
-        "products": (*BASELINE, Positive("list_price")),
-        "customers": BASELINE,
-    }
-)
+
+def _rule(check: Check) -> Rule:
+    if check.kind == "positive":
+        (column,) = check.columns
+        return Positive(column)
+    if check.kind == "equals_product":
+        column, left, right = check.columns
+        return EqualsProduct(column, left, right)
+    return Freshness(check.max_age_hours)
 
 
-def rules_for(dataset: str) -> tuple[Rule, ...]:
-    """The rules of a dataset: its entry in `RULES`, or the baseline."""
-    return RULES.get(dataset, BASELINE)
+def rules_for(dataset: str | Dataset) -> tuple[Rule, ...]:
+    """The rules of a dataset: the baseline, then the checks it declares (`Dataset.checks`)."""
+    declared = get_dataset(dataset) if isinstance(dataset, str) else dataset
+    return (*BASELINE, *(_rule(check) for check in declared.checks))
 
 
 def evaluate(obs: Observations, rules: Sequence[Rule], partitions: Sequence[str] = ()) -> DatasetReport:
@@ -473,31 +475,13 @@ def evaluate(obs: Observations, rules: Sequence[Rule], partitions: Sequence[str]
 # ----------------------------------------------------------------------------------------------- reading
 
 
-def load_job_summary(session: boto3.Session, bucket: str, run_id: str) -> dict[str, Any]:
-    """The Spark job's summary of the run, `s3://<processed>/_runs/<run_id>/summary.json`.
-
-    Raises
-    ------
-    TerminalError
-        When the job wrote no summary for this run id.
-    """
-    s3 = session.client("s3")
-    key = f"_runs/{run_id}/summary.json"
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        raise TerminalError(f"no job summary at s3://{bucket}/{key}: was the job given --run_id {run_id}?") from None
-    summary: dict[str, Any] = json.loads(body)
-    return summary
-
-
 def _bucket_key(key: str) -> str:
     return key.split("/", 3)[3] if key.startswith("s3://") else key.lstrip("/")
 
 
 def landed_for(
     session: boto3.Session, table: str, dataset: str, raw_files: Sequence[str]
-) -> tuple[int, tuple[str, ...]]:
+) -> tuple[int, tuple[str, ...], tuple[int, int]]:
     """Sum `records_landed` over the manifests whose output keys the job read.
 
     Parameters
@@ -514,19 +498,20 @@ def landed_for(
     Returns
     -------
     tuple
-        The sum, and the raw files no manifest lists.
+        The sum, the raw files no manifest lists, and (records received, records quarantined at ingestion) over
+        the same manifests.
     """
     wanted = set(raw_files)
     if not wanted:
-        return 0, ()
+        return 0, (), (0, 0)
     from boto3.dynamodb.conditions import Attr
 
     manifests = session.resource("dynamodb").Table(table)
     kwargs: dict[str, Any] = {
         "FilterExpression": Attr("dataset").eq(dataset),
-        "ProjectionExpression": "object_id, output_keys, records_landed",
+        "ProjectionExpression": "object_id, output_keys, records_landed, records_read, records_quarantined",
     }
-    landed, matched = 0, set()
+    landed, received, quarantined, matched = 0, 0, 0, set()
     while True:
         page = manifests.scan(**kwargs)
         for item in page.get("Items", []):
@@ -534,11 +519,13 @@ def landed_for(
             keys = {_bucket_key(str(k)) for k in output_keys} & wanted
             if keys:
                 landed += int(cast(Decimal, item.get("records_landed", 0)))
+                received += int(cast(Decimal, item.get("records_read", 0)))
+                quarantined += int(cast(Decimal, item.get("records_quarantined", 0)))
                 matched |= keys
         if "LastEvaluatedKey" not in page:
             break
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    return landed, tuple(sorted(wanted - matched))
+    return landed, tuple(sorted(wanted - matched)), (received, quarantined)
 
 
 def read_partitions(
@@ -624,17 +611,17 @@ def check_quality(
     bucket = settings.require("processed_bucket")
     manifests = settings.require("manifests_table")
     checked_at = now or datetime.now(UTC)
-    summary = load_job_summary(session, bucket, run_id)
+    summary = load_run_summary(session.client("s3"), bucket, run_id)
     reports = []
     for name in datasets:
         dataset = get_dataset(name)
-        part = summary.get("datasets", {}).get(name)
+        part = summary.datasets.get(name)
         if part is None:
             raise TerminalError(f"the job's run {run_id} did not process {name}")
         job = JobCounts.from_summary(part)
-        rules = rules_for(name)
+        rules = rules_for(dataset)
         columns = sorted(set().union(*(r.columns(dataset) for r in rules)))
-        landed, unmatched = landed_for(session, manifests, name, job.raw_files)
+        landed, unmatched, (received, quarantined) = landed_for(session, manifests, name, job.raw_files)
         needs_latest = any(isinstance(r, Freshness) for r in rules)
         needs_history = any(isinstance(r, KeyUnique) for r in rules)
         obs = Observations(
@@ -643,6 +630,8 @@ def check_quality(
             job=job,
             history=read_history_keys(session, bucket, dataset) if needs_history else None,
             records_landed=landed,
+            records_received=received,
+            records_quarantined_at_ingestion=quarantined,
             raw_files_without_manifest=unmatched,
             latest_event_time=latest_event_time(session, bucket, dataset) if needs_latest else None,
             now=checked_at,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import functools
 import re
 import types
@@ -123,7 +124,13 @@ class _TimeRule:
     nullable: bool = False
 
 
-_Rule = _DecimalRule | _TimeRule | re.Pattern[str]
+@dataclass(frozen=True, slots=True)
+class _Fallback:
+    """A field the fast path cannot express (a nested model, a list, a constraint it does not know): decoded as raw
+    JSON (any value as text), and a record with a value there is judged by pydantic, which lands it canonically."""
+
+
+_Rule = _DecimalRule | _TimeRule | _Fallback | re.Pattern[str]
 
 
 def _compile_type(tp: Any, metadata: list[Any], raw_decimals: bool = False) -> tuple[Any, _Rule | None]:
@@ -143,9 +150,23 @@ def _compile_type(tp: Any, metadata: list[Any], raw_decimals: bool = False) -> t
             return inner | None, rule
         raise _Unsupported(f"union {tp}")
     if origin is Literal:
-        if metadata or not all(isinstance(a, str) for a in get_args(tp)):
-            raise _Unsupported("non-string literal")
+        kinds = {type(a) for a in get_args(tp)}
+        if metadata or len(kinds) != 1 or kinds.pop() not in (str, int):
+            raise _Unsupported("literal of mixed or non-str/int values")
         return tp, None
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        if metadata or not all(isinstance(m.value, str | int) and not isinstance(m.value, bool) for m in tp):
+            raise _Unsupported(f"enum {tp.__name__}")
+        return tp, None
+    if tp is dt.date:
+        if metadata:
+            raise _Unsupported("constrained date")
+        return dt.date, None
+    if tp is float:
+        kwargs, rule = _meta_kwargs(metadata)
+        if set(kwargs) - {"gt", "ge", "lt", "le"}:
+            raise _Unsupported("float constraints")
+        return (Annotated[float, msgspec.Meta(**kwargs)] if kwargs else float), None
     if tp is AwareDatetime:
         if any(not (isinstance(m, AfterValidator) and m.func is to_utc) for m in metadata):
             raise _Unsupported("constrained datetime")
@@ -179,15 +200,21 @@ def compile_fast_path(
     decimal fields decode as their raw JSON text, judged by `_DecimalRule.raw_pattern`, which is several times
     cheaper than building a `Decimal` for every value; and patterns are matched by the validator, not msgspec.
 
+    A field whose type or constraint the fast path cannot express gets a `_Fallback` rule: a record with a value
+    there is left to pydantic; the rest of the contract keeps its fast path.
+
     Raises
     ------
     TypeError
-        When the contract uses a type or constraint the fast path cannot express.
+        When a field's default is not None (the fast path cannot fill it in as pydantic would).
     """
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
     decimal_rules: dict[str, _Rule] = {}
     for name, info in contract.model_fields.items():
-        tp, rule = _compile_type(info.annotation, list(info.metadata), raw_decimals)
+        try:
+            tp, rule = _compile_type(info.annotation, list(info.metadata), raw_decimals)
+        except _Unsupported:
+            tp, rule = (msgspec.Raw if raw_decimals else Any), _Fallback()
         if rule is not None:
             decimal_rules[name] = rule
         if info.is_required():
@@ -354,6 +381,7 @@ class RecordValidator:
         self._pattern_checks: list[tuple[Callable[[Any], Any], Callable[[str], Any]]] = []
         self._pattern_groups: list[tuple[Callable[[Any], Any], Callable[[str], Any], int]] = []
         self._time_checks: list[tuple[str, Callable[[Any], Any]]] = []
+        self._fallbacks: list[Callable[[Any], Any]] = []
         self._decode: Callable[[bytes], Any] | None = None
         self._struct: type[msgspec.Struct] | None = None
         try:
@@ -371,6 +399,7 @@ class RecordValidator:
         self._time_checks = [
             (name, attrgetter(name)) for name, rule in json_rules.items() if isinstance(rule, _TimeRule)
         ]
+        self._fallbacks = [attrgetter(name) for name, rule in json_rules.items() if isinstance(rule, _Fallback)]
         if self._time_field not in {name for name, _ in self._time_checks}:
             raise TypeError(f"dataset {dataset.name}: event time field {self._time_field} is not a timestamp")
         patterns = {name: rule for name, rule in json_rules.items() if isinstance(rule, re.Pattern)}
@@ -418,6 +447,10 @@ class RecordValidator:
             value = get_text(record)
             if value is not None and match_text(value) is None:
                 return None
+        for get_raw in self._fallbacks:
+            value = get_raw(record)
+            if value is not None and bytes(value) != b"null":
+                return None
         return self._times(record)
 
     def judge_json(self, line: bytes) -> Verdict:
@@ -446,7 +479,7 @@ class RecordValidator:
                     value is None or (isinstance(rule, _DecimalRule) and _decimal_ok(value, rule))
                     for value, rule in ((getattr(fast, name), rule) for name, rule in self._text_rules.items())
                     if not isinstance(rule, _TimeRule)
-                ):
+                ):  # a `_Fallback` field holding a value fails here too: pydantic judges that row
                     values = {name: getattr(fast, name) for name in fast.__struct_fields__}
                     times = {name: _parse_time(values[name]) for name, _ in self._time_checks if values[name]}
                     if all(t is not None for t in times.values()):
