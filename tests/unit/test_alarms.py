@@ -11,9 +11,9 @@ from typing import Any
 import boto3
 import pytest
 
-from datalake.contracts import get_dataset
+from datalake.contracts import REGISTRY, Delivery
 from datalake.observability import freshness_seconds
-from datalake.quality import RULES, Freshness
+from datalake.quality import Freshness, rules_for
 from lakebox import alarms
 from lakebox.alarms import ALARM, INSUFFICIENT_DATA, OK, Datapoint, MetricStore
 from lakebox.stack import Stack
@@ -193,10 +193,15 @@ def test_every_function_has_an_error_rate_alarm_and_no_bare_error_count_alarm(te
 
 def test_every_dataset_has_a_quarantine_rate_alarm_and_every_freshness_rule_an_alarm(template: dict[str, Any]) -> None:
     resources = template["Resources"]
-    for name in RULES:
-        get_dataset(name)
-        assert f"{name.capitalize()}QuarantineRateAlarm" in resources
-        has_freshness = any(isinstance(rule, Freshness) for rule in RULES[name])
+    for name, dataset in REGISTRY.items():
+        # GIVEN a registered dataset  THEN its quarantine rate is watched where its records mostly arrive
+        alarm = resources[f"{name.capitalize()}QuarantineRateAlarm"]["Properties"]
+        service = "ingest_stream" if Delivery.STREAM in dataset.deliveries else "ingest_file"
+        for metric in alarm["Metrics"][:2]:
+            dims = {d["Name"]: d["Value"] for d in metric["MetricStat"]["Metric"]["Dimensions"]}
+            assert dims == {"service": service, "dataset": name}
+        # AND it has a freshness alarm exactly when it has a freshness rule
+        has_freshness = any(isinstance(rule, Freshness) for rule in rules_for(name))
         assert (f"{name.capitalize()}FreshnessAlarm" in resources) == has_freshness, name
 
 

@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Any, Final
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from datalake.aws import error_code
+from datalake.aws import aws_error, error_code
 from datalake.exceptions import TerminalError
-from datalake.landing import aws_error
 from datalake.settings import Settings
 
 if TYPE_CHECKING:

@@ -10,9 +10,8 @@ from urllib.parse import urlsplit
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from datalake.aws import error_code
+from datalake.aws import aws_error, error_code
 from datalake.exceptions import TerminalError
-from datalake.landing import aws_error
 from datalake.settings import Settings
 
 if TYPE_CHECKING:
