@@ -93,11 +93,6 @@ def test_scenario_holds_every_awkward_case(scenario: Scenario) -> None:
     assert "C99" in set(oracle.sales["customer_id"]) and "C99" not in oracle.customers.of
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="local Athena divides DECIMALs in floating point (1847.85 / 6 gives 307.97, Trino 307.98)",
-)
 def test_curated_tables_equal_an_independent_computation_after_each_run(
     lake: Lake, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
 ) -> None:
