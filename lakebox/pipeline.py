@@ -45,7 +45,9 @@ def execute(box: Lakebox, name: str, input_: Any = None, *, execution_name: str 
 
     logical_id = state_machine_id(box, name)
     definition, _ = box.stack.state_machine(logical_id)
-    integrations = stack_integrations(box.stack, deliver_event=box.bus.put, athena=box.athena)
+    integrations = stack_integrations(
+        box.stack, deliver_event=box.bus.put, athena=box.athena, sagemaker=box.sagemaker
+    )
     return run_execution(
         definition,
         input_ if input_ is not None else {},

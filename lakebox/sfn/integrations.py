@@ -24,6 +24,8 @@ from lakebox.sfn.registry import Handler, Integrations, TaskContext
 if TYPE_CHECKING:
     import boto3
 
+    from lakebox.sagemaker import LocalSageMaker
+
 STATES = "arn:aws:states:::"
 LAMBDA_INVOKE = f"{STATES}lambda:invoke"
 GLUE_START_JOB_RUN_SYNC = f"{STATES}glue:startJobRun.sync"
@@ -599,7 +601,11 @@ class StackLike(Protocol):
 
 
 def stack_integrations(
-    stack: StackLike, *, deliver_event: DeliverEvent | None = None, athena: AthenaLike | None = None
+    stack: StackLike,
+    *,
+    deliver_event: DeliverEvent | None = None,
+    athena: AthenaLike | None = None,
+    sagemaker: LocalSageMaker | None = None,
 ) -> Integrations:
     """Build the registry for lakebox: every task of the template's state machines on the local stack.
 
@@ -611,6 +617,9 @@ def stack_integrations(
         Where ``events:putEvents`` entries go (lakebox's ``EventBus.put``); the endpoint when omitted.
     athena
         The Athena engine to use; a new ``lakebox.athena.AthenaEngine`` on the stack's session when omitted.
+    sagemaker
+        The local SageMaker (``lakebox.sagemaker``) whose jobs the SageMaker tasks run; without it they are not
+        available.
 
     Returns
     -------
@@ -635,7 +644,7 @@ def stack_integrations(
         "glue:startCrawler": lambda parameters: crawler.start_crawler(session, str(parameters["Name"])),
         "glue:getCrawler": lambda parameters: crawler.get_crawler(session, str(parameters["Name"])),
     }
-    return local_integrations(
+    integrations = local_integrations(
         session,
         invoke=stack.invoke,
         run_glue_job=run_glue_job,
@@ -644,3 +653,8 @@ def stack_integrations(
         sdk_overrides=overrides,
         deliver_event=deliver_event,
     )
+    if sagemaker is not None:
+        from lakebox import sagemaker as local_sagemaker
+
+        local_sagemaker.register(integrations, sagemaker)
+    return integrations
