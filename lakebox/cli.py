@@ -116,6 +116,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         bad_rate=args.bad_rate,
         end=dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0),
         seed=args.seed,
+        days=args.days,
+        weekly_amplitude=args.weekly_amplitude,
     )
     rows: list[dict[str, Any]] = []
     streamed: StreamRun | None = None
@@ -373,6 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rows", type=int, default=20_000, help="sales rows to generate")
     run.add_argument("--bad-rate", type=float, default=0.02, help="share of invalid records")
     run.add_argument("--seed", type=int, default=7)
+    run.add_argument("--days", type=int, default=56, help="days of history the sample spans (the forecast needs 42)")
+    run.add_argument(
+        "--weekly-amplitude", type=float, default=0.3, help="weekly seasonality of the sample (0: every day alike)"
+    )
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.add_argument("--stream-seconds", type=float, default=3.0, help="length of the streaming phase (0: none)")
     run.add_argument("--stream-rate", type=float, default=200.0, help="clickstream events a second while streaming")
