@@ -191,7 +191,13 @@ class LocalSageMaker:
 
         if not _JOB_NAME.fullmatch(name):
             raise invalid(f"TrainingJobName {name!r} must match {_JOB_NAME.pattern}")
-        for required in ("AlgorithmSpecification", "RoleArn", "OutputDataConfig", "ResourceConfig", "StoppingCondition"):
+        for required in (
+            "AlgorithmSpecification",
+            "RoleArn",
+            "OutputDataConfig",
+            "ResourceConfig",
+            "StoppingCondition",
+        ):
             if required not in request:
                 raise invalid(f"CreateTrainingJob needs {required}")
         stopping = request["StoppingCondition"]
@@ -363,7 +369,7 @@ class LocalSageMaker:
             raise _error("ValidationException", message, "CreateTransformJob")
         model = self.models.get(str(request.get("ModelName", "")))
         if model is None:
-            message = f"Could not find model \"{request.get('ModelName')}\"."
+            message = f'Could not find model "{request.get("ModelName")}".'
             raise _error("ValidationException", message, "CreateTransformJob")
         created = _now()
         describe: dict[str, Any] = {
@@ -432,10 +438,12 @@ class LocalSageMaker:
                 return
             destination = str(output["S3OutputPath"]).rstrip("/")
             bucket, prefix = split_uri(destination + "/")
-            extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": output["KmsKeyId"]} if output.get("KmsKeyId") else {}
+            extra = (
+                {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": output["KmsKeyId"]} if output.get("KmsKeyId") else {}
+            )
             for relative in files:
                 body = (outputs / f"{relative}.out").read_bytes()
-                self._s3.put_object(Bucket=bucket, Key=f"{prefix}{relative}.out", Body=body, **extra)  # type: ignore[arg-type]
+                self._s3.put_object(Bucket=bucket, Key=f"{prefix}{relative}.out", Body=body, **extra)
         self._finish_transform(job, "Completed", None)
 
     def _finish_transform(self, job: dict[str, Any], status: str, reason: str | None) -> None:

@@ -12,6 +12,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore import xform_name
@@ -618,8 +619,8 @@ def stack_integrations(
     athena
         The Athena engine to use; a new ``lakebox.athena.AthenaEngine`` on the stack's session when omitted.
     sagemaker
-        The local SageMaker (``lakebox.sagemaker``) whose jobs the SageMaker tasks run; without it they are not
-        available.
+        The local SageMaker whose jobs the SageMaker tasks run; a new ``lakebox.sagemaker.LocalSageMaker`` on the
+        stack's session (logs under the stack's log folder) when omitted.
 
     Returns
     -------
@@ -653,8 +654,13 @@ def stack_integrations(
         sdk_overrides=overrides,
         deliver_event=deliver_event,
     )
-    if sagemaker is not None:
-        from lakebox import sagemaker as local_sagemaker
+    from lakebox import sagemaker as local_sagemaker
 
-        local_sagemaker.register(integrations, sagemaker)
+    if sagemaker is None:
+        log_dir = Path(getattr(stack, "log_dir", Path(".lakebox") / "logs")) / "sagemaker"
+        artifacts = getattr(stack, "artifacts_bucket", None)
+        sagemaker = local_sagemaker.LocalSageMaker(
+            session, log_dir, artifacts_bucket=artifacts() if artifacts else None
+        )
+    local_sagemaker.register(integrations, sagemaker)
     return integrations

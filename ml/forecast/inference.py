@@ -16,7 +16,7 @@ import joblib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from forecaster import ForecastError, Forecaster  # noqa: E402
+from forecaster import Forecaster, ForecastError
 
 MODEL_FILE = "model.joblib"
 JSON_TYPES = ("application/json", "application/jsonlines", "application/x-jsonlines")
@@ -32,10 +32,10 @@ def model_fn(model_dir: str) -> Forecaster:
 
 def input_fn(request_body: str | bytes, content_type: str = "application/json") -> list[dict[str, Any]]:
     """Parse requests: JSON objects, one a line (an empty body asks for the default forecast)."""
-    if content_type.split(";")[0].strip() not in JSON_TYPES:
+    if content_type.split(";", maxsplit=1)[0].strip() not in JSON_TYPES:
         raise ForecastError(f"unsupported content type {content_type!r}: send {' or '.join(JSON_TYPES)}")
     text = request_body.decode("utf-8") if isinstance(request_body, bytes) else request_body
-    requests = []
+    requests: list[dict[str, Any]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -61,6 +61,6 @@ def predict_fn(requests: list[dict[str, Any]], model: Forecaster) -> list[dict[s
 
 def output_fn(prediction: list[dict[str, Any]], accept: str = "application/jsonlines") -> str:
     """JSON lines (what Athena's JSON SerDe reads)."""
-    if accept.split(";")[0].strip() not in JSON_TYPES:
+    if accept.split(";", maxsplit=1)[0].strip() not in JSON_TYPES:
         raise ForecastError(f"unsupported accept type {accept!r}: ask for {' or '.join(JSON_TYPES)}")
     return "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in prediction)

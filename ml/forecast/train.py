@@ -19,7 +19,7 @@ import joblib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from forecaster import ForecastError, Options, build_series, train  # noqa: E402
+from forecaster import ForecastError, Options, build_series, train
 
 MODEL_FILE = "model.joblib"
 METRICS_FILE = "metrics.json"

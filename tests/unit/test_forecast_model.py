@@ -106,8 +106,15 @@ def test_smape_and_seasonal_naive(ml: dict[str, ModuleType]) -> None:
 
 
 def _sagemaker_dirs(tmp: Path) -> dict[str, Path]:
-    dirs = {name: tmp / "opt" / "ml" / part for name, part in
-            (("model", "model"), ("train", "input/data/train"), ("output", "output"), ("data", "output/data"))}
+    dirs = {
+        name: tmp / "opt" / "ml" / part
+        for name, part in (
+            ("model", "model"),
+            ("train", "input/data/train"),
+            ("output", "output"),
+            ("data", "output/data"),
+        )
+    }
     for folder in dirs.values():
         folder.mkdir(parents=True, exist_ok=True)
     return dirs
@@ -133,7 +140,11 @@ def test_train_script_reads_the_channel_and_inference_round_trips_the_model(
     # WHEN train.py runs as the container runs it: a process with the hyperparameters as flags
     done = subprocess.run(
         [sys.executable, str(FORECAST / "train.py"), "--horizon", "7", "--sagemaker_program", "train.py"],
-        env=_environment(dirs), capture_output=True, text=True, check=False, cwd=FORECAST,
+        env=_environment(dirs),
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=FORECAST,
     )
     # THEN it writes the model and its metrics, and prints the backtest errors for the MetricDefinitions
     assert done.returncode == 0, done.stderr
@@ -151,7 +162,14 @@ def test_train_script_reads_the_channel_and_inference_round_trips_the_model(
     assert len(rows) == 3 + 3 * 7
     assert rows[0]["region"] == "north" and rows[0]["model_version"] == "sales-forecast-test-0"
     assert set(rows[0]) == {
-        "forecast_date", "region", "currency", "yhat", "yhat_lower", "yhat_upper", "model_version", "trained_at"
+        "forecast_date",
+        "region",
+        "currency",
+        "yhat",
+        "yhat_lower",
+        "yhat_upper",
+        "model_version",
+        "trained_at",
     }
 
 
@@ -160,7 +178,11 @@ def test_train_script_failure_goes_to_the_failure_file(tmp_path: Path) -> None:
     pd.DataFrame(seasonal_rows(days=20)).to_csv(dirs["train"] / "window.csv", index=False)
     done = subprocess.run(
         [sys.executable, str(FORECAST / "train.py")],
-        env=_environment(dirs), capture_output=True, text=True, check=False, cwd=FORECAST,
+        env=_environment(dirs),
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=FORECAST,
     )
     assert done.returncode == 1
     assert "needs 42 days of history" in (dirs["output"] / "failure").read_text()

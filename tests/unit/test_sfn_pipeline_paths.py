@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from lakebox.sagemaker import register as register_sagemaker
 from lakebox.sfn import (
     Execution,
     Fault,
@@ -28,7 +29,6 @@ from lakebox.sfn.integrations import (
     glue_start_job_run_sync,
     lambda_invoke,
 )
-from lakebox.sagemaker import register as register_sagemaker
 
 ASL = Path(__file__).resolve().parents[2] / "statemachines" / "pipeline.asl.json"
 ACCOUNT = "123456789012"
@@ -150,7 +150,9 @@ class FakeServices:
         return {
             "TrainingJobName": name,
             "TrainingJobStatus": "Completed",
-            "ModelArtifacts": {"S3ModelArtifacts": f"s3://curated/_ml/sales_forecast/models/{name}/output/model.tar.gz"},
+            "ModelArtifacts": {
+                "S3ModelArtifacts": f"s3://curated/_ml/sales_forecast/models/{name}/output/model.tar.gz"
+            },
             "FinalMetricDataList": [
                 {"MetricName": "backtest:smape_model", "Value": 8.5, "Timestamp": "2026-01-01T00:00:00Z"},
                 {"MetricName": "backtest:smape_seasonal_naive", "Value": 12.0, "Timestamp": "2026-01-01T00:00:00Z"},
@@ -179,7 +181,9 @@ class FakeServices:
                 "training_job_name": f"sales-forecast-{payload['run_id']}",
                 "training_start": "2025-01-01",
                 "training_end": "2025-12-31",
-                "export": [{"name": "sales_forecast/export", "query": "CREATE TABLE sales_forecast_training AS SELECT 1"}],
+                "export": [
+                    {"name": "sales_forecast/export", "query": "CREATE TABLE sales_forecast_training AS SELECT 1"}
+                ],
                 "training_uri": "s3://curated/_ml/sales_forecast/training/run_1/",
                 "model_output_uri": "s3://curated/_ml/sales_forecast/models/",
                 "checkpoint_uri": "s3://curated/_ml/sales_forecast/checkpoints/run_1/",
