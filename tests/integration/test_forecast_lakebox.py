@@ -95,7 +95,8 @@ def test_clickstream_is_processed_and_curated_hourly_and_daily(box: Any, run: Ex
     assert daily["s"] <= processed["s"]
     bad = query(
         box,
-        "SELECT count(*) AS n FROM clickstream_hourly WHERE users > events OR date_trunc('hour', event_hour) <> event_hour",
+        "SELECT count(*) AS n FROM clickstream_hourly "
+        "WHERE users > events OR date_trunc('hour', event_hour) <> event_hour",
     )
     assert bad == [{"n": 0}]
 
