@@ -230,7 +230,7 @@ def _charts(
             alt.Chart(d)
             .mark_line(point=True)
             .encode(x=alt.X("sale_date:T", title="day"), y=alt.Y("revenue:Q", title="revenue"), color="region:N")
-            .properties(width=520, height=240)
+            .properties(width=460, height=220)
         ),
     )
     add(
@@ -249,7 +249,7 @@ def _charts(
                 color="region:N",
                 strokeDash=alt.StrokeDash("series:N", title="series"),
             ),
-        ).properties(width=520, height=240),
+        ).properties(width=460, height=220),
     )
     add(
         "top_products",
@@ -258,7 +258,7 @@ def _charts(
             alt.Chart(d)
             .mark_bar()
             .encode(x=alt.X("revenue:Q"), y=alt.Y("product_name:N", sort="-x", title=None), color="category:N")
-            .properties(width=520, height=240)
+            .properties(width=460, height=220)
         ),
     )
     add(
@@ -270,7 +270,7 @@ def _charts(
             .encode(
                 x=alt.X("segment:N", title=None), y="revenue:Q", tooltip=["customers:Q", "average_transaction_value:Q"]
             )
-            .properties(width=520, height=240)
+            .properties(width=460, height=220)
         ),
     )
     add(
@@ -282,7 +282,7 @@ def _charts(
             .encode(
                 x=alt.X("event_hour:T", title="hour"), y=alt.Y("sum(events):Q", title="events"), color="event_type:N"
             )
-            .properties(width=520, height=240)
+            .properties(width=460, height=220)
         ),
     )
     add(
@@ -293,7 +293,7 @@ def _charts(
             .transform_fold(["active_users", "sessions"], as_=["measure", "count"])
             .mark_line(point=True)
             .encode(x=alt.X("activity_date:T", title="day"), y="count:Q", color="measure:N")
-            .properties(width=520, height=240)
+            .properties(width=460, height=220)
         ),
     )
     health_charts: list[tuple[str, str, Callable[[alt.Data], alt.TopLevelMixin], list[dict[str, Any]]]] = [
@@ -316,7 +316,7 @@ def _charts(
                 alt.Chart(d)
                 .mark_bar()
                 .encode(x=alt.X("run_id:N", sort=None), y=alt.Y("seconds:Q", title="seconds"), color="status:N")
-                .properties(width=520, height=200)
+                .properties(width=460, height=200)
             ),
             health["runs"],
         ),
@@ -327,7 +327,7 @@ def _charts(
                 alt.Chart(d)
                 .mark_bar()
                 .encode(x=alt.X("bytes_scanned:Q", title="bytes"), y=alt.Y("query:N", sort="-x", title=None))
-                .properties(width=520, height=200)
+                .properties(width=460, height=200)
             ),
             health["queries"],
         ),
