@@ -13,6 +13,7 @@ runs on this interpreter, so the scripts need only what the project's pins provi
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import hashlib
 import io
 import json
@@ -78,14 +79,15 @@ def build_sourcedir(model: str, dest: Path) -> Path:
     if not files:
         raise FileNotFoundError(f"{folder} has no Python files to package")
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for path in files:
             info = tarfile.TarInfo(path.name)
             data = path.read_bytes()
             info.size, info.mtime, info.mode = len(data), _FIXED_MTIME, 0o644
             archive.addfile(info, io.BytesIO(data))
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_bytes(buffer.getvalue())
+    with dest.open("wb") as out, gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=_FIXED_MTIME) as zipped:
+        zipped.write(buffer.getvalue())
     return dest
 
 
