@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
 import pytest
@@ -55,7 +56,7 @@ def test_publish_creates_the_table_then_points_it_at_the_run_output() -> None:
     ("run_id", "expected"),
     [
         ("8c1f_2026-11-20T02:00:00Z", "sales-forecast-8c1f-2026-11-20t02-00-00z"),
-        ("a" * 80, "sales-forecast-" + "a" * 35),
+        ("a" * 80, "sales-forecast-" + "a" * 26 + "-" + hashlib.sha256(b"a" * 80).hexdigest()[:8]),
         ("--x--", "sales-forecast-x"),
     ],
 )
@@ -69,3 +70,34 @@ def test_job_names_are_valid_sagemaker_names_with_room_for_retries(run_id: str, 
 def test_out_of_range_options_are_rejected(bad: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         ForecastRequest.model_validate({"run_id": "r", **bad})
+
+
+def test_handler_returns_the_plan_for_the_sample_pipeline_event(
+    monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+) -> None:
+    # GIVEN the function's environment and the payload the state machine sends
+    import importlib.util
+    from pathlib import Path
+
+    from tests.conftest import load_event
+
+    monkeypatch.setenv("DL_CURATED_BUCKET", "curated-b")
+    monkeypatch.setenv("DL_GLUE_DATABASE", "data_lake_db")
+    path = Path(__file__).resolve().parents[2] / "functions" / "plan_forecast" / "app.py"
+    spec = importlib.util.spec_from_file_location("plan_forecast_app", path)
+    assert spec is not None and spec.loader is not None
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+
+    # WHEN it is invoked
+    document = app.lambda_handler(load_event("plan_forecast/pipeline_run"), lambda_context)
+
+    # THEN it answers with JSON the state machine reads: a valid job name, the request and the statements
+    assert (
+        document["training_job_name"]
+        == "sales-forecast-8c1f0d2e-5b7a-4c1e-9f3b-2-"
+        + hashlib.sha256(b"8c1f0d2e-5b7a-4c1e-9f3b-2a6d7e8f9a0b").hexdigest()[:8]
+    )
+    assert document["request"] == {"horizon": 14}
+    assert [s["step"] for s in document["export"]] == ["clean", "export", "cleanup"]
+    assert document["training_uri"].startswith("s3://curated-b/_ml/sales_forecast/training/")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from typing import Final
 
@@ -54,11 +55,18 @@ class ForecastPlan(BaseModel):
 
 
 def job_base_name(run_id: str) -> str:
-    """`sales-forecast-<run>`: letters, digits and single hyphens, at most 50 characters, as SageMaker names need."""
+    """`sales-forecast-<run>`: letters, digits and single hyphens, at most 50 characters, as SageMaker names need.
+
+    A longer run id keeps its start and gets 8 hex digits of its SHA-256, so two runs never share a job name.
+    """
     token = re.sub(r"[^a-z0-9]+", "-", run_id.lower()).strip("-")
     if not token:
         raise ValueError(f"run id {run_id!r} has no letters or digits")
-    return f"sales-forecast-{token}"[:MAX_JOB_BASE].rstrip("-")
+    name = f"sales-forecast-{token}"
+    if len(name) <= MAX_JOB_BASE:
+        return name
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:8]
+    return f"{name[: MAX_JOB_BASE - 9].rstrip('-')}-{digest}"
 
 
 def plan_forecast(request: ForecastRequest, *, database: str, curated_bucket: str) -> ForecastPlan:
