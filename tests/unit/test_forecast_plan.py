@@ -95,7 +95,7 @@ def test_handler_returns_the_plan_for_the_sample_pipeline_event(
     # THEN it answers with JSON the state machine reads: a valid job name, the request and the statements
     assert (
         document["training_job_name"]
-        == "sales-forecast-8c1f0d2e-5b7a-4c1e-9f3b-2-"
+        == "sales-forecast-8c1f0d2e-5b7a-4c1e-9f3b-2a-"
         + hashlib.sha256(b"8c1f0d2e-5b7a-4c1e-9f3b-2a6d7e8f9a0b").hexdigest()[:8]
     )
     assert document["request"] == {"horizon": 14}
