@@ -130,7 +130,7 @@ def main() -> None:
         naive = result["metrics"]["backtest:smape_seasonal_naive"]
         print(f"\n| {'forecast backtest':<24} | {'sMAPE %':>8} |")
         print(f"|{'-' * 26}|{'-' * 10}|")
-        print(f"| {'model (ridge, weekday)':<24} | {model:>8.2f} |")
+        print(f"| {'model (huber, weekday)':<24} | {model:>8.2f} |")
         print(f"| {'seasonal naive':<24} | {naive:>8.2f} |")
         print(f"| {'ratio model / naive':<24} | {model / naive:>8.3f} |")
         figures.append(f"pipeline_s_{rows}={result['seconds']['pipeline total']:.1f}")

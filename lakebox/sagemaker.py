@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from lakebox.glue import split_uri
 from lakebox.sfn.errors import TASK_FAILED, TaskError
 from lakebox.sfn.integrations import STATES, client_errors, json_safe
 from lakebox.sfn.registry import Handler, Integrations, TaskContext
@@ -59,14 +60,6 @@ def _error(code: str, message: str, operation: str) -> ClientError:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def split_uri(uri: str) -> tuple[str, str]:
-    """`s3://bucket/key` → (bucket, key)."""
-    if not uri.startswith("s3://"):
-        raise ValueError(f"not an s3:// URI: {uri}")
-    bucket, _, key = uri[5:].partition("/")
-    return bucket, key
 
 
 # ------------------------------------------------------------------------------------------- source dirs

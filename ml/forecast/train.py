@@ -31,7 +31,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--horizon", type=int, default=14, help="days to forecast")
     parser.add_argument("--folds", type=int, default=2, help="rolling-origin backtest folds")
     parser.add_argument("--interval", type=float, default=0.8, help="prediction interval coverage")
-    parser.add_argument("--alpha", type=float, default=1.0, help="ridge regularisation")
+    parser.add_argument("--alpha", type=float, default=1e-4, help="L2 regularisation of the Huber regression")
     parser.add_argument("--model-version", "--model_version", dest="model_version", default=None)
     parser.add_argument("--model-dir", default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
     parser.add_argument("--train", default=os.environ.get("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train"))
@@ -81,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     (output / METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     print(f"backtest smape_model={model.backtest['smape_model']:.3f};")
     print(f"backtest smape_seasonal_naive={model.backtest['smape_seasonal_naive']:.3f};")
-    print(f"backtest interval_coverage={model.backtest['interval_coverage']:.3f};")
+    if model.backtest["interval_coverage"] is not None:
+        print(f"backtest interval_coverage={model.backtest['interval_coverage']:.3f};")
     print(f"trained {len(model.series)} series, horizon {options.horizon} days, model {model.model_version}")
     return 0
 
