@@ -1,4 +1,4 @@
-"""Daily revenue forecast per region: a robust weekday-and-trend regression per series, backtested against seasonal naive.
+"""Daily revenue forecast per region: a robust weekday-and-trend regression per series, judged against seasonal naive.
 
 The regression is scikit-learn's HuberRegressor (squared loss near the fit, absolute loss beyond it), so a day that
 is not like the others (the partial first day of a lake's history, an outage, a promotion) does not bend the trend.
