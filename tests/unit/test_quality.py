@@ -98,6 +98,7 @@ def test_clean_sales_pass_every_rule() -> None:
         "row_count",
         "key_not_null",
         "key_unique",
+        "processing_quarantine",
         "quantity_positive",
         "unit_price_positive",
         "revenue_equals_quantity_x_unit_price",
@@ -163,6 +164,39 @@ def test_each_rule_fails_alone_on_its_defect(case: str) -> None:
     also = {"revenue_equals_quantity_x_unit_price"} if case == "null quantity" else set()
     assert set(failures) == {rule, *also}
     assert failures[rule][key] == value
+
+
+def test_key_unique_spans_all_of_history_not_only_the_run_partitions() -> None:
+    # GIVEN a run whose own partition is clean, while T1 also lies in an older partition (a correction that moved
+    # the sale to another date without removing it from its former one)
+    history = pa.table({"transaction_id": pa.array(["T1", "T2", "T1", "T9"], pa.string())})
+    # WHEN the rules are evaluated THEN uniqueness fails on the history, naming one repeated row
+    failures = failed(observations(history=history))
+    assert set(failures) == {"key_unique"}
+    assert failures["key_unique"] == {"duplicate_rows": 1, "distinct_keys": 3}
+
+
+def test_row_count_reconciles_rows_quarantined_at_processing() -> None:
+    # GIVEN 5 landed rows of which the job set 1 aside with its reason: 4 rows must be in the partition
+    job = JobCounts(
+        rows_in=4, rows_read=5, rows_quarantined=1, rows_out=4, raw_files=RAW_FILES, quarantine_reasons={"x": 1}
+    )
+    data = sales_table([f"T{i}" for i in range(4)], quantities=[1] * 4, prices=["1.00"] * 4)
+    rules = [r for r in BASELINE if r.name != "processing_quarantine"]
+    assert evaluate(observations(data, job=job, records_landed=5), rules).passed
+    # WHEN the job read fewer rows than the manifests landed THEN the count does not reconcile
+    short = dataclasses.replace(job, rows_read=4)
+    report = evaluate(observations(data, job=short, records_landed=5), rules)
+    assert [r.rule for r in report.rules if not r.passed] == ["row_count"]
+
+
+def test_many_rows_quarantined_at_processing_stop_promotion_with_their_reasons() -> None:
+    job = JobCounts(rows_in=98, rows_read=100, rows_quarantined=2, quarantine_reasons={"event_time: missing": 2})
+    result = next(r for r in BASELINE if r.name == "processing_quarantine").check(observations(job=job))
+    assert not result.passed
+    assert "event_time: missing (2)" in result.message
+    ok = JobCounts(rows_in=999, rows_read=1000, rows_quarantined=1)
+    assert next(r for r in BASELINE if r.name == "processing_quarantine").check(observations(job=ok)).passed
 
 
 def test_row_count_accounts_for_existing_rows_and_dropped_duplicates() -> None:

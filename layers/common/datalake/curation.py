@@ -54,8 +54,9 @@ TABLES: Final = (
     CuratedTable("clickstream_hourly", None, frozenset({"clickstream"})),
     CuratedTable("daily_active_users", None, frozenset({"clickstream"})),
 )
-VIEWS: Final = ("customers_current", "products_current")
-"""Views over the processed zone, (re)created before the tables that read them."""
+VIEWS: Final = ("customers_current", "products_current", "customers_history", "products_history")
+"""Views over the processed zone, (re)created before the tables that read them: each reference dataset's current
+version, and its versions with their validity spans for point-in-time enrichment (ADR 0007)."""
 
 
 class Statement(BaseModel):
@@ -276,10 +277,18 @@ def run_changes(s3: S3Client, processed_bucket: str, run_id: str) -> RunChanges:
         raise
     summary = json.loads(body)
     datasets: dict[str, dict[str, object]] = summary.get("datasets", {})
-    sales = datasets.get("sales", {}).get("partitions") or []
-    assert isinstance(sales, list)
-    changed = frozenset(name for name, part in datasets.items() if part.get("partitions"))
-    return RunChanges(tuple(sorted(dt.date.fromisoformat(str(d)) for d in sales)), changed)
+    sales = datasets.get("sales", {})
+    # Dates the run wrote, dates it emptied (their rows moved away: their curated rows must go too), and dates
+    # whose sales a reference change touches (curated enrichment is point-in-time at curation, ADR 0007).
+    days: set[dt.date] = set()
+    for field in ("partitions", "partitions_removed", "reference_dates"):
+        values = sales.get(field) or []
+        assert isinstance(values, list)
+        days.update(dt.date.fromisoformat(str(d)) for d in values)
+    changed = frozenset(
+        name for name, part in datasets.items() if part.get("partitions") or part.get("partitions_removed")
+    )
+    return RunChanges(tuple(sorted(days)), changed)
 
 
 def run_token(run_id: str) -> str:

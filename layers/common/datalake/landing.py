@@ -75,11 +75,6 @@ def with_lineage(document: bytes, prefix: bytes, line: int, suffix: bytes) -> by
     return body[:-1] + prefix + b"%d" % line + suffix
 
 
-def record_line(record: dict[str, Any], lineage: dict[str, Any]) -> bytes:
-    """A parsed record (a CSV row) with its lineage fields, as one JSON line."""
-    return ENCODER.encode({**record, **lineage}) + b"\n"
-
-
 def quarantine_line(lineage: dict[str, Any], raw: bytes | str, errors: Sequence[RecordError]) -> bytes:
     """A rejected record: its lineage, the reasons it failed and its original text, as one JSON line."""
     text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="backslashreplace")

@@ -412,7 +412,7 @@ class StreamIngestion:
         if output is None:
             output = part.landed[hour] = _Output()
         prefix = part.lineage_head + b"%d" % record.position + b'","_line":'
-        output.add(record.position, with_lineage(data, prefix, 1, self._suffix))
+        output.add(record.position, with_lineage(verdict.document(data), prefix, 1, self._suffix))
         return Outcome.LANDED
 
     def _key(self, data: bytes) -> tuple[Any, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from datalake.contracts import clickstream, customers, products, sales
-from datalake.contracts.base import Contract, Dataset, Format
+from datalake.contracts.base import Contract, Dataset, Format, Lookup
 from datalake.exceptions import UnknownDatasetError
 
 REGISTRY: MappingProxyType[str, Dataset] = MappingProxyType(
@@ -22,4 +22,4 @@ def get_dataset(name: str) -> Dataset:
         raise UnknownDatasetError(f"unknown dataset {name!r} (known: {known})") from None
 
 
-__all__ = ["REGISTRY", "Contract", "Dataset", "Format", "get_dataset"]
+__all__ = ["REGISTRY", "Contract", "Dataset", "Format", "Lookup", "get_dataset"]

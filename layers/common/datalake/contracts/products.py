@@ -19,4 +19,12 @@ class Product(Contract):
     updated_at: EventTime
 
 
-DATASET = Dataset(name="products", contract=Product, key=("product_id",), event_time="updated_at", version="1.0.0")
+DATASET = Dataset(
+    name="products",
+    contract=Product,
+    key=("product_id",),
+    event_time="updated_at",
+    version="1.0.0",
+    version_field="updated_at",
+    keep_versions=True,
+)

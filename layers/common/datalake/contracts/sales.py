@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from datalake.contracts.base import Contract, Currency, Dataset, EventTime, Identifier, Money, Quantity
+from datalake.contracts.base import Contract, Currency, Dataset, EventTime, Identifier, Lookup, Money, Quantity
 
 
 class Sale(Contract):
@@ -23,4 +23,11 @@ class Sale(Contract):
     channel: Literal["store", "web", "mobile"]
 
 
-DATASET = Dataset(name="sales", contract=Sale, key=("transaction_id",), event_time="event_time", version="1.0.0")
+DATASET = Dataset(
+    name="sales",
+    contract=Sale,
+    key=("transaction_id",),
+    event_time="event_time",
+    version="1.0.0",
+    lookups=(Lookup("products", "product_id"), Lookup("customers", "customer_id")),
+)
