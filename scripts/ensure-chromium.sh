@@ -16,8 +16,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "ensure-chromium: installing Debian's chromium package" >&2
 export DEBIAN_FRONTEND=noninteractive
-if ! $SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null; then
+if ! $SUDO apt-get install -y -q chromium >/dev/null; then
     $SUDO apt-get update -q >/dev/null
-    $SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null
+    $SUDO apt-get install -y -q chromium >/dev/null
 fi
 command -v chromium >/dev/null
