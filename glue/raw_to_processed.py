@@ -30,7 +30,7 @@ import logging
 import re
 import sys
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -58,8 +58,6 @@ LINEAGE: tuple[T.StructField, ...] = (
     T.StructField("_line", T.LongType()),
     T.StructField("_ingested_at", T.TimestampType()),
 )
-REVENUE_TYPE = T.DecimalType(18, 2)
-"""quantity (at most 10^4) times unit_price (below 10^10) always fits, with the price's two decimals kept exactly."""
 
 OPTION_NAMES = (
     "datasets",
@@ -82,24 +80,6 @@ CORRUPT_COLUMN = "_corrupt_record"
 RAW_FILE_COLUMN = "_raw_file"
 PROBLEMS_COLUMN = "_problems"
 _GLOB_CHARS = re.compile(r"([\\\[\]{}*?])")
-
-
-@dataclass(frozen=True)
-class Derived:
-    """A column computed from a record's own fields."""
-
-    name: str
-    data_type: T.DataType
-    expression: Callable[[], Column]
-
-
-def _revenue() -> Column:
-    return (F.col("quantity").cast(T.DecimalType(10, 0)) * F.col("unit_price")).cast(REVENUE_TYPE)
-
-
-DERIVED: Mapping[str, tuple[Derived, ...]] = {
-    "sales": (Derived("revenue", REVENUE_TYPE, _revenue),),
-}
 
 
 # ---------------------------------------------------------------------------------------------- schemas
@@ -284,8 +264,8 @@ def transform_derive(df: DataFrame, dataset: Dataset) -> DataFrame:
     """Add `event_date` and `event_hour` (UTC, from the event-time field) and the dataset's derived columns."""
     event_time = F.col(dataset.event_time)
     out = df.withColumn(PARTITION_COLUMN, F.to_date(event_time)).withColumn(HOUR_COLUMN, F.hour(event_time))
-    for derived in DERIVED.get(dataset.name, ()):
-        out = out.withColumn(derived.name, derived.expression().cast(derived.data_type))
+    for derived in dataset.derived:
+        out = out.withColumn(derived.name, F.expr(derived.expression).cast(derived.data_type))
     return out
 
 
@@ -293,7 +273,7 @@ def processed_columns(dataset: Dataset) -> list[str]:
     """Column order of the processed zone: contract, derived, hour, lineage, then the partition."""
     return [
         *(name for name, _ in _fields(dataset)),
-        *(d.name for d in DERIVED.get(dataset.name, ())),
+        *(d.name for d in dataset.derived),
         HOUR_COLUMN,
         *(f.name for f in LINEAGE),
         PARTITION_COLUMN,

@@ -11,13 +11,11 @@ are checked for uniqueness over the whole processed zone, as the job deduplicate
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import pyarrow as pa
@@ -25,7 +23,9 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from datalake.contracts import Dataset, get_dataset
+from datalake.contracts.base import Check
 from datalake.exceptions import QualityGateFailed, TerminalError
+from datalake.runs import DatasetRun, load_run_summary
 from datalake.settings import Settings
 
 if TYPE_CHECKING:
@@ -117,20 +117,19 @@ class JobCounts:
     partitions_removed: tuple[str, ...] = ()
 
     @classmethod
-    def from_summary(cls, part: Mapping[str, Any]) -> JobCounts:
-        """Read a dataset's entry of `summary.json`."""
-        rows_in = int(part["rows_in"])
+    def from_summary(cls, part: DatasetRun) -> JobCounts:
+        """Read a dataset's part of the run summary."""
         return cls(
-            rows_in=rows_in,
-            rows_existing=int(part["rows_existing"]),
-            duplicates_dropped=int(part["duplicates_dropped"]),
-            rows_out=int(part["rows_out"]),
-            partitions=tuple(part["partitions"]),
-            raw_files=tuple(part["raw_files"]),
-            rows_read=int(part["rows_read"]) if "rows_read" in part else None,
-            rows_quarantined=int(part.get("rows_quarantined", 0)),
-            quarantine_reasons=dict((part.get("quarantine") or {}).get("reasons") or {}),
-            partitions_removed=tuple(part.get("partitions_removed") or ()),
+            rows_in=part.rows_in,
+            rows_existing=part.rows_existing,
+            duplicates_dropped=part.duplicates_dropped,
+            rows_out=part.rows_out,
+            partitions=tuple(d.isoformat() for d in part.partitions),
+            raw_files=tuple(part.raw_files),
+            rows_read=part.rows_read,
+            rows_quarantined=part.rows_quarantined,
+            quarantine_reasons=dict(part.quarantine.reasons),
+            partitions_removed=tuple(d.isoformat() for d in part.partitions_removed),
         )
 
     @property
@@ -430,25 +429,21 @@ class ProcessingQuarantineShare:
 BASELINE: tuple[Rule, ...] = (RowCountMatchesManifests(), KeyNotNull(), KeyUnique(), ProcessingQuarantineShare())
 """Rules every dataset gets, registered or not."""
 
-RULES: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
-    {
-        "sales": (
-            *BASELINE,
-            Positive("quantity"),
-            Positive("unit_price"),
-            EqualsProduct("revenue", "quantity", "unit_price"),
-            Freshness(),
-        ),
-        "clickstream": (*BASELINE, Freshness()),
-        "products": (*BASELINE, Positive("list_price")),
-        "customers": BASELINE,
-    }
-)
+
+def _rule(check: Check) -> Rule:
+    if check.kind == "positive":
+        (column,) = check.columns
+        return Positive(column)
+    if check.kind == "equals_product":
+        column, left, right = check.columns
+        return EqualsProduct(column, left, right)
+    return Freshness(check.max_age_hours)
 
 
-def rules_for(dataset: str) -> tuple[Rule, ...]:
-    """The rules of a dataset: its entry in `RULES`, or the baseline."""
-    return RULES.get(dataset, BASELINE)
+def rules_for(dataset: str | Dataset) -> tuple[Rule, ...]:
+    """The rules of a dataset: the baseline, then the checks it declares (`Dataset.checks`)."""
+    declared = get_dataset(dataset) if isinstance(dataset, str) else dataset
+    return (*BASELINE, *(_rule(check) for check in declared.checks))
 
 
 def evaluate(obs: Observations, rules: Sequence[Rule], partitions: Sequence[str] = ()) -> DatasetReport:
@@ -478,24 +473,6 @@ def evaluate(obs: Observations, rules: Sequence[Rule], partitions: Sequence[str]
 
 
 # ----------------------------------------------------------------------------------------------- reading
-
-
-def load_job_summary(session: boto3.Session, bucket: str, run_id: str) -> dict[str, Any]:
-    """The Spark job's summary of the run, `s3://<processed>/_runs/<run_id>/summary.json`.
-
-    Raises
-    ------
-    TerminalError
-        When the job wrote no summary for this run id.
-    """
-    s3 = session.client("s3")
-    key = f"_runs/{run_id}/summary.json"
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        raise TerminalError(f"no job summary at s3://{bucket}/{key}: was the job given --run_id {run_id}?") from None
-    summary: dict[str, Any] = json.loads(body)
-    return summary
 
 
 def _bucket_key(key: str) -> str:
@@ -634,15 +611,15 @@ def check_quality(
     bucket = settings.require("processed_bucket")
     manifests = settings.require("manifests_table")
     checked_at = now or datetime.now(UTC)
-    summary = load_job_summary(session, bucket, run_id)
+    summary = load_run_summary(session.client("s3"), bucket, run_id)
     reports = []
     for name in datasets:
         dataset = get_dataset(name)
-        part = summary.get("datasets", {}).get(name)
+        part = summary.datasets.get(name)
         if part is None:
             raise TerminalError(f"the job's run {run_id} did not process {name}")
         job = JobCounts.from_summary(part)
-        rules = rules_for(name)
+        rules = rules_for(dataset)
         columns = sorted(set().union(*(r.columns(dataset) for r in rules)))
         landed, unmatched, (received, quarantined) = landed_for(session, manifests, name, job.raw_files)
         needs_latest = any(isinstance(r, Freshness) for r in rules)

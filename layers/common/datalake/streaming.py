@@ -22,12 +22,11 @@ from boto3.dynamodb.types import Binary
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
-from datalake.aws import AwsClients
+from datalake.aws import AwsClients, aws_error
 from datalake.contracts import Dataset
 from datalake.exceptions import ConfigurationError, DataLakeError, TerminalError, TransientError
 from datalake.landing import (
     PartitionFile,
-    aws_error,
     iso_stamp,
     lineage_prefix,
     lineage_suffix,

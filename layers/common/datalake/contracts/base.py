@@ -16,7 +16,17 @@ class Format(StrEnum):
 
     JSON_LINES = "jsonl"
     JSON_ARRAY = "json"
+    JSON_DOCUMENT = "json-document"
+    """One JSON value per record, however many lines it spans (a pretty-printed object, or several in a row)."""
     CSV = "csv"
+
+
+class Delivery(StrEnum):
+    """How a dataset's records arrive: files on the landing bucket, a stream, the scheduled source API pull."""
+
+    FILE = "file"
+    STREAM = "stream"
+    API = "api"
 
 
 class Contract(BaseModel):
@@ -76,6 +86,28 @@ class Lookup:
 
 
 @dataclass(frozen=True)
+class Derived:
+    """A column computed from a record's own fields: a Spark SQL expression, cast to `data_type` (a Spark/Hive type)."""
+
+    name: str
+    data_type: str
+    expression: str
+
+
+@dataclass(frozen=True)
+class Check:
+    """A quality rule of a dataset, as data: `kind` names one of the gate's rules, `columns` its arguments.
+
+    Kinds: `positive` (each column > 0 on every row), `equals_product` (the first column equals the product of the
+    others, exactly), `freshness` (the newest event at most `max_age_hours` old; the setting when None).
+    """
+
+    kind: Literal["positive", "equals_product", "freshness"]
+    columns: tuple[str, ...] = ()
+    max_age_hours: float | None = None
+
+
+@dataclass(frozen=True)
 class Dataset:
     """A dataset as the pipeline sees it.
 
@@ -101,6 +133,12 @@ class Dataset:
         version, the history point-in-time enrichment reads (`<dataset>_history` views, ADR 0007).
     lookups
         The reference datasets its records are enriched from (see `Lookup`).
+    derived
+        Columns the processed zone adds to each record (see `Derived`).
+    checks
+        Quality rules beyond the baseline every dataset gets (see `Check`).
+    deliveries
+        How its records arrive (files always may; a stream; the scheduled API pull).
     """
 
     name: str
@@ -112,6 +150,9 @@ class Dataset:
     version_field: str | None = None
     keep_versions: bool = False
     lookups: tuple[Lookup, ...] = ()
+    derived: tuple[Derived, ...] = ()
+    checks: tuple[Check, ...] = ()
+    deliveries: frozenset[Delivery] = frozenset({Delivery.FILE})
 
     def __post_init__(self) -> None:
         fields = self.contract.model_fields
@@ -121,6 +162,8 @@ class Dataset:
             *([self.version_field] if self.version_field else []),
             *(lookup.on for lookup in self.lookups),
         ]
+        derived = {d.name for d in self.derived}
+        named += [c for check in self.checks for c in check.columns if c not in derived]
         missing = [f for f in named if f not in fields]
         if missing:
             raise ValueError(f"dataset {self.name}: fields {missing} are not in {self.contract.__name__}")
