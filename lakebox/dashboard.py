@@ -125,7 +125,9 @@ def pipeline_health(box: Lakebox, *, now: dt.datetime | None = None) -> dict[str
     ingestion: dict[tuple[str, str], dict[str, Any]] = {}
     freshness: dict[str, str] = {}
     for item in _scan(dynamodb.Table(str(box.stack.ref("ManifestsTable")))):
-        dataset = str(item.get("dataset") or "_unknown")
+        if not item.get("dataset"):  # content claims (`content#...`) are bookkeeping, not ingestions
+            continue
+        dataset = str(item["dataset"])
         ingested = str(item.get("ingested_at") or "")
         received = int(item.get("records_received", item.get("records_read", 0)) or 0)
         row = ingestion.setdefault(
