@@ -22,6 +22,7 @@ from lakebox.stack import REGION, Stack
 
 if TYPE_CHECKING:
     from lakebox.athena import AthenaEngine
+    from lakebox.sagemaker import LocalSageMaker
 
 STATE_FILE = "endpoint.json"
 
@@ -104,6 +105,15 @@ class Lakebox:
 
         database = str(self.stack.parameters.get("GlueDatabaseName", "default"))
         return AthenaEngine(self.session, default_database=database)
+
+    @functools.cached_property
+    def sagemaker(self) -> LocalSageMaker:
+        """The stack's local SageMaker: training and transform jobs of this box, their logs under .lakebox/logs."""
+        from lakebox.sagemaker import LocalSageMaker
+
+        return LocalSageMaker(
+            self.session, self.stack.log_dir / "sagemaker", artifacts_bucket=self.stack.artifacts_bucket()
+        )
 
     def bucket(self, logical_id: str) -> str:
         """The physical name of one of the template's buckets."""
