@@ -104,7 +104,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from lakebox.pipeline import execute, headline_rows
+    from lakebox.dashboard import write_dashboard
+    from lakebox.pipeline import execute, forecast_rows, headline_rows
     from lakebox.runtime import lakebox, summary_row
     from lakebox.sample import SampleSpec, generate
     from lakebox.schedules import fire_and_deliver
@@ -116,6 +117,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         bad_rate=args.bad_rate,
         end=dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0),
         seed=args.seed,
+        days=args.days,
+        weekly_amplitude=args.weekly_amplitude,
     )
     rows: list[dict[str, Any]] = []
     streamed: StreamRun | None = None
@@ -161,6 +164,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             bar.update(task, description="running the pipeline: crawler, Spark, quality gate, Athena CTAS")
             execution = execute(box, "PipelineStateMachine", {"datasets": list(PIPELINE_DATASETS)})
             curated = headline_rows(box) if execution.status == "SUCCEEDED" else {}
+            forecast = forecast_rows(box, execution.output) if execution.status == "SUCCEEDED" else None
+            bar.update(task, description="writing the dashboard")
+            dashboard = write_dashboard(box, Path(args.dashboard) if args.dashboard else None)
     stream_row = streamed.summary() if streamed else None
     run_summary = _run_summary(execution)
     if args.json:
@@ -170,6 +176,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             "pulled": pulled,
             "pipeline": run_summary,
             "curated": {t: {"columns": c, "rows": r} for t, (c, r) in curated.items()},
+            "forecast": {"columns": forecast[0], "rows": forecast[1]} if forecast else None,
+            "dashboard": str(dashboard),
         }
         print(json.dumps(document, indent=2, default=str))
     else:
@@ -179,7 +187,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_table("scheduled pull", pulled, PULL_COLUMNS)
         for table, (columns, values) in curated.items():
             _print_table(f"curated.{table}", [dict(zip(columns, v, strict=True)) for v in values], columns)
+        if forecast:
+            columns, values = forecast
+            _print_table("curated.sales_forecast", [dict(zip(columns, v, strict=True)) for v in values], columns)
         _print_table("pipeline run", [run_summary], list(run_summary))
+        print(f"dashboard: {dashboard}")
     stream_ok = stream_row is None or stream_row.get("to failure queue", 0) == 0
     pull_ok = all(not p["error"] for p in pulled)
     pipeline_ok = execution.status == "SUCCEEDED"
@@ -195,6 +207,8 @@ def _run_summary(execution: Any) -> dict[str, Any]:
     output = execution.output if isinstance(execution.output, dict) else {}
     queries = output.get("queries") or []
     scanned = sum(int(q.get("bytes_scanned", 0) or 0) for q in queries if isinstance(q, dict))
+    forecast = output.get("forecast") or {}
+    metrics = {m.get("MetricName"): m.get("Value") for m in forecast.get("metrics") or [] if isinstance(m, dict)}
     return {
         "run": execution.name,
         "status": execution.status,
@@ -202,8 +216,22 @@ def _run_summary(execution: Any) -> dict[str, Any]:
         "dates": len(output.get("dates") or []),
         "curated queries": len(queries),
         "bytes scanned": scanned,
-        "error": f"{execution.error}: {execution.cause}" if execution.error else "",
+        "forecast": forecast.get("status", ""),
+        "smape model": metrics.get("backtest:smape_model", ""),
+        "smape seasonal naive": metrics.get("backtest:smape_seasonal_naive", ""),
+        "error": f"{execution.error}: {execution.cause}" if execution.error else forecast.get("cause", ""),
     }
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Write the dashboard page from the running stack's curated tables and pipeline records."""
+    from lakebox.dashboard import write_dashboard
+    from lakebox.runtime import lakebox
+
+    with lakebox(parameters=_parameters(args.parameter)) as box:
+        path = write_dashboard(box, Path(args.out) if args.out else None)
+    print(f"dashboard: {path}")
+    return 0
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
@@ -440,10 +468,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rows", type=int, default=20_000, help="sales rows to generate")
     run.add_argument("--bad-rate", type=float, default=0.02, help="share of invalid records")
     run.add_argument("--seed", type=int, default=7)
+    run.add_argument("--days", type=int, default=56, help="days of history the sample spans (the forecast needs 42)")
+    run.add_argument(
+        "--weekly-amplitude", type=float, default=0.3, help="weekly seasonality of the sample (0: every day alike)"
+    )
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.add_argument("--stream-seconds", type=float, default=3.0, help="length of the streaming phase (0: none)")
     run.add_argument("--stream-rate", type=float, default=200.0, help="clickstream events a second while streaming")
     run.add_argument("--api-rows", type=int, default=2_000, help="sales the sample source API serves")
+    run.add_argument("--dashboard", metavar="PATH", help="where to write the dashboard (.lakebox/dashboard.html)")
+
+    dashboard = add("dashboard", cmd_dashboard, "write the dashboard page (KPIs, charts, pipeline health) as one HTML")
+    dashboard.add_argument("--out", metavar="PATH", help="the HTML file to write (default: .lakebox/dashboard.html)")
 
     execute = add("execute", cmd_execute, "run a state machine of the template on the local stack")
     execute.add_argument("state_machine", help="logical id or name, e.g. PipelineStateMachine")

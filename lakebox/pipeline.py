@@ -46,7 +46,7 @@ def execute(box: Lakebox, name: str, input_: Any = None, *, execution_name: str 
 
     logical_id = state_machine_id(box, name)
     definition, _ = box.stack.state_machine(logical_id)
-    integrations = stack_integrations(box.stack, deliver_event=box.bus.put, athena=box.athena)
+    integrations = stack_integrations(box.stack, deliver_event=box.bus.put, athena=box.athena, sagemaker=box.sagemaker)
     execution = run_execution(
         definition,
         input_ if input_ is not None else {},
@@ -56,6 +56,21 @@ def execute(box: Lakebox, name: str, input_: Any = None, *, execution_name: str 
     )
     record_execution(box.stack, str(box.stack.ref(logical_id)), execution.status)
     return execution
+
+
+FORECAST_ROWS = (
+    "SELECT forecast_date, region, currency, yhat, yhat_lower, yhat_upper, model_version FROM sales_forecast "
+    "ORDER BY forecast_date, region"
+)
+
+
+def forecast_rows(box: Lakebox, summary: Any, workgroup: str | None = None) -> tuple[list[str], list[list[Any]]] | None:
+    """The forecast a run published (None when its forecast was skipped or failed)."""
+    forecast = summary.get("forecast") if isinstance(summary, dict) else None
+    if not isinstance(forecast, dict) or forecast.get("status") != "SUCCEEDED":
+        return None
+    result = box.athena.query(FORECAST_ROWS, workgroup=workgroup or str(box.stack.ref("AnalyticsWorkGroup")))
+    return list(result.columns), [list(r) for r in result.rows]
 
 
 def headline_rows(box: Lakebox, workgroup: str | None = None) -> dict[str, tuple[list[str], list[list[Any]]]]:

@@ -22,6 +22,7 @@ from lakebox.stack import REGION, Stack
 
 if TYPE_CHECKING:
     from lakebox.athena import AthenaEngine
+    from lakebox.sagemaker import LocalSageMaker
 
 STATE_FILE = "endpoint.json"
 
@@ -106,6 +107,15 @@ class Lakebox:
         database = str(self.stack.parameters.get("GlueDatabaseName", "default"))
         return AthenaEngine(
             self.session, default_database=database, on_query=functools.partial(record_query, self.stack)
+        )
+
+    @functools.cached_property
+    def sagemaker(self) -> LocalSageMaker:
+        """The stack's local SageMaker: training and transform jobs of this box, their logs under .lakebox/logs."""
+        from lakebox.sagemaker import LocalSageMaker
+
+        return LocalSageMaker(
+            self.session, self.stack.log_dir / "sagemaker", artifacts_bucket=self.stack.artifacts_bucket()
         )
 
     def bucket(self, logical_id: str) -> str:

@@ -12,6 +12,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore import xform_name
@@ -23,6 +24,8 @@ from lakebox.sfn.registry import Handler, Integrations, TaskContext
 
 if TYPE_CHECKING:
     import boto3
+
+    from lakebox.sagemaker import LocalSageMaker
 
 STATES = "arn:aws:states:::"
 LAMBDA_INVOKE = f"{STATES}lambda:invoke"
@@ -599,7 +602,11 @@ class StackLike(Protocol):
 
 
 def stack_integrations(
-    stack: StackLike, *, deliver_event: DeliverEvent | None = None, athena: AthenaLike | None = None
+    stack: StackLike,
+    *,
+    deliver_event: DeliverEvent | None = None,
+    athena: AthenaLike | None = None,
+    sagemaker: LocalSageMaker | None = None,
 ) -> Integrations:
     """Build the registry for lakebox: every task of the template's state machines on the local stack.
 
@@ -611,6 +618,9 @@ def stack_integrations(
         Where ``events:putEvents`` entries go (lakebox's ``EventBus.put``); the endpoint when omitted.
     athena
         The Athena engine to use; a new ``lakebox.athena.AthenaEngine`` on the stack's session when omitted.
+    sagemaker
+        The local SageMaker whose jobs the SageMaker tasks run; a new ``lakebox.sagemaker.LocalSageMaker`` on the
+        stack's session (logs under the stack's log folder) when omitted.
 
     Returns
     -------
@@ -635,7 +645,7 @@ def stack_integrations(
         "glue:startCrawler": lambda parameters: crawler.start_crawler(session, str(parameters["Name"])),
         "glue:getCrawler": lambda parameters: crawler.get_crawler(session, str(parameters["Name"])),
     }
-    return local_integrations(
+    integrations = local_integrations(
         session,
         invoke=stack.invoke,
         run_glue_job=run_glue_job,
@@ -644,3 +654,13 @@ def stack_integrations(
         sdk_overrides=overrides,
         deliver_event=deliver_event,
     )
+    from lakebox import sagemaker as local_sagemaker
+
+    if sagemaker is None:
+        log_dir = Path(getattr(stack, "log_dir", Path(".lakebox") / "logs")) / "sagemaker"
+        artifacts = getattr(stack, "artifacts_bucket", None)
+        sagemaker = local_sagemaker.LocalSageMaker(
+            session, log_dir, artifacts_bucket=artifacts() if artifacts else None
+        )
+    local_sagemaker.register(integrations, sagemaker)
+    return integrations

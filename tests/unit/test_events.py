@@ -18,6 +18,7 @@ def _model_for(function: str) -> type[BaseModel]:
 
     class CatalogChangeEvent(models.EventBridgeModel):
         detail: CatalogChange
+    from datalake.forecast import ForecastRequest
 
     event_models: dict[str, type[BaseModel]] = {
         "ingest_file": models.S3EventNotificationEventBridgeModel,
@@ -27,6 +28,7 @@ def _model_for(function: str) -> type[BaseModel]:
         "ingest_api": models.EventBridgeModel,
         "backup_catalog": models.EventBridgeModel,
         "tag_table": CatalogChangeEvent,
+        "plan_forecast": ForecastRequest,
     }
     if function not in event_models:
         pytest.fail(f"events/{function}/ has no model registered in {__file__}")
