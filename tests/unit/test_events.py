@@ -18,6 +18,7 @@ def _model_for(function: str) -> type[BaseModel]:
 
     class CatalogChangeEvent(models.EventBridgeModel):
         detail: CatalogChange
+
     from datalake.forecast import ForecastRequest
 
     event_models: dict[str, type[BaseModel]] = {
