@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import importlib.util
 import io
 import json
+import logging
 import os
 import sys
 import threading
@@ -24,6 +26,20 @@ if TYPE_CHECKING:
 
 REGION = "us-east-1"
 _INVOKE_LOCK = threading.RLock()
+"""One handler at a time: handlers run in this process and change its environment (`os.environ`) while they run."""
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AsyncInvocation:
+    """The outcome of an asynchronous invocation: the result or the last error, and the attempts made."""
+
+    function: str
+    ok: bool
+    result: Any = None
+    error: str | None = None
+    attempts: int = 1
+    exception: Exception | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -76,6 +92,60 @@ class LambdaRuntime:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self._modules: dict[str, ModuleType] = {}
+        self._logs: dict[str, io.TextIOWrapper] = {}
+
+    def close(self) -> None:
+        """Close the functions' log files."""
+        for stream in self._logs.values():
+            stream.close()
+        self._logs.clear()
+
+    def invoke_async(self, function: str, event: Any) -> AsyncInvocation:
+        """Lambda's asynchronous invocation, as EventBridge rules and schedules make it.
+
+        A failed attempt is retried as the function's `EventInvokeConfig.MaximumRetryAttempts` says (2 when unset);
+        when the retries are spent the request and its error go to the `DestinationConfig.OnFailure` destination
+        (an SQS queue or SNS topic), in the record shape Lambda sends.
+        """
+        spec = self.stack.function(function)
+        retries = int(spec.event_invoke.get("MaximumRetryAttempts", 2))
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                result = self.invoke(spec.logical_id, event)
+            except Exception as exc:  # noqa: BLE001 - any handler failure is what asynchronous invocation retries
+                error = f"{type(exc).__name__}: {exc}"
+                logger.warning("%s failed (attempt %d): %s", spec.logical_id, attempts, error)
+                if attempts <= retries:
+                    continue
+                self._send_failure(spec, event, exc, attempts)
+                return AsyncInvocation(spec.logical_id, False, error=error, attempts=attempts, exception=exc)
+            return AsyncInvocation(spec.logical_id, True, result=result, attempts=attempts)
+
+    def _send_failure(self, spec: FunctionSpec, event: Any, exc: Exception, attempts: int) -> None:
+        destination = (spec.event_invoke.get("DestinationConfig") or {}).get("OnFailure", {}).get("Destination")
+        if not destination:
+            return
+        record = {
+            "version": "1.0",
+            "timestamp": dt.datetime.now(dt.UTC).isoformat(),
+            "requestContext": {
+                "functionArn": spec.arn,
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": attempts,
+            },
+            "requestPayload": event,
+            "responsePayload": {"errorType": type(exc).__name__, "errorMessage": str(exc)},
+        }
+        session = self.stack.session
+        service = str(destination).split(":")[2]
+        if service == "sns":
+            session.client("sns").publish(TopicArn=str(destination), Message=json.dumps(record))
+            return
+        sqs = session.client("sqs")
+        url = sqs.get_queue_url(QueueName=str(destination).split(":")[-1])["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
 
     def invoke(self, function: str, payload: Any) -> Any:
         """Run a function's handler in this process with its template environment, as Lambda would.
@@ -140,14 +210,11 @@ class LambdaRuntime:
     @contextlib.contextmanager
     def _function_log(self, spec: FunctionSpec) -> Iterator[None]:
         self.stack.log_dir.mkdir(parents=True, exist_ok=True)
-        stream = _LOG_STREAMS.get(spec.name)
+        stream = self._logs.get(spec.name)
         if stream is None or stream.closed:
-            stream = _LOG_STREAMS[spec.name] = (self.stack.log_dir / f"{spec.name}.log").open("a", encoding="utf-8")
+            stream = self._logs[spec.name] = (self.stack.log_dir / f"{spec.name}.log").open("a", encoding="utf-8")
         with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
             try:
                 yield
             finally:
                 stream.flush()
-
-
-_LOG_STREAMS: dict[str, io.TextIOWrapper] = {}

@@ -36,8 +36,13 @@ def deploy(stack: Stack, progress: Callable[[str], None] | None = None) -> dict[
 def _create_bucket(stack: Stack, lid: str) -> None:
     s3 = stack.session.client("s3")
     name = stack.ref(lid)
-    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
-        s3.create_bucket(Bucket=name)
+    try:
+        s3.head_bucket(Bucket=name)
+    except ClientError:
+        # Only a bucket that does not exist is created: in us-east-1 CreateBucket on an existing bucket succeeds,
+        # and the local endpoint then replaces it with an empty one (a saved lake would lose its objects).
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+            s3.create_bucket(Bucket=name)
     versioning = stack._prop(lid, "VersioningConfiguration", "Status")
     if versioning:
         s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": versioning})
@@ -144,8 +149,12 @@ def _create_job(stack: Stack, lid: str) -> None:
     if "DefaultArguments" in kwargs:
         kwargs["DefaultArguments"] = {name: _env_str(value) for name, value in kwargs["DefaultArguments"].items()}
     kwargs.update(Name=stack.ref(lid), Command=command, Role=props.get("Role", "lakebox"))
-    with contextlib.suppress(glue.exceptions.AlreadyExistsException):
+    try:
         glue.create_job(**kwargs)
+    except glue.exceptions.AlreadyExistsException:
+        # A job of a saved lake: bring its definition up to this deployment's parameters, as a stack update would.
+        name = kwargs.pop("Name")
+        glue.update_job(JobName=name, JobUpdate=kwargs)  # type: ignore[arg-type]
 
 
 _JOB_KEYS = {

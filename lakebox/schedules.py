@@ -208,43 +208,8 @@ def fire(
         if start_execution is None:
             return Firing(schedule, event, False, error="state machine targets need the ASL executor")
         return Firing(schedule, event, True, result=start_execution(schedule.target, event))
-    spec = stack.function(schedule.target)
-    retries = int(spec.event_invoke.get("MaximumRetryAttempts", 2))
-    attempts = 0
-    while True:
-        attempts += 1
-        try:
-            result = stack.invoke(schedule.target, event)
-        except Exception as exc:  # noqa: BLE001 - any handler failure is what asynchronous invocation retries
-            error = f"{type(exc).__name__}: {exc}"
-            logger.warning("%s failed (attempt %d): %s", schedule.target, attempts, error)
-            if attempts <= retries:
-                continue
-            _send_failure(stack, spec.event_invoke, spec.arn, event, exc, attempts)
-            return Firing(schedule, event, False, error=error, attempts=attempts)
-        return Firing(schedule, event, True, result=result, attempts=attempts)
-
-
-def _send_failure(
-    stack: Stack, invoke_config: dict[str, Any], function_arn: str, event: Any, exc: Exception, attempts: int
-) -> None:
-    destination = (invoke_config.get("DestinationConfig") or {}).get("OnFailure", {}).get("Destination")
-    if not destination:
-        return
-    record = {
-        "version": "1.0",
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(),
-        "requestContext": {
-            "functionArn": function_arn,
-            "condition": "RetriesExhausted",
-            "approximateInvokeCount": attempts,
-        },
-        "requestPayload": event,
-        "responsePayload": {"errorType": type(exc).__name__, "errorMessage": str(exc)},
-    }
-    sqs = stack.session.client("sqs")
-    url = sqs.get_queue_url(QueueName=str(destination).split(":")[-1])["QueueUrl"]
-    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+    outcome = stack.lambdas.invoke_async(schedule.target, event)
+    return Firing(schedule, event, outcome.ok, outcome.result, outcome.error, outcome.attempts)
 
 
 def fire_and_deliver(

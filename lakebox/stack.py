@@ -51,7 +51,10 @@ class Stack:
     stack_name
         The stack name used in generated resource names.
     parameters
-        Template parameter overrides; the template's defaults fill the rest.
+        Template parameter overrides, checked against the template's `Type`, `AllowedValues`, pattern and bounds;
+        the template's defaults fill the rest.
+    trusted_parameters
+        Overrides lakebox itself makes (a local sample API's `http://` URL), not checked.
     log_dir
         Where each function's stdout (its CloudWatch log, locally) is appended.
     environment
@@ -65,6 +68,7 @@ class Stack:
         *,
         stack_name: str = "lakebox",
         parameters: Mapping[str, str] | None = None,
+        trusted_parameters: Mapping[str, str] | None = None,
         log_dir: Path | None = None,
         environment: Mapping[str, str] | None = None,
     ) -> None:
@@ -75,7 +79,7 @@ class Stack:
         self.template = load_template(root / "template.yaml")
         self.resources: dict[str, dict[str, Any]] = self.template["Resources"]
         self.globals: dict[str, Any] = self.template.get("Globals", {})
-        self.parameters = self._parameters(parameters or {})
+        self.parameters = self._parameters({**(trusted_parameters or {}), **(parameters or {})}, set(parameters or {}))
         self.log_dir = log_dir or root / ".lakebox" / "logs"
         self._conditions: dict[str, bool] = {}
         self._created: dict[str, dict[str, Any]] = {}
@@ -84,7 +88,7 @@ class Stack:
         self.lambdas = LambdaRuntime(self)
 
     # ------------------------------------------------------------------ parameters, conditions, intrinsics
-    def _parameters(self, overrides: Mapping[str, str]) -> dict[str, Any]:
+    def _parameters(self, overrides: Mapping[str, str], checked: set[str]) -> dict[str, Any]:
         declared: dict[str, Any] = self.template.get("Parameters", {})
         unknown = set(overrides) - set(declared)
         if unknown:
@@ -94,6 +98,8 @@ class Stack:
             value = overrides.get(name, spec.get("Default"))
             if value is None:
                 raise StackError(f"parameter {name} has no default; pass it with --parameter {name}=VALUE")
+            if name in checked:
+                _check_parameter(name, spec, str(value))
             if str(spec.get("Type", "")).startswith("List<") or spec.get("Type") == "CommaDelimitedList":
                 value = [v.strip() for v in str(value).split(",")] if isinstance(value, str) else value
             values[name] = value
@@ -383,6 +389,35 @@ class Stack:
         from lakebox.resources import deploy
 
         return deploy(self, progress)
+
+
+def _check_parameter(name: str, spec: Mapping[str, Any], value: str) -> None:
+    """Refuse a parameter value CloudFormation would refuse: its `Type`, `AllowedValues`, pattern and bounds."""
+    kind = str(spec.get("Type", "String"))
+    items = (
+        [v.strip() for v in value.split(",")] if kind.startswith("List<") or kind == "CommaDelimitedList" else [value]
+    )
+    for item in items:
+        if "Number" in kind:
+            try:
+                number = float(item)
+            except ValueError:
+                raise StackError(f"parameter {name} is a {kind}: {item!r} is not a number") from None
+            if "MinValue" in spec and number < float(spec["MinValue"]):
+                raise StackError(f"parameter {name}={item} is below its MinValue {spec['MinValue']}")
+            if "MaxValue" in spec and number > float(spec["MaxValue"]):
+                raise StackError(f"parameter {name}={item} is above its MaxValue {spec['MaxValue']}")
+        allowed = spec.get("AllowedValues")
+        if allowed is not None and item not in [str(a) for a in allowed]:
+            choices = ", ".join(str(a) for a in allowed)
+            raise StackError(f"parameter {name}={item!r} is not one of its AllowedValues ({choices})")
+        pattern = spec.get("AllowedPattern")
+        if pattern is not None and re.fullmatch(str(pattern), item) is None:
+            raise StackError(f"parameter {name}={item!r} does not match its AllowedPattern {pattern}")
+        if "MinLength" in spec and len(item) < int(spec["MinLength"]):
+            raise StackError(f"parameter {name} is shorter than its MinLength {spec['MinLength']}")
+        if "MaxLength" in spec and len(item) > int(spec["MaxLength"]):
+            raise StackError(f"parameter {name} is longer than its MaxLength {spec['MaxLength']}")
 
 
 def _env_str(value: Any) -> str:

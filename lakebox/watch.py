@@ -7,12 +7,16 @@ from typing import Any
 from lakebox.eventbus import Delivery, EventBus, object_created_event
 from lakebox.stack import Stack
 
+Version = tuple[str, str, str, str]
+"""`(bucket, key, version id or "null", ETag)` of one object version."""
+
 
 class ObjectWatch:
     """New object versions in the buckets that send their events to EventBridge, turned into "Object Created".
 
-    Objects a function writes (the scheduled pull's landing object) raise events in AWS as any upload does; the
-    watch finds them by comparing version listings before and after.
+    Whoever writes an object (`lakebox put`, boto3, the AWS CLI, awswrangler, a function such as the scheduled
+    pull) raises an event in AWS; the watch finds the new versions by comparing version listings. In a bucket
+    without versioning an overwrite is a new version too (its ETag or modification time changes).
     """
 
     def __init__(self, stack: Stack) -> None:
@@ -28,34 +32,46 @@ class ObjectWatch:
         ]
         self._seen = self._versions()
 
-    def _versions(self) -> dict[tuple[str, str, str], dict[str, Any]]:
+    def _versions(self) -> dict[Version, dict[str, Any]]:
         s3 = self.stack.session.client("s3")
-        found: dict[tuple[str, str, str], dict[str, Any]] = {}
+        found: dict[Version, dict[str, Any]] = {}
         for bucket in self.buckets:
             for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
                 for version in page.get("Versions", []):
-                    key = (bucket, version["Key"], str(version.get("VersionId") or "null"))
-                    found[key] = dict(version)
+                    etag = str(version.get("ETag", "")).strip('"')
+                    found[(bucket, version["Key"], str(version.get("VersionId") or "null"), etag)] = dict(version)
         return found
 
-    def new_events(self) -> list[tuple[str, dict[str, Any]]]:
-        """`(key, "Object Created" event)` for each version written since the watch started (or last reported)."""
+    def listing(self) -> set[Version]:
+        """Every object version in the watched buckets now."""
+        return set(self._versions())
+
+    def new_versions(self) -> list[tuple[Version, str, dict[str, Any]]]:
+        """`(version, key, "Object Created" event)` for each version written since the watch started or last looked."""
         current = self._versions()
-        fresh = sorted(set(current) - set(self._seen), key=lambda k: (current[k]["LastModified"], k))
+        fresh = sorted(
+            (v for v in current if v not in self._seen or current[v]["LastModified"] != self._seen[v]["LastModified"]),
+            key=lambda v: (current[v]["LastModified"], v),
+        )
         self._seen = current
         return [
             (
-                key,
+                version,
+                version[1],
                 object_created_event(
-                    bucket,
-                    key,
-                    version_id=None if version == "null" else version,
-                    etag=str(current[(bucket, key, version)]["ETag"]),
-                    size=int(current[(bucket, key, version)]["Size"]),
+                    version[0],
+                    version[1],
+                    version_id=None if version[2] == "null" else version[2],
+                    etag=version[3],
+                    size=int(current[version]["Size"]),
                 ),
             )
-            for bucket, key, version in fresh
+            for version in fresh
         ]
+
+    def new_events(self) -> list[tuple[str, dict[str, Any]]]:
+        """`(key, "Object Created" event)` for each version written since the watch started (or last reported)."""
+        return [(key, event) for _, key, event in self.new_versions()]
 
     def deliver(self, bus: EventBus) -> list[tuple[str, Delivery]]:
         """Send the new objects' events through the rules; return `(key, delivery)` pairs."""
