@@ -352,8 +352,12 @@ def _read_event(source: str | None) -> Any:
         raise LakeboxError(f"the event in {where} is not JSON: {exc}") from exc
 
 
-def _stage_object(box: Lakebox, event: Any, stage: str | None) -> Any:
-    """Point an S3 event at an object that exists: stage `stage` (or the file beside the sample) under its key."""
+def _stage_object(box: Lakebox, event: Any, stage: str | None, event_path: str | None) -> Any:
+    """Point an S3 event at an object that exists: stage `stage` (or the sample's body file) under its key.
+
+    A sample event `events/<function>/<name>.json` whose object is not in the lake is staged from
+    `events/<function>/<name>.body.*` when there is one, as `sam local invoke` users would upload it first.
+    """
     from lakebox.errors import LakeboxError
 
     detail = event.get("detail") if isinstance(event, dict) else None
@@ -372,6 +376,10 @@ def _stage_object(box: Lakebox, event: Any, stage: str | None) -> Any:
             s3.head_object(Bucket=bucket, Key=key)
             return event
         except s3.exceptions.ClientError:
+            body = _sample_body(event_path)
+            if body is not None:
+                print(f"lakebox: staged {body} as s3://{landing}/{key}", file=sys.stderr)
+                return _stage_object(box, event, str(body), None)
             raise LakeboxError(
                 f"the event names s3://{bucket}/{key}, which is not in the local lake: pass --stage FILE to upload "
                 "a file under that key first (or use `lakebox put`, which uploads and delivers the event)"
@@ -397,6 +405,13 @@ def _stage_object(box: Lakebox, event: Any, stage: str | None) -> Any:
     return event
 
 
+def _sample_body(event_path: str | None) -> Path | None:
+    if not event_path or event_path == "-":
+        return None
+    path = Path(event_path)
+    return next(iter(sorted(path.parent.glob(f"{path.stem}.body.*"))), None)
+
+
 def cmd_invoke(args: argparse.Namespace) -> int:
     """Invoke a function with an event (a file, or `-` for stdin), like `sam local invoke`, with no Docker."""
     from pydantic import ValidationError
@@ -406,17 +421,18 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     event = _read_event(args.event)
     with _box(args) as box:
         spec = box.stack.function(args.function)
-        event = _stage_object(box, event, args.stage)
+        event = _stage_object(box, event, args.stage, args.event)
         try:
             result = box.stack.invoke(spec.logical_id, event)
         except ValidationError as exc:
             problems: list[Any] = list(exc.errors())
             first: dict[str, Any] = dict(problems[0]) if problems else {}
             where = ".".join(str(p) for p in first.get("loc", ())) or "the event"
-            samples = sorted(p.name for p in (box.root / "events").glob("*/*.json"))
+            folder = box.root / "events" / spec.code_dir.name
+            samples = sorted(str(p.relative_to(box.root)) for p in folder.glob("*.json")) or ["events/"]
             raise LakeboxError(
                 f"{spec.logical_id} rejected the event ({exc.error_count()} problem(s); {where}: {first.get('msg')}); "
-                f"sample events: events/ ({', '.join(samples[:4])}, …)"
+                f"its sample events: {', '.join(samples)}"
             ) from exc
     print(json.dumps(result, indent=2, default=str))
     return 0
@@ -616,7 +632,7 @@ def _check_input(input_: Any) -> None:
 def cmd_execute(args: argparse.Namespace) -> int:
     """Run one of the template's state machines on the local stack, from its ASL file."""
     from lakebox.errors import LakeboxError
-    from lakebox.runs import state_timings
+    from lakebox.runs import note_of, state_timings
 
     try:
         input_ = json.loads(args.input) if args.input else {}
@@ -627,12 +643,13 @@ def cmd_execute(args: argparse.Namespace) -> int:
         if logical_id == "PipelineStateMachine":
             _check_input(input_)
         execution = box.execute(logical_id, input_, execution_name=args.name, progress=progress)
-    output = execution.output if isinstance(execution.output, dict) else {}
+    note = note_of(execution)
     if args.json:
         _print_json(
             {
                 "name": execution.name,
                 "status": execution.status,
+                "note": note,
                 "error": execution.error,
                 "cause": execution.cause,
                 "output": execution.output,
@@ -647,8 +664,8 @@ def cmd_execute(args: argparse.Namespace) -> int:
         )
         if execution.error:
             print(f"{execution.error}: {execution.cause}")
-        elif output.get("note"):
-            print(output["note"])
+        elif note:
+            print(f"{execution.status}: {note}")
         else:
             print(json.dumps(execution.output, indent=2, default=str))
     return 0 if execution.status == "SUCCEEDED" else EXIT_FAILED
@@ -1028,6 +1045,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return 0
     except (LakeboxError, DataLakeError, OSError, ValueError, ClientError, BotoCoreError, ValidationError) as exc:
         if debug:
             raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -62,6 +63,20 @@ def _changes_state(environ: dict[str, Any]) -> bool:
     return not action.startswith(_READ_ACTIONS)
 
 
+def _check_free(host: str, port: int) -> None:
+    """Fail at once, in one line, when the port is taken (werkzeug would print two lines and exit)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise LakeboxError(
+                    f"port {port} on {host} is in use by another program: choose another with --port"
+                ) from exc
+            raise
+
+
 class LocalEndpoint:
     """moto's server on `host:port`, started in a thread of this process.
 
@@ -78,14 +93,9 @@ class LocalEndpoint:
         self.writes = 0
         self._count = threading.Lock()
         self._app = DomainDispatcherApplication(create_backend_app)
-        try:
-            self._server = make_server(host, port, self._wsgi, threaded=True, request_handler=MotoRequestHandler)
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                raise LakeboxError(
-                    f"port {port} on {host} is in use by another program: choose another with --port"
-                ) from exc
-            raise
+        if port:
+            _check_free(host, port)
+        self._server = make_server(host, port, self._wsgi, threaded=True, request_handler=MotoRequestHandler)
         self.host, self.port = str(self._server.server_address[0]), int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="lakebox-endpoint", daemon=True)
 

@@ -44,6 +44,16 @@ def state_timings(execution: Execution) -> list[dict[str, Any]]:
     return rows
 
 
+def note_of(execution: Execution) -> str | None:
+    """ "nothing to do" for a successful run that found nothing new to process."""
+    output = execution.output if isinstance(execution.output, dict) else {}
+    if execution.status != "SUCCEEDED" or "changed" not in output:
+        return None
+    if not output.get("changed") and not output.get("queries"):
+        return "nothing to do: no new data since the last run"
+    return None
+
+
 def run_document(state_machine: str, execution: Execution) -> dict[str, Any]:
     """The run as `lakebox runs --json` shows it."""
     output = execution.output if isinstance(execution.output, dict) else {}
@@ -57,7 +67,7 @@ def run_document(state_machine: str, execution: Execution) -> dict[str, Any]:
         "seconds": round(seconds, 3) if seconds is not None else None,
         "input": execution.input,
         "datasets": output.get("datasets"),
-        "note": output.get("note"),
+        "note": note_of(execution),
         "error": execution.error,
         "cause": execution.cause,
         "states": state_timings(execution),

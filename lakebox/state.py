@@ -74,7 +74,8 @@ class _Pickler(pickle.Pickler):
         if isinstance(obj, _private_key_types()):
             from cryptography.hazmat.primitives import serialization
 
-            pem = obj.private_bytes(
+            key: Any = obj
+            pem = key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
             return (_private_key, (pem,))
