@@ -124,14 +124,20 @@ def _print_table(title: str, rows: list[dict[str, Any]], columns: Sequence[str])
 
 @contextlib.contextmanager
 def _progress(enabled: bool = True) -> Iterator[Callable[[str], None]]:
-    """A progress line on stderr with the elapsed time (`[12.3s] stage`); silent when stderr is not a terminal."""
+    """Per-stage progress with the elapsed time, on stderr.
+
+    A live line in a terminal; elsewhere nothing (stderr then holds only errors), unless `LAKEBOX_PROGRESS=lines`
+    asks for one `[  12.3s] stage` line a stage (CI logs).
+    """
+    import os
+
     if not enabled or not sys.stderr.isatty():
         began = time.monotonic()
-        quiet = "--quiet" in sys.argv
+        lines = enabled and os.environ.get("LAKEBOX_PROGRESS") == "lines"
 
         def log(text: str) -> None:
-            if not quiet and enabled:
-                print(f"[{time.monotonic() - began:6.1f}s] {text}", file=sys.stderr, flush=True)
+            if lines:
+                print(f"[{time.monotonic() - began:7.1f}s] {text}", file=sys.stderr, flush=True)
 
         yield log
         return
@@ -881,6 +887,7 @@ _LOG_NOISE = frozenset(
         "function_name",
         "function_request_id",
         "sampling_rate",
+        "_aws",
     }
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections import deque
@@ -12,7 +13,8 @@ from typing import Any
 from lakebox.errors import LakeboxError
 from lakebox.stack import Stack
 
-LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50}
+LEVELS = {"DEBUG": 10, "INFO": 20, "METRIC": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50}
+"""Powertools' levels, and METRIC for its embedded-metric-format lines (what CloudWatch turns into metrics)."""
 
 
 def function_log_name(stack: Stack, name: str) -> tuple[str, str]:
@@ -34,7 +36,16 @@ def parse_line(line: str) -> dict[str, Any]:
         record = json.loads(text)
     except ValueError:
         return {"level": "INFO", "message": text}
-    return record if isinstance(record, dict) else {"level": "INFO", "message": text}
+    if not isinstance(record, dict):
+        return {"level": "INFO", "message": text}
+    if "_aws" in record and "level" not in record:
+        metadata = record.get("_aws") or {}
+        names = [m.get("Name") for block in metadata.get("CloudWatchMetrics", []) for m in block.get("Metrics", [])]
+        stamp = metadata.get("Timestamp")
+        when = dt.datetime.fromtimestamp(stamp / 1000, dt.UTC).isoformat(timespec="milliseconds") if stamp else ""
+        values = {name: record.get(name) for name in names}
+        return {"level": "METRIC", "timestamp": when, "message": "metrics", "metrics": values, **record}
+    return record
 
 
 def follow_lines(path: Path, *, follow: bool = False, tail: int | None = None, poll: float = 0.5) -> Iterator[str]:

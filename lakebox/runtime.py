@@ -22,13 +22,22 @@ def lakebox(
     root: Path | None = None,
     *,
     parameters: dict[str, str] | None = None,
+    trusted_parameters: dict[str, str] | None = None,
     port: int | None = None,
     reuse: bool = True,
     persist: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> Iterator[Lakebox]:
     """A box for the duration of the block (see `lakebox.box.open_box`)."""
-    with open_box(root, parameters=parameters, port=port, reuse=reuse, persist=persist, progress=progress) as box:
+    with open_box(
+        root,
+        parameters=parameters,
+        trusted_parameters=trusted_parameters,
+        port=port,
+        reuse=reuse,
+        persist=persist,
+        progress=progress,
+    ) as box:
         yield box
 
 
