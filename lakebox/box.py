@@ -534,6 +534,8 @@ def open_box(
                     if progress and store.path.exists():
                         progress("loading the saved lake")
                     saved = store.load()
+                    if progress and saved is not None:
+                        progress("loaded the saved lake")
                 stack = Stack(
                     root,
                     LocalSession(endpoint),
