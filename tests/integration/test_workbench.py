@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -214,7 +215,7 @@ def test_any_s3_client_upload_is_ingested_while_up_runs_and_kill_9_loses_nothing
         _wait(lambda: "sales/boto3/first.jsonl PARTIAL" in up.output(), what="the boto3 upload to be ingested")
         saved = _wait(lambda: _snapshot_objects(up_home), what="a snapshot")
         # WHEN a big put is under way and the process is killed with SIGKILL
-        big = write_sales(tmp_path / "big.jsonl", SampleSpec(sales=150_000, seed=5)).path
+        big = write_sales(tmp_path / "big.jsonl", SampleSpec(sales=150_000, seed=5)).path  # any dates: never processed
         s3.upload_file(str(big), "lakebox-landingbucket", "sales/big/big.jsonl")
         time.sleep(0.5)
         up.stop(signal.SIGKILL)
@@ -239,7 +240,8 @@ def test_any_s3_client_upload_is_ingested_while_up_runs_and_kill_9_loses_nothing
 def test_the_readme_path_up_put_out_of_order_execute_query(up_home: Path, tmp_path: Path) -> None:
     from lakebox.sample import generate
 
-    files = {g.dataset: g for g in generate(tmp_path / "data", SampleSpec(sales=400, seed=9))}
+    end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    files = {g.dataset: g for g in generate(tmp_path / "data", SampleSpec(sales=400, seed=9, end=end))}
     up = Up(up_home, _free_port())
     try:
         # GIVEN up, then sales before the reference data (products put, customers uploaded by boto3)

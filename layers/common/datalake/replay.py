@@ -162,6 +162,10 @@ def replay_body(s3: Any, raw_bucket: str, quarantine_key: str) -> tuple[str, byt
     except s3.exceptions.NoSuchKey:
         raise ReplayError(f"s3://{raw_bucket}/{quarantine_key} does not exist") from None
     if parts[1] == "_objects":
+        if parts[2] == "_unknown":
+            raise ReplayError(
+                f"{quarantine_key} did not name a known dataset: replay it as a FILE with --dataset DATASET"
+            )
         return parts[2], body, parts[-1]
     lines = []
     for record in _lines(body):
