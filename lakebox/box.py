@@ -145,11 +145,15 @@ class UpRecord:
 
 
 def answers(endpoint: str) -> bool:
-    """Whether a moto endpoint answers at `endpoint`."""
+    """Whether something accepts connections at `endpoint` (cheap: `/moto-api/data.json` would dump every model)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
     try:
-        with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=2):
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=2):
             return True
-    except (OSError, ValueError):
+    except OSError:
         return False
 
 
@@ -350,7 +354,9 @@ class Lakebox:
             with self._delivering:
                 return {o: self._delivered.pop(o, []) for o in object_ids}
         timeout = 60.0 + sum(spec.timeout * 3 for spec in self.stack.functions.values())
-        entries = self.journal.wait(set(object_ids), since, alive=lambda: answers(self.endpoint), timeout=timeout)
+        up = self.up
+        alive = (lambda: up.process_alive) if up is not None else (lambda: answers(self.endpoint))
+        entries = self.journal.wait(set(object_ids), since, alive=alive, timeout=timeout)
         return {o: [Delivery(**d) for d in entries[o]["deliveries"]] for o in object_ids}
 
     def versions(self) -> set[str]:
