@@ -4,6 +4,13 @@ Run with `.venv/bin/python bench/pipeline.py [--rows 100000 1000000]`. For each 
 it through the template's rules, run the pipeline state machine, and time each stage by its task calls. Then the
 bytes each curated table's queries scanned, beside the raw JSON bytes of the sales they summarize (target: 1% or
 less). Prints a table per size, then one line of `key=value` figures.
+
+`.venv/bin/python bench/pipeline.py --history-days 0 1 10 30 [--rows 100000 1000000]` measures the processed
+stage alone (the Spark job's `run` on local files) as history grows: for each size, a processed zone holding that
+many rows per day for each number of days (0 is the baseline in the same run), then a new raw batch of that many
+rows for one new day, 1% of them corrections of keys already in history (moved from their dates). It prints the
+job's wall time (median of `--repeat`) and the bytes it read from disk (Hadoop's file-system counters), with ratios
+to the baseline, so the cost of deduplicating across all of history is visible.
 """
 
 from __future__ import annotations
@@ -88,12 +95,132 @@ def measure(rows: int) -> dict[str, Any]:
     return {"seconds": dict(seconds), "scanned": dict(scanned), "raw_json_bytes": raw_json_bytes}
 
 
+HISTORY_START = dt.date(2026, 1, 1)
+
+
+def _sales_frame(spark: Any, rows: int, day: dt.date, first_id: int, ingested: str) -> Any:
+    """`rows` synthetic typed sales on `day` (ids from `first_id`), with lineage, as the processed zone holds them."""
+    from pyspark.sql import functions as F
+
+    start = dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()
+    return spark.range(first_id, first_id + rows).select(
+        F.format_string("T%010d", "id").alias("transaction_id"),
+        F.timestamp_seconds(F.lit(start) + F.col("id") % 86_400).alias("event_time"),
+        F.format_string("C%06d", F.col("id") % 5_000).alias("customer_id"),
+        F.format_string("P%05d", F.col("id") % 300).alias("product_id"),
+        F.format_string("S%03d", F.col("id") % 40).alias("store_id"),
+        F.element_at(F.array(*map(F.lit, ["north", "south", "east", "west"])), (F.col("id") % 4 + 1).cast("int")).alias(
+            "region"
+        ),
+        (F.col("id") % 5 + 1).cast("int").alias("quantity"),
+        (F.col("id") % 9_000 / 100 + 1).cast("decimal(12,2)").alias("unit_price"),
+        F.lit("USD").alias("currency"),
+        F.lit("card").alias("payment_method"),
+        F.lit("store").alias("channel"),
+        F.lit("bench/history").alias("_source_key"),
+        F.lit("v1").alias("_source_version"),
+        F.col("id").alias("_line"),
+        F.to_timestamp(F.lit(ingested)).alias("_ingested_at"),
+    )
+
+
+def _filesystem(spark: Any) -> Any:
+    jvm = spark.sparkContext._jvm
+    if jvm is None:
+        raise RuntimeError("the SparkSession has no JVM")
+    return jvm.org.apache.hadoop.fs.FileSystem
+
+
+def _bytes_read(spark: Any) -> int:
+    statistics = _filesystem(spark).getAllStatistics()
+    return sum(int(s.getBytesRead()) for s in statistics if s.getScheme() == "file")
+
+
+def measure_history(rows: int, days: int, repeat: int) -> dict[str, float]:
+    """The Spark job's wall time and bytes read for a new batch of `rows` over `days` days of `rows` each."""
+    import statistics
+
+    from pyspark.sql import functions as F
+
+    from datalake.contracts import get_dataset
+    from glue import raw_to_processed as job
+    from lakebox.glue import local_spark
+
+    spark = local_spark()
+    sales = get_dataset("sales")
+    seconds, read = [], []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory(prefix="bench-history-") as folder:
+            root = Path(folder)
+            processed = root / "processed" / "sales"
+            for n in range(days):
+                day = HISTORY_START + dt.timedelta(days=n)
+                typed = _sales_frame(spark, rows, day, n * rows, "2026-06-01T00:00:00Z")
+                frame = job.transform_derive(typed, sales).select(*job.processed_columns(sales))
+                frame.coalesce(1).write.mode("overwrite").parquet(str(processed / f"event_date={day.isoformat()}"))
+            new_day = HISTORY_START + dt.timedelta(days=days)
+            corrections = min(rows // 100, days * rows)
+            fresh = _sales_frame(spark, rows - corrections, new_day, days * rows, "2026-07-01T00:00:00Z")
+            moved = _sales_frame(spark, corrections, new_day, 0, "2026-07-01T00:00:00Z") if corrections else None
+            batch = fresh if moved is None else fresh.unionByName(moved)
+            raw = root / "raw" / "sales" / f"year={new_day:%Y}" / f"month={new_day:%m}" / f"day={new_day:%d}"
+            text = batch.select(*(F.col(c).cast("string").alias(c) for c in batch.columns))
+            text.write.option("compression", "gzip").json(str(raw))
+            args = {
+                "raw_path": (root / "raw").as_uri(),
+                "processed_path": (root / "processed").as_uri(),
+                "datasets": "sales",
+                "update_catalog": "false",
+            }
+            _filesystem(spark).clearStatistics()
+            before = _bytes_read(spark)
+            start = time.perf_counter()
+            summary = job.run(spark, args)
+            seconds.append(time.perf_counter() - start)
+            read.append(_bytes_read(spark) - before)
+            counts = summary["datasets"]["sales"]
+            if counts["rows_quarantined"] or counts["rows_out"] - counts["rows_existing"] != rows - corrections:
+                raise SystemExit(f"unexpected counts: {counts}")
+    return {"seconds": statistics.median(seconds), "bytes": statistics.median(read)}
+
+
+def main_history(sizes: list[int], days: list[int], repeat: int) -> None:
+    """Measure the processed stage per size and history length; print the table and the figures."""
+    figures = []
+    print("warming Spark up (JVM start and first-job compilation are not the job's cost) ...", file=sys.stderr)
+    measure_history(1_000, 1, 1)
+    print(
+        f"\n| {'new rows':>9} | {'history days':>12} | {'history rows':>12} | {'job s':>7} | {'x base':>6} | "
+        f"{'MB read':>8} | {'x base':>6} |"
+    )
+    print(f"|{'-' * 11}|{'-' * 14}|{'-' * 14}|{'-' * 9}|{'-' * 8}|{'-' * 10}|{'-' * 8}|")
+    for rows in sizes:
+        base: dict[str, float] | None = None
+        for n in sorted(set([0, *days])):
+            print(f"processed stage: {rows:,} new rows over {n} days of history ...", file=sys.stderr)
+            result = measure_history(rows, n, repeat)
+            base = base or result
+            print(
+                f"| {rows:>9,} | {n:>12} | {rows * n:>12,} | {result['seconds']:>7.1f} | "
+                f"{result['seconds'] / base['seconds']:>6.2f} | {result['bytes'] / 1e6:>8.1f} | "
+                f"{result['bytes'] / max(base['bytes'], 1):>6.2f} |"
+            )
+            figures.append(f"processed_s_{rows}_{n}d={result['seconds']:.1f}")
+            figures.append(f"processed_mb_{rows}_{n}d={result['bytes'] / 1e6:.1f}")
+    print("\n" + " ".join(figures))
+
+
 def main() -> None:
     """Measure each size and print the tables."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--history-days", type=int, nargs="+", help="measure the processed stage over history")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per history measurement (median)")
     args = parser.parse_args()
+    if args.history_days:
+        main_history(args.rows, args.history_days, args.repeat)
+        return
     figures = []
     for rows in args.rows:
         print(f"running the pipeline on {rows:,} sales rows ...", file=sys.stderr)

@@ -30,8 +30,8 @@ import logging
 import re
 import sys
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from graphlib import TopologicalSorter
@@ -58,8 +58,6 @@ LINEAGE: tuple[T.StructField, ...] = (
     T.StructField("_line", T.LongType()),
     T.StructField("_ingested_at", T.TimestampType()),
 )
-REVENUE_TYPE = T.DecimalType(18, 2)
-"""quantity (at most 10^4) times unit_price (below 10^10) always fits, with the price's two decimals kept exactly."""
 
 OPTION_NAMES = (
     "datasets",
@@ -76,42 +74,12 @@ OPTION_NAMES = (
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
 PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
-_RAW_PARTITION = re.compile(r"(?:^|/)year=(\d{4})/month=(\d{2})/day=(\d{2})/")
+RAW_PARTITION_PATTERN = r"(?:^|/)year=(\d{4})/month=(\d{2})/day=(\d{2})/"
+_RAW_PARTITION = re.compile(RAW_PARTITION_PATTERN)
+CORRUPT_COLUMN = "_corrupt_record"
+RAW_FILE_COLUMN = "_raw_file"
+PROBLEMS_COLUMN = "_problems"
 _GLOB_CHARS = re.compile(r"([\\\[\]{}*?])")
-
-
-@dataclass(frozen=True)
-class Lookup:
-    """Columns copied from the latest version of a reference dataset, joined on a shared key."""
-
-    dataset: str
-    on: str
-    columns: Mapping[str, str]
-    """Reference column → output column."""
-
-
-@dataclass(frozen=True)
-class Derived:
-    """A column computed from a record's own fields."""
-
-    name: str
-    data_type: T.DataType
-    expression: Callable[[], Column]
-
-
-def _revenue() -> Column:
-    return (F.col("quantity").cast(T.DecimalType(10, 0)) * F.col("unit_price")).cast(REVENUE_TYPE)
-
-
-ENRICHMENTS: Mapping[str, tuple[Lookup, ...]] = {
-    "sales": (
-        Lookup("products", "product_id", {"name": "product_name", "category": "category"}),
-        Lookup("customers", "customer_id", {"segment": "customer_segment", "region": "customer_region"}),
-    ),
-}
-DERIVED: Mapping[str, tuple[Derived, ...]] = {
-    "sales": (Derived("revenue", REVENUE_TYPE, _revenue),),
-}
 
 
 # ---------------------------------------------------------------------------------------------- schemas
@@ -142,8 +110,9 @@ def typed_schema(dataset: Dataset) -> T.StructType:
 
 
 def raw_schema(dataset: Dataset) -> T.StructType:
-    """Every contract and lineage field read as a string: raw values arrive as JSON scalars or CSV text."""
-    return T.StructType([T.StructField(f.name, T.StringType()) for f in typed_schema(dataset).fields])
+    """Every contract and lineage field read as a string, plus `_corrupt_record` for a line that is no JSON object."""
+    fields = [T.StructField(f.name, T.StringType()) for f in typed_schema(dataset).fields]
+    return T.StructType([*fields, T.StructField(CORRUPT_COLUMN, T.StringType())])
 
 
 def _fields(dataset: Dataset) -> list[tuple[str, FieldInfo]]:
@@ -202,105 +171,119 @@ def _spark_type(annotation: Any, metadata: tuple[Any, ...]) -> T.DataType:
 # ------------------------------------------------------------------------------------------- transforms
 
 
-def transform_cast(df: DataFrame, dataset: Dataset) -> DataFrame:
-    """Cast raw records to the contract's types and keep the lineage columns.
+def transform_check(df: DataFrame, dataset: Dataset) -> DataFrame:
+    """Add `_problems`: why a raw record cannot be processed with the contract's values (empty when it can).
 
     Parameters
     ----------
     df
-        Raw records with `raw_schema(dataset)`: every value a string (JSON numbers and booleans keep their
-        text, CSV values arrive as text, `"true"`/`"false"` for booleans).
+        Raw records with `raw_schema(dataset)` (every value a string, `_corrupt_record` for unparsable lines)
+        and `_raw_file`, the URI of the object each came from.
     dataset
         The dataset whose contract gives the types.
 
     Returns
     -------
     DataFrame
-        Columns of `typed_schema(dataset)`: decimals exact, timestamps converted to UTC, an empty string
-        in an optional field read as null.
+        `df` with `_problems`, an array of `<field>: <problem>` texts: a value Spark cannot read as its
+        contract type, a required value missing, a malformed line, or an event date outside the record's raw
+        partition. Ingestion lands only canonical values (ADR 0006), so a problem here means raw data that did not
+        come through this version's ingestion; such rows are quarantined, never allowed to fail the run.
     """
-    optional = {name for name, info in _fields(dataset) if _optional(info)}
-    columns = []
+    required = {name for name, info in _fields(dataset) if not _optional(info)}
+    problems: list[Column] = [
+        F.when(F.col(CORRUPT_COLUMN).isNotNull(), F.lit(f"{CORRUPT_COLUMN}: not a JSON object")),
+    ]
     for fld in typed_schema(dataset).fields:
-        value = F.col(fld.name)
-        if fld.name in optional:
-            value = F.when(value == "", F.lit(None)).otherwise(value)
-        columns.append(value.cast(fld.dataType).alias(fld.name))
-    return df.select(*columns)
+        raw, typed = _raw_value(fld.name), _typed(fld)
+        problems.append(
+            F.when(raw.isNotNull() & typed.isNull(), F.lit(f"{fld.name}: not a {fld.dataType.simpleString()}"))
+        )
+        if fld.name in required:
+            problems.append(F.when(raw.isNull() & F.col(CORRUPT_COLUMN).isNull(), F.lit(f"{fld.name}: missing")))
+    event_date = F.to_date(_typed(T.StructField(dataset.event_time, T.TimestampType())))
+    raw_date = F.make_date(
+        *(F.regexp_extract(F.col(RAW_FILE_COLUMN), RAW_PARTITION_PATTERN, n).cast("int") for n in (1, 2, 3))
+    )
+    problems.append(
+        F.when(
+            event_date.isNotNull() & ~event_date.eqNullSafe(raw_date),
+            F.lit(f"{dataset.event_time}: dated outside its raw partition"),
+        )
+    )
+    return df.withColumn(PROBLEMS_COLUMN, F.filter(F.array(*problems), lambda p: p.isNotNull()))
 
 
-def _newest_first(*columns: str) -> list[Column]:
-    order = [*columns, "_ingested_at", "_source_key", "_source_version", "_line"]
+def _raw_value(name: str) -> Column:
+    """A raw value, with the empty text of an optional CSV cell read as null."""
+    value = F.col(name)
+    return F.when(value == "", F.lit(None)).otherwise(value)
+
+
+def _typed(fld: T.StructField) -> Column:
+    return _raw_value(fld.name).cast(fld.dataType)
+
+
+def transform_cast(df: DataFrame, dataset: Dataset) -> DataFrame:
+    """Cast raw records to the contract's types and keep the lineage columns.
+
+    Parameters
+    ----------
+    df
+        Raw records with `raw_schema(dataset)`: every value a string, in the canonical form ingestion lands
+        (UTC RFC 3339 timestamps, plain decimal text, `true`/`false`; ADR 0006).
+    dataset
+        The dataset whose contract gives the types.
+
+    Returns
+    -------
+    DataFrame
+        Columns of `typed_schema(dataset)`: decimals exact, timestamps in UTC, an empty string in a field read as
+        null. Rows `transform_check` finds problems in are the caller's to set aside first.
+    """
+    return df.select(*(_typed(fld).alias(fld.name) for fld in typed_schema(dataset).fields))
+
+
+def _newest_first(dataset: Dataset) -> list[Column]:
+    versions = [dataset.version_field] if dataset.version_field and not dataset.keep_versions else []
+    order = [*versions, "_ingested_at", "_source_key", "_source_version", "_line"]
     return [F.col(c).desc_nulls_last() for c in order]
 
 
-def _keep_first(df: DataFrame, key: Sequence[str], order: list[Column]) -> DataFrame:
-    window = Window.partitionBy(*key).orderBy(*order)
-    return df.withColumn("_rank", F.row_number().over(window)).where(F.col("_rank") == 1).drop("_rank")
-
-
 def transform_deduplicate(df: DataFrame, dataset: Dataset) -> DataFrame:
-    """Keep one record per dataset key: the latest `_ingested_at` wins (ties broken by source and line)."""
-    return _keep_first(df, dataset.key, _newest_first())
+    """Keep one row per record key (`Dataset.record_key`) across everything in `df`.
 
-
-def transform_latest_version(df: DataFrame, dataset: Dataset) -> DataFrame:
-    """Keep each key's latest version: the latest event time (`updated_at` for reference data), then ingestion."""
-    return _keep_first(df, dataset.key, _newest_first(dataset.event_time))
+    The greatest version wins where the dataset declares a version field, else the latest `_ingested_at`; ties go
+    to the later source object and line, so the outcome never depends on the order rows are read in.
+    """
+    window = Window.partitionBy(*dataset.record_key).orderBy(*_newest_first(dataset))
+    return df.withColumn("_rank", F.row_number().over(window)).where(F.col("_rank") == 1).drop("_rank")
 
 
 def transform_derive(df: DataFrame, dataset: Dataset) -> DataFrame:
     """Add `event_date` and `event_hour` (UTC, from the event-time field) and the dataset's derived columns."""
     event_time = F.col(dataset.event_time)
     out = df.withColumn(PARTITION_COLUMN, F.to_date(event_time)).withColumn(HOUR_COLUMN, F.hour(event_time))
-    for derived in DERIVED.get(dataset.name, ()):
-        out = out.withColumn(derived.name, derived.expression().cast(derived.data_type))
+    for derived in dataset.derived:
+        out = out.withColumn(derived.name, F.expr(derived.expression).cast(derived.data_type))
     return out
 
 
-def transform_enrich(df: DataFrame, dataset: Dataset, references: Mapping[str, DataFrame]) -> DataFrame:
-    """Left-join the dataset's lookups (`ENRICHMENTS`) from the latest versions of its reference datasets.
-
-    Parameters
-    ----------
-    df
-        Records of `dataset`.
-    dataset
-        The dataset being enriched.
-    references
-        Reference dataset name → one row per key (see `transform_latest_version`).
-
-    Returns
-    -------
-    DataFrame
-        `df` with the lookup columns added; null where the reference has no such key.
-    """
-    for lookup in ENRICHMENTS.get(dataset.name, ()):
-        wanted = [F.col(lookup.on), *(F.col(src).alias(dst) for src, dst in lookup.columns.items())]
-        df = df.join(F.broadcast(references[lookup.dataset].select(*wanted)), on=lookup.on, how="left")
-    return df
-
-
 def processed_columns(dataset: Dataset) -> list[str]:
-    """Column order of the processed zone: contract, derived, lookups, hour, lineage, then the partition."""
-    lookups = [dst for lookup in ENRICHMENTS.get(dataset.name, ()) for dst in lookup.columns.values()]
+    """Column order of the processed zone: contract, derived, hour, lineage, then the partition."""
     return [
         *(name for name, _ in _fields(dataset)),
-        *(d.name for d in DERIVED.get(dataset.name, ())),
-        *lookups,
+        *(d.name for d in dataset.derived),
         HOUR_COLUMN,
         *(f.name for f in LINEAGE),
         PARTITION_COLUMN,
     ]
 
 
-def transform_processed(
-    new: DataFrame, existing: DataFrame, dataset: Dataset, references: Mapping[str, DataFrame]
-) -> DataFrame:
-    """The processed rows of the touched dates: new and existing together, deduplicated, derived, enriched, in order."""
+def transform_processed(new: DataFrame, existing: DataFrame, dataset: Dataset) -> DataFrame:
+    """The processed rows of the rewritten dates: new and existing together, deduplicated, derived, in order."""
     merged = transform_deduplicate(new.unionByName(existing), dataset)
-    enriched = transform_enrich(transform_derive(merged, dataset), dataset, references)
-    return enriched.select(*processed_columns(dataset))
+    return transform_derive(merged, dataset).select(*processed_columns(dataset))
 
 
 # ----------------------------------------------------------------------------------------------- storage
@@ -333,6 +316,10 @@ class FileStore(Protocol):
 
     def write_text(self, uri: str, text: str) -> None:
         """Write a small UTF-8 file, replacing it."""
+        ...
+
+    def delete(self, uri: str) -> None:
+        """Delete a file or a folder with everything under it; nothing when absent."""
         ...
 
 
@@ -390,6 +377,12 @@ class HadoopStore:
         finally:
             stream.close()
 
+    def delete(self, uri: str) -> None:
+        """Delete `uri` recursively."""
+        path, fs = self._resolve(uri)
+        if fs.exists(path):
+            fs.delete(path, True)
+
 
 # -------------------------------------------------------------------------------------------------- plan
 
@@ -405,7 +398,7 @@ def _parse_time(text: str) -> datetime:
 
 def _ordered(names: Iterable[str]) -> tuple[Dataset, ...]:
     wanted = list(dict.fromkeys(names))
-    graph = {n: {lk.dataset for lk in ENRICHMENTS.get(n, ()) if lk.dataset in wanted} for n in wanted}
+    graph = {n: {lk.dataset for lk in get_dataset(n).lookups if lk.dataset in wanted} for n in wanted}
     return tuple(get_dataset(n) for n in TopologicalSorter(graph).static_order())
 
 
@@ -461,6 +454,10 @@ class JobOptions:
         """Where this run's summary is written."""
         return f"{self.processed_path}_runs/{self.run_id}/summary.json"
 
+    def quarantine_uri(self, dataset: str) -> str:
+        """Where this run sets aside the raw rows of `dataset` it cannot process."""
+        return f"{self.processed_path}_quarantine/{dataset}/run_id={self.run_id}/"
+
     def partition_uri(self, root: str, dataset: str, day: date) -> str:
         """The folder of one processed partition under `root`."""
         return f"{root}{dataset}/{PARTITION_COLUMN}={day.isoformat()}/"
@@ -468,18 +465,26 @@ class JobOptions:
 
 @dataclass(frozen=True)
 class DatasetPlan:
-    """What one dataset's run reads: new raw files, their dates, and the processed partitions of those dates."""
+    """What one dataset's run reads: new raw files and their dates (the dates it rewrites at least)."""
 
     dataset: str
     watermark: datetime | None
     raw_files: tuple[FileInfo, ...]
     dates: tuple[date, ...]
-    existing_partitions: tuple[str, ...]
+    skipped_files: tuple[FileInfo, ...] = ()
+    """New files outside a `year=/month=/day=` partition: listed in the summary, never read."""
+    references_changed: tuple[str, ...] = ()
+    """Reference datasets of this dataset's lookups with new raw files in this run."""
 
     @property
     def high_water(self) -> datetime | None:
-        """The newest modification time among the files read: the next watermark."""
-        return max((f.modified for f in self.raw_files), default=None)
+        """The newest modification time among the new files: the next watermark."""
+        return max((f.modified for f in (*self.raw_files, *self.skipped_files)), default=None)
+
+    @property
+    def reads_history(self) -> bool:
+        """Whether the run reads the dataset's processed history (its keys, or the keys a reference change touches)."""
+        return bool(self.raw_files or self.references_changed)
 
 
 @dataclass(frozen=True)
@@ -488,25 +493,28 @@ class JobPlan:
 
     options: JobOptions
     datasets: tuple[DatasetPlan, ...]
-    references: tuple[str, ...]
 
     def inputs(self, store: FileStore) -> list[str]:
-        """URIs the run reads: raw files, processed partitions and reference roots (ending in `/`), watermarks."""
+        """URIs the run reads: raw files, processed roots (folders, ending in `/`) and watermarks.
+
+        A dataset's whole processed root is an input because dedup spans its history: the job reads the key
+        columns of every partition and then only the partitions holding a key it rewrites.
+        """
         uris: list[str] = []
         for plan in self.datasets:
             uris += [f.uri for f in plan.raw_files]
-            uris += plan.existing_partitions
+            root = f"{self.options.processed_path}{plan.dataset}/"
+            if plan.reads_history and store.exists(root):
+                uris.append(root)
             watermark = self.options.watermark_uri(plan.dataset)
             if store.exists(watermark):
                 uris.append(watermark)
-        return list(dict.fromkeys([*uris, *self.references]))
+        return list(dict.fromkeys(uris))
 
 
-def _raw_date(relative: str) -> date:
+def _raw_date(relative: str) -> date | None:
     match = _RAW_PARTITION.search(relative)
-    if match is None:
-        raise TerminalError(f"raw file outside a year=/month=/day= partition: {relative}")
-    return date(int(match[1]), int(match[2]), int(match[3]))
+    return None if match is None else date(int(match[1]), int(match[2]), int(match[3]))
 
 
 def _hidden(relative: str) -> bool:
@@ -523,33 +531,32 @@ def plan_dataset(store: FileStore, options: JobOptions, dataset: Dataset, now: d
     """Find a dataset's new raw files: modified after its watermark (or `since`) and before `now - settle`."""
     watermark = options.since or read_watermark(store, options, dataset.name)
     cutoff = now - options.settle
-    files = tuple(
-        sorted(
-            (
-                f
-                for f in store.list_files(f"{options.raw_path}{dataset.name}/")
-                if not _hidden(f.relative) and (watermark is None or f.modified > watermark) and f.modified <= cutoff
-            ),
-            key=lambda f: f.relative,
-        )
+    files = sorted(
+        (
+            f
+            for f in store.list_files(f"{options.raw_path}{dataset.name}/")
+            if not _hidden(f.relative) and (watermark is None or f.modified > watermark) and f.modified <= cutoff
+        ),
+        key=lambda f: f.relative,
     )
-    dates = tuple(sorted({_raw_date(f.relative) for f in files}))
-    partitions = tuple(
-        uri for d in dates if store.exists(uri := options.partition_uri(options.processed_path, dataset.name, d))
-    )
-    return DatasetPlan(dataset.name, watermark, files, dates, partitions)
+    dated = tuple(f for f in files if _raw_date(f.relative) is not None)
+    skipped = tuple(f for f in files if _raw_date(f.relative) is None)
+    for f in skipped:
+        logger.warning("%s: raw file outside a year=/month=/day= partition, not read: %s", dataset.name, f.uri)
+    dates = tuple(sorted({d for f in dated if (d := _raw_date(f.relative)) is not None}))
+    return DatasetPlan(dataset.name, watermark, dated, dates, skipped)
 
 
 def build_plan(options: JobOptions, store: FileStore, now: datetime) -> JobPlan:
-    """Plan every dataset of the run, and the reference data their enrichment needs."""
-    plans = tuple(plan_dataset(store, options, d, now) for d in options.datasets)
-    references = [
-        f"{options.processed_path}{lookup.dataset}/"
-        for plan in plans
-        if plan.raw_files
-        for lookup in ENRICHMENTS.get(plan.dataset, ())
-    ]
-    return JobPlan(options, plans, tuple(dict.fromkeys(references)))
+    """Plan every dataset of the run, noting which of their reference datasets have new data."""
+    plans = {d.name: plan_dataset(store, options, d, now) for d in options.datasets}
+    out = []
+    for name, plan in plans.items():
+        changed = tuple(
+            lk.dataset for lk in get_dataset(name).lookups if lk.dataset in plans and plans[lk.dataset].raw_files
+        )
+        out.append(replace(plan, references_changed=changed))
+    return JobPlan(options, tuple(out))
 
 
 @dataclass(frozen=True)
@@ -579,8 +586,7 @@ def staging_plan(args: Mapping[str, str], store: FileStore, now: datetime | None
     Returns
     -------
     StagingPlan
-        Bounded inputs: the raw files past the watermark, the processed partitions of their dates, the
-        reference datasets' processed data and the watermarks.
+        The raw files past the watermark, the processed roots whose history the run reads, the watermarks.
     """
     options = JobOptions.from_args(args)
     plan = build_plan(options, store, now or datetime.now(UTC))
@@ -618,9 +624,15 @@ def _storage(columns: list[dict[str, str]], location: str) -> dict[str, Any]:
 
 
 def update_catalog(
-    glue: Any, database: str, table: str, schema: T.StructType, location: str, days: Sequence[date]
+    glue: Any,
+    database: str,
+    table: str,
+    schema: T.StructType,
+    location: str,
+    days: Sequence[date],
+    removed: Sequence[date] = (),
 ) -> int:
-    """Create or update the table, then register the partitions of `days`; returns the partitions added.
+    """Create or update the table, register the partitions of `days` and drop those of `removed`; returns the added.
 
     Parameters
     ----------
@@ -634,6 +646,8 @@ def update_catalog(
         The table's root URI, as the catalog must record it (`s3://…/<dataset>/`).
     days
         The partitions written.
+    removed
+        Partitions the run emptied (their rows moved to other dates) and deleted.
     """
     table_input = glue_table_input(table, schema, location)
     try:
@@ -656,6 +670,12 @@ def update_catalog(
         if failed:
             raise TerminalError(f"catalog partitions of {database}.{table} not created: {failed}")
         added += len(chunk) - len(errors.get("Errors", []))
+    for start in range(0, len(removed), 25):
+        values = [{"Values": [d.isoformat()]} for d in removed[start : start + 25]]
+        response = glue.batch_delete_partition(DatabaseName=database, TableName=table, PartitionsToDelete=values)
+        failed = [e for e in response.get("Errors", []) if e["ErrorDetail"]["ErrorCode"] != "EntityNotFoundException"]
+        if failed:
+            raise TerminalError(f"catalog partitions of {database}.{table} not dropped: {failed}")
     return added
 
 
@@ -667,6 +687,11 @@ def _configure(spark: SparkSession) -> None:
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     spark.conf.set("spark.sql.parquet.compression.codec", "snappy")
+    # Timestamps are proleptic Gregorian from the contract to Parquet: a sale dated 1899 or 0001 is written as
+    # the instant it names (Spark otherwise refuses dates before 1900, fearing legacy hybrid-calendar readers).
+    for mode in ("datetimeRebaseModeInWrite", "datetimeRebaseModeInRead", "int96RebaseModeInWrite"):
+        spark.conf.set(f"spark.sql.parquet.{mode}", "CORRECTED")
+    spark.conf.set("spark.sql.parquet.int96RebaseModeInRead", "CORRECTED")
     hadoop = spark.sparkContext._jsc.hadoopConfiguration()
     hadoop.set("mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
 
@@ -686,20 +711,14 @@ def read_processed(spark: SparkSession, dataset: Dataset, paths: Sequence[str]) 
 def processed_schema(spark: SparkSession, dataset: Dataset) -> T.StructType:
     """The schema of the processed zone's rows for `dataset` (what the catalog table declares)."""
     empty = read_processed(spark, dataset, [])
-    references = {
-        lk.dataset: read_processed(spark, get_dataset(lk.dataset), []) for lk in ENRICHMENTS.get(dataset.name, ())
-    }
-    return transform_processed(empty, empty, dataset, references).schema
+    return transform_processed(empty, empty, dataset).schema
 
 
-def _references(spark: SparkSession, store: FileStore, options: JobOptions, dataset: Dataset) -> dict[str, DataFrame]:
-    references = {}
-    for lookup in ENRICHMENTS.get(dataset.name, ()):
-        reference = get_dataset(lookup.dataset)
-        root = f"{options.processed_path}{reference.name}/"
-        paths = [root] if store.exists(root) else []
-        references[reference.name] = transform_latest_version(read_processed(spark, reference, paths), reference)
-    return references
+def read_history(spark: SparkSession, store: FileStore, root: str, columns: Sequence[str]) -> DataFrame | None:
+    """`columns` and `event_date` of every processed row under `root` (Parquet reads only those columns)."""
+    if not store.exists(root):
+        return None
+    return spark.read.option("basePath", root).parquet(root).select(*columns, PARTITION_COLUMN)
 
 
 def _count_by_day(df: DataFrame) -> dict[date, int]:
@@ -716,64 +735,159 @@ def _count_inputs(new: DataFrame, existing: DataFrame, dataset: Dataset) -> tupl
 
 def write_partitions(df: DataFrame, dataset: Dataset, path: str) -> None:
     """Write Parquet (snappy) partitioned by `event_date`, one file per date; only those dates are replaced."""
-    ordered = df.repartition(PARTITION_COLUMN).sortWithinPartitions(*dataset.key)
+    ordered = df.repartition(PARTITION_COLUMN).sortWithinPartitions(*dataset.record_key)
     ordered.write.mode("overwrite").partitionBy(PARTITION_COLUMN).option("compression", "snappy").parquet(path)
 
 
-def process_dataset(spark: SparkSession, store: FileStore, options: JobOptions, plan: DatasetPlan) -> dict[str, Any]:
-    """Read, type, deduplicate, enrich and write one dataset's new data; returns its part of the summary."""
+def read_raw(spark: SparkSession, dataset: Dataset, files: Sequence[FileInfo]) -> DataFrame:
+    """Raw records as text (`raw_schema`), a line that is not a JSON object kept whole in `_corrupt_record`."""
+    reader = spark.read.schema(raw_schema(dataset)).option("mode", "PERMISSIVE")
+    raw = reader.option("columnNameOfCorruptRecord", CORRUPT_COLUMN).json([_escape_glob(f.uri) for f in files])
+    return raw.withColumn(RAW_FILE_COLUMN, F.input_file_name())
+
+
+def quarantine_rows(checked: DataFrame, dataset: Dataset, options: JobOptions) -> tuple[int, dict[str, int]]:
+    """Write the rows `transform_check` found problems in, as received, with their reasons; count them by reason.
+
+    They go to `<processed>/_quarantine/<dataset>/run_id=<run>/` (gzip JSON lines: the raw values, the raw file,
+    `_problems`), so that every record read is accounted for: processed or quarantined here.
+    """
+    bad = checked.where(F.size(PROBLEMS_COLUMN) > 0)
+    reasons = {
+        str(row[0]): int(row[1])
+        for row in bad.select(F.explode(PROBLEMS_COLUMN).alias("reason")).groupBy("reason").count().collect()
+    }
+    if not reasons:
+        return 0, {}
+    rows = bad.count()
+    bad.coalesce(1).write.mode("overwrite").option("compression", "gzip").json(options.quarantine_uri(dataset.name))
+    return rows, dict(sorted(reasons.items()))
+
+
+def touched_by_references(
+    spark: SparkSession, store: FileStore, options: JobOptions, dataset: Dataset, changed: Mapping[str, DataFrame]
+) -> list[date]:
+    """Dates of `dataset`'s processed rows whose lookup key a changed reference dataset touched in this run.
+
+    Their curated rows are enriched at curation time (ADR 0007), so they must be rebuilt when the reference
+    changes, a late-arriving product or customer included.
+    """
+    lookups = [lk for lk in dataset.lookups if lk.dataset in changed]
+    if not lookups:
+        return []
+    history = read_history(spark, store, f"{options.processed_path}{dataset.name}/", [lk.on for lk in lookups])
+    if history is None:
+        return []
+    touched: DataFrame | None = None
+    for lookup in lookups:
+        keys = changed[lookup.dataset].select(F.col(lookup.on)).distinct()
+        days = history.join(keys, on=lookup.on, how="left_semi").select(PARTITION_COLUMN)
+        touched = days if touched is None else touched.unionByName(days)
+    assert touched is not None
+    return sorted(row[0] for row in touched.distinct().collect())
+
+
+def process_dataset(
+    spark: SparkSession,
+    store: FileStore,
+    options: JobOptions,
+    plan: DatasetPlan,
+    changed: Mapping[str, DataFrame],
+) -> tuple[dict[str, Any], DataFrame | None]:
+    """Read, check, type, deduplicate across history and write one dataset's new data.
+
+    Returns its part of the summary and its new valid rows, persisted (what the datasets that look it up need to
+    know changed; the caller unpersists them), or None when it had no new data.
+    """
     dataset = get_dataset(plan.dataset)
     table = f"{options.table_prefix}{dataset.name}"
     summary: dict[str, Any] = {
         "table": table,
+        "rows_read": 0,
+        "rows_quarantined": 0,
         "rows_in": 0,
         "rows_existing": 0,
         "duplicates_dropped": 0,
         "rows_out": 0,
         "partitions": [],
+        "partitions_removed": [],
+        "reference_dates": [],
+        "quarantine": {"location": None, "reasons": {}},
         "raw_files": [f"{dataset.name}/{f.relative}" for f in plan.raw_files],
+        "skipped_files": [f"{dataset.name}/{f.relative}" for f in plan.skipped_files],
         "watermark": {"previous": plan.watermark.isoformat() if plan.watermark else None},
     }
+    high_water = plan.high_water
+    summary["watermark"]["current"] = high_water.isoformat() if high_water else summary["watermark"]["previous"]
+    summary["reference_dates"] = [d.isoformat() for d in touched_by_references(spark, store, options, dataset, changed)]
     location = f"{options.catalog_processed_path}{dataset.name}/"
     if not plan.raw_files:
-        summary["watermark"]["current"] = summary["watermark"]["previous"]
         if options.update_catalog:
             update_catalog(
                 boto3.client("glue"), options.database, table, processed_schema(spark, dataset), location, []
             )
-        return summary
-    raw = spark.read.schema(raw_schema(dataset)).option("mode", "FAILFAST")
-    new = transform_cast(raw.json([_escape_glob(f.uri) for f in plan.raw_files]), dataset).persist()
+        return summary, None
+    checked = transform_check(read_raw(spark, dataset, plan.raw_files), dataset).persist()
+    new: DataFrame | None = None
     out: DataFrame | None = None
     try:
-        existing = read_processed(spark, dataset, plan.existing_partitions)
+        rows_read = checked.count()
+        rows_quarantined, reasons = quarantine_rows(checked, dataset, options)
+        new = transform_cast(checked.where(F.size(PROBLEMS_COLUMN) == 0), dataset).persist()
+        root = f"{options.processed_path}{dataset.name}/"
+        history = read_history(spark, store, root, dataset.record_key)
+        new_dates = {row[0] for row in new.select(F.to_date(dataset.event_time)).distinct().collect()}
+        moved: set[date] = set()
+        if history is not None:
+            keys = new.select(*dataset.record_key).distinct()
+            moved = {
+                row[0]
+                for row in history.join(keys, on=list(dataset.record_key), how="left_semi")
+                .select(PARTITION_COLUMN)
+                .distinct()
+                .collect()
+            }
+        rewrite = sorted(new_dates | moved)
+        existing_paths = [
+            uri for d in rewrite if store.exists(uri := options.partition_uri(options.processed_path, dataset.name, d))
+        ]
+        existing = read_processed(spark, dataset, existing_paths)
         new_days, rows_existing = _count_inputs(new, existing, dataset)
-        if strays := set(new_days) - set(plan.dates):
-            dates = ", ".join(sorted(map(str, strays)))
-            raise TerminalError(f"{dataset.name}: records dated {dates} lie outside their raw partitions")
-        references = _references(spark, store, options, dataset)
-        out = transform_processed(new, existing, dataset, references).persist()
+        out = transform_processed(new, existing, dataset).persist()
         out_days = _count_by_day(out)
-        write_partitions(out, dataset, f"{options.processed_path}{dataset.name}/")
+        removed = sorted(
+            d
+            for d in rewrite
+            if d not in out_days and options.partition_uri(options.processed_path, dataset.name, d) in existing_paths
+        )
+        write_partitions(out, dataset, root)
+        for day in removed:
+            store.delete(options.partition_uri(options.processed_path, dataset.name, day))
         if options.update_catalog:
             summary["catalog_partitions_added"] = update_catalog(
-                boto3.client("glue"), options.database, table, out.schema, location, sorted(out_days)
+                boto3.client("glue"), options.database, table, out.schema, location, sorted(out_days), removed
             )
+    except BaseException:
+        if new is not None:
+            new.unpersist()
+        raise
     finally:
-        new.unpersist()
+        checked.unpersist()
         if out is not None:
             out.unpersist()
     rows_in, rows_out = sum(new_days.values()), sum(out_days.values())
     summary.update(
+        rows_read=rows_read,
+        rows_quarantined=rows_quarantined,
         rows_in=rows_in,
         rows_existing=rows_existing,
         duplicates_dropped=rows_in + rows_existing - rows_out,
         rows_out=rows_out,
         partitions=[d.isoformat() for d in sorted(out_days)],
+        partitions_removed=[d.isoformat() for d in removed],
+        quarantine={"location": options.quarantine_uri(dataset.name) if rows_quarantined else None, "reasons": reasons},
     )
-    high_water = plan.high_water
-    summary["watermark"]["current"] = high_water.isoformat() if high_water else None
-    return summary
+    return summary, new
 
 
 def run(spark: SparkSession, args: Mapping[str, str]) -> dict[str, Any]:
@@ -789,17 +903,32 @@ def run(spark: SparkSession, args: Mapping[str, str]) -> dict[str, Any]:
     Returns
     -------
     dict
-        The run summary, also written to `<processed>/_runs/<run_id>/summary.json`: per dataset the rows read
-        (`rows_in`), the rows the touched partitions held before (`rows_existing`), `duplicates_dropped`
-        (= rows_in + rows_existing - rows_out), `rows_out`, the `partitions` (event dates) written, the
-        `raw_files` read (keys relative to the raw root) and the watermark moves.
+        The run summary, also written to `<processed>/_runs/<run_id>/summary.json`: per dataset the raw rows read
+        (`rows_read`), those set aside with their reasons (`rows_quarantined`, `quarantine`), the valid rows
+        (`rows_in` = rows_read - rows_quarantined), the rows the rewritten partitions held before
+        (`rows_existing`), `duplicates_dropped` (= rows_in + rows_existing - rows_out), `rows_out`, the
+        `partitions` (event dates) written and those emptied and removed (`partitions_removed`, where every row
+        moved to another date), the `reference_dates` whose curated rows a reference change touches, the
+        `raw_files` read (keys relative to the raw root), `skipped_files` and the watermark moves.
     """
     started = datetime.now(UTC)
     options = JobOptions.from_args(args)
     _configure(spark)
     store = HadoopStore(spark)
     plan = build_plan(options, store, started)
-    results = {p.dataset: process_dataset(spark, store, options, p) for p in plan.datasets}
+    results: dict[str, dict[str, Any]] = {}
+    changed: dict[str, DataFrame] = {}
+    referenced = {lk.dataset for p in plan.datasets for lk in get_dataset(p.dataset).lookups}
+    try:
+        for dataset_plan in plan.datasets:
+            results[dataset_plan.dataset], new = process_dataset(spark, store, options, dataset_plan, changed)
+            if new is not None and dataset_plan.dataset in referenced:
+                changed[dataset_plan.dataset] = new
+            elif new is not None:
+                new.unpersist()
+    finally:
+        for frame in changed.values():
+            frame.unpersist()
     summary = {
         "run_id": options.run_id,
         "started_at": started.isoformat(),

@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from datalake.aws import AwsClients
-from datalake.curation import CurationRequest, RunChanges, plan_run, run_changes
+from datalake.curation import CurationRequest, plan_curation
 from datalake.settings import Settings
 
 logger = Logger()
@@ -21,14 +21,7 @@ clients = AwsClients.from_session()
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Return `{"queries": [{"name", "table", "step", "query"}, …]}` to run in order, with the dates they rebuild."""
-    request = CurationRequest.model_validate(event)
-    explicit = request.dates is not None or request.window is not None
-    changes = RunChanges((), frozenset())
-    if not explicit:
-        changes = run_changes(clients.s3, settings.require("processed_bucket"), request.run_id)
-    plan = plan_run(
-        request, database=settings.glue_database, curated_bucket=settings.require("curated_bucket"), changes=changes
-    )
+    plan = plan_curation(CurationRequest.model_validate(event), settings=settings, clients=clients)
     logger.info(
         "curation planned", extra={"dates": len(plan.dates), "changed": plan.changed, "queries": len(plan.queries)}
     )

@@ -146,12 +146,12 @@ def test_glue_run_then_emr_run_keep_processed_parquet_catalog_and_gate_in_step(a
     assert all(k.endswith(".snappy.parquet") for k in keys)
     assert {"_watermarks/sales.json", "_runs/run-1/summary.json"} <= aws.keys("_")
 
-    # AND the rows are typed, deduplicated and enriched
+    # AND the rows are typed and deduplicated; reference attributes are joined at curation, point in time
     frame = wr.s3.read_parquet(f"s3://{PROCESSED}/sales/", dataset=True, boto3_session=aws.session)
     rows = {r["transaction_id"]: r for r in frame.to_dict("records")}
     assert sorted(rows) == ["T1", "T2", "T3"]
     assert str(rows["T3"]["revenue"]) == "37.50"
-    assert (rows["T1"]["product_name"], rows["T1"]["customer_segment"]) == ("Kite", "small_business")
+    assert "product_name" not in frame.columns and "customer_segment" not in frame.columns
 
     # AND the catalog holds the tables with Parquet SerDe, typed columns and s3 partition locations
     catalog = aws.session.client("glue")
@@ -198,13 +198,11 @@ def test_glue_run_then_emr_run_keep_processed_parquet_catalog_and_gate_in_step(a
     driver = {"sparkSubmit": {"entryPoint": f"s3://{ARTIFACTS}/glue/raw_to_processed.py", "entryPointArguments": args}}
     run = glue.run_emr_job(aws.session, application["applicationId"], "arn:aws:iam::123456789012:role/emr", driver)
 
-    # THEN only the new file, its date's partition, the watermark and the reference data were to be staged
+    # THEN only the new file, the dataset's processed root (dedup spans its history) and the watermark were staged
     assert plan.inputs == (
         f"s3://{RAW}/{new_key}",
-        f"s3://{PROCESSED}/sales/event_date=2026-11-02/",
+        f"s3://{PROCESSED}/sales/",
         f"s3://{PROCESSED}/_watermarks/sales.json",
-        f"s3://{PROCESSED}/products/",
-        f"s3://{PROCESSED}/customers/",
     )
     # AND the run replaced that partition's file, left the other day alone and kept the newest T1
     assert (run["state"], run["JobRunState"]) == ("SUCCESS", "SUCCEEDED"), run.get("ErrorMessage")

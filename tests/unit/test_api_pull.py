@@ -216,3 +216,17 @@ def test_handler_pulls_with_the_secret_and_names_the_run_by_the_scheduled_time(
     # THEN the run is named by its scheduled time and lands everything
     assert result["landing_key"] == "sales/api/20261102T020000Z.jsonl.gz"
     assert result["records"] == lake.api.records and result["status"] == "LANDED"
+
+
+def test_the_pulled_dataset_comes_from_the_registry_and_must_be_delivered_by_the_api() -> None:
+    from pydantic import ValidationError
+
+    from datalake.api_pull import PullDetail
+
+    # GIVEN a schedule's detail that names no dataset THEN it is the one the registry delivers by the API
+    assert PullDetail().dataset == "sales"
+    # AND a dataset that does not arrive by the API, or is unknown, is refused with its reason
+    with pytest.raises(ValidationError, match="not delivered by the source API"):
+        PullDetail(dataset="products")
+    with pytest.raises(ValidationError, match="unknown dataset"):
+        PullDetail(dataset="nope")

@@ -30,10 +30,19 @@ VALID_SALE: dict[str, Any] = {
 }
 
 
-def test_valid_sale_keeps_its_zone_and_exact_money() -> None:
+def test_valid_sale_holds_its_instant_in_utc_and_exact_money() -> None:
     sale = Sale.model_validate_json(json.dumps(VALID_SALE))
     assert sale.unit_price == Decimal("19.99")
-    assert sale.event_time.utcoffset() == dt.timedelta(hours=2)
+    assert sale.event_time == dt.datetime.fromisoformat(VALID_SALE["event_time"])
+    assert sale.event_time.utcoffset() == dt.timedelta(0)
+
+
+def test_an_instant_with_no_date_in_utc_is_rejected_with_its_reason() -> None:
+    # GIVEN a legal RFC 3339 spelling whose instant falls before 0001-01-01 in UTC
+    record = VALID_SALE | {"event_time": "0001-01-01T00:30:00+01:00"}
+    # WHEN the contract judges it THEN it is rejected, not landed on a date that cannot exist
+    with pytest.raises(ValidationError, match="outside the years 0001-9999 in UTC"):
+        Sale.model_validate_json(json.dumps(record))
 
 
 @pytest.mark.parametrize(

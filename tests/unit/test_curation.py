@@ -114,7 +114,13 @@ def test_nothing_to_rebuild_gives_an_empty_plan_and_customers_alone_rebuild_aggr
     # GIVEN runs that changed no sales: THEN nothing, or only what reads customers, is rebuilt
     assert _plan(dates=[], changed={"products"}) == []
     statements = _plan(dates=[], changed={"customers"})
-    assert {s.table for s in statements} == {"customers_current", "products_current", "customer_aggregates"}
+    assert {s.table for s in statements} == {
+        "customers_current",
+        "products_current",
+        "customers_history",
+        "products_history",
+        "customer_aggregates",
+    }
 
 
 def test_every_rendered_statement_parses_as_athena_sql() -> None:
@@ -197,6 +203,27 @@ def test_run_changes_come_from_the_spark_run_summary() -> None:
         )
         changes = run_changes(boto3.client("s3"), "processed", "exec-1")
         assert changes == RunChanges((dt.date(2026, 10, 25), dt.date(2026, 10, 26)), frozenset({"sales"}))
+        # AND dates the run emptied, and dates whose sales a reference change touched, are rebuilt too
+        _summary(
+            "processed",
+            "exec-3",
+            {
+                "sales": {"partitions": ["2026-10-26"], "partitions_removed": ["2026-10-20"], "reference_dates": []},
+                "products": {"partitions": [], "partitions_removed": []},
+            },
+        )
+        _summary(
+            "processed",
+            "exec-4",
+            {
+                "sales": {"partitions": [], "reference_dates": ["2026-10-01", "2026-10-02"]},
+                "products": {"partitions": ["2026-10-30"]},
+            },
+        )
+        moved = run_changes(boto3.client("s3"), "processed", "exec-3")
+        assert moved == RunChanges((dt.date(2026, 10, 20), dt.date(2026, 10, 26)), frozenset({"sales"}))
+        late = run_changes(boto3.client("s3"), "processed", "exec-4")
+        assert late == RunChanges((dt.date(2026, 10, 1), dt.date(2026, 10, 2)), frozenset({"products"}))
         with pytest.raises(TerminalError, match="no processing summary"):
             run_changes(boto3.client("s3"), "processed", "exec-2")
 

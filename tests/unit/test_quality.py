@@ -98,6 +98,7 @@ def test_clean_sales_pass_every_rule() -> None:
         "row_count",
         "key_not_null",
         "key_unique",
+        "processing_quarantine",
         "quantity_positive",
         "unit_price_positive",
         "revenue_equals_quantity_x_unit_price",
@@ -165,6 +166,39 @@ def test_each_rule_fails_alone_on_its_defect(case: str) -> None:
     assert failures[rule][key] == value
 
 
+def test_key_unique_spans_all_of_history_not_only_the_run_partitions() -> None:
+    # GIVEN a run whose own partition is clean, while T1 also lies in an older partition (a correction that moved
+    # the sale to another date without removing it from its former one)
+    history = pa.table({"transaction_id": pa.array(["T1", "T2", "T1", "T9"], pa.string())})
+    # WHEN the rules are evaluated THEN uniqueness fails on the history, naming one repeated row
+    failures = failed(observations(history=history))
+    assert set(failures) == {"key_unique"}
+    assert failures["key_unique"] == {"duplicate_rows": 1, "distinct_keys": 3}
+
+
+def test_row_count_reconciles_rows_quarantined_at_processing() -> None:
+    # GIVEN 5 landed rows of which the job set 1 aside with its reason: 4 rows must be in the partition
+    job = JobCounts(
+        rows_in=4, rows_read=5, rows_quarantined=1, rows_out=4, raw_files=RAW_FILES, quarantine_reasons={"x": 1}
+    )
+    data = sales_table([f"T{i}" for i in range(4)], quantities=[1] * 4, prices=["1.00"] * 4)
+    rules = [r for r in BASELINE if r.name != "processing_quarantine"]
+    assert evaluate(observations(data, job=job, records_landed=5), rules).passed
+    # WHEN the job read fewer rows than the manifests landed THEN the count does not reconcile
+    short = dataclasses.replace(job, rows_read=4)
+    report = evaluate(observations(data, job=short, records_landed=5), rules)
+    assert [r.rule for r in report.rules if not r.passed] == ["row_count"]
+
+
+def test_many_rows_quarantined_at_processing_stop_promotion_with_their_reasons() -> None:
+    job = JobCounts(rows_in=98, rows_read=100, rows_quarantined=2, quarantine_reasons={"event_time: missing": 2})
+    result = next(r for r in BASELINE if r.name == "processing_quarantine").check(observations(job=job))
+    assert not result.passed
+    assert "event_time: missing (2)" in result.message
+    ok = JobCounts(rows_in=999, rows_read=1000, rows_quarantined=1)
+    assert next(r for r in BASELINE if r.name == "processing_quarantine").check(observations(job=ok)).passed
+
+
 def test_row_count_accounts_for_existing_rows_and_dropped_duplicates() -> None:
     # GIVEN a partition that held 5 rows; 4 rows landed, 3 of them repeats: 6 rows must remain
     job = JobCounts(rows_in=4, rows_existing=5, duplicates_dropped=3, rows_out=6, raw_files=RAW_FILES)
@@ -186,10 +220,11 @@ def test_empty_partitions_pass_the_row_rules() -> None:
 
 
 def test_rules_are_data_with_a_baseline_for_any_dataset() -> None:
-    # GIVEN the declared rules
-    # WHEN a dataset without an entry asks for its rules, and the reference data's rules are read
+    # GIVEN the rules datasets declare (`Dataset.checks`)
+    # WHEN a dataset that declares none asks for its rules, and the reference data's rules are read
     # THEN it gets the baseline, and products check their price
-    assert rules_for("a_future_dataset") == BASELINE
+    bare = dataclasses.replace(get_dataset("customers"), name="a_future_dataset", checks=())
+    assert rules_for(bare) == BASELINE
     assert "list_price_positive" in [r.name for r in rules_for("products")]
     assert Freshness(max_age_hours=1).check(observations()).passed is False
 
@@ -285,7 +320,7 @@ def test_gate_failure_raises_with_the_whole_report(lake: Lake) -> None:
 
 
 def test_gate_without_a_job_summary_is_a_terminal_error(lake: Lake) -> None:
-    with pytest.raises(TerminalError, match="no job summary"):
+    with pytest.raises(TerminalError, match="has no processing summary"):
         check_quality(lake.session, lake.settings, ["sales"], "never-ran", now=NOW)
 
 

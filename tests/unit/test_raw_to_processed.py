@@ -182,6 +182,9 @@ class MemoryStore:
     def write_text(self, uri: str, text: str) -> None:
         self.texts[uri] = text
 
+    def delete(self, uri: str) -> None:
+        self.files = {u: m for u, m in self.files.items() if not u.startswith(uri)}
+
 
 def test_plan_reads_only_files_past_the_watermark_and_settled() -> None:
     # GIVEN raw files before, after and too close to now, a hidden file, and a watermark at T0
@@ -200,13 +203,11 @@ def test_plan_reads_only_files_past_the_watermark_and_settled() -> None:
     # WHEN the run is planned at T0 + 15 min
     plan = job.staging_plan({**args, "datasets": "sales"}, store, now=T0 + timedelta(minutes=15))
 
-    # THEN only the settled new file, its date's processed partition, the watermark and the references are staged
+    # THEN only the settled new file, the dataset's processed root (dedup spans its history) and the watermark
     assert plan.inputs == (
         f"{raw}year=2026/month=11/day=02/new.json.gz",
-        "s3://processed-bucket/sales/event_date=2026-11-02/",
+        "s3://processed-bucket/sales/",
         watermark,
-        "s3://processed-bucket/products/",
-        "s3://processed-bucket/customers/",
     )
     assert plan.roots == {"raw_path": "s3://raw-bucket/", "processed_path": "s3://processed-bucket/"}
     assert plan.args == {"catalog_processed_path": "s3://processed-bucket/"}
@@ -225,11 +226,27 @@ def test_since_overrides_the_watermark() -> None:
     assert plan.dates == (date(2026, 11, 1),)
 
 
-def test_raw_file_outside_the_partition_layout_is_a_terminal_error() -> None:
-    store = MemoryStore({"s3://raw-bucket/sales/stray.json.gz": T0})
+def test_raw_file_outside_the_partition_layout_is_listed_and_skipped_not_a_failure() -> None:
+    dated = "s3://raw-bucket/sales/year=2026/month=11/day=01/a.json.gz"
+    store = MemoryStore({"s3://raw-bucket/sales/stray.json.gz": T0, dated: T0})
     options = job.JobOptions.from_args({"raw_path": "s3://raw-bucket/", "processed_path": "s3://p/"})
-    with pytest.raises(TerminalError, match=r"stray\.json\.gz"):
-        job.plan_dataset(store, options, SALES, now=T0 + timedelta(hours=1))
+    plan = job.plan_dataset(store, options, SALES, now=T0 + timedelta(hours=1))
+    assert [f.uri for f in plan.raw_files] == [dated]
+    assert [f.relative for f in plan.skipped_files] == ["stray.json.gz"]
+    assert plan.high_water == T0
+
+
+def test_a_reference_change_makes_the_datasets_that_look_it_up_read_their_history() -> None:
+    files = {
+        "s3://raw-bucket/products/year=2026/month=11/day=01/p.json.gz": T0,
+        "s3://p/sales/event_date=2026-10-01/part-0.parquet": T0,
+    }
+    args = {"raw_path": "s3://raw-bucket/", "processed_path": "s3://p/", "datasets": "sales,products"}
+    plan = job.build_plan(job.JobOptions.from_args(args), MemoryStore(files), T0 + timedelta(hours=1))
+    by_name = {p.dataset: p for p in plan.datasets}
+    assert by_name["sales"].references_changed == ("products",)
+    assert not by_name["sales"].raw_files and by_name["sales"].reads_history
+    assert "s3://p/sales/" in plan.inputs(MemoryStore(files))
 
 
 # ---------------------------------------------------------------------------------------------- transforms
@@ -295,45 +312,54 @@ def test_csv_booleans_and_empty_optionals_are_typed(spark: SparkSession, tmp_pat
 
 
 @pytest.mark.slow
-def test_sales_are_enriched_from_the_latest_reference_versions_with_exact_revenue(
+def test_reference_versions_are_all_kept_and_a_repeated_version_keeps_its_latest_delivery(
     spark: SparkSession, tmp_path: Path
 ) -> None:
-    # GIVEN two versions of product P1, a customer, and sales of a known and an unknown product
+    # GIVEN two versions of product P1 delivered newest first, the older one twice, and a sale
     product = {"category": "home", "list_price": "5.00", "currency": "USD", "active": "true"}
     products = [
-        {**product, "product_id": "P1", "name": "Old lamp", "updated_at": "2026-10-01T00:00:00Z"},
         {**product, "product_id": "P1", "name": "Lamp", "updated_at": "2026-10-05T00:00:00Z"},
+        {
+            **product,
+            "product_id": "P1",
+            "name": "Old lamp",
+            "updated_at": "2026-10-01T00:00:00Z",
+            "_ingested_at": "2026-11-20T10:00:00Z",
+        },
+        {
+            **product,
+            "product_id": "P1",
+            "name": "Old lamp (fixed)",
+            "updated_at": "2026-10-01T00:00:00Z",
+            "_ingested_at": "2026-11-21T10:00:00Z",
+        },
     ]
-    customer = {
-        "customer_id": "C1",
-        "name": "Ann",
-        "segment": "enterprise",
-        "region": "west",
-        "country": "US",
-        "signup_date": "2025-01-01T00:00:00Z",
-        "updated_at": "2026-10-01T00:00:00Z",
-    }
-    references = {}
-    for name, records in (("products", products), ("customers", [customer])):
-        dataset = get_dataset(name)
-        typed = job.transform_cast(raw_frame(spark, name, records, tmp_path), dataset)
-        references[name] = job.transform_latest_version(typed, dataset)
-    sales = [sale("T1", 3, event_time="2026-11-02T23:30:00-02:00"), sale("T2", 2, product_id="P9")]
-    new = job.transform_cast(raw_frame(spark, "sales", sales, tmp_path), SALES)
+    dataset = get_dataset("products")
+    typed = job.transform_cast(raw_frame(spark, "products", products, tmp_path), dataset)
 
     # WHEN the processed rows are built
-    out = job.transform_processed(new, job.read_processed(spark, SALES, []), SALES, references)
-    rows = {r["transaction_id"]: r.asDict() for r in out.collect()}
+    out = job.transform_processed(typed, job.read_processed(spark, dataset, []), dataset)
 
-    # THEN the latest product name, category, customer segment and region are joined, revenue = q x p exactly
+    # THEN each version is a row of its own (point-in-time enrichment reads them), the repeat keeps its later copy
+    rows = sorted((r["updated_at"], r["name"]) for r in out.collect())
+    assert [name for _, name in rows] == ["Old lamp (fixed)", "Lamp"]
+    assert dataset.record_key == ("product_id", "updated_at")
+
+
+@pytest.mark.slow
+def test_sales_carry_exact_revenue_and_no_reference_attributes(spark: SparkSession, tmp_path: Path) -> None:
+    # GIVEN a sale late in the evening at UTC-2
+    new = job.transform_cast(
+        raw_frame(spark, "sales", [sale("T1", 3, event_time="2026-11-02T23:30:00-02:00")], tmp_path), SALES
+    )
+    # WHEN the processed rows are built
+    out = job.transform_processed(new, job.read_processed(spark, SALES, []), SALES)
+    (row,) = out.collect()
+    # THEN revenue = q x p exactly, the date and hour are UTC's, and enrichment is left to curation (point in time)
     assert out.columns == job.processed_columns(SALES)
-    t1, t2 = rows["T1"], rows["T2"]
-    assert (t1["product_name"], t1["category"]) == ("Lamp", "home")
-    assert (t1["customer_segment"], t1["customer_region"]) == ("enterprise", "west")
-    assert t1["revenue"] == Decimal("59.97")
-    assert (t1["event_date"], t1["event_hour"]) == (date(2026, 11, 3), 1)
-    assert t2["product_name"] is None and t2["category"] is None and t2["customer_segment"] == "enterprise"
-    assert out.schema["revenue"].dataType == T.DecimalType(18, 2)
+    assert row["revenue"] == Decimal("59.97") and out.schema["revenue"].dataType == T.DecimalType(18, 2)
+    assert (row["event_date"], row["event_hour"]) == (date(2026, 11, 3), 1)
+    assert "product_name" not in out.columns and "customer_segment" not in out.columns
 
 
 @pytest.mark.slow
@@ -386,11 +412,129 @@ def test_later_batches_dedup_against_processed_data_and_reruns_replace_identical
 
 
 @pytest.mark.slow
-def test_records_dated_outside_their_raw_partition_fail_the_run(spark: SparkSession, tmp_path: Path) -> None:
-    # GIVEN a raw file under day=01 holding a sale of 2026-11-02
-    write_raw(tmp_path, "sales", "2026-11-01", "misplaced", [sale("T1")], T0)
+def test_what_the_job_cannot_digest_is_quarantined_with_its_reason_and_the_run_goes_on(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # GIVEN raw data that did not come through this ingestion: a sale dated outside its raw partition, an
+    # unreadable quantity, a line that is no JSON object, a missing required field, and two good sales
+    folder = write_raw(
+        tmp_path,
+        "sales",
+        "2026-11-02",
+        "odd",
+        [sale("T1"), sale("T2", "many"), sale("T3", event_time="2026-11-05T10:00:00Z"), sale("T4"), sale("T5")],
+        T0,
+    )
+    with gzip.open(folder, "at") as out:
+        out.write("{not json\n")
+        record = sale("T6")
+        del record["customer_id"]
+        out.write(
+            json.dumps(
+                {
+                    **record,
+                    "_source_key": "k",
+                    "_source_version": "v",
+                    "_line": 7,
+                    "_ingested_at": "2026-11-20T10:00:00Z",
+                }
+            )
+            + "\n"
+        )
 
-    # WHEN / THEN the run fails before writing anything
-    with pytest.raises(TerminalError, match="2026-11-02"):
-        job.run(spark, job_args(tmp_path))
-    assert not (tmp_path / "processed" / "sales").exists()
+    # WHEN the job runs
+    summary = job.run(spark, job_args(tmp_path))
+
+    # THEN it succeeds; the good rows are processed, every other row is set aside with its reason, counts reconcile
+    counts = summary["datasets"]["sales"]
+    assert (counts["rows_read"], counts["rows_quarantined"], counts["rows_in"], counts["rows_out"]) == (7, 4, 3, 3)
+    assert counts["quarantine"]["reasons"] == {
+        "_corrupt_record: not a JSON object": 1,
+        "customer_id: missing": 1,
+        "event_time: dated outside its raw partition": 1,
+        "quantity: not a int": 1,
+    }
+    assert {r["transaction_id"] for r in processed_rows(spark, tmp_path)} == {"T1", "T4", "T5"}
+    quarantined = spark.read.json(counts["quarantine"]["location"]).collect()
+    assert sorted(r["transaction_id"] or "" for r in quarantined) == ["", "T2", "T3", "T6"]
+    assert all(r["_raw_file"].endswith("odd.json.gz") and r["_problems"] for r in quarantined)
+
+
+@pytest.mark.slow
+def test_a_correction_that_moves_a_sale_to_another_date_leaves_one_row_and_removes_the_old(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # GIVEN T1 and T2 processed on 11-02 and T7 alone on 11-04
+    first = [sale("T1", 1), sale("T2", 1)]
+    write_raw(tmp_path, "sales", "2026-11-02", "first", first, T0)
+    write_raw(tmp_path, "sales", "2026-11-04", "lone", [sale("T7", 1, event_time="2026-11-04T09:00:00Z")], T0)
+    job.run(spark, job_args(tmp_path))
+
+    # WHEN a later delivery corrects T1 to 11-05 and T7 to 11-05
+    later = {"_ingested_at": "2026-11-22T10:00:00Z", "event_time": "2026-11-05T10:00:00Z"}
+    write_raw(
+        tmp_path, "sales", "2026-11-05", "fix", [sale("T1", 4, **later), sale("T7", 2, **later)], T0 + timedelta(1)
+    )
+    summary = job.run(spark, job_args(tmp_path))
+
+    # THEN each key has one row, on its new date; 11-02 lost T1, 11-04 is emptied and removed
+    counts = summary["datasets"]["sales"]
+    assert counts["partitions"] == ["2026-11-02", "2026-11-05"]
+    assert counts["partitions_removed"] == ["2026-11-04"]
+    assert (counts["rows_in"], counts["rows_existing"], counts["duplicates_dropped"], counts["rows_out"]) == (
+        2,
+        3,
+        2,
+        3,
+    )
+    rows = processed_rows(spark, tmp_path)
+    assert [(r["transaction_id"], r["quantity"], str(r["event_date"])) for r in rows] == [
+        ("T1", 4, "2026-11-05"),
+        ("T2", 1, "2026-11-02"),
+        ("T7", 2, "2026-11-05"),
+    ]
+    assert not (tmp_path / "processed" / "sales" / "event_date=2026-11-04").exists()
+
+
+@pytest.mark.slow
+def test_timestamps_before_1900_are_written_as_the_instants_they_name(spark: SparkSession, tmp_path: Path) -> None:
+    # GIVEN sales dated 1899-12-31 and 0001-01-01 (legal to the contract), in their raw partitions
+    write_raw(tmp_path, "sales", "1899-12-31", "old", [sale("T1", event_time="1899-12-31T23:59:59.000000Z")], T0)
+    write_raw(tmp_path, "sales", "0001-01-01", "oldest", [sale("T2", event_time="0001-01-01T00:00:00.000000Z")], T0)
+    # WHEN the job runs THEN the Parquet write succeeds and the dates are the contract's (proleptic Gregorian)
+    summary = job.run(spark, job_args(tmp_path))
+    assert summary["datasets"]["sales"]["partitions"] == ["0001-01-01", "1899-12-31"]
+    # (PySpark turns timestamps into local datetimes, which cannot hold year 1 west of UTC: compare as text)
+    frame = spark.read.parquet(str(tmp_path / "processed" / "sales"))
+    rows = {
+        r[0]: (r[1], r[2]) for r in frame.selectExpr("transaction_id", "event_date", "string(event_time)").collect()
+    }
+    assert rows == {"T1": (date(1899, 12, 31), "1899-12-31 23:59:59"), "T2": (date(1, 1, 1), "0001-01-01 00:00:00")}
+
+
+@pytest.mark.slow
+def test_a_product_change_names_the_sales_dates_whose_curated_rows_it_touches(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # GIVEN sales of P1 on 11-02 and 11-03 and of P2 on 11-04, processed before any product arrived
+    write_raw(tmp_path, "sales", "2026-11-02", "a", [sale("T1")], T0)
+    write_raw(tmp_path, "sales", "2026-11-03", "b", [sale("T2", event_time="2026-11-03T10:00:00Z")], T0)
+    write_raw(
+        tmp_path, "sales", "2026-11-04", "c", [sale("T3", product_id="P2", event_time="2026-11-04T10:00:00Z")], T0
+    )
+    job.run(spark, job_args(tmp_path))
+    # WHEN product P1 arrives late
+    product = {
+        "product_id": "P1",
+        "name": "Lamp",
+        "category": "home",
+        "list_price": "5.00",
+        "currency": "USD",
+        "active": "true",
+        "updated_at": "2026-11-10T00:00:00Z",
+    }
+    write_raw(tmp_path, "products", "2026-11-10", "p", [product], T0 + timedelta(1))
+    summary = job.run(spark, job_args(tmp_path, datasets="sales,products"))
+    # THEN the sales dates holding P1 are named for curation, though no sale changed
+    assert summary["datasets"]["sales"]["reference_dates"] == ["2026-11-02", "2026-11-03"]
+    assert summary["datasets"]["sales"]["partitions"] == []

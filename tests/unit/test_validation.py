@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import enum
 import json
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import Field, StringConstraints, ValidationError
 
 from datalake.contracts import REGISTRY, get_dataset
-from datalake.validation import RecordValidator, compile_fast_path
+from datalake.contracts.base import Contract, Dataset, EventTime
+from datalake.validation import CANONICAL_TIME, RecordValidator, canonical_time, compile_fast_path
 from lakebox.sample import SampleSpec, sales_lines
 
 BASE: dict[str, Any] = {
@@ -102,3 +105,134 @@ def test_grouped_pattern_check_cannot_be_fooled_by_separator_characters(value: s
     # WHEN a value itself holds NUL THEN the record is rejected, as the contract rejects it
     assert validator.fast_event_time(document) is None
     assert not validator.check_json(document).ok
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "2025-06-01T10:00Z",
+        "2025-06-01t10:00:00z",
+        "1748772000",
+        "2025-06-01T10:00:00+23:59",
+        "2025-06-01T23:59:59.9999999Z",
+        "2025-06-01 10:00:00Z",
+        "1899-12-31T23:59:59Z",
+        "0001-01-01T00:00:00Z",
+        "2025-06-01T10:00:00.5+05:30",
+    ],
+)
+def test_what_lands_carries_the_contracts_value_in_canonical_form(spelling: str) -> None:
+    # GIVEN a sale whose event time is a legal but unusual spelling
+    document = json.dumps(BASE | {"event_time": spelling}).encode()
+    parsed = get_dataset("sales").contract.model_validate_json(document).event_time
+    # WHEN the validator judges it
+    verdict = RecordValidator(get_dataset("sales")).check_json(document)
+    landed = json.loads(verdict.document(document))
+    # THEN the event time (hence the raw partition) is the contract's, and what lands is the text as received
+    # only where it is already canonical, else the contract's value as canonical UTC text
+    assert verdict.event_time == parsed
+    assert landed["event_time"] in {spelling, canonical_time(parsed)}
+    assert (landed["event_time"] == spelling) is (CANONICAL_TIME.fullmatch(spelling) is not None)
+    assert dt.datetime.fromisoformat(landed["event_time"]) == parsed
+    assert CANONICAL_TIME.fullmatch(landed["event_time"])
+
+
+def test_a_canonical_record_lands_as_received_and_a_seven_digit_fraction_is_truncated() -> None:
+    validator = RecordValidator(get_dataset("sales"))
+    canonical = json.dumps(BASE).encode()
+    assert validator.check_json(canonical).canonical is None
+    late = json.dumps(BASE | {"event_time": "2025-06-01T23:59:59.9999999Z"}).encode()
+    assert validator.check_json(late).event_time == dt.datetime(2025, 6, 1, 23, 59, 59, 999999, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(("text", "value"), [("on", True), ("off", False), ("yes", True), ("no", False), ("1", True)])
+def test_csv_booleans_land_as_json_booleans(text: str, value: bool) -> None:
+    row = {
+        "product_id": "P1",
+        "name": "Kettle",
+        "category": "home",
+        "list_price": "24.5",
+        "currency": "EUR",
+        "active": text,
+        "updated_at": "2026-10-01T00:00:00+02:00",
+    }
+    verdict = RecordValidator(get_dataset("products")).check_text_row(row)
+    assert verdict.canonical is not None
+    landed = json.loads(verdict.canonical)
+    assert landed["active"] is value
+    assert landed["list_price"] == 24.5
+    assert landed["updated_at"] == "2026-09-30T22:00:00.000000Z"
+
+
+class Colour(enum.StrEnum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Dimensions(Contract):
+    width_cm: float
+    height_cm: float
+
+
+class Reading(Contract):
+    """A contract of every field type a dataset may reasonably use."""
+
+    reading_id: Annotated[str, StringConstraints(pattern=r"^R\d+$")]
+    taken_at: EventTime
+    value: Annotated[float, Field(ge=0)]
+    valid: bool
+    day: dt.date
+    colour: Colour
+    level: Literal[1, 2, 3]
+    size: Dimensions | None = None
+    tags: list[str] | None = None
+
+
+READING = Dataset(name="readings", contract=Reading, key=("reading_id",), event_time="taken_at")
+READING_BASE: dict[str, Any] = {
+    "reading_id": "R1",
+    "taken_at": "2026-11-01T10:00:00Z",
+    "value": 1.5,
+    "valid": True,
+    "day": "2026-11-01",
+    "colour": "red",
+    "level": 2,
+}
+
+
+def test_a_contract_with_floats_dates_enums_nested_models_and_lists_compiles_with_per_field_fallbacks() -> None:
+    # GIVEN a contract of every reasonable field type WHEN its fast path is compiled THEN every field is in it
+    struct, _ = compile_fast_path(Reading, raw_decimals=True)
+    assert set(struct.__struct_fields__) == set(Reading.model_fields)
+    validator = RecordValidator(READING)
+    # AND a record without the nested and list fields is judged by the fast path, one with them by pydantic
+    assert validator.fast_event_time(json.dumps(READING_BASE).encode()) is not None
+    nested = READING_BASE | {"size": {"width_cm": 2, "height_cm": 3.5}, "tags": ["a"]}
+    assert validator.fast_event_time(json.dumps(nested).encode()) is None
+    verdict = validator.check_json(json.dumps(nested).encode())
+    assert verdict.ok and json.loads(verdict.document(b""))["size"] == {"width_cm": 2.0, "height_cm": 3.5}
+
+
+reading_values = st.one_of(
+    json_values,
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["2026-11-01", "2026-13-01", "blue", "green", 1, 2, 4, [], ["x"], {"width_cm": 1}]),
+    st.fixed_dictionaries({"width_cm": st.floats(-5, 5), "height_cm": st.integers(0, 3)}),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(field=st.sampled_from([*READING_BASE, "size", "tags"]), value=reading_values)
+def test_fast_path_and_pydantic_agree_on_every_field_type(field: str, value: Any) -> None:
+    # GIVEN a valid reading with one field replaced by an arbitrary JSON value
+    document = json.dumps(READING_BASE | {field: value}).encode()
+    # WHEN the validator judges it, and pydantic judges it alone
+    verdict = RecordValidator(READING).check_json(document)
+    try:
+        model = Reading.model_validate_json(document)
+    except ValidationError:
+        model = None
+    # THEN they agree on the verdict and on the event time
+    assert verdict.ok is (model is not None)
+    if model is not None:
+        assert verdict.event_time == model.taken_at

@@ -14,14 +14,18 @@ from typing import Any
 
 import msgspec
 import requests
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from datalake.aws import AwsClients, error_code
-from datalake.exceptions import TerminalError, TransientError
-from datalake.landing import ENCODER, PartitionFile, aws_error, upload
+from datalake.aws import AwsClients, aws_error, error_code
+from datalake.contracts import Delivery, delivered_by, get_dataset
+from datalake.exceptions import TerminalError, TransientError, UnknownDatasetError
+from datalake.landing import ENCODER, PartitionFile, upload
 from datalake.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -91,6 +95,65 @@ class SourceApi:
         http.mount("http://", adapter)
         http.headers.update({"Authorization": f"Bearer {self.token}", "Accept": "application/json"})
         return http
+
+
+class PullDetail(BaseModel):
+    """The schedule's input detail: which dataset to pull (the API resource and landing prefix).
+
+    Without one, the dataset is the one the registry delivers by the API; the name must be a registered dataset
+    that declares API delivery.
+    """
+
+    dataset: str | None = None
+    attempt: str | None = None
+
+    @model_validator(mode="after")
+    def _pulled_dataset(self) -> PullDetail:
+        if self.dataset is None:
+            pulled = [d.name for d in delivered_by(Delivery.API)]
+            if len(pulled) != 1:
+                raise ValueError(f"name the dataset to pull: the registry delivers {pulled or 'none'} by the API")
+            self.dataset = pulled[0]
+            return self
+        try:
+            dataset = get_dataset(self.dataset)
+        except UnknownDatasetError as exc:
+            raise ValueError(str(exc)) from None
+        if Delivery.API not in dataset.deliveries:
+            raise ValueError(f"dataset {self.dataset!r} is not delivered by the source API")
+        return self
+
+
+class PullEvent(EventBridgeModel):
+    """The scheduled event: an EventBridge-shaped input whose `time` is the scheduled time."""
+
+    detail: PullDetail
+
+
+SECRET_MAX_AGE_SECONDS = 300
+"""How long the token read from Secrets Manager is reused across invocations (a rotation shows within minutes)."""
+
+
+def source_api_from_secret(settings: Settings, secrets: SecretsProvider) -> SourceApi:
+    """The source API of the settings, with its token from the Secrets Manager secret they name (cached briefly).
+
+    Raises
+    ------
+    TerminalError
+        When the secret cannot be read or holds no token.
+    """
+    name = settings.require("source_api_secret_name")
+    try:
+        secret = secrets.get(name, max_age=SECRET_MAX_AGE_SECONDS)
+    except GetParameterError as exc:
+        raise TerminalError(f"reading secret {name}: {exc}") from exc
+    text = secret.decode() if isinstance(secret, bytes) else str(secret)
+    return SourceApi(
+        base_url=settings.require("source_api_base_url"),
+        token=token_from_secret(text),
+        page_size=settings.source_api_page_size,
+        timeout_seconds=settings.source_api_timeout_seconds,
+    )
 
 
 def token_from_secret(secret: str) -> str:

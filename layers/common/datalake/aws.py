@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
+from datalake.exceptions import TerminalError, TransientError
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
     from mypy_boto3_events.client import EventBridgeClient
@@ -58,3 +60,11 @@ TRANSIENT_CODES = frozenset(
         "InternalFailure",
     }
 )
+
+
+def aws_error(exc: Any, doing: str) -> TransientError | TerminalError:
+    """Our error for a failed AWS call (a botocore `ClientError`): `TransientError` when its code is worth retrying
+    (the ASL `Retry` lists it), else `TerminalError`. The one mapping of AWS errors in the engine."""
+    code = error_code(exc)
+    cls = TransientError if code in TRANSIENT_CODES else TerminalError
+    return cls(f"{doing}: {code or exc}")

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Final
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from datalake.aws import TRANSIENT_CODES, error_code
-from datalake.exceptions import TerminalError, TransientError
+from datalake.aws import AwsClients
+from datalake.runs import load_run_summary
+from datalake.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -52,8 +51,9 @@ TABLES: Final = (
     CuratedTable("product_performance", "sale_date", frozenset({"sales"})),
     CuratedTable("customer_aggregates", None, frozenset({"sales", "customers"})),
 )
-VIEWS: Final = ("customers_current", "products_current")
-"""Views over the processed zone, (re)created before the tables that read them."""
+VIEWS: Final = ("customers_current", "products_current", "customers_history", "products_history")
+"""Views over the processed zone, (re)created before the tables that read them: each reference dataset's current
+version, and its versions with their validity spans for point-in-time enrichment (ADR 0007)."""
 
 
 class Statement(BaseModel):
@@ -252,8 +252,35 @@ def plan_run(request: CurationRequest, *, database: str, curated_bucket: str, ch
     return CurationPlan(run_id=request.run_id, dates=days, changed=sorted(changed), queries=queries)
 
 
+def plan_curation(request: CurationRequest, *, settings: Settings, clients: AwsClients) -> CurationPlan:
+    """The curation entry point: the request's own dates or window when it names them, else the run's changes.
+
+    Parameters
+    ----------
+    request
+        What the pipeline passes (the run id, and optionally dates or a window to rebuild).
+    settings
+        Needs `processed_bucket` (the run summary) and `curated_bucket`; `glue_database`.
+    clients
+        AWS clients (S3 for the run summary).
+    """
+    explicit = request.dates is not None or request.window is not None
+    changes = (
+        RunChanges((), frozenset())
+        if explicit
+        else run_changes(clients.s3, settings.require("processed_bucket"), request.run_id)
+    )
+    return plan_run(
+        request, database=settings.glue_database, curated_bucket=settings.require("curated_bucket"), changes=changes
+    )
+
+
 def run_changes(s3: S3Client, processed_bucket: str, run_id: str) -> RunChanges:
-    """Read what the Spark run `run_id` changed from its summary (``<processed>/_runs/<run_id>/summary.json``).
+    """What the Spark run `run_id` changed, from its summary (``<processed>/_runs/<run_id>/summary.json``).
+
+    The dates to rebuild are, for every dataset a date-partitioned curated table reads: the dates the run wrote,
+    the dates it emptied (their rows moved away, so their curated rows must go too), and the dates whose rows a
+    reference change touches (enrichment is point-in-time at curation, ADR 0007).
 
     Raises
     ------
@@ -262,22 +289,14 @@ def run_changes(s3: S3Client, processed_bucket: str, run_id: str) -> RunChanges:
     TransientError
         When S3 throttles or fails transiently.
     """
-    key = f"_runs/{run_id}/summary.json"
-    try:
-        body = s3.get_object(Bucket=processed_bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        code = error_code(exc)
-        if code in TRANSIENT_CODES:
-            raise TransientError(f"reading s3://{processed_bucket}/{key}: {code}") from exc
-        if code in {"NoSuchKey", "404"}:
-            raise TerminalError(f"run {run_id} has no processing summary at s3://{processed_bucket}/{key}") from exc
-        raise
-    summary = json.loads(body)
-    datasets: dict[str, dict[str, object]] = summary.get("datasets", {})
-    sales = datasets.get("sales", {}).get("partitions") or []
-    assert isinstance(sales, list)
-    changed = frozenset(name for name, part in datasets.items() if part.get("partitions"))
-    return RunChanges(tuple(sorted(dt.date.fromisoformat(str(d)) for d in sales)), changed)
+    summary = load_run_summary(s3, processed_bucket, run_id)
+    dated = {source for table in TABLES if table.partition_column is not None for source in table.sources}
+    days: set[dt.date] = set()
+    for name, part in summary.datasets.items():
+        if name in dated:
+            days.update(part.partitions, part.partitions_removed, part.reference_dates)
+    changed = frozenset(name for name, part in summary.datasets.items() if part.changed)
+    return RunChanges(tuple(sorted(days)), changed)
 
 
 def run_token(run_id: str) -> str:

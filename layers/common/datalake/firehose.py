@@ -100,7 +100,7 @@ def transform_records(
             response.add_record(KinesisFirehoseDataTransformationRecord(record.record_id, "Dropped", record.data))
             continue
         seen.add(key)
-        line = with_lineage(data, lineage_prefix(source_key, version), 1, suffix)
+        line = with_lineage(verdict.document(data), lineage_prefix(source_key, version), 1, suffix)
         counts.ok += 1
         response.add_record(
             KinesisFirehoseDataTransformationRecord(

@@ -18,7 +18,7 @@ import ijson
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
-from datalake.aws import AwsClients
+from datalake.aws import AwsClients, aws_error
 from datalake.contracts import Dataset, Format, get_dataset
 from datalake.exceptions import (
     AccountingError,
@@ -30,14 +30,12 @@ from datalake.landing import (
     ENCODER,
     QUARANTINE_PREFIX,
     PartitionFile,
-    aws_error,
     iso_stamp,
     lineage_prefix,
     lineage_suffix,
     quarantine_key,
     quarantine_line,
     raw_key,
-    record_line,
     upload,
     with_lineage,
 )
@@ -179,12 +177,8 @@ class _Sink:
         self._file_for(day).add_many(lines)
 
     def land_json(self, line_no: int, document: bytes, event_time: dt.datetime) -> None:
-        """Land a JSON object exactly as received, with the lineage fields appended."""
+        """Land a JSON object (as received when canonical, else re-encoded: `Verdict.document`) with its lineage."""
         self._file_for(event_time.astimezone(UTC).date()).add(with_lineage(document, self._mid, line_no, self._end))
-
-    def land_record(self, line_no: int, record: dict[str, Any], event_time: dt.datetime) -> None:
-        """Land a parsed record (CSV row) with its lineage fields."""
-        self._file_for(event_time.astimezone(UTC).date()).add(record_line(record, {**self._lineage, "_line": line_no}))
 
     def reject(self, line_no: int, raw: bytes | str, errors: list[RecordError] | tuple[RecordError, ...]) -> None:
         """Quarantine a record with the reasons it failed, keeping its original text."""
@@ -265,7 +259,7 @@ def _slow_line(line: Line, line_no: int, validator: RecordValidator, sink: _Sink
     if verdict.event_time is None:
         sink.reject(line_no, line, verdict.errors)
     else:
-        sink.land_json(line_no, line, verdict.event_time)
+        sink.land_json(line_no, verdict.document(line), verdict.event_time)
 
 
 def _read_json_array(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink) -> None:
@@ -275,7 +269,7 @@ def _read_json_array(chunks: Iterator[bytes], validator: RecordValidator, sink: 
             document = ENCODER.encode(item)
             verdict = validator.check_json(document)
             if verdict.event_time is not None and isinstance(item, dict):
-                sink.land_json(index, document, verdict.event_time)
+                sink.land_json(index, verdict.document(document), verdict.event_time)
             else:
                 sink.reject(index, document, verdict.errors)
     except ijson.JSONError as exc:
@@ -297,8 +291,8 @@ def _read_csv(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink, 
                 sink.reject(reader.line_num, json.dumps(row), [error])
                 continue
             verdict = validator.check_text_row(record)
-            if verdict.event_time is not None:
-                sink.land_record(reader.line_num, record, verdict.event_time)
+            if verdict.event_time is not None and verdict.canonical is not None:
+                sink.land_json(reader.line_num, verdict.canonical, verdict.event_time)
             else:
                 sink.reject(reader.line_num, json.dumps(row), verdict.errors)
     except csv.Error as exc:

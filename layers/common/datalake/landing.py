@@ -13,8 +13,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 from isal import igzip
 
-from datalake.aws import TRANSIENT_CODES, AwsClients, error_code
-from datalake.exceptions import TerminalError, TransientError
+from datalake.aws import AwsClients, aws_error
 from datalake.validation import RecordError
 
 UTC = dt.UTC
@@ -75,11 +74,6 @@ def with_lineage(document: bytes, prefix: bytes, line: int, suffix: bytes) -> by
     return body[:-1] + prefix + b"%d" % line + suffix
 
 
-def record_line(record: dict[str, Any], lineage: dict[str, Any]) -> bytes:
-    """A parsed record (a CSV row) with its lineage fields, as one JSON line."""
-    return ENCODER.encode({**record, **lineage}) + b"\n"
-
-
 def quarantine_line(lineage: dict[str, Any], raw: bytes | str, errors: Sequence[RecordError]) -> bytes:
     """A rejected record: its lineage, the reasons it failed and its original text, as one JSON line."""
     text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="backslashreplace")
@@ -125,13 +119,6 @@ class PartitionFile:
         """Drop the object without writing it."""
         self._gzip.close()
         self._spool.close()
-
-
-def aws_error(exc: ClientError, doing: str) -> TransientError | TerminalError:
-    """Our error for a failed AWS call: `TransientError` when its code is worth retrying, else `TerminalError`."""
-    code = error_code(exc)
-    cls = TransientError if code in TRANSIENT_CODES else TerminalError
-    return cls(f"{doing}: {code or exc}")
 
 
 # At most 4 parts of 8 MiB in flight: memory stays flat however large the object (the default is 10 threads).

@@ -1,22 +1,21 @@
 """Quality gate: rules per dataset, declared as data, checked on the processed partitions a run wrote.
 
 Row count, precisely. The Spark job's summary (`<processed>/_runs/<run_id>/summary.json`) gives, per
-dataset, the raw files it read, `rows_existing` (rows the touched partitions held before the run) and
-`duplicates_dropped` (= rows read + rows_existing - rows written). The manifests that produced those raw
-files (matched on their `output_keys`) give `records_landed`. The partitions must then hold exactly
-`rows_existing + records_landed - duplicates_dropped` rows: a raw file only partly read, a file with no
-manifest, or rows lost or doubled on the way all break the equality.
-"""
+dataset, the raw files it read, `rows_read`, `rows_quarantined` (set aside at processing with their reasons),
+`rows_existing` (rows the rewritten partitions held before the run) and `duplicates_dropped`. The manifests that
+produced those raw files (matched on their `output_keys`) give `records_landed`. So per dataset: received =
+landed + quarantined at ingestion; landed = rows the job read = processed + quarantined at processing; and the
+partitions must hold exactly `rows_existing + records_landed - rows_quarantined - duplicates_dropped` rows. A raw
+file only partly read, a file with no manifest, or rows lost or doubled on the way all break an equality. Keys
+are checked for uniqueness over the whole processed zone, as the job deduplicates over all of history."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import pyarrow as pa
@@ -24,7 +23,9 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from datalake.contracts import Dataset, get_dataset
+from datalake.contracts.base import Check
 from datalake.exceptions import QualityGateFailed, TerminalError
+from datalake.runs import DatasetRun, load_run_summary
 from datalake.settings import Settings
 
 if TYPE_CHECKING:
@@ -109,18 +110,32 @@ class JobCounts:
     rows_out: int = 0
     partitions: tuple[str, ...] = ()
     raw_files: tuple[str, ...] = ()
+    rows_read: int | None = None
+    """Raw rows the job read; `rows_in + rows_quarantined` when the summary predates the field."""
+    rows_quarantined: int = 0
+    quarantine_reasons: Mapping[str, int] = field(default_factory=dict)
+    partitions_removed: tuple[str, ...] = ()
 
     @classmethod
-    def from_summary(cls, part: Mapping[str, Any]) -> JobCounts:
-        """Read a dataset's entry of `summary.json`."""
+    def from_summary(cls, part: DatasetRun) -> JobCounts:
+        """Read a dataset's part of the run summary."""
         return cls(
-            rows_in=int(part["rows_in"]),
-            rows_existing=int(part["rows_existing"]),
-            duplicates_dropped=int(part["duplicates_dropped"]),
-            rows_out=int(part["rows_out"]),
-            partitions=tuple(part["partitions"]),
-            raw_files=tuple(part["raw_files"]),
+            rows_in=part.rows_in,
+            rows_existing=part.rows_existing,
+            duplicates_dropped=part.duplicates_dropped,
+            rows_out=part.rows_out,
+            partitions=tuple(d.isoformat() for d in part.partitions),
+            raw_files=tuple(part.raw_files),
+            rows_read=part.rows_read,
+            rows_quarantined=part.rows_quarantined,
+            quarantine_reasons=dict(part.quarantine.reasons),
+            partitions_removed=tuple(d.isoformat() for d in part.partitions_removed),
         )
+
+    @property
+    def read(self) -> int:
+        """Raw rows the job read: processed or quarantined at processing."""
+        return self.rows_read if self.rows_read is not None else self.rows_in + self.rows_quarantined
 
 
 @dataclass(frozen=True)
@@ -133,10 +148,15 @@ class Observations:
         The dataset.
     data
         The run's partitions, only the columns the rules need.
+    history
+        The record-key columns of every processed partition (uniqueness spans all of history); None to judge
+        `data` alone.
     job
         The job's counts for the dataset.
     records_landed
         `records_landed` summed over the manifests whose output keys the job read.
+    records_received, records_quarantined_at_ingestion
+        `records_read` and `records_quarantined` over the same manifests, for the report's reconciliation.
     raw_files_without_manifest
         Raw files the job read that no manifest lists.
     latest_event_time
@@ -150,7 +170,10 @@ class Observations:
     dataset: Dataset
     data: pa.Table
     job: JobCounts
+    history: pa.Table | None = None
     records_landed: int = 0
+    records_received: int | None = None
+    records_quarantined_at_ingestion: int | None = None
     raw_files_without_manifest: tuple[str, ...] = ()
     latest_event_time: datetime | None = None
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -183,21 +206,29 @@ def _count(mask: pa.ChunkedArray | pa.Array) -> int:
 
 @dataclass(frozen=True)
 class RowCountMatchesManifests:
-    """Rows in the run's partitions == rows_existing + records_landed - duplicates_dropped (module docstring)."""
+    """Rows in the run's partitions == rows_existing + records_landed - rows_quarantined - duplicates_dropped.
+
+    That is, per dataset: what ingestion landed (received minus quarantined at ingestion) is what the job read,
+    and what it read is processed or quarantined at processing (module docstring).
+    """
 
     name: str = "row_count"
 
     def columns(self, dataset: Dataset) -> set[str]:
         """Only the key is read; the row count comes with it."""
-        return set(dataset.key)
+        return set(dataset.record_key)
 
     def check(self, obs: Observations) -> RuleResult:
-        """Compare the partitions' rows with what the manifests and the job's dedup account for."""
-        expected = obs.job.rows_existing + obs.records_landed - obs.job.duplicates_dropped
+        """Compare the partitions' rows with what the manifests, the job's quarantine and its dedup account for."""
+        job = obs.job
+        expected = job.rows_existing + obs.records_landed - job.rows_quarantined - job.duplicates_dropped
         observed = obs.data.num_rows
         unmatched = len(obs.raw_files_without_manifest)
-        passed = observed == expected and unmatched == 0
+        read_all = obs.records_landed == job.read
+        passed = observed == expected and unmatched == 0 and read_all
         message = f"{observed} rows, expected {expected}"
+        if not read_all:
+            message += f"; the job read {job.read} rows of files whose manifests landed {obs.records_landed}"
         if unmatched:
             message += f"; {unmatched} raw files read have no manifest"
         return RuleResult(
@@ -206,8 +237,12 @@ class RowCountMatchesManifests:
             observed={
                 "processed_rows": observed,
                 "expected_rows": expected,
+                "records_received": obs.records_received,
+                "records_quarantined_at_ingestion": obs.records_quarantined_at_ingestion,
                 "records_landed": obs.records_landed,
-                "rows_read": obs.job.rows_in,
+                "rows_read": obs.job.read,
+                "rows_quarantined": obs.job.rows_quarantined,
+                "rows_in": obs.job.rows_in,
                 "rows_existing": obs.job.rows_existing,
                 "duplicates_dropped": obs.job.duplicates_dropped,
                 "raw_files_without_manifest": unmatched,
@@ -224,11 +259,11 @@ class KeyNotNull:
 
     def columns(self, dataset: Dataset) -> set[str]:
         """The key columns."""
-        return set(dataset.key)
+        return set(dataset.record_key)
 
     def check(self, obs: Observations) -> RuleResult:
         """Count rows with a null in any key column."""
-        masks = [pc.is_null(obs.data.column(k)) for k in obs.dataset.key]
+        masks = [pc.is_null(obs.data.column(k)) for k in obs.dataset.record_key]
         nulls = 0
         if obs.data.num_rows:
             combined = masks[0]
@@ -242,18 +277,19 @@ class KeyNotNull:
 
 @dataclass(frozen=True)
 class KeyUnique:
-    """Each key appears once in the run's partitions (the scope the job deduplicates over)."""
+    """Each record key appears once in the whole processed zone (all of history, the scope the job dedups over)."""
 
     name: str = "key_unique"
 
     def columns(self, dataset: Dataset) -> set[str]:
-        """The key columns."""
-        return set(dataset.key)
+        """The record-key columns."""
+        return set(dataset.record_key)
 
     def check(self, obs: Observations) -> RuleResult:
-        """Count rows beyond the first of each key."""
-        keys = obs.data.select(list(obs.dataset.key)).drop_null()
-        distinct = keys.group_by(list(obs.dataset.key)).aggregate([]).num_rows
+        """Count rows beyond the first of each key, over `history` when given."""
+        record_key = list(obs.dataset.record_key)
+        keys = (obs.history if obs.history is not None else obs.data).select(record_key).drop_null()
+        distinct = keys.group_by(record_key).aggregate([]).num_rows
         duplicates = keys.num_rows - distinct
         return RuleResult(
             rule=self.name,
@@ -361,28 +397,53 @@ class Freshness:
         )
 
 
-BASELINE: tuple[Rule, ...] = (RowCountMatchesManifests(), KeyNotNull(), KeyUnique())
+@dataclass(frozen=True)
+class ProcessingQuarantineShare:
+    """At most `max_share` of the rows the job read were set aside at processing (a systemic cause, not a record).
+
+    One record the job cannot digest is quarantined with its reason and the run goes on; many mean raw data that
+    did not come through this ingestion, or a job out of step with the contract: the gate stops promotion.
+    """
+
+    max_share: float = 0.01
+    name: str = "processing_quarantine"
+
+    def columns(self, dataset: Dataset) -> set[str]:
+        """Nothing from the partitions: the job's counts."""
+        return set()
+
+    def check(self, obs: Observations) -> RuleResult:
+        """Compare the job's quarantined rows with the rows it read."""
+        job = obs.job
+        share = job.rows_quarantined / job.read if job.read else 0.0
+        reasons = ", ".join(f"{reason} ({count})" for reason, count in job.quarantine_reasons.items())
+        return RuleResult(
+            rule=self.name,
+            passed=share <= self.max_share,
+            observed={"rows_quarantined": job.rows_quarantined, "share": round(share, 6), "max_share": self.max_share},
+            message=f"{job.rows_quarantined} of {job.read} rows quarantined at processing"
+            + (f": {reasons}" if reasons else ""),
+        )
+
+
+BASELINE: tuple[Rule, ...] = (RowCountMatchesManifests(), KeyNotNull(), KeyUnique(), ProcessingQuarantineShare())
 """Rules every dataset gets, registered or not."""
 
-RULES: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
-    {
-        "sales": (
-            *BASELINE,
-            Positive("quantity"),
-            Positive("unit_price"),
-            EqualsProduct("revenue", "quantity", "unit_price"),
-            Freshness(),
-        ),
-        "clickstream": (*BASELINE, Freshness()),
-        "products": (*BASELINE, Positive("list_price")),
-        "customers": BASELINE,
-    }
-)
+
+def _rule(check: Check) -> Rule:
+    if check.kind == "positive":
+        (column,) = check.columns
+        return Positive(column)
+    if check.kind == "equals_product":
+        column, left, right = check.columns
+        return EqualsProduct(column, left, right)
+    return Freshness(check.max_age_hours)
 
 
-def rules_for(dataset: str) -> tuple[Rule, ...]:
-    """The rules of a dataset: its entry in `RULES`, or the baseline."""
-    return RULES.get(dataset, BASELINE)
+def rules_for(dataset: str | Dataset) -> tuple[Rule, ...]:
+    """The rules of a dataset: the baseline, then the checks it declares (`Dataset.checks`)."""
+    declared = get_dataset(dataset) if isinstance(dataset, str) else dataset
+    return (*BASELINE, *(_rule(check) for check in declared.checks))
 
 
 def evaluate(obs: Observations, rules: Sequence[Rule], partitions: Sequence[str] = ()) -> DatasetReport:
@@ -414,31 +475,13 @@ def evaluate(obs: Observations, rules: Sequence[Rule], partitions: Sequence[str]
 # ----------------------------------------------------------------------------------------------- reading
 
 
-def load_job_summary(session: boto3.Session, bucket: str, run_id: str) -> dict[str, Any]:
-    """The Spark job's summary of the run, `s3://<processed>/_runs/<run_id>/summary.json`.
-
-    Raises
-    ------
-    TerminalError
-        When the job wrote no summary for this run id.
-    """
-    s3 = session.client("s3")
-    key = f"_runs/{run_id}/summary.json"
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        raise TerminalError(f"no job summary at s3://{bucket}/{key}: was the job given --run_id {run_id}?") from None
-    summary: dict[str, Any] = json.loads(body)
-    return summary
-
-
 def _bucket_key(key: str) -> str:
     return key.split("/", 3)[3] if key.startswith("s3://") else key.lstrip("/")
 
 
 def landed_for(
     session: boto3.Session, table: str, dataset: str, raw_files: Sequence[str]
-) -> tuple[int, tuple[str, ...]]:
+) -> tuple[int, tuple[str, ...], tuple[int, int]]:
     """Sum `records_landed` over the manifests whose output keys the job read.
 
     Parameters
@@ -455,19 +498,20 @@ def landed_for(
     Returns
     -------
     tuple
-        The sum, and the raw files no manifest lists.
+        The sum, the raw files no manifest lists, and (records received, records quarantined at ingestion) over
+        the same manifests.
     """
     wanted = set(raw_files)
     if not wanted:
-        return 0, ()
+        return 0, (), (0, 0)
     from boto3.dynamodb.conditions import Attr
 
     manifests = session.resource("dynamodb").Table(table)
     kwargs: dict[str, Any] = {
         "FilterExpression": Attr("dataset").eq(dataset),
-        "ProjectionExpression": "object_id, output_keys, records_landed",
+        "ProjectionExpression": "object_id, output_keys, records_landed, records_read, records_quarantined",
     }
-    landed, matched = 0, set()
+    landed, received, quarantined, matched = 0, 0, 0, set()
     while True:
         page = manifests.scan(**kwargs)
         for item in page.get("Items", []):
@@ -475,11 +519,13 @@ def landed_for(
             keys = {_bucket_key(str(k)) for k in output_keys} & wanted
             if keys:
                 landed += int(cast(Decimal, item.get("records_landed", 0)))
+                received += int(cast(Decimal, item.get("records_read", 0)))
+                quarantined += int(cast(Decimal, item.get("records_quarantined", 0)))
                 matched |= keys
         if "LastEvaluatedKey" not in page:
             break
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    return landed, tuple(sorted(wanted - matched))
+    return landed, tuple(sorted(wanted - matched)), (received, quarantined)
 
 
 def read_partitions(
@@ -500,12 +546,22 @@ def read_partitions(
     return pa.Table.from_pandas(frame, preserve_index=False)
 
 
-def latest_event_time(session: boto3.Session, bucket: str, dataset: Dataset) -> datetime | None:
-    """The newest event time in the processed zone: the max over its latest `event_date` partition."""
+def processed_days(session: boto3.Session, bucket: str, dataset: Dataset) -> list[str]:
+    """Every `event_date` partition the processed zone holds for `dataset`, in order."""
     import awswrangler as wr
 
     folders = wr.s3.list_directories(f"s3://{bucket}/{dataset.name}/", boto3_session=session)
-    days = sorted(f.rstrip("/").rsplit("event_date=", 1)[1] for f in folders if "event_date=" in f)
+    return sorted(f.rstrip("/").rsplit("event_date=", 1)[1] for f in folders if "event_date=" in f)
+
+
+def read_history_keys(session: boto3.Session, bucket: str, dataset: Dataset) -> pa.Table:
+    """The record-key columns of every processed partition (Parquet column projection: the keys' bytes only)."""
+    return read_partitions(session, bucket, dataset.name, processed_days(session, bucket, dataset), dataset.record_key)
+
+
+def latest_event_time(session: boto3.Session, bucket: str, dataset: Dataset) -> datetime | None:
+    """The newest event time in the processed zone: the max over its latest `event_date` partition."""
+    days = processed_days(session, bucket, dataset)
     if not days:
         return None
     table = read_partitions(session, bucket, dataset.name, days[-1:], [dataset.event_time])
@@ -555,23 +611,27 @@ def check_quality(
     bucket = settings.require("processed_bucket")
     manifests = settings.require("manifests_table")
     checked_at = now or datetime.now(UTC)
-    summary = load_job_summary(session, bucket, run_id)
+    summary = load_run_summary(session.client("s3"), bucket, run_id)
     reports = []
     for name in datasets:
         dataset = get_dataset(name)
-        part = summary.get("datasets", {}).get(name)
+        part = summary.datasets.get(name)
         if part is None:
             raise TerminalError(f"the job's run {run_id} did not process {name}")
         job = JobCounts.from_summary(part)
-        rules = rules_for(name)
+        rules = rules_for(dataset)
         columns = sorted(set().union(*(r.columns(dataset) for r in rules)))
-        landed, unmatched = landed_for(session, manifests, name, job.raw_files)
+        landed, unmatched, (received, quarantined) = landed_for(session, manifests, name, job.raw_files)
         needs_latest = any(isinstance(r, Freshness) for r in rules)
+        needs_history = any(isinstance(r, KeyUnique) for r in rules)
         obs = Observations(
             dataset=dataset,
             data=read_partitions(session, bucket, name, job.partitions, columns),
             job=job,
+            history=read_history_keys(session, bucket, dataset) if needs_history else None,
             records_landed=landed,
+            records_received=received,
+            records_quarantined_at_ingestion=quarantined,
             raw_files_without_manifest=unmatched,
             latest_event_time=latest_event_time(session, bucket, dataset) if needs_latest else None,
             now=checked_at,

@@ -22,12 +22,11 @@ from boto3.dynamodb.types import Binary
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
-from datalake.aws import AwsClients
+from datalake.aws import AwsClients, aws_error
 from datalake.contracts import Dataset
 from datalake.exceptions import ConfigurationError, DataLakeError, TerminalError, TransientError
 from datalake.landing import (
     PartitionFile,
-    aws_error,
     iso_stamp,
     lineage_prefix,
     lineage_suffix,
@@ -412,7 +411,7 @@ class StreamIngestion:
         if output is None:
             output = part.landed[hour] = _Output()
         prefix = part.lineage_head + b"%d" % record.position + b'","_line":'
-        output.add(record.position, with_lineage(data, prefix, 1, self._suffix))
+        output.add(record.position, with_lineage(verdict.document(data), prefix, 1, self._suffix))
         return Outcome.LANDED
 
     def _key(self, data: bytes) -> tuple[Any, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import functools
 import re
 import types
@@ -14,11 +15,18 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types as at
 import msgspec
-from pydantic import AwareDatetime, ValidationError
+from pydantic import AwareDatetime, BaseModel, ValidationError
+from pydantic.functional_validators import AfterValidator
 
-from datalake.contracts.base import Contract, Dataset
+from datalake.contracts.base import Contract, Dataset, to_utc
 
 UTC = dt.UTC
+
+CANONICAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-](?:0\d|1[0-7]):[0-5]\d)")
+"""Timestamp text the fast path lands as received: RFC 3339 with seconds, at most six fraction digits, an
+upper-case `T` and `Z` or an offset below 18 hours. Spark's cast reads exactly the instant Python does from it;
+every other spelling the contract accepts is re-encoded from the contract's value (ADR 0006)."""
+_ENCODER = msgspec.json.Encoder(decimal_format="number")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +117,20 @@ def _meta_kwargs(metadata: list[Any]) -> tuple[dict[str, Any], _DecimalRule | No
     return kwargs, rule
 
 
-_Rule = _DecimalRule | re.Pattern[str]
+@dataclass(frozen=True, slots=True)
+class _TimeRule:
+    """A timestamp field: decoded as text, landed as received only when `CANONICAL_TIME` matches it."""
+
+    nullable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Fallback:
+    """A field the fast path cannot express (a nested model, a list, a constraint it does not know): decoded as raw
+    JSON (any value as text), and a record with a value there is judged by pydantic, which lands it canonically."""
+
+
+_Rule = _DecimalRule | _TimeRule | _Fallback | re.Pattern[str]
 
 
 def _compile_type(tp: Any, metadata: list[Any], raw_decimals: bool = False) -> tuple[Any, _Rule | None]:
@@ -124,16 +145,32 @@ def _compile_type(tp: Any, metadata: list[Any], raw_decimals: bool = False) -> t
             inner, rule = _compile_type(next(a for a in args if a is not type(None)), [], raw_decimals)
             if inner is msgspec.Raw and isinstance(rule, _DecimalRule):
                 return msgspec.Raw, _DecimalRule(**{**_rule_fields(rule), "nullable": True})
+            if isinstance(rule, _TimeRule):
+                return str | None, _TimeRule(nullable=True)
             return inner | None, rule
         raise _Unsupported(f"union {tp}")
     if origin is Literal:
-        if metadata or not all(isinstance(a, str) for a in get_args(tp)):
-            raise _Unsupported("non-string literal")
+        kinds = {type(a) for a in get_args(tp)}
+        if metadata or len(kinds) != 1 or kinds.pop() not in (str, int):
+            raise _Unsupported("literal of mixed or non-str/int values")
         return tp, None
-    if tp is AwareDatetime:
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        if metadata or not all(isinstance(m.value, str | int) and not isinstance(m.value, bool) for m in tp):
+            raise _Unsupported(f"enum {tp.__name__}")
+        return tp, None
+    if tp is dt.date:
         if metadata:
+            raise _Unsupported("constrained date")
+        return dt.date, None
+    if tp is float:
+        kwargs, rule = _meta_kwargs(metadata)
+        if set(kwargs) - {"gt", "ge", "lt", "le"}:
+            raise _Unsupported("float constraints")
+        return (Annotated[float, msgspec.Meta(**kwargs)] if kwargs else float), None
+    if tp is AwareDatetime:
+        if any(not (isinstance(m, AfterValidator) and m.func is to_utc) for m in metadata):
             raise _Unsupported("constrained datetime")
-        return Annotated[dt.datetime, msgspec.Meta(tz=True)], None
+        return str, _TimeRule()
     if tp is Decimal:
         kwargs, rule = _meta_kwargs(metadata)
         bounds = {k: kwargs.pop(k) for k in ("gt", "ge", "lt", "le") if k in kwargs}
@@ -163,15 +200,21 @@ def compile_fast_path(
     decimal fields decode as their raw JSON text, judged by `_DecimalRule.raw_pattern`, which is several times
     cheaper than building a `Decimal` for every value; and patterns are matched by the validator, not msgspec.
 
+    A field whose type or constraint the fast path cannot express gets a `_Fallback` rule: a record with a value
+    there is left to pydantic; the rest of the contract keeps its fast path.
+
     Raises
     ------
     TypeError
-        When the contract uses a type or constraint the fast path cannot express.
+        When a field's default is not None (the fast path cannot fill it in as pydantic would).
     """
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
     decimal_rules: dict[str, _Rule] = {}
     for name, info in contract.model_fields.items():
-        tp, rule = _compile_type(info.annotation, list(info.metadata), raw_decimals)
+        try:
+            tp, rule = _compile_type(info.annotation, list(info.metadata), raw_decimals)
+        except _Unsupported:
+            tp, rule = (msgspec.Raw if raw_decimals else Any), _Fallback()
         if rule is not None:
             decimal_rules[name] = rule
         if info.is_required():
@@ -209,26 +252,32 @@ _CONTEXT_SENSITIVE = ("$", "\\b", "\\B", "\\A", "\\Z", "(?=", "(?!", "(?<", "^")
 
 def _group_patterns(
     patterns: dict[str, re.Pattern[str]], optional: set[str]
-) -> tuple[list[tuple[Callable[[Any], Any], Callable[[str], Any], int]], list[str]]:
+) -> tuple[list[tuple[Callable[[Any], Any], Callable[[str], Any], int]], list[tuple[str, re.Pattern[str]]]]:
     """Fold required fields that share a pattern into one match over their values joined by NUL.
 
     Each field's pattern becomes one segment of a combined pattern with literal NUL separators; a joined string
     with exactly as many NULs as separators can only match with every segment matching its own value, so one
-    `fullmatch` judges all of them. Optional fields and patterns that look around their match stay single.
+    `fullmatch` judges all of them. Optional fields and patterns that look around their match stay single,
+    each with a pattern whose `fullmatch` accepts no more than the contract's search does (a pattern anchored at
+    the start only, such as `^/`, is extended to the end of the value).
     """
     by_pattern: dict[str, list[str]] = {}
-    single = []
+    single: list[tuple[str, re.Pattern[str]]] = []
     for name, pattern in patterns.items():
         body = pattern.pattern.removeprefix("^")
-        body = body.removesuffix("$") if body.endswith("$") else body + "[^\\x00]*"
-        if name in optional or any(token in body for token in _CONTEXT_SENSITIVE):
-            single.append(name)
+        body = body.removesuffix("$") if body.endswith("$") else body
+        sensitive = any(token in body for token in _CONTEXT_SENSITIVE)
+        body = body if pattern.pattern.endswith("$") else body + "[^\\x00]*"
+        if sensitive:
+            single.append((name, pattern))
+        elif name in optional:
+            single.append((name, re.compile(body)))
         else:
             by_pattern.setdefault(body, []).append(name)
     groups: list[tuple[Callable[[Any], Any], Callable[[str], Any], int]] = []
     for body, names in by_pattern.items():
         if len(names) == 1:
-            single.extend(names)
+            single.append((names[0], re.compile(body)))
             continue
         combined = re.compile("\\x00".join(f"(?:{body})" for _ in names))
         groups.append((attrgetter(*names), combined.fullmatch, len(names) - 1))
@@ -251,62 +300,136 @@ def _utf8_error(document: bytes) -> tuple[RecordError, ...]:
     return ()
 
 
+def canonical_time(value: dt.datetime) -> str:
+    """A timestamp as raw and processed data store it: UTC, six fraction digits, `Z` (`0001-01-01T00:00:00.000000Z`)."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def _canonical_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return canonical_time(value)
+    if isinstance(value, Decimal):
+        return msgspec.Raw(format(value, "f").encode())
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, BaseModel):
+        return {name: _canonical_value(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, list | tuple):
+        return [_canonical_value(v) for v in value]
+    return value
+
+
+def canonical_json(values: dict[str, Any]) -> bytes:
+    """A record's values as one canonical JSON object: UTC timestamps, fixed-point decimals, `true`/`false`.
+
+    This is the form the Spark job reads (ADR 0006): whatever spelling the contract accepted, processed data gets
+    the value the contract parsed.
+    """
+    return _ENCODER.encode({name: _canonical_value(value) for name, value in values.items()})
+
+
+def _model_json(model: Contract) -> bytes:
+    return canonical_json({name: getattr(model, name) for name in type(model).model_fields})
+
+
+def _parse_time(text: str) -> dt.datetime | None:
+    """The instant of canonical timestamp text, or None when it is not canonical or names no date in UTC."""
+    if CANONICAL_TIME.fullmatch(text) is None:
+        return None
+    try:
+        return dt.datetime.fromisoformat(text).astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The judgement on one record: accepted with its event time, or rejected with its errors."""
+    """The judgement on one record: accepted with its event time, or rejected with its errors.
+
+    `canonical` is the record re-encoded from the contract's values when its text as received is not the
+    canonical form (then it is what lands); None when the text as received is canonical, or the record was rejected.
+    """
 
     event_time: dt.datetime | None
     errors: tuple[RecordError, ...] = ()
+    canonical: bytes | None = None
 
     @property
     def ok(self) -> bool:
         """True when the record satisfies its contract."""
         return not self.errors
 
+    def document(self, received: bytes) -> bytes:
+        """What lands for an accepted record: the canonical re-encoding, or the text as received when canonical."""
+        return received if self.canonical is None else self.canonical
+
 
 class RecordValidator:
     """Validates records of one dataset against its contract.
 
-    The msgspec fast path accepts only records pydantic also accepts; anything it rejects goes to pydantic, which
-    has the last word and supplies the error messages. So the fast path changes speed, never verdicts.
+    The msgspec fast path accepts only records pydantic also accepts, and only in their canonical spelling, so
+    the text it passes can land as received; anything else goes to pydantic, which has the last word, supplies
+    the error messages and, for a record it accepts, the canonical values that land instead of the text. So the
+    fast path changes speed, never verdicts nor values.
     """
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
         self._contract = dataset.contract
         self._time_field = dataset.event_time
+        self._raw_checks: list[tuple[Callable[[Any], Any], Callable[[bytes], Any]]] = []
+        self._pattern_checks: list[tuple[Callable[[Any], Any], Callable[[str], Any]]] = []
+        self._pattern_groups: list[tuple[Callable[[Any], Any], Callable[[str], Any], int]] = []
+        self._time_checks: list[tuple[str, Callable[[Any], Any]]] = []
+        self._fallbacks: list[Callable[[Any], Any]] = []
+        self._decode: Callable[[bytes], Any] | None = None
+        self._struct: type[msgspec.Struct] | None = None
         try:
             json_struct, json_rules = compile_fast_path(dataset.contract, raw_decimals=True)
             text_struct, self._text_rules = compile_fast_path(dataset.contract)
         except _Unsupported:
-            self._decode: Callable[[bytes], Any] | None = None
-            self._struct: type[msgspec.Struct] | None = None
-            self._raw_checks: list[tuple[Callable[[Any], Any], Callable[[bytes], Any]]] = []
-            self._pattern_checks: list[tuple[Callable[[Any], Any], Callable[[str], Any]]] = []
-            self._pattern_groups: list[tuple[Callable[[Any], Any], Callable[[str], Any], int]] = []
-        else:
-            self._decode = msgspec.json.Decoder(json_struct).decode
-            self._struct = text_struct
-            self._raw_checks = [
-                (attrgetter(name), rule.raw_pattern().fullmatch)
-                for name, rule in json_rules.items()
-                if isinstance(rule, _DecimalRule)
-            ]
-            patterns = {name: rule for name, rule in json_rules.items() if isinstance(rule, re.Pattern)}
-            optional = {name for name, info in dataset.contract.model_fields.items() if not info.is_required()}
-            self._pattern_groups, single = _group_patterns(patterns, optional)
-            self._pattern_checks = [(attrgetter(name), patterns[name].fullmatch) for name in single]
-        self._event_time = attrgetter(self._time_field)
+            return
+        self._decode = msgspec.json.Decoder(json_struct).decode
+        self._struct = text_struct
+        self._raw_checks = [
+            (attrgetter(name), rule.raw_pattern().fullmatch)
+            for name, rule in json_rules.items()
+            if isinstance(rule, _DecimalRule)
+        ]
+        self._time_checks = [
+            (name, attrgetter(name)) for name, rule in json_rules.items() if isinstance(rule, _TimeRule)
+        ]
+        self._fallbacks = [attrgetter(name) for name, rule in json_rules.items() if isinstance(rule, _Fallback)]
+        if self._time_field not in {name for name, _ in self._time_checks}:
+            raise TypeError(f"dataset {dataset.name}: event time field {self._time_field} is not a timestamp")
+        patterns = {name: rule for name, rule in json_rules.items() if isinstance(rule, re.Pattern)}
+        optional = {name for name, info in dataset.contract.model_fields.items() if not info.is_required()}
+        self._pattern_groups, single = _group_patterns(patterns, optional)
+        self._pattern_checks = [(attrgetter(name), pattern.fullmatch) for name, pattern in single]
 
     def check_json(self, line: bytes) -> Verdict:
-        """Judge one JSON document (a JSON-lines line or an array item re-encoded)."""
+        """Judge one JSON document (a JSON-lines line, a stream record or an array item re-encoded)."""
         event_time = self.fast_event_time(line)
         if event_time is not None:
             return Verdict(event_time)
         return self.judge_json(line)
 
+    def _times(self, record: Any) -> dt.datetime | None:
+        """Check every timestamp field's text is canonical; return the event time, or None to defer to pydantic."""
+        event_time = None
+        for name, get in self._time_checks:
+            text = get(record)
+            if text is None:
+                continue
+            parsed = _parse_time(text)
+            if parsed is None:
+                return None
+            if name == self._time_field:
+                event_time = parsed
+        return event_time
+
     def fast_event_time(self, line: bytes) -> dt.datetime | None:
-        """The record's event time if the fast path accepts it, else None (then `judge_json` decides)."""
+        """The record's event time if the fast path accepts its text as canonical, else None (`judge_json` decides)."""
         if self._decode is None:
             return None
         try:
@@ -324,21 +447,28 @@ class RecordValidator:
             value = get_text(record)
             if value is not None and match_text(value) is None:
                 return None
-        event_time: dt.datetime = self._event_time(record)
-        return event_time
+        for get_raw in self._fallbacks:
+            value = get_raw(record)
+            if value is not None and bytes(value) != b"null":
+                return None
+        return self._times(record)
 
     def judge_json(self, line: bytes) -> Verdict:
-        """The contract's own verdict on a JSON document, with its error messages."""
+        """The contract's own verdict on a JSON document: its error messages, or its values re-encoded canonically."""
         try:
             model = self._contract.model_validate_json(line)
         except ValidationError as exc:
             return Verdict(None, _utf8_error(line) or tuple(_errors(exc)))
         except UnicodeDecodeError:
             return Verdict(None, _utf8_error(line))
-        return Verdict(getattr(model, self._time_field))
+        return Verdict(getattr(model, self._time_field), canonical=_model_json(model))
 
     def check_text_row(self, row: dict[str, Any]) -> Verdict:
-        """Judge one row whose values are all text (CSV): values are converted as their contract types say."""
+        """Judge one row whose values are all text (CSV), converted as the contract's types say.
+
+        The verdict always carries the canonical JSON of the converted values: CSV text (`on`, `24.5`) never
+        lands as such.
+        """
         if self._struct is not None:
             try:
                 fast = msgspec.convert(row, self._struct, strict=False)
@@ -348,13 +478,18 @@ class RecordValidator:
                 if all(
                     value is None or (isinstance(rule, _DecimalRule) and _decimal_ok(value, rule))
                     for value, rule in ((getattr(fast, name), rule) for name, rule in self._text_rules.items())
-                ):
-                    return Verdict(self._event_time(fast))
+                    if not isinstance(rule, _TimeRule)
+                ):  # a `_Fallback` field holding a value fails here too: pydantic judges that row
+                    values = {name: getattr(fast, name) for name in fast.__struct_fields__}
+                    times = {name: _parse_time(values[name]) for name, _ in self._time_checks if values[name]}
+                    if all(t is not None for t in times.values()):
+                        values.update(times)
+                        return Verdict(times[self._time_field], canonical=canonical_json(values))
         try:
             model = self._contract.model_validate(row, strict=False)
         except ValidationError as exc:
             return Verdict(None, tuple(_errors(exc)))
-        return Verdict(getattr(model, self._time_field))
+        return Verdict(getattr(model, self._time_field), canonical=_model_json(model))
 
 
 @functools.cache

@@ -1,16 +1,30 @@
-"""The registry of datasets: adding a dataset is one contract module and one line here."""
+"""The registry of datasets: every module of this package with a `DATASET` is one, found without any other edit."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from types import MappingProxyType
 
-from datalake.contracts import clickstream, customers, products, sales
-from datalake.contracts.base import Contract, Dataset, Format
+from datalake.contracts.base import Contract, Dataset, Delivery, Format, Lookup
 from datalake.exceptions import UnknownDatasetError
 
-REGISTRY: MappingProxyType[str, Dataset] = MappingProxyType(
-    {d.name: d for d in (sales.DATASET, products.DATASET, customers.DATASET, clickstream.DATASET)}
-)
+
+def _discover() -> dict[str, Dataset]:
+    found: dict[str, Dataset] = {}
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if module.name == "base" or module.name.startswith("_"):
+            continue
+        dataset = getattr(importlib.import_module(f"{__name__}.{module.name}"), "DATASET", None)
+        if not isinstance(dataset, Dataset):
+            continue
+        if dataset.name in found:
+            raise ValueError(f"dataset {dataset.name!r} is declared twice (in {module.name})")
+        found[dataset.name] = dataset
+    return found
+
+
+REGISTRY: MappingProxyType[str, Dataset] = MappingProxyType(_discover())
 
 
 def get_dataset(name: str) -> Dataset:
@@ -22,4 +36,9 @@ def get_dataset(name: str) -> Dataset:
         raise UnknownDatasetError(f"unknown dataset {name!r} (known: {known})") from None
 
 
-__all__ = ["REGISTRY", "Contract", "Dataset", "Format", "get_dataset"]
+def delivered_by(delivery: Delivery) -> list[Dataset]:
+    """The registered datasets whose records arrive by `delivery`, by name."""
+    return [d for name, d in sorted(REGISTRY.items()) if delivery in d.deliveries]
+
+
+__all__ = ["REGISTRY", "Contract", "Dataset", "Delivery", "Format", "Lookup", "delivered_by", "get_dataset"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 
 class Format(StrEnum):
@@ -16,6 +17,14 @@ class Format(StrEnum):
     JSON_LINES = "jsonl"
     JSON_ARRAY = "json"
     CSV = "csv"
+
+
+class Delivery(StrEnum):
+    """How a dataset's records arrive: files on the landing bucket, a stream, the scheduled source API pull."""
+
+    FILE = "file"
+    STREAM = "stream"
+    API = "api"
 
 
 class Contract(BaseModel):
@@ -38,8 +47,62 @@ Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, patte
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
-EventTime = AwareDatetime
-"""A timestamp that carries its time zone; naive timestamps are rejected."""
+
+def to_utc(value: dt.datetime) -> dt.datetime:
+    """The instant in UTC: the one meaning of a timestamp from ingestion to Parquet (ADR 0006).
+
+    Raises
+    ------
+    ValueError
+        When the instant falls outside the years 0001-9999 once in UTC (`0001-01-01T00:30+01:00`): no date holds it.
+    """
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("timestamp lies outside the years 0001-9999 in UTC") from None
+
+
+EventTime = Annotated[AwareDatetime, AfterValidator(to_utc)]
+"""A timestamp that carries its time zone (naive ones are rejected), held as the UTC instant it names.
+
+Sub-microsecond digits are truncated, as pydantic parses them; raw and processed data store the instant as
+`YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+"""
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A join from a dataset's records to a reference dataset on a shared key, made at curation time.
+
+    The curated SQL joins the reference's versions as of each record's event time (`<reference>_history`); the
+    Spark job reads the declaration to find which dates a changed reference key touches, so that their curated
+    rows are rebuilt (ADR 0007).
+    """
+
+    dataset: str
+    on: str
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A column computed from a record's own fields: a Spark SQL expression, cast to `data_type` (a Spark/Hive type)."""
+
+    name: str
+    data_type: str
+    expression: str
+
+
+@dataclass(frozen=True)
+class Check:
+    """A quality rule of a dataset, as data: `kind` names one of the gate's rules, `columns` its arguments.
+
+    Kinds: `positive` (each column > 0 on every row), `equals_product` (the first column equals the product of the
+    others, exactly), `freshness` (the newest event at most `max_age_hours` old; the setting when None).
+    """
+
+    kind: Literal["positive", "equals_product", "freshness"]
+    columns: tuple[str, ...] = ()
+    max_age_hours: float | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +123,20 @@ class Dataset:
         Object formats accepted on the landing bucket.
     version
         The contract version, recorded in every manifest.
+    version_field
+        A field that orders the versions of a key (reference data: its own `updated_at`). Where two records share
+        a key, the greater version wins whatever the delivery order; without one, the latest ingestion wins.
+    keep_versions
+        Keep every version of a key (with `version_field`): the processed zone then holds one row per key and
+        version, the history point-in-time enrichment reads (`<dataset>_history` views, ADR 0007).
+    lookups
+        The reference datasets its records are enriched from (see `Lookup`).
+    derived
+        Columns the processed zone adds to each record (see `Derived`).
+    checks
+        Quality rules beyond the baseline every dataset gets (see `Check`).
+    deliveries
+        How its records arrive (files always may; a stream; the scheduled API pull).
     """
 
     name: str
@@ -68,9 +145,32 @@ class Dataset:
     event_time: str
     formats: frozenset[Format] = field(default_factory=lambda: frozenset(Format))
     version: str = "1.0.0"
+    version_field: str | None = None
+    keep_versions: bool = False
+    lookups: tuple[Lookup, ...] = ()
+    derived: tuple[Derived, ...] = ()
+    checks: tuple[Check, ...] = ()
+    deliveries: frozenset[Delivery] = frozenset({Delivery.FILE})
 
     def __post_init__(self) -> None:
         fields = self.contract.model_fields
-        missing = [f for f in (*self.key, self.event_time) if f not in fields]
+        named = [
+            *self.key,
+            self.event_time,
+            *([self.version_field] if self.version_field else []),
+            *(lookup.on for lookup in self.lookups),
+        ]
+        derived = {d.name for d in self.derived}
+        named += [c for check in self.checks for c in check.columns if c not in derived]
+        missing = [f for f in named if f not in fields]
         if missing:
             raise ValueError(f"dataset {self.name}: fields {missing} are not in {self.contract.__name__}")
+        if self.keep_versions and self.version_field is None:
+            raise ValueError(f"dataset {self.name}: keep_versions needs a version_field")
+
+    @property
+    def record_key(self) -> tuple[str, ...]:
+        """The fields that identify one row of the processed zone: the key, plus the version when versions are kept."""
+        if self.keep_versions and self.version_field is not None:
+            return (*self.key, self.version_field)
+        return self.key

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import StringConstraints
 
-from datalake.contracts.base import Contract, Dataset, EventTime, Identifier
+from datalake.contracts.base import Check, Contract, Dataset, Delivery, EventTime, Identifier
 
 PagePath = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^/")]
 
@@ -24,4 +24,12 @@ class ClickEvent(Contract):
     device: Literal["desktop", "mobile", "tablet"]
 
 
-DATASET = Dataset(name="clickstream", contract=ClickEvent, key=("event_id",), event_time="event_time", version="1.0.0")
+DATASET = Dataset(
+    name="clickstream",
+    contract=ClickEvent,
+    key=("event_id",),
+    event_time="event_time",
+    version="1.0.0",
+    checks=(Check("freshness"),),
+    deliveries=frozenset({Delivery.FILE, Delivery.STREAM}),
+)

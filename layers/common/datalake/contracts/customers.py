@@ -23,4 +23,12 @@ class Customer(Contract):
     updated_at: EventTime
 
 
-DATASET = Dataset(name="customers", contract=Customer, key=("customer_id",), event_time="updated_at", version="1.0.0")
+DATASET = Dataset(
+    name="customers",
+    contract=Customer,
+    key=("customer_id",),
+    event_time="updated_at",
+    version="1.0.0",
+    version_field="updated_at",
+    keep_versions=True,
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from datalake.contracts.base import Contract, Currency, Dataset, EventTime, Identifier, Money, Name
+from datalake.contracts.base import Check, Contract, Currency, Dataset, EventTime, Identifier, Money, Name
 
 
 class Product(Contract):
@@ -19,4 +19,13 @@ class Product(Contract):
     updated_at: EventTime
 
 
-DATASET = Dataset(name="products", contract=Product, key=("product_id",), event_time="updated_at", version="1.0.0")
+DATASET = Dataset(
+    name="products",
+    contract=Product,
+    key=("product_id",),
+    event_time="updated_at",
+    version="1.0.0",
+    version_field="updated_at",
+    keep_versions=True,
+    checks=(Check("positive", ("list_price",)),),
+)

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from datalake.contracts.base import Contract, Currency, Dataset, EventTime, Identifier, Money, Quantity
+from datalake.contracts.base import (
+    Check,
+    Contract,
+    Currency,
+    Dataset,
+    Delivery,
+    Derived,
+    EventTime,
+    Identifier,
+    Lookup,
+    Money,
+    Quantity,
+)
 
 
 class Sale(Contract):
@@ -23,4 +35,20 @@ class Sale(Contract):
     channel: Literal["store", "web", "mobile"]
 
 
-DATASET = Dataset(name="sales", contract=Sale, key=("transaction_id",), event_time="event_time", version="1.0.0")
+DATASET = Dataset(
+    name="sales",
+    contract=Sale,
+    key=("transaction_id",),
+    event_time="event_time",
+    version="1.0.0",
+    lookups=(Lookup("products", "product_id"), Lookup("customers", "customer_id")),
+    # quantity (at most 10^4) times unit_price (below 10^10) always fits, with the price's two decimals kept exactly
+    derived=(Derived("revenue", "decimal(18,2)", "CAST(quantity AS DECIMAL(10,0)) * unit_price"),),
+    checks=(
+        Check("positive", ("quantity",)),
+        Check("positive", ("unit_price",)),
+        Check("equals_product", ("revenue", "quantity", "unit_price")),
+        Check("freshness"),
+    ),
+    deliveries=frozenset({Delivery.FILE, Delivery.API}),
+)

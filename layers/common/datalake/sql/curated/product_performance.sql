@@ -1,19 +1,38 @@
 -- product_performance: what each product sold per sale date, and its revenue rank within its category that day.
--- Grain: one row per (sale_date, product_id, currency). A run rebuilds only the dates it processed.
-WITH daily AS (
+-- Grain: one row per (sale_date, product_id, currency). A run rebuilds the dates it processed and the dates whose
+-- sales a product change touches. Name and category are point-in-time: each sale takes the product version valid
+-- at its event_time (products_history), and a product's row takes those of its latest sale that day.
+WITH sold AS (
     SELECT
         s.event_date AS sale_date,
+        s.event_time AS event_time,
         s.product_id AS product_id,
         s.currency AS currency,
-        COALESCE(MAX(s.product_name), 'unknown') AS product_name,
-        COALESCE(MAX(s.category), 'unknown') AS category,
-        COUNT(*) AS transactions,
-        COUNT(DISTINCT s.customer_id) AS customers,
-        SUM(s.quantity) AS units,
-        SUM(s.revenue) AS revenue
+        s.customer_id AS customer_id,
+        s.quantity AS quantity,
+        s.revenue AS revenue,
+        h.name AS product_name,
+        h.category AS category
     FROM {{ database }}.sales AS s
+    LEFT JOIN {{ database }}.products_history AS h
+        ON h.product_id = s.product_id
+        AND (h.valid_from IS NULL OR s.event_time >= h.valid_from)
+        AND (h.valid_to IS NULL OR s.event_time < h.valid_to)
     WHERE s.event_date IN ({{ dates }})
-    GROUP BY s.event_date, s.product_id, s.currency
+),
+daily AS (
+    SELECT
+        d.sale_date AS sale_date,
+        d.product_id AS product_id,
+        d.currency AS currency,
+        COALESCE(MAX_BY(d.product_name, d.event_time), 'unknown') AS product_name,
+        COALESCE(MAX_BY(d.category, d.event_time), 'unknown') AS category,
+        COUNT(*) AS transactions,
+        COUNT(DISTINCT d.customer_id) AS customers,
+        SUM(d.quantity) AS units,
+        SUM(d.revenue) AS revenue
+    FROM sold AS d
+    GROUP BY d.sale_date, d.product_id, d.currency
 )
 SELECT
     d.product_id AS product_id,

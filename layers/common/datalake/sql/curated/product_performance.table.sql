@@ -1,8 +1,8 @@
 -- product_performance: the published table. Its partitions point at the run folder that last rebuilt each date.
 CREATE EXTERNAL TABLE IF NOT EXISTS {{ database }}.product_performance (
     product_id string,
-    product_name string COMMENT 'from the products reference data; unknown when the product is not in it',
-    category string COMMENT 'from the products reference data; unknown when the product is not in it',
+    product_name string COMMENT 'the product version valid at the latest sale of the day (products_history); unknown when the product is not in the reference data',
+    category string COMMENT 'point-in-time, as product_name; unknown when the product is not in the reference data',
     currency string COMMENT 'ISO 4217 code; amounts are never summed across currencies',
     transactions bigint COMMENT 'sold lines',
     customers bigint COMMENT 'distinct customers who bought the product',
