@@ -29,7 +29,7 @@ import boto3
 from lakebox.errors import LakeboxError
 from lakebox.eventbus import Delivery, EventBus
 from lakebox.stack import REGION, Stack
-from lakebox.state import StateStore, atomic_write, exclusive
+from lakebox.state import LockSuperseded, StateStore, atomic_write, exclusive
 
 if TYPE_CHECKING:
     from lakebox.athena import AthenaEngine
@@ -493,17 +493,30 @@ def open_box(
 ) -> Iterator[Lakebox]:
     """A box for the duration of the block.
 
-        When `reuse` is true and `lakebox up` runs for this project, the box uses its endpoint (parameters that `up`
-        fixed when it created the stack must then agree with it). Otherwise a moto server starts in this process on
-        127.0.0.1, the saved lake is loaded into it (when `persist`), the template's resources are created or updated on
-        it, and the lake is saved again when the block ends. Without `persist` the lake is thrown away at the end (what
-    tests and benchmarks want); the `lakebox` commands persist.
+    When `reuse` is true and `lakebox up` runs for this project, the box uses its endpoint (parameters that `up`
+    fixed when it created the stack must then agree with it). Otherwise a moto server starts in this process on
+    127.0.0.1, the saved lake is loaded into it (when `persist`), the template's resources are created or updated on
+    it, and the lake is saved again when the block ends. Without `persist` the lake is thrown away at the end (what
+    tests and benchmarks want); the `lakebox` commands persist. A command that finds the lake held by another (one
+    command at a time owns it) waits, and uses `lakebox up`'s endpoint if the holder turns out to be an `up` starting.
     """
     from lakebox.endpoint import LocalEndpoint
 
     root = root or find_root()
     given = dict(parameters or {})
     up = running_up(root) if reuse else None
+    owner_lock = contextlib.ExitStack()
+    if up is None and persist:
+        try:
+            owner_lock.enter_context(
+                exclusive(
+                    state_home(root) / "lock",
+                    wait_message="waiting for another lakebox command to finish",
+                    stop_waiting=(lambda: UpRecord.read(root) is not None) if reuse else None,
+                )
+            )
+        except LockSuperseded:
+            up = _wait_for_up(root)
     saved_env = dict(os.environ)
     try:
         if up is not None:
@@ -523,12 +536,7 @@ def open_box(
             finally:
                 stack.lambdas.close()
             return
-        lock = (
-            exclusive(state_home(root) / "lock", wait_message="waiting for another lakebox command to finish")
-            if persist
-            else contextlib.nullcontext()
-        )
-        with lock:
+        with owner_lock:
             server = LocalEndpoint("127.0.0.1", port or 0).start()
             endpoint = server.url
             try:
@@ -566,6 +574,18 @@ def open_box(
     finally:
         os.environ.clear()
         os.environ.update(saved_env)
+
+
+def _wait_for_up(root: Path, timeout: float = 300.0) -> UpRecord:
+    """The `lakebox up` whose record just appeared, once it answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record = UpRecord.read(root)
+        if record is not None and record.process_alive and answers(record.endpoint):
+            return record
+        if record is None or not record.process_alive or time.monotonic() > deadline:
+            raise LakeboxError("lakebox up started and stopped while this command waited: run it again")
+        time.sleep(0.2)
 
 
 def _reset(endpoint: str) -> None:

@@ -14,7 +14,7 @@ import os
 import pickle
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -225,12 +225,19 @@ class StateStore:
         self.path.unlink(missing_ok=True)
 
 
+class LockSuperseded(Exception):
+    """The wait for a lock was given up because what the caller waited for happened another way."""
+
+
 @contextlib.contextmanager
-def exclusive(path: Path, *, wait_message: str | None = None) -> Iterator[None]:
+def exclusive(
+    path: Path, *, wait_message: str | None = None, stop_waiting: Callable[[], bool] | None = None
+) -> Iterator[None]:
     """Hold an exclusive lock on `path` (created if missing) for the block; the lock dies with the process.
 
-    When another process holds it, `wait_message` (if given) is printed once and the call waits; without it the
-    call fails at once with a `LakeboxError`.
+    When another process holds it, `wait_message` (if given) is printed once and the call waits, until the lock is
+    free or `stop_waiting()` says to give up (`LockSuperseded`); without a message the call fails at once with a
+    `LakeboxError`.
     """
     import sys
 
@@ -244,7 +251,14 @@ def exclusive(path: Path, *, wait_message: str | None = None) -> Iterator[None]:
             if wait_message is None:
                 raise LakeboxError(f"{path.parent} is in use by {holder}") from None
             print(f"lakebox: {wait_message} ({holder})", file=sys.stderr)
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if stop_waiting is not None and stop_waiting():
+                        raise LockSuperseded(holder) from None
+                    time.sleep(0.2)
         handle.seek(0)
         handle.truncate()
         handle.write(f"lakebox pid {os.getpid()}")

@@ -156,11 +156,17 @@ class Up:
             stderr=subprocess.STDOUT,
         )
         self.endpoint = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while not (home / "endpoint.json").exists():
+        deadline = time.monotonic() + 300
+        while not self._recorded():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"lakebox up did not start: {Path(self.log.name).read_text()}")
             time.sleep(0.2)
+
+    def _recorded(self) -> bool:
+        try:
+            return int(json.loads((self.home / "endpoint.json").read_text())["pid"]) == self.process.pid
+        except (OSError, ValueError, KeyError):
+            return False
 
     def s3(self) -> Any:
         return boto3.client(
@@ -186,7 +192,7 @@ def up_home(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "lake"
 
 
-def _wait(predicate: Any, timeout: float = 120, what: str = "") -> Any:
+def _wait(predicate: Any, timeout: float = 300, what: str = "") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
