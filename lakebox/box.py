@@ -596,7 +596,8 @@ def _reset(endpoint: str) -> None:
 
 
 def deploy_time_parameters(stack: Stack) -> set[str]:
-    """Parameters that reach resources created on the endpoint (fixed when the stack comes up).
+    """Parameters that reach resources created on the endpoint, or the conditions deciding which exist (fixed
+    when the stack comes up).
 
     Functions and state machines are resolved by each command from its own parameters; everything else (jobs,
     buckets, tables, crawlers) is created once, by the box that owns the endpoint.
@@ -630,6 +631,7 @@ def deploy_time_parameters(stack: Stack) -> set[str]:
             "AWS::StepFunctions::StateMachine",
         ):
             walk(resource.get("Properties", {}))
+    walk(stack.template.get("Conditions", {}))  # conditions decide which resources exist at all
     return found
 
 
