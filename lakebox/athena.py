@@ -36,6 +36,7 @@ from sqlglot.schema import MappingSchema
 
 from datalake.exceptions import TerminalError
 from lakebox.crawler import CSV_SERDES, JSON_SERDES, PARQUET_FORMAT, hidden_key
+from lakebox.trino_decimal import DIVIDE_MACRO, DecimalPlanError, exact_decimals
 
 if TYPE_CHECKING:
     import boto3
@@ -566,6 +567,7 @@ class AthenaEngine:
             tree = qualify(query.copy(), schema=schema, db=ctx.database, dialect="athena", quote_identifiers=True)
             tree = pushdown_projections(tree)
             tree = annotate_types(tree, schema=schema, dialect="athena")
+            tree = _trino_decimals(tree)
         except OptimizeError as exc:
             # DuckDB then binds the query itself (and names an unknown column); bytes count every column
             logger.debug("sqlglot could not qualify the query, reading every column: %s", exc)
@@ -1299,7 +1301,16 @@ def _connect(session: boto3.Session, endpoint: str) -> duckdb.DuckDBPyConnection
     body = ", ".join(f"{k} {v if k in {'TYPE', 'USE_SSL'} else _literal(v)}" for k, v in options.items())
     con.execute(f"CREATE OR REPLACE SECRET lakebox_s3 ({body})")
     con.execute("SET TimeZone = 'UTC'")
+    con.execute(DIVIDE_MACRO)
     return con
+
+
+def _trino_decimals(tree: exp.Query) -> exp.Query:
+    """Decimal arithmetic as Trino does it (exact, HALF_UP, Trino's result types); see `lakebox.trino_decimal`."""
+    try:
+        return exact_decimals(tree)
+    except DecimalPlanError as exc:
+        raise _QueryError(str(exc)) from exc
 
 
 def _describe(cursor: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[str, str]]:
@@ -1940,12 +1951,13 @@ def _duckdb_reason(exc: duckdb.Error) -> str:
 
 
 _DUCKDB_CODES: Final = (
+    (re.compile(r"Division by zero", re.IGNORECASE), "DIVISION_BY_ZERO"),
+    (re.compile(r"Overflow in|out of range for", re.IGNORECASE), "NUMERIC_VALUE_OUT_OF_RANGE"),
     (re.compile(r"Referenced column|not found in FROM clause", re.IGNORECASE), "COLUMN_NOT_FOUND"),
     (re.compile(r"Parser Error", re.IGNORECASE), "SYNTAX_ERROR"),
     (re.compile(r"Conversion Error|Could not convert|Invalid Input", re.IGNORECASE), "INVALID_CAST_ARGUMENT"),
     (re.compile(r"Binder Error", re.IGNORECASE), "SEMANTIC_ERROR"),
     (re.compile(r"Out of Memory", re.IGNORECASE), "EXCEEDED_LOCAL_MEMORY_LIMIT"),
-    (re.compile(r"Division by zero", re.IGNORECASE), "DIVISION_BY_ZERO"),
 )
 
 

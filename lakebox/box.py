@@ -380,38 +380,8 @@ class Lakebox:
 
     # ------------------------------------------------------------------ state machines
     def integrations(self) -> Integrations:
-        """Every task of the template's state machines on this box.
-
-        Lambda through the one Lambda runtime; Glue and EMR Serverless jobs on local PySpark (`lakebox.glue`);
-        Athena on the box's DuckDB engine; `glue:startCrawler`/`glue:getCrawler` by the local crawler with the box's
-        crawler state; `events:putEvents` through the box's event bus; SNS, DynamoDB and every other `aws-sdk`
-        action through boto3 on the endpoint.
-        """
-        from lakebox import crawler, glue
-        from lakebox.sfn.integrations import SdkOverride, local_integrations
-
-        session = self.session
-
-        def run_glue_job(job_name: str, arguments: dict[str, str]) -> dict[str, Any]:
-            return glue.run_glue_job(session, job_name, arguments)
-
-        def run_emr_job(application_id: str, role_arn: str, job_driver: dict[str, Any]) -> dict[str, Any]:
-            return glue.run_emr_job(session, application_id, role_arn, job_driver)
-
-        crawlers = self.crawlers
-        overrides: dict[str, SdkOverride] = {
-            "glue:startCrawler": lambda p: crawler.start_crawler(session, str(p["Name"]), crawlers),
-            "glue:getCrawler": lambda p: crawler.get_crawler(session, str(p["Name"]), crawlers),
-        }
-        return local_integrations(
-            session,
-            invoke=self.stack.invoke,
-            run_glue_job=run_glue_job,
-            run_emr_job=run_emr_job,
-            athena=self.athena,
-            sdk_overrides=overrides,
-            deliver_event=self.bus.put,
-        )
+        """Every task of the template's state machines on this box (see `stack_integrations`)."""
+        return stack_integrations(self.stack, deliver_event=self.bus.put, athena=self.athena, crawlers=self.crawlers)
 
     def state_machine_id(self, name: str) -> str:
         """The logical id of a state machine named by logical id, physical name or ARN."""
@@ -593,6 +563,47 @@ def _reset(endpoint: str) -> None:
     request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
     with urllib.request.urlopen(request, timeout=10):
         pass
+
+
+def stack_integrations(
+    stack: Stack,
+    *,
+    deliver_event: Callable[[dict[str, Any], str], Any] | None = None,
+    athena: Any = None,
+    crawlers: Crawlers | None = None,
+) -> Integrations:
+    """The one place the executor's task handlers are built for a stack (what `Lakebox.integrations()` uses).
+
+    Lambda through the stack's one Lambda runtime; Glue and EMR Serverless jobs on local PySpark (`lakebox.glue`);
+    Athena on the given DuckDB engine (a new one when omitted); `glue:startCrawler`/`glue:getCrawler` by the local
+    crawler with the given crawler state; `events:putEvents` through `deliver_event` (the box's event bus) or the
+    endpoint; SNS, DynamoDB and every other `aws-sdk` action through boto3 on the endpoint.
+    """
+    from lakebox import crawler, glue
+    from lakebox.athena import AthenaEngine
+    from lakebox.sfn.integrations import SdkOverride, local_integrations
+
+    session = stack.session
+
+    def run_glue_job(job_name: str, arguments: dict[str, str]) -> dict[str, Any]:
+        return glue.run_glue_job(session, job_name, arguments)
+
+    def run_emr_job(application_id: str, role_arn: str, job_driver: dict[str, Any]) -> dict[str, Any]:
+        return glue.run_emr_job(session, application_id, role_arn, job_driver)
+
+    overrides: dict[str, SdkOverride] = {
+        "glue:startCrawler": lambda p: crawler.start_crawler(session, str(p["Name"]), crawlers),
+        "glue:getCrawler": lambda p: crawler.get_crawler(session, str(p["Name"]), crawlers),
+    }
+    return local_integrations(
+        session,
+        invoke=stack.invoke,
+        run_glue_job=run_glue_job,
+        run_emr_job=run_emr_job,
+        athena=athena if athena is not None else AthenaEngine(session),
+        sdk_overrides=overrides,
+        deliver_event=deliver_event,
+    )
 
 
 def deploy_time_parameters(stack: Stack) -> set[str]:

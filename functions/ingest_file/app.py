@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEve
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from datalake.aws import AwsClients
-from datalake.ingest import Manifest, ObjectRef, ingest_object
+from datalake.ingest import IngestStatus, Manifest, ObjectRef, ingest_object
 from datalake.settings import Settings
 
 logger = Logger()
@@ -56,6 +56,9 @@ def lambda_handler(event: S3EventNotificationEventBridgeModel, context: LambdaCo
     metrics.add_metric(name="RecordsRead", unit=MetricUnit.Count, value=manifest.records_read)
     metrics.add_metric(name="RecordsLanded", unit=MetricUnit.Count, value=manifest.records_landed)
     metrics.add_metric(name="RecordsQuarantined", unit=MetricUnit.Count, value=manifest.records_quarantined)
+    metrics.add_metric(
+        name="DuplicateObjects", unit=MetricUnit.Count, value=int(manifest.status is IngestStatus.DUPLICATE)
+    )
     logger.info("ingested", extra={"manifest": manifest.model_dump(mode="json", exclude={"output_keys"})})
     document: dict[str, Any] = manifest.model_dump(mode="json")
     return document

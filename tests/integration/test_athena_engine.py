@@ -8,7 +8,7 @@ import logging
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import boto3
@@ -455,7 +455,8 @@ def _expected_daily(sales: pd.DataFrame) -> pd.DataFrame:
         revenue=("revenue", "sum"),
     ).reset_index()
     out["average_transaction_value"] = [
-        (r / t).quantize(Decimal("0.01")) for r, t in zip(out.revenue, out.transactions, strict=True)
+        (r / t).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        for r, t in zip(out.revenue, out.transactions, strict=True)
     ]
     return out.rename(columns={"event_date": "sale_date"})
 
@@ -515,20 +516,24 @@ def test_curated_tables_equal_pandas_and_a_rerun_changes_nothing(lake: Lake) -> 
     assert len(daily) == len(expected)
     for column in ("sale_date", "region", "currency", "transactions", "customers", "units", "revenue"):
         assert daily[column].tolist() == expected[column].tolist(), column
-    assert all(
-        abs(a - b) <= Decimal("0.01")
-        for a, b in zip(daily.average_transaction_value, expected.average_transaction_value, strict=True)
-    )
+    assert daily.average_transaction_value.tolist() == expected.average_transaction_value.tolist()
     want = _expected_products(lake.sales).sort_values(["sale_date", "product_id", "currency"]).reset_index(drop=True)
     assert len(products) == len(want)
     for column in ("product_id", "product_name", "category", "transactions", "customers", "units", "revenue"):
         assert products[column].tolist() == want[column].tolist(), column
+    assert products.average_unit_price.tolist() == [
+        (r / u).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP) for r, u in zip(want.revenue, want.units, strict=True)
+    ]
     assert products.revenue_rank_in_category.tolist() == want["rank"].tolist()
     assert set(products.category) >= {"unknown"}
     aggregates = _expected_customers(lake.sales, lake.customers).sort_values(["customer_id", "currency"])
     aggregates = aggregates.reset_index(drop=True)
     for column in ("customer_id", "currency", "transactions", "units", "lifetime_revenue", "active_days"):
         assert customers[column].tolist() == aggregates[column].tolist(), column
+    assert customers.average_transaction_value.tolist() == [
+        (r / t).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        for r, t in zip(aggregates.lifetime_revenue, aggregates.transactions, strict=True)
+    ]
     assert customers.first_purchase_date.tolist() == aggregates.first_purchase_date.tolist()
     assert customers.segment.fillna("-").tolist() == aggregates.segment.fillna("-").tolist()
     # AND the stage tables are gone from the catalog while their files back the published tables
@@ -553,3 +558,104 @@ def _one_file(lake: Lake, table: dict[str, Any]) -> io.BytesIO:
     bucket, _, prefix = location.removeprefix("s3://").partition("/")
     key = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"][0]["Key"]
     return io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+# ------------------------------------------------------------------------------------- decimal arithmetic
+
+# Trino's rules: x + y is decimal(min(38, 1 + max(xs, ys) + max(xp - xs, yp - ys)), max(xs, ys)); x * y is
+# decimal(min(38, xp + yp), xs + ys); x / y is decimal(min(38, xp + ys + max(0, ys - xs)), max(xs, ys)) rounded
+# HALF_UP; x % y is decimal(min(xp - xs, yp - ys) + max(xs, ys), max(xs, ys)); an integer operand counts as
+# decimal(3|5|10|19, 0) for tinyint | smallint | integer | bigint; a literal with a point is a decimal.
+DECIMAL_CASES = [
+    ("1847.85 / 6", "307.98", "decimal(6,2)"),
+    ("CAST(1847.85 AS decimal(18,2)) / 6", "307.98", "decimal(18,2)"),
+    ("CAST(-1847.85 AS decimal(18,2)) / 6", "-307.98", "decimal(18,2)"),
+    ("CAST(1847.85 AS decimal(18,2)) / CAST(-6 AS bigint)", "-307.98", "decimal(18,2)"),
+    ("CAST(1847.84 AS decimal(18,2)) / 6", "307.97", "decimal(18,2)"),
+    ("CAST(5 AS decimal(3,0)) / CAST(2 AS decimal(3,0))", "3", "decimal(3,0)"),
+    ("CAST(-5 AS decimal(3,0)) / CAST(2 AS decimal(3,0))", "-3", "decimal(3,0)"),
+    ("CAST(1 AS decimal(3,0)) / CAST(8 AS decimal(3,0))", "0", "decimal(3,0)"),
+    ("CAST(2 AS decimal(5,1)) / CAST(3 AS decimal(5,1))", "0.7", "decimal(6,1)"),
+    ("CAST(10 AS decimal(10,2)) / CAST(3 AS decimal(10,4))", "3.3333", "decimal(16,4)"),
+    ("CAST(1 AS decimal(38,2)) / CAST(3 AS bigint)", "0.33", "decimal(38,2)"),
+    ("CAST(9999999999999999.99 AS decimal(18,2)) / 3", "3333333333333333.33", "decimal(18,2)"),
+    ("CAST(-0.05 AS decimal(18,2)) / 2", "-0.03", "decimal(18,2)"),
+    ("CAST(-12345678901234567890.15 AS decimal(38,2)) / 2", "-6172839450617283945.08", "decimal(38,2)"),
+    ("CAST(12345678901234567890.12 AS decimal(38,2)) / 7", "1763668414462081127.16", "decimal(38,2)"),
+    (
+        "CAST(9999999999999999.99 AS decimal(18,2)) * CAST(100.00 AS decimal(18,2))",
+        "999999999999999999.0000",
+        "decimal(36,4)",
+    ),
+    ("CAST(-1.25 AS decimal(3,2)) * 3", "-3.75", "decimal(13,2)"),
+    ("CAST(1.05 AS decimal(3,2)) + CAST(2 AS decimal(10,0))", "3.05", "decimal(13,2)"),
+    ("CAST(1.05 AS decimal(3,2)) - 2", "-0.95", "decimal(13,2)"),
+    ("CAST(7.5 AS decimal(4,1)) % CAST(2 AS decimal(3,0))", "1.5", "decimal(4,1)"),
+    ("-7.5 % 2", "-1.5", "decimal(2,1)"),
+    ("CAST(CAST(307.975 AS decimal(6,3)) AS decimal(5,2))", "307.98", "decimal(5,2)"),
+    ("CAST(CAST(-307.975 AS decimal(6,3)) AS decimal(5,2))", "-307.98", "decimal(5,2)"),
+    ("CAST(CAST(1847.85 AS decimal(18,2)) / CAST(6 AS decimal(10,0)) AS decimal(10,1))", "308.0", "decimal(10,1)"),
+    ("CAST(NULL AS decimal(10,2)) / 2", None, "decimal(10,2)"),
+    ("CASE WHEN 1 > 0 THEN CAST(10 AS decimal(18,2)) ELSE 0 END / 3", "3.33", "decimal(18,2)"),
+    ("COALESCE(CAST(NULL AS decimal(10,2)), 5) / 4", "1.25", "decimal(12,2)"),
+    ("IF(1 > 0, CAST(2 AS decimal(5,1)), 1.25) / 3", "0.67", "decimal(6,2)"),
+]
+
+
+@pytest.mark.parametrize(("expression", "value", "kind"), DECIMAL_CASES, ids=[c[0] for c in DECIMAL_CASES])
+def test_decimal_arithmetic_follows_trino(lake: Lake, expression: str, value: str | None, kind: str) -> None:
+    # WHEN a decimal expression is evaluated
+    result = lake.engine.query(f"SELECT {expression} AS v")
+    # THEN its value is exact, rounded HALF_UP, and its type is the one Trino gives
+    assert result.rows == [(None if value is None else Decimal(value),)]
+    assert result.types == (kind,)
+
+
+def test_decimal_division_by_zero_fails_like_trino(lake: Lake) -> None:
+    with pytest.raises(QueryFailedError, match="DIVISION_BY_ZERO"):
+        lake.engine.query("SELECT CAST(1 AS decimal(10,2)) / 0 AS v")
+
+
+def _half_up(value: Decimal, places: str = "0.01") -> Decimal:
+    return value.quantize(Decimal(places), rounding=ROUND_HALF_UP)
+
+
+def test_curated_averages_are_exact_over_aggregates_and_derived_tables(lake: Lake) -> None:
+    # GIVEN sales whose per-day sums divided by their counts often end in a 5 at the third place
+    sql = """
+        WITH spend AS (
+            SELECT event_date, SUM(revenue) AS revenue, COUNT(*) AS transactions
+            FROM sales GROUP BY event_date
+        )
+        SELECT event_date,
+               CAST(revenue / transactions AS decimal(18, 2)) AS via_cte,
+               revenue / transactions AS raw_quotient
+        FROM spend ORDER BY event_date
+    """
+    # WHEN the curated SQL's own expressions run, directly on aggregates and through a derived table
+    direct = lake.engine.query(
+        "SELECT event_date, CAST(SUM(revenue) / COUNT(*) AS decimal(18, 2)) AS a, AVG(revenue) AS m "
+        "FROM sales GROUP BY event_date ORDER BY event_date"
+    )
+    derived = lake.engine.query(sql)
+    # THEN each equals exact Decimal arithmetic with HALF_UP rounding, typed as Trino types it
+    groups = lake.sales.groupby("event_date").revenue.agg(["sum", "size"]).sort_index()
+    expected = [_half_up(s / n) for s, n in zip(groups["sum"], groups["size"], strict=True)]
+    assert [row[1] for row in direct.rows] == expected
+    assert [row[2] for row in direct.rows] == expected  # avg(decimal(18,2)) is decimal(18,2)
+    assert [row[1] for row in derived.rows] == expected
+    assert [row[2] for row in derived.rows] == expected
+    assert direct.types[1:] == ("decimal(18,2)", "decimal(18,2)")
+    assert derived.types[1:] == ("decimal(18,2)", "decimal(38,2)")
+
+
+def test_window_average_of_decimals_is_exact(lake: Lake) -> None:
+    # WHEN a decimal is averaged over a window (the daily revenue trend's moving average)
+    result = lake.engine.query(
+        "SELECT transaction_id, AVG(revenue) OVER (PARTITION BY event_date) AS m FROM sales "
+        "WHERE event_date = DATE '2026-10-22' ORDER BY transaction_id"
+    )
+    # THEN every row holds the exact HALF_UP average as a decimal
+    day = lake.sales[lake.sales.event_date == dt.date(2026, 10, 22)]
+    assert {row[1] for row in result.rows} == {_half_up(sum(day.revenue, Decimal(0)) / len(day))}
+    assert result.types[1] == "decimal(18,2)"

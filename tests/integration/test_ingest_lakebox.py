@@ -100,3 +100,20 @@ def test_cli_errors_are_one_clear_line(tmp_path: Path) -> None:
     result = run_cli(tmp_path / "lake", "put", "/nonexistent/file.jsonl", "--dataset", "sales")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == ["lakebox: error: /nonexistent/file.jsonl: no such file"]
+
+
+def test_the_same_file_put_twice_lands_once(local_stack: Any, tmp_path: Path) -> None:
+    # GIVEN a file put in the landing bucket and ingested
+    generated = write_sales(tmp_path / "twice.jsonl", SampleSpec(sales=300, seed=13))
+    _, first = local_stack.put_file(generated.path, "sales", key="sales/twice/twice.jsonl")
+    before = _raw_rows(local_stack, "sales/")
+    # WHEN the producer puts the very same bytes again (a new version of the same key)
+    _, second = local_stack.put_file(generated.path, "sales", key="sales/twice/twice.jsonl")
+    # THEN the second version is recorded as a duplicate of the first, and raw holds its records once
+    original, duplicate = first[0].result, second[0].result
+    assert original["status"] in {"LANDED", "PARTIAL"} and duplicate["version"] != original["version"]
+    assert (duplicate["status"], duplicate["duplicate_of"]) == ("DUPLICATE", original["object_id"])
+    assert duplicate["output_keys"] == [] and duplicate["records_landed"] == 0
+    assert _raw_rows(local_stack, "sales/") == before
+    table = local_stack.session.resource("dynamodb").Table(local_stack.stack.ref("ManifestsTable"))
+    assert table.get_item(Key={"object_id": duplicate["object_id"]})["Item"]["status"] == "DUPLICATE"

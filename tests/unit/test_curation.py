@@ -67,7 +67,12 @@ def test_plan_runs_views_then_each_table_through_build_publish_cleanup() -> None
     statements = _plan()
     names = [s.name for s in statements]
     # THEN the views come first and each table's steps keep their order
-    assert names[:2] == ["customers_current/view", "products_current/view"]
+    assert names[:4] == [
+        "customers_history/view",
+        "products_history/view",
+        "customers_current/view",
+        "products_current/view",
+    ]
     for table in ("daily_sales_by_region", "product_performance"):
         steps = [s.step for s in statements if s.table == table]
         assert steps == ["table", "clean", "build", "unpublish", "publish", "cleanup"]
@@ -257,7 +262,7 @@ def test_handler_plans_the_dates_the_spark_run_wrote(handler: ModuleType, lambda
     # THEN it returns the ordered statements for that date, JSON-ready
     assert result["dates"] == ["2026-10-30"] and result["changed"] == ["sales"]
     names = [q["name"] for q in result["queries"]]
-    assert names[0] == "customers_current/view" and names[-1] == "customer_aggregates/cleanup"
+    assert names[0] == "customers_history/view" and names[-1] == "customer_aggregates/cleanup"
     assert all(set(q) == {"name", "table", "step", "query"} for q in result["queries"])
     assert "DATE '2026-10-30'" in next(
         q["query"] for q in result["queries"] if q["name"] == "daily_sales_by_region/build"

@@ -248,3 +248,151 @@ def test_same_event_delivered_three_times_lands_once(handler: tuple[ModuleType, 
     assert results[0] == results[1] == results[2]
     versions = lake.clients.s3.list_object_versions(Bucket="raw", Prefix="sales/").get("Versions", [])
     assert len(versions) == 1
+
+
+# ------------------------------------------------------------------------------------- JSON shapes by content
+
+PRETTY_SALE = json.dumps(SALE, indent=2).encode()
+PRETTY_ARRAY = json.dumps([SALE, SALE | {"transaction_id": "T2", "quantity": 0}], indent=2).encode()
+JSON_LINES = _jsonl(SALE, SALE | {"transaction_id": "T2", "quantity": 0})
+JQ_STREAM = PRETTY_SALE + b"\n" + json.dumps(SALE | {"transaction_id": "T2", "quantity": 0}, indent=4).encode()
+
+
+@pytest.mark.parametrize(
+    "key", ["sales/shape.json", "sales/shape.jsonl", "sales/shape.json.gz", "sales/shape.jsonl.gz"]
+)
+@pytest.mark.parametrize(
+    ("body", "fmt", "read", "landed"),
+    [
+        (PRETTY_SALE, "json-document", 1, 1),
+        (JQ_STREAM, "json-document", 2, 1),
+        (PRETTY_ARRAY, "json", 2, 1),
+        (JSON_LINES, "jsonl", 2, 1),
+    ],
+    ids=["pretty-object", "pretty-objects-in-a-row", "pretty-array", "json-lines"],
+)
+def test_json_shape_is_told_by_content_whatever_the_suffix(
+    lake: Lake, key: str, body: bytes, fmt: str, read: int, landed: int
+) -> None:
+    # GIVEN a landed object of one JSON shape, under a .json or .jsonl key, plain or gzip
+    data = gzip.compress(body) if key.endswith(".gz") else body
+    # WHEN it is ingested
+    manifest = lake.ingest(key, data)
+    # THEN a document is one record, an array its items, JSON lines their lines: nothing read as broken lines
+    assert (manifest.format, manifest.records_read, manifest.records_landed) == (fmt, read, landed)
+    assert manifest.records_read == manifest.records_landed + manifest.records_quarantined
+    landed_records = lake.raw_records()
+    assert [r["transaction_id"] for r in landed_records] == ["T1"]
+    assert landed_records[0]["unit_price"] == 19.99 and landed_records[0]["_line"] == 1
+    if manifest.records_quarantined:
+        assert lake.raw_records("_quarantine/sales/")[0]["_errors"][0]["loc"] == "quantity"
+
+
+def test_a_document_over_the_size_cap_quarantines_the_object_with_its_reason(lake: Lake) -> None:
+    # GIVEN a pretty-printed document larger than the 4 KiB record cap (and the parser's buffer)
+    huge = json.dumps(SALE | {"store_id": "S" * 100_000}, indent=2).encode()
+    # WHEN it is ingested
+    manifest = lake.ingest("sales/huge.json", huge)
+    # THEN the whole object is kept in quarantine with the reason, and nothing lands
+    assert manifest.status is IngestStatus.QUARANTINED
+    assert manifest.reason is not None and manifest.reason.startswith("document too large")
+    assert lake.keys("sales/") == []
+    assert any(k.endswith("sales/huge.json") for k in lake.keys("_quarantine/_objects/"))
+
+
+def test_a_malformed_document_quarantines_the_object(lake: Lake) -> None:
+    manifest = lake.ingest("sales/broken.json", PRETTY_SALE[:-10])
+    assert manifest.status is IngestStatus.QUARANTINED
+    assert manifest.reason is not None and manifest.reason.startswith("malformed JSON")
+    assert lake.keys("sales/") == []
+
+
+def test_json_lines_with_a_broken_first_record_stay_json_lines(lake: Lake) -> None:
+    manifest = lake.ingest("sales/lines.json", b'{"transaction_id": "T0",\n' + _jsonl(SALE))
+    assert (manifest.format, manifest.records_read, manifest.records_landed) == ("jsonl", 2, 1)
+
+
+# ------------------------------------------------------------------------------------------- content duplicates
+
+
+def test_the_same_bytes_put_again_are_a_duplicate_and_land_nothing(lake: Lake) -> None:
+    # GIVEN an ingested object
+    body = _jsonl(SALE, SALE | {"transaction_id": "T2", "quantity": 0})
+    first = lake.ingest("sales/daily.jsonl", body)
+    raw_before, quarantine_before = lake.keys("sales/"), lake.keys("_quarantine/")
+    # WHEN the same bytes are put again: a new version of the same key, and a copy under another key
+    again = lake.ingest("sales/daily.jsonl", body)
+    copy = lake.ingest("sales/copy/daily-copy.jsonl", gzip.decompress(gzip.compress(body)))
+    # THEN both are recorded as duplicates of the first object, and raw and quarantine are unchanged
+    for duplicate in (again, copy):
+        assert duplicate.status is IngestStatus.DUPLICATE
+        assert duplicate.duplicate_of == first.object_id
+        assert duplicate.sha256 == first.sha256 and duplicate.output_keys == duplicate.quarantine_keys == []
+        assert (duplicate.records_read, duplicate.records_landed, duplicate.records_quarantined) == (0, 0, 0)
+        stored = lake.manifest(duplicate.object_id)
+        assert stored["status"] == "DUPLICATE" and stored["duplicate_of"] == first.object_id
+    assert again.version != first.version
+    assert lake.keys("sales/") == raw_before and lake.keys("_quarantine/") == quarantine_before
+    assert [r["transaction_id"] for r in lake.raw_records()] == ["T1"]
+
+
+def test_a_retry_of_the_original_still_overwrites(lake: Lake) -> None:
+    ref = lake.put("sales/retry.jsonl", _jsonl(SALE))
+    first = ingest_object(ref, settings=lake.settings, clients=lake.clients, now=NOW)
+    second = ingest_object(ref, settings=lake.settings, clients=lake.clients, now=NOW)
+    assert first.status is second.status is IngestStatus.LANDED
+    assert first.output_keys == second.output_keys and len(lake.raw_records()) == 1
+
+
+def test_different_bytes_and_other_datasets_are_not_duplicates(lake: Lake) -> None:
+    body = _jsonl(SALE)
+    lake.ingest("sales/a.jsonl", body)
+    other = lake.ingest("sales/b.jsonl", _jsonl(SALE | {"transaction_id": "T2"}))
+    elsewhere = lake.ingest("clickstream/a.jsonl", body)
+    assert other.status is IngestStatus.LANDED
+    assert elsewhere.status is IngestStatus.QUARANTINED and elsewhere.duplicate_of is None
+
+
+def test_racing_objects_with_the_same_bytes_land_once_and_the_original_can_be_retried(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN object A claimed its content, then failed writing raw (its retry will come later)
+    from botocore.client import BaseClient
+
+    from datalake.exceptions import TransientError
+
+    body = _jsonl(SALE)
+    ref_a = lake.put("sales/a.jsonl", body)
+    real = BaseClient._make_api_call
+
+    def failing_put(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "PutObject" and params.get("Bucket") == "raw":
+            raise lake.clients.s3.exceptions.ClientError(
+                {"Error": {"Code": "SlowDown", "Message": "slow down"}}, operation
+            )
+        return real(self, operation, params)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(BaseClient, "_make_api_call", failing_put)
+        with pytest.raises(TransientError):
+            ingest_object(ref_a, settings=lake.settings, clients=lake.clients, now=NOW)
+    # WHEN object B with the same bytes is ingested meanwhile, and then A is retried
+    b = lake.ingest("sales/b.jsonl", body)
+    a = ingest_object(ref_a, settings=lake.settings, clients=lake.clients, now=NOW)
+    # THEN B is a duplicate of A, A lands on its retry, and the records are in raw once
+    assert b.status is IngestStatus.DUPLICATE and b.duplicate_of == ref_a.object_id
+    assert a.status is IngestStatus.LANDED
+    assert [r["_source_key"] for r in lake.raw_records()] == ["sales/a.jsonl"]
+
+
+def test_content_claims_stay_out_of_the_quality_gates_manifest_scan(lake: Lake) -> None:
+    # GIVEN an object and a duplicate of it
+    first = lake.ingest("sales/a.jsonl", _jsonl(SALE))
+    lake.ingest("sales/b.jsonl", _jsonl(SALE))
+    # WHEN the quality gate sums what the manifests say landed in the raw files the job read
+    from datalake.quality import landed_for
+
+    session = boto3.Session(region_name="us-east-1")
+    landed, unmatched, (received, quarantined) = landed_for(session, "manifests", "sales", first.output_keys)
+    # THEN it counts the original once: neither the claim item nor the duplicate's manifest adds to it
+    assert (landed, unmatched, received, quarantined) == (1, (), 1, 0)

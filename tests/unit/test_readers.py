@@ -9,7 +9,15 @@ import pytest
 
 from datalake.contracts import Format
 from datalake.exceptions import ObjectRejectedError
-from datalake.readers import Limits, OversizedLine, detect_format, iter_line_batches, open_object
+from datalake.readers import (
+    CappedChunkStream,
+    Limits,
+    OversizedLine,
+    detect_format,
+    iter_line_batches,
+    json_shape,
+    open_object,
+)
 
 LIMITS = Limits(max_decompressed_bytes=10**9, max_compression_ratio=100, ratio_check_after_bytes=0, max_line_bytes=64)
 
@@ -91,3 +99,42 @@ def test_line_over_the_cap_is_reported_not_kept() -> None:
 )
 def test_format_is_detected_from_suffix_and_content(key: str, head: bytes, expected: Format | None) -> None:
     assert detect_format(key, head) is expected
+
+
+PRETTY = b'{\n  "transaction_id": "T1",\n  "quantity": 2\n}\n'
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"a": 1}\n{"a": 2}\n', Format.JSON_LINES),
+        (b'\n\n  {"a": 1}\r\n', Format.JSON_LINES),
+        (b'{"a": 1}', Format.JSON_LINES),
+        (b'{"a": \n{"a": 2}\n', Format.JSON_LINES),  # a JSON-lines file whose first record is broken
+        (PRETTY, Format.JSON_DOCUMENT),
+        (b"\xef\xbb\xbf" + PRETTY, Format.JSON_DOCUMENT),
+        (PRETTY + PRETTY, Format.JSON_DOCUMENT),
+        (b'{ "transaction_id": "T1",\n  "nested": {"a": [1,\n 2]}}', Format.JSON_DOCUMENT),
+        (b"{" + b" " * 5000 + b"\n}", Format.JSON_LINES),  # a first line over the cap is a line, quarantined alone
+    ],
+)
+def test_json_lines_are_told_from_documents_by_their_first_lines(body: bytes, expected: Format) -> None:
+    # GIVEN a body split into small chunks
+    chunks = iter([body[i : i + 7] for i in range(0, len(body), 7)])
+    # WHEN its shape is sniffed
+    fmt, rest = json_shape(chunks, max_line_bytes=4096)
+    # THEN the shape is told by content, and the chunks still hold every byte
+    assert fmt is expected
+    assert b"".join(rest) == body
+
+
+def test_capped_stream_stops_a_document_over_its_cap() -> None:
+    # GIVEN a stream capped at 250 bytes between marks
+    stream = CappedChunkStream(iter([b"x" * 100] * 10), cap=250)
+    # WHEN 200 bytes are read, a document ends (mark), and the next one runs past the cap
+    assert stream.read(100) + stream.read(100) == b"x" * 200
+    stream.mark()
+    assert len(stream.read(100) + stream.read(100)) == 200
+    # THEN the read that crosses the cap fails with the reason
+    with pytest.raises(ObjectRejectedError, match="document too large"):
+        stream.read(100)

@@ -51,9 +51,9 @@ TABLES: Final = (
     CuratedTable("product_performance", "sale_date", frozenset({"sales"})),
     CuratedTable("customer_aggregates", None, frozenset({"sales", "customers"})),
 )
-VIEWS: Final = ("customers_current", "products_current", "customers_history", "products_history")
-"""Views over the processed zone, (re)created before the tables that read them: each reference dataset's current
-version, and its versions with their validity spans for point-in-time enrichment (ADR 0007)."""
+VIEWS: Final = ("customers_history", "products_history", "customers_current", "products_current")
+"""Views over the processed zone, (re)created before the tables that read them: each reference dataset's versions
+with their validity spans for point-in-time enrichment (ADR 0007), then its current version, read from those."""
 
 
 class Statement(BaseModel):

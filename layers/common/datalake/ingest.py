@@ -18,7 +18,7 @@ import ijson
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
-from datalake.aws import AwsClients, aws_error
+from datalake.aws import AwsClients, aws_error, error_code
 from datalake.contracts import Dataset, Format, get_dataset
 from datalake.exceptions import (
     AccountingError,
@@ -40,6 +40,7 @@ from datalake.landing import (
     with_lineage,
 )
 from datalake.readers import (
+    CappedChunkStream,
     ChunkStream,
     Limits,
     Line,
@@ -47,6 +48,7 @@ from datalake.readers import (
     StreamStats,
     detect_format,
     iter_line_batches,
+    json_shape,
     open_object,
 )
 from datalake.settings import Settings
@@ -55,7 +57,19 @@ from datalake.validation import RecordError, RecordValidator, validator_for
 logger = logging.getLogger(__name__)
 
 UTC = dt.UTC
-__all__ = ["QUARANTINE_PREFIX", "IngestStatus", "Manifest", "ObjectRef", "dataset_name", "ingest_object"]
+__all__ = [
+    "CONTENT_CLAIM_PREFIX",
+    "QUARANTINE_PREFIX",
+    "IngestStatus",
+    "Manifest",
+    "ObjectRef",
+    "content_claim_key",
+    "dataset_name",
+    "ingest_object",
+]
+
+CONTENT_CLAIM_PREFIX = "content#"
+"""Manifests-table keys of content claims: `content#<dataset>#<sha256>`, owned by the first object with those bytes."""
 
 
 class IngestStatus(StrEnum):
@@ -65,6 +79,8 @@ class IngestStatus(StrEnum):
     PARTIAL = "PARTIAL"
     QUARANTINED = "QUARANTINED"
     SKIPPED = "SKIPPED"
+    DUPLICATE = "DUPLICATE"
+    """The same bytes as an object already ingested into the dataset (`duplicate_of`): nothing landed."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +139,7 @@ class Manifest(BaseModel):
     quarantine_keys: list[str] = []
     event_dates: list[str] = []
     reason: str | None = None
+    duplicate_of: str | None = None
     ingested_at: str
 
 
@@ -278,6 +295,43 @@ def _read_json_array(chunks: Iterator[bytes], validator: RecordValidator, sink: 
         raise ObjectRejectedError("not valid UTF-8", str(exc)) from exc
 
 
+_JSON_BUFFER = 64 * 1024
+"""Bytes the streaming JSON parser reads at a time; a document's size is checked to within one buffer."""
+
+
+def _read_json_documents(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink, max_bytes: int) -> None:
+    """One record per top-level JSON value (a pretty-printed object, or several in a row), `_line` its 1-based index.
+
+    No value may exceed `max_bytes` (the line cap): past it the object is rejected whole (`document too large`),
+    before the value is held in memory.
+    """
+    stream = CappedChunkStream(chunks, max_bytes + _JSON_BUFFER)
+    values = ijson.items(stream, "", multiple_values=True, use_float=False, buf_size=_JSON_BUFFER)
+    try:
+        for index, item in enumerate(values, start=1):
+            stream.mark()
+            sink.read += 1
+            document = ENCODER.encode(item)
+            if len(document) > max_bytes:
+                raise ObjectRejectedError(
+                    "document too large", f"JSON document {index} holds {len(document)} bytes, over the {max_bytes} cap"
+                )
+            _route_item(index, item, document, validator, sink)
+    except ijson.JSONError as exc:
+        raise ObjectRejectedError("malformed JSON document", str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise ObjectRejectedError("not valid UTF-8", str(exc)) from exc
+
+
+def _route_item(index: int, item: object, document: bytes, validator: RecordValidator, sink: _Sink) -> None:
+    """Land a parsed JSON value (re-encoded as `document`) its contract accepts; quarantine it otherwise."""
+    verdict = validator.check_json(document)
+    if verdict.event_time is not None and isinstance(item, dict):
+        sink.land_json(index, verdict.document(document), verdict.event_time)
+    else:
+        sink.reject(index, document, verdict.errors)
+
+
 def _read_csv(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink, max_line: int) -> None:
     csv.field_size_limit(max_line)
     text = io.TextIOWrapper(io.BufferedReader(ChunkStream(chunks)), encoding="utf-8-sig", newline="")
@@ -385,6 +439,8 @@ def ingest_object(
                 clients,
             )
         fmt = detect_format(ref.key, head)
+        if fmt is Format.JSON_LINES:
+            fmt, chunks = json_shape(chunks, settings.max_line_bytes)
         if fmt is None or fmt not in dataset.formats:
             raise ObjectRejectedError("unsupported format", f"{ref.key} is not one of {sorted(dataset.formats)}")
         validator = validator_for(dataset)
@@ -392,6 +448,8 @@ def ingest_object(
             _read_json_lines(chunks, validator, sink, settings.max_line_bytes)
         elif fmt is Format.JSON_ARRAY:
             _read_json_array(chunks, validator, sink)
+        elif fmt is Format.JSON_DOCUMENT:
+            _read_json_documents(chunks, validator, sink, settings.max_line_bytes)
         else:
             _read_csv(chunks, validator, sink, settings.max_line_bytes)
     except ObjectRejectedError as exc:
@@ -403,6 +461,12 @@ def ingest_object(
     if sink.read != landed + quarantined:
         sink.discard()
         raise AccountingError(f"{ref.object_id}: read {sink.read} != landed {landed} + quarantined {quarantined}")
+    original = (
+        _claim_content(ref, dataset, _drained(chunks, stats), settings, clients, ingested_at) if sink.read else None
+    )
+    if original is not None:
+        sink.discard()
+        return _record(_duplicate_manifest(base, dataset, fmt, stats, original), settings, clients)
     event_dates = sorted(d.isoformat() for d in sink.landed_files)
     output_keys, quarantine_keys = sink.upload(clients, raw_bucket)
     status = (
@@ -431,6 +495,68 @@ def ingest_object(
         event_dates=event_dates,
     )
     return _record(manifest, settings, clients)
+
+
+def content_claim_key(dataset: str, sha256: str) -> str:
+    """The manifests-table key of the claim on one content (by sha256 of the stored bytes) within a dataset."""
+    return f"{CONTENT_CLAIM_PREFIX}{dataset}#{sha256}"
+
+
+def _drained(chunks: Iterator[bytes], stats: StreamStats) -> str:
+    """The sha256 of the whole object: a reader may stop at the end of its JSON before the stream's last bytes."""
+    for _ in chunks:
+        pass
+    return stats.sha256
+
+
+def _claim_content(
+    ref: ObjectRef, dataset: Dataset, sha256: str, settings: Settings, clients: AwsClients, now: dt.datetime
+) -> str | None:
+    """Claim the object's content for it, atomically; return the object id of the original if another owns it.
+
+    The claim is an item of the manifests table keyed `content#<dataset>#<sha256>` (it has no `dataset` attribute,
+    so scans of the manifests by dataset never see it). The conditional write succeeds for the first object with
+    those bytes and for that object's retries, which then overwrite their own outputs; every other object, racing or
+    late, is a duplicate of the owner.
+    """
+    table = clients.dynamodb.Table(settings.require("manifests_table"))
+    key = content_claim_key(dataset.name, sha256)
+    try:
+        table.put_item(
+            Item={"object_id": key, "claimed_by": ref.object_id, "sha256": sha256, "claimed_at": iso_stamp(now)},
+            ConditionExpression="attribute_not_exists(object_id) OR claimed_by = :owner",
+            ExpressionAttributeValues={":owner": ref.object_id},
+        )
+        return None
+    except ClientError as exc:
+        if error_code(exc) != "ConditionalCheckFailedException":
+            raise aws_error(exc, f"claiming the content of {ref.object_id}") from exc
+    try:
+        item = table.get_item(Key={"object_id": key}, ConsistentRead=True).get("Item") or {}
+    except ClientError as exc:
+        raise aws_error(exc, f"reading the content claim of {ref.object_id}") from exc
+    owner = item.get("claimed_by")
+    if not owner:
+        raise TransientError(f"the content claim {key} changed while {ref.object_id} was claiming it")
+    logger.info("%s holds the same bytes as %s: recorded as a duplicate", ref.object_id, owner)
+    return str(owner)
+
+
+def _duplicate_manifest(
+    base: dict[str, Any], dataset: Dataset, fmt: Format, stats: StreamStats, original: str
+) -> Manifest:
+    return Manifest(
+        **base,
+        dataset=dataset.name,
+        status=IngestStatus.DUPLICATE,
+        bytes_read=stats.bytes_read,
+        bytes_decompressed=stats.bytes_decompressed,
+        sha256=stats.sha256,
+        format=fmt.value,
+        contract_version=dataset.version,
+        reason=f"same content as {original}",
+        duplicate_of=original,
+    )
 
 
 def _open(ref: ObjectRef, clients: AwsClients) -> Any:

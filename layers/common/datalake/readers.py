@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import msgspec
 from isal import isal_zlib
 
 from datalake.contracts.base import Format
@@ -200,18 +201,103 @@ class ChunkStream(io.RawIOBase):
         return n
 
 
+class CappedChunkStream(ChunkStream):
+    """A `ChunkStream` that refuses to deliver more than `cap` bytes between two `mark()` calls.
+
+    A streaming JSON parser reads through it and the reader marks each value it completes, so no single value can
+    make the parser hold more than `cap` bytes (plus the parser's own buffer).
+    """
+
+    def __init__(self, chunks: Iterator[bytes], cap: int) -> None:
+        super().__init__(chunks)
+        self._cap = cap
+        self._since_mark = 0
+
+    def mark(self) -> None:
+        """A value ended: count the next one's bytes from here."""
+        self._since_mark = 0
+
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+        """Fill `target` as `ChunkStream` does; fail once the bytes since the last mark exceed the cap."""
+        n = super().readinto(target)
+        self._since_mark += n
+        if self._since_mark > self._cap:
+            raise ObjectRejectedError("document too large", f"a JSON document exceeds the {self._cap} byte cap")
+        return n
+
+
 _SUFFIX_FORMATS = {".jsonl": Format.JSON_LINES, ".ndjson": Format.JSON_LINES, ".csv": Format.CSV}
 
 
 def detect_format(key: str, head: bytes) -> Format | None:
-    """Tell the format from the key's suffix (ignoring `.gz`) and, for JSON, the first significant byte."""
+    """Tell the format from the content's first significant byte and, failing that, the key's suffix.
+
+    CSV is known by its suffix (`.csv`, ignoring `.gz`); any other object starting with `[` is a JSON array and
+    with `{` JSON (lines or documents: `json_shape` tells which). Content that starts otherwise under a
+    `.jsonl`/`.ndjson` key stays JSON lines, so each line is judged (and quarantined) on its own.
+    """
     name = key.lower().removesuffix(".gz").removesuffix(".gzip")
-    for suffix, fmt in _SUFFIX_FORMATS.items():
-        if name.endswith(suffix):
-            return fmt
+    if name.endswith(".csv"):
+        return Format.CSV
     start = head.removeprefix(UTF8_BOM).lstrip()[:1]
     if start == b"[":
         return Format.JSON_ARRAY
     if start == b"{":
         return Format.JSON_LINES
+    for suffix, fmt in _SUFFIX_FORMATS.items():
+        if name.endswith(suffix):
+            return fmt
     return None
+
+
+def json_shape(chunks: Iterator[bytes], max_line_bytes: int) -> tuple[Format, Iterator[bytes]]:
+    """JSON lines or JSON documents, told by the first lines; returns the format and the chunks, unconsumed.
+
+    A first line that is a complete JSON value means JSON lines. So does a first line that does not open an object,
+    a broken first line followed by a complete one (a JSON-lines file whose first record is damaged), and a first
+    line over `max_line_bytes` (quarantined alone, as any line over the cap). Otherwise the content is one document
+    spread over lines (a pretty-printed object), or several in a row. At most two lines of `max_line_bytes` are
+    buffered.
+    """
+    lines, chunks = _first_lines(chunks, 2, max_line_bytes)
+    if not lines or lines[0] is None or not lines[0].startswith(b"{") or _complete(lines[0]):
+        return Format.JSON_LINES, chunks
+    if len(lines) > 1 and lines[1] is not None and _complete(lines[1]):
+        return Format.JSON_LINES, chunks
+    return Format.JSON_DOCUMENT, chunks
+
+
+def _complete(line: bytes) -> bool:
+    try:
+        msgspec.json.decode(line)
+    except msgspec.DecodeError:
+        return False
+    return True
+
+
+def _first_lines(
+    chunks: Iterator[bytes], count: int, max_line_bytes: int
+) -> tuple[list[bytes | None], Iterator[bytes]]:
+    """The first `count` non-blank lines (None for one over the cap), and the chunks with nothing lost."""
+    buffered: list[bytes] = []
+    lines: list[bytes | None] = []
+    pending = b""
+    for chunk in chunks:
+        buffered.append(chunk)
+        pending += chunk
+        *complete, pending = pending.removeprefix(UTF8_BOM).split(b"\n")
+        lines.extend(line.strip() for line in complete if line.strip())
+        if len(lines) >= count:
+            break
+        if len(pending) > max_line_bytes:
+            lines.append(None)
+            break
+    else:
+        if pending.strip():
+            lines.append(pending.strip())
+
+    def chained() -> Iterator[bytes]:
+        yield from buffered
+        yield from chunks
+
+    return [line if line is None or len(line) <= max_line_bytes else None for line in lines[:count]], chained()

@@ -22,10 +22,12 @@ from datalake.contracts.base import Contract, Dataset, to_utc
 
 UTC = dt.UTC
 
-CANONICAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-](?:0\d|1[0-7]):[0-5]\d)")
+CANONICAL_TIME_PATTERN = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-](?:0\d|1[0-7]):[0-5]\d)"
+CANONICAL_TIME = re.compile(CANONICAL_TIME_PATTERN)
 """Timestamp text the fast path lands as received: RFC 3339 with seconds, at most six fraction digits, an
 upper-case `T` and `Z` or an offset below 18 hours. Spark's cast reads exactly the instant Python does from it;
-every other spelling the contract accepts is re-encoded from the contract's value (ADR 0006)."""
+every other spelling the contract accepts is re-encoded from the contract's value (ADR 0006). The fast path also
+leaves the years 0001 and 9999 to the contract, where an offset can move the instant out of any date."""
 _ENCODER = msgspec.json.Encoder(decimal_format="number")
 
 
@@ -131,6 +133,9 @@ class _Fallback:
 
 
 _Rule = _DecimalRule | _TimeRule | _Fallback | re.Pattern[str]
+_CANONICAL_TIME_ANCHORED = re.compile(f"^{CANONICAL_TIME_PATTERN}$")
+"""On the JSON path a timestamp is checked like any patterned string (grouped with fields of the same pattern),
+then parsed with `datetime.fromisoformat`."""
 
 
 def _compile_type(tp: Any, metadata: list[Any], raw_decimals: bool = False) -> tuple[Any, _Rule | None]:
@@ -170,7 +175,7 @@ def _compile_type(tp: Any, metadata: list[Any], raw_decimals: bool = False) -> t
     if tp is AwareDatetime:
         if any(not (isinstance(m, AfterValidator) and m.func is to_utc) for m in metadata):
             raise _Unsupported("constrained datetime")
-        return str, _TimeRule()
+        return str, (_CANONICAL_TIME_ANCHORED if raw_decimals else _TimeRule())
     if tp is Decimal:
         kwargs, rule = _meta_kwargs(metadata)
         bounds = {k: kwargs.pop(k) for k in ("gt", "ge", "lt", "le") if k in kwargs}
@@ -332,14 +337,18 @@ def _model_json(model: Contract) -> bytes:
     return canonical_json({name: getattr(model, name) for name in type(model).model_fields})
 
 
+_FROM_ISO = dt.datetime.fromisoformat
+
+
 def _parse_time(text: str) -> dt.datetime | None:
-    """The instant of canonical timestamp text, or None when it is not canonical or names no date in UTC."""
+    """The instant of canonical timestamp text (years 0002-9998), or None to leave the value to the contract."""
     if CANONICAL_TIME.fullmatch(text) is None:
         return None
     try:
-        return dt.datetime.fromisoformat(text).astimezone(UTC)
-    except (ValueError, OverflowError):
+        parsed = _FROM_ISO(text)
+    except ValueError:
         return None
+    return parsed if 1 < parsed.year < 9999 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,12 +405,13 @@ class RecordValidator:
             for name, rule in json_rules.items()
             if isinstance(rule, _DecimalRule)
         ]
-        self._time_checks = [
-            (name, attrgetter(name)) for name, rule in json_rules.items() if isinstance(rule, _TimeRule)
-        ]
-        self._fallbacks = [attrgetter(name) for name, rule in json_rules.items() if isinstance(rule, _Fallback)]
-        if self._time_field not in {name for name, _ in self._time_checks}:
+        times = [name for name, rule in self._text_rules.items() if isinstance(rule, _TimeRule)]
+        self._time_checks = [(name, attrgetter(name)) for name in times]
+        if self._time_field not in times:
             raise TypeError(f"dataset {dataset.name}: event time field {self._time_field} is not a timestamp")
+        self._event_text = attrgetter(self._time_field)
+        self._other_times = [attrgetter(name) for name in times if name != self._time_field]
+        self._fallbacks = [attrgetter(name) for name, rule in json_rules.items() if isinstance(rule, _Fallback)]
         patterns = {name: rule for name, rule in json_rules.items() if isinstance(rule, re.Pattern)}
         optional = {name for name, info in dataset.contract.model_fields.items() if not info.is_required()}
         self._pattern_groups, single = _group_patterns(patterns, optional)
@@ -414,22 +424,11 @@ class RecordValidator:
             return Verdict(event_time)
         return self.judge_json(line)
 
-    def _times(self, record: Any) -> dt.datetime | None:
-        """Check every timestamp field's text is canonical; return the event time, or None to defer to pydantic."""
-        event_time = None
-        for name, get in self._time_checks:
-            text = get(record)
-            if text is None:
-                continue
-            parsed = _parse_time(text)
-            if parsed is None:
-                return None
-            if name == self._time_field:
-                event_time = parsed
-        return event_time
-
     def fast_event_time(self, line: bytes) -> dt.datetime | None:
-        """The record's event time if the fast path accepts its text as canonical, else None (`judge_json` decides)."""
+        """The record's event time if the fast path accepts its text as canonical, else None (`judge_json` decides).
+
+        The time is aware but not necessarily in UTC (`+05:30` as received): callers date it in UTC.
+        """
         if self._decode is None:
             return None
         try:
@@ -451,7 +450,16 @@ class RecordValidator:
             value = get_raw(record)
             if value is not None and bytes(value) != b"null":
                 return None
-        return self._times(record)
+        # Every timestamp's text matched CANONICAL_TIME above; it must also name a real date and time.
+        try:
+            event_time: dt.datetime = _FROM_ISO(self._event_text(record))
+            for get_time in self._other_times:
+                other = get_time(record)
+                if other is not None and not 1 < _FROM_ISO(other).year < 9999:
+                    return None
+        except ValueError:
+            return None
+        return event_time if 1 < event_time.year < 9999 else None
 
     def judge_json(self, line: bytes) -> Verdict:
         """The contract's own verdict on a JSON document: its error messages, or its values re-encoded canonically."""

@@ -16,6 +16,8 @@ class Format(StrEnum):
 
     JSON_LINES = "jsonl"
     JSON_ARRAY = "json"
+    JSON_DOCUMENT = "json-document"
+    """One JSON value per record, however many lines it spans (a pretty-printed object, or several in a row)."""
     CSV = "csv"
 
 
