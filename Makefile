@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit integration iac bench lock clean
+.PHONY: run test lint typecheck unit integration iac bench lock clean browser
 
 $(STAMP): requirements/dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) is required" >&2; exit 1; }
@@ -17,8 +17,12 @@ $(STAMP): requirements/dev.txt pyproject.toml
 run: $(STAMP)
 	$(BIN)/lakebox run
 
-test: $(STAMP) lint typecheck iac
+test: $(STAMP) lint typecheck iac browser
 	$(BIN)/pytest tests
+
+# The dashboard test opens the page in a real headless Chromium (Debian's package; installed when missing).
+browser:
+	@bash scripts/ensure-chromium.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -26,6 +30,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy layers/common/datalake functions lakebox glue bench
+	MYPYPATH=ml/forecast $(BIN)/mypy -m forecaster -m train -m inference
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit -m "not slow"

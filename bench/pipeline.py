@@ -3,7 +3,9 @@
 Run with `.venv/bin/python bench/pipeline.py [--rows 100000 1000000]`. For each size: generate sample data, ingest
 it through the template's rules, run the pipeline state machine, and time each stage by its task calls. Then the
 bytes each curated table's queries scanned, beside the raw JSON bytes of the sales they summarize (target: 1% or
-less). Prints a table per size, then one line of `key=value` figures.
+less), and the forecast step: its wall time (export, SageMaker training and batch transform run locally) and both
+backtest errors (sMAPE of the model and of the seasonal-naive baseline, measured on the same held-out days). Prints a
+table per size, then one line of `key=value` figures.
 
 `.venv/bin/python bench/pipeline.py --history-days 0 1 10 30 [--rows 100000 1000000]` measures the processed
 stage alone (the Spark job's `run` on local files) as history grows: for each size, a processed zone holding that
@@ -38,6 +40,13 @@ STAGES = {
     "Check Quality": "quality",
     "Plan Curation": "ctas",
     "Run Curated Query": "ctas",
+    "Plan Forecast": "forecast",
+    "Run Export Query": "forecast",
+    "Run Publish Query": "forecast",
+    "Write Transform Request": "forecast",
+    "Train Forecast Model": "forecast",
+    "Create Forecast Model": "forecast",
+    "Predict Forecast": "forecast",
 }
 
 
@@ -57,13 +66,14 @@ def _timed(seconds: dict[str, float]) -> Callable[[Any], Any]:
     return middleware
 
 
-def measure(rows: int) -> dict[str, Any]:
+def measure(rows: int, days: int = 56) -> dict[str, Any]:
     """Run the pipeline once on `rows` generated sales; return stage seconds and bytes."""
     from lakebox.runtime import lakebox
     from lakebox.sample import SampleSpec, generate
     from lakebox.sfn import run_execution
 
-    spec = SampleSpec(sales=rows, end=dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0))
+    end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    spec = SampleSpec(sales=rows, end=end, days=days, weekly_amplitude=0.3)
     seconds: dict[str, float] = defaultdict(float)
     with (
         tempfile.TemporaryDirectory() as folder,
@@ -82,7 +92,7 @@ def measure(rows: int) -> dict[str, Any]:
         start = time.perf_counter()
         execution = run_execution(
             definition,
-            {"datasets": ["sales", "products", "customers"]},
+            {"datasets": ["sales", "products", "customers", "clickstream"]},
             integrations.with_middleware(_timed(seconds)),
             state_machine_arn=str(box.stack.ref("PipelineStateMachine")),
         )
@@ -92,7 +102,11 @@ def measure(rows: int) -> dict[str, Any]:
     scanned: dict[str, int] = defaultdict(int)
     for query in execution.output.get("queries") or []:
         scanned[str(query.get("table"))] += int(query.get("bytes_scanned") or 0)
-    return {"seconds": dict(seconds), "scanned": dict(scanned), "raw_json_bytes": raw_json_bytes}
+    forecast = execution.output.get("forecast") or {}
+    if forecast.get("status") != "SUCCEEDED":
+        raise SystemExit(f"forecast {forecast.get('status')}: {forecast.get('error')}: {forecast.get('cause')}")
+    metrics = {str(m["MetricName"]): float(m["Value"]) for m in forecast.get("metrics") or []}
+    return {"seconds": dict(seconds), "scanned": dict(scanned), "raw_json_bytes": raw_json_bytes, "metrics": metrics}
 
 
 HISTORY_START = dt.date(2026, 1, 1)
@@ -215,6 +229,7 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--days", type=int, default=56, help="days of history the sample spans")
     parser.add_argument("--history-days", type=int, nargs="+", help="measure the processed stage over history")
     parser.add_argument("--repeat", type=int, default=3, help="runs per history measurement (median)")
     args = parser.parse_args()
@@ -224,12 +239,12 @@ def main() -> None:
     figures = []
     for rows in args.rows:
         print(f"running the pipeline on {rows:,} sales rows ...", file=sys.stderr)
-        result = measure(rows)
+        result = measure(rows, args.days)
         raw = result["raw_json_bytes"]
         print(f"\n{rows:,} sales rows ({raw / 1e6:,.1f} MB of raw JSON)\n")
         print(f"| {'stage':<16} | {'wall s':>8} |")
         print(f"|{'-' * 18}|{'-' * 10}|")
-        for stage in ("ingest", "catalog", "spark", "quality", "ctas", "notify", "pipeline total"):
+        for stage in ("ingest", "catalog", "spark", "quality", "ctas", "forecast", "notify", "pipeline total"):
             print(f"| {stage:<16} | {result['seconds'].get(stage, 0.0):>8.1f} |")
         print(f"\n| {'curated table':<24} | {'bytes scanned':>14} | {'% of raw JSON':>13} |")
         print(f"|{'-' * 26}|{'-' * 16}|{'-' * 15}|")
@@ -238,7 +253,16 @@ def main() -> None:
                 continue
             print(f"| {table:<24} | {scanned:>14,} | {100 * scanned / raw:>12.2f}% |")
             figures.append(f"scan_pct_{table}_{rows}={100 * scanned / raw:.2f}")
+        model = result["metrics"]["backtest:smape_model"]
+        naive = result["metrics"]["backtest:smape_seasonal_naive"]
+        print(f"\n| {'forecast backtest':<24} | {'sMAPE %':>8} |")
+        print(f"|{'-' * 26}|{'-' * 10}|")
+        print(f"| {'model (huber, weekday)':<24} | {model:>8.2f} |")
+        print(f"| {'seasonal naive':<24} | {naive:>8.2f} |")
+        print(f"| {'ratio model / naive':<24} | {model / naive:>8.3f} |")
         figures.append(f"pipeline_s_{rows}={result['seconds']['pipeline total']:.1f}")
+        figures.append(f"forecast_s_{rows}={result['seconds'].get('forecast', 0.0):.1f}")
+        figures.append(f"smape_model_{rows}={model:.2f} smape_naive_{rows}={naive:.2f}")
     print("\n" + " ".join(figures))
 
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from lakebox.athena import AthenaEngine
     from lakebox.crawler import Crawlers
     from lakebox.endpoint import LocalEndpoint
+    from lakebox.sagemaker import LocalSageMaker
     from lakebox.sfn import Execution, Integrations
     from lakebox.watch import ObjectWatch
 
@@ -381,7 +382,18 @@ class Lakebox:
     # ------------------------------------------------------------------ state machines
     def integrations(self) -> Integrations:
         """Every task of the template's state machines on this box (see `stack_integrations`)."""
-        return stack_integrations(self.stack, deliver_event=self.bus.put, athena=self.athena, crawlers=self.crawlers)
+        return stack_integrations(
+            self.stack, deliver_event=self.bus.put, athena=self.athena, crawlers=self.crawlers, sagemaker=self.sagemaker
+        )
+
+    @functools.cached_property
+    def sagemaker(self) -> LocalSageMaker:
+        """The stack's local SageMaker: training and transform jobs of this box, their logs under .lakebox/logs."""
+        from lakebox.sagemaker import LocalSageMaker
+
+        return LocalSageMaker(
+            self.session, self.stack.log_dir / "sagemaker", artifacts_bucket=self.stack.artifacts_bucket()
+        )
 
     def state_machine_id(self, name: str) -> str:
         """The logical id of a state machine named by logical id, physical name or ARN."""
@@ -571,6 +583,7 @@ def stack_integrations(
     deliver_event: Callable[[dict[str, Any], str], Any] | None = None,
     athena: Any = None,
     crawlers: Crawlers | None = None,
+    sagemaker: LocalSageMaker | None = None,
 ) -> Integrations:
     """The one place the executor's task handlers are built for a stack (what `Lakebox.integrations()` uses).
 
@@ -595,7 +608,7 @@ def stack_integrations(
         "glue:startCrawler": lambda p: crawler.start_crawler(session, str(p["Name"]), crawlers),
         "glue:getCrawler": lambda p: crawler.get_crawler(session, str(p["Name"]), crawlers),
     }
-    return local_integrations(
+    integrations = local_integrations(
         session,
         invoke=stack.invoke,
         run_glue_job=run_glue_job,
@@ -604,6 +617,14 @@ def stack_integrations(
         sdk_overrides=overrides,
         deliver_event=deliver_event,
     )
+    from lakebox import sagemaker as local_sagemaker
+
+    if sagemaker is None:
+        sagemaker = local_sagemaker.LocalSageMaker(
+            session, stack.log_dir / "sagemaker", artifacts_bucket=stack.artifacts_bucket()
+        )
+    local_sagemaker.register(integrations, sagemaker)
+    return integrations
 
 
 def deploy_time_parameters(stack: Stack) -> set[str]:

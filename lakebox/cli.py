@@ -450,7 +450,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     import tempfile
 
     from lakebox.box import summary_row
-    from lakebox.pipeline import headline_rows
+    from lakebox.dashboard import write_dashboard
+    from lakebox.pipeline import forecast_rows, headline_rows
     from lakebox.sample import SampleSpec, generate
     from lakebox.source_api import install_secret, sample_sales, serve
     from lakebox.streams import StreamRun, run_stream
@@ -460,6 +461,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         bad_rate=args.bad_rate,
         end=dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0),
         seed=args.seed,
+        days=args.days,
+        weekly_amplitude=args.weekly_amplitude,
     )
     rows: list[dict[str, Any]] = []
     streamed: StreamRun | None = None
@@ -503,6 +506,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
             progress("reading the curated tables")
             curated = headline_rows(box) if execution.status == "SUCCEEDED" else {}
+            forecast = forecast_rows(box, execution.output) if execution.status == "SUCCEEDED" else None
+            progress("writing the dashboard")
+            dashboard = write_dashboard(box, Path(args.dashboard) if args.dashboard else None)
     stream_row = streamed.summary() if streamed else None
     run_summary = _run_summary(execution)
     if args.json:
@@ -513,6 +519,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "pulled": pulled,
                 "pipeline": run_summary,
                 "curated": {t: {"columns": c, "rows": r} for t, (c, r) in curated.items()},
+                "forecast": {"columns": forecast[0], "rows": forecast[1]} if forecast else None,
+                "dashboard": str(dashboard),
             }
         )
     else:
@@ -522,7 +530,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_table("scheduled pull", pulled, PULL_COLUMNS)
         for table, (columns, values) in curated.items():
             _print_table(f"curated.{table}", [dict(zip(columns, v, strict=True)) for v in values], columns)
+        if forecast:
+            columns, values = forecast
+            _print_table("curated.sales_forecast", [dict(zip(columns, v, strict=True)) for v in values], columns)
         _print_table("pipeline run", [run_summary], list(run_summary))
+        print(f"dashboard: {dashboard}")
         print('the lake is kept: try `lakebox query "SELECT * FROM daily_sales_by_region LIMIT 5"`, `lakebox runs`')
     stream_ok = stream_row is None or stream_row.get("to failure queue", 0) == 0
     pull_ok = all(not p["error"] for p in pulled)
@@ -536,6 +548,8 @@ def _run_summary(execution: Any) -> dict[str, Any]:
     output = execution.output if isinstance(execution.output, dict) else {}
     queries = output.get("queries") or []
     scanned = sum(int(q.get("bytes_scanned", 0) or 0) for q in queries if isinstance(q, dict))
+    forecast = output.get("forecast") or {}
+    metrics = {m.get("MetricName"): m.get("Value") for m in forecast.get("metrics") or [] if isinstance(m, dict)}
     return {
         "run": execution.name,
         "status": execution.status,
@@ -543,8 +557,24 @@ def _run_summary(execution: Any) -> dict[str, Any]:
         "dates": len(output.get("dates") or []),
         "curated queries": len(queries),
         "bytes scanned": scanned,
-        "error": f"{execution.error}: {execution.cause}" if execution.error else None,
+        "forecast": forecast.get("status") or None,
+        "smape model": metrics.get("backtest:smape_model"),
+        "smape seasonal naive": metrics.get("backtest:smape_seasonal_naive"),
+        "error": f"{execution.error}: {execution.cause}" if execution.error else forecast.get("cause") or None,
     }
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Write the dashboard page from the lake's curated tables and pipeline records."""
+    from lakebox.dashboard import write_dashboard
+
+    with _box(args) as box:
+        path = write_dashboard(box, Path(args.out) if args.out else None)
+    if args.json:
+        _print_json({"dashboard": str(path)})
+    else:
+        print(f"dashboard: {path}")
+    return 0
 
 
 # ---------------------------------------------------------------------- stream, schedule
@@ -971,6 +1001,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--stream-rate", type=non_negative_float, default=200.0, help="clickstream events a second while streaming"
     )
     run.add_argument("--api-rows", type=positive_int, default=2_000, help="sales the sample source API serves")
+    run.add_argument(
+        "--days", type=positive_int, default=56, help="days of history the sample spans (the forecast needs 42)"
+    )
+    run.add_argument(
+        "--weekly-amplitude",
+        type=non_negative_float,
+        default=0.3,
+        help="weekly seasonality of the sample (0: every day alike)",
+    )
+    run.add_argument("--dashboard", metavar="PATH", help="where to write the dashboard (.lakebox/dashboard.html)")
+
+    dashboard = add("dashboard", cmd_dashboard, "write the dashboard page (KPIs, charts, pipeline health) as one HTML")
+    dashboard.add_argument("--out", metavar="PATH", help="the HTML file to write (default: .lakebox/dashboard.html)")
 
     execute = add("execute", cmd_execute, "run a state machine of the template on the local stack")
     execute.add_argument("state_machine", help="logical id or name, e.g. PipelineStateMachine")

@@ -34,6 +34,21 @@ def execute(box: Lakebox, name: str, input_: Any = None, *, execution_name: str 
     return box.execute(name, input_, execution_name=execution_name)
 
 
+FORECAST_ROWS = (
+    "SELECT forecast_date, region, currency, yhat, yhat_lower, yhat_upper, model_version FROM sales_forecast "
+    "ORDER BY forecast_date, region"
+)
+
+
+def forecast_rows(box: Lakebox, summary: Any, workgroup: str | None = None) -> tuple[list[str], list[list[Any]]] | None:
+    """The forecast a run published (None when its forecast was skipped or failed)."""
+    forecast = summary.get("forecast") if isinstance(summary, dict) else None
+    if not isinstance(forecast, dict) or forecast.get("status") != "SUCCEEDED":
+        return None
+    result = box.athena.query(FORECAST_ROWS, workgroup=workgroup or str(box.stack.ref("AnalyticsWorkGroup")))
+    return list(result.columns), [list(r) for r in result.rows]
+
+
 def headline_rows(box: Lakebox, workgroup: str | None = None) -> dict[str, tuple[list[str], list[list[Any]]]]:
     """The first rows of each curated table, for the end of `lakebox run`."""
     engine = box.athena

@@ -7,6 +7,7 @@ import datetime as dt
 import gzip
 import io
 import json
+import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -63,10 +64,19 @@ class SampleSpec:
     days: int = 7
     end: dt.datetime = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     seed: int = 7
+    weekly_amplitude: float = 0.0
+    """How much busier the busiest weekday is than the average (0: every day alike), for a forecastable week."""
 
 
 def _ts(rng: random.Random, spec: SampleSpec) -> dt.datetime:
-    return spec.end - dt.timedelta(seconds=rng.randrange(spec.days * 86_400))
+    moment = spec.end - dt.timedelta(seconds=rng.randrange(spec.days * 86_400))
+    amplitude = spec.weekly_amplitude
+    while amplitude > 0:  # rejection sampling: a weekday is kept in proportion to 1 + a*sin(2*pi*weekday/7)
+        weight = 1.0 + amplitude * math.sin(2 * math.pi * moment.weekday() / 7)
+        if rng.random() * (1.0 + amplitude) <= weight:
+            break
+        moment = spec.end - dt.timedelta(seconds=rng.randrange(spec.days * 86_400))
+    return moment
 
 
 def _iso(moment: dt.datetime) -> str:

@@ -2,7 +2,7 @@
 
 The snapshot is one file, `.lakebox/state/snapshot.pickle`, replaced atomically (written beside, flushed to disk,
 renamed over the old one), so a process killed at any moment leaves either the previous snapshot or the new one.
-See docs/adr/0008-local-state-snapshots.md.
+See docs/adr/0010-local-state-snapshots.md.
 """
 
 from __future__ import annotations

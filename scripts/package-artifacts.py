@@ -27,6 +27,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from lakebox.glue import GLUE_SCRIPTS, build_datalake_zip  # noqa: E402
+from lakebox.sagemaker import ML_ROOT, SOURCEDIR_KEY, build_sourcedir  # noqa: E402
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -42,6 +43,8 @@ BUCKET_OUTPUT = "ArtifactsBucketName"
 #   glue/*.py               the job script: Glue's ScriptLocation and EMR Serverless's EntryPoint
 #   glue/datalake.zip       the datalake package: Glue's --extra-py-files, EMR Serverless's spark.submit.pyFiles
 #   emr/python-env.tar.gz   Python 3.11 for linux/aarch64 with pydantic and boto3: EMR Serverless's spark.archives.
+#   ml/<model>/sourcedir.tar.gz  a SageMaker model's code (ml/<model>/*.py): the pipeline's training and transform jobs'
+#                           sagemaker_submit_directory / SAGEMAKER_SUBMIT_DIRECTORY (Train Forecast Model, ...).
 #                           Its image runs Python 3.9 (Amazon Linux 2023); the job and the contracts need 3.11
 #                           (StrEnum, datetime.UTC) and pydantic, which Glue 5.0 has built in or installs.
 # The interpreter is a pinned, checksummed python-build-standalone build (relocatable, glibc 2.17+); the packages are
@@ -297,9 +300,12 @@ def build_artifacts(out: Path, cache: Path = CACHE, dist: PythonDist = PYTHON_DI
     Returns
     -------
     list of Artifact
-        The job scripts, `datalake.zip` and the Python environment, sorted by key.
+        The job scripts, `datalake.zip`, the SageMaker source dirs and the Python environment, sorted by key.
     """
     artifacts = []
+    for model in sorted(p.name for p in ML_ROOT.iterdir() if p.is_dir() and any(p.glob("*.py"))):
+        key = SOURCEDIR_KEY.format(model=model)
+        artifacts.append(Artifact(key, build_sourcedir(model, out / key)))
     for script in sorted(GLUE_SCRIPTS.glob("*.py")):
         target = out / GLUE_PREFIX / script.name
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -14,12 +14,15 @@ from tests.conftest import EVENTS
 def _model_for(function: str) -> type[BaseModel]:
     from aws_lambda_powertools.utilities.parser import models
 
+    from datalake.forecast import ForecastRequest
+
     event_models: dict[str, type[BaseModel]] = {
         "ingest_file": models.S3EventNotificationEventBridgeModel,
         "ingest_stream": models.KinesisDataStreamModel,
         "ingest_stream_kafka": models.KafkaMskEventModel,
         "transform_records": models.KinesisFirehoseModel,
         "ingest_api": models.EventBridgeModel,
+        "plan_forecast": ForecastRequest,
     }
     if function not in event_models:
         pytest.fail(f"events/{function}/ has no model registered in {__file__}")

@@ -116,6 +116,23 @@ def test_valid_records_land_as_received_with_lineage(lake: Lake) -> None:
     assert records[0]["_ingested_at"] == "2026-11-02T12:00:00.000000Z"
 
 
+@pytest.mark.parametrize(
+    ("event_time", "day"),
+    [
+        ("0970-03-06T23:59:59.999999Z", "year=0970/month=03/day=06"),
+        ("9998-12-31T23:59:59.999999Z", "year=9998/month=12/day=31"),
+        ("1899-12-31T23:59:59.999999+00:00", "year=1899/month=12/day=31"),
+    ],
+)
+def test_a_microsecond_before_midnight_far_from_1970_lands_on_its_own_date(
+    lake: Lake, event_time: str, day: str
+) -> None:
+    # GIVEN canonical instants (the fast path) whose float epoch seconds cannot hold the last microsecond
+    manifest = lake.ingest("sales/far.jsonl", _jsonl(SALE | {"event_time": event_time}))
+    # THEN the raw partition is the instant's own UTC date, as the contract dates it
+    assert [k.rsplit("/", 1)[0] for k in manifest.output_keys] == [f"sales/{day}"]
+
+
 def test_invalid_records_are_quarantined_with_reasons_and_counts_reconcile(lake: Lake) -> None:
     body = _jsonl(SALE, SALE | {"quantity": 0}, SALE | {"currency": "XYZ"}) + b"{not json\n\n   \n"
     manifest = lake.ingest("sales/mixed.jsonl", body)

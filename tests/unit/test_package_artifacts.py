@@ -195,8 +195,8 @@ def test_main_uploads_every_artifact_to_the_stack_bucket_and_then_only_changes(
     assert pa.main(argv) == 0
     second = capsys.readouterr().out.splitlines()
 
-    # THEN the first run uploaded the script, the zip and the environment, the second changed nothing
-    keys = ["emr/python-env.tar.gz", "glue/datalake.zip", "glue/raw_to_processed.py"]
+    # THEN the first run uploaded the script, the zip, the environment and the forecast's code; the second nothing
+    keys = ["emr/python-env.tar.gz", "glue/datalake.zip", "glue/raw_to_processed.py", "ml/forecast/sourcedir.tar.gz"]
     assert [line.split()[:2] for line in first] == [["uploaded", f"s3://{bucket}/{key}"] for key in keys]
     assert [line.split()[:2] for line in second] == [["unchanged", f"s3://{bucket}/{key}"] for key in keys]
     body = boto3.client("s3", region_name="us-east-1").get_object(Bucket=bucket, Key="emr/python-env.tar.gz")["Body"]
@@ -242,7 +242,7 @@ def test_every_artifact_the_job_and_pipeline_reference_is_one_the_script_builds(
 
     # THEN they are exactly the keys the script uploads
     built = {pa.GLUE_PREFIX + path.name for path in pa.GLUE_SCRIPTS.glob("*.py")}
-    built |= {pa.DATALAKE_ZIP_KEY, pa.PYTHON_ENV_KEY}
+    built |= {pa.DATALAKE_ZIP_KEY, pa.PYTHON_ENV_KEY, pa.SOURCEDIR_KEY.format(model="forecast")}
     assert referenced == built
     # AND the Glue job's script is no longer a local path packaged into SAM's deployment bucket
     script = template["Resources"]["RawToProcessedJob"]["Properties"]["Command"]["ScriptLocation"]
@@ -262,9 +262,10 @@ def test_the_spark_roles_may_read_every_artifact_and_nothing_of_the_deployment_b
         if isinstance(resource, dict) and str(resource.get("Fn::Sub", "")).startswith("${ArtifactsBucket.Arn}/")
     ]
 
-    # THEN every referenced artifact matches a readable pattern, and SAM's managed bucket appears nowhere
+    # THEN every referenced Spark artifact matches a readable pattern, and SAM's managed bucket appears nowhere
     for key in _referenced_keys(template):
-        assert any(fnmatch(key, pattern) for pattern in readable), key
+        if not key.startswith("ml/"):  # the SageMaker jobs' code, read by ForecastSageMakerRole
+            assert any(fnmatch(key, pattern) for pattern in readable), key
     assert "samclisourcebucket" not in json.dumps(template)
 
 
@@ -294,3 +295,18 @@ def test_glue_and_emr_get_the_same_pydantic_as_the_layer(pa: ModuleType, templat
     # THEN Glue's are the layer's pins, which the EMR environment also installs
     emr_pins = set(pa.layer_pins(pa.PYTHON_ENV_PACKAGES))
     assert glue_modules <= emr_pins
+
+
+def test_the_forecast_role_may_read_the_sagemaker_code(template: dict[str, Any]) -> None:
+    # GIVEN the SageMaker execution role's statements
+    (policy,) = template["Resources"]["ForecastSageMakerRole"]["Properties"]["Policies"]
+    readable = [
+        str(resource.get("Fn::Sub", "")).replace("${ArtifactsBucket.Arn}/", "")
+        for statement in policy["PolicyDocument"]["Statement"]
+        if "s3:GetObject" in statement["Action"]
+        for resource in (statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]])
+        if isinstance(resource, dict)
+    ]
+    # THEN every model's code the pipeline points its jobs at is readable by it
+    for key in (k for k in _referenced_keys(template) if k.startswith("ml/")):
+        assert any(fnmatch(key, pattern) for pattern in readable), key

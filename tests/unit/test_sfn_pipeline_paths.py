@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from lakebox.sagemaker import register as register_sagemaker
 from lakebox.sfn import (
     Execution,
     Fault,
@@ -45,6 +46,15 @@ SUBSTITUTIONS = {
     "AnalyticsWorkGroup": "analytics",
     "AlertsTopicArn": f"arn:aws:sns:us-east-1:{ACCOUNT}:alerts",
     "RunsTableName": "runs",
+    "PlanForecastFunctionArn": f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:plan-forecast",
+    "MlDataWorkGroup": "ml_data",
+    "CuratedBucket": "curated",
+    "DataLakeKeyArn": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/k",
+    "SageMakerRoleArn": f"arn:aws:iam::{ACCOUNT}:role/forecast",
+    "SklearnImageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3",
+    "ForecastInstanceType": "ml.m5.large",
+    "ForecastEnabled": "true",
+    "ForecastHorizonDays": "14",
 }
 SNS = "arn:aws:states:::sns:publish"
 EVENTS = "arn:aws:states:::events:putEvents"
@@ -53,6 +63,10 @@ START_CRAWLER = "arn:aws:states:::aws-sdk:glue:startCrawler"
 GET_CRAWLER = "arn:aws:states:::aws-sdk:glue:getCrawler"
 GLUE = "arn:aws:states:::glue:startJobRun.sync"
 ATHENA = "arn:aws:states:::athena:startQueryExecution.sync"
+PUT_OBJECT = "arn:aws:states:::aws-sdk:s3:putObject"
+TRAIN = "arn:aws:states:::sagemaker:createTrainingJob.sync"
+TRANSFORM = "arn:aws:states:::sagemaker:createTransformJob.sync"
+FORECAST_QUERIES = "forecast queries"
 CURATED = ("daily_sales_by_region", "customer_aggregates", "product_performance")
 
 
@@ -79,6 +93,7 @@ class FakeServices:
     glue_state: str = "SUCCEEDED"
     quality_fails: bool = False
     failing_table: str | None = None
+    training_failures: int = 0
     calls: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
 
     def integrations(self) -> Integrations:
@@ -91,8 +106,9 @@ class FakeServices:
         )
         registry.register("arn:aws:states:::lambda:invoke", lambda_invoke(self.invoke))
         registry.register(ATHENA, athena_start_query_execution_sync(self))
-        for resource in (SNS, EVENTS, PUT_ITEM):
+        for resource in (SNS, EVENTS, PUT_ITEM, PUT_OBJECT):
             registry.register(resource, self.recorder(resource))
+        register_sagemaker(registry, self)  # type: ignore[arg-type]
         return registry
 
     def recorder(self, resource: str) -> Any:
@@ -126,8 +142,58 @@ class FakeServices:
         self.calls["emr"].append((application_id, role, job_driver))
         return {"applicationId": application_id, "jobRunId": "00run", "state": "SUCCESS"}
 
+    def create_training_job(self, **request: Any) -> dict[str, Any]:
+        self.calls[TRAIN].append(request)
+        name = request["TrainingJobName"]
+        if len(self.calls[TRAIN]) <= self.training_failures:
+            return {"TrainingJobName": name, "TrainingJobStatus": "Failed", "FailureReason": "AlgorithmError: spot"}
+        return {
+            "TrainingJobName": name,
+            "TrainingJobStatus": "Completed",
+            "ModelArtifacts": {
+                "S3ModelArtifacts": f"s3://curated/_ml/sales_forecast/models/{name}/output/model.tar.gz"
+            },
+            "FinalMetricDataList": [
+                {"MetricName": "backtest:smape_model", "Value": 8.5, "Timestamp": "2026-01-01T00:00:00Z"},
+                {"MetricName": "backtest:smape_seasonal_naive", "Value": 12.0, "Timestamp": "2026-01-01T00:00:00Z"},
+            ],
+            "TrainingTimeInSeconds": 60,
+            "BillableTimeInSeconds": 20,
+        }
+
+    def create_model(self, **request: Any) -> dict[str, Any]:
+        self.calls["createModel"].append(request)
+        return {"ModelArn": f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:model/{request['ModelName']}"}
+
+    def create_transform_job(self, **request: Any) -> dict[str, Any]:
+        self.calls[TRANSFORM].append(request)
+        return {
+            "TransformJobName": request["TransformJobName"],
+            "TransformJobStatus": "Completed",
+            "TransformOutput": request["TransformOutput"],
+        }
+
     def invoke(self, function: str, payload: Any) -> Any:
         self.calls[function].append(payload)
+        if function.endswith("plan-forecast"):
+            return {
+                "run_id": payload["run_id"],
+                "training_job_name": f"sales-forecast-{payload['run_id']}",
+                "training_start": "2025-01-01",
+                "training_end": "2025-12-31",
+                "export": [
+                    {"name": "sales_forecast/export", "query": "CREATE TABLE sales_forecast_training AS SELECT 1"}
+                ],
+                "training_uri": "s3://curated/_ml/sales_forecast/training/run_1/",
+                "model_output_uri": "s3://curated/_ml/sales_forecast/models/",
+                "checkpoint_uri": "s3://curated/_ml/sales_forecast/checkpoints/run_1/",
+                "request_key": "_ml/sales_forecast/requests/run_1/request.jsonl",
+                "request_uri": "s3://curated/_ml/sales_forecast/requests/run_1/",
+                "request": {"horizon": int(payload["forecast_horizon"])},
+                "output_uri": "s3://curated/sales_forecast/runs/run_1/",
+                "hyperparameters": {"horizon": str(payload["forecast_horizon"])},
+                "publish": [{"name": "sales_forecast/publish", "query": "CREATE TABLE sales_forecast AS SELECT 1"}],
+            }
         if function.endswith("check-quality"):
             if self.quality_fails:
                 raise QualityGateFailed("sales: 3 rows with a null transaction_id")
@@ -139,7 +205,8 @@ class FakeServices:
         return {"run_id": payload["run_id"], "dates": ["2026-01-01"], "changed": ["sales"], "queries": queries}
 
     def start_query_execution(self, **parameters: Any) -> dict[str, Any]:
-        self.calls[ATHENA].append(parameters)
+        forecast = "sales_forecast" in parameters["QueryString"]
+        self.calls[FORECAST_QUERIES if forecast else ATHENA].append(parameters)
         table = re.search(r"CREATE TABLE (\w+)", parameters["QueryString"]).group(1)  # type: ignore[union-attr]
         state = "FAILED" if table == self.failing_table else "SUCCEEDED"
         status: dict[str, Any] = {"State": state}
@@ -230,7 +297,14 @@ def test_happy_path_catalogs_processes_checks_curates_and_notifies() -> None:
 
     # AND the quality and planning functions got the datasets and the execution id for log correlation
     execution_arn = f"arn:aws:states:us-east-1:{ACCOUNT}:execution:pipeline:run-1"
-    request = {"datasets": ["sales"], "engine": "glue", "run_id": "run-1", "execution_id": execution_arn}
+    request = {
+        "datasets": ["sales"],
+        "engine": "glue",
+        "forecast": "true",
+        "forecast_horizon": "14",
+        "run_id": "run-1",
+        "execution_id": execution_arn,
+    }
     assert services.calls[SUBSTITUTIONS["CheckQualityFunctionArn"]] == [request]
     assert services.calls[SUBSTITUTIONS["PlanCurationFunctionArn"]] == [request]
 
@@ -391,8 +465,8 @@ def test_defaults_apply_when_the_input_names_nothing() -> None:
     services = FakeServices()
     execution, _ = run_pipeline(services, input={})
 
-    # THEN the batch datasets and the Glue engine are used
-    assert execution.output["datasets"] == ["sales", "products", "customers"]
+    # THEN every dataset (the clickstream too) and the Glue engine are used
+    assert execution.output["datasets"] == ["sales", "products", "customers", "clickstream"]
     assert execution.output["engine"] == "glue"
 
 
@@ -473,3 +547,125 @@ def test_a_runs_table_failure_still_alerts_and_emits_the_failure_event() -> None
     assert execution.states_entered()[-4:] == ["Record Failure", "Alert Failure", "Emit Run Failed", "Run Failed"]
     assert services.calls[SNS][-1]["Subject"] == "Data lake pipeline run failed"
     assert services.calls[EVENTS][-1]["Entries"][0]["DetailType"] == "PipelineRunFailed"
+
+
+# --- the forecast branch ------------------------------------------------------------------------------------------
+
+
+def test_forecast_exports_trains_predicts_and_publishes_after_the_curated_tables() -> None:
+    # GIVEN services that all work
+    services = FakeServices()
+
+    # WHEN the pipeline runs with the forecast on (the default)
+    execution, _ = run_pipeline(services)
+
+    # THEN the forecast states ran after the curated tables, in order
+    assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    entered = execution.states_entered()
+    forecast_states = [
+        "Choose Forecast",
+        "Plan Forecast",
+        "Export Training Window",
+        "Write Transform Request",
+        "Train Forecast Model",
+        "Create Forecast Model",
+        "Predict Forecast",
+        "Publish Forecast",
+        "Summarize Forecast",
+    ]
+    assert [s for s in entered if s in forecast_states] == forecast_states
+    assert entered.index("Build Curated Tables") < entered.index("Choose Forecast") < entered.index("Summarize Run")
+
+    # AND the export ran in the ml_data workgroup, the publication in the analytics one
+    export, publish = services.calls[FORECAST_QUERIES]
+    assert (export["WorkGroup"], publish["WorkGroup"]) == ("ml_data", "analytics")
+
+    # AND the transform request was written where the transform job reads it, encrypted with the lake's key
+    (put,) = services.calls[PUT_OBJECT]
+    assert (put["Bucket"], put["Key"]) == ("curated", "_ml/sales_forecast/requests/run_1/request.jsonl")
+    assert json.loads(put["Body"]) == {"horizon": 14}
+    assert put["SSEKMSKeyId"] == SUBSTITUTIONS["DataLakeKeyArn"]
+
+    # AND training was script mode on managed spot capacity with a wait limit, checkpoints and encrypted volumes
+    (train,) = services.calls[TRAIN]
+    assert train["TrainingJobName"] == "sales-forecast-run-1-0"
+    assert train["HyperParameters"] == {
+        "sagemaker_program": "train.py",
+        "sagemaker_submit_directory": "s3://artifacts/ml/forecast/sourcedir.tar.gz",
+        "horizon": "14",
+    }
+    assert train["EnableManagedSpotTraining"] is True
+    stopping = train["StoppingCondition"]
+    assert stopping["MaxWaitTimeInSeconds"] >= stopping["MaxRuntimeInSeconds"]
+    assert train["CheckpointConfig"]["S3Uri"] == "s3://curated/_ml/sales_forecast/checkpoints/run_1/"
+    assert train["ResourceConfig"]["VolumeKmsKeyId"] == train["OutputDataConfig"]["KmsKeyId"]
+    assert train["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"].endswith("/training/run_1/")
+
+    # AND the transform used the model of that job and wrote to the run's folder of sales_forecast
+    (model,) = services.calls["createModel"]
+    assert model["ModelName"] == "sales-forecast-run-1-0"
+    assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    (transform,) = services.calls[TRANSFORM]
+    assert transform["TransformJobName"] == "sales-forecast-run-1-0-t0"
+    assert transform["TransformOutput"]["S3OutputPath"] == "s3://curated/sales_forecast/runs/run_1/"
+
+    # AND the run summary reports the model and both backtest errors
+    forecast = execution.output["forecast"]
+    assert forecast["status"] == "SUCCEEDED"
+    assert forecast["model_version"] == "sales-forecast-run-1-0"
+    metrics = {m["MetricName"]: m["Value"] for m in forecast["metrics"]}
+    assert metrics == {"backtest:smape_model": 8.5, "backtest:smape_seasonal_naive": 12.0}
+
+
+def test_training_fails_twice_then_succeeds_with_a_new_job_name_each_time() -> None:
+    # GIVEN training jobs whose first two runs fail (e.g. spot capacity lost past the wait limit)
+    services = FakeServices(training_failures=2)
+
+    # WHEN the pipeline runs
+    execution, _ = run_pipeline(services)
+
+    # THEN the training task was retried twice, each job under a name of its own, and the forecast succeeded
+    assert execution.status == "SUCCEEDED"
+    assert execution.retries("Train Forecast Model") == 2
+    names = [call["TrainingJobName"] for call in services.calls[TRAIN]]
+    assert names == ["sales-forecast-run-1-0", "sales-forecast-run-1-1", "sales-forecast-run-1-2"]
+    assert execution.output["forecast"]["status"] == "SUCCEEDED"
+    assert execution.output["forecast"]["model_version"] == "sales-forecast-run-1-2"
+
+
+def test_training_fails_always_alerts_and_leaves_the_curated_tables_and_the_run_succeeded() -> None:
+    # GIVEN training jobs that always fail
+    services = FakeServices(training_failures=99)
+
+    # WHEN the pipeline runs
+    execution, _ = run_pipeline(services)
+
+    # THEN the Catch reported the forecast as failed, alerted, and the run still succeeded with its curated tables
+    assert execution.status == "SUCCEEDED"
+    assert execution.attempts("Train Forecast Model") == 3
+    assert "Forecast Failed" in execution.states_entered()
+    assert len(services.calls[ATHENA]) == len(CURATED)
+    assert services.calls[TRANSFORM] == []
+    assert [q["WorkGroup"] for q in services.calls[FORECAST_QUERIES]] == ["ml_data"]  # exported, never published
+    forecast = execution.output["forecast"]
+    assert (forecast["status"], forecast["error"], forecast["run_id"]) == ("FAILED", "States.TaskFailed", "run-1")
+    assert "AlgorithmError" in forecast["cause"]
+    alert, summary = services.calls[SNS]
+    assert alert["Subject"] == "Data lake sales forecast failed"
+    assert json.loads(alert["Message"])["status"] == "FAILED"
+    assert json.loads(summary["Message"])["forecast"]["status"] == "FAILED"
+    assert run_item(services)["status"] == "SUCCEEDED"
+
+
+@pytest.mark.parametrize("switch", [False, "false"])
+def test_forecast_disabled_by_the_input_is_skipped(switch: Any) -> None:
+    # WHEN a run's input turns the forecast off (a boolean, or the parameter's string)
+    services = FakeServices()
+    execution, _ = run_pipeline(services, input={"datasets": ["sales"], "forecast": switch})
+
+    # THEN no forecast task ran and the summary says it was skipped
+    assert execution.status == "SUCCEEDED"
+    assert execution.output["forecast"] == {"status": "SKIPPED"}
+    assert "Skip Forecast" in execution.states_entered()
+    assert services.calls[SUBSTITUTIONS["PlanForecastFunctionArn"]] == []
+    assert services.calls[TRAIN] == [] and services.calls[PUT_OBJECT] == []

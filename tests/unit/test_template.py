@@ -30,6 +30,7 @@ UNSCOPED_ACTIONS = frozenset(
     {
         "lakeformation:GetDataAccess",
         "cloudwatch:PutMetricData",
+        "ecr:GetAuthorizationToken",
         "logs:CreateLogDelivery",
         "logs:GetLogDelivery",
         "logs:UpdateLogDelivery",

@@ -50,6 +50,8 @@ TABLES: Final = (
     CuratedTable("daily_sales_by_region", "sale_date", frozenset({"sales"})),
     CuratedTable("product_performance", "sale_date", frozenset({"sales"})),
     CuratedTable("customer_aggregates", None, frozenset({"sales", "customers"})),
+    CuratedTable("clickstream_hourly", None, frozenset({"clickstream"})),
+    CuratedTable("daily_active_users", None, frozenset({"clickstream"})),
 )
 VIEWS: Final = ("customers_history", "products_history", "customers_current", "products_current")
 """Views over the processed zone, (re)created before the tables that read them: each reference dataset's versions

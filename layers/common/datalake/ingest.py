@@ -243,7 +243,8 @@ def _read_json_lines(chunks: Iterator[bytes], validator: RecordValidator, sink: 
                 continue
             # The lineage is appended inline (what `with_lineage` does, without a call per record): this loop
             # is the ingestion's hot path. A line cannot hold a newline here; a stray carriage return becomes a space.
-            day = int(event_time.timestamp() // 86_400)
+            # Exact integer days: a float timestamp far from 1970 cannot hold the microsecond before midnight.
+            day = (event_time - _EPOCH_UTC).days
             body = cast(bytes, line)
             if body[-1] != 0x7D:
                 body = body.rstrip()
@@ -260,6 +261,7 @@ def _read_json_lines(chunks: Iterator[bytes], validator: RecordValidator, sink: 
 
 
 _EPOCH = dt.date(1970, 1, 1)
+_EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _slow_line(line: Line, line_no: int, validator: RecordValidator, sink: _Sink, max_line: int) -> None:

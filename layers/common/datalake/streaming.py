@@ -194,6 +194,10 @@ class StreamManifest(BaseModel):
     ingested_at: str
 
 
+_EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=UTC)
+_HOUR = dt.timedelta(hours=1)
+
+
 def _hour(number: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(number * 3600, UTC)
 
@@ -406,7 +410,7 @@ class StreamIngestion:
             part.duplicates.append(record.position)
             return Outcome.DUPLICATE
         part.keys_seen.add(key)
-        hour = int(verdict.event_time.timestamp() // 3600)
+        hour = (verdict.event_time - _EPOCH_UTC) // _HOUR  # exact: no float far from 1970
         output = part.landed.get(hour)
         if output is None:
             output = part.landed[hour] = _Output()
