@@ -71,7 +71,6 @@ def measure(rows: int, days: int = 56) -> dict[str, Any]:
     from lakebox.runtime import lakebox
     from lakebox.sample import SampleSpec, generate
     from lakebox.sfn import run_execution
-    from lakebox.sfn.integrations import stack_integrations
 
     end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
     spec = SampleSpec(sales=rows, end=end, days=days, weekly_amplitude=0.3)
@@ -89,7 +88,7 @@ def measure(rows: int, days: int = 56) -> dict[str, Any]:
             box.put_file(generated.path, generated.dataset)
         seconds["ingest"] = time.perf_counter() - start
         definition, _ = box.stack.state_machine("PipelineStateMachine")
-        integrations = stack_integrations(box.stack, deliver_event=box.bus.put, athena=box.athena)
+        integrations = box.integrations()
         start = time.perf_counter()
         execution = run_execution(
             definition,

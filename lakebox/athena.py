@@ -157,10 +157,35 @@ class _Execution:
         return {"QueryExecution": execution}
 
 
-_EXECUTIONS: OrderedDict[str, _Execution] = OrderedDict()
-"""Executions of this process, newest last; the oldest are forgotten past `_KEEP_EXECUTIONS`."""
-_EXECUTIONS_LOCK = threading.Lock()
 _KEEP_EXECUTIONS: Final = 500
+
+
+class QueryHistory:
+    """Query executions, newest last; the oldest are forgotten past `_KEEP_EXECUTIONS` (kept by the box)."""
+
+    def __init__(self) -> None:
+        self.executions: OrderedDict[str, _Execution] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        with self.lock:
+            return {"executions": OrderedDict(self.executions)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.executions = state["executions"]
+        self.lock = threading.Lock()
+
+    def add(self, execution: _Execution) -> None:
+        """Remember an execution."""
+        with self.lock:
+            self.executions[execution.execution_id] = execution
+            while len(self.executions) > _KEEP_EXECUTIONS:
+                self.executions.popitem(last=False)
+
+    def get(self, execution_id: str) -> _Execution | None:
+        """An execution by id."""
+        with self.lock:
+            return self.executions.get(execution_id)
 
 
 @dataclass(frozen=True)
@@ -249,6 +274,8 @@ class AthenaEngine:
     on_query
         Called with (workgroup, bytes scanned, engine milliseconds) after every statement, as Athena publishes
         ProcessedBytes and TotalExecutionTime per workgroup (see lakebox.alarms).
+    history
+        Where executions are kept for GetQueryExecution (the box's, so it is saved with the lake).
     """
 
     def __init__(
@@ -259,7 +286,9 @@ class AthenaEngine:
         default_database: str = "default",
         authorize: Callable[[str, str, dict[str, Any]], str | None] | None = None,
         on_query: Callable[[str, int, int], None] | None = None,
+        history: QueryHistory | None = None,
     ) -> None:
+        self.history = history if history is not None else QueryHistory()
         self._session = session
         self._default_output = default_output
         self._default_database = default_database
@@ -302,10 +331,7 @@ class AthenaEngine:
             output_prefix=output,
             submitted=dt.datetime.now(dt.UTC),
         )
-        with _EXECUTIONS_LOCK:
-            _EXECUTIONS[execution.execution_id] = execution
-            while len(_EXECUTIONS) > _KEEP_EXECUTIONS:
-                _EXECUTIONS.popitem(last=False)
+        self.history.add(execution)
         cutoff = config.get("BytesScannedCutoffPerQuery")
         with self._lock:
             self._run(execution, int(cutoff) if cutoff else None, config)
@@ -404,8 +430,7 @@ class AthenaEngine:
     # ------------------------------------------------------------ execution
 
     def _execution(self, execution_id: str) -> _Execution:
-        with _EXECUTIONS_LOCK:
-            execution = _EXECUTIONS.get(execution_id)
+        execution = self.history.get(execution_id)
         if execution is None:
             raise _client_error(
                 "InvalidRequestException", f"QueryExecution {execution_id} was not found", "GetQueryExecution"

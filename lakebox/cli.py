@@ -1,25 +1,112 @@
-"""The `lakebox` command: the data lake's SAM stack on this machine."""
+"""The `lakebox` command: the data lake's SAM stack on this machine, kept between commands under `.lakebox/`."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime as dt
 import json
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lakebox.box import Lakebox
 
 Command = Callable[[argparse.Namespace], int]
 
+EXIT_FAILED = 1
+"""A run, execution, delivery or check that did not succeed; or a user error (one line on stderr)."""
+EXIT_USAGE = 2
+"""The command line itself is wrong (argparse)."""
+EXIT_ALL_QUARANTINED = 3
+"""`put`: the objects were read, and every record was quarantined (nothing landed)."""
 
+SUMMARY_COLUMNS = ("key", "dataset", "status", "read", "landed", "quarantined", "reason")
+PULL_COLUMNS = ("schedule", "status", "records", "pages", "landing_key", "watermark_after", "error")
+API_ID_OFFSET = 500_000_000
+"""Sales served by the sample source API are numbered from here, apart from the generated files' sales."""
+PIPELINE_DATASETS = ("sales", "products", "customers", "clickstream")
+
+
+# ---------------------------------------------------------------------- argument types and output
 def _parameters(values: Sequence[str]) -> dict[str, str]:
+    from lakebox.errors import LakeboxError
+
     pairs = {}
     for item in values:
         name, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"lakebox: --parameter takes NAME=VALUE, got {item!r}")
+        if not sep or not name:
+            raise LakeboxError(f"--parameter takes NAME=VALUE, got {item!r}")
         pairs[name] = value
     return pairs
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number above zero."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not above zero")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a number of zero or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value:g} is below zero")
+    return value
+
+
+def share(text: str) -> float:
+    """An argparse type: a share between 0 and 1."""
+    value = non_negative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{value:g} is above 1 (a share is between 0 and 1)")
+    return value
+
+
+def moment(text: str) -> dt.datetime:
+    """An argparse type: an ISO date or time (UTC when it names no zone), or a duration back from now (`2h`, `3d`)."""
+    units = {"m": 60, "h": 3600, "d": 86400}
+    if text[-1:] in units and text[:-1].isdigit():
+        return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither an ISO date/time nor a duration like 2h or 3d") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def json_value(value: Any) -> Any:
+    """A value as JSON gives it: numbers stay numbers (decimals too), times are ISO-8601 text, missing is null."""
+    if isinstance(value, Decimal):
+        exponent = value.as_tuple().exponent
+        return int(value) if isinstance(exponent, int) and exponent >= 0 else float(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [json_value(v) for v in value]
+    if value == "":
+        return None
+    return value
+
+
+def _print_json(document: Any) -> None:
+    print(json.dumps(json_value(document), indent=2, default=str))
 
 
 def _print_table(title: str, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
@@ -28,87 +115,349 @@ def _print_table(title: str, rows: list[dict[str, Any]], columns: Sequence[str])
 
     table = Table(title=title, title_justify="left", expand=False)
     for column in columns:
-        numeric = bool(rows) and all(isinstance(r.get(column), (int, float)) for r in rows)
+        numeric = bool(rows) and all(isinstance(r.get(column), int | float | Decimal) for r in rows)
         table.add_column(column, justify="right" if numeric else "left")
     for row in rows:
-        table.add_row(*(str(row.get(c, "")) for c in columns))
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
     Console(width=200 if not sys.stdout.isatty() else None).print(table)
 
 
-SUMMARY_COLUMNS = ("key", "dataset", "status", "read", "landed", "quarantined", "reason")
-PULL_COLUMNS = ("schedule", "status", "records", "pages", "landing_key", "watermark_after", "error")
-API_ID_OFFSET = 500_000_000
-"""Sales served by the sample source API are numbered from here, apart from the generated files' sales."""
+@contextlib.contextmanager
+def _progress(enabled: bool = True) -> Iterator[Callable[[str], None]]:
+    """Per-stage progress with the elapsed time, on stderr.
+
+    A live line in a terminal; elsewhere nothing (stderr then holds only errors), unless `LAKEBOX_PROGRESS=lines`
+    asks for one `[  12.3s] stage` line a stage (CI logs).
+    """
+    import os
+
+    if not enabled or not sys.stderr.isatty():
+        began = time.monotonic()
+        lines = enabled and os.environ.get("LAKEBOX_PROGRESS") == "lines"
+
+        def log(text: str) -> None:
+            if lines:
+                print(f"[{time.monotonic() - began:7.1f}s] {text}", file=sys.stderr, flush=True)
+
+        yield log
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("starting", total=None)
+        yield lambda text: bar.update(task, description=text)
 
 
+def _box(args: argparse.Namespace, progress: Callable[[str], None] | None = None, **kwargs: Any) -> Any:
+    """The box a command works on: `lakebox up`'s while it runs, else one of its own that keeps the lake."""
+    from lakebox.box import open_box
+
+    trusted = kwargs.pop("parameters", {})
+    return open_box(
+        parameters=_parameters(args.parameter), trusted_parameters=trusted, persist=True, progress=progress, **kwargs
+    )
+
+
+# ---------------------------------------------------------------------- up, reset, status
 def cmd_up(args: argparse.Namespace) -> int:
-    """Start the local endpoint, create the stack on it, and keep it running until Ctrl-C."""
-    import time
+    """Start the local endpoint with the stack on it (and the saved lake in it); keep it running until Ctrl-C."""
+    import os
+    import signal
+    import threading
 
-    from lakebox.runtime import lakebox, record_endpoint
+    from lakebox.box import LOCAL_DEFAULTS, UpRecord, find_root, open_box, running_up, state_home, summary_row
+    from lakebox.errors import LakeboxError
 
-    with lakebox(parameters=_parameters(args.parameter), port=args.port, reuse=False) as box:
-        state = record_endpoint(box.root, box.endpoint)
+    root = find_root()
+    already = running_up(root)
+    if already is not None:
+        raise LakeboxError(f"lakebox up is already running at {already.endpoint} (pid {already.pid})")
+    parameters = _parameters(args.parameter)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    began = time.monotonic()
+    with (
+        _progress() as progress,
+        open_box(root, parameters=parameters, port=args.port, reuse=False, persist=True, progress=progress) as box,
+    ):
+        record = UpRecord(
+            box.endpoint,
+            os.getpid(),
+            {**LOCAL_DEFAULTS, **parameters},
+            dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        )
+        path = record.write(root)
         stack = box.stack
         rows = [
             {"resource": lid, "type": stack.resources[lid]["Type"], "name": str(stack.ref(lid))}
             for lid in sorted(stack.resources)
             if stack.active(lid) and not stack.resources[lid]["Type"].startswith("AWS::IAM")
         ]
-        _print_table("stack resources", rows, ("resource", "type", "name"))
-        print(f"lakebox is up at {box.endpoint}: export AWS_ENDPOINT_URL={box.endpoint}. Ctrl-C stops it.")
+        if not args.quiet:
+            _print_table("stack resources", rows, ("resource", "type", "name"))
+        info = box.store.info()
+        kept = f"{info.objects:,} objects saved {info.saved_at}" if info else "a new lake"
+        print(
+            f"lakebox is up at {box.endpoint} in {time.monotonic() - began:.1f}s ({kept}, kept in "
+            f"{state_home(root)}).\nexport AWS_ENDPOINT_URL={box.endpoint}  # any S3 client's upload to "
+            f"s3://{box.bucket('LandingBucket')}/<dataset>/ is ingested. Ctrl-C stops it.",
+            flush=True,
+        )
+        stopping = threading.Event()
+
+        def watch() -> None:
+            while not stopping.wait(args.poll):
+                try:
+                    for _, key, deliveries in box.deliver_new_objects():
+                        for delivery in deliveries:
+                            row = summary_row(key, delivery)
+                            print(
+                                f"{dt.datetime.now().strftime('%H:%M:%S')} {delivery.rule}: {key} {row['status']} "
+                                f"read {row['read']}, landed {row['landed']}, quarantined {row['quarantined']}"
+                                + (f" ({row['reason']})" if row["reason"] else ""),
+                                flush=True,
+                            )
+                    box.save_if_changed()
+                except Exception as exc:  # noqa: BLE001 - the watch keeps running; what failed is reported
+                    print(f"lakebox: the watch failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+
+        watcher = threading.Thread(target=watch, name="lakebox-watch", daemon=True)
+        watcher.start()
         try:
-            while True:
-                time.sleep(3600)
+            while watcher.is_alive():
+                watcher.join(3600)
         except KeyboardInterrupt:
-            state.unlink(missing_ok=True)
-            print("lakebox stopped")
+            print("lakebox: stopping, saving the lake", file=sys.stderr, flush=True)
+        finally:
+            stopping.set()
+            watcher.join(30)
+            path.unlink(missing_ok=True)
+    print("lakebox stopped")
     return 0
 
 
-def cmd_put(args: argparse.Namespace) -> int:
-    """Upload a file to the landing bucket and run what its event triggers."""
-    from lakebox.runtime import lakebox, summary_row
+def cmd_reset(args: argparse.Namespace) -> int:
+    """Delete the local lake (`.lakebox/`): saved state, run history, logs."""
+    import shutil
 
-    with lakebox(parameters=_parameters(args.parameter)) as box:
-        rows: list[dict[str, Any]] = []
+    from lakebox.box import find_root, running_up, state_home
+    from lakebox.errors import LakeboxError
+    from lakebox.state import exclusive
+
+    root = find_root()
+    home = state_home(root)
+    up = running_up(root)
+    if up is not None:
+        raise LakeboxError(f"lakebox up is running (pid {up.pid}): stop it before resetting the lake")
+    if not home.exists():
+        print(f"nothing to reset: {home} does not exist")
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise LakeboxError(f"reset deletes {home} and asks first: pass --yes to confirm without a terminal")
+        answer = input(f"Delete the local lake in {home} (objects, tables, run history, logs)? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("kept")
+            return EXIT_FAILED
+    with exclusive(home / "lock"):
+        for child in home.iterdir():
+            if child.name == "lock":
+                continue
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    (home / "lock").unlink(missing_ok=True)
+    print(f"reset: {home} is empty")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """What is running and where the lake is kept."""
+    from lakebox.box import find_root, running_up, state_home
+    from lakebox.runs import list_runs
+    from lakebox.state import StateStore
+
+    root = find_root()
+    home = state_home(root)
+    up = running_up(root)
+    info = StateStore(home / "state").info()
+    runs = list_runs(home / "runs", limit=1)
+    document: dict[str, Any] = {
+        "up": None if up is None else {"endpoint": up.endpoint, "pid": up.pid, "started_at": up.started_at},
+        "parameters": None if up is None else up.parameters,
+        "state_dir": str(home),
+        "snapshot": None
+        if info is None
+        else {"path": str(info.path), "saved_at": info.saved_at, "bytes": info.bytes, "objects": info.objects},
+        "last_run": None if not runs else {k: runs[0][k] for k in ("name", "status", "started", "seconds")},
+        "logs": sorted(p.name for p in (home / "logs").glob("*.log")) if (home / "logs").exists() else [],
+        "alarms_in_alarm": [
+            {"alarm": a.name, "value": a.value, "reason": a.reason} for a in _alarm_states({}) if a.state == "ALARM"
+        ],
+    }
+    if args.json:
+        _print_json(document)
+        return 0
+    running = f"running at {up.endpoint} (pid {up.pid}, since {up.started_at})" if up else "not running"
+    print(f"lakebox up: {running}")
+    print(f"state:      {home}")
+    if info:
+        print(f"snapshot:   {info.objects:,} objects, {info.bytes / 1e6:,.1f} MB, saved {info.saved_at}")
+    else:
+        print("snapshot:   none yet (the first command that changes the lake saves one)")
+    if runs:
+        last = runs[0]
+        print(f"last run:   {last['name']} {last['status']} ({last['started']}, {last['seconds']}s)")
+    firing = document["alarms_in_alarm"]
+    print(f"alarms:     {len(firing)} in ALARM" + "".join(f"\n  {a['alarm']}: {a['reason']}" for a in firing))
+    return 0
+
+
+# ---------------------------------------------------------------------- put, invoke
+def cmd_put(args: argparse.Namespace) -> int:
+    """Upload files to the landing bucket and show what their events triggered."""
+    from lakebox.box import summary_row
+
+    rows: list[dict[str, Any]] = []
+    with _progress() as progress, _box(args, progress) as box:
         for path in args.files:
-            key, deliveries = box.put_file(Path(path), args.dataset, args.key)
+            key, deliveries = box.put_file(Path(path), args.dataset, args.key, progress=progress)
             rows.extend(summary_row(key, d) for d in deliveries)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        _print_json(rows)
     else:
         _print_table("ingested", rows, SUMMARY_COLUMNS)
-    return 0 if all(r["status"] != "FAILED" for r in rows) else 1
+    if any(r["status"] == "FAILED" or r["status"] is None for r in rows):
+        return EXIT_FAILED
+    if rows and all(r["landed"] == 0 and r["quarantined"] > 0 for r in rows):
+        print(
+            f"lakebox: every record was quarantined (see: lakebox quarantine --dataset {args.dataset})", file=sys.stderr
+        )
+        return EXIT_ALL_QUARANTINED
+    return 0
+
+
+def _read_event(source: str | None) -> Any:
+    from lakebox.errors import LakeboxError
+
+    if source is None:
+        return {}
+    if source == "-":
+        text, where = sys.stdin.read(), "stdin"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise LakeboxError(f"{path}: no such event file")
+        text, where = path.read_text(encoding="utf-8"), str(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LakeboxError(f"the event in {where} is not JSON: {exc}") from exc
+
+
+def _stage_object(box: Lakebox, event: Any, stage: str | None, event_path: str | None) -> Any:
+    """Point an S3 event at an object that exists: stage `stage` (or the sample's body file) under its key.
+
+    A sample event `events/<function>/<name>.json` whose object is not in the lake is staged from
+    `events/<function>/<name>.body.*` when there is one, as `sam local invoke` users would upload it first.
+    """
+    from lakebox.errors import LakeboxError
+
+    detail = event.get("detail") if isinstance(event, dict) else None
+    if not isinstance(detail, dict) or "object" not in detail or "bucket" not in detail:
+        if stage:
+            raise LakeboxError("--stage needs an S3 event that names a bucket and an object")
+        return event
+    from urllib.parse import unquote_plus
+
+    key = unquote_plus(str(detail["object"].get("key", "")))
+    bucket = str(detail["bucket"].get("name", ""))
+    landing = box.bucket("LandingBucket")
+    s3 = box.session.client("s3")
+    if stage is None:
+        try:
+            s3.head_object(Bucket=bucket, Key=key)
+            return event
+        except s3.exceptions.ClientError:
+            body = _sample_body(event_path)
+            if body is not None:
+                print(f"lakebox: staged {body} as s3://{landing}/{key}", file=sys.stderr)
+                return _stage_object(box, event, str(body), None)
+            raise LakeboxError(
+                f"the event names s3://{bucket}/{key}, which is not in the local lake: pass --stage FILE to upload "
+                "a file under that key first (or use `lakebox put`, which uploads and delivers the event)"
+            ) from None
+    path = Path(stage)
+    if not path.is_file():
+        raise LakeboxError(f"{path}: no such file to stage")
+    target = (
+        bucket
+        if bucket
+        in {str(box.stack.ref(lid)) for lid, r in box.stack.resources.items() if r["Type"] == "AWS::S3::Bucket"}
+        else landing
+    )
+    response = s3.put_object(Bucket=target, Key=key, Body=path.read_bytes())
+    detail["bucket"]["name"] = target
+    detail["object"]["size"] = path.stat().st_size
+    detail["object"]["etag"] = str(response["ETag"]).strip('"')
+    if response.get("VersionId"):
+        detail["object"]["version-id"] = response["VersionId"]
+    else:
+        detail["object"].pop("version-id", None)
+    event["resources"] = [f"arn:aws:s3:::{target}"]
+    return event
+
+
+def _sample_body(event_path: str | None) -> Path | None:
+    if not event_path or event_path == "-":
+        return None
+    path = Path(event_path)
+    return next(iter(sorted(path.parent.glob(f"{path.stem}.body.*"))), None)
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
-    """Invoke a function with an event file, like `sam local invoke`, with no Docker."""
-    from lakebox.errors import LakeboxError
-    from lakebox.runtime import lakebox
+    """Invoke a function with an event (a file, or `-` for stdin), like `sam local invoke`, with no Docker."""
+    from pydantic import ValidationError
 
-    event_path = Path(args.event) if args.event else None
-    if event_path is not None and not event_path.is_file():
-        raise LakeboxError(f"{event_path}: no such event file")
-    event = json.loads(event_path.read_text()) if event_path else {}
-    with lakebox(parameters=_parameters(args.parameter)) as box:
-        result = box.stack.invoke(args.function, event)
+    from lakebox.errors import LakeboxError
+
+    event = _read_event(args.event)
+    with _box(args) as box:
+        spec = box.stack.function(args.function)
+        event = _stage_object(box, event, args.stage, args.event)
+        try:
+            result = box.stack.invoke(spec.logical_id, event)
+        except ValidationError as exc:
+            problems: list[Any] = list(exc.errors())
+            first: dict[str, Any] = dict(problems[0]) if problems else {}
+            where = ".".join(str(p) for p in first.get("loc", ())) or "the event"
+            folder = box.root / "events" / spec.code_dir.name
+            samples = sorted(str(p.relative_to(box.root)) for p in folder.glob("*.json")) or ["events/"]
+            raise LakeboxError(
+                f"{spec.logical_id} rejected the event ({exc.error_count()} problem(s); {where}: {first.get('msg')}); "
+                f"its sample events: {', '.join(samples)}"
+            ) from exc
     print(json.dumps(result, indent=2, default=str))
     return 0
 
 
+# ---------------------------------------------------------------------- run
 def cmd_run(args: argparse.Namespace) -> int:
-    """Generate sample data, ingest every file through the stack, and print what happened."""
-    import datetime as dt
+    """Generate sample data, ingest every file through the stack, run the pipeline, and print what happened."""
     import tempfile
 
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
+    from lakebox.box import summary_row
     from lakebox.dashboard import write_dashboard
-    from lakebox.pipeline import execute, forecast_rows, headline_rows
-    from lakebox.runtime import lakebox, summary_row
+    from lakebox.pipeline import forecast_rows, headline_rows
     from lakebox.sample import SampleSpec, generate
-    from lakebox.schedules import fire_and_deliver
     from lakebox.source_api import install_secret, sample_sales, serve
     from lakebox.streams import StreamRun, run_stream
 
@@ -125,19 +474,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     pulled: list[dict[str, Any]] = []
     with (
         serve(sample_sales(spec, args.api_rows, start=API_ID_OFFSET)) as source_api,
-        Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as bar,
+        _progress() as progress,
     ):
-        task = bar.add_task("starting the local stack", total=None)
-        with lakebox(
-            parameters={"SourceApiBaseUrl": source_api.url, "RawSettleSeconds": "0", **_parameters(args.parameter)},
-            reuse=False,
-            progress=lambda lid: bar.update(task, description=f"creating {lid}"),
-        ) as box:
-            bar.update(task, description="generating sample data")
+        progress("starting the local stack")
+        with _box(args, progress, parameters={"SourceApiBaseUrl": source_api.url}) as box:
+            progress(f"generating sample data ({args.rows:,} sales)")
             with tempfile.TemporaryDirectory() as folder:
                 files = generate(Path(folder), spec)
                 for generated in files:
-                    bar.update(task, description=f"ingesting {generated.path.name} ({generated.records:,} records)")
+                    progress(f"ingesting {generated.path.name} ({generated.records:,} records)")
                     key, deliveries = box.put_file(generated.path, generated.dataset)
                     for delivery in deliveries:
                         row = summary_row(key, delivery)
@@ -152,34 +497,37 @@ def cmd_run(args: argparse.Namespace) -> int:
                     seed=args.seed,
                     bad_rate=args.bad_rate,
                     window=1.0,
-                    progress=lambda text: bar.update(task, description=text),
+                    progress=progress,
                 )
-            bar.update(task, description="firing the scheduled pull from the sample source API")
+            progress("firing the scheduled pull from the sample source API")
             install_secret(box.session, str(box.stack.ref("SourceApiSecretName")), source_api.token)
-            firing, landed = fire_and_deliver(
-                box.stack, box.bus, "IngestApiFunction.DailyPull", start_execution=box.bus.start_execution
+            firing, landed = box.fire_schedule("IngestApiFunction.DailyPull")
+            pulled.append({"schedule": firing.schedule.name, **(firing.result or {}), "error": firing.error})
+            rows.extend(summary_row(key, delivery) | {"expected bad": None} for key, delivery in landed)
+            execution = box.execute(
+                "PipelineStateMachine",
+                {"datasets": list(PIPELINE_DATASETS)},
+                progress=lambda s: progress(f"pipeline: {s}"),
             )
-            pulled.append({"schedule": firing.schedule.name, **(firing.result or {}), "error": firing.error or ""})
-            rows.extend(summary_row(key, delivery) | {"expected bad": ""} for key, delivery in landed)
-            bar.update(task, description="running the pipeline: crawler, Spark, quality gate, Athena CTAS")
-            execution = execute(box, "PipelineStateMachine", {"datasets": list(PIPELINE_DATASETS)})
+            progress("reading the curated tables")
             curated = headline_rows(box) if execution.status == "SUCCEEDED" else {}
             forecast = forecast_rows(box, execution.output) if execution.status == "SUCCEEDED" else None
-            bar.update(task, description="writing the dashboard")
+            progress("writing the dashboard")
             dashboard = write_dashboard(box, Path(args.dashboard) if args.dashboard else None)
     stream_row = streamed.summary() if streamed else None
     run_summary = _run_summary(execution)
     if args.json:
-        document = {
-            "ingested": rows,
-            "streamed": stream_row,
-            "pulled": pulled,
-            "pipeline": run_summary,
-            "curated": {t: {"columns": c, "rows": r} for t, (c, r) in curated.items()},
-            "forecast": {"columns": forecast[0], "rows": forecast[1]} if forecast else None,
-            "dashboard": str(dashboard),
-        }
-        print(json.dumps(document, indent=2, default=str))
+        _print_json(
+            {
+                "ingested": rows,
+                "streamed": stream_row,
+                "pulled": pulled,
+                "pipeline": run_summary,
+                "curated": {t: {"columns": c, "rows": r} for t, (c, r) in curated.items()},
+                "forecast": {"columns": forecast[0], "rows": forecast[1]} if forecast else None,
+                "dashboard": str(dashboard),
+            }
+        )
     else:
         _print_table("ingested", rows, (*SUMMARY_COLUMNS[:-1], "expected bad"))
         if stream_row:
@@ -192,14 +540,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             _print_table("curated.sales_forecast", [dict(zip(columns, v, strict=True)) for v in values], columns)
         _print_table("pipeline run", [run_summary], list(run_summary))
         print(f"dashboard: {dashboard}")
+        print('the lake is kept: try `lakebox query "SELECT * FROM daily_sales_by_region LIMIT 5"`, `lakebox runs`')
     stream_ok = stream_row is None or stream_row.get("to failure queue", 0) == 0
     pull_ok = all(not p["error"] for p in pulled)
     pipeline_ok = execution.status == "SUCCEEDED"
-    ingest_ok = all(r["status"] not in ("FAILED", "") for r in rows)
-    return 0 if ingest_ok and stream_ok and pull_ok and pipeline_ok else 1
-
-
-PIPELINE_DATASETS = ("sales", "products", "customers", "clickstream")
+    ingest_ok = all(r["status"] not in ("FAILED", None) for r in rows)
+    return 0 if ingest_ok and stream_ok and pull_ok and pipeline_ok else EXIT_FAILED
 
 
 def _run_summary(execution: Any) -> dict[str, Any]:
@@ -216,150 +562,217 @@ def _run_summary(execution: Any) -> dict[str, Any]:
         "dates": len(output.get("dates") or []),
         "curated queries": len(queries),
         "bytes scanned": scanned,
-        "forecast": forecast.get("status", ""),
-        "smape model": metrics.get("backtest:smape_model", ""),
-        "smape seasonal naive": metrics.get("backtest:smape_seasonal_naive", ""),
-        "error": f"{execution.error}: {execution.cause}" if execution.error else forecast.get("cause", ""),
+        "forecast": forecast.get("status") or None,
+        "smape model": metrics.get("backtest:smape_model"),
+        "smape seasonal naive": metrics.get("backtest:smape_seasonal_naive"),
+        "error": f"{execution.error}: {execution.cause}" if execution.error else forecast.get("cause") or None,
     }
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    """Write the dashboard page from the running stack's curated tables and pipeline records."""
+    """Write the dashboard page from the lake's curated tables and pipeline records."""
     from lakebox.dashboard import write_dashboard
-    from lakebox.runtime import lakebox
 
-    with lakebox(parameters=_parameters(args.parameter)) as box:
+    with _box(args) as box:
         path = write_dashboard(box, Path(args.out) if args.out else None)
-    print(f"dashboard: {path}")
+    if args.json:
+        _print_json({"dashboard": str(path)})
+    else:
+        print(f"dashboard: {path}")
     return 0
 
 
+# ---------------------------------------------------------------------- stream, schedule
 def cmd_stream(args: argparse.Namespace) -> int:
     """Produce generated events into a stream and deliver them as the event source mapping (or Firehose) would."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from lakebox.runtime import lakebox
     from lakebox.streams import run_stream
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as bar:
-        task = bar.add_task("starting the local stack", total=None)
-        with lakebox(parameters=_parameters(args.parameter)) as box:
-            run = run_stream(
-                box.stack,
-                dataset=args.dataset,
-                rate=args.rate,
-                seconds=args.seconds,
-                seed=args.seed,
-                bad_rate=args.bad_rate,
-                window=args.window,
-                from_start=args.from_start,
-                progress=lambda text: bar.update(task, description=text),
-            )
+    with _progress() as progress, _box(args, progress) as box:
+        run = run_stream(
+            box.stack,
+            dataset=args.dataset,
+            rate=args.rate,
+            seconds=args.seconds,
+            seed=args.seed,
+            bad_rate=args.bad_rate,
+            window=args.window,
+            from_start=args.from_start,
+            progress=progress,
+        )
     row = run.summary()
     if args.json:
-        print(json.dumps(row, indent=2))
+        _print_json(row)
     else:
         _print_table("streamed", [row], list(row))
-    return 0 if row.get("to failure queue", 0) == 0 else 1
+    return 0 if row.get("to failure queue", 0) == 0 else EXIT_FAILED
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     """List the template's schedules, or fire one now and run what it triggers."""
-    import contextlib
-    import datetime as dt
-
+    from lakebox.box import summary_row
     from lakebox.errors import LakeboxError
-    from lakebox.runtime import lakebox, summary_row
     from lakebox.sample import SampleSpec
-    from lakebox.schedules import fire_and_deliver, schedules
+    from lakebox.schedules import schedules
     from lakebox.source_api import install_secret, sample_sales, serve
 
-    parameters = _parameters(args.parameter)
+    parameters: dict[str, str] = {}
+    given = _parameters(args.parameter)
     if args.action == "fire" and not args.name:
         raise LakeboxError("schedule fire needs the NAME of a schedule (see: lakebox schedule list)")
     with contextlib.ExitStack() as scope:
         api = None
-        if args.action == "fire" and args.sample_api and "SourceApiBaseUrl" not in parameters:
+        if args.action == "fire" and args.sample_api and "SourceApiBaseUrl" not in given:
             end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
             records = sample_sales(SampleSpec(seed=args.seed, end=end), args.api_rows, start=API_ID_OFFSET)
             api = scope.enter_context(serve(records))
             parameters["SourceApiBaseUrl"] = api.url
-        box = scope.enter_context(lakebox(parameters=parameters))
+        box = scope.enter_context(_box(args, parameters=parameters))
         if args.action == "list":
             found = [
                 {"name": s.name, "kind": s.kind, "expression": s.expression, "target": s.target, "enabled": s.enabled}
                 for s in schedules(box.stack)
             ]
-            _print_table("schedules", found, ("name", "kind", "expression", "target", "enabled"))
+            if args.json:
+                _print_json(found)
+            else:
+                _print_table("schedules", found, ("name", "kind", "expression", "target", "enabled"))
             return 0
         if api is not None:
             install_secret(box.session, str(box.stack.ref("SourceApiSecretName")), api.token)
-        firing, landed = fire_and_deliver(box.stack, box.bus, args.name, start_execution=box.bus.start_execution)
+        firing, landed = box.fire_schedule(args.name)
         rows = [summary_row(key, delivery) for key, delivery in landed]
     outcome = {"schedule": firing.schedule.name, "ok": firing.ok, "result": firing.result, "error": firing.error}
     if args.json:
-        print(json.dumps({**outcome, "ingested": rows}, indent=2, default=str))
+        _print_json({**outcome, "ingested": rows})
     else:
         print(json.dumps(outcome, indent=2, default=str))
         if rows:
             _print_table("ingested", rows, SUMMARY_COLUMNS)
-    return 0 if firing.ok and all(r["status"] != "FAILED" for r in rows) else 1
+    return 0 if firing.ok and all(r["status"] != "FAILED" for r in rows) else EXIT_FAILED
 
 
-def _execution_rows(execution: Any) -> list[dict[str, Any]]:
-    rows = []
-    for state in dict.fromkeys(execution.states_entered()):
-        attempts = execution.attempts(state)
-        rows.append({"state": state, "attempts": attempts or "", "retries": execution.retries(state) or ""})
-    return rows
+# ---------------------------------------------------------------------- execute, runs, query
+def _check_input(input_: Any) -> None:
+    """Refuse what the pipeline would fail on later: unknown datasets, a malformed window."""
+    from datalake.contracts import get_dataset
+    from lakebox.errors import LakeboxError
+
+    if not isinstance(input_, dict):
+        raise LakeboxError("--input must be a JSON object")
+    datasets = input_.get("datasets")
+    if datasets is not None:
+        if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
+            raise LakeboxError('--input "datasets" must be a list of dataset names')
+        for name in datasets:
+            get_dataset(name)
+    engine = input_.get("engine")
+    if engine is not None and engine not in ("glue", "emr"):
+        raise LakeboxError(f'--input "engine" must be "glue" or "emr", not {engine!r}')
 
 
 def cmd_execute(args: argparse.Namespace) -> int:
     """Run one of the template's state machines on the local stack, from its ASL file."""
     from lakebox.errors import LakeboxError
-    from lakebox.pipeline import execute
-    from lakebox.runtime import lakebox
+    from lakebox.runs import note_of, state_timings
 
     try:
         input_ = json.loads(args.input) if args.input else {}
     except json.JSONDecodeError as exc:
         raise LakeboxError(f"--input is not JSON: {exc}") from exc
-    with lakebox(parameters=_parameters(args.parameter)) as box:
-        execution = execute(box, args.state_machine, input_, execution_name=args.name)
+    with _progress() as progress, _box(args, progress) as box:
+        logical_id = box.state_machine_id(args.state_machine)
+        if logical_id == "PipelineStateMachine":
+            _check_input(input_)
+        execution = box.execute(logical_id, input_, execution_name=args.name, progress=progress)
+    note = note_of(execution)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "status": execution.status,
-                    "error": execution.error,
-                    "cause": execution.cause,
-                    "output": execution.output,
-                },
-                indent=2,
-                default=str,
-            )
+        _print_json(
+            {
+                "name": execution.name,
+                "status": execution.status,
+                "note": note,
+                "error": execution.error,
+                "cause": execution.cause,
+                "output": execution.output,
+                "states": state_timings(execution),
+            }
         )
     else:
         _print_table(
-            f"{args.state_machine}: {execution.status}", _execution_rows(execution), ("state", "attempts", "retries")
+            f"{args.state_machine} {execution.name}: {execution.status}",
+            state_timings(execution),
+            ("state", "seconds", "attempts", "retries"),
         )
         if execution.error:
             print(f"{execution.error}: {execution.cause}")
+        elif note:
+            print(f"{execution.status}: {note}")
         else:
             print(json.dumps(execution.output, indent=2, default=str))
-    return 0 if execution.status == "SUCCEEDED" else 1
+    return 0 if execution.status == "SUCCEEDED" else EXIT_FAILED
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """Pipeline history: each execution's status, per-state timings and error."""
+    from lakebox.box import find_root, state_home
+    from lakebox.errors import LakeboxError
+    from lakebox.runs import list_runs
+
+    runs = list_runs(state_home(find_root()) / "runs", limit=args.limit)
+    if args.name:
+        runs = [r for r in runs if r["name"] == args.name]
+        if not runs:
+            raise LakeboxError(f"no recorded run named {args.name!r} (see: lakebox runs)")
+    if args.json:
+        _print_json(runs)
+        return 0
+    if args.name:
+        run = runs[0]
+        _print_table(
+            f"{run['name']}: {run['status']}", run["states"], ("state", "started", "seconds", "attempts", "retries")
+        )
+        if run.get("error"):
+            print(f"{run['error']}: {run['cause']}")
+        return 0
+    rows = [
+        {
+            "run": r["name"],
+            "state machine": r["state_machine"],
+            "status": r["status"],
+            "started": r["started"],
+            "seconds": r["seconds"],
+            "slowest state": max(r["states"], key=lambda s: s["seconds"] or 0)["state"] if r["states"] else None,
+            "note or error": r.get("note")
+            or (f"{r['error']}: {str(r.get('cause') or '')[:80]}" if r.get("error") else None),
+        }
+        for r in runs
+    ]
+    _print_table(
+        f"{len(rows)} runs (newest first; lakebox runs NAME for per-state timings)",
+        rows,
+        list(rows[0]) if rows else ["run"],
+    )
+    return 0
 
 
 def cmd_query(args: argparse.Namespace) -> int:
     """Run Athena SQL on the local stack's catalog (DuckDB underneath) and print the rows."""
-    from lakebox.runtime import lakebox
+    from lakebox.errors import LakeboxError
 
-    with lakebox(parameters=_parameters(args.parameter)) as box:
+    with _box(args) as box:
+        access = None
         if args.as_persona:
             from lakebox import governance
 
             access = governance.access_for(box.stack, args.as_persona)
-            workgroup = args.workgroup or access.workgroups[0]
+        default = access.workgroups[0] if access is not None else str(box.stack.ref("AnalyticsWorkGroup"))
+        workgroup = args.workgroup or default
+        known = [wg["Name"] for wg in box.session.client("athena").list_work_groups()["WorkGroups"]]
+        if workgroup not in known:
+            raise LakeboxError(f"unknown workgroup {workgroup!r} (workgroups: {', '.join(sorted(known))})")
+        if access is None:
+            result = box.athena.query(args.sql, workgroup=workgroup)
+        else:
             governance.check_workgroup(access, workgroup)
             database = str(box.stack.parameters.get("GlueDatabaseName", "default"))
             governance.check_statement(args.sql, access, database)
@@ -368,37 +781,186 @@ def cmd_query(args: argparse.Namespace) -> int:
                 result = engine.query(args.sql, workgroup=workgroup)
             finally:
                 engine.close()
-        else:
-            workgroup = args.workgroup or str(box.stack.ref("AnalyticsWorkGroup"))
-            result = box.athena.query(args.sql, workgroup=workgroup)
-    rows = [dict(zip(result.columns, (str(v) for v in row), strict=True)) for row in result.rows]
+    columns = list(result.columns)
+    rows = [dict(zip(columns, row, strict=True)) for row in result.rows]
     if args.json:
-        print(
-            json.dumps(
-                {"columns": list(result.columns), "rows": rows, "bytes_scanned": result.bytes_scanned},
-                indent=2,
-                default=str,
-            )
-        )
+        _print_json({"columns": columns, "rows": rows, "bytes_scanned": result.bytes_scanned})
     else:
-        _print_table(f"{len(rows)} rows, {result.bytes_scanned:,} bytes scanned", rows, result.columns)
+        _print_table(f"{len(rows)} rows, {result.bytes_scanned:,} bytes scanned", rows, columns)
     return 0
 
 
+# ---------------------------------------------------------------------- quarantine, replay, logs
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    """What the quarantine holds: counts by dataset and reason, and sample records with their reasons."""
+    from datalake.contracts import get_dataset
+    from datalake.replay import quarantine_objects, records_of, scan_quarantine
+
+    if args.dataset:
+        get_dataset(args.dataset)
+    with _box(args) as box:
+        s3 = box.session.client("s3")
+        raw = box.bucket("RawBucket")
+        report = scan_quarantine(s3, raw, dataset=args.dataset, since=args.since, samples=args.samples)
+        exported = 0
+        if args.export:
+            with Path(args.export).open("w", encoding="utf-8") as handle:
+                for obj in quarantine_objects(s3, raw, dataset=args.dataset, since=args.since):
+                    for record in records_of(s3, raw, obj):
+                        if record.raw is not None:
+                            handle.write(record.raw.rstrip("\n") + "\n")
+                            exported += 1
+    samples = [
+        {
+            "dataset": s.dataset,
+            "reason": s.reason,
+            "source": s.source_key,
+            "line": s.line,
+            "detail": s.detail,
+            "record": s.raw,
+            "quarantine_key": s.quarantine_key,
+        }
+        for s in report.samples
+    ]
+    if args.json:
+        _print_json(
+            {"counts": report.rows(), "samples": samples, "objects": report.objects, "exported": exported or None}
+        )
+        return 0
+    total = sum(report.counts.values())
+    _print_table(
+        f"quarantine: {total:,} records in {len(report.objects)} objects",
+        report.rows(),
+        ("dataset", "reason", "records"),
+    )
+    if samples:
+        _print_table(
+            "samples",
+            [{**s, "record": str(s["record"] or "")[:100]} for s in samples],
+            ("dataset", "reason", "source", "line", "detail", "record"),
+        )
+        print(
+            "replay: lakebox replay --object QUARANTINE_KEY, or fix an export (--export FILE) and "
+            "lakebox replay FILE --dataset DATASET"
+        )
+    if args.export:
+        print(f"exported {exported:,} records to {args.export}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Re-ingest corrected records (a file) or quarantined objects as they are, recording the replay in the manifest."""
+    from datalake.contracts import get_dataset
+    from datalake.replay import record_replay, replay_body, replay_key
+    from lakebox.box import object_id_of, summary_row
+    from lakebox.errors import LakeboxError
+
+    if bool(args.file) == bool(args.object):
+        raise LakeboxError("replay takes a FILE of corrected records (with --dataset) or --object QUARANTINE_KEY")
+    if args.file and not args.dataset:
+        raise LakeboxError("replay FILE needs --dataset (the dataset the corrected records belong to)")
+    rows: list[dict[str, Any]] = []
+    with _progress() as progress, _box(args, progress) as box:
+        s3 = box.session.client("s3")
+        raw = box.bucket("RawBucket")
+        table = box.session.resource("dynamodb").Table(str(box.stack.ref("ManifestsTable")))
+        sources: list[tuple[str, str, bytes, str]] = []
+        if args.file:
+            path = Path(args.file)
+            if not path.is_file():
+                raise LakeboxError(f"{path}: no such file")
+            get_dataset(args.dataset)
+            sources.append((args.of or f"file:{path.name}", args.dataset, path.read_bytes(), path.name))
+        for key in args.object or []:
+            dataset, body, name = replay_body(s3, raw, key)
+            sources.append((key, dataset, body, name))
+        for replay_of, dataset, body, name in sources:
+            key = replay_key(dataset, name)
+            progress(f"replaying {replay_of} as {key}")
+            since = box.journal.offset()
+            response = s3.put_object(
+                Bucket=box.bucket("LandingBucket"), Key=key, Body=body, Metadata={"replay-of": replay_of[:1024]}
+            )
+            object_id = object_id_of(box.bucket("LandingBucket"), key, response.get("VersionId"), response.get("ETag"))
+            for delivery in box.await_deliveries([object_id], since)[object_id]:
+                row = summary_row(key, delivery) | {"replay of": replay_of}
+                manifest_id = (delivery.result or {}).get("object_id") if isinstance(delivery.result, dict) else None
+                if manifest_id:
+                    record_replay(table, manifest_id, replay_of)
+                rows.append(row)
+    if args.json:
+        _print_json(rows)
+    else:
+        _print_table("replayed", rows, (*SUMMARY_COLUMNS, "replay of"))
+    return 0 if rows and all(r["status"] not in ("FAILED", None) for r in rows) else EXIT_FAILED
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """A function's structured logs (what CloudWatch would hold), optionally filtered by level and followed."""
+    import boto3
+
+    from lakebox.box import find_root, state_home
+    from lakebox.errors import LakeboxError
+    from lakebox.logs import LEVELS, follow_lines, function_log_name, parse_line
+    from lakebox.stack import Stack
+
+    root = find_root()
+    logical_id, name = function_log_name(Stack(root, boto3.Session(region_name="us-east-1")), args.function)
+    path = state_home(root) / "logs" / f"{name}.log"
+    if not path.exists() and not args.follow:
+        raise LakeboxError(f"{logical_id} has not logged anything yet ({path} does not exist)")
+    threshold = LEVELS[args.level.upper()] if args.level else 0
+    for line in follow_lines(path, follow=args.follow, tail=args.tail):
+        record = parse_line(line)
+        if LEVELS.get(str(record.get("level", "INFO")).upper(), 20) < threshold:
+            continue
+        if args.json:
+            print(json.dumps(record), flush=True)
+        else:
+            stamp = str(record.get("timestamp", ""))[:23]
+            extra = {k: v for k, v in record.items() if k not in _LOG_NOISE}
+            tail = f" {json.dumps(extra, default=str)[:300]}" if extra else ""
+            print(f"{stamp} {record.get('level', '')!s:<7} {record.get('message', '')}{tail}", flush=True)
+    return 0
+
+
+_LOG_NOISE = frozenset(
+    {
+        "level",
+        "timestamp",
+        "message",
+        "location",
+        "service",
+        "xray_trace_id",
+        "cold_start",
+        "function_arn",
+        "function_memory_size",
+        "function_name",
+        "function_request_id",
+        "sampling_rate",
+        "_aws",
+    }
+)
+
+
+# ---------------------------------------------------------------------- the parser
 def cmd_catalog(args: argparse.Namespace) -> int:
     """Back the local catalog up now, list the backups, or restore one (the newest by default)."""
     from lakebox import catalog_backup
-    from lakebox.runtime import lakebox
 
-    with lakebox(parameters=_parameters(args.parameter)) as box:
+    with _box(args) as box:
         if args.action == "list":
-            for key in catalog_backup.backups(box):
-                print(key)
+            keys = catalog_backup.backups(box)
+            if args.json:
+                _print_json(keys)
+            else:
+                for key in keys:
+                    print(key)
             return 0
         summary = catalog_backup.backup(box) if args.action == "backup" else catalog_backup.restore(box, args.key)
     row = summary.model_dump()
     if args.json:
-        print(json.dumps(row, indent=2))
+        _print_json(row)
     else:
         _print_table(f"catalog {args.action}", [row], list(row))
     return 0
@@ -407,31 +969,38 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 ALARM_COLUMNS = ("alarm", "state", "value", "threshold", "reason")
 
 
-def cmd_alarms(args: argparse.Namespace) -> int:
-    """Evaluate the template's CloudWatch alarms on the metrics the local stack recorded."""
-    from lakebox.alarms import ALARM, alarm_states, running_endpoint
-    from lakebox.runtime import LocalSession, find_root
+def _alarm_states(parameters: dict[str, str]) -> list[Any]:
+    """The template's alarms evaluated on what lakebox recorded (queue depths too while `up` runs)."""
+    from lakebox.alarms import alarm_states, running_endpoint
+    from lakebox.box import LocalSession, find_root
     from lakebox.stack import Stack
 
     root = find_root()
     endpoint = running_endpoint(root)
     session = LocalSession(endpoint or "http://127.0.0.1:1")
-    stack = Stack(root, session, parameters=_parameters(args.parameter))
-    states = alarm_states(stack, session if endpoint else None)
+    stack = Stack(root, session, parameters=parameters)
+    return alarm_states(stack, session if endpoint else None)
+
+
+def cmd_alarms(args: argparse.Namespace) -> int:
+    """Evaluate the template's CloudWatch alarms on the metrics the local stack recorded."""
+    from lakebox.alarms import ALARM
+
+    states = _alarm_states(_parameters(args.parameter))
     if args.alarm_only:
         states = [s for s in states if s.state == ALARM]
     rows = [
         {
             "alarm": s.name,
             "state": s.state,
-            "value": "" if s.value is None else round(s.value, 3),
+            "value": None if s.value is None else round(s.value, 3),
             "threshold": f"{s.comparison} {s.threshold:g}",
             "reason": s.reason,
         }
         for s in states
     ]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        _print_json(rows)
     else:
         firing = sum(1 for s in states if s.state == ALARM)
         _print_table(f"alarms: {firing} in ALARM of {len(states)}", rows, ALARM_COLUMNS)
@@ -440,42 +1009,91 @@ def cmd_alarms(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one sub-command a verb."""
-    parser = argparse.ArgumentParser(prog="lakebox", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="lakebox",
+        description=__doc__,
+        epilog="Exit status: 0 ok, 1 failed or refused (one line on stderr), 2 bad command line, "
+        "3 put: every record quarantined.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, func: Command, help_text: str, *, parameters: bool = True, json_flag: bool = True
+    ) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=help_text)
-        command.set_defaults(func=func)
+        command.set_defaults(func=func, parameter=[])
         command.add_argument(
-            "--parameter", "-p", action="append", default=[], metavar="NAME=VALUE", help="override a template parameter"
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error"
         )
+        if parameters:
+            command.add_argument(
+                "--parameter",
+                "-p",
+                action="append",
+                default=[],
+                metavar="NAME=VALUE",
+                help="override a template parameter",
+            )
+        if json_flag:
+            command.add_argument("--json", action="store_true", help="print JSON (typed values, null for none)")
         return command
 
-    up = add("up", cmd_up, "start the local endpoint with the stack on it and keep it running")
-    up.add_argument("--port", type=int, default=4566)
+    up = add(
+        "up",
+        cmd_up,
+        "start the local endpoint with the stack (and the saved lake) on it; keep it running",
+        json_flag=False,
+    )
+    up.add_argument("--port", type=int, default=4566, help="port on 127.0.0.1 (default 4566)")
+    up.add_argument("--poll", type=non_negative_float, default=0.5, help="seconds between looks for new uploads")
+    up.add_argument("--quiet", action="store_true", help="do not print the resource table")
+
+    reset = add(
+        "reset",
+        cmd_reset,
+        "delete the local lake (.lakebox/): objects, tables, run history, logs",
+        parameters=False,
+        json_flag=False,
+    )
+    reset.add_argument("--yes", "-y", action="store_true", help="do not ask")
+
+    add("status", cmd_status, "what is running and where the lake is kept", parameters=False)
 
     put = add("put", cmd_put, "upload files to the landing bucket and run what their events trigger")
     put.add_argument("files", nargs="+", metavar="FILE")
     put.add_argument("--dataset", required=True, help="dataset name: the landing key prefix")
     put.add_argument("--key", help="landing key (default: DATASET/FILENAME)")
-    put.add_argument("--json", action="store_true", help="print the summary as JSON")
 
-    invoke = add("invoke", cmd_invoke, "invoke a function in-process with an event file (like sam local invoke)")
-    invoke.add_argument("function", help="logical id or name of the function")
-    invoke.add_argument("--event", "-e", help="path of the event JSON file")
-
-    run = add("run", cmd_run, "the whole pipeline on generated sample data")
-    run.add_argument("--rows", type=int, default=20_000, help="sales rows to generate")
-    run.add_argument("--bad-rate", type=float, default=0.02, help="share of invalid records")
-    run.add_argument("--seed", type=int, default=7)
-    run.add_argument("--days", type=int, default=56, help="days of history the sample spans (the forecast needs 42)")
-    run.add_argument(
-        "--weekly-amplitude", type=float, default=0.3, help="weekly seasonality of the sample (0: every day alike)"
+    invoke = add(
+        "invoke", cmd_invoke, "invoke a function in-process with an event (like sam local invoke)", json_flag=False
     )
-    run.add_argument("--json", action="store_true", help="print the summary as JSON")
-    run.add_argument("--stream-seconds", type=float, default=3.0, help="length of the streaming phase (0: none)")
-    run.add_argument("--stream-rate", type=float, default=200.0, help="clickstream events a second while streaming")
-    run.add_argument("--api-rows", type=int, default=2_000, help="sales the sample source API serves")
+    invoke.add_argument("function", help="logical id or name of the function")
+    invoke.add_argument("--event", "-e", help="event JSON file, or - to read it from stdin")
+    invoke.add_argument(
+        "--stage", metavar="FILE", help="upload FILE under the key the (S3) event names, and point the event at it"
+    )
+
+    run = add("run", cmd_run, "the whole pipeline on generated sample data, kept in the local lake")
+    run.add_argument("--rows", type=positive_int, default=20_000, help="sales rows to generate")
+    run.add_argument("--bad-rate", type=share, default=0.02, help="share of invalid records")
+    run.add_argument("--seed", type=int, default=7)
+    run.add_argument(
+        "--stream-seconds", type=non_negative_float, default=3.0, help="length of the streaming phase (0: none)"
+    )
+    run.add_argument(
+        "--stream-rate", type=non_negative_float, default=200.0, help="clickstream events a second while streaming"
+    )
+    run.add_argument("--api-rows", type=positive_int, default=2_000, help="sales the sample source API serves")
+    run.add_argument(
+        "--days", type=positive_int, default=56, help="days of history the sample spans (the forecast needs 42)"
+    )
+    run.add_argument(
+        "--weekly-amplitude",
+        type=non_negative_float,
+        default=0.3,
+        help="weekly seasonality of the sample (0: every day alike)",
+    )
     run.add_argument("--dashboard", metavar="PATH", help="where to write the dashboard (.lakebox/dashboard.html)")
 
     dashboard = add("dashboard", cmd_dashboard, "write the dashboard page (KPIs, charts, pipeline health) as one HTML")
@@ -485,7 +1103,10 @@ def build_parser() -> argparse.ArgumentParser:
     execute.add_argument("state_machine", help="logical id or name, e.g. PipelineStateMachine")
     execute.add_argument("--input", help="execution input (JSON)")
     execute.add_argument("--name", help="execution name (default: a new unique name)")
-    execute.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+    runs = add("runs", cmd_runs, "pipeline history: status, per-state timings, error", parameters=False)
+    runs.add_argument("name", nargs="?", help="one run's per-state timings")
+    runs.add_argument("--limit", type=positive_int, default=20, help="newest runs to show")
 
     query = add("query", cmd_query, "run Athena SQL against the local catalog")
     query.add_argument("sql")
@@ -496,26 +1117,52 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PERSONA",
         help="run as a persona's role (analyst, ml, bi): its Lake Formation grants and workgroups apply",
     )
-    query.add_argument("--json", action="store_true", help="print the rows as JSON")
+
+    quarantine = add("quarantine", cmd_quarantine, "quarantined records: counts by dataset and reason, samples")
+    quarantine.add_argument("--dataset", help="one dataset only")
+    quarantine.add_argument("--since", type=moment, help="quarantined since (ISO date/time, or 2h, 3d)")
+    quarantine.add_argument("--samples", type=int, default=3, help="sample records for each reason")
+    quarantine.add_argument(
+        "--export", metavar="FILE", help="write the quarantined records' original text to FILE, one a line"
+    )
+
+    replay = add(
+        "replay", cmd_replay, "re-ingest corrected records or quarantined objects; the manifest records the replay"
+    )
+    replay.add_argument("file", nargs="?", metavar="FILE", help="corrected records (any format the dataset accepts)")
+    replay.add_argument("--dataset", help="the dataset of FILE")
+    replay.add_argument("--of", help="what FILE corrects (a quarantine key), recorded in the manifest")
+    replay.add_argument(
+        "--object", action="append", metavar="QUARANTINE_KEY", help="replay a quarantine object as it is (repeatable)"
+    )
+
+    logs = add("logs", cmd_logs, "a function's structured logs", parameters=False)
+    logs.add_argument("function", help="logical id or name of the function")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
+    logs.add_argument(
+        "--level",
+        choices=("debug", "info", "warning", "error", "DEBUG", "INFO", "WARNING", "ERROR"),
+        help="this level and above",
+    )
+    logs.add_argument("--tail", type=positive_int, help="only the last N lines")
 
     stream = add("stream", cmd_stream, "produce generated events into a stream and deliver them in batches")
     stream.add_argument("--dataset", default="clickstream", help="the dataset of the stream (clickstream)")
-    stream.add_argument("--rate", type=float, default=100.0, help="events produced a second")
-    stream.add_argument("--seconds", type=float, default=10.0, help="how long to produce")
-    stream.add_argument("--bad-rate", type=float, default=0.02, help="share of invalid events")
-    stream.add_argument("--window", type=float, help="batching window in seconds (default: the template's)")
+    stream.add_argument("--rate", type=non_negative_float, default=100.0, help="events produced a second")
+    stream.add_argument("--seconds", type=non_negative_float, default=10.0, help="how long to produce")
+    stream.add_argument("--bad-rate", type=share, default=0.02, help="share of invalid events")
+    stream.add_argument(
+        "--window", type=non_negative_float, help="batching window in seconds (default: the template's)"
+    )
     stream.add_argument("--from-start", action="store_true", help="also deliver what earlier runs put in the stream")
     stream.add_argument("--seed", type=int, default=7)
-    stream.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     alarms = add("alarms", cmd_alarms, "evaluate the template's alarms on the metrics lakebox recorded")
     alarms.add_argument("--alarm-only", action="store_true", help="list only the alarms in state ALARM")
-    alarms.add_argument("--json", action="store_true", help="print the alarms as JSON")
 
     catalog = add("catalog", cmd_catalog, "back up the Glue catalog to the artifacts bucket, list or restore backups")
     catalog.add_argument("action", choices=("backup", "list", "restore"))
     catalog.add_argument("--key", help="the backup to restore (default: the newest)")
-    catalog.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
     schedule = add("schedule", cmd_schedule, "list the template's schedules or fire one now")
     schedule.add_argument("action", choices=("list", "fire"))
@@ -526,27 +1173,45 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="do not serve the sample source API (by default it serves the pull unless SourceApiBaseUrl is given)",
     )
-    schedule.add_argument("--api-rows", type=int, default=2_000, help="sales the sample source API serves")
+    schedule.add_argument("--api-rows", type=positive_int, default=2_000, help="sales the sample source API serves")
     schedule.add_argument("--seed", type=int, default=7)
-    schedule.add_argument("--json", action="store_true", help="print the outcome as JSON")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: run a sub-command; errors are one clear line and a non-zero exit."""
+    """Entry point: run a sub-command; an error is one line on stderr and a non-zero exit (`--debug`: traceback)."""
     from botocore.exceptions import BotoCoreError, ClientError
+    from pydantic import ValidationError
 
     from datalake.exceptions import DataLakeError
     from lakebox.errors import LakeboxError
 
     args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
-    except (LakeboxError, DataLakeError, OSError, ValueError, ClientError, BotoCoreError) as exc:
-        print(f"lakebox: error: {exc}", file=sys.stderr)
-        return 1
+    except BrokenPipeError:
+        return 0
+    except (LakeboxError, DataLakeError, OSError, ValueError, ClientError, BotoCoreError, ValidationError) as exc:
+        if debug:
+            raise
+        print(f"lakebox: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:
+        if debug:
+            raise
+        print(
+            f"lakebox: internal error: {type(exc).__name__}: {_one_line(exc)} (--debug shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 500 else text[:497] + "..."
 
 
 if __name__ == "__main__":

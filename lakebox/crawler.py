@@ -113,11 +113,29 @@ class _CrawlState:
     last_result: CrawlResult | None = None
 
 
-_STATES: dict[tuple[str, str], _CrawlState] = {}
-_STATES_LOCK = threading.Lock()
+class Crawlers:
+    """The local crawlers' run state (RUNNING or READY, the last crawl), kept by the box that runs them."""
+
+    def __init__(self) -> None:
+        self.states: dict[tuple[str, str], _CrawlState] = {}
+        self.lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        with self.lock:
+            return {"states": dict(self.states)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.states = dict(state["states"])
+        self.lock = threading.Lock()
+        for crawl_state in self.states.values():
+            crawl_state.state = "READY"
 
 
-def start_crawler(session: boto3.Session, name: str) -> dict[str, Any]:
+_DIRECT = Crawlers()
+"""For callers without a box of their own (a box passes its `Crawlers`)."""
+
+
+def start_crawler(session: boto3.Session, name: str, crawlers: Crawlers | None = None) -> dict[str, Any]:
     """Run the named crawler to completion, as `glue.start_crawler` then waiting would.
 
     Parameters
@@ -126,6 +144,8 @@ def start_crawler(session: boto3.Session, name: str) -> dict[str, Any]:
         A boto3 session reaching the local endpoint.
     name
         The crawler's name in the Glue catalog.
+    crawlers
+        Where the crawl's state is kept (the box's); a shared one when omitted.
 
     Returns
     -------
@@ -140,8 +160,9 @@ def start_crawler(session: boto3.Session, name: str) -> dict[str, Any]:
     glue: GlueClient = session.client("glue")
     glue.get_crawler(Name=name)
     key = _state_key(glue, name)
-    with _STATES_LOCK:
-        state = _STATES.setdefault(key, _CrawlState())
+    registry = crawlers or _DIRECT
+    with registry.lock:
+        state = registry.states.setdefault(key, _CrawlState())
         if state.state == "RUNNING":
             raise ClientError(
                 {
@@ -165,22 +186,23 @@ def start_crawler(session: boto3.Session, name: str) -> dict[str, Any]:
         error = f"{type(exc).__name__}: {exc}"
         logger.warning("crawler %s failed: %s", name, error)
     finally:
-        with _STATES_LOCK:
+        with registry.lock:
             state.state, state.status, state.error = "READY", status, error
             state.elapsed_ms = int((time.perf_counter() - began) * 1000)
             state.last_result = result
     return {}
 
 
-def get_crawler(session: boto3.Session, name: str) -> dict[str, Any]:
+def get_crawler(session: boto3.Session, name: str, crawlers: Crawlers | None = None) -> dict[str, Any]:
     """Return GetCrawler's response for the named crawler, with the local crawl's state and ``LastCrawl``.
 
     Datetimes are ISO-8601 strings so the response can travel through a state machine as JSON.
     """
     glue: GlueClient = session.client("glue")
     crawler: dict[str, Any] = dict(glue.get_crawler(Name=name)["Crawler"])
-    with _STATES_LOCK:
-        state = _STATES.get(_state_key(glue, name))
+    registry = crawlers or _DIRECT
+    with registry.lock:
+        state = registry.states.get(_state_key(glue, name))
         if state is not None:
             crawler["State"] = state.state
             crawler["CrawlElapsedTime"] = state.elapsed_ms
@@ -201,11 +223,12 @@ def get_crawler(session: boto3.Session, name: str) -> dict[str, Any]:
     return {"Crawler": _json_safe(crawler)}
 
 
-def last_crawl(session: boto3.Session, name: str) -> CrawlResult | None:
-    """The result of the named crawler's last local crawl in this process, if any."""
+def last_crawl(session: boto3.Session, name: str, crawlers: Crawlers | None = None) -> CrawlResult | None:
+    """The result of the named crawler's last local crawl, if any."""
     glue: GlueClient = session.client("glue")
-    with _STATES_LOCK:
-        state = _STATES.get(_state_key(glue, name))
+    registry = crawlers or _DIRECT
+    with registry.lock:
+        state = registry.states.get(_state_key(glue, name))
         return state.last_result if state else None
 
 
@@ -903,7 +926,7 @@ def _split(uri: str) -> tuple[str, str]:
 
 
 def _state_key(glue: GlueClient, name: str) -> tuple[str, str]:
-    return f"{glue.meta.endpoint_url}|{glue.meta.region_name}", name
+    return str(glue.meta.region_name), name
 
 
 def _json_safe(value: Any) -> Any:

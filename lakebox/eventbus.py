@@ -172,35 +172,6 @@ class EventBus:
         return Delivery(rule.name, target.name, True)
 
     def _invoke_async(self, rule: Rule, target: Target, event: dict[str, Any]) -> Delivery:
-        """Lambda's asynchronous invocation: retries, then the on-failure destination with the request and error."""
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                result = self.stack.invoke(target.name, event)
-            except Exception as exc:  # noqa: BLE001 - any handler failure is what async invoke retries
-                error = f"{type(exc).__name__}: {exc}"
-                logger.warning("%s failed (attempt %d): %s", target.name, attempts, error)
-                if attempts <= target.retry_attempts:
-                    continue
-                self._send_failure(target, event, exc)
-                return Delivery(rule.name, target.name, False, error=error, attempts=attempts)
-            return Delivery(rule.name, target.name, True, result=result, attempts=attempts)
-
-    def _send_failure(self, target: Target, event: dict[str, Any], exc: Exception) -> None:
-        if not target.dead_letter_arn:
-            return
-        record = {
-            "version": "1.0",
-            "timestamp": dt.datetime.now(dt.UTC).isoformat(),
-            "requestContext": {
-                "functionArn": self.stack.function(target.name).arn,
-                "condition": "RetriesExhausted",
-                "approximateInvokeCount": target.retry_attempts + 1,
-            },
-            "requestPayload": event,
-            "responsePayload": {"errorType": type(exc).__name__, "errorMessage": str(exc)},
-        }
-        sqs = self.stack.session.client("sqs")
-        url = sqs.get_queue_url(QueueName=target.dead_letter_arn.split(":")[-1])["QueueUrl"]
-        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+        """Lambda's asynchronous invocation (retries, then the on-failure destination), by the one Lambda runtime."""
+        outcome = self.stack.lambdas.invoke_async(target.name, event)
+        return Delivery(rule.name, target.name, outcome.ok, outcome.result, outcome.error, outcome.attempts)

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING, Any
 
-from lakebox.alarms import record_execution
-from lakebox.errors import LakeboxError
-
 if TYPE_CHECKING:
-    from lakebox.runtime import Lakebox
+    from lakebox.box import Lakebox
     from lakebox.sfn import Execution
 
 CURATED_HEADLINES = {
@@ -29,33 +25,13 @@ CURATED_HEADLINES = {
 
 
 def state_machine_id(box: Lakebox, name: str) -> str:
-    """The logical id of a state machine named by logical id, physical name or ARN."""
-    for lid, resource in box.stack.resources.items():
-        if "StateMachine" in resource["Type"] and box.stack.active(lid):
-            physical = box.stack._physical(lid)
-            if name in (lid, physical["Ref"], physical.get("Name")):
-                return lid
-    machines = [lid for lid, r in box.stack.resources.items() if "StateMachine" in r["Type"]]
-    raise LakeboxError(f"no state machine {name!r} in template.yaml (state machines: {', '.join(machines)})")
+    """The logical id of a state machine named by logical id, physical name or ARN (see `Lakebox.state_machine_id`)."""
+    return box.state_machine_id(name)
 
 
 def execute(box: Lakebox, name: str, input_: Any = None, *, execution_name: str | None = None) -> Execution:
-    """Run one of the template's state machines to completion with every task on the local stack."""
-    from lakebox.sfn import run_execution
-    from lakebox.sfn.integrations import stack_integrations
-
-    logical_id = state_machine_id(box, name)
-    definition, _ = box.stack.state_machine(logical_id)
-    integrations = stack_integrations(box.stack, deliver_event=box.bus.put, athena=box.athena, sagemaker=box.sagemaker)
-    execution = run_execution(
-        definition,
-        input_ if input_ is not None else {},
-        integrations,
-        name=execution_name or f"lakebox-{uuid.uuid4().hex[:12]}",
-        state_machine_arn=str(box.stack.ref(logical_id)),
-    )
-    record_execution(box.stack, str(box.stack.ref(logical_id)), execution.status)
-    return execution
+    """Run one of the template's state machines to completion on the box (see `Lakebox.execute`)."""
+    return box.execute(name, input_, execution_name=execution_name)
 
 
 FORECAST_ROWS = (

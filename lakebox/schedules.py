@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lakebox.errors import LakeboxError
-from lakebox.eventbus import Delivery, EventBus, object_created_event
+from lakebox.eventbus import Delivery, EventBus
 from lakebox.stack import ACCOUNT_ID, REGION, Stack
+from lakebox.watch import ObjectWatch
 
 logger = logging.getLogger(__name__)
 
@@ -207,100 +208,8 @@ def fire(
         if start_execution is None:
             return Firing(schedule, event, False, error="state machine targets need the ASL executor")
         return Firing(schedule, event, True, result=start_execution(schedule.target, event))
-    spec = stack.function(schedule.target)
-    retries = int(spec.event_invoke.get("MaximumRetryAttempts", 2))
-    attempts = 0
-    while True:
-        attempts += 1
-        try:
-            result = stack.invoke(schedule.target, event)
-        except Exception as exc:  # noqa: BLE001 - any handler failure is what asynchronous invocation retries
-            error = f"{type(exc).__name__}: {exc}"
-            logger.warning("%s failed (attempt %d): %s", schedule.target, attempts, error)
-            if attempts <= retries:
-                continue
-            _send_failure(stack, spec.event_invoke, spec.arn, event, exc, attempts)
-            return Firing(schedule, event, False, error=error, attempts=attempts)
-        return Firing(schedule, event, True, result=result, attempts=attempts)
-
-
-def _send_failure(
-    stack: Stack, invoke_config: dict[str, Any], function_arn: str, event: Any, exc: Exception, attempts: int
-) -> None:
-    destination = (invoke_config.get("DestinationConfig") or {}).get("OnFailure", {}).get("Destination")
-    if not destination:
-        return
-    record = {
-        "version": "1.0",
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(),
-        "requestContext": {
-            "functionArn": function_arn,
-            "condition": "RetriesExhausted",
-            "approximateInvokeCount": attempts,
-        },
-        "requestPayload": event,
-        "responsePayload": {"errorType": type(exc).__name__, "errorMessage": str(exc)},
-    }
-    sqs = stack.session.client("sqs")
-    url = sqs.get_queue_url(QueueName=str(destination).split(":")[-1])["QueueUrl"]
-    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
-
-
-class ObjectWatch:
-    """New object versions in the buckets that send their events to EventBridge, turned into "Object Created".
-
-    Objects a function writes (the scheduled pull's landing object) raise events in AWS as any upload does; the
-    watch finds them by comparing version listings before and after.
-    """
-
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
-        self.buckets = [
-            str(stack.ref(lid))
-            for lid, resource in stack.resources.items()
-            if resource["Type"] == "AWS::S3::Bucket"
-            and stack.active(lid)
-            and (stack.resolve(resource.get("Properties", {}).get("NotificationConfiguration")) or {})
-            .get("EventBridgeConfiguration", {})
-            .get("EventBridgeEnabled")
-        ]
-        self._seen = self._versions()
-
-    def _versions(self) -> dict[tuple[str, str, str], dict[str, Any]]:
-        s3 = self.stack.session.client("s3")
-        found: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for bucket in self.buckets:
-            for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-                for version in page.get("Versions", []):
-                    key = (bucket, version["Key"], str(version.get("VersionId") or "null"))
-                    found[key] = dict(version)
-        return found
-
-    def new_events(self) -> list[tuple[str, dict[str, Any]]]:
-        """`(key, "Object Created" event)` for each version written since the watch started (or last reported)."""
-        current = self._versions()
-        fresh = sorted(set(current) - set(self._seen), key=lambda k: (current[k]["LastModified"], k))
-        self._seen = current
-        return [
-            (
-                key,
-                object_created_event(
-                    bucket,
-                    key,
-                    version_id=None if version == "null" else version,
-                    etag=str(current[(bucket, key, version)]["ETag"]),
-                    size=int(current[(bucket, key, version)]["Size"]),
-                ),
-            )
-            for bucket, key, version in fresh
-        ]
-
-    def deliver(self, bus: EventBus) -> list[tuple[str, Delivery]]:
-        """Send the new objects' events through the rules; return `(key, delivery)` pairs."""
-        out: list[tuple[str, Delivery]] = []
-        for key, event in self.new_events():
-            out.extend((key, delivery) for delivery in bus.put(event))
-        return out
+    outcome = stack.lambdas.invoke_async(schedule.target, event)
+    return Firing(schedule, event, outcome.ok, outcome.result, outcome.error, outcome.attempts)
 
 
 def fire_and_deliver(
@@ -313,3 +222,6 @@ def fire_and_deliver(
     deliveries = watch.deliver(bus)
     firing.deliveries = [d for _, d in deliveries]
     return firing, deliveries
+
+
+__all__ = ["Firing", "ObjectWatch", "Schedule", "find", "fire", "fire_and_deliver", "payload", "schedules"]

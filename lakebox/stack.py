@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import base64
-import contextlib
-import importlib.util
-import io
 import json
 import logging
 import os
 import re
-import sys
-import threading
-import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
 
-from lakebox.alarms import record_invocation
 from lakebox.errors import LakeboxError
+from lakebox.lambdas import FunctionSpec, LambdaContext, LambdaRuntime
 from lakebox.template import load_template
 
 logger = logging.getLogger(__name__)
@@ -38,50 +28,6 @@ class StackError(LakeboxError):
     """The template asks for something lakebox cannot bring up; the message names the resource."""
 
 
-@dataclass
-class FunctionSpec:
-    """A Lambda function as the template declares it, with its environment resolved."""
-
-    logical_id: str
-    name: str
-    arn: str
-    code_dir: Path
-    handler: str
-    environment: dict[str, str]
-    timeout: int
-    memory: int
-    events: dict[str, dict[str, Any]]
-    event_invoke: dict[str, Any]
-    layer_dirs: list[Path] = field(default_factory=list)
-
-
-@dataclass
-class LambdaContext:
-    """The Lambda context object handed to a handler."""
-
-    function_name: str
-    invoked_function_arn: str
-    memory_limit_in_mb: int
-    timeout_seconds: int
-    function_version: str = "$LATEST"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    _started: float = field(default_factory=time.monotonic)
-
-    @property
-    def log_group_name(self) -> str:
-        """The function's log group."""
-        return f"/aws/lambda/{self.function_name}"
-
-    @property
-    def log_stream_name(self) -> str:
-        """A log stream name in Lambda's format."""
-        return time.strftime("%Y/%m/%d/[$LATEST]") + self.aws_request_id.replace("-", "")
-
-    def get_remaining_time_in_millis(self) -> int:
-        """Milliseconds left before the function's timeout."""
-        return max(0, int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000))
-
-
 _PSEUDO = {
     "AWS::Region": REGION,
     "AWS::AccountId": ACCOUNT_ID,
@@ -91,7 +37,6 @@ _PSEUDO = {
 }
 _NO_VALUE = object()
 _SUB = re.compile(r"\$\{([^}!][^}]*)\}")
-_INVOKE_LOCK = threading.RLock()
 
 
 class Stack:
@@ -106,7 +51,10 @@ class Stack:
     stack_name
         The stack name used in generated resource names.
     parameters
-        Template parameter overrides; the template's defaults fill the rest.
+        Template parameter overrides, checked against the template's `Type`, `AllowedValues`, pattern and bounds;
+        the template's defaults fill the rest.
+    trusted_parameters
+        Overrides lakebox itself makes (a local sample API's `http://` URL), not checked.
     log_dir
         Where each function's stdout (its CloudWatch log, locally) is appended.
     environment
@@ -120,6 +68,7 @@ class Stack:
         *,
         stack_name: str = "lakebox",
         parameters: Mapping[str, str] | None = None,
+        trusted_parameters: Mapping[str, str] | None = None,
         log_dir: Path | None = None,
         environment: Mapping[str, str] | None = None,
     ) -> None:
@@ -130,16 +79,16 @@ class Stack:
         self.template = load_template(root / "template.yaml")
         self.resources: dict[str, dict[str, Any]] = self.template["Resources"]
         self.globals: dict[str, Any] = self.template.get("Globals", {})
-        self.parameters = self._parameters(parameters or {})
+        self.parameters = self._parameters({**(trusted_parameters or {}), **(parameters or {})}, set(parameters or {}))
         self.log_dir = log_dir or root / ".lakebox" / "logs"
         self._conditions: dict[str, bool] = {}
         self._created: dict[str, dict[str, Any]] = {}
-        self._modules: dict[str, ModuleType] = {}
         self._functions: dict[str, FunctionSpec] | None = None
         self.invoke_hooks: list[Callable[[str, Any], None]] = []
+        self.lambdas = LambdaRuntime(self)
 
     # ------------------------------------------------------------------ parameters, conditions, intrinsics
-    def _parameters(self, overrides: Mapping[str, str]) -> dict[str, Any]:
+    def _parameters(self, overrides: Mapping[str, str], checked: set[str]) -> dict[str, Any]:
         declared: dict[str, Any] = self.template.get("Parameters", {})
         unknown = set(overrides) - set(declared)
         if unknown:
@@ -149,6 +98,8 @@ class Stack:
             value = overrides.get(name, spec.get("Default"))
             if value is None:
                 raise StackError(f"parameter {name} has no default; pass it with --parameter {name}=VALUE")
+            if name in checked:
+                _check_parameter(name, spec, str(value))
             if str(spec.get("Type", "")).startswith("List<") or spec.get("Type") == "CommaDelimitedList":
                 value = [v.strip() for v in str(value).split(",")] if isinstance(value, str) else value
             values[name] = value
@@ -385,81 +336,8 @@ class Stack:
         raise StackError(f"no function {name!r} in template.yaml (functions: {known})")
 
     def invoke(self, function: str, payload: Any) -> Any:
-        """Run a function's handler in this process with its template environment, as Lambda would.
-
-        The payload and the result go through JSON, as they would over the Lambda API. Exceptions raised by the
-        handler propagate unchanged (their class name is the Lambda `errorType`).
-        """
-        spec = self.function(function)
-        event = json.loads(json.dumps(payload))
-        with _INVOKE_LOCK, self._function_env(spec), self._function_log(spec):
-            module = self._module(spec)
-            handler_name = spec.handler.rsplit(".", 1)[1]
-            context = LambdaContext(spec.name, spec.arn, spec.memory, spec.timeout)
-            for hook in self.invoke_hooks:
-                hook(spec.logical_id, event)
-            failed = True
-            try:
-                result = getattr(module, handler_name)(event, context)
-                failed = False
-            finally:
-                record_invocation(self, spec.name, failed)
-        return json.loads(json.dumps(result, default=str))
-
-    def _module(self, spec: FunctionSpec) -> ModuleType:
-        module = self._modules.get(spec.logical_id)
-        if module is None:
-            module_name, _ = spec.handler.rsplit(".", 1)
-            path = spec.code_dir / f"{module_name.replace('.', '/')}.py"
-            if not path.exists():
-                raise StackError(f"{spec.logical_id}: handler file {path} does not exist")
-            unique = f"lakebox_fn_{spec.logical_id}"
-            loader_spec = importlib.util.spec_from_file_location(unique, path)
-            if loader_spec is None or loader_spec.loader is None:
-                raise StackError(f"{spec.logical_id}: cannot import {path}")
-            module = importlib.util.module_from_spec(loader_spec)
-            sys.modules[unique] = module
-            sys.path.insert(0, str(spec.code_dir))
-            sys.path.extend(str(d) for d in spec.layer_dirs if str(d) not in sys.path)
-            try:
-                loader_spec.loader.exec_module(module)
-            finally:
-                sys.path.remove(str(spec.code_dir))
-            self._modules[spec.logical_id] = module
-        return module
-
-    @contextlib.contextmanager
-    def _function_env(self, spec: FunctionSpec) -> Iterator[None]:
-        runtime = {
-            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory),
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_SERVICE_NAME": spec.environment.get("POWERTOOLS_SERVICE_NAME", spec.logical_id),
-        }
-        saved = dict(os.environ)
-        os.environ.update(self.environment)
-        os.environ.update(spec.environment)
-        os.environ.update(runtime)
-        try:
-            yield
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-
-    @contextlib.contextmanager
-    def _function_log(self, spec: FunctionSpec) -> Iterator[None]:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        stream = _LOG_STREAMS.get(spec.name)
-        if stream is None or stream.closed:
-            stream = _LOG_STREAMS[spec.name] = (self.log_dir / f"{spec.name}.log").open("a", encoding="utf-8")
-        with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
-            try:
-                yield
-            finally:
-                stream.flush()
+        """Run a function's handler in this process, as Lambda would (see `LambdaRuntime.invoke`)."""
+        return self.lambdas.invoke(function, payload)
 
     # ------------------------------------------------------------------ state machines
     def state_machine(self, logical_id: str) -> tuple[dict[str, Any], dict[str, str]]:
@@ -506,30 +384,40 @@ class Stack:
         self.session.client("s3").upload_file(str(path), bucket, key)
         return f"s3://{bucket}/{key}"
 
-    # ------------------------------------------------------------------ creation
     def deploy(self, progress: Callable[[str], None] | None = None) -> dict[str, list[str]]:
         """Create every resource lakebox emulates on the endpoint; return what was created and what was not."""
-        report: dict[str, list[str]] = {"created": [], "not emulated": []}
-        order = sorted(self.resources, key=lambda lid: _CREATE_ORDER.get(self.resources[lid]["Type"], 50))
-        for logical_id in order:
-            if not self.active(logical_id):
-                continue
-            kind = self.resources[logical_id]["Type"]
-            creator = _CREATORS.get(kind)
-            if creator is None:
-                report["not emulated"].append(f"{logical_id} ({kind})")
-                continue
+        from lakebox.resources import deploy
+
+        return deploy(self, progress)
+
+
+def _check_parameter(name: str, spec: Mapping[str, Any], value: str) -> None:
+    """Refuse a parameter value CloudFormation would refuse: its `Type`, `AllowedValues`, pattern and bounds."""
+    kind = str(spec.get("Type", "String"))
+    items = (
+        [v.strip() for v in value.split(",")] if kind.startswith("List<") or kind == "CommaDelimitedList" else [value]
+    )
+    for item in items:
+        if "Number" in kind:
             try:
-                creator(self, logical_id)
-            except ClientError as exc:
-                raise StackError(f"creating {logical_id} ({kind}): {exc}") from exc
-            report["created"].append(logical_id)
-            if progress:
-                progress(logical_id)
-        return report
-
-
-_LOG_STREAMS: dict[str, io.TextIOWrapper] = {}
+                number = float(item)
+            except ValueError:
+                raise StackError(f"parameter {name} is a {kind}: {item!r} is not a number") from None
+            if "MinValue" in spec and number < float(spec["MinValue"]):
+                raise StackError(f"parameter {name}={item} is below its MinValue {spec['MinValue']}")
+            if "MaxValue" in spec and number > float(spec["MaxValue"]):
+                raise StackError(f"parameter {name}={item} is above its MaxValue {spec['MaxValue']}")
+        allowed = spec.get("AllowedValues")
+        if allowed is not None and item not in [str(a) for a in allowed]:
+            choices = ", ".join(str(a) for a in allowed)
+            raise StackError(f"parameter {name}={item!r} is not one of its AllowedValues ({choices})")
+        pattern = spec.get("AllowedPattern")
+        if pattern is not None and re.fullmatch(str(pattern), item) is None:
+            raise StackError(f"parameter {name}={item!r} does not match its AllowedPattern {pattern}")
+        if "MinLength" in spec and len(item) < int(spec["MinLength"]):
+            raise StackError(f"parameter {name} is shorter than its MinLength {spec['MinLength']}")
+        if "MaxLength" in spec and len(item) > int(spec["MaxLength"]):
+            raise StackError(f"parameter {name} is longer than its MaxLength {spec['MaxLength']}")
 
 
 def _env_str(value: Any) -> str:
@@ -608,187 +496,4 @@ _INTRINSICS: dict[str, Callable[[Stack, Any], Any]] = {
     "Fn::ToJsonString": lambda s, a: json.dumps(s.resolve(a)),
 }
 
-
-# ---------------------------------------------------------------------- resource creators
-def _create_bucket(stack: Stack, lid: str) -> None:
-    s3 = stack.session.client("s3")
-    name = stack.ref(lid)
-    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
-        s3.create_bucket(Bucket=name)
-    versioning = stack._prop(lid, "VersioningConfiguration", "Status")
-    if versioning:
-        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": versioning})
-    encryption = stack._prop(lid, "BucketEncryption")
-    if encryption:
-        rules = [
-            {
-                "ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
-                **({"BucketKeyEnabled": rule["BucketKeyEnabled"]} if "BucketKeyEnabled" in rule else {}),
-            }
-            for rule in encryption["ServerSideEncryptionConfiguration"]
-        ]
-        configuration: Any = {"Rules": rules}
-        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=configuration)
-
-
-def _create_table(stack: Stack, lid: str) -> None:
-    client = stack.session.client("dynamodb")
-    props = stack.resolve(stack.resources[lid].get("Properties", {}))
-    name = stack.ref(lid)
-    kwargs: dict[str, Any] = {
-        "TableName": name,
-        "KeySchema": props["KeySchema"],
-        "AttributeDefinitions": props["AttributeDefinitions"],
-        "BillingMode": props.get("BillingMode", "PROVISIONED"),
-    }
-    if kwargs["BillingMode"] == "PROVISIONED":
-        kwargs["ProvisionedThroughput"] = props.get(
-            "ProvisionedThroughput", {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
-        )
-    if props.get("GlobalSecondaryIndexes"):
-        kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
-    with contextlib.suppress(client.exceptions.ResourceInUseException):
-        client.create_table(**kwargs)
-        ttl = props.get("TimeToLiveSpecification")
-        if ttl and ttl.get("Enabled"):
-            client.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
-
-
-def _create_queue(stack: Stack, lid: str) -> None:
-    stack.session.client("sqs").create_queue(QueueName=stack.get_att(lid, "QueueName"))
-
-
-def _create_topic(stack: Stack, lid: str) -> None:
-    stack.session.client("sns").create_topic(Name=stack.get_att(lid, "TopicName"))
-
-
-def _create_stream(stack: Stack, lid: str) -> None:
-    kinesis = stack.session.client("kinesis")
-    shards = stack._prop(lid, "ShardCount")
-    with contextlib.suppress(kinesis.exceptions.ResourceInUseException):
-        kinesis.create_stream(StreamName=stack.ref(lid), ShardCount=int(shards or 1))
-
-
-def _create_glue_database(stack: Stack, lid: str) -> None:
-    glue = stack.session.client("glue")
-    database = stack._prop(lid, "DatabaseInput")
-    with contextlib.suppress(glue.exceptions.AlreadyExistsException):
-        glue.create_database(DatabaseInput=database)
-
-
-def _create_crawler(stack: Stack, lid: str) -> None:
-    glue = stack.session.client("glue")
-    props = stack.resolve(stack.resources[lid].get("Properties", {}))
-    kwargs = {k: v for k, v in props.items() if k in _CRAWLER_KEYS}
-    kwargs["Name"] = stack.ref(lid)
-    with contextlib.suppress(glue.exceptions.AlreadyExistsException):
-        glue.create_crawler(**kwargs)
-
-
-_CRAWLER_KEYS = {
-    "Role",
-    "DatabaseName",
-    "Targets",
-    "TablePrefix",
-    "SchemaChangePolicy",
-    "Configuration",
-    "RecrawlPolicy",
-    "Description",
-    "Schedule",
-    "CrawlerSecurityConfiguration",
-}
-
-
-def _create_job(stack: Stack, lid: str) -> None:
-    """Create a Glue job, uploading its script to the artifacts bucket as `sam package` or the deploy step would.
-
-    A local script path is uploaded as `sam package` does; a script in the artifacts bucket means the project's
-    job artifacts (`glue/*.py`, `glue/datalake.zip`), which scripts/package-artifacts.py uploads after `sam deploy`.
-    """
-    glue = stack.session.client("glue")
-    props = stack.resolve(stack.resources[lid].get("Properties", {}))
-    command = dict(props["Command"])
-    script = str(command.get("ScriptLocation", ""))
-    artifacts = stack.artifacts_bucket()
-    if script and not script.startswith("s3://"):
-        command["ScriptLocation"] = stack.package_file(script)
-    elif artifacts is not None and script.startswith(f"s3://{artifacts}/"):
-        from lakebox.glue import upload_glue_artifacts
-
-        upload_glue_artifacts(stack.session, artifacts)
-    kwargs = {k: v for k, v in props.items() if k in _JOB_KEYS}
-    # DefaultArguments is a map of strings: CloudFormation passes a number (a `!Ref` to a Number parameter) as text.
-    if "DefaultArguments" in kwargs:
-        kwargs["DefaultArguments"] = {name: _env_str(value) for name, value in kwargs["DefaultArguments"].items()}
-    kwargs.update(Name=stack.ref(lid), Command=command, Role=props.get("Role", "lakebox"))
-    with contextlib.suppress(glue.exceptions.AlreadyExistsException):
-        glue.create_job(**kwargs)
-
-
-_JOB_KEYS = {
-    "Description",
-    "DefaultArguments",
-    "GlueVersion",
-    "MaxRetries",
-    "Timeout",
-    "WorkerType",
-    "NumberOfWorkers",
-    "ExecutionProperty",
-    "SecurityConfiguration",
-    "Tags",
-    "MaxCapacity",
-}
-
-
-def _create_workgroup(stack: Stack, lid: str) -> None:
-    athena = stack.session.client("athena")
-    props = stack.resolve(stack.resources[lid].get("Properties", {}))
-    configuration = props.get("WorkGroupConfiguration", {})
-    with contextlib.suppress(ClientError):
-        athena.create_work_group(
-            Name=props["Name"], Configuration=configuration, Description=props.get("Description", "")
-        )
-
-
-def _create_named_query(stack: Stack, lid: str) -> None:
-    props = stack.resolve(stack.resources[lid].get("Properties", {}))
-    created = stack.session.client("athena").create_named_query(
-        Name=props["Name"],
-        Description=props.get("Description", ""),
-        Database=props["Database"],
-        QueryString=props["QueryString"],
-        WorkGroup=props.get("WorkGroup", "primary"),
-    )
-    stack._created[lid] = {"Ref": created["NamedQueryId"], "NamedQueryId": created["NamedQueryId"]}
-
-
-def _create_lf_tag(stack: Stack, lid: str) -> None:
-    lakeformation = stack.session.client("lakeformation")
-    props = stack.resolve(stack.resources[lid].get("Properties", {}))
-    with contextlib.suppress(lakeformation.exceptions.AlreadyExistsException):
-        lakeformation.create_lf_tag(TagKey=props["TagKey"], TagValues=props["TagValues"])
-    stack._created[lid] = {"Ref": props["TagKey"]}
-
-
-def _noop(stack: Stack, lid: str) -> None:
-    stack._physical(lid)
-
-
-_CREATORS: dict[str, Callable[[Stack, str], None]] = {
-    "AWS::KMS::Key": _noop,
-    "AWS::S3::Bucket": _create_bucket,
-    "AWS::DynamoDB::Table": _create_table,
-    "AWS::SQS::Queue": _create_queue,
-    "AWS::SNS::Topic": _create_topic,
-    "AWS::Kinesis::Stream": _create_stream,
-    "AWS::Glue::Database": _create_glue_database,
-    "AWS::Glue::Crawler": _create_crawler,
-    "AWS::Glue::Job": _create_job,
-    "AWS::Athena::WorkGroup": _create_workgroup,
-    "AWS::LakeFormation::Tag": _create_lf_tag,
-    "AWS::Athena::NamedQuery": _create_named_query,
-    "AWS::EMRServerless::Application": _noop,
-    "AWS::Serverless::Function": _noop,
-    "AWS::Serverless::StateMachine": _noop,
-}
-_CREATE_ORDER = {"AWS::KMS::Key": 0, "AWS::S3::Bucket": 10, "AWS::Glue::Database": 20, "AWS::Athena::NamedQuery": 60}
+__all__ = ["ACCOUNT_ID", "PARTITION", "REGION", "FunctionSpec", "LambdaContext", "Stack", "StackError"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +64,22 @@ def load_event(name: str) -> dict[str, Any]:
         path = path.with_suffix(".json")
     data: dict[str, Any] = json.loads(path.read_text())
     return data
+
+
+def run_cli(home: Path, *args: str, stdin: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run `lakebox ARGS` in a process of its own, with its lake in `home` (never the project's `.lakebox/`)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    environment["LAKEBOX_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, "-m", "lakebox.cli", *args],
+        cwd=ROOT,
+        env=environment,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")

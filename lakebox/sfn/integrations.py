@@ -12,7 +12,6 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore import xform_name
@@ -24,8 +23,6 @@ from lakebox.sfn.registry import Handler, Integrations, TaskContext
 
 if TYPE_CHECKING:
     import boto3
-
-    from lakebox.sagemaker import LocalSageMaker
 
 STATES = "arn:aws:states:::"
 LAMBDA_INVOKE = f"{STATES}lambda:invoke"
@@ -588,79 +585,13 @@ def local_integrations(
     return integrations
 
 
-class StackLike(Protocol):
-    """What :func:`stack_integrations` needs of lakebox's stack: its session and in-process Lambda."""
-
-    @property
-    def session(self) -> boto3.Session:
-        """The session whose clients reach the local endpoint."""
-        ...
-
-    def invoke(self, function: str, payload: Any) -> Any:
-        """Run a function's handler in process and return its result."""
-        ...
-
-
 def stack_integrations(
-    stack: StackLike,
-    *,
-    deliver_event: DeliverEvent | None = None,
-    athena: AthenaLike | None = None,
-    sagemaker: LocalSageMaker | None = None,
+    stack: Any, *, deliver_event: DeliverEvent | None = None, athena: Any = None, sagemaker: Any = None
 ) -> Integrations:
-    """Build the registry for lakebox: every task of the template's state machines on the local stack.
+    """Kept for callers: the registry of lakebox's stack is built by `lakebox.box.stack_integrations`.
 
-    Parameters
-    ----------
-    stack
-        lakebox's stack (``lakebox.stack.Stack``): its session and ``invoke``.
-    deliver_event
-        Where ``events:putEvents`` entries go (lakebox's ``EventBus.put``); the endpoint when omitted.
-    athena
-        The Athena engine to use; a new ``lakebox.athena.AthenaEngine`` on the stack's session when omitted.
-    sagemaker
-        The local SageMaker whose jobs the SageMaker tasks run; a new ``lakebox.sagemaker.LocalSageMaker`` on the
-        stack's session (logs under the stack's log folder) when omitted.
-
-    Returns
-    -------
-    Integrations
-        Lambda through ``stack.invoke``; Glue and EMR Serverless jobs on local PySpark (``lakebox.glue``);
-        Athena on DuckDB (``lakebox.athena``); ``glue:startCrawler``/``glue:getCrawler`` by the local
-        crawler (``lakebox.crawler``); SNS, EventBridge, DynamoDB and every other ``aws-sdk`` action
-        through boto3 on the local endpoint.
+    This package stays generic (no emulator is imported by it); the import happens only when this is called.
     """
-    from lakebox import crawler, glue
-    from lakebox.athena import AthenaEngine
+    from lakebox.box import stack_integrations as build
 
-    session = stack.session
-
-    def run_glue_job(job_name: str, arguments: dict[str, str]) -> dict[str, Any]:
-        return glue.run_glue_job(session, job_name, arguments)
-
-    def run_emr_job(application_id: str, role_arn: str, job_driver: dict[str, Any]) -> dict[str, Any]:
-        return glue.run_emr_job(session, application_id, role_arn, job_driver)
-
-    overrides: dict[str, SdkOverride] = {
-        "glue:startCrawler": lambda parameters: crawler.start_crawler(session, str(parameters["Name"])),
-        "glue:getCrawler": lambda parameters: crawler.get_crawler(session, str(parameters["Name"])),
-    }
-    integrations = local_integrations(
-        session,
-        invoke=stack.invoke,
-        run_glue_job=run_glue_job,
-        run_emr_job=run_emr_job,
-        athena=athena if athena is not None else AthenaEngine(session),
-        sdk_overrides=overrides,
-        deliver_event=deliver_event,
-    )
-    from lakebox import sagemaker as local_sagemaker
-
-    if sagemaker is None:
-        log_dir = Path(getattr(stack, "log_dir", Path(".lakebox") / "logs")) / "sagemaker"
-        artifacts = getattr(stack, "artifacts_bucket", None)
-        sagemaker = local_sagemaker.LocalSageMaker(
-            session, log_dir, artifacts_bucket=artifacts() if artifacts else None
-        )
-    local_sagemaker.register(integrations, sagemaker)
-    return integrations
+    return build(stack, deliver_event=deliver_event, athena=athena, sagemaker=sagemaker)

@@ -28,7 +28,7 @@ def pulled() -> Iterator[tuple[Any, SourceApiServer]]:
     spec = SampleSpec(seed=31, end=dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0))
     with (
         serve(sample_sales(spec, 1_500, start=900_000_000)) as api,
-        lakebox(ROOT, parameters={"SourceApiBaseUrl": api.url}, reuse=False) as box,
+        lakebox(ROOT, trusted_parameters={"SourceApiBaseUrl": api.url}, reuse=False) as box,
     ):
         install_secret(box.session, str(box.stack.ref("SourceApiSecretName")), api.token)
         yield box, api

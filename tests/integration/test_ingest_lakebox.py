@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,7 @@ import pytest
 
 from lakebox.eventbus import object_created_event
 from lakebox.sample import SampleSpec, write_sales
-from tests.conftest import ROOT
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -80,15 +78,9 @@ def test_failing_deliveries_end_in_the_failure_queue(local_stack: Any) -> None:
     assert record["requestContext"]["condition"] == "RetriesExhausted"
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lakebox.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
-    )
-
-
 def test_cli_put_prints_json_summary(tmp_path: Path) -> None:
     generated = write_sales(tmp_path / "cli.jsonl", SampleSpec(sales=200, seed=3, bad_rate=0.1))
-    result = _cli("put", str(generated.path), "--dataset", "sales", "--json")
+    result = run_cli(tmp_path / "lake", "put", str(generated.path), "--dataset", "sales", "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert rows == [
@@ -99,13 +91,13 @@ def test_cli_put_prints_json_summary(tmp_path: Path) -> None:
             "read": 200,
             "landed": generated.good,
             "quarantined": generated.bad,
-            "reason": "",
+            "reason": None,
         }
     ]
 
 
-def test_cli_errors_are_one_clear_line() -> None:
-    result = _cli("put", "/nonexistent/file.jsonl", "--dataset", "sales")
+def test_cli_errors_are_one_clear_line(tmp_path: Path) -> None:
+    result = run_cli(tmp_path / "lake", "put", "/nonexistent/file.jsonl", "--dataset", "sales")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == ["lakebox: error: /nonexistent/file.jsonl: no such file"]
 

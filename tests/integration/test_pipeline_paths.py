@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 
 from lakebox import glue
-from lakebox.athena import AthenaEngine
 from lakebox.sample import SampleSpec, generate
 from lakebox.sfn import CompressedClock, Execution, Fault, inject_faults, run_execution
-from lakebox.sfn.integrations import glue_start_job_run_sync, stack_integrations
+from lakebox.sfn.integrations import glue_start_job_run_sync
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,7 +31,7 @@ class Pipeline:
         self.box = box
         self.definition, _ = box.stack.state_machine("PipelineStateMachine")
         self.arn = str(box.stack.ref("PipelineStateMachine"))
-        self.athena = AthenaEngine(box.session)
+        self.athena = box.athena
         self.database = str(box.stack.parameters["GlueDatabaseName"])
         self.workgroup = str(box.stack.ref("AnalyticsWorkGroup"))
         sqs = box.session.client("sqs")
@@ -46,7 +45,7 @@ class Pipeline:
         )
 
     def execute(self, name: str, *faults: Fault, input: dict[str, Any] | None = None) -> Execution:
-        integrations = stack_integrations(self.box.stack, deliver_event=self.box.bus.put, athena=self.athena)
+        integrations = self.box.integrations()
         integrations.register(GLUE, glue_start_job_run_sync(self.run_glue_job))
         # The forecast needs weeks of history, more than this module lands: test_forecast_lakebox runs it.
         return run_execution(

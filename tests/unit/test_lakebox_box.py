@@ -1,0 +1,130 @@
+"""The box's small parts: parameters checked and refused, the deliveries journal, the endpoint's gate, JSON output."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import boto3
+import pytest
+
+from lakebox.box import Journal, UpRecord, check_parameters_against_up, deploy_time_parameters
+from lakebox.cli import json_value
+from lakebox.endpoint import Gate, _changes_state
+from lakebox.errors import LakeboxError
+from lakebox.eventbus import Delivery
+from lakebox.stack import Stack, StackError
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def stack() -> Stack:
+    return Stack(ROOT, boto3.Session(region_name="us-east-1"))
+
+
+def test_parameters_fixed_at_deploy_are_those_resources_and_conditions_use(stack: Stack) -> None:
+    fixed = deploy_time_parameters(stack)
+    assert {"RawSettleSeconds", "GlueDatabaseName", "StreamDelivery", "EnableLakeFormation"} <= fixed
+    assert "SourceApiBaseUrl" not in fixed  # only the pull function reads it: each command resolves it itself
+
+
+def test_a_parameter_up_fixed_is_refused_when_it_differs_and_accepted_when_it_agrees() -> None:
+    up = UpRecord("http://127.0.0.1:9", 1, {"RawSettleSeconds": "0"})
+    with pytest.raises(LakeboxError, match=r"restart it with `lakebox up --parameter RawSettleSeconds=900`"):
+        check_parameters_against_up(ROOT, {"RawSettleSeconds": "900"}, up)
+    check_parameters_against_up(ROOT, {"RawSettleSeconds": "0"}, up)
+    check_parameters_against_up(ROOT, {"SourceApiBaseUrl": "https://api.example.com"}, up)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("RawSettleSeconds", "soon", "is not a number"),
+        ("RawSettleSeconds", "-1", "below its MinValue 0"),
+        ("Environment", "qa", "not one of its AllowedValues"),
+        ("GlueDatabaseName", "Bad-Name", "does not match its AllowedPattern"),
+        ("Nope", "1", "unknown template parameters: Nope"),
+    ],
+)
+def test_parameter_values_are_checked_against_the_template(name: str, value: str, message: str) -> None:
+    with pytest.raises(StackError, match=message):
+        Stack(ROOT, boto3.Session(region_name="us-east-1"), parameters={name: value})
+
+
+def test_trusted_parameters_are_not_checked() -> None:
+    session = boto3.Session(region_name="us-east-1")
+    local = Stack(ROOT, session, trusted_parameters={"SourceApiBaseUrl": "http://127.0.0.1:1234"})
+    assert local.parameters["SourceApiBaseUrl"] == "http://127.0.0.1:1234"
+
+
+def test_the_journal_finds_entries_after_the_offset_and_skips_a_torn_last_line(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "deliveries.jsonl")
+    journal.append("old", "sales/old.jsonl", [])
+    since = journal.offset()
+    journal.append("mine", "sales/mine.jsonl", [Delivery("rule", "IngestFileFunction", True, {"status": "LANDED"})])
+    with (tmp_path / "deliveries.jsonl").open("a") as handle:
+        handle.write('{"object": "torn", "deliv')
+    found = journal.wait({"mine"}, since, alive=lambda: True, timeout=1)
+    assert found["mine"]["deliveries"][0]["result"] == {"status": "LANDED"}
+    with pytest.raises(LakeboxError, match="did not deliver 1 object"):
+        journal.wait({"old"}, since, alive=lambda: True, timeout=0)
+    with pytest.raises(LakeboxError, match="stopped before it delivered"):
+        journal.wait({"never"}, since, alive=lambda: False, timeout=5)
+
+
+def test_the_gate_waits_for_requests_inside_and_holds_new_ones() -> None:
+    gate = Gate()
+    order: list[str] = []
+    inside = threading.Event()
+
+    def request(name: str, hold: float) -> None:
+        with gate.passage():
+            inside.set()
+            time.sleep(hold)
+            order.append(name)
+
+    first = threading.Thread(target=request, args=("in flight", 0.3))
+    first.start()
+    inside.wait()
+    with gate.closed():
+        order.append("snapshot")
+        late = threading.Thread(target=request, args=("arrived during the snapshot", 0))
+        late.start()
+        time.sleep(0.1)
+        order.append("snapshot done")
+    late.join()
+    first.join()
+    assert order == ["in flight", "snapshot", "snapshot done", "arrived during the snapshot"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "target", "changes"),
+    [
+        ("GET", "/bucket/key", "", False),
+        ("PUT", "/bucket/key", "", True),
+        ("POST", "/", "DynamoDB_20120810.GetItem", False),
+        ("POST", "/", "DynamoDB_20120810.PutItem", True),
+        ("POST", "/", "AWSGlue.GetTables", False),
+        ("POST", "/moto-api/reset", "", False),
+    ],
+)
+def test_requests_that_may_change_state_are_counted(method: str, path: str, target: str, changes: bool) -> None:
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "HTTP_X_AMZ_TARGET": target}
+    assert _changes_state(environ) is changes
+
+
+def test_json_output_keeps_types_and_says_null() -> None:
+    value = {
+        "money": Decimal("12.50"),
+        "count": Decimal("3"),
+        "day": dt.date(2026, 11, 2),
+        "none": "",
+        "rows": [(1, None)],
+    }
+    assert json.dumps(json_value(value)) == (
+        '{"money": 12.5, "count": 3, "day": "2026-11-02", "none": null, "rows": [[1, null]]}'
+    )
