@@ -143,10 +143,10 @@ def cli_on_box(box: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """`lakebox` commands run on the module's stack instead of starting one of their own."""
 
     @contextlib.contextmanager
-    def reuse(**_: Any) -> Iterator[Any]:
+    def reuse(*_: Any, **__: Any) -> Iterator[Any]:
         yield box
 
-    monkeypatch.setattr("lakebox.runtime.lakebox", reuse)
+    monkeypatch.setattr("lakebox.cli._box", reuse)
     yield
 
 
