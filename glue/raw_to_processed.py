@@ -725,14 +725,6 @@ def _count_by_day(df: DataFrame) -> dict[date, int]:
     return {row[0]: int(row[1]) for row in df.groupBy(PARTITION_COLUMN).count().collect()}
 
 
-def _count_inputs(new: DataFrame, existing: DataFrame, dataset: Dataset) -> tuple[dict[date, int], int]:
-    """New rows per event date and the existing rows' total, in one Spark job."""
-    day = F.to_date(dataset.event_time).alias(PARTITION_COLUMN)
-    tagged = new.select(day, F.lit(True).alias("_new")).unionByName(existing.select(day, F.lit(False).alias("_new")))
-    rows = tagged.groupBy(PARTITION_COLUMN, "_new").count().collect()
-    return {r[0]: int(r[2]) for r in rows if r[1]}, sum(int(r[2]) for r in rows if not r[1])
-
-
 def write_partitions(df: DataFrame, dataset: Dataset, path: str) -> None:
     """Write Parquet (snappy) partitioned by `event_date`, one file per date; only those dates are replaced."""
     ordered = df.repartition(PARTITION_COLUMN).sortWithinPartitions(*dataset.record_key)
@@ -753,13 +745,15 @@ def quarantine_rows(checked: DataFrame, dataset: Dataset, options: JobOptions) -
     `_problems`), so that every record read is accounted for: processed or quarantined here.
     """
     bad = checked.where(F.size(PROBLEMS_COLUMN) > 0)
-    reasons = {
-        str(row[0]): int(row[1])
-        for row in bad.select(F.explode(PROBLEMS_COLUMN).alias("reason")).groupBy("reason").count().collect()
-    }
-    if not reasons:
+    # One Spark job: the rows per distinct set of problems give both the row count and the count of each reason.
+    combinations = bad.groupBy(PROBLEMS_COLUMN).count().collect()
+    if not combinations:
         return 0, {}
-    rows = bad.count()
+    rows = sum(int(row[1]) for row in combinations)
+    reasons: dict[str, int] = {}
+    for problems, count in combinations:
+        for reason in problems:
+            reasons[str(reason)] = reasons.get(str(reason), 0) + int(count)
     bad.coalesce(1).write.mode("overwrite").option("compression", "gzip").json(options.quarantine_uri(dataset.name))
     return rows, dict(sorted(reasons.items()))
 
@@ -831,12 +825,11 @@ def process_dataset(
     new: DataFrame | None = None
     out: DataFrame | None = None
     try:
-        rows_read = checked.count()
         rows_quarantined, reasons = quarantine_rows(checked, dataset, options)
         new = transform_cast(checked.where(F.size(PROBLEMS_COLUMN) == 0), dataset).persist()
         root = f"{options.processed_path}{dataset.name}/"
         history = read_history(spark, store, root, dataset.record_key)
-        new_dates = {row[0] for row in new.select(F.to_date(dataset.event_time)).distinct().collect()}
+        new_days = _count_by_day(new.select(F.to_date(dataset.event_time).alias(PARTITION_COLUMN)))
         moved: set[date] = set()
         if history is not None:
             keys = new.select(*dataset.record_key).distinct()
@@ -847,12 +840,12 @@ def process_dataset(
                 .distinct()
                 .collect()
             }
-        rewrite = sorted(new_dates | moved)
+        rewrite = sorted(set(new_days) | moved)
         existing_paths = [
             uri for d in rewrite if store.exists(uri := options.partition_uri(options.processed_path, dataset.name, d))
         ]
         existing = read_processed(spark, dataset, existing_paths)
-        new_days, rows_existing = _count_inputs(new, existing, dataset)
+        rows_existing = existing.count() if existing_paths else 0
         out = transform_processed(new, existing, dataset).persist()
         out_days = _count_by_day(out)
         removed = sorted(
@@ -877,7 +870,7 @@ def process_dataset(
             out.unpersist()
     rows_in, rows_out = sum(new_days.values()), sum(out_days.values())
     summary.update(
-        rows_read=rows_read,
+        rows_read=rows_in + rows_quarantined,
         rows_quarantined=rows_quarantined,
         rows_in=rows_in,
         rows_existing=rows_existing,
