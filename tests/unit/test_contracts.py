@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from datalake.contracts import REGISTRY, get_dataset
+from datalake.contracts import REGISTRY, discover, get_dataset, registered
 from datalake.contracts.base import Dataset
 from datalake.contracts.sales import Sale
 from datalake.exceptions import UnknownDatasetError
@@ -81,3 +83,28 @@ def test_a_dataset_must_name_fields_its_contract_has() -> None:
 def test_unknown_dataset_is_a_clear_error() -> None:
     with pytest.raises(UnknownDatasetError, match="unknown dataset 'orders'"):
         get_dataset("orders")
+
+
+def test_registered_adds_a_dataset_for_the_block_and_restores_the_registry(tmp_path: Path) -> None:
+    # GIVEN a contract module outside the package, found by the registry's own discovery
+    package = tmp_path / "extra_contracts"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "meters.py").write_text(
+        "from datalake.contracts.base import Contract, Dataset, EventTime\n"
+        "class Meter(Contract):\n    meter_id: str\n    read_at: EventTime\n"
+        "DATASET = Dataset(name='meters', contract=Meter, key=('meter_id',), event_time='read_at')\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        found = discover([str(package)], "extra_contracts")
+    finally:
+        sys.path.remove(str(tmp_path))
+    before = dict(REGISTRY)
+    # WHEN it is registered for a block THEN every reader sees it there, and only there
+    with registered(*found.values()):
+        assert get_dataset("meters").key == ("meter_id",)
+        assert set(REGISTRY) == {*before, "meters"}
+    assert dict(REGISTRY) == before
+    with pytest.raises(UnknownDatasetError):
+        get_dataset("meters")
