@@ -30,16 +30,17 @@ import logging
 import re
 import sys
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from enum import Enum
 from graphlib import TopologicalSorter
 from types import NoneType, UnionType
 from typing import Annotated, Any, Literal, Protocol, Union, get_args, get_origin
 
 import boto3
-from pydantic import AwareDatetime, NaiveDatetime
+from pydantic import AwareDatetime, BaseModel, NaiveDatetime
 from pydantic.fields import FieldInfo
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -96,12 +97,12 @@ def contract_schema(dataset: Dataset) -> T.StructType:
     Returns
     -------
     StructType
-        One nullable field per contract field: `str`/`Literal` → string, `int` → int (long when unbounded),
-        `bool` → boolean, `Decimal` → decimal(max_digits, decimal_places), aware datetimes → timestamp.
+        One nullable field per contract field: `str`/`Literal`/str enums → string, `int` → int (long when
+        unbounded), `float` → double, `bool` → boolean, `Decimal` → decimal(max_digits, decimal_places), aware
+        datetimes → timestamp, `date` → date; a nested model → struct of its fields, `list[X]` → array<X>,
+        `dict[str, X]` → map<string,X>, to any depth (ADR 0013).
     """
-    return T.StructType(
-        [T.StructField(name, _spark_type(info.annotation, tuple(info.metadata))) for name, info in _fields(dataset)]
-    )
+    return T.StructType([T.StructField(name, _field_type(info)) for name, info in _fields(dataset)])
 
 
 def typed_schema(dataset: Dataset) -> T.StructType:
@@ -110,13 +111,20 @@ def typed_schema(dataset: Dataset) -> T.StructType:
 
 
 def raw_schema(dataset: Dataset) -> T.StructType:
-    """Every contract and lineage field read as a string, plus `_corrupt_record` for a line that is no JSON object."""
+    """Every contract and lineage field read as a string, plus `_corrupt_record` for a line that is no JSON object.
+
+    A nested value (object, array) is read as its JSON text, parsed by `transform_check`/`transform_cast`.
+    """
     fields = [T.StructField(f.name, T.StringType()) for f in typed_schema(dataset).fields]
     return T.StructType([*fields, T.StructField(CORRUPT_COLUMN, T.StringType())])
 
 
 def _fields(dataset: Dataset) -> list[tuple[str, FieldInfo]]:
     return list(dataset.contract.model_fields.items())
+
+
+def _field_type(info: FieldInfo) -> T.DataType:
+    return _spark_type(info.annotation, tuple(info.metadata))
 
 
 def _optional(info: FieldInfo) -> bool:
@@ -132,15 +140,60 @@ def _strip_none(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
-def _spark_type(annotation: Any, metadata: tuple[Any, ...]) -> T.DataType:
-    annotation, _ = _strip_none(annotation)
-    if get_origin(annotation) is Annotated:
+def _unwrap(annotation: Any, metadata: tuple[Any, ...] = ()) -> tuple[Any, tuple[Any, ...], bool]:
+    """The annotation without `Annotated` and `| None` layers, its collected metadata, and whether None is allowed."""
+    nullable = False
+    while True:
+        annotation, none = _strip_none(annotation)
+        nullable = nullable or none
+        if get_origin(annotation) is not Annotated:
+            return annotation, metadata, nullable
         inner, *extra = get_args(annotation)
-        return _spark_type(inner, (*metadata, *extra))
+        annotation, metadata = inner, (*metadata, *extra)
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _element(annotation: Any) -> Any | None:
+    """The element annotation of `list[X]` (or `tuple[X, ...]`), else None."""
+    args = get_args(annotation)
+    if get_origin(annotation) is list and len(args) == 1:
+        return args[0]
+    if get_origin(annotation) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return args[0]
+    return None
+
+
+def _map_value(annotation: Any) -> Any | None:
+    """The value annotation of `dict[str, X]`, else None (a dict keyed by anything but text has no Spark type)."""
+    if get_origin(annotation) is not dict:
+        return None
+    key, value = get_args(annotation) or (None, None)
+    key = _unwrap(key)[0]
+    if key is not str:
+        raise TypeError(f"only dict[str, X] has a Spark type (map<string,X>): {annotation!r}")
+    return value
+
+
+def _spark_type(annotation: Any, metadata: tuple[Any, ...]) -> T.DataType:
+    annotation, metadata, _ = _unwrap(annotation, metadata)
+    if (model := _nested_model(annotation)) is not None:
+        return T.StructType([T.StructField(n, _field_type(info)) for n, info in model.model_fields.items()])
+    if (element := _element(annotation)) is not None:
+        return T.ArrayType(_spark_type(element, ()))
+    if (value := _map_value(annotation)) is not None:
+        return T.MapType(T.StringType(), _spark_type(value, ()))
     if get_origin(annotation) is Literal:
         kinds = {type(v) for v in get_args(annotation)}
         if len(kinds) != 1:
             raise TypeError(f"a Literal must have values of one type: {annotation!r}")
+        return _spark_type(kinds.pop(), metadata)
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        kinds = {type(m.value) for m in annotation}
+        if len(kinds) != 1:
+            raise TypeError(f"an enum must have values of one type: {annotation!r}")
         return _spark_type(kinds.pop(), metadata)
     if annotation is bool:
         return T.BooleanType()
@@ -168,6 +221,81 @@ def _spark_type(annotation: Any, metadata: tuple[Any, ...]) -> T.DataType:
     raise TypeError(f"no Spark type for {annotation!r}")
 
 
+# ---------------------------------------------------------------------------------------------- nested values
+
+
+_NESTED_TYPES = (T.StructType, T.ArrayType, T.MapType)
+_WRAPPED = "value"
+"""A nested value's JSON text is parsed as the `value` of a one-field object, so that a text that is no value of
+the type (an object where an array belongs, a number that overflows its decimal) fills the corrupt-record field
+instead of reading as a row of nulls."""
+
+
+def _read_type(kind: T.DataType) -> T.DataType:
+    """How a nested value is parsed: its structure as declared, its leaves as text (cast after, as top-level values
+    are), decimals excepted: those are parsed as decimals, exactly (Spark re-prints a JSON number read as text
+    through a double, which would cost digits beyond 15)."""
+    if isinstance(kind, T.StructType):
+        return T.StructType([T.StructField(f.name, _read_type(f.dataType)) for f in kind.fields])
+    if isinstance(kind, T.ArrayType):
+        return T.ArrayType(_read_type(kind.elementType))
+    if isinstance(kind, T.MapType):
+        return T.MapType(T.StringType(), _read_type(kind.valueType))
+    return kind if isinstance(kind, T.DecimalType) else T.StringType()
+
+
+def _parse_nested(raw: Column, kind: T.DataType) -> Column:
+    """The nested value of JSON text `raw`: a struct of `value` (as `_read_type`) and `_corrupt_record`."""
+    schema = T.StructType([T.StructField(_WRAPPED, _read_type(kind)), T.StructField(CORRUPT_COLUMN, T.StringType())])
+    text = F.concat(F.lit(f'{{"{_WRAPPED}":'), raw, F.lit("}"))
+    return F.from_json(text, schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_COLUMN})
+
+
+Condition = Callable[[Column, Column], Column]
+"""A problem's test on a value as parsed (`_read_type`) and as cast to the contract type."""
+
+
+def _nested_checks(path: str, annotation: Any, kind: T.DataType) -> list[tuple[str, Condition]]:
+    """`(reason, condition)` for every way a nested value can fail its contract type below `path`.
+
+    A leaf that was present but does not cast (`parcels[].weight_kg: not a double`), a required field of a model
+    missing where the model is present (`destination.city: missing`), a null element of a list or map whose
+    elements are required (`tags[]: missing`). Lists and maps are searched element by element (`exists`).
+    """
+    annotation, _, _ = _unwrap(annotation)
+    checks: list[tuple[str, Condition]] = []
+    if isinstance(kind, T.StructType):
+        model = _nested_model(annotation)
+        assert model is not None
+        for fld, (name, info) in zip(kind.fields, model.model_fields.items(), strict=True):
+            if not _optional(info):
+                checks.append((f"{path}.{name}: missing", lambda r, t, n=name: r.isNotNull() & r.getField(n).isNull()))
+            for reason, inner in _nested_checks(f"{path}.{name}", info.annotation, fld.dataType):
+                checks.append((reason, lambda r, t, n=name, c=inner: c(r.getField(n), t.getField(n))))
+        return checks
+    if isinstance(kind, T.ArrayType | T.MapType):
+        sub = _element(annotation) if isinstance(kind, T.ArrayType) else _map_value(annotation)
+        inner_kind = kind.elementType if isinstance(kind, T.ArrayType) else kind.valueType
+        suffix = "[]" if isinstance(kind, T.ArrayType) else "{}"
+        of_map = isinstance(kind, T.MapType)
+        if not _unwrap(sub)[2]:
+            missing: Condition = lambda x, _: x.isNull()  # noqa: E731
+            checks.append((f"{path}{suffix}: missing", lambda r, t: _any_element(r, t, missing, of_map=of_map)))
+        for reason, inner in _nested_checks(f"{path}{suffix}", sub, inner_kind):
+            checks.append((reason, lambda r, t, c=inner: _any_element(r, t, c, of_map=of_map)))
+        return checks
+    return [(f"{path}: not a {kind.simpleString()}", lambda r, t: r.isNotNull() & t.isNull())]
+
+
+def _any_element(read: Column, typed: Column, condition: Condition, *, of_map: bool) -> Column:
+    """Whether `condition` holds for some element of an array (or value of a map) with its typed counterpart."""
+    if of_map:
+        found = F.exists(F.map_keys(read), lambda k: condition(F.element_at(read, k), F.element_at(typed, k)))
+    else:
+        found = F.exists(F.transform(read, lambda x, i: condition(x, F.element_at(typed, i + 1))), lambda b: b)
+    return F.coalesce(found, F.lit(False))
+
+
 # ------------------------------------------------------------------------------------------- transforms
 
 
@@ -191,14 +319,25 @@ def transform_check(df: DataFrame, dataset: Dataset) -> DataFrame:
         come through this version's ingestion; such rows are quarantined, never allowed to fail the run.
     """
     required = {name for name, info in _fields(dataset) if not _optional(info)}
+    annotations = {name: info.annotation for name, info in _fields(dataset)}
     problems: list[Column] = [
         F.when(F.col(CORRUPT_COLUMN).isNotNull(), F.lit(f"{CORRUPT_COLUMN}: not a JSON object")),
     ]
     for fld in typed_schema(dataset).fields:
-        raw, typed = _raw_value(fld.name), _typed(fld)
-        problems.append(
-            F.when(raw.isNotNull() & typed.isNull(), F.lit(f"{fld.name}: not a {fld.dataType.simpleString()}"))
-        )
+        raw = _raw_value(fld.name)
+        if isinstance(fld.dataType, _NESTED_TYPES):
+            parsed = _parse_nested(raw, fld.dataType)
+            read, unreadable = parsed.getField(_WRAPPED), parsed.getField(CORRUPT_COLUMN)
+            typed = read.cast(fld.dataType)
+            problems.append(F.when(unreadable.isNotNull(), F.lit(f"{fld.name}: not a {fld.dataType.simpleString()}")))
+            for reason, condition in _nested_checks(fld.name, annotations[fld.name], fld.dataType):
+                problems.append(F.when(unreadable.isNull() & condition(read, typed), F.lit(reason)))
+        else:
+            problems.append(
+                F.when(
+                    raw.isNotNull() & _typed(fld).isNull(), F.lit(f"{fld.name}: not a {fld.dataType.simpleString()}")
+                )
+            )
         if fld.name in required:
             problems.append(F.when(raw.isNull() & F.col(CORRUPT_COLUMN).isNull(), F.lit(f"{fld.name}: missing")))
     event_date = F.to_date(_typed(T.StructField(dataset.event_time, T.TimestampType())))
@@ -221,7 +360,10 @@ def _raw_value(name: str) -> Column:
 
 
 def _typed(fld: T.StructField) -> Column:
-    return _raw_value(fld.name).cast(fld.dataType)
+    raw = _raw_value(fld.name)
+    if isinstance(fld.dataType, _NESTED_TYPES):
+        return _parse_nested(raw, fld.dataType).getField(_WRAPPED).cast(fld.dataType)
+    return raw.cast(fld.dataType)
 
 
 def transform_cast(df: DataFrame, dataset: Dataset) -> DataFrame:
