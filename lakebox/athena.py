@@ -587,26 +587,37 @@ class AthenaEngine:
             tree, qualified = query.copy(), False
         scanned = 0
         replacements: list[tuple[exp.Table, exp.Table]] = []
+        # A table's columns can be read in more than one scope: an UNNEST (a UDTF scope) sees the sources of the
+        # query it is joined in and reads their nested columns; its partitions are pruned in its own scope.
+        reads: dict[int, tuple[exp.Table, str, _Table, set[str] | None, list[_Partition] | None]] = {}
         for scope in traverse_scope(tree):
             for alias, source in scope.sources.items():
                 if not isinstance(source, exp.Table):
                     continue
                 table = tables[_table_key(source, ctx.database)]
                 used = _used_columns(scope, alias) if qualified else None
-                partitions = self._partitions(table) if table.partition_keys else []
-                if partitions and qualified:
-                    partitions = _prune(scope, source, alias, table, partitions, ctx.cursor)
-                sql, nbytes = self._source_sql(table, used, partitions)
-                ctx.views += 1
-                view = f"__lb_source_{ctx.views}"
-                ctx.cursor.execute(f"CREATE TEMP VIEW {view} AS {sql}")
-                scanned += nbytes
-                replacement = exp.Table(this=exp.to_identifier(view))
-                replacement.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
-                replacements.append((source, replacement))
+                _, _, _, seen, partitions = reads.get(id(source), (source, alias, table, set(), None))
+                columns = None if used is None or seen is None else seen | used
+                if not scope.is_udtf:
+                    partitions = self._partitions(table) if table.partition_keys else []
+                    if partitions and qualified:
+                        partitions = _prune(scope, source, alias, table, partitions, ctx.cursor)
+                reads[id(source)] = (source, alias, table, columns, partitions)
+        for source, alias, table, used, pruned in reads.values():
+            if pruned is None:
+                pruned = self._partitions(table) if table.partition_keys else []
+            sql, nbytes = self._source_sql(table, used, pruned)
+            ctx.views += 1
+            view = f"__lb_source_{ctx.views}"
+            ctx.cursor.execute(f"CREATE TEMP VIEW {view} AS {sql}")
+            scanned += nbytes
+            replacement = exp.Table(this=exp.to_identifier(view))
+            replacement.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+            replacements.append((source, replacement))
         for source, replacement in replacements:
             source.replace(replacement)
-        return _Prepared(tree.sql(dialect="duckdb"), scanned)
+        # After the sources are bound: a map's UNNEST becomes a subquery, whose outer columns no scope counts.
+        return _Prepared(_trino_maps(tree).sql(dialect="duckdb"), scanned)
 
     def _inline_views(self, query: exp.Query, database: str) -> exp.Query:
         for _ in range(_MAX_VIEW_DEPTH):
@@ -1327,6 +1338,35 @@ def _trino_decimals(tree: exp.Query) -> exp.Query:
         return exact_decimals(tree)
     except DecimalPlanError as exc:
         raise _QueryError(str(exc)) from exc
+
+
+def _is_map(node: exp.Expression) -> bool:
+    return node.type is not None and node.type.is_type(_T.MAP)
+
+
+def _trino_maps(tree: exp.Query) -> exp.Query:
+    """Trino's forms on maps that DuckDB spells otherwise (the typed tree tells a map from an array).
+
+    `cardinality(m)` is DuckDB's `cardinality`, not `array_length`; `UNNEST(m) AS t(k, v)` (one row per entry) is a
+    lateral select of `UNNEST(map_keys(m)), UNNEST(map_values(m))`, which DuckDB zips.
+    """
+    for size in list(tree.find_all(exp.ArraySize)):
+        if _is_map(size.this):
+            size.replace(exp.Anonymous(this="CARDINALITY", expressions=[size.this.copy()]))
+    for unnest in list(tree.find_all(exp.Unnest)):
+        alias = unnest.args.get("alias")
+        values = unnest.expressions
+        if len(values) != 1 or not _is_map(values[0]) or alias is None or len(alias.columns) != 2:
+            continue
+        if unnest.args.get("offset"):
+            raise _QueryError("NOT_SUPPORTED: UNNEST of a map WITH ORDINALITY (a map's entries have no order)")
+        key, value = alias.columns
+        entries = exp.select(
+            exp.alias_(exp.Unnest(expressions=[exp.func("MAP_KEYS", values[0].copy())]), key.copy()),
+            exp.alias_(exp.Unnest(expressions=[exp.func("MAP_VALUES", values[0].copy())]), value.copy()),
+        )
+        unnest.replace(exp.Subquery(this=entries, alias=alias.copy()))
+    return tree
 
 
 def _describe(cursor: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[str, str]]:
