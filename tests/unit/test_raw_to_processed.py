@@ -16,11 +16,13 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from datalake.contracts import get_dataset
+import tests.fixtures.contracts as fixture_contracts
+from datalake.contracts import Contract, Dataset, discover, get_dataset, registered
 from datalake.exceptions import TerminalError
 from glue import raw_to_processed as job
 
 SALES = get_dataset("sales")
+SHIPMENTS = discover(fixture_contracts.__path__, fixture_contracts.__name__)["shipments"]
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
@@ -96,6 +98,42 @@ def test_spark_schema_follows_the_contract_types() -> None:
     assert products["active"] == T.BooleanType()
     assert clicks["customer_id"] == T.StringType()
     assert list(sales) == list(SALES.contract.model_fields)
+
+
+def test_nested_models_lists_and_dicts_map_to_structs_arrays_and_maps() -> None:
+    # GIVEN a contract with floats, booleans, dates, a model inside a model, a list of models, a list and a dict
+    # WHEN its Spark schema is derived
+    schema = {f.name: f.dataType.simpleString() for f in job.contract_schema(SHIPMENTS).fields}
+
+    # THEN each nests as the contract does, with the leaves' exact types
+    assert schema == {
+        "shipment_id": "string",
+        "shipped_at": "timestamp",
+        "carrier": "string",
+        "weight_kg": "double",
+        "insured": "boolean",
+        "promised_date": "date",
+        "delivered_on": "date",
+        "destination": "struct<street:string,city:string,postcode:string,country:string,"
+        "location:struct<lat:double,lon:double>>",
+        "parcels": "array<struct<parcel_id:string,weight_kg:double,declared_value:decimal(12,2),fragile:boolean,"
+        "packed_at:timestamp>>",
+        "tags": "array<string>",
+        "dimensions_cm": "map<string,double>",
+    }
+
+
+def test_a_type_with_no_spark_counterpart_is_refused_by_name() -> None:
+    class ByNumber(Contract):
+        counts: dict[int, int]
+
+    class Either(Contract):
+        value: int | str
+
+    for contract in (ByNumber, Either):
+        dataset = Dataset(name="odd", contract=contract, key=(), event_time=next(iter(contract.model_fields)))
+        with pytest.raises(TypeError, match="Spark type"):
+            job.contract_schema(dataset)
 
 
 def test_options_order_reference_datasets_before_the_datasets_they_enrich() -> None:
@@ -538,3 +576,83 @@ def test_a_product_change_names_the_sales_dates_whose_curated_rows_it_touches(
     # THEN the sales dates holding P1 are named for curation, though no sale changed
     assert summary["datasets"]["sales"]["reference_dates"] == ["2026-11-02", "2026-11-03"]
     assert summary["datasets"]["sales"]["partitions"] == []
+
+
+def shipment(sid: str, **changes: Any) -> dict[str, Any]:
+    """A shipment as raw holds it (canonical text), with `changes` applied."""
+    record = {
+        "shipment_id": sid,
+        "shipped_at": "2026-11-02T10:00:00.000000Z",
+        "carrier": "ups",
+        "weight_kg": 12.5,
+        "insured": True,
+        "promised_date": "2026-11-05",
+        "delivered_on": None,
+        "destination": {
+            "street": "1 High St",
+            "city": "Leeds",
+            "postcode": "LS1",
+            "country": "GB",
+            "location": {"lat": 53.8, "lon": -1.55},
+        },
+        "parcels": [
+            {
+                "parcel_id": "P1",
+                "weight_kg": 2.5,
+                "declared_value": 19.90,
+                "fragile": False,
+                "packed_at": "2026-11-02T08:00:00.000000Z",
+            }
+        ],
+        "tags": ["express"],
+        "dimensions_cm": {"w": 10.0, "h": 2.5},
+    }
+    return {**record, **changes}
+
+
+@pytest.mark.slow
+def test_nested_values_are_typed_and_an_unreadable_one_is_quarantined_with_its_path(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # GIVEN raw shipments, two good and others that did not come through this ingestion, each wrong in one nested place
+    good = shipment("S1"), shipment("S2", destination={**shipment("S2")["destination"], "location": None})
+    parcel = shipment("S0")["parcels"][0]
+    odd = {
+        "B1": shipment("B1", destination={"street": "x", "postcode": "LS1", "country": "GB"}),
+        "B2": shipment("B2", parcels=[{**parcel, "weight_kg": "heavy"}, None]),
+        "B3": shipment("B3", parcels={"parcel_id": "P9"}, tags="express"),
+        "B4": shipment("B4", dimensions_cm={"w": "wide"}, insured="perhaps", promised_date="2026-02-30"),
+        "B5": shipment("B5", parcels=[{**parcel, "declared_value": 1e30}]),
+        "B6": shipment("B6", destination={**shipment("B6")["destination"], "location": {"lat": "north", "lon": 0}}),
+    }
+    write_raw(tmp_path, "shipments", "2026-11-02", "odd", [*good, *odd.values()], T0)
+
+    # WHEN the job runs on them
+    with registered(SHIPMENTS):
+        summary = job.run(spark, job_args(tmp_path, datasets="shipments"))
+        rows = processed_rows(spark, tmp_path, "shipments")
+
+    # THEN the good rows are processed with nested values typed as the contract says
+    counts = summary["datasets"]["shipments"]
+    assert (counts["rows_read"], counts["rows_quarantined"], counts["rows_out"]) == (8, 6, 2)
+    first = rows[0]
+    assert first["destination"]["location"]["lat"] == 53.8 and rows[1]["destination"]["location"] is None
+    assert first["parcels"][0]["declared_value"] == Decimal("19.90")
+    assert first["parcels"][0]["packed_at"] == local(datetime(2026, 11, 2, 8, tzinfo=UTC))
+    assert (first["weight_kg"], first["insured"], first["promised_date"]) == (12.5, True, date(2026, 11, 5))
+    assert (first["tags"], first["dimensions_cm"]) == (["express"], {"w": 10.0, "h": 2.5})
+    # AND every other row is set aside, each reason naming the nested field's path
+    parcels = job.contract_schema(SHIPMENTS)["parcels"].dataType.simpleString()
+    assert counts["quarantine"]["reasons"] == {
+        "destination.city: missing": 1,
+        "destination.location.lat: not a double": 1,
+        "dimensions_cm{}: not a double": 1,
+        "insured: not a boolean": 1,
+        "parcels: not a " + parcels: 2,
+        "parcels[]: missing": 1,
+        "parcels[].weight_kg: not a double": 1,
+        "promised_date: not a date": 1,
+        "tags: not a array<string>": 1,
+    }
+    quarantined = spark.read.json(counts["quarantine"]["location"]).collect()
+    assert sorted(r["shipment_id"] for r in quarantined) == sorted(odd)
