@@ -6,6 +6,7 @@ import datetime as dt
 import enum
 import json
 import re
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import pytest
@@ -214,6 +215,37 @@ def test_a_contract_with_floats_dates_enums_nested_models_and_lists_compiles_wit
     assert validator.fast_event_time(json.dumps(nested).encode()) is None
     verdict = validator.check_json(json.dumps(nested).encode())
     assert verdict.ok and json.loads(verdict.document(b""))["size"] == {"width_cm": 2.0, "height_cm": 3.5}
+
+
+def test_values_inside_lists_models_and_dicts_land_canonical() -> None:
+    # GIVEN a contract whose timestamps and decimals sit in a list, a nested model and a dict
+    class Leg(Contract):
+        cost: Annotated[Decimal, Field(max_digits=12, decimal_places=2)]
+        at: EventTime
+
+    class Journey(Contract):
+        journey_id: str
+        started_at: EventTime
+        legs: list[Leg]
+        stops: dict[str, EventTime]
+        fares: dict[str, Annotated[Decimal, Field(max_digits=12, decimal_places=2)]]
+
+    record = {
+        "journey_id": "J1",
+        "started_at": "2026-11-01T10:00:00+01:00",
+        "legs": [{"cost": "1E+1", "at": "2026-11-01T11:00:00+01:00"}],
+        "stops": {"York": "2026-11-01T12:00:00+01:00"},
+        "fares": {"adult": "1.5E+1"},
+    }
+    # WHEN it is judged
+    verdict = RecordValidator(Dataset("journeys", Journey, ("journey_id",), "started_at")).check_json(
+        json.dumps(record).encode()
+    )
+    # THEN what lands holds every one of them in canonical form (UTC, six fraction digits, plain decimals)
+    landed = verdict.document(b"")
+    assert b'"legs":[{"cost":10,"at":"2026-11-01T10:00:00.000000Z"}]' in landed
+    assert b'"stops":{"York":"2026-11-01T11:00:00.000000Z"}' in landed
+    assert b'"fares":{"adult":15}' in landed
 
 
 reading_values = st.one_of(

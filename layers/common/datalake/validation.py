@@ -321,6 +321,8 @@ def _canonical_value(value: Any) -> Any:
         return {name: _canonical_value(getattr(value, name)) for name in type(value).model_fields}
     if isinstance(value, list | tuple):
         return [_canonical_value(v) for v in value]
+    if isinstance(value, dict):
+        return {key: _canonical_value(v) for key, v in value.items()}
     return value
 
 
