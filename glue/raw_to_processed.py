@@ -269,22 +269,54 @@ def _nested_checks(path: str, annotation: Any, kind: T.DataType) -> list[tuple[s
         assert model is not None
         for fld, (name, info) in zip(kind.fields, model.model_fields.items(), strict=True):
             if not _optional(info):
-                checks.append((f"{path}.{name}: missing", lambda r, t, n=name: r.isNotNull() & r.getField(n).isNull()))
-            for reason, inner in _nested_checks(f"{path}.{name}", info.annotation, fld.dataType):
-                checks.append((reason, lambda r, t, n=name, c=inner: c(r.getField(n), t.getField(n))))
+                checks.append((f"{path}.{name}: missing", _field_missing(name)))
+            checks += [
+                (reason, _in_field(name, inner))
+                for reason, inner in _nested_checks(f"{path}.{name}", info.annotation, fld.dataType)
+            ]
         return checks
     if isinstance(kind, T.ArrayType | T.MapType):
-        sub = _element(annotation) if isinstance(kind, T.ArrayType) else _map_value(annotation)
-        inner_kind = kind.elementType if isinstance(kind, T.ArrayType) else kind.valueType
-        suffix = "[]" if isinstance(kind, T.ArrayType) else "{}"
         of_map = isinstance(kind, T.MapType)
+        sub = _map_value(annotation) if of_map else _element(annotation)
+        inner_kind = kind.valueType if isinstance(kind, T.MapType) else kind.elementType
+        suffix = "{}" if of_map else "[]"
         if not _unwrap(sub)[2]:
-            missing: Condition = lambda x, _: x.isNull()  # noqa: E731
-            checks.append((f"{path}{suffix}: missing", lambda r, t: _any_element(r, t, missing, of_map=of_map)))
-        for reason, inner in _nested_checks(f"{path}{suffix}", sub, inner_kind):
-            checks.append((reason, lambda r, t, c=inner: _any_element(r, t, c, of_map=of_map)))
+            checks.append((f"{path}{suffix}: missing", _in_elements(_absent, of_map=of_map)))
+        checks += [
+            (reason, _in_elements(inner, of_map=of_map))
+            for reason, inner in _nested_checks(f"{path}{suffix}", sub, inner_kind)
+        ]
         return checks
-    return [(f"{path}: not a {kind.simpleString()}", lambda r, t: r.isNotNull() & t.isNull())]
+    return [(f"{path}: not a {kind.simpleString()}", _uncastable)]
+
+
+def _uncastable(read: Column, typed: Column) -> Column:
+    return read.isNotNull() & typed.isNull()
+
+
+def _absent(read: Column, typed: Column) -> Column:
+    return read.isNull()
+
+
+def _field_missing(name: str) -> Condition:
+    def condition(read: Column, typed: Column) -> Column:
+        return read.isNotNull() & read.getField(name).isNull()
+
+    return condition
+
+
+def _in_field(name: str, inner: Condition) -> Condition:
+    def condition(read: Column, typed: Column) -> Column:
+        return inner(read.getField(name), typed.getField(name))
+
+    return condition
+
+
+def _in_elements(inner: Condition, *, of_map: bool) -> Condition:
+    def condition(read: Column, typed: Column) -> Column:
+        return _any_element(read, typed, inner, of_map=of_map)
+
+    return condition
 
 
 def _any_element(read: Column, typed: Column, condition: Condition, *, of_map: bool) -> Column:
