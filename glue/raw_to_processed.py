@@ -355,12 +355,20 @@ def transform_check(df: DataFrame, dataset: Dataset) -> DataFrame:
     problems: list[Column] = [
         F.when(F.col(CORRUPT_COLUMN).isNotNull(), F.lit(f"{CORRUPT_COLUMN}: not a JSON object")),
     ]
+    # Each nested value is parsed and cast once, in a column of its own, that the checks below all read.
+    helpers: list[str] = []
+    for fld in typed_schema(dataset).fields:
+        if isinstance(fld.dataType, _NESTED_TYPES):
+            parsed = _parse_nested(_raw_value(fld.name), fld.dataType)
+            helpers += [f"_parsed_{fld.name}", f"_typed_{fld.name}"]
+            df = df.withColumn(helpers[-2], parsed).withColumn(
+                helpers[-1], F.col(helpers[-2]).getField(_WRAPPED).cast(fld.dataType)
+            )
     for fld in typed_schema(dataset).fields:
         raw = _raw_value(fld.name)
         if isinstance(fld.dataType, _NESTED_TYPES):
-            parsed = _parse_nested(raw, fld.dataType)
+            parsed, typed = F.col(f"_parsed_{fld.name}"), F.col(f"_typed_{fld.name}")
             read, unreadable = parsed.getField(_WRAPPED), parsed.getField(CORRUPT_COLUMN)
-            typed = read.cast(fld.dataType)
             problems.append(F.when(unreadable.isNotNull(), F.lit(f"{fld.name}: not a {fld.dataType.simpleString()}")))
             for reason, condition in _nested_checks(fld.name, annotations[fld.name], fld.dataType):
                 problems.append(F.when(unreadable.isNull() & condition(read, typed), F.lit(reason)))
@@ -382,7 +390,7 @@ def transform_check(df: DataFrame, dataset: Dataset) -> DataFrame:
             F.lit(f"{dataset.event_time}: dated outside its raw partition"),
         )
     )
-    return df.withColumn(PROBLEMS_COLUMN, F.filter(F.array(*problems), lambda p: p.isNotNull()))
+    return df.withColumn(PROBLEMS_COLUMN, F.filter(F.array(*problems), lambda p: p.isNotNull())).drop(*helpers)
 
 
 def _raw_value(name: str) -> Column:
