@@ -302,6 +302,7 @@ def plan_statements(
 
 def plan_run(request: CurationRequest, *, database: str, curated_bucket: str, changes: RunChanges) -> CurationPlan:
     """The plan of a pipeline run: the request's own dates or window when it gives them, else the run's changes."""
+    by_dataset: Mapping[str, Sequence[dt.date]] | None
     if request.dates is not None or request.window is not None:
         days = sorted({*(request.dates or []), *(request.window.dates() if request.window else [])})
         changed = frozenset(request.datasets or {source for t in curated_tables() for source in t.sources})
