@@ -2,8 +2,9 @@
 
 The `shipments` module under `tests/fixtures/contracts/` declares floats, booleans, dates, a nested model (with a
 model inside it), a list of models, a list of strings and a map, as a module of `datalake.contracts` would. Brought
-into the registry with `discover` and `registered`, its file is put through the box's landing bucket; the pipeline
-then catalogs, processes, checks and (with nothing curated from it) publishes, and local Athena reads it back.
+into the registry with `discover` and `registered`, its file is put through the box's landing bucket; the pipeline,
+run with its default datasets, then catalogs, processes, checks and (with nothing curated from it) publishes, and
+local Athena reads it back.
 """
 
 from __future__ import annotations
@@ -145,7 +146,9 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
         _, deliveries = box.put_file(path, "shipments")
         execution = box.execute(
             "PipelineStateMachine",
-            {"datasets": ["shipments"], "forecast": False, "as_of": AS_OF.isoformat()},
+            # no `datasets`: the run processes every registered dataset, the fixture's included (ADR 0012); the
+            # forecast needs weeks of sales, which this module does not land (test_forecast_lakebox runs it)
+            {"forecast": False, "as_of": AS_OF.isoformat()},
             execution_name="new-dataset-1",
         )
         yield Lake(
@@ -191,8 +194,8 @@ def test_the_pipeline_processes_it_by_default_and_the_quality_gate_passes(lake: 
     job = summary["datasets"]["shipments"]
     assert (job["rows_read"], job["rows_quarantined"], job["rows_out"]) == (30, 0, 30)
     assert job["partitions"] == [d.isoformat() for d in DAYS]
-    quality = lake.execution.output["quality"]
-    report = next(d for d in quality["datasets"] if d["dataset"] == "shipments")
+    assert "shipments" in lake.execution.output["datasets"]
+    report = next(d for d in lake.execution.output["quality"]["datasets"] if d["dataset"] == "shipments")
     assert report["passed"] and {r["rule"] for r in report["rules"]} >= {
         "row_count",
         "key_unique",
