@@ -140,24 +140,26 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
     folder = tmp_path_factory.mktemp("shipments")
     path = folder / "dispatch-2026-11-04.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in [*GOOD[:15], *BAD.values(), *GOOD[15:]]))
-    with registered(SHIPMENTS), pytest.MonkeyPatch.context() as env, open_box(ROOT, reuse=False) as box:
-        # the job's own boto3 clients (its catalog updates) reach the box's endpoint, as on Glue they reach AWS
-        env.setenv("AWS_ENDPOINT_URL", box.endpoint)
-        _, deliveries = box.put_file(path, "shipments")
-        execution = box.execute(
-            "PipelineStateMachine",
-            # no `datasets`: the run processes every registered dataset, the fixture's included (ADR 0012); the
-            # forecast needs weeks of sales, which this module does not land (test_forecast_lakebox runs it)
-            {"forecast": False, "as_of": AS_OF.isoformat()},
-            execution_name="new-dataset-1",
-        )
-        yield Lake(
-            box,
-            deliveries,
-            execution,
-            str(box.stack.parameters["GlueDatabaseName"]),
-            str(box.stack.ref("AnalyticsWorkGroup")),
-        )
+    with registered(SHIPMENTS), pytest.MonkeyPatch.context() as env:
+        env.setenv("LAKEBOX_HOME", str(folder / "lake"))  # this box's run records and logs, not the project's
+        with open_box(ROOT, reuse=False) as box:
+            # the job's own boto3 clients (its catalog updates) reach the box's endpoint, as on Glue they reach AWS
+            env.setenv("AWS_ENDPOINT_URL", box.endpoint)
+            _, deliveries = box.put_file(path, "shipments")
+            execution = box.execute(
+                "PipelineStateMachine",
+                # no `datasets`: the run processes every registered dataset, the fixture's included (ADR 0012); the
+                # forecast needs weeks of sales, which this module does not land (test_forecast_lakebox runs it)
+                {"forecast": False, "as_of": AS_OF.isoformat()},
+                execution_name="new-dataset-1",
+            )
+            yield Lake(
+                box,
+                deliveries,
+                execution,
+                str(box.stack.parameters["GlueDatabaseName"]),
+                str(box.stack.ref("AnalyticsWorkGroup")),
+            )
 
 
 def expected(record: dict[str, Any]) -> Shipment:
