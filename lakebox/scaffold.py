@@ -254,7 +254,7 @@ class Profile:
             return
         self.seen += 1
         if self.unique is not None:
-            if value in self.unique or not isinstance(value, str | int) or isinstance(value, bool):
+            if not isinstance(value, str | int) or isinstance(value, bool) or value in self.unique:
                 self.unique = None
             else:
                 self.unique.add(value)
@@ -280,7 +280,8 @@ class Profile:
             self.kinds.add("object")
             self.objects += 1
             for key in value:
-                self.children.setdefault(key, Profile(key, unique=None))
+                if key not in self.children:  # the objects before this one had no such key
+                    self.children[key] = Profile(key, unique=None, missing=self.objects - 1)
             for key, child in self.children.items():
                 if key in value:
                     child.observe(value[key])
@@ -509,8 +510,9 @@ def _check_names(names: list[str], where: str) -> None:
         folded[n.lower()] = n
 
 
-def field_spec(prof: Profile, names: _Names, parent: str, *, csv_text: bool) -> FieldSpec:
-    """The type a field's profile suggests, under the contract rules."""
+def field_spec(prof: Profile, names: _Names, parent: str, *, csv_text: bool, path: str | None = None) -> FieldSpec:
+    """The type a field's profile suggests, under the contract rules (`path`: where it is, for messages)."""
+    path = path or f"{parent}{prof.name}"
     kinds = prof.kinds - {"null"}
     spec = FieldSpec(prof.name, "str", prof, prof.nullable)
     if not kinds:
@@ -520,7 +522,7 @@ def field_spec(prof: Profile, names: _Names, parent: str, *, csv_text: bool) -> 
         kinds = {"number"}
     if len(kinds) > 1:
         raise LakeboxError(
-            f"field {parent}{prof.name} holds {' and '.join(sorted(kinds))} values in the sample: a contract gives a "
+            f"field {path} holds {' and '.join(sorted(kinds))} values in the sample: a contract gives a "
             "field one type (make the producer consistent, or fix the sample)"
         )
     kind = kinds.pop()
@@ -553,14 +555,12 @@ def field_spec(prof: Profile, names: _Names, parent: str, *, csv_text: bool) -> 
             spec.kind = "datetime"
     elif kind == "object":
         spec.kind = "object"
-        spec.model = model_spec(
-            prof.children, names.take(prof.name), names, f"{parent}{prof.name}", csv_text=csv_text, nested=True
-        )
+        spec.model = model_spec(prof.children, names.take(prof.name), names, path, csv_text=csv_text, nested=True)
     elif kind == "list":
         spec.kind = "list"
         assert prof.item is not None
         prof.item.name = singular(prof.name)
-        spec.item = field_spec(prof.item, names, parent, csv_text=csv_text)
+        spec.item = field_spec(prof.item, names, parent, csv_text=csv_text, path=f"{path}[]")
         if not (prof.item.kinds - {"null"}):
             spec.notes.append("only empty lists in the sample: the item type is a guess (text)")
             spec.item.notes.clear()
@@ -594,9 +594,11 @@ def model_spec(
 ) -> ModelSpec:
     """A contract class for a record (`owner` the dataset) or a nested object (`owner` its field path)."""
     _check_names(list(profiles), f"the fields of {owner}")
-    prefix = f"{owner}." if nested else ""
+    prefix = f"{owner.removesuffix('[]')}." if nested else ""
     fields = [field_spec(p, names, prefix, csv_text=csv_text) for p in profiles.values()]
-    doc = f"The object in `{owner}`, as the sample holds it." if nested else f"One `{owner}` record, as in the sample."
+    doc = f"One `{owner}` record, as in the sample."
+    if nested:
+        doc = f"An item of `{owner[:-2]}`, as in the sample." if owner.endswith("[]") else f"The `{owner}` object."
     return ModelSpec(class_name, doc, fields)
 
 
@@ -626,17 +628,17 @@ def guess_key(
             )
         return given, "given with --key"
     count = len(records)
-    candidates = [
+    eligible = [
         s
         for s in fields.values()
         if not s.nullable and (s.kind == "int" or (s.kind == "str" and s.enum is None and s.profile.identifier))
     ]
-    candidates.sort(key=lambda s: not _id_like(s.name))
-    for spec in candidates:
+    named = [s for s in eligible if _id_like(s.name)]
+    # an id-like name first (`order_id`, `sku_code`, `line_no`), then any identifier text; never a mere number
+    for spec in [*named, *(s for s in eligible if s.kind == "str" and s not in named)]:
         if spec.profile.unique is not None and len(spec.profile.unique) == count:
             return (spec.name,), f"unique and non-null in all {count:,} sample records"
-    pairs = [s for s in candidates if _id_like(s.name) or s.kind == "int"][:12]
-    for first, second in itertools.combinations(pairs, 2):
+    for first, second in itertools.combinations(named[:12], 2):
         if len({(r.get(first.name), r.get(second.name)) for r in records}) == count:
             return (first.name, second.name), f"unique together and non-null in all {count:,} sample records"
     raise LakeboxError(
@@ -869,19 +871,19 @@ def load_dataset(source: str, name: str) -> Dataset:
     return found[name]
 
 
-def rejections(dataset: Dataset, sample: Sample) -> dict[str, tuple[int, str]]:
-    """Each field path that rejects a sample record: the first such record (1-based) and the reason."""
+def rejections(dataset: Dataset, sample: Sample) -> dict[str, tuple[int, str, str]]:
+    """Each field path that rejects a sample record: the first such record (1-based), the reason and its type."""
     import msgspec
 
     from datalake.validation import RecordValidator
 
     validator = RecordValidator(dataset)
     encode = msgspec.json.Encoder(decimal_format="number").encode
-    failed: dict[str, tuple[int, str]] = {}
+    failed: dict[str, tuple[int, str, str]] = {}
     for index, record in enumerate(sample.records, start=1):
         verdict = validator.check_text_row(record) if sample.is_csv else validator.check_json(encode(record))
         for error in verdict.errors:
-            failed.setdefault(error.loc, (index, error.msg))
+            failed.setdefault(error.loc, (index, error.msg, error.type))
     return failed
 
 
@@ -915,9 +917,11 @@ def build(scaffold: Scaffold) -> Dataset:
         failed = rejections(dataset, scaffold.sample)
         if not failed:
             return dataset
-        for loc, (index, message) in failed.items():
+        for loc, (index, message, kind) in failed.items():
             spec = _spec_at(scaffold.model, loc)
-            if spec is None or not spec.loosen():
+            if spec is not None and kind == "missing" and not spec.nullable and not (spec.key or spec.event_time):
+                spec.nullable = True
+            elif spec is None or not spec.loosen():
                 raise LakeboxError(f"the inferred contract rejects sample record {index} at {loc}: {message}")
             scaffold.loosened.append(f"{loc} (record {index}: {message})")
     raise LakeboxError("the inferred contract still rejects sample records after loosening its fields")

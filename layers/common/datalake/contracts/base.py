@@ -185,7 +185,7 @@ class Dataset:
             raise ValueError(f"dataset {self.name}: fields {missing} are not in {self.contract.__name__}")
         if self.keep_versions and self.version_field is None:
             raise ValueError(f"dataset {self.name}: keep_versions needs a version_field")
-        if len(self.csv_delimiter) != 1 or self.csv_delimiter in "\"\r\n":
+        if len(self.csv_delimiter) != 1 or self.csv_delimiter in '"\r\n':
             raise ValueError(f"dataset {self.name}: csv_delimiter must be one character other than a quote or newline")
 
     @property
