@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -53,6 +54,9 @@ DELIMITERS = ",;\t|"
 MAX_LOOSENING_ROUNDS = 8
 
 IDENTIFIER_PATTERN = re.compile(next(m.pattern for m in get_args(Identifier)[1:] if getattr(m, "pattern", None)))
+_ONE_ID = IDENTIFIER_PATTERN.pattern.removeprefix("^").removesuffix("$")
+_IDENTIFIER_LINES = re.compile(f"(?:{_ONE_ID})(?:\\n(?:{_ONE_ID}))*")
+"""Identifiers, one a line: every value of a column checked by one match."""
 IDENTIFIER_MAX_LENGTH = next(m.max_length for m in get_args(Identifier)[1:] if getattr(m, "max_length", None))
 _DATETIME_TEXT = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?$"
@@ -61,6 +65,11 @@ _DATE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _INT_TEXT = re.compile(r"^[+-]?\d+$")
 _PLAIN_NUMBER = re.compile(r"^[+-]?(?P<whole>\d*)(?:\.(?P<fraction>\d*))?$")
 _LEADING_ZERO = re.compile(r"^[+-]?0\d")
+_ZONE_LINES = re.compile(r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$", re.MULTILINE)
+_LEADING_ZERO_LINE = re.compile(r"^[+-]?0\d", re.MULTILINE)
+_NOT_PLAIN_LINE = re.compile(r"^(?![+-]?\d*(?:\.\d*)?$)", re.MULTILINE)
+_FRACTIONS = re.compile(r"\.(\d*)")
+_WHOLES = re.compile(r"^[+-]?0*(\d*)", re.MULTILINE)
 _ID_NAME = re.compile(r"(^|_)(id|key|uuid|guid|code|number|no|ref)$|[a-z](Id|ID|Key|Uuid|Code)$")
 _TIME_NAMES = ("event_time", "event_ts", "occurred_at", "timestamp", "ts", "created_at", "time", "datetime")
 _RESERVED = frozenset(dir(BaseModel)) | {"model_config", "model_fields"}
@@ -247,8 +256,8 @@ class Profile:
     objects: int = 0
     item: Profile | None = None
 
-    def observe(self, value: Any, *, text_kind: str | None = None) -> None:
-        """Take one value: JSON's (dict, list, str, int, Decimal, bool, None) or, with `text_kind`, a CSV text."""
+    def observe(self, value: Any) -> None:
+        """Take one JSON value (dict, list, str, int, Decimal, bool, None)."""
         if value is None:
             self.nulls += 1
             return
@@ -258,9 +267,7 @@ class Profile:
                 self.unique = None
             else:
                 self.unique.add(value)
-        if text_kind is not None:
-            self._observe_text(value, text_kind)
-        elif isinstance(value, bool):
+        if isinstance(value, bool):
             self.kinds.add("bool")
         elif isinstance(value, int):
             self.kinds.add("int")
@@ -292,12 +299,6 @@ class Profile:
             self.item = self.item or Profile("item", unique=None)
             for element in value:
                 self.item.observe(element)
-
-    def _observe_text(self, text: str, kind: str) -> None:
-        self.kinds.add(kind)
-        self._string(text)
-        if kind in ("int", "number"):
-            self._number(text.strip())
 
     def _number(self, text: str) -> None:
         if _LEADING_ZERO.match(text):
@@ -356,16 +357,57 @@ def _datetime_of(text: str) -> dt.datetime | None:
 
 def profile(sample: Sample) -> dict[str, Profile]:
     """Every top-level field of the sample, profiled over all its records."""
+    if sample.is_csv:
+        return {
+            name: profile_column(name, sample.arrow_kinds.get(name, "str"), [r.get(name) for r in sample.records])
+            for name in sample.columns
+        }
     fields = {name: Profile(name) for name in sample.columns}
     for record in sample.records:
         for name, prof in fields.items():
             if name not in record:
                 prof.missing += 1
-            elif sample.is_csv:
-                prof.observe(record[name], text_kind=sample.arrow_kinds.get(name, "str"))
             else:
                 prof.observe(record[name])
     return fields
+
+
+def profile_column(name: str, kind: str, texts: list[str | None]) -> Profile:
+    """A CSV column at once: what the rules of the kind pyarrow gave it need, over all its texts (None for empty)."""
+    prof = Profile(name, date_text=False, datetime_text=False)
+    values = [t for t in texts if t is not None]
+    prof.nulls, prof.seen = len(texts) - len(values), len(values)
+    if not values:
+        return prof
+    prof.kinds.add(kind)
+    distinct = set(values)
+    prof.unique = distinct if len(distinct) == len(values) else None
+    joined = "\n".join(values)
+    prof.values = dict(Counter(values).most_common(ENUM_MAX_VALUES + 1))  # text too, should digits stay text
+    prof.max_length = max(map(len, values))
+    prof.identifier = prof.max_length <= IDENTIFIER_MAX_LENGTH and _IDENTIFIER_LINES.fullmatch(joined) is not None
+    if kind in ("int", "number"):
+        prof.leading_zero = _LEADING_ZERO_LINE.search(joined) is not None
+        prof.float_only = _NOT_PLAIN_LINE.search(joined) is not None
+        prof.scale = max(map(len, _FRACTIONS.findall(joined)), default=0)
+        prof.whole = max(map(len, _WHOLES.findall(joined)), default=0)
+    elif kind == "datetime":
+        prof.aware = len(_ZONE_LINES.findall(joined))
+        prof.naive = prof.seen - prof.aware
+    elif kind == "str":
+        prof.date_text = all(map(_date_ok, values))
+        if not prof.date_text:
+            instants = []
+            for value in values:
+                instant = _datetime_of(value)
+                if instant is None:
+                    break
+                instants.append(instant)
+            else:
+                prof.datetime_text = True
+                prof.aware = sum(1 for i in instants if i.tzinfo is not None)
+                prof.naive = prof.seen - prof.aware
+    return prof
 
 
 # ---------------------------------------------------------------------- from profiles to field types
@@ -573,7 +615,7 @@ def _text_rules(spec: FieldSpec, prof: Profile, *, csv_text: bool) -> None:
     distinct = len(prof.values)
     if (
         not _id_like(prof.name)
-        and distinct <= ENUM_MAX_VALUES
+        and 0 < distinct <= ENUM_MAX_VALUES
         and prof.seen >= 2 * distinct
         and prof.max_length <= ENUM_MAX_LENGTH
         and not prof.empty

@@ -189,6 +189,14 @@ def test_a_csv_sample_becomes_a_clean_registered_contract_that_ingests_its_own_s
     assert landed["O-001"]["zip"] == "01234" and landed["O-002"]["amount"] == 5
     assert landed["O-001"]["placed_local"] == "2026-11-01T10:00:00.000000Z"
     assert landed["O-001"]["note"] is None and landed["O-004"]["gift"] is True
+    # AND the Spark job has a type for every field (decimal with its scale, timestamps, dates)
+    from pyspark.sql import types as T
+
+    from glue.raw_to_processed import contract_schema
+
+    spark_types = {f.name: f.dataType for f in contract_schema(dataset).fields}
+    assert spark_types["amount"] == T.DecimalType(18, 2) and spark_types["placed_local"] == T.TimestampType()
+    assert spark_types["shipped_on"] == T.DateType() and spark_types["zip"] == T.StringType()
 
 
 def test_a_wide_comma_csv_gets_every_column_and_a_composite_key(
