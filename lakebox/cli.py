@@ -851,7 +851,7 @@ _LOG_NOISE = frozenset(
 
 
 # ---------------------------------------------------------------------- datasets
-DATASET_COLUMNS = ("dataset", "key", "event_time", "formats", "deliveries", "version", "module")
+DATASET_COLUMNS = ("dataset", "key", "event_time", "formats", "deliveries", "curated", "version", "module")
 FIELD_COLUMNS = ("field", "type", "null", "note")
 
 
@@ -898,6 +898,7 @@ def _dataset_list(args: argparse.Namespace) -> int:
             "event_time": d.event_time,
             "formats": sorted(f.value for f in d.formats),
             "deliveries": sorted(v.value for v in d.deliveries),
+            "curated": [table.name for table in d.curated],
             "version": d.version,
             "module": d.contract.__module__,
         }

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, BinaryIO, cast, get_args
 
 from pydantic import BaseModel, TypeAdapter
 
@@ -96,37 +96,64 @@ class Sample:
         return self.format is Format.CSV
 
 
-def _open_bytes(path: Path) -> bytes:
+HEAD_BYTES = 1 << 20
+"""What is read first: enough to tell the format and sniff the separator; the rest is streamed up to `--rows`."""
+
+
+def _open(path: Path) -> BinaryIO:
+    """The sample's bytes as a stream (a gzip decompressed as it is read), so a big sample is never loaded whole."""
     try:
-        data = path.read_bytes()
+        raw = path.open("rb")
     except FileNotFoundError:
         raise LakeboxError(f"no sample file {path}") from None
-    if path.suffix.lower() in {".gz", ".gzip"} or data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise LakeboxError(f"{path}: not a readable gzip file ({exc})") from None
-    return data
+    except IsADirectoryError:
+        raise LakeboxError(f"{path} is a folder, not a sample file") from None
+    if raw.peek(2)[:2] == b"\x1f\x8b":
+        raw.close()
+        return cast(BinaryIO, gzip.open(path, "rb"))
+    return raw
 
 
 def read_sample(path: Path, rows: int = DEFAULT_ROWS, delimiter: str | None = None) -> Sample:
-    """Read up to `rows` records of a CSV or JSON (lines, array, documents) sample.
+    """Read up to `rows` records of a CSV or JSON (lines, array, documents) sample, gzip or plain.
 
     Raises
     ------
     LakeboxError
         When the file is missing, empty, not UTF-8, or not CSV or JSON objects.
     """
-    data = _open_bytes(path)
-    if not data.strip():
-        raise LakeboxError(f"{path} is empty: a sample needs records")
-    name = path.name.lower().removesuffix(".gz").removesuffix(".gzip")
-    start = data.removeprefix(b"\xef\xbb\xbf").lstrip()[:1]
-    if name.endswith((".csv", ".tsv", ".txt", ".psv")) or (start not in (b"{", b"[") and delimiter):
-        return _read_csv(path, data, rows, delimiter)
-    if start in (b"{", b"["):
-        return _read_json(path, data, rows)
-    return _read_csv(path, data, rows, delimiter)
+    with _open(path) as stream:
+        try:
+            head = stream.read(HEAD_BYTES)
+        except (OSError, EOFError) as exc:
+            raise LakeboxError(f"{path}: not a readable gzip file ({exc})") from None
+        if not head.strip():
+            raise LakeboxError(f"{path} is empty: a sample needs records")
+        whole = io.BufferedReader(_Rejoined(head, stream))
+        name = path.name.lower().removesuffix(".gz").removesuffix(".gzip")
+        start = head.removeprefix(b"\xef\xbb\xbf").lstrip()[:1]
+        if not name.endswith((".csv", ".tsv", ".txt", ".psv")) and start in (b"{", b"["):
+            return _read_json(path, head, whole, rows)
+        return _read_csv(path, head, whole, rows, delimiter)
+
+
+class _Rejoined(io.RawIOBase):
+    """The head already read, then the rest of the stream."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        try:
+            data = self._head or self._rest.read(len(target))
+        except (OSError, EOFError) as exc:
+            raise LakeboxError(f"not a readable gzip file ({exc})") from None
+        taken, self._head = data[: len(target)], data[len(target) :]
+        target[: len(taken)] = taken
+        return len(taken)
 
 
 def _sniff_delimiter(text: str) -> str:
@@ -139,15 +166,15 @@ def _sniff_delimiter(text: str) -> str:
         return best if counts.get(best) else ","
 
 
-def _read_csv(path: Path, data: bytes, rows: int, delimiter: str | None) -> Sample:
+def _read_csv(path: Path, head: bytes, stream: BinaryIO, rows: int, delimiter: str | None) -> Sample:
+    delimiter = delimiter or _sniff_delimiter(head.decode("utf-8-sig", errors="ignore"))
+    csv.field_size_limit(sys.maxsize)
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    reader = csv.DictReader(text, delimiter=delimiter, restkey="_unexpected_columns")
     try:
-        text = data.decode("utf-8-sig")
+        header = list(reader.fieldnames or [])
     except UnicodeDecodeError as exc:
         raise LakeboxError(f"{path} is not UTF-8 text ({exc}); ingestion reads UTF-8 only") from None
-    delimiter = delimiter or _sniff_delimiter(text)
-    csv.field_size_limit(sys.maxsize)
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, restkey="_unexpected_columns")
-    header = list(reader.fieldnames or [])
     if not header:
         raise LakeboxError(f"{path} has no header row")
     blank = [i + 1 for i, c in enumerate(header) if not c.strip()]
@@ -171,6 +198,8 @@ def _read_csv(path: Path, data: bytes, rows: int, delimiter: str | None) -> Samp
             records.append({k: (v if v != "" else None) for k, v in row.items()})
     except csv.Error as exc:
         raise LakeboxError(f"{path} line {reader.line_num}: malformed CSV ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise LakeboxError(f"{path} is not UTF-8 text ({exc}); ingestion reads UTF-8 only") from None
     if not records:
         raise LakeboxError(f"{path} has a header and no rows: a sample needs records")
     return Sample(path, Format.CSV, records, header, delimiter, truncated, _arrow_kinds(header, records))
@@ -199,19 +228,21 @@ def _arrow_kinds(header: list[str], records: list[dict[str, Any]]) -> dict[str, 
     return kinds
 
 
-def _read_json(path: Path, data: bytes, rows: int) -> Sample:
+def _read_json(path: Path, head: bytes, stream: BinaryIO, rows: int) -> Sample:
     import ijson
 
     from datalake.readers import detect_format, json_shape
 
-    fmt = detect_format(path.name, data[:64])
+    fmt = detect_format(path.name, head[:64])
     if fmt is Format.JSON_LINES:
-        fmt, _ = json_shape(iter([data]), len(data) + 1)
+        fmt, _ = json_shape(iter([head]), len(head) + 1)
     prefix = "item" if fmt is Format.JSON_ARRAY else ""
     records: list[dict[str, Any]] = []
     truncated = False
+    if head.startswith(b"\xef\xbb\xbf"):
+        stream.read(3)
     try:
-        items = ijson.items(io.BytesIO(data.removeprefix(b"\xef\xbb\xbf")), prefix, multiple_values=True)
+        items = ijson.items(stream, prefix, multiple_values=True)
         for index, item in enumerate(items, start=1):
             if len(records) == rows:
                 truncated = True

@@ -379,3 +379,32 @@ def test_dataset_list_shows_the_registry(capsys: pytest.CaptureFixture[str]) -> 
     assert set(rows) == set(REGISTRY)
     assert rows["sales"]["key"] == ["transaction_id"] and "api" in rows["sales"]["deliveries"]
     assert rows["customers"]["event_time"] == "updated_at" and rows["customers"]["version"] == "1.0.0"
+    assert rows["sales"]["curated"] == [t.name for t in REGISTRY["sales"].curated] != []
+    # AND the table form lists every dataset
+    assert main(["dataset", "list"]) == 0
+    table = capsys.readouterr().out
+    assert all(name in table for name in REGISTRY) and f"{len(REGISTRY)} registered datasets" in table
+
+
+def test_a_big_sample_is_read_up_to_rows_and_the_report_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a gzipped sample of 5,000 JSON lines
+    sample = tmp_path / "events.jsonl.gz"
+    lines = (json.dumps({"event_id": f"E{n}", "at": f"2026-11-01T00:00:{n % 60:02d}Z", "n": n}) for n in range(5000))
+    sample.write_bytes(gzip.compress("\n".join(lines).encode()))
+    out = tmp_path / "events.py"
+    # WHEN only the first 100 records are asked for, with the JSON report
+    assert main(["dataset", "new", "events", "--from", str(sample), "--out", str(out), "--rows", "100", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    # THEN 100 were read and judged, the report names the guesses and says the rest was not read
+    assert report["records"] == 100 and report["key"] == ["event_id"] and report["event_time"] == "at"
+    assert any("first 100 records" in note for note in report["notes"])
+    assert report["format"] == "jsonl" and out.exists()
+
+
+def test_a_broken_gzip_sample_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sample = tmp_path / "broken.csv.gz"
+    sample.write_bytes(gzip.compress(b"id,at\n" * 1000)[:40])
+    assert main(["dataset", "new", "broken", "--from", str(sample), "--out", str(tmp_path / "b.py")]) == 1
+    assert "gzip" in capsys.readouterr().err
