@@ -222,14 +222,17 @@ def test_a_wide_comma_csv_gets_every_column_and_a_composite_key(
 
 
 # ---------------------------------------------------------------------- JSON
-@pytest.mark.parametrize("shape", ["lines", "array"])
+@pytest.mark.parametrize("shape", ["lines", "array", "documents"])
 def test_a_json_sample_gets_nested_models_and_lists_and_ingests_its_own_sample(
     shape: str, tmp_path: Path, lake: Lake, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN JSON lines (or one JSON array) with nested objects, lists of objects and scalars, gaps and nulls
-    body = (
-        "".join(json.dumps(r) + "\n" for r in READINGS) if shape == "lines" else json.dumps(READINGS, indent=2)
-    ).encode()
+    bodies = {
+        "lines": "".join(json.dumps(r) + "\n" for r in READINGS),
+        "array": json.dumps(READINGS, indent=2),
+        "documents": "\n".join(json.dumps(r, indent=2) for r in READINGS),  # as jq writes them
+    }
+    body = bodies[shape].encode()
     sample = tmp_path / ("readings.jsonl" if shape == "lines" else "readings.json")
     sample.write_bytes(body)
     # WHEN a contract is generated
