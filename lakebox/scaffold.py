@@ -1016,6 +1016,12 @@ def check_name(name: str, out: Path, force: bool) -> None:
                 f"dataset {name!r} is already registered (declared in {module}); choose another name"
                 + (f", or --force to overwrite {out}" if Path(module).resolve() == out.resolve() else "")
             )
+    if out.suffix != ".py":
+        raise LakeboxError(f"{out}: a contract module is a .py file")
+    for other in REGISTRY.values():
+        module = sys.modules[other.contract.__module__].__file__ or ""
+        if other.name != name and Path(module).resolve() == out.resolve():
+            raise LakeboxError(f"{out} declares dataset {other.name!r}; write {name!r} to a module of its own")
     if out.exists() and not force:
         raise LakeboxError(f"{out} exists; --force overwrites it")
 

@@ -338,6 +338,11 @@ def test_a_name_that_is_no_identifier_is_a_usage_error_and_a_registered_one_is_r
     assert main(["dataset", "new", "sales", "--from", str(sample), "--out", str(tmp_path / "sales.py"), "--force"]) == 1
     assert "already registered" in capsys.readouterr().err
     assert not (tmp_path / "sales.py").exists()
+    # AND another registered dataset's module is never overwritten, whatever the flags
+    sales_module = ROOT / "layers/common/datalake/contracts/sales.py"
+    before = sales_module.read_text()
+    assert main(["dataset", "new", "orders", "--from", str(sample), "--out", str(sales_module), "--force"]) == 1
+    assert "declares dataset 'sales'" in capsys.readouterr().err and sales_module.read_text() == before
 
 
 def test_the_default_module_lands_in_the_contracts_package_and_is_not_overwritten_without_force(
