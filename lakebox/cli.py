@@ -915,9 +915,16 @@ def _dataset_list(args: argparse.Namespace) -> int:
 def _dataset_new(args: argparse.Namespace) -> int:
     from lakebox import scaffold
     from lakebox.box import find_root
+    from lakebox.errors import LakeboxError
 
-    root = find_root()
-    out = Path(args.out) if args.out else root / scaffold.CONTRACTS_FOLDER / f"{args.name}.py"
+    try:
+        root: Path | None = find_root()
+    except LakeboxError:
+        if not args.out:
+            raise
+        root = None  # --out outside any project
+    contracts = (root or Path.cwd()) / scaffold.CONTRACTS_FOLDER
+    out = Path(args.out) if args.out else contracts / f"{args.name}.py"
     scaffold.check_name(args.name, out, args.force)
     sample = scaffold.read_sample(Path(getattr(args, "from")), rows=args.rows, delimiter=args.delimiter)
     inferred = scaffold.infer(args.name, sample, key=args.key, event_time=args.event_time)
@@ -925,10 +932,10 @@ def _dataset_new(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(inferred.source)
     try:
-        shown = out.resolve().relative_to(root)
+        shown = out.resolve().relative_to(root) if root else out
     except ValueError:
         shown = out
-    registered = out.resolve().parent == (root / scaffold.CONTRACTS_FOLDER).resolve()
+    registered = root is not None and out.resolve().parent == contracts.resolve()
     fields = [
         {
             "field": f.name,

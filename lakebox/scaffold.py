@@ -18,6 +18,7 @@ import gzip
 import importlib
 import io
 import itertools
+import json
 import keyword
 import re
 import shutil
@@ -62,9 +63,6 @@ _DATETIME_TEXT = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?$"
 )
 _DATE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_INT_TEXT = re.compile(r"^[+-]?\d+$")
-_PLAIN_NUMBER = re.compile(r"^[+-]?(?P<whole>\d*)(?:\.(?P<fraction>\d*))?$")
-_LEADING_ZERO = re.compile(r"^[+-]?0\d")
 _ZONE_LINES = re.compile(r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$", re.MULTILINE)
 _LEADING_ZERO_LINE = re.compile(r"^[+-]?0\d", re.MULTILINE)
 _NOT_PLAIN_LINE = re.compile(r"^(?![+-]?\d*(?:\.\d*)?$)", re.MULTILINE)
@@ -73,6 +71,11 @@ _WHOLES = re.compile(r"^[+-]?0*(\d*)", re.MULTILINE)
 _ID_NAME = re.compile(r"(^|_)(id|key|uuid|guid|code|number|no|ref)$|[a-z](Id|ID|Key|Uuid|Code)$")
 _TIME_NAMES = ("event_time", "event_ts", "occurred_at", "timestamp", "ts", "created_at", "time", "datetime")
 _RESERVED = frozenset(dir(BaseModel)) | {"model_config", "model_fields"}
+_IMPORTED = frozenset(
+    {"Annotated", "Contract", "DATASET", "Dataset", "Decimal", "EventTime", "Field", "Format", "Identifier", "Literal"}
+    | {"NaiveAsUtc", "StringConstraints"}
+)
+"""Names the module imports or defines: a field of that name would shadow them in its class."""
 _PARSE_DATETIME = TypeAdapter(dt.datetime).validate_python
 _ARROW_KINDS = {"int64": "int", "double": "number", "bool": "bool", "date32[day]": "date", "null": "null"}
 
@@ -302,7 +305,7 @@ class Profile:
             self.kinds.add("bool")
         elif isinstance(value, int):
             self.kinds.add("int")
-            self._number(str(value))
+            self.whole = max(self.whole, len(str(abs(value))))
         elif isinstance(value, Decimal):
             self.kinds.add("number")
             _, digits, exponent = value.as_tuple()
@@ -330,17 +333,6 @@ class Profile:
             self.item = self.item or Profile("item", unique=None)
             for element in value:
                 self.item.observe(element)
-
-    def _number(self, text: str) -> None:
-        if _LEADING_ZERO.match(text):
-            self.leading_zero = True
-        plain = _PLAIN_NUMBER.match(text)
-        if plain is None:
-            self.float_only = True
-            return
-        fraction = plain.group("fraction") or ""
-        self.scale = max(self.scale, len(fraction))
-        self.whole = max(self.whole, len(plain.group("whole").lstrip("0")))
 
     def _string(self, text: str) -> None:
         self.max_length = max(self.max_length, len(text))
@@ -462,14 +454,14 @@ class FieldSpec:
     key: bool = False
     event_time: bool = False
 
-    def annotation(self) -> str:
-        """The type as source text."""
-        return f"{self._base()} | None" if self.nullable else self._base()
+    def annotation(self, date_type: str = "dt.date") -> str:
+        """The type as source text (`date_type`: how the module names `datetime.date`)."""
+        return f"{self._base(date_type)} | None" if self.nullable else self._base(date_type)
 
-    def _base(self) -> str:
+    def _base(self, date_type: str) -> str:
         if self.kind == "list":
             assert self.item is not None
-            return f"list[{self.item.annotation()}]"
+            return f"list[{self.item.annotation(date_type)}]"
         if self.kind == "object":
             assert self.model is not None
             return self.model.class_name
@@ -487,7 +479,7 @@ class FieldSpec:
             "int": "int",
             "float": "float",
             "bool": "bool",
-            "date": "dt.date",
+            "date": date_type,
             "datetime": "EventTime",
             "naive": "NaiveAsUtc",
         }[self.kind]
@@ -523,7 +515,7 @@ class ModelSpec:
 
 
 def _quoted(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return json.dumps(value, ensure_ascii=False)  # a JSON string is a Python string literal
 
 
 def _length_bound(longest: int) -> int:
@@ -537,9 +529,8 @@ def _id_like(name: str) -> bool:
 class _Names:
     """Class names of the module, unique and clear of the names it imports."""
 
-    def __init__(self) -> None:
-        self.used = {"Contract", "Dataset", "EventTime", "Identifier", "NaiveAsUtc", "Format", "Field", "Literal"}
-        self.used |= {"Annotated", "Decimal", "StringConstraints", "DATASET", "dt"}
+    def __init__(self, fields: set[str]) -> None:
+        self.used = set(_IMPORTED) | fields
 
     def take(self, name: str) -> str:
         words = [w for w in re.split(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])", name) if w]
@@ -567,11 +558,15 @@ def singular(name: str) -> str:
 
 
 def _check_names(names: list[str], where: str) -> None:
-    bad = [n for n in names if not n.isidentifier() or keyword.iskeyword(n) or n.startswith("_") or n in _RESERVED]
+    bad = [
+        n
+        for n in names
+        if not n.isidentifier() or keyword.iskeyword(n) or n.startswith("_") or n in _RESERVED or n in _IMPORTED
+    ]
     if bad:
         raise LakeboxError(
             f"{where}: field names {bad} cannot be contract fields (a Python identifier that does not start with _ "
-            "and is no pydantic attribute); rename them in the sample and at the source"
+            "and is no pydantic attribute nor a name the module imports); rename them in the sample and at the source"
         )
     folded: dict[str, str] = {}
     for n in names:
@@ -781,7 +776,7 @@ def infer(
 ) -> Scaffold:
     """The contract a sample suggests, with its key and event-time guesses."""
     profiles = profile(sample)
-    names = _Names()
+    names = _Names(set(_field_names(profiles)))
     model = model_spec(profiles, names.take(singular(name)), names, name, csv_text=sample.is_csv)
     fields = {f.name: f for f in model.fields}
     key_fields, key_reason = guess_key(fields, sample.records, key)
@@ -805,6 +800,15 @@ def infer(
             "kept); if the producer writes local time, have it write the offset and use EventTime"
         )
     return Scaffold(name, sample, model, Guess(key_fields, key_reason, time_field, time_reason), notes)
+
+
+def _field_names(profiles: dict[str, Profile]) -> Iterator[str]:
+    for name, prof in profiles.items():
+        yield name
+        inner: Profile | None = prof
+        while inner is not None:
+            yield from _field_names(inner.children)
+            inner = inner.item
 
 
 def _comment(text: str, indent: str) -> list[str]:
@@ -834,7 +838,10 @@ def render(scaffold: Scaffold) -> str:
     """The module's source text (run through `ruff format` by `write` when ruff is at hand)."""
     sample = scaffold.sample
     all_specs = list(_walk(scaffold.model.fields))
-    source = "\n".join(spec.annotation() for spec in all_specs)
+    used = {spec.name for spec in all_specs}
+    alias = next(a for a in ("dt", "datetime", "datetime_") if a not in used)
+    date_type = f"{alias}.date"
+    source = "\n".join(spec.annotation(date_type) for spec in all_specs)
     base_names = ["Contract", "Dataset", "Format"]
     base_names += [n for n in ("EventTime", "Identifier", "NaiveAsUtc") if re.search(rf"\b{n}\b", source)]
     typing_names = [n for n in ("Annotated", "Literal") if f"{n}[" in source]
@@ -848,8 +855,8 @@ def render(scaffold: Scaffold) -> str:
         "",
     ]
     stdlib = []
-    if "dt.date" in source:
-        stdlib.append("import datetime as dt")
+    if date_type in source:
+        stdlib.append("import datetime" if alias == "datetime" else f"import datetime as {alias}")
     if "Decimal" in source:
         stdlib.append("from decimal import Decimal")
     if typing_names:
@@ -870,7 +877,7 @@ def render(scaffold: Scaffold) -> str:
             for note in notes:
                 lines += _comment(note, "    ")
             default = " = None" if spec.nullable else ""
-            lines.append(f"    {spec.name}: {spec.annotation()}{default}")
+            lines.append(f"    {spec.name}: {spec.annotation(date_type)}{default}")
     formats = ["Format.CSV"] if sample.is_csv else ["Format.JSON_LINES", "Format.JSON_ARRAY", "Format.JSON_DOCUMENT"]
     key_text = ", ".join(_quoted(k) for k in scaffold.guess.key) + ("," if len(scaffold.guess.key) == 1 else "")
     lines += [

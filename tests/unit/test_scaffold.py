@@ -416,3 +416,20 @@ def test_a_broken_gzip_sample_is_one_clear_error(tmp_path: Path, capsys: pytest.
     sample.write_bytes(gzip.compress(b"id,at\n" * 1000)[:40])
     assert main(["dataset", "new", "broken", "--from", str(sample), "--out", str(tmp_path / "b.py")]) == 1
     assert "gzip" in capsys.readouterr().err
+
+
+def test_a_column_named_like_the_modules_date_import_gets_another_alias(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a partition-style `dt` date column, as many exports have
+    sample = tmp_path / "visits.csv"
+    sample.write_text("visit_id,dt,at\nV1,2026-11-01,2026-11-01T00:00:00Z\nV2,,2026-11-01T01:00:00Z\n")
+    # WHEN a contract is generated THEN `datetime` is imported by its own name, and the sample is accepted
+    generated = generate(tmp_path, "visits", sample, capsys=capsys)
+    assert "import datetime\n" in generated.path.read_text()
+    assert generated.dataset.contract.model_fields["dt"].annotation == dt.date | None
+    assert_ruff_clean(generated.path)
+    # AND a column named like a type the module imports is refused with the reason
+    (tmp_path / "bad.csv").write_text("visit_id,Decimal,at\nV1,1,2026-11-01T00:00:00Z\n")
+    assert main(["dataset", "new", "bad", "--from", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "b.py")]) == 1
+    assert "a name the module imports" in capsys.readouterr().err
