@@ -15,18 +15,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from moto import mock_aws
 
-from datalake.aws import AwsClients
 from datalake.contracts import REGISTRY, Dataset, discover, get_dataset, registered
-from datalake.ingest import IngestStatus, ObjectRef, ingest_object
-from datalake.settings import Settings
+from datalake.ingest import IngestStatus
 from datalake.validation import RecordValidator
 from lakebox import scaffold
 from lakebox.cli import main
 from tests.conftest import ROOT
+from tests.unit.test_ingest import Lake
+from tests.unit.test_ingest import _create_lake as create_lake
 
 NOW = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.UTC)
 RUFF = Path(sys.executable).with_name("ruff")
@@ -110,42 +109,11 @@ def field_type(dataset: Dataset, name: str) -> Any:
     return dataset.contract.model_fields[name].annotation
 
 
-@dataclass
-class Lake:
-    settings: Settings
-    clients: AwsClients
-
-    def ingest(self, key: str, body: bytes) -> Any:
-        response = self.clients.s3.put_object(Bucket="landing", Key=key, Body=body)
-        ref = ObjectRef("landing", key, response.get("VersionId"), response["ETag"].strip('"'), len(body))
-        return ingest_object(ref, settings=self.settings, clients=self.clients, now=NOW)
-
-    def raw_records(self, prefix: str) -> list[dict[str, Any]]:
-        listing = self.clients.s3.list_objects_v2(Bucket="raw", Prefix=prefix).get("Contents", [])
-        records = []
-        for item in listing:
-            body = self.clients.s3.get_object(Bucket="raw", Key=item["Key"])["Body"].read()
-            records += [json.loads(line) for line in gzip.decompress(body).splitlines()]
-        return records
-
-
 @pytest.fixture
 def lake() -> Iterator[Lake]:
+    """Landing and raw buckets and the manifests tables on moto, as the ingestion tests have them."""
     with mock_aws():
-        session = boto3.Session(region_name="us-east-1")
-        s3 = session.client("s3")
-        for bucket in ("landing", "raw"):
-            s3.create_bucket(Bucket=bucket)
-            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        for table, key in (("manifests", "object_id"), ("idempotency", "id")):
-            session.client("dynamodb").create_table(
-                TableName=table,
-                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
-        settings = Settings(raw_bucket="raw", manifests_table="manifests", idempotency_table="idempotency")
-        yield Lake(settings, AwsClients.from_session(session))
+        yield create_lake()
 
 
 # ---------------------------------------------------------------------- CSV
