@@ -48,6 +48,7 @@ READINGS = [
         "tags": ["a", "b"],
         "ok": True,
         "comment": None,
+        "label": "",
     },
     {
         "reading_id": "R2",
@@ -57,6 +58,7 @@ READINGS = [
         "phases": [],
         "tags": [],
         "ok": False,
+        "label": "north",
     },
     {
         "reading_id": "R3",
@@ -219,6 +221,8 @@ def test_a_json_sample_gets_nested_models_and_lists_and_ingests_its_own_sample(
     assert typing.get_args(fields["tags"].annotation)[0] is not None
     assert fields["kwh"].metadata[0].decimal_places == 2
     assert not fields["comment"].is_required()
+    assert not fields["label"].is_required()  # missing in one record
+    assert "label: Annotated[str, StringConstraints(max_length=16)] | None" in generated.path.read_text()  # "" seen
     # AND the registry sees it, validation accepts every record, and ingestion lands the file whole
     with registered(dataset):
         assert "readings" in REGISTRY
@@ -229,6 +233,7 @@ def test_a_json_sample_gets_nested_models_and_lists_and_ingests_its_own_sample(
     landed = {r["reading_id"]: r for r in lake.raw_records("readings/")}
     assert landed["R1"]["phases"][1] == {"phase": 2, "volts": 230.1}
     assert landed["R2"]["read_at"] == "2026-11-01T10:00:00.000000Z"
+    assert landed["R1"]["label"] == "" and landed["R3"].get("label") is None
 
 
 def test_a_gzipped_json_lines_sample_is_read_with_exact_numbers(tmp_path: Path) -> None:
