@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -16,9 +17,11 @@ from botocore.exceptions import ClientError
 
 from datalake.contracts import get_dataset
 from lakebox.pipeline import execute
+from lakebox.sfn import Execution
 from lakebox.streams import (
     EventSourceMapping,
     MappingConfig,
+    StreamRun,
     event_payloads,
     find_mapping,
     put_records,
@@ -184,13 +187,41 @@ def test_the_stream_command_produces_and_delivers(local_stack: Any) -> None:
     assert summary["landed"] + summary["quarantined"] == 150
 
 
-@pytest.fixture(scope="module")
-def firehose_stack() -> Iterator[Any]:
-    """The stack deployed with StreamDelivery=firehose (the mapping disabled, Firehose and its transformation on)."""
-    from lakebox.runtime import lakebox
+@dataclass
+class FirehoseRun:
+    """Events streamed through Firehose on a stack of its own, then one pipeline run over their dataset."""
 
+    box: Any
+    stream: StreamRun
+    execution: Execution
+
+
+@pytest.fixture(scope="module")
+def firehose_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirehoseRun]:
+    """The stack deployed with StreamDelivery=firehose (the mapping disabled, Firehose and its transformation on):
+    300 events streamed (a few invalid, a few arriving hours late), then the pipeline run over them and small files
+    of the other datasets (the curated tables the run rebuilds read them all)."""
+    from lakebox.runtime import lakebox
+    from lakebox.sample import SampleSpec, write_customers, write_products, write_sales
+
+    saved = dict(os.environ)
+    folder = tmp_path_factory.mktemp("reference")
+    end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    spec = SampleSpec(seed=23, sales=200, products=20, customers=50, bad_rate=0.0, end=end)
     with lakebox(ROOT, parameters={"StreamDelivery": "firehose", "RawSettleSeconds": "0"}, reuse=False) as box:
-        yield box
+        for generated in (
+            write_products(folder / "p.csv", spec),
+            write_customers(folder / "c.csv", spec),
+            write_sales(folder / "s.jsonl", spec),
+        ):
+            _, deliveries = box.put_file(generated.path, generated.dataset)
+            assert all(delivery.ok for delivery in deliveries), deliveries
+        stream = run_stream(box.stack, dataset="clickstream", rate=300, seconds=1, seed=23, bad_rate=0.05, window=0.5)
+        datasets = ["products", "customers", "sales", "clickstream"]
+        execution = execute(box, "PipelineStateMachine", {"datasets": datasets, "forecast": False})
+        yield FirehoseRun(box, stream, execution)
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 FIREHOSE_KEY = re.compile(
@@ -199,12 +230,10 @@ FIREHOSE_KEY = re.compile(
 
 
 def test_firehose_delivery_lands_hour_partitions_accounted_for_and_the_pipeline_processes_them(
-    firehose_stack: Any,
+    firehose_run: FirehoseRun,
 ) -> None:
-    # GIVEN StreamDelivery=firehose
-    box = firehose_stack
-    # WHEN events are streamed into the dataset's stream (a few invalid, a few arriving hours late)
-    run = run_stream(box.stack, dataset="clickstream", rate=300, seconds=1, seed=23, bad_rate=0.05, window=0.5)
+    # GIVEN StreamDelivery=firehose  WHEN events are streamed into the dataset's stream
+    box, run = firehose_run.box, firehose_run.stream
     stats = run.firehose
     assert stats is not None and run.delivery == "firehose"
     # THEN valid records land in event-hour partitions, each object named by its transformation batch
@@ -234,12 +263,13 @@ def test_firehose_delivery_lands_hour_partitions_accounted_for_and_the_pipeline_
     assert counted == lines_by_prefix
 
     # AND WHEN the pipeline runs over the dataset
-    execution = execute(box, "PipelineStateMachine", {"datasets": ["clickstream"], "forecast": False})
+    execution = firehose_run.execution
     # THEN it succeeds: the Spark job read the hour partitions, the quality gate reconciled them with the manifests
     assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
     (report,) = [d for d in execution.output["quality"]["datasets"] if d["dataset"] == "clickstream"]
     row_count = next(r for r in report["rules"] if r["rule"] == "row_count")
     assert row_count["passed"] and row_count["observed"]["raw_files_without_manifest"] == 0
     assert row_count["observed"]["records_landed"] == stats.ok == row_count["observed"]["rows_read"]
-    processed = box.athena.query("SELECT count(*) AS n FROM clickstream").rows
+    primary = str(box.stack.ref("PrimaryWorkGroup"))
+    processed = box.athena.query("SELECT count(*) AS n FROM clickstream", workgroup=primary).rows
     assert processed == [(stats.ok,)]
