@@ -18,11 +18,13 @@ from moto import mock_aws
 from pydantic import ValidationError
 from sqlglot import exp
 
+from datalake.contracts import REGISTRY, registered
+from datalake.contracts.base import Contract, Curated, Dataset, EventTime
 from datalake.curation import (
     MAX_PARTITIONS_PER_QUERY,
-    TABLES,
     CurationRequest,
     RunChanges,
+    curated_tables,
     named_queries,
     plan_run,
     plan_statements,
@@ -43,6 +45,7 @@ def _plan(**overrides: Any) -> list[Any]:
         "curated_bucket": "curated-bucket",
         "run_id": "Exec-42",
         "dates": DAYS,
+        "changed": {"sales", "customers"},
     }
     return plan_statements(**(arguments | overrides))
 
@@ -142,7 +145,7 @@ def test_every_rendered_statement_parses_as_athena_sql() -> None:
 
 def test_curated_select_columns_equal_the_declared_table_columns_in_order() -> None:
     # GIVEN each curated table's DDL and query THEN the query's outputs are the DDL's columns, partition last
-    for table in TABLES:
+    for table in curated_tables():
         ddl = sqlglot.parse_one(
             render(sql_text(f"curated/{table.name}.table.sql"), {"database": "d", "location": "s3://b/t/"}),
             read="athena",
@@ -184,7 +187,7 @@ def test_a_window_must_end_after_it_starts() -> None:
     with pytest.raises(ValidationError):
         CurationRequest.model_validate({"run_id": "r", "window": {"start": "2026-10-02", "end": "2026-10-01"}})
     request = CurationRequest.model_validate({"run_id": "r", "window": {"start": "2026-10-01", "end": "2026-10-03"}})
-    plan = plan_run(request, database="lake", curated_bucket="curated", changes=RunChanges((), frozenset()))
+    plan = plan_run(request, database="lake", curated_bucket="curated", changes=RunChanges({}, frozenset()))
     assert plan.dates == [dt.date(2026, 10, 1), dt.date(2026, 10, 2), dt.date(2026, 10, 3)]
     assert {q.table for q in plan.queries} >= {"daily_sales_by_region", "customer_aggregates"}
 
@@ -207,7 +210,7 @@ def test_run_changes_come_from_the_spark_run_summary() -> None:
             },
         )
         changes = run_changes(boto3.client("s3"), "processed", "exec-1")
-        assert changes == RunChanges((dt.date(2026, 10, 25), dt.date(2026, 10, 26)), frozenset({"sales"}))
+        assert changes == RunChanges({"sales": (dt.date(2026, 10, 25), dt.date(2026, 10, 26))}, frozenset({"sales"}))
         # AND dates the run emptied, and dates whose sales a reference change touched, are rebuilt too
         _summary(
             "processed",
@@ -226,9 +229,9 @@ def test_run_changes_come_from_the_spark_run_summary() -> None:
             },
         )
         moved = run_changes(boto3.client("s3"), "processed", "exec-3")
-        assert moved == RunChanges((dt.date(2026, 10, 20), dt.date(2026, 10, 26)), frozenset({"sales"}))
+        assert moved == RunChanges({"sales": (dt.date(2026, 10, 20), dt.date(2026, 10, 26))}, frozenset({"sales"}))
         late = run_changes(boto3.client("s3"), "processed", "exec-4")
-        assert late == RunChanges((dt.date(2026, 10, 1), dt.date(2026, 10, 2)), frozenset({"products"}))
+        assert late == RunChanges({"sales": (dt.date(2026, 10, 1), dt.date(2026, 10, 2))}, frozenset({"products"}))
         with pytest.raises(TerminalError, match="no processing summary"):
             run_changes(boto3.client("s3"), "processed", "exec-2")
 
@@ -275,3 +278,107 @@ def test_handler_takes_an_explicit_window_without_reading_the_summary(handler: M
     event = {"run_id": "backfill-1", "window": {"start": "2026-10-01", "end": "2026-10-02"}}
     result = handler.lambda_handler(event, lambda_context)
     assert result["dates"] == ["2026-10-01", "2026-10-02"]
+    assert {"daily_sales_by_region", "clickstream_hourly"} <= {q["table"] for q in result["queries"]}
+    # AND a window for named datasets rebuilds only their tables
+    named = handler.lambda_handler({**event, "datasets": ["clickstream"]}, lambda_context)
+    assert {q["table"] for q in named["queries"] if q["step"] == "build"} == {
+        "clickstream_hourly",
+        "daily_active_users",
+    }
+
+
+# ------------------------------------------------------------------------------------- declared tables
+
+
+def test_curated_tables_are_the_ones_the_datasets_declare() -> None:
+    # GIVEN the registry THEN every curated table comes from a dataset's declaration, with that dataset a source
+    tables = {t.name: t for t in curated_tables()}
+    assert set(tables) == {c.name for d in REGISTRY.values() for c in d.curated}
+    assert tables["customer_aggregates"].sources == {"sales", "customers"}
+    assert tables["daily_sales_by_region"].partition_column == "sale_date"
+    assert all(t.dataset in t.sources for t in tables.values())
+    # AND each declared table has its query and its DDL
+    for table in tables.values():
+        assert sql_text(f"curated/{table.name}.sql") and sql_text(f"curated/{table.name}.table.sql")
+
+
+def test_a_new_datasets_curated_table_and_versioned_views_are_planned_with_no_other_edit() -> None:
+    # GIVEN a new versioned dataset that declares a whole table reading sales
+    meters = Dataset(
+        name="meters",
+        contract=_Meter,
+        key=("meter_id", "site"),
+        event_time="read_at",
+        version_field="read_at",
+        keep_versions=True,
+        curated=(Curated("meter_totals", reads=("sales",)),),
+    )
+    with registered(meters):
+        tables = {t.name: t for t in curated_tables()}
+        existing = [t for t in tables.values() if t.dataset != "meters"]
+        statements = plan_statements(
+            database="lake",
+            curated_bucket="curated-bucket",
+            run_id="r1",
+            dates=[],
+            changed={"meters", "customers"},
+            tables=existing,
+        )
+    # THEN its table is declared, and its views are rendered from the generic templates
+    assert tables["meter_totals"].sources == {"meters", "sales"}
+    names = [s.name for s in statements]
+    assert names.index("meters_history/view") < names.index("meters_current/view")
+    history = next(s.query for s in statements if s.name == "meters_history/view")
+    assert "PARTITION BY s.meter_id, s.site ORDER BY s.read_at" in history
+    assert "v.reading AS reading" in history and "FROM lake.meters AS s" in history
+    current = next(s.query for s in statements if s.name == "meters_current/view")
+    assert "FROM lake.meters_history AS h" in current and "h.reading AS reading" in current
+    assert sqlglot.parse_one(history.split(" AS\n", 1)[1], read="athena")
+
+
+def test_a_table_declared_twice_or_reading_an_unknown_dataset_is_refused() -> None:
+    def meters(*curated: Curated) -> Dataset:
+        return Dataset(name="meters", contract=_Meter, key=("meter_id",), event_time="read_at", curated=curated)
+
+    with registered(meters(Curated("customer_aggregates"))), pytest.raises(ValueError, match="declared by meters and"):
+        curated_tables()
+    with registered(meters(Curated("m", reads=("nope",)))), pytest.raises(ValueError, match="reads unknown datasets"):
+        curated_tables()
+    with pytest.raises(ValueError, match="not its own"):
+        meters(Curated("m", reads=("meters",)))
+
+
+class _Meter(Contract):
+    meter_id: str
+    site: str
+    read_at: EventTime
+    reading: float
+
+
+def test_each_partitioned_table_rebuilds_the_dates_of_the_dataset_that_feeds_it() -> None:
+    # GIVEN a run that wrote clickstream on one date and sales on another
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket="processed")
+        _summary(
+            "processed",
+            "exec-9",
+            {
+                "sales": {"rows_out": 2, "partitions": ["2026-10-26"]},
+                "clickstream": {"rows_out": 5, "partitions": ["2026-10-27"]},
+            },
+        )
+        changes = run_changes(boto3.client("s3"), "processed", "exec-9")
+    plan = plan_run(CurationRequest(run_id="exec-9"), database="lake", curated_bucket="c-b", changes=changes)
+    # THEN the plan covers both dates, but each table rebuilds only its own dataset's date
+    assert plan.dates == [dt.date(2026, 10, 26), dt.date(2026, 10, 27)]
+    builds = {s.table: s.query for s in plan.queries if s.step == "build"}
+    assert (
+        "DATE '2026-10-27'" in builds["clickstream_hourly"] and "DATE '2026-10-26'" not in builds["clickstream_hourly"]
+    )
+    assert "DATE '2026-10-27'" in builds["daily_active_users"]
+    assert (
+        "DATE '2026-10-26'" in builds["daily_sales_by_region"] and "2026-10-27" not in builds["daily_sales_by_region"]
+    )
+    # AND the clickstream tables are published date by date, never re-pointed whole
+    publish = next(s.query for s in plan.queries if s.name == "clickstream_hourly/publish")
+    assert "PARTITION (event_date = '2026-10-27') LOCATION 's3://c-b/clickstream_hourly/runs/exec_9/" in publish

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Final
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from datalake.aws import AwsClients
+from datalake.contracts import REGISTRY, Dataset
 from datalake.runs import load_run_summary
 from datalake.settings import Settings
 
@@ -29,7 +30,7 @@ _HEADER: Final = re.compile(r"^--\s*(name|description):\s*(.+)$", re.MULTILINE)
 
 @dataclass(frozen=True)
 class CuratedTable:
-    """A curated table and how it is rebuilt.
+    """A curated table and how it is rebuilt, from the `Curated` declaration of the dataset that feeds it.
 
     Parameters
     ----------
@@ -38,24 +39,71 @@ class CuratedTable:
     partition_column
         The date partition a run rebuilds for the dates it processed; None for a table rebuilt whole.
     sources
-        Processed datasets whose change calls for a rebuild.
+        Processed datasets whose change calls for a rebuild: the dataset that declares it, and those it reads.
+    dataset
+        The dataset that declares it; a partitioned table's dates are that dataset's.
     """
 
     name: str
     partition_column: str | None
     sources: frozenset[str]
+    dataset: str = ""
 
 
-TABLES: Final = (
-    CuratedTable("daily_sales_by_region", "sale_date", frozenset({"sales"})),
-    CuratedTable("product_performance", "sale_date", frozenset({"sales"})),
-    CuratedTable("customer_aggregates", None, frozenset({"sales", "customers"})),
-    CuratedTable("clickstream_hourly", None, frozenset({"clickstream"})),
-    CuratedTable("daily_active_users", None, frozenset({"clickstream"})),
-)
-VIEWS: Final = ("customers_history", "products_history", "customers_current", "products_current")
-"""Views over the processed zone, (re)created before the tables that read them: each reference dataset's versions
-with their validity spans for point-in-time enrichment (ADR 0007), then its current version, read from those."""
+def curated_tables(registry: Mapping[str, Dataset] = REGISTRY) -> tuple[CuratedTable, ...]:
+    """Every curated table the registered datasets declare, by dataset name, then in declaration order.
+
+    Raises
+    ------
+    ValueError
+        When two datasets declare the same table, or a table reads a dataset that is not registered.
+    """
+    tables: dict[str, CuratedTable] = {}
+    for name, dataset in sorted(registry.items()):
+        for table in dataset.curated:
+            if table.name in tables:
+                raise ValueError(f"curated table {table.name!r} is declared by {tables[table.name].dataset} and {name}")
+            unknown = sorted(set(table.reads) - set(registry))
+            if unknown:
+                raise ValueError(f"curated table {table.name!r} of {name} reads unknown datasets {unknown}")
+            sources = frozenset({name, *table.reads})
+            tables[table.name] = CuratedTable(_identifier(table.name, "table"), table.partition_column, sources, name)
+    return tuple(tables.values())
+
+
+@dataclass(frozen=True)
+class ReferenceView:
+    """A view over a versioned reference dataset's processed rows (ADR 0007), rendered from a generic template.
+
+    `<dataset>_history` gives each version its validity span (SCD type 2); `<dataset>_current` the latest version.
+    """
+
+    name: str
+    template: str
+    values: Mapping[str, str]
+
+
+def reference_views(registry: Mapping[str, Dataset] = REGISTRY) -> tuple[ReferenceView, ...]:
+    """The views of every dataset that keeps its versions: every history view, then every current view.
+
+    A current view reads its history view, so the history views come first.
+    """
+    versioned = [d for _, d in sorted(registry.items()) if d.keep_versions and d.version_field is not None]
+    history, current = [], []
+    for dataset in versioned:
+        assert dataset.version_field is not None
+        columns = [*dataset.contract.model_fields, *(d.name for d in dataset.derived)]
+        values = {
+            "source": dataset.name,
+            "columns": ",\n    ".join(f"v.{c} AS {c}" for c in columns),
+            "inner_columns": ",\n        ".join(f"s.{c}" for c in columns),
+            "current_columns": ",\n    ".join(f"h.{c} AS {c}" for c in columns),
+            "key": ", ".join(f"s.{c}" for c in dataset.key),
+            "version": dataset.version_field,
+        }
+        history.append(ReferenceView(f"{dataset.name}_history", "views/history.sql", values))
+        current.append(ReferenceView(f"{dataset.name}_current", "views/current.sql", values))
+    return (*history, *current)
 
 
 class Statement(BaseModel):
@@ -128,10 +176,16 @@ class NamedQuery:
 
 @dataclass(frozen=True)
 class RunChanges:
-    """What a processing run changed: the sale dates it rewrote and the datasets with new rows."""
+    """What a processing run changed: per dataset feeding a date-partitioned table, the dates to rebuild; the
+    datasets with new rows."""
 
-    dates: tuple[dt.date, ...]
+    dates_by_dataset: Mapping[str, tuple[dt.date, ...]]
     changed: frozenset[str]
+
+    @property
+    def dates(self) -> tuple[dt.date, ...]:
+        """Every date some table rebuilds, in order."""
+        return tuple(sorted({day for days in self.dates_by_dataset.values() for day in days}))
 
 
 # ---------------------------------------------------------------------------------------------- SQL files
@@ -185,8 +239,9 @@ def plan_statements(
     curated_bucket: str,
     run_id: str,
     dates: Sequence[dt.date],
-    changed: Collection[str] = frozenset({"sales", "customers"}),
-    tables: Sequence[CuratedTable] = TABLES,
+    changed: Collection[str],
+    tables: Sequence[CuratedTable] | None = None,
+    dates_by_dataset: Mapping[str, Sequence[dt.date]] | None = None,
 ) -> list[Statement]:
     """Render the statements that rebuild the curated tables for one run, in the order they must run.
 
@@ -203,7 +258,10 @@ def plan_statements(
     changed
         Processed datasets with new rows; a table rebuilt whole is planned when one of its sources changed.
     tables
-        The tables to plan (all by default).
+        The tables to plan (every declared one by default).
+    dates_by_dataset
+        When given, a date-partitioned table rebuilds the dates of the dataset that feeds it (none when absent)
+        instead of `dates`: a run that changed one dataset's dates leaves the other datasets' tables alone.
 
     Returns
     -------
@@ -215,12 +273,13 @@ def plan_statements(
     database = _identifier(database, "database")
     if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", curated_bucket):
         raise ValueError(f"invalid bucket name {curated_bucket!r}")
-    days = sorted(set(dates))
-    if len(days) > MAX_DATES:
-        raise ValueError(f"a plan rebuilds at most {MAX_DATES} dates, not {len(days)}")
+    every = sorted(set(dates))
     token = run_token(run_id)
     statements: list[Statement] = []
-    for table in tables:
+    for table in curated_tables() if tables is None else tables:
+        days = every if dates_by_dataset is None else sorted(set(dates_by_dataset.get(table.dataset, ())))
+        if len(days) > MAX_DATES:
+            raise ValueError(f"a plan rebuilds at most {MAX_DATES} dates, not {len(days)}")
         if table.partition_column is not None and days:
             statements.extend(_partitioned(table, database, curated_bucket, token, days))
         elif table.partition_column is None and table.sources & set(changed):
@@ -229,27 +288,35 @@ def plan_statements(
         return []
     views = [
         _statement(
-            view,
+            view.name,
             "view",
             "rebuild/view.sql",
             database=database,
-            view=view,
-            select=_select(f"views/{view}.sql", database),
+            view=view.name,
+            select=_select(view.template, database, **view.values),
         )
-        for view in VIEWS
+        for view in reference_views()
     ]
     return views + statements
 
 
 def plan_run(request: CurationRequest, *, database: str, curated_bucket: str, changes: RunChanges) -> CurationPlan:
     """The plan of a pipeline run: the request's own dates or window when it gives them, else the run's changes."""
+    by_dataset: Mapping[str, Sequence[dt.date]] | None
     if request.dates is not None or request.window is not None:
         days = sorted({*(request.dates or []), *(request.window.dates() if request.window else [])})
-        changed = frozenset(request.datasets or {source for t in TABLES for source in t.sources})
+        changed = frozenset(request.datasets or {source for t in curated_tables() for source in t.sources})
+        # datasets named: only their partitioned tables rebuild the dates; none named: every partitioned table
+        by_dataset = {name: tuple(days) for name in request.datasets} if request.datasets else None
     else:
-        days, changed = list(changes.dates), changes.changed
+        days, changed, by_dataset = list(changes.dates), changes.changed, changes.dates_by_dataset
     queries = plan_statements(
-        database=database, curated_bucket=curated_bucket, run_id=request.run_id, dates=days, changed=changed
+        database=database,
+        curated_bucket=curated_bucket,
+        run_id=request.run_id,
+        dates=days,
+        changed=changed,
+        dates_by_dataset=by_dataset,
     )
     return CurationPlan(run_id=request.run_id, dates=days, changed=sorted(changed), queries=queries)
 
@@ -268,7 +335,7 @@ def plan_curation(request: CurationRequest, *, settings: Settings, clients: AwsC
     """
     explicit = request.dates is not None or request.window is not None
     changes = (
-        RunChanges((), frozenset())
+        RunChanges({}, frozenset())
         if explicit
         else run_changes(clients.s3, settings.require("processed_bucket"), request.run_id)
     )
@@ -292,13 +359,14 @@ def run_changes(s3: S3Client, processed_bucket: str, run_id: str) -> RunChanges:
         When S3 throttles or fails transiently.
     """
     summary = load_run_summary(s3, processed_bucket, run_id)
-    dated = {source for table in TABLES if table.partition_column is not None for source in table.sources}
-    days: set[dt.date] = set()
-    for name, part in summary.datasets.items():
-        if name in dated:
-            days.update(part.partitions, part.partitions_removed, part.reference_dates)
+    dated = {table.dataset for table in curated_tables() if table.partition_column is not None}
+    by_dataset = {
+        name: tuple(sorted({*part.partitions, *part.partitions_removed, *part.reference_dates}))
+        for name, part in sorted(summary.datasets.items())
+        if name in dated
+    }
     changed = frozenset(name for name, part in summary.datasets.items() if part.changed)
-    return RunChanges(tuple(sorted(days)), changed)
+    return RunChanges({name: days for name, days in by_dataset.items() if days}, changed)
 
 
 def run_token(run_id: str) -> str:
