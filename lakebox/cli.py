@@ -492,12 +492,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- stream, schedule
 def cmd_stream(args: argparse.Namespace) -> int:
     """Produce generated events into a stream and deliver them as the event source mapping (or Firehose) would."""
-    from lakebox.streams import run_stream
+    from lakebox.streams import default_stream_dataset, run_stream
 
+    dataset = args.dataset or default_stream_dataset()
     with _progress() as progress, _box(args, progress) as box:
         run = run_stream(
             box.stack,
-            dataset=args.dataset,
+            dataset=dataset,
             rate=args.rate,
             seconds=args.seconds,
             seed=args.seed,
@@ -1174,7 +1175,9 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--tail", type=positive_int, help="only the last N lines")
 
     stream = add("stream", cmd_stream, "produce generated events into a stream and deliver them in batches")
-    stream.add_argument("--dataset", default="clickstream", help="the dataset of the stream (clickstream)")
+    stream.add_argument(
+        "--dataset", help="the stream-delivered dataset to produce (default: the registry's one, if it has one)"
+    )
     stream.add_argument("--rate", type=non_negative_float, default=100.0, help="events produced a second")
     stream.add_argument("--seconds", type=non_negative_float, default=10.0, help="how long to produce")
     stream.add_argument("--bad-rate", type=share, default=0.02, help="share of invalid events")
