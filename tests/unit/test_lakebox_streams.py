@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
-import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -148,26 +147,3 @@ def test_loops_nest_inside_properties_and_take_a_list_parameter() -> None:
 def test_a_malformed_loop_is_refused_with_its_name(section: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         expand_for_each(section, DOCUMENT)
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        "lakebox/streams.py",
-        "lakebox/kinesis.py",
-        "lakebox/firehose.py",
-        "lakebox/template.py",
-        "layers/common/datalake/streaming.py",
-        "layers/common/datalake/firehose.py",
-        "functions/ingest_stream/app.py",
-        "functions/transform_records/app.py",
-    ],
-)
-def test_the_stream_code_names_no_dataset(module: str) -> None:
-    # GIVEN the generic stream code  WHEN it is read  THEN no registered dataset's name appears in it
-    from datalake.contracts import REGISTRY
-    from tests.conftest import ROOT
-
-    source = (ROOT / module).read_text(encoding="utf-8")
-    named = [name for name in REGISTRY if re.search(rf"\b{name}\b", source)]
-    assert named == [], f"{module} names {named}"
