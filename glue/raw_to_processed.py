@@ -101,7 +101,7 @@ def contract_schema(dataset: Dataset) -> T.StructType:
         One nullable field per contract field: `str`/`Literal`/str enums → string, `int` → int (long when
         unbounded), `float` → double, `bool` → boolean, `Decimal` → decimal(max_digits, decimal_places), aware
         datetimes → timestamp, `date` → date; a nested model → struct of its fields, `list[X]` → array<X>,
-        `dict[str, X]` → map<string,X>, to any depth (ADR 0013).
+        `dict[str, X]` → map<string,X>, to any depth (ADR 0015).
     """
     return T.StructType([T.StructField(name, _field_type(info)) for name, info in _fields(dataset)])
 
