@@ -19,8 +19,9 @@ exactly those inputs. `awsglue` is imported only in the `__main__` bootstrap.
 
 Arguments (without the leading `--`): `raw_path`, `processed_path` (URIs of the zones' roots),
 `catalog_processed_path` and `catalog_raw_path` (the locations the catalog records, default `processed_path` and
-`raw_path`), `datasets` (JSON list or comma-separated; default all), `database` (default `data_lake_db`), `table_prefix` (default empty),
-`update_catalog` (default `true`), `run_id` (default Glue's `JOB_RUN_ID`), `since` (ISO-8601), `settle_seconds`.
+`raw_path`), `datasets` (JSON list or comma-separated; default all), `database` (default `data_lake_db`),
+`table_prefix` (default empty), `update_catalog` (default `true`; it also declares the raw tables and judges
+schema changes, ADR 0015), `run_id` (default Glue's `JOB_RUN_ID`), `since` (ISO-8601), `settle_seconds`.
 """
 
 from __future__ import annotations
@@ -734,8 +735,6 @@ def check_schema(glue: Any, spark: SparkSession, options: JobOptions, dataset: D
             return verdict
     raw = schemas.declare_raw_table(glue, options.database, f"{options.catalog_raw_path}{dataset.name}/", dataset)
     return raw if verdict is None or raw.breaking else verdict
-
-
 
 
 def _configure(spark: SparkSession) -> None:

@@ -69,7 +69,8 @@ def hive_type(annotation: Any, metadata: Sequence[Any] = ()) -> str:
     annotation = _strip_none(annotation)
     if get_origin(annotation) is Annotated:
         inner, *extra = get_args(annotation)
-        return hive_type(inner, (*metadata, *extra))
+        flat = [m for item in extra for m in (item.metadata if isinstance(item, FieldInfo) else [item])]
+        return hive_type(inner, (*metadata, *flat))
     if get_origin(annotation) is Literal:
         kinds = {type(v) for v in get_args(annotation)}
         if len(kinds) != 1:
@@ -288,7 +289,9 @@ def compare(
         if name not in after:
             changes.append(ColumnChange(column=name, kind="removed", before=kind, breaking=True))
         elif _normal(after[name]) != _normal(kind):
-            changes.append(ColumnChange(column=name, kind="type_changed", before=kind, after=after[name], breaking=True))
+            changes.append(
+                ColumnChange(column=name, kind="type_changed", before=kind, after=after[name], breaking=True)
+            )
         elif name in required and required_before is not None and name not in required_before:
             changes.append(ColumnChange(column=name, kind="now_required", before=kind, after=kind, breaking=True))
     for name, kind in after.items():
