@@ -406,11 +406,10 @@ def _ordered(names: Iterable[str]) -> tuple[Dataset, ...]:
 
 
 def _parse_datasets(value: str | None) -> list[str]:
-    if not value or not value.strip():
-        return list(REGISTRY)
-    text = value.strip()
+    """The named datasets (a JSON list or comma-separated); none named means every registered one (ADR 0012)."""
+    text = (value or "").strip()
     names = json.loads(text) if text.startswith("[") else [n.strip() for n in text.split(",")]
-    return [str(n) for n in names if str(n)]
+    return [str(n) for n in names if str(n)] or sorted(REGISTRY)
 
 
 @dataclass(frozen=True)

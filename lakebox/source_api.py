@@ -23,6 +23,8 @@ import boto3
 from lakebox.sample import SampleSpec, sales_lines
 
 MAX_LIMIT = 1000
+API_ID_OFFSET = 500_000_000
+"""Sales served by the sample source API are numbered from here, apart from the generated files' sales."""
 RESOURCE = "/sales"
 
 

@@ -24,7 +24,7 @@ clients = AwsClients.from_session()
 @event_parser(model=EventBridgeModel)
 def lambda_handler(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
     """Write one export, named by the schedule's time; return where it went and what it holds."""
-    summary = backup_catalog(clients.session, settings, now=event.time)
+    summary = backup_catalog(clients, settings, now=event.time)
     logger.info("catalog backed up", extra={"backup": summary.model_dump()})
     document: dict[str, Any] = summary.model_dump(mode="json")
     return document

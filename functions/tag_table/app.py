@@ -30,6 +30,6 @@ class CatalogChangeEvent(EventBridgeModel):
 @event_parser(model=CatalogChangeEvent)
 def lambda_handler(event: CatalogChangeEvent, context: LambdaContext) -> dict[str, Any]:
     """Tag the event's created tables; return what each got."""
-    tagged = tag_tables(clients.session, settings, event.detail.database_name, event.detail.changed_tables)
+    tagged = tag_tables(clients, settings, event.detail.database_name, event.detail.changed_tables)
     logger.info("zone tags", extra={"tables": [t.model_dump() for t in tagged]})
     return {"database": event.detail.database_name, "tables": [t.model_dump() for t in tagged]}

@@ -14,6 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from datalake.aws import AwsClients
 from datalake.catalog_backup import backup_catalog, export_catalog, latest_backup, load_backup, restore_catalog
 from datalake.exceptions import TerminalError
 from datalake.settings import Settings
@@ -94,7 +95,7 @@ def _catalog(session: boto3.Session) -> dict[str, Any]:
 
 
 def test_backup_writes_one_gzip_export_named_by_its_time(aws: boto3.Session) -> None:
-    summary = backup_catalog(aws, SETTINGS, now=AT)
+    summary = backup_catalog(AwsClients.from_session(aws), SETTINGS, now=AT)
     assert summary.key == "catalog-backups/2026/11/23/20261123T033000Z.json.gz"
     assert (summary.databases, summary.tables, summary.partitions) == (1, 3, 150)
     body = aws.client("s3").get_object(Bucket="artifacts", Key=summary.key)["Body"].read()
@@ -110,7 +111,7 @@ def test_backup_writes_one_gzip_export_named_by_its_time(aws: boto3.Session) -> 
 def test_restore_brings_back_dropped_tables_partitions_and_changed_locations(aws: boto3.Session) -> None:
     # GIVEN a backup of the catalog
     before = _catalog(aws)
-    key = backup_catalog(aws, SETTINGS, now=AT).key
+    key = backup_catalog(AwsClients.from_session(aws), SETTINGS, now=AT).key
     # WHEN the catalog loses a table, 120 partitions, and a table is re-pointed
     glue = aws.client("glue")
     glue.delete_table(DatabaseName=DB, Name="customers_current")
@@ -173,7 +174,7 @@ def test_restore_script_restores_the_newest_backup(aws: boto3.Session, capsys: p
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    key = backup_catalog(aws, SETTINGS, now=AT).key
+    key = backup_catalog(AwsClients.from_session(aws), SETTINGS, now=AT).key
     aws.client("glue").delete_table(DatabaseName=DB, Name="sales")
     assert script.main(["--bucket", "artifacts", "--dry-run"]) == 0
     assert json.loads(capsys.readouterr().out)["key"] == key
@@ -238,4 +239,4 @@ def test_backup_marks_superseded_runs_when_the_curated_bucket_is_set(aws: boto3.
     aws.client("s3").put_object(Bucket="curated", Key="t/runs/old/part-0.parquet", Body=b"x")
     settings = Settings(artifacts_bucket="artifacts", curated_bucket="curated", glue_database=DB)
     later = datetime(2099, 1, 1, tzinfo=UTC)
-    assert backup_catalog(aws, settings, now=later).superseded_folders == 1
+    assert backup_catalog(AwsClients.from_session(aws), settings, now=later).superseded_folders == 1

@@ -18,11 +18,13 @@ from moto import mock_aws
 from pydantic import ValidationError
 from sqlglot import exp
 
+from datalake.contracts import REGISTRY, registered
+from datalake.contracts.base import Contract, Curated, Dataset, EventTime
 from datalake.curation import (
     MAX_PARTITIONS_PER_QUERY,
-    TABLES,
     CurationRequest,
     RunChanges,
+    curated_tables,
     named_queries,
     plan_run,
     plan_statements,
@@ -43,6 +45,7 @@ def _plan(**overrides: Any) -> list[Any]:
         "curated_bucket": "curated-bucket",
         "run_id": "Exec-42",
         "dates": DAYS,
+        "changed": {"sales", "customers"},
     }
     return plan_statements(**(arguments | overrides))
 
@@ -142,7 +145,7 @@ def test_every_rendered_statement_parses_as_athena_sql() -> None:
 
 def test_curated_select_columns_equal_the_declared_table_columns_in_order() -> None:
     # GIVEN each curated table's DDL and query THEN the query's outputs are the DDL's columns, partition last
-    for table in TABLES:
+    for table in curated_tables():
         ddl = sqlglot.parse_one(
             render(sql_text(f"curated/{table.name}.table.sql"), {"database": "d", "location": "s3://b/t/"}),
             read="athena",
@@ -275,3 +278,71 @@ def test_handler_takes_an_explicit_window_without_reading_the_summary(handler: M
     event = {"run_id": "backfill-1", "window": {"start": "2026-10-01", "end": "2026-10-02"}}
     result = handler.lambda_handler(event, lambda_context)
     assert result["dates"] == ["2026-10-01", "2026-10-02"]
+
+
+# ------------------------------------------------------------------------------------- declared tables
+
+
+def test_curated_tables_are_the_ones_the_datasets_declare() -> None:
+    # GIVEN the registry THEN every curated table comes from a dataset's declaration, with that dataset a source
+    tables = {t.name: t for t in curated_tables()}
+    assert set(tables) == {c.name for d in REGISTRY.values() for c in d.curated}
+    assert tables["customer_aggregates"].sources == {"sales", "customers"}
+    assert tables["daily_sales_by_region"].partition_column == "sale_date"
+    assert all(t.dataset in t.sources for t in tables.values())
+    # AND each declared table has its query and its DDL
+    for table in tables.values():
+        assert sql_text(f"curated/{table.name}.sql") and sql_text(f"curated/{table.name}.table.sql")
+
+
+def test_a_new_datasets_curated_table_and_versioned_views_are_planned_with_no_other_edit() -> None:
+    # GIVEN a new versioned dataset that declares a whole table reading sales
+    meters = Dataset(
+        name="meters",
+        contract=_Meter,
+        key=("meter_id", "site"),
+        event_time="read_at",
+        version_field="read_at",
+        keep_versions=True,
+        curated=(Curated("meter_totals", reads=("sales",)),),
+    )
+    with registered(meters):
+        tables = {t.name: t for t in curated_tables()}
+        existing = [t for t in tables.values() if t.dataset != "meters"]
+        statements = plan_statements(
+            database="lake",
+            curated_bucket="curated-bucket",
+            run_id="r1",
+            dates=[],
+            changed={"meters", "customers"},
+            tables=existing,
+        )
+    # THEN its table is declared, and its views are rendered from the generic templates
+    assert tables["meter_totals"].sources == {"meters", "sales"}
+    names = [s.name for s in statements]
+    assert names.index("meters_history/view") < names.index("meters_current/view")
+    history = next(s.query for s in statements if s.name == "meters_history/view")
+    assert "PARTITION BY s.meter_id, s.site ORDER BY s.read_at" in history
+    assert "v.reading AS reading" in history and "FROM lake.meters AS s" in history
+    current = next(s.query for s in statements if s.name == "meters_current/view")
+    assert "FROM lake.meters_history AS h" in current and "h.reading AS reading" in current
+    assert sqlglot.parse_one(history.split(" AS\n", 1)[1], read="athena")
+
+
+def test_a_table_declared_twice_or_reading_an_unknown_dataset_is_refused() -> None:
+    def meters(*curated: Curated) -> Dataset:
+        return Dataset(name="meters", contract=_Meter, key=("meter_id",), event_time="read_at", curated=curated)
+
+    with registered(meters(Curated("customer_aggregates"))), pytest.raises(ValueError, match="declared by meters and"):
+        curated_tables()
+    with registered(meters(Curated("m", reads=("nope",)))), pytest.raises(ValueError, match="reads unknown datasets"):
+        curated_tables()
+    with pytest.raises(ValueError, match="not its own"):
+        meters(Curated("m", reads=("meters",)))
+
+
+class _Meter(Contract):
+    meter_id: str
+    site: str
+    read_at: EventTime
+    reading: float

@@ -10,6 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from datalake.aws import AwsClients
 from datalake.exceptions import TerminalError
 from datalake.governance import CatalogChange, tag_tables, zone_of_table
 from datalake.settings import Settings
@@ -127,7 +128,7 @@ def test_tagger_tags_each_new_table_with_its_zone_and_skips_the_rest() -> None:
         glue.create_table(DatabaseName="db", TableInput={"Name": name, "StorageDescriptor": {"Location": location}})
     settings = Settings(raw_bucket="raw-b", processed_bucket="processed-b", curated_bucket="curated-b")
     # WHEN the tagger handles the creation event of the three
-    tagged = tag_tables(session, settings, "db", ["daily", "elsewhere", "gone"])
+    tagged = tag_tables(AwsClients.from_session(session), settings, "db", ["daily", "elsewhere", "gone"])
     # THEN the curated table carries zone=curated; the others are reported, not failed
     assert [(t.table, t.zone, t.outcome) for t in tagged] == [
         ("daily", "curated", "tagged"),
@@ -147,4 +148,4 @@ def test_tagger_fails_terminally_when_lake_formation_refuses_the_tag() -> None:
     )
     settings = Settings(raw_bucket="raw-b", processed_bucket="processed-b", curated_bucket="curated-b")
     with pytest.raises(TerminalError, match=r"refused zone=raw on db.t: .*Tag or tag value does not exist"):
-        tag_tables(session, settings, "db", ["t"])  # no zone tag was ever created
+        tag_tables(AwsClients.from_session(session), settings, "db", ["t"])  # no zone tag was ever created

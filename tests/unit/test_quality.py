@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from moto import mock_aws
 
-from datalake.contracts import get_dataset
+from datalake.contracts import REGISTRY, get_dataset
 from datalake.exceptions import QualityGateFailed, TerminalError
 from datalake.quality import (
     BASELINE,
@@ -322,6 +322,16 @@ def test_gate_failure_raises_with_the_whole_report(lake: Lake) -> None:
     assert "sales.revenue_equals_quantity_x_unit_price" in str(caught.value)
     assert caught.value.report["passed"] is False
     assert caught.value.report["datasets"][0]["dataset"] == "sales"
+
+
+def test_gate_naming_no_dataset_checks_every_registered_one(lake: Lake) -> None:
+    # GIVEN a run whose summary holds only some datasets, WHEN the gate is asked for none in particular
+    lake.put_partition("2026-11-02", sales_table(["T1", "T2"]))
+    assert QualityGateRequest(execution_id="arn:aws:states:us-east-1:1:execution:p:run-1").datasets == []
+    # THEN it checks the whole registry, and a registered dataset the job did not process is a terminal error
+    missing = sorted(set(REGISTRY) - {"sales", "products"})[0]
+    with pytest.raises(TerminalError, match=f"did not process {missing}"):
+        check_quality(lake.session, lake.settings, [], "run-1", now=NOW)
 
 
 def test_gate_without_a_job_summary_is_a_terminal_error(lake: Lake) -> None:

@@ -16,7 +16,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from datalake.contracts import get_dataset
+from datalake.contracts import REGISTRY, get_dataset
 from datalake.exceptions import TerminalError
 from glue import raw_to_processed as job
 
@@ -111,12 +111,9 @@ def test_options_order_reference_datasets_before_the_datasets_they_enrich() -> N
     assert options.raw_path == "s3://raw-bucket/"
     assert options.catalog_processed_path == "s3://processed-bucket/"
     assert options.run_id == "jr_1"
-    assert {d.name for d in job.JobOptions.from_args(args).datasets} == {
-        "sales",
-        "products",
-        "customers",
-        "clickstream",
-    }
+    # AND none named (no argument, or the state machine's default empty list) is every registered dataset
+    assert {d.name for d in job.JobOptions.from_args(args).datasets} == set(REGISTRY)
+    assert {d.name for d in job.JobOptions.from_args({**args, "datasets": "[]"}).datasets} == set(REGISTRY)
 
 
 def test_missing_paths_are_a_terminal_error() -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from datalake.contracts import REGISTRY
 from lakebox.sagemaker import register as register_sagemaker
 from lakebox.sfn import (
     Execution,
@@ -197,7 +198,9 @@ class FakeServices:
         if function.endswith("check-quality"):
             if self.quality_fails:
                 raise QualityGateFailed("sales: 3 rows with a null transaction_id")
-            return {"passed": True, "datasets": {name: {"passed": True} for name in payload["datasets"]}}
+            # the gate's report shape: every registered dataset when the run names none (ADR 0012)
+            names = payload["datasets"] or sorted(REGISTRY)
+            return {"passed": True, "datasets": [{"dataset": n, "passed": True, "rules": []} for n in names]}
         queries = [
             {"name": f"{name}/build", "table": name, "step": "build", "query": f"CREATE TABLE {name} AS SELECT 1"}
             for name in CURATED
@@ -467,8 +470,10 @@ def test_defaults_apply_when_the_input_names_nothing() -> None:
     services = FakeServices()
     execution, _ = run_pipeline(services, input={})
 
-    # THEN every dataset (the clickstream too) and the Glue engine are used
-    assert execution.output["datasets"] == ["sales", "products", "customers", "clickstream"]
+    # THEN the Spark job and the gate are asked for every dataset (none named), the summary names what was checked
+    ((_, arguments),) = services.calls[GLUE]
+    assert arguments["--datasets"] == "[]"
+    assert execution.output["datasets"] == sorted(REGISTRY)
     assert execution.output["engine"] == "glue"
 
 
@@ -657,7 +662,7 @@ def test_training_fails_always_alerts_and_leaves_the_curated_tables_and_the_run_
     assert (forecast["status"], forecast["error"], forecast["run_id"]) == ("FAILED", "States.TaskFailed", "run-1")
     assert "AlgorithmError" in forecast["cause"]
     alert, summary = services.calls[SNS]
-    assert alert["Subject"] == "Data lake sales forecast failed"
+    assert alert["Subject"] == "Data lake forecast failed"
     assert json.loads(alert["Message"])["status"] == "FAILED"
     assert json.loads(summary["Message"])["forecast"]["status"] == "FAILED"
     assert run_item(services)["status"] == "SUCCEEDED"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -13,6 +14,8 @@ from datalake.exceptions import TerminalError, TransientError
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
     from mypy_boto3_events.client import EventBridgeClient
+    from mypy_boto3_glue.client import GlueClient
+    from mypy_boto3_lakeformation.client import LakeFormationClient
     from mypy_boto3_s3.client import S3Client
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
@@ -20,7 +23,11 @@ _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeou
 
 @dataclass(frozen=True)
 class AwsClients:
-    """S3, DynamoDB and EventBridge clients sharing one session (and so one endpoint and credentials)."""
+    """The engine's AWS clients, sharing one session (and so one endpoint and credentials), built once per process.
+
+    S3, DynamoDB and EventBridge are built with the object; Glue and Lake Formation on first use, by the few
+    functions that need them.
+    """
 
     session: boto3.Session
     s3: S3Client
@@ -37,6 +44,16 @@ class AwsClients:
             dynamodb=session.resource("dynamodb", config=_CONFIG),
             events=session.client("events", config=_CONFIG),
         )
+
+    @cached_property
+    def glue(self) -> GlueClient:
+        """The Glue client (the catalog)."""
+        return self.session.client("glue", config=_CONFIG)
+
+    @cached_property
+    def lakeformation(self) -> LakeFormationClient:
+        """The Lake Formation client (LF-Tags)."""
+        return self.session.client("lakeformation", config=_CONFIG)
 
 
 def error_code(exc: Any) -> str:

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any, Final
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from datalake.aws import aws_error, error_code
+from datalake.aws import AwsClients, aws_error, error_code
 from datalake.exceptions import TerminalError
 from datalake.settings import Settings
 
 if TYPE_CHECKING:
-    import boto3
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def backup_key(now: datetime) -> str:
     return f"{BACKUP_PREFIX}{now:%Y/%m/%d}/{now:%Y%m%dT%H%M%SZ}.json.gz"
 
 
-def backup_catalog(session: boto3.Session, settings: Settings, now: datetime | None = None) -> BackupSummary:
+def backup_catalog(clients: AwsClients, settings: Settings, now: datetime | None = None) -> BackupSummary:
     """Export the lake's database (`glue_database`) to the artifacts bucket, then mark superseded run folders.
 
     With `curated_bucket` set, the curated run folders that no table or partition of the export references are
@@ -126,14 +126,12 @@ def backup_catalog(session: boto3.Session, settings: Settings, now: datetime | N
     """
     moment = now or datetime.now(UTC)
     bucket = settings.require("artifacts_bucket")
-    glue = session.client("glue")
+    glue = clients.glue
     try:
         document = export_catalog(glue, [settings.glue_database], moment)
         key = backup_key(moment)
         body = gzip.compress(json.dumps(document, default=str).encode(), compresslevel=6)
-        session.client("s3").put_object(
-            Bucket=bucket, Key=key, Body=body, ContentType="application/json", ContentEncoding="gzip"
-        )
+        clients.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", ContentEncoding="gzip")
     except ClientError as exc:
         raise aws_error(exc, "backing up the catalog") from exc
     databases, tables, partitions = _counts(document)
@@ -141,9 +139,7 @@ def backup_catalog(session: boto3.Session, settings: Settings, now: datetime | N
     superseded = 0
     if settings.curated_bucket:
         try:
-            superseded = len(
-                mark_superseded_runs(session.client("s3"), settings.curated_bucket, document, moment).folders
-            )
+            superseded = len(mark_superseded_runs(clients.s3, settings.curated_bucket, document, moment).folders)
         except ClientError as exc:
             raise aws_error(exc, "marking superseded curated run folders") from exc
     return BackupSummary(

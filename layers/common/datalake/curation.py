@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Final
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from datalake.aws import AwsClients
+from datalake.contracts import REGISTRY, Dataset
 from datalake.runs import load_run_summary
 from datalake.settings import Settings
 
@@ -29,7 +30,7 @@ _HEADER: Final = re.compile(r"^--\s*(name|description):\s*(.+)$", re.MULTILINE)
 
 @dataclass(frozen=True)
 class CuratedTable:
-    """A curated table and how it is rebuilt.
+    """A curated table and how it is rebuilt, from the `Curated` declaration of the dataset that feeds it.
 
     Parameters
     ----------
@@ -38,24 +39,71 @@ class CuratedTable:
     partition_column
         The date partition a run rebuilds for the dates it processed; None for a table rebuilt whole.
     sources
-        Processed datasets whose change calls for a rebuild.
+        Processed datasets whose change calls for a rebuild: the dataset that declares it, and those it reads.
+    dataset
+        The dataset that declares it; a partitioned table's dates are that dataset's.
     """
 
     name: str
     partition_column: str | None
     sources: frozenset[str]
+    dataset: str = ""
 
 
-TABLES: Final = (
-    CuratedTable("daily_sales_by_region", "sale_date", frozenset({"sales"})),
-    CuratedTable("product_performance", "sale_date", frozenset({"sales"})),
-    CuratedTable("customer_aggregates", None, frozenset({"sales", "customers"})),
-    CuratedTable("clickstream_hourly", None, frozenset({"clickstream"})),
-    CuratedTable("daily_active_users", None, frozenset({"clickstream"})),
-)
-VIEWS: Final = ("customers_history", "products_history", "customers_current", "products_current")
-"""Views over the processed zone, (re)created before the tables that read them: each reference dataset's versions
-with their validity spans for point-in-time enrichment (ADR 0007), then its current version, read from those."""
+def curated_tables(registry: Mapping[str, Dataset] = REGISTRY) -> tuple[CuratedTable, ...]:
+    """Every curated table the registered datasets declare, by dataset name, then in declaration order.
+
+    Raises
+    ------
+    ValueError
+        When two datasets declare the same table, or a table reads a dataset that is not registered.
+    """
+    tables: dict[str, CuratedTable] = {}
+    for name, dataset in sorted(registry.items()):
+        for table in dataset.curated:
+            if table.name in tables:
+                raise ValueError(f"curated table {table.name!r} is declared by {tables[table.name].dataset} and {name}")
+            unknown = sorted(set(table.reads) - set(registry))
+            if unknown:
+                raise ValueError(f"curated table {table.name!r} of {name} reads unknown datasets {unknown}")
+            sources = frozenset({name, *table.reads})
+            tables[table.name] = CuratedTable(_identifier(table.name, "table"), table.partition_column, sources, name)
+    return tuple(tables.values())
+
+
+@dataclass(frozen=True)
+class ReferenceView:
+    """A view over a versioned reference dataset's processed rows (ADR 0007), rendered from a generic template.
+
+    `<dataset>_history` gives each version its validity span (SCD type 2); `<dataset>_current` the latest version.
+    """
+
+    name: str
+    template: str
+    values: Mapping[str, str]
+
+
+def reference_views(registry: Mapping[str, Dataset] = REGISTRY) -> tuple[ReferenceView, ...]:
+    """The views of every dataset that keeps its versions: every history view, then every current view.
+
+    A current view reads its history view, so the history views come first.
+    """
+    versioned = [d for _, d in sorted(registry.items()) if d.keep_versions and d.version_field is not None]
+    history, current = [], []
+    for dataset in versioned:
+        assert dataset.version_field is not None
+        columns = [*dataset.contract.model_fields, *(d.name for d in dataset.derived)]
+        values = {
+            "source": dataset.name,
+            "columns": ",\n    ".join(f"v.{c} AS {c}" for c in columns),
+            "inner_columns": ",\n        ".join(f"s.{c}" for c in columns),
+            "current_columns": ",\n    ".join(f"h.{c} AS {c}" for c in columns),
+            "key": ", ".join(f"s.{c}" for c in dataset.key),
+            "version": dataset.version_field,
+        }
+        history.append(ReferenceView(f"{dataset.name}_history", "views/history.sql", values))
+        current.append(ReferenceView(f"{dataset.name}_current", "views/current.sql", values))
+    return (*history, *current)
 
 
 class Statement(BaseModel):
@@ -185,8 +233,8 @@ def plan_statements(
     curated_bucket: str,
     run_id: str,
     dates: Sequence[dt.date],
-    changed: Collection[str] = frozenset({"sales", "customers"}),
-    tables: Sequence[CuratedTable] = TABLES,
+    changed: Collection[str],
+    tables: Sequence[CuratedTable] | None = None,
 ) -> list[Statement]:
     """Render the statements that rebuild the curated tables for one run, in the order they must run.
 
@@ -203,7 +251,7 @@ def plan_statements(
     changed
         Processed datasets with new rows; a table rebuilt whole is planned when one of its sources changed.
     tables
-        The tables to plan (all by default).
+        The tables to plan (every declared one by default).
 
     Returns
     -------
@@ -220,7 +268,7 @@ def plan_statements(
         raise ValueError(f"a plan rebuilds at most {MAX_DATES} dates, not {len(days)}")
     token = run_token(run_id)
     statements: list[Statement] = []
-    for table in tables:
+    for table in curated_tables() if tables is None else tables:
         if table.partition_column is not None and days:
             statements.extend(_partitioned(table, database, curated_bucket, token, days))
         elif table.partition_column is None and table.sources & set(changed):
@@ -229,14 +277,14 @@ def plan_statements(
         return []
     views = [
         _statement(
-            view,
+            view.name,
             "view",
             "rebuild/view.sql",
             database=database,
-            view=view,
-            select=_select(f"views/{view}.sql", database),
+            view=view.name,
+            select=_select(view.template, database, **view.values),
         )
-        for view in VIEWS
+        for view in reference_views()
     ]
     return views + statements
 
@@ -245,7 +293,7 @@ def plan_run(request: CurationRequest, *, database: str, curated_bucket: str, ch
     """The plan of a pipeline run: the request's own dates or window when it gives them, else the run's changes."""
     if request.dates is not None or request.window is not None:
         days = sorted({*(request.dates or []), *(request.window.dates() if request.window else [])})
-        changed = frozenset(request.datasets or {source for t in TABLES for source in t.sources})
+        changed = frozenset(request.datasets or {source for t in curated_tables() for source in t.sources})
     else:
         days, changed = list(changes.dates), changes.changed
     queries = plan_statements(
@@ -292,7 +340,7 @@ def run_changes(s3: S3Client, processed_bucket: str, run_id: str) -> RunChanges:
         When S3 throttles or fails transiently.
     """
     summary = load_run_summary(s3, processed_bucket, run_id)
-    dated = {source for table in TABLES if table.partition_column is not None for source in table.sources}
+    dated = {table.dataset for table in curated_tables() if table.partition_column is not None}
     days: set[dt.date] = set()
     for name, part in summary.datasets.items():
         if name in dated:

@@ -10,12 +10,12 @@ from urllib.parse import urlsplit
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from datalake.aws import aws_error, error_code
+from datalake.aws import AwsClients, aws_error, error_code
 from datalake.exceptions import TerminalError
 from datalake.settings import Settings
 
 if TYPE_CHECKING:
-    import boto3
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -75,13 +75,13 @@ class TableTag(BaseModel):
     outcome: Literal["tagged", "outside the zones", "gone"]
 
 
-def tag_tables(session: boto3.Session, settings: Settings, database: str, names: Sequence[str]) -> list[TableTag]:
+def tag_tables(clients: AwsClients, settings: Settings, database: str, names: Sequence[str]) -> list[TableTag]:
     """Give each named table of `database` the LF-Tag ``zone=<its zone>``.
 
     Parameters
     ----------
-    session
-        boto3 session (Glue to read the tables, Lake Formation to tag them).
+    clients
+        AWS clients (Glue to read the tables, Lake Formation to tag them).
     settings
         Needs the raw, processed and curated bucket names.
     database
@@ -97,8 +97,7 @@ def tag_tables(session: boto3.Session, settings: Settings, database: str, names:
         When Lake Formation refuses the tag (missing ASSOCIATE permission, unknown tag value).
     """
     buckets = zone_buckets(settings)
-    glue = session.client("glue")
-    lakeformation = session.client("lakeformation")
+    glue, lakeformation = clients.glue, clients.lakeformation
     results = []
     for name in names:
         try:

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from datalake.contracts import Dataset, get_dataset
+from datalake.contracts import REGISTRY, Dataset, get_dataset
 from datalake.contracts.base import Check
 from datalake.exceptions import QualityGateFailed, TerminalError
 from datalake.runs import DatasetRun, load_run_summary
@@ -77,11 +77,14 @@ class QualityReport(BaseModel):
 
 
 class QualityGateRequest(BaseModel):
-    """The gate task's input: the datasets, the job's run id (the execution's name unless given), the job run."""
+    """The gate task's input: the datasets, the job's run id (the execution's name unless given), the job run.
+
+    No datasets means every registered one (ADR 0012), as the Spark job reads the same empty list.
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    datasets: list[str] = Field(min_length=1)
+    datasets: list[str] = Field(default_factory=list)
     execution_id: str = Field(min_length=1)
     run_id: str = Field(min_length=1)
     job: dict[str, Any] = Field(default_factory=dict)
@@ -609,7 +612,7 @@ def check_quality(
     settings
         Needs `processed_bucket` and `manifests_table`; `freshness_max_age_hours`.
     datasets
-        The datasets to check.
+        The datasets to check; every registered one when empty.
     run_id
         The job's run id (its summary's folder).
     now
@@ -632,7 +635,7 @@ def check_quality(
     checked_at = now or datetime.now(UTC)
     summary = load_run_summary(session.client("s3"), bucket, run_id)
     reports = []
-    for name in datasets:
+    for name in list(datasets) or sorted(REGISTRY):
         dataset = get_dataset(name)
         part = summary.datasets.get(name)
         if part is None:

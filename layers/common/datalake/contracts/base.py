@@ -95,6 +95,27 @@ class Derived:
 
 
 @dataclass(frozen=True)
+class Curated:
+    """A curated table a dataset feeds, built by Athena from `sql/curated/<name>.sql` (its DDL in `<name>.table.sql`).
+
+    Parameters
+    ----------
+    name
+        The table's name in the catalog and its folder in the curated bucket.
+    partition_column
+        The date partition a run rebuilds for the dates of the dataset's rows it wrote, emptied, or whose reference
+        data changed; None for a table rebuilt whole whenever a dataset it reads changed.
+    reads
+        Other datasets the table's query reads directly (not through point-in-time lookups), whose change calls for a
+        rebuild of a whole table.
+    """
+
+    name: str
+    partition_column: str | None = None
+    reads: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Check:
     """A quality rule of a dataset, as data: `kind` names one of the gate's rules, `columns` its arguments.
 
@@ -139,6 +160,8 @@ class Dataset:
         Quality rules beyond the baseline every dataset gets (see `Check`).
     deliveries
         How its records arrive (files always may; a stream; the scheduled API pull).
+    curated
+        The curated tables it feeds (see `Curated`).
     """
 
     name: str
@@ -153,6 +176,7 @@ class Dataset:
     derived: tuple[Derived, ...] = ()
     checks: tuple[Check, ...] = ()
     deliveries: frozenset[Delivery] = frozenset({Delivery.FILE})
+    curated: tuple[Curated, ...] = ()
 
     def __post_init__(self) -> None:
         fields = self.contract.model_fields
@@ -169,6 +193,8 @@ class Dataset:
             raise ValueError(f"dataset {self.name}: fields {missing} are not in {self.contract.__name__}")
         if self.keep_versions and self.version_field is None:
             raise ValueError(f"dataset {self.name}: keep_versions needs a version_field")
+        if any(self.name in table.reads for table in self.curated):
+            raise ValueError(f"dataset {self.name}: a curated table's `reads` names other datasets, not its own")
 
     @property
     def record_key(self) -> tuple[str, ...]:

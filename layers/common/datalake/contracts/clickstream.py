@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import StringConstraints
 
-from datalake.contracts.base import Check, Contract, Dataset, Delivery, EventTime, Identifier
+from datalake.contracts.base import Check, Contract, Curated, Dataset, Delivery, EventTime, Identifier
 
 PagePath = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^/")]
 
@@ -32,4 +32,5 @@ DATASET = Dataset(
     version="1.0.0",
     checks=(Check("freshness"),),
     deliveries=frozenset({Delivery.FILE, Delivery.STREAM}),
+    curated=(Curated("clickstream_hourly"), Curated("daily_active_users")),
 )

@@ -7,6 +7,7 @@ from typing import Literal
 from datalake.contracts.base import (
     Check,
     Contract,
+    Curated,
     Currency,
     Dataset,
     Delivery,
@@ -51,4 +52,9 @@ DATASET = Dataset(
         Check("freshness"),
     ),
     deliveries=frozenset({Delivery.FILE, Delivery.API}),
+    curated=(
+        Curated("daily_sales_by_region", partition_column="sale_date"),
+        Curated("product_performance", partition_column="sale_date"),
+        Curated("customer_aggregates", reads=("customers",)),
+    ),
 )
