@@ -207,7 +207,8 @@ def test_plan_reads_only_files_past_the_watermark_and_settled() -> None:
         watermark,
     )
     assert plan.roots == {"raw_path": "s3://raw-bucket/", "processed_path": "s3://processed-bucket/"}
-    assert plan.args == {"catalog_processed_path": "s3://processed-bucket/"}
+    # AND the catalog keeps the real locations of both zones when a runtime relocates the roots
+    assert plan.args == {"catalog_processed_path": "s3://processed-bucket/", "catalog_raw_path": "s3://raw-bucket/"}
 
 
 def test_since_overrides_the_watermark() -> None:
