@@ -686,9 +686,8 @@ def update_catalog(
         columns = schemas.evolved(schemas.table_columns(current), catalog_columns(schema))
         table_input = glue_table_input(table, schema, location, parameters, columns)
         recorded = current.get("Parameters", {})
-        if current.get("StorageDescriptor", {}).get("Columns") != table_input["StorageDescriptor"]["Columns"] or any(
-            recorded.get(k) != v for k, v in (parameters or {}).items()
-        ):
+        changed = current.get("StorageDescriptor", {}).get("Columns") != table_input["StorageDescriptor"]["Columns"]
+        if changed or any(recorded.get(k) != v for k, v in (parameters or {}).items()):
             glue.update_table(DatabaseName=database, TableInput=table_input)
     columns = table_input["StorageDescriptor"]["Columns"]
     inputs = [
@@ -703,6 +702,9 @@ def update_catalog(
         if failed:
             raise TerminalError(f"catalog partitions of {database}.{table} not created: {failed}")
         added += len(chunk) - len(errors.get("Errors", []))
+        existing = [e["PartitionValues"] for e in errors.get("Errors", [])]
+        if existing:
+            _refresh_partitions(glue, database, table, [i for i in chunk if i["Values"] in existing])
     for start in range(0, len(removed), 25):
         values = [{"Values": [d.isoformat()]} for d in removed[start : start + 25]]
         response = glue.batch_delete_partition(DatabaseName=database, TableName=table, PartitionsToDelete=values)
@@ -710,6 +712,21 @@ def update_catalog(
         if failed:
             raise TerminalError(f"catalog partitions of {database}.{table} not dropped: {failed}")
     return added
+
+
+def _refresh_partitions(glue: Any, database: str, table: str, inputs: Sequence[dict[str, Any]]) -> None:
+    """Give partitions a run rewrote the table's columns where theirs differ (new ones after an additive change)."""
+    wanted = {tuple(i["Values"]): i for i in inputs}
+    found = glue.batch_get_partition(
+        DatabaseName=database, TableName=table, PartitionsToGet=[{"Values": list(v)} for v in wanted]
+    ).get("Partitions", [])
+    entries = [
+        {"PartitionValueList": p["Values"], "PartitionInput": wanted[tuple(p["Values"])]}
+        for p in found
+        if schemas.table_columns(p) != schemas.table_columns(wanted[tuple(p["Values"])])
+    ]
+    if entries:
+        glue.batch_update_partition(DatabaseName=database, TableName=table, Entries=entries)
 
 
 # --------------------------------------------------------------------------------------------------- run

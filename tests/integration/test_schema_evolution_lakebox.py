@@ -113,6 +113,10 @@ class Lake:
         raw = s3.list_objects_v2(Bucket=self.box.bucket("RawBucket"), Prefix="customers/").get("Contents", [])
         objects["watermark"] = {"customers": watermark["Body"].read().decode()}
         objects["raw"] = {o["Key"]: o["ETag"] for o in raw}
+        partitions = glue_client.get_partitions(DatabaseName=self.database, TableName="customers")["Partitions"]
+        objects["partition_columns"] = {
+            p["Values"][0]: ",".join(c["Name"] for c in p["StorageDescriptor"]["Columns"]) for p in partitions
+        }
         return Snapshot(execution, tables, objects, {k: self.query(sql) for k, sql in queries.items()})
 
     def run_item(self, name: str) -> dict[str, Any]:
@@ -122,8 +126,8 @@ class Lake:
 
 
 RAW_QUERY = "SELECT customer_id, signup_date, updated_at, _ingested_at FROM raw_customers ORDER BY customer_id"
-TIERS_RAW = "SELECT customer_id, loyalty_tier FROM raw_customers ORDER BY customer_id"
-TIERS_PROCESSED = "SELECT customer_id, loyalty_tier FROM customers ORDER BY customer_id"
+TIERS_RAW = "SELECT customer_id, loyalty_tier FROM raw_customers ORDER BY customer_id, updated_at"
+TIERS_PROCESSED = "SELECT customer_id, loyalty_tier FROM customers ORDER BY customer_id, updated_at"
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +158,7 @@ def runs(local_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             HEADER_V1,
             [
                 "C1,Ada,consumer,north,GB,2025-01-02T03:04:05.123456Z,2026-11-20T10:00:00Z",
-                "C2,Bob,enterprise,west,US,2024-06-30T23:59:59+02:00,2026-11-20T11:30:00.5Z",
+                "C2,Bob,enterprise,west,US,2024-06-30T23:59:59+02:00,2026-11-21T11:30:00.5Z",
             ],
         )
         first = lake.run("contract-1-0-0")
@@ -163,7 +167,11 @@ def runs(local_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             lake.put_csv(
                 "v11.csv",
                 f"{HEADER_V1},loyalty_tier",
-                ["C3,Cy,consumer,south,FR,2025-05-05T05:05:05Z,2026-11-25T09:00:00Z,gold"],
+                [
+                    "C3,Cy,consumer,south,FR,2025-05-05T05:05:05Z,2026-11-25T09:00:00Z,gold",
+                    # a new version of C1, dated into the partition 1.0.0 wrote: that partition is rewritten
+                    "C1,Ada,consumer,north,GB,2025-01-02T03:04:05Z,2026-11-20T12:00:00Z,silver",
+                ],
             )
             second = lake.run("contract-1-1-0")
             snapshots["1.1.0"] = lake.snapshot(second, {"raw": TIERS_RAW, "processed": TIERS_PROCESSED})
@@ -212,7 +220,7 @@ def test_csv_sourced_raw_table_is_typed_from_the_contract(runs: dict[str, Snapsh
     # UTC instant
     (c1, c2) = first.queries["raw"]
     assert c1[:3] == ("C1", dt.datetime(2025, 1, 2, 3, 4, 5, 123000), dt.datetime(2026, 11, 20, 10, 0))
-    assert c2[:3] == ("C2", dt.datetime(2024, 6, 30, 21, 59, 59), dt.datetime(2026, 11, 20, 11, 30, 0, 500000))
+    assert c2[:3] == ("C2", dt.datetime(2024, 6, 30, 21, 59, 59), dt.datetime(2026, 11, 21, 11, 30, 0, 500000))
     assert isinstance(c1[3], dt.datetime)
 
 
@@ -229,8 +237,18 @@ def test_an_additive_contract_version_flows_end_to_end(runs: dict[str, Snapshot]
     # AND the processed table gained it too, without moving a column; the 1.0.0 partition reads NULL
     assert list(after.columns("customers")) == [*before.columns("customers"), "loyalty_tier"]
     assert after.tables["customers"]["Parameters"]["contract_version"] == "1.1.0"
-    assert after.queries["processed"] == [("C1", None), ("C2", None), ("C3", "gold")]
-    assert after.queries["raw"] == [("C1", None), ("C2", None), ("C3", "gold")]
+    tiers = [("C1", None), ("C1", "silver"), ("C2", None), ("C3", "gold")]
+    assert after.queries["processed"] == tiers
+    assert after.queries["raw"] == tiers
+
+    # AND the partition the run rewrote (1.0.0 wrote it) and the one it added both describe the new column
+    columns = after.objects["partition_columns"]
+    assert columns["2026-11-20"] == columns["2026-11-25"] == ",".join(after.columns("customers"))
+    # AND the partition it did not touch keeps its files and columns: C2 reads NULL from files without the column
+    assert columns["2026-11-21"] == before.objects["partition_columns"]["2026-11-21"]
+    untouched = {k: v for k, v in after.objects["processed"].items() if "event_date=2026-11-21" in k}
+    assert untouched and untouched == {k: v for k, v in before.objects["processed"].items() if k in untouched}
+    assert after.objects["processed"] != before.objects["processed"]
 
     # AND the curated tables keep their columns
     curated = [n for n, t in before.tables.items() if t["StorageDescriptor"]["Location"].find("curated") >= 0]
