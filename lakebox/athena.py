@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import urlsplit
 
 import duckdb
@@ -34,6 +34,7 @@ from sqlglot.optimizer.qualify_tables import qualify_tables
 from sqlglot.optimizer.scope import Scope, traverse_scope
 from sqlglot.schema import MappingSchema
 
+from datalake.catalog_backup import table_input_of
 from datalake.exceptions import TerminalError
 from lakebox.crawler import CSV_SERDES, JSON_SERDES, PARQUET_FORMAT, hidden_key
 from lakebox.hive_json import HIVE_JSON_SERDE, timestamp_sql
@@ -1127,7 +1128,7 @@ class AthenaEngine:
                 return _Outcome("DDL", "ALTER_TABLE_PARTITION_SET_LOCATION")
             raw: dict[str, Any] = dict(self._glue.get_table(DatabaseName=table.database, Name=table.name)["Table"])
             raw["StorageDescriptor"] = {**raw.get("StorageDescriptor", {}), "Location": location["location"]}
-            table_input = table_input_of(raw)
+            table_input = cast("TableInputTypeDef", table_input_of(raw))
             self._glue.update_table(DatabaseName=table.database, TableInput=table_input)
             return _Outcome("DDL", "ALTER_TABLE_SET_LOCATION")
         raise _QueryError(f"NOT_SUPPORTED: ALTER TABLE {_first_line(rest)}")
@@ -1829,26 +1830,6 @@ def _table_input(table: _Table, compression: str) -> TableInputTypeDef:
             "StoredAsSubDirectories": False,
         },
     }
-
-
-_TABLE_INPUT_KEYS: Final = (
-    "Name",
-    "Description",
-    "Owner",
-    "Retention",
-    "StorageDescriptor",
-    "PartitionKeys",
-    "ViewOriginalText",
-    "ViewExpandedText",
-    "TableType",
-    "Parameters",
-)
-
-
-def table_input_of(table: dict[str, Any]) -> TableInputTypeDef:
-    """The TableInput that recreates a table as GetTable returned it (read-only fields dropped)."""
-    kept: TableInputTypeDef = {k: v for k, v in table.items() if k in _TABLE_INPUT_KEYS}  # type: ignore[assignment]
-    return kept
 
 
 def _partition_input(table: _Table, partition: _Partition) -> PartitionInputTypeDef:

@@ -28,7 +28,7 @@ clients = AwsClients.from_session()
 def lambda_handler(event: QualityGateRequest, context: LambdaContext) -> dict[str, Any]:
     """Check the run's datasets; return the report, or raise `QualityGateFailed` carrying it."""
     try:
-        report = check_quality(clients.session, settings, event.datasets, event.run_id, now=event.as_of)
+        report = check_quality(clients, settings, event.datasets, event.run_id, now=event.as_of)
     except QualityGateFailed as failed:
         record_freshness(failed.report)
         raise

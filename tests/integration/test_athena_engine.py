@@ -436,7 +436,12 @@ def test_msck_repair_registers_partition_folders_and_show_lists_them(lake: Lake)
 def _run_plan(lake: Lake, run_id: str) -> dict[str, int]:
     scanned: dict[str, int] = {}
     for statement in plan_statements(
-        database=DATABASE, curated_bucket="curated", run_id=run_id, dates=DATES, changed={"sales", "customers"}
+        database=DATABASE,
+        curated_bucket="curated",
+        run_id=run_id,
+        dates=DATES,
+        changed={"sales", "customers"},
+        dates_by_dataset={"sales": DATES},
     ):
         described = lake.engine.start_query_execution(
             QueryString=statement.query, QueryExecutionContext={"Database": DATABASE}

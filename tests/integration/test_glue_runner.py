@@ -16,6 +16,7 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
+from datalake.aws import AwsClients
 from datalake.quality import check_quality
 from datalake.settings import Settings
 from glue import raw_to_processed
@@ -177,7 +178,9 @@ def test_glue_run_then_emr_run_keep_processed_parquet_catalog_and_gate_in_step(a
 
     # AND the quality gate reconciles the partitions with the manifests
     settings = Settings(processed_bucket=PROCESSED, manifests_table="manifests")
-    report = check_quality(aws.session, settings, ["sales", "products", "customers"], "run-1", now=AS_OF)
+    report = check_quality(
+        AwsClients.from_session(aws.session), settings, ["sales", "products", "customers"], "run-1", now=AS_OF
+    )
     assert report.passed, report.failures()
 
     # GIVEN then a new raw file correcting T1 on 2026-11-02

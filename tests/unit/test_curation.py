@@ -187,7 +187,7 @@ def test_a_window_must_end_after_it_starts() -> None:
     with pytest.raises(ValidationError):
         CurationRequest.model_validate({"run_id": "r", "window": {"start": "2026-10-02", "end": "2026-10-01"}})
     request = CurationRequest.model_validate({"run_id": "r", "window": {"start": "2026-10-01", "end": "2026-10-03"}})
-    plan = plan_run(request, database="lake", curated_bucket="curated", changes=RunChanges((), frozenset()))
+    plan = plan_run(request, database="lake", curated_bucket="curated", changes=RunChanges({}, frozenset()))
     assert plan.dates == [dt.date(2026, 10, 1), dt.date(2026, 10, 2), dt.date(2026, 10, 3)]
     assert {q.table for q in plan.queries} >= {"daily_sales_by_region", "customer_aggregates"}
 
@@ -210,7 +210,7 @@ def test_run_changes_come_from_the_spark_run_summary() -> None:
             },
         )
         changes = run_changes(boto3.client("s3"), "processed", "exec-1")
-        assert changes == RunChanges((dt.date(2026, 10, 25), dt.date(2026, 10, 26)), frozenset({"sales"}))
+        assert changes == RunChanges({"sales": (dt.date(2026, 10, 25), dt.date(2026, 10, 26))}, frozenset({"sales"}))
         # AND dates the run emptied, and dates whose sales a reference change touched, are rebuilt too
         _summary(
             "processed",
@@ -229,9 +229,9 @@ def test_run_changes_come_from_the_spark_run_summary() -> None:
             },
         )
         moved = run_changes(boto3.client("s3"), "processed", "exec-3")
-        assert moved == RunChanges((dt.date(2026, 10, 20), dt.date(2026, 10, 26)), frozenset({"sales"}))
+        assert moved == RunChanges({"sales": (dt.date(2026, 10, 20), dt.date(2026, 10, 26))}, frozenset({"sales"}))
         late = run_changes(boto3.client("s3"), "processed", "exec-4")
-        assert late == RunChanges((dt.date(2026, 10, 1), dt.date(2026, 10, 2)), frozenset({"products"}))
+        assert late == RunChanges({"sales": (dt.date(2026, 10, 1), dt.date(2026, 10, 2))}, frozenset({"products"}))
         with pytest.raises(TerminalError, match="no processing summary"):
             run_changes(boto3.client("s3"), "processed", "exec-2")
 
@@ -278,6 +278,13 @@ def test_handler_takes_an_explicit_window_without_reading_the_summary(handler: M
     event = {"run_id": "backfill-1", "window": {"start": "2026-10-01", "end": "2026-10-02"}}
     result = handler.lambda_handler(event, lambda_context)
     assert result["dates"] == ["2026-10-01", "2026-10-02"]
+    assert {"daily_sales_by_region", "clickstream_hourly"} <= {q["table"] for q in result["queries"]}
+    # AND a window for named datasets rebuilds only their tables
+    named = handler.lambda_handler({**event, "datasets": ["clickstream"]}, lambda_context)
+    assert {q["table"] for q in named["queries"] if q["step"] == "build"} == {
+        "clickstream_hourly",
+        "daily_active_users",
+    }
 
 
 # ------------------------------------------------------------------------------------- declared tables
@@ -346,3 +353,32 @@ class _Meter(Contract):
     site: str
     read_at: EventTime
     reading: float
+
+
+def test_each_partitioned_table_rebuilds_the_dates_of_the_dataset_that_feeds_it() -> None:
+    # GIVEN a run that wrote clickstream on one date and sales on another
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket="processed")
+        _summary(
+            "processed",
+            "exec-9",
+            {
+                "sales": {"rows_out": 2, "partitions": ["2026-10-26"]},
+                "clickstream": {"rows_out": 5, "partitions": ["2026-10-27"]},
+            },
+        )
+        changes = run_changes(boto3.client("s3"), "processed", "exec-9")
+    plan = plan_run(CurationRequest(run_id="exec-9"), database="lake", curated_bucket="c-b", changes=changes)
+    # THEN the plan covers both dates, but each table rebuilds only its own dataset's date
+    assert plan.dates == [dt.date(2026, 10, 26), dt.date(2026, 10, 27)]
+    builds = {s.table: s.query for s in plan.queries if s.step == "build"}
+    assert (
+        "DATE '2026-10-27'" in builds["clickstream_hourly"] and "DATE '2026-10-26'" not in builds["clickstream_hourly"]
+    )
+    assert "DATE '2026-10-27'" in builds["daily_active_users"]
+    assert (
+        "DATE '2026-10-26'" in builds["daily_sales_by_region"] and "2026-10-27" not in builds["daily_sales_by_region"]
+    )
+    # AND the clickstream tables are published date by date, never re-pointed whole
+    publish = next(s.query for s in plan.queries if s.name == "clickstream_hourly/publish")
+    assert "PARTITION (event_date = '2026-10-27') LOCATION 's3://c-b/clickstream_hourly/runs/exec_9/" in publish

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from moto import mock_aws
 
+from datalake.aws import AwsClients
 from datalake.contracts import REGISTRY, get_dataset
 from datalake.exceptions import QualityGateFailed, TerminalError
 from datalake.quality import (
@@ -299,7 +300,7 @@ def test_gate_passes_when_processed_partitions_reconcile_with_manifests(lake: La
     lake.put_partition("2026-11-01", sales_table(["T0", "T9"], times=[NOW - timedelta(days=3)] * 2))
 
     # WHEN the gate checks the run
-    report = check_quality(lake.session, lake.settings, ["sales"], "run-1", now=NOW)
+    report = check_quality(AwsClients.from_session(lake.session), lake.settings, ["sales"], "run-1", now=NOW)
 
     # THEN it passes, having matched only the manifests of the files read, and judged the latest partition
     assert report.passed
@@ -316,7 +317,7 @@ def test_gate_failure_raises_with_the_whole_report(lake: Lake) -> None:
 
     # WHEN the gate checks the run
     with pytest.raises(QualityGateFailed) as caught:
-        check_quality(lake.session, lake.settings, ["sales"], "run-1", now=NOW)
+        check_quality(AwsClients.from_session(lake.session), lake.settings, ["sales"], "run-1", now=NOW)
 
     # THEN the error names the rule and carries the report
     assert "sales.revenue_equals_quantity_x_unit_price" in str(caught.value)
@@ -331,12 +332,12 @@ def test_gate_naming_no_dataset_checks_every_registered_one(lake: Lake) -> None:
     # THEN it checks the whole registry, and a registered dataset the job did not process is a terminal error
     missing = sorted(set(REGISTRY) - {"sales", "products"})[0]
     with pytest.raises(TerminalError, match=f"did not process {missing}"):
-        check_quality(lake.session, lake.settings, [], "run-1", now=NOW)
+        check_quality(AwsClients.from_session(lake.session), lake.settings, [], "run-1", now=NOW)
 
 
 def test_gate_without_a_job_summary_is_a_terminal_error(lake: Lake) -> None:
     with pytest.raises(TerminalError, match="has no processing summary"):
-        check_quality(lake.session, lake.settings, ["sales"], "never-ran", now=NOW)
+        check_quality(AwsClients.from_session(lake.session), lake.settings, ["sales"], "never-ran", now=NOW)
 
 
 @pytest.fixture

@@ -60,6 +60,11 @@ def _pick(item: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
     return {name: item[name] for name in fields if name in item}
 
 
+def table_input_of(table: Mapping[str, Any]) -> dict[str, Any]:
+    """The TableInput that recreates a table as GetTable returned it: its writable fields, read-only ones dropped."""
+    return _pick(table, _TABLE_FIELDS)
+
+
 def _pages(glue: Any, operation: str, result_key: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
     for page in glue.get_paginator(operation).paginate(**kwargs):
         yield from page[result_key]
@@ -94,7 +99,7 @@ def export_catalog(glue: Any, databases: Sequence[str], now: datetime | None = N
                 if table.get("PartitionKeys")
                 else []
             )
-            tables.append({"table": _pick(table, _TABLE_FIELDS), "partitions": partitions})
+            tables.append({"table": table_input_of(table), "partitions": partitions})
         document["databases"].append({"database": _pick(database, _DATABASE_FIELDS), "tables": tables})
     return document
 
@@ -197,7 +202,7 @@ def restore_catalog(glue: Any, document: Mapping[str, Any], *, key: str = "") ->
             if current is None:
                 glue.create_table(DatabaseName=name, TableInput=table)
                 created += 1
-            elif _pick(current, _TABLE_FIELDS) != table:
+            elif table_input_of(current) != table:
                 glue.update_table(DatabaseName=name, TableInput=table)
                 updated += 1
             c, u = _restore_partitions(glue, name, table["Name"], item["partitions"])

@@ -176,10 +176,16 @@ class NamedQuery:
 
 @dataclass(frozen=True)
 class RunChanges:
-    """What a processing run changed: the sale dates it rewrote and the datasets with new rows."""
+    """What a processing run changed: per dataset feeding a date-partitioned table, the dates to rebuild; the
+    datasets with new rows."""
 
-    dates: tuple[dt.date, ...]
+    dates_by_dataset: Mapping[str, tuple[dt.date, ...]]
     changed: frozenset[str]
+
+    @property
+    def dates(self) -> tuple[dt.date, ...]:
+        """Every date some table rebuilds, in order."""
+        return tuple(sorted({day for days in self.dates_by_dataset.values() for day in days}))
 
 
 # ---------------------------------------------------------------------------------------------- SQL files
@@ -235,6 +241,7 @@ def plan_statements(
     dates: Sequence[dt.date],
     changed: Collection[str],
     tables: Sequence[CuratedTable] | None = None,
+    dates_by_dataset: Mapping[str, Sequence[dt.date]] | None = None,
 ) -> list[Statement]:
     """Render the statements that rebuild the curated tables for one run, in the order they must run.
 
@@ -252,6 +259,9 @@ def plan_statements(
         Processed datasets with new rows; a table rebuilt whole is planned when one of its sources changed.
     tables
         The tables to plan (every declared one by default).
+    dates_by_dataset
+        When given, a date-partitioned table rebuilds the dates of the dataset that feeds it (none when absent)
+        instead of `dates`: a run that changed one dataset's dates leaves the other datasets' tables alone.
 
     Returns
     -------
@@ -263,12 +273,13 @@ def plan_statements(
     database = _identifier(database, "database")
     if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", curated_bucket):
         raise ValueError(f"invalid bucket name {curated_bucket!r}")
-    days = sorted(set(dates))
-    if len(days) > MAX_DATES:
-        raise ValueError(f"a plan rebuilds at most {MAX_DATES} dates, not {len(days)}")
+    every = sorted(set(dates))
     token = run_token(run_id)
     statements: list[Statement] = []
     for table in curated_tables() if tables is None else tables:
+        days = every if dates_by_dataset is None else sorted(set(dates_by_dataset.get(table.dataset, ())))
+        if len(days) > MAX_DATES:
+            raise ValueError(f"a plan rebuilds at most {MAX_DATES} dates, not {len(days)}")
         if table.partition_column is not None and days:
             statements.extend(_partitioned(table, database, curated_bucket, token, days))
         elif table.partition_column is None and table.sources & set(changed):
@@ -291,13 +302,21 @@ def plan_statements(
 
 def plan_run(request: CurationRequest, *, database: str, curated_bucket: str, changes: RunChanges) -> CurationPlan:
     """The plan of a pipeline run: the request's own dates or window when it gives them, else the run's changes."""
+    by_dataset: Mapping[str, Sequence[dt.date]] | None
     if request.dates is not None or request.window is not None:
         days = sorted({*(request.dates or []), *(request.window.dates() if request.window else [])})
         changed = frozenset(request.datasets or {source for t in curated_tables() for source in t.sources})
+        # datasets named: only their partitioned tables rebuild the dates; none named: every partitioned table
+        by_dataset = {name: tuple(days) for name in request.datasets} if request.datasets else None
     else:
-        days, changed = list(changes.dates), changes.changed
+        days, changed, by_dataset = list(changes.dates), changes.changed, changes.dates_by_dataset
     queries = plan_statements(
-        database=database, curated_bucket=curated_bucket, run_id=request.run_id, dates=days, changed=changed
+        database=database,
+        curated_bucket=curated_bucket,
+        run_id=request.run_id,
+        dates=days,
+        changed=changed,
+        dates_by_dataset=by_dataset,
     )
     return CurationPlan(run_id=request.run_id, dates=days, changed=sorted(changed), queries=queries)
 
@@ -316,7 +335,7 @@ def plan_curation(request: CurationRequest, *, settings: Settings, clients: AwsC
     """
     explicit = request.dates is not None or request.window is not None
     changes = (
-        RunChanges((), frozenset())
+        RunChanges({}, frozenset())
         if explicit
         else run_changes(clients.s3, settings.require("processed_bucket"), request.run_id)
     )
@@ -341,12 +360,13 @@ def run_changes(s3: S3Client, processed_bucket: str, run_id: str) -> RunChanges:
     """
     summary = load_run_summary(s3, processed_bucket, run_id)
     dated = {table.dataset for table in curated_tables() if table.partition_column is not None}
-    days: set[dt.date] = set()
-    for name, part in summary.datasets.items():
-        if name in dated:
-            days.update(part.partitions, part.partitions_removed, part.reference_dates)
+    by_dataset = {
+        name: tuple(sorted({*part.partitions, *part.partitions_removed, *part.reference_dates}))
+        for name, part in sorted(summary.datasets.items())
+        if name in dated
+    }
     changed = frozenset(name for name, part in summary.datasets.items() if part.changed)
-    return RunChanges(tuple(sorted(days)), changed)
+    return RunChanges({name: days for name, days in by_dataset.items() if days}, changed)
 
 
 def run_token(run_id: str) -> str:

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from datalake.aws import AwsClients
 from datalake.contracts import REGISTRY, Dataset, get_dataset
 from datalake.contracts.base import Check
 from datalake.exceptions import QualityGateFailed, TerminalError
@@ -597,7 +598,7 @@ def schema_refused(name: str, part: DatasetRun) -> DatasetReport:
 
 
 def check_quality(
-    session: boto3.Session,
+    clients: AwsClients,
     settings: Settings,
     datasets: Sequence[str],
     run_id: str,
@@ -607,8 +608,8 @@ def check_quality(
 
     Parameters
     ----------
-    session
-        boto3 session (S3 for the processed zone and the job summary, DynamoDB for the manifests).
+    clients
+        AWS clients (S3 for the processed zone and the job summary, DynamoDB for the manifests).
     settings
         Needs `processed_bucket` and `manifests_table`; `freshness_max_age_hours`.
     datasets
@@ -633,7 +634,8 @@ def check_quality(
     bucket = settings.require("processed_bucket")
     manifests = settings.require("manifests_table")
     checked_at = now or datetime.now(UTC)
-    summary = load_run_summary(session.client("s3"), bucket, run_id)
+    session = clients.session
+    summary = load_run_summary(clients.s3, bucket, run_id)
     reports = []
     for name in list(datasets) or sorted(REGISTRY):
         dataset = get_dataset(name)

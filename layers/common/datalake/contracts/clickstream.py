@@ -32,5 +32,8 @@ DATASET = Dataset(
     version="1.0.0",
     checks=(Check("freshness"),),
     deliveries=frozenset({Delivery.FILE, Delivery.STREAM}),
-    curated=(Curated("clickstream_hourly"), Curated("daily_active_users")),
+    curated=(
+        Curated("clickstream_hourly", partition_column="event_date"),
+        Curated("daily_active_users", partition_column="activity_date"),
+    ),
 )

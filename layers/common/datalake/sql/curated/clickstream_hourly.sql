@@ -1,5 +1,5 @@
 -- clickstream_hourly: events and distinct users per hour (UTC) and event type.
--- Grain: one row per (event_hour, event_type). Rebuilt whole by every run that processed clickstream.
+-- Grain: one row per (event_hour, event_type). A run rebuilds only the dates of the clickstream it processed.
 -- users counts identified visitors (customer_id); sessions counts every visit, anonymous ones included.
 SELECT
     date_trunc('hour', c.event_time) AS event_hour,
@@ -9,4 +9,5 @@ SELECT
     CAST(COUNT(DISTINCT c.session_id) AS bigint) AS sessions,
     c.event_date AS event_date
 FROM {{ database }}.clickstream AS c
+WHERE c.event_date IN ({{ dates }})
 GROUP BY date_trunc('hour', c.event_time), c.event_type, c.event_date

@@ -1,10 +1,11 @@
 -- daily_active_users: the clickstream's daily active users and sessions.
--- Grain: one row per activity_date (UTC). Rebuilt whole by every run that processed clickstream.
+-- Grain: one row per activity_date (UTC). A run rebuilds only the dates of the clickstream it processed.
 SELECT
-    c.event_date AS activity_date,
     CAST(COUNT(DISTINCT c.customer_id) AS bigint) AS active_users,
     CAST(COUNT(DISTINCT c.session_id) AS bigint) AS sessions,
     CAST(COUNT(*) AS bigint) AS events,
-    CAST(COUNT_IF(c.event_type = 'checkout') AS bigint) AS checkouts
+    CAST(COUNT_IF(c.event_type = 'checkout') AS bigint) AS checkouts,
+    c.event_date AS activity_date
 FROM {{ database }}.clickstream AS c
+WHERE c.event_date IN ({{ dates }})
 GROUP BY c.event_date
