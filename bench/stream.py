@@ -77,7 +77,7 @@ def main() -> None:
     from datalake.ingest import ObjectRef, content_claim_key, ingest_object
     from datalake.settings import Settings
     from datalake.streaming import ingest_batch
-    from lakebox.streams import click_payloads
+    from lakebox.streams import event_payloads
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=100_000)
@@ -109,7 +109,7 @@ def main() -> None:
     clients = AwsClients.from_session(session)
     settings = Settings(raw_bucket="raw", manifests_table="manifests", idempotency_table="idempotency")
     dataset = get_dataset("clickstream")
-    payloads = [data for _, data, _ in click_payloads(7, args.bad_rate, args.records, 0, now=NOW)]
+    payloads = [data for _, data, _ in event_payloads(dataset, 7, args.bad_rate, args.records, 0, now=NOW)]
     body = b"\n".join(payloads) + b"\n"
 
     def file_run(i: int) -> tuple[float, int, int]:

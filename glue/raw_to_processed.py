@@ -77,7 +77,8 @@ OPTION_NAMES = (
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
 PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
-RAW_PARTITION_PATTERN = r"(?:^|/)year=(\d{4})/month=(\d{2})/day=(\d{2})/"
+RAW_PARTITION_PATTERN = r"(?:^|/)year=(\d{4})/month=(\d{2})/day=(\d{2})/(?:hour=(\d{2})/)?[^/]+$"
+"""A raw file's partition: in its day's folder, or in an hour's folder inside it (Firehose delivery, ADR 0014)."""
 _RAW_PARTITION = re.compile(RAW_PARTITION_PATTERN)
 CORRUPT_COLUMN = "_corrupt_record"
 RAW_FILE_COLUMN = "_raw_file"
@@ -204,13 +205,15 @@ def transform_check(df: DataFrame, dataset: Dataset) -> DataFrame:
         )
         if fld.name in required:
             problems.append(F.when(raw.isNull() & F.col(CORRUPT_COLUMN).isNull(), F.lit(f"{fld.name}: missing")))
-    event_date = F.to_date(_typed(T.StructField(dataset.event_time, T.TimestampType())))
-    raw_date = F.make_date(
-        *(F.regexp_extract(F.col(RAW_FILE_COLUMN), RAW_PARTITION_PATTERN, n).cast("int") for n in (1, 2, 3))
-    )
+    event_time = _typed(T.StructField(dataset.event_time, T.TimestampType()))
+    event_date = F.to_date(event_time)
+    parts = [F.regexp_extract(F.col(RAW_FILE_COLUMN), RAW_PARTITION_PATTERN, n) for n in (1, 2, 3, 4)]
+    raw_date = F.make_date(*(part.cast("int") for part in parts[:3]))
+    raw_hour = F.when(parts[3] != "", parts[3].cast("int"))
     problems.append(
         F.when(
-            event_date.isNotNull() & ~event_date.eqNullSafe(raw_date),
+            event_date.isNotNull()
+            & (~event_date.eqNullSafe(raw_date) | (raw_hour.isNotNull() & ~F.hour(event_time).eqNullSafe(raw_hour))),
             F.lit(f"{dataset.event_time}: dated outside its raw partition"),
         )
     )
@@ -476,7 +479,7 @@ class DatasetPlan:
     raw_files: tuple[FileInfo, ...]
     dates: tuple[date, ...]
     skipped_files: tuple[FileInfo, ...] = ()
-    """New files outside a `year=/month=/day=` partition: listed in the summary, never read."""
+    """New files outside a `year=/month=/day=[/hour=]` partition: listed in the summary, never read."""
     references_changed: tuple[str, ...] = ()
     """Reference datasets of this dataset's lookups with new raw files in this run."""
 
@@ -546,7 +549,7 @@ def plan_dataset(store: FileStore, options: JobOptions, dataset: Dataset, now: d
     dated = tuple(f for f in files if _raw_date(f.relative) is not None)
     skipped = tuple(f for f in files if _raw_date(f.relative) is None)
     for f in skipped:
-        logger.warning("%s: raw file outside a year=/month=/day= partition, not read: %s", dataset.name, f.uri)
+        logger.warning("%s: raw file outside a year=/month=/day=[/hour=] partition, not read: %s", dataset.name, f.uri)
     dates = tuple(sorted({d for f in dated if (d := _raw_date(f.relative)) is not None}))
     return DatasetPlan(dataset.name, watermark, dated, dates, skipped)
 

@@ -108,6 +108,7 @@ def _print_json(document: Any) -> None:
 
 def _print_table(title: str, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=title, title_justify="left", expand=False)
@@ -115,7 +116,7 @@ def _print_table(title: str, rows: list[dict[str, Any]], columns: Sequence[str])
         numeric = bool(rows) and all(isinstance(r.get(column), int | float | Decimal) for r in rows)
         table.add_column(column, justify="right" if numeric else "left")
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        table.add_row(*("" if row.get(c) is None else escape(str(row.get(c))) for c in columns))
     Console(width=200 if not sys.stdout.isatty() else None).print(table)
 
 
@@ -491,12 +492,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- stream, schedule
 def cmd_stream(args: argparse.Namespace) -> int:
     """Produce generated events into a stream and deliver them as the event source mapping (or Firehose) would."""
-    from lakebox.streams import run_stream
+    from lakebox.streams import default_stream_dataset, run_stream
 
+    dataset = args.dataset or default_stream_dataset()
     with _progress() as progress, _box(args, progress) as box:
         run = run_stream(
             box.stack,
-            dataset=args.dataset,
+            dataset=dataset,
             rate=args.rate,
             seconds=args.seconds,
             seed=args.seed,
@@ -849,6 +851,144 @@ _LOG_NOISE = frozenset(
 )
 
 
+# ---------------------------------------------------------------------- datasets
+DATASET_COLUMNS = ("dataset", "key", "event_time", "formats", "deliveries", "curated", "version", "module")
+FIELD_COLUMNS = ("field", "type", "null", "note")
+
+
+def dataset_name(text: str) -> str:
+    """An argparse type: a dataset name (lower-case letters, digits and `_`, starting with a letter)."""
+    from lakebox.scaffold import valid_name
+
+    try:
+        return valid_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def field_names(text: str) -> tuple[str, ...]:
+    """An argparse type: field names separated by commas."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("name at least one field")
+    return names
+
+
+def delimiter(text: str) -> str:
+    """An argparse type: one field separator character (`\\t` or `tab` for a tab)."""
+    value = {"\\t": "\t", "tab": "\t"}.get(text, text)
+    if len(value) != 1 or value in '"\r\n':
+        raise argparse.ArgumentTypeError(f"{text!r} is not one separator character (tab: \\t)")
+    return value
+
+
+def cmd_dataset(args: argparse.Namespace) -> int:
+    """`dataset new`: a contract module inferred from a sample; `dataset list`: the registered datasets."""
+    if args.action == "list":
+        return _dataset_list(args)
+    return _dataset_new(args)
+
+
+def _dataset_list(args: argparse.Namespace) -> int:
+    from datalake.contracts import REGISTRY
+
+    rows = [
+        {
+            "dataset": d.name,
+            "key": list(d.key),
+            "event_time": d.event_time,
+            "formats": sorted(f.value for f in d.formats),
+            "deliveries": sorted(v.value for v in d.deliveries),
+            "curated": [table.name for table in d.curated],
+            "version": d.version,
+            "module": d.contract.__module__,
+        }
+        for _, d in sorted(REGISTRY.items())
+    ]
+    if args.json:
+        _print_json(rows)
+    else:
+        shown = [{k: ", ".join(v) if isinstance(v, list) else v for k, v in row.items()} for row in rows]
+        _print_table(f"{len(rows)} registered datasets", shown, DATASET_COLUMNS)
+    return 0
+
+
+def _dataset_new(args: argparse.Namespace) -> int:
+    from lakebox import scaffold
+    from lakebox.box import find_root
+    from lakebox.errors import LakeboxError
+
+    try:
+        root: Path | None = find_root()
+    except LakeboxError:
+        if not args.out:
+            raise
+        root = None  # --out outside any project
+    contracts = (root or Path.cwd()) / scaffold.CONTRACTS_FOLDER
+    out = Path(args.out) if args.out else contracts / f"{args.name}.py"
+    scaffold.check_name(args.name, out, args.force)
+    sample = scaffold.read_sample(Path(getattr(args, "from")), rows=args.rows, delimiter=args.delimiter)
+    inferred = scaffold.infer(args.name, sample, key=args.key, event_time=args.event_time)
+    dataset = scaffold.build(inferred)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(inferred.source)
+    try:
+        shown = out.resolve().relative_to(root) if root else out
+    except ValueError:
+        shown = out
+    registered = root is not None and out.resolve().parent == contracts.resolve()
+    fields = [
+        {
+            "field": f.name,
+            "type": f.annotation(),
+            "null": "yes" if f.nullable else "",
+            "note": "; ".join([*(["key"] if f.key else []), *(["event time"] if f.event_time else []), *f.notes]),
+        }
+        for f in inferred.model.fields
+    ]
+    put_name = sample.path.name if sample.path.suffix.lower() in {".csv", ".jsonl", ".json", ".ndjson"} else None
+    steps = [
+        f"review {shown}: every guess is marked in a comment",
+        "make test  (the registry finds the new module; every contract is checked)",
+        f".venv/bin/lakebox put {put_name or sample.path.name + ' (named *.csv)'} --dataset {args.name}",
+        ".venv/bin/lakebox execute PipelineStateMachine",
+    ]
+    if not registered:
+        steps.insert(1, f"move it to {scaffold.CONTRACTS_FOLDER}/ for the registry to find it")
+    if args.json:
+        _print_json(
+            {
+                "dataset": args.name,
+                "module": str(out),
+                "records": len(sample.records),
+                "format": sample.format.value,
+                "delimiter": sample.delimiter,
+                "key": list(dataset.key),
+                "key_reason": inferred.guess.key_reason,
+                "event_time": dataset.event_time,
+                "event_time_reason": inferred.guess.event_time_reason,
+                "fields": fields,
+                "notes": inferred.notes,
+                "loosened": inferred.loosened,
+                "next": steps,
+            }
+        )
+        return 0
+    print(f"wrote {shown}: {len(fields)} fields of {sample.path.name} ({scaffold.describe(sample)})")
+    _print_table(f"{dataset.contract.__name__} (contract of {args.name})", fields, FIELD_COLUMNS)
+    print(f"guessed key: {', '.join(dataset.key)} ({inferred.guess.key_reason}) — review")
+    print(f"guessed event time: {dataset.event_time} ({inferred.guess.event_time_reason}) — review")
+    for note in inferred.notes:
+        print(f"note: {note}")
+    for loosened in inferred.loosened:
+        print(f"loosened: {loosened}")
+    print(f"checked: the contract accepts all {len(sample.records):,} sample records, as ingestion judges them")
+    print("next:")
+    for number, step in enumerate(steps, start=1):
+        print(f"  {number}. {step}")
+    return 0
+
+
 # ---------------------------------------------------------------------- the parser
 def cmd_catalog(args: argparse.Namespace) -> int:
     """Back the local catalog up now, list the backups, or restore one (the newest by default)."""
@@ -1035,7 +1175,9 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--tail", type=positive_int, help="only the last N lines")
 
     stream = add("stream", cmd_stream, "produce generated events into a stream and deliver them in batches")
-    stream.add_argument("--dataset", default="clickstream", help="the dataset of the stream (clickstream)")
+    stream.add_argument(
+        "--dataset", help="the stream-delivered dataset to produce (default: the registry's one, if it has one)"
+    )
     stream.add_argument("--rate", type=non_negative_float, default=100.0, help="events produced a second")
     stream.add_argument("--seconds", type=non_negative_float, default=10.0, help="how long to produce")
     stream.add_argument("--bad-rate", type=share, default=0.02, help="share of invalid events")
@@ -1051,6 +1193,37 @@ def build_parser() -> argparse.ArgumentParser:
     catalog = add("catalog", cmd_catalog, "back up the Glue catalog to the artifacts bucket, list or restore backups")
     catalog.add_argument("action", choices=("backup", "list", "restore"))
     catalog.add_argument("--key", help="the backup to restore (default: the newest)")
+
+    dataset = add(
+        "dataset",
+        cmd_dataset,
+        "write a dataset's contract module from a sample file, or list the registry",
+        parameters=False,
+        json_flag=False,
+    )
+    actions = dataset.add_subparsers(dest="action", required=True)
+    new = actions.add_parser(
+        "new",
+        help="write a contract module inferred from a sample (CSV or JSON)",
+        description="Write layers/common/datalake/contracts/NAME.py from a sample: field types, nullability, enums, "
+        "and guesses for the key and the event time, each marked for review. The module is checked to accept "
+        "every sample record as ingestion judges them.",
+    )
+    new.add_argument("name", type=dataset_name, metavar="NAME", help="the dataset's name (its landing prefix)")
+    new.add_argument("--from", required=True, metavar="SAMPLE", help="a sample file: .csv, or JSON lines / array")
+    new.add_argument("--out", metavar="PATH", help="where to write the module (default: the contracts package)")
+    new.add_argument("--force", action="store_true", help="overwrite the module if it exists")
+    new.add_argument("--key", type=field_names, metavar="FIELD[,FIELD]", help="the key (default: guessed)")
+    new.add_argument("--event-time", metavar="FIELD", help="the event-time field (default: guessed)")
+    new.add_argument("--delimiter", type=delimiter, help="the CSV separator (default: sniffed from the sample)")
+    new.add_argument("--rows", type=positive_int, default=10_000, help="sample records to read (default 10,000)")
+    new.add_argument("--json", action="store_true", help="print JSON (typed values, null for none)")
+    listing = actions.add_parser("list", help="the registered datasets: key, event time, formats, deliveries")
+    listing.add_argument("--json", action="store_true", help="print JSON (typed values, null for none)")
+    for action in (new, listing):
+        action.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error"
+        )
 
     schedule = add("schedule", cmd_schedule, "list the template's schedules or fire one now")
     schedule.add_argument("action", choices=("list", "fire"))

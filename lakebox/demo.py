@@ -36,7 +36,7 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         "--stream-seconds", type=non_negative_float, default=3.0, help="length of the streaming phase (0: none)"
     )
     run.add_argument(
-        "--stream-rate", type=non_negative_float, default=200.0, help="clickstream events a second while streaming"
+        "--stream-rate", type=non_negative_float, default=200.0, help="events a second per stream while streaming"
     )
     run.add_argument("--api-rows", type=positive_int, default=2_000, help="sales the sample source API serves")
     run.add_argument(
@@ -60,7 +60,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from lakebox.pipeline import forecast_rows, headline_rows
     from lakebox.sample import SampleSpec, generate
     from lakebox.source_api import API_ID_OFFSET, install_secret, sample_sales, serve
-    from lakebox.streams import StreamRun, run_stream
+    from lakebox.streams import StreamRun, run_stream, stream_datasets
 
     spec = SampleSpec(
         sales=args.rows,
@@ -71,7 +71,7 @@ def run_demo(args: argparse.Namespace) -> int:
         weekly_amplitude=args.weekly_amplitude,
     )
     rows: list[dict[str, Any]] = []
-    streamed: StreamRun | None = None
+    streamed: list[StreamRun] = []
     pulled: list[dict[str, Any]] = []
     with (
         serve(sample_sales(spec, args.api_rows, start=API_ID_OFFSET)) as source_api,
@@ -89,16 +89,18 @@ def run_demo(args: argparse.Namespace) -> int:
                         row = summary_row(key, delivery)
                         row["expected bad"] = generated.bad
                         rows.append(row)
-            if args.stream_seconds > 0:
-                streamed = run_stream(
-                    box.stack,
-                    dataset="clickstream",
-                    rate=args.stream_rate,
-                    seconds=args.stream_seconds,
-                    seed=args.seed,
-                    bad_rate=args.bad_rate,
-                    window=1.0,
-                    progress=progress,
+            for stream_dataset in stream_datasets() if args.stream_seconds > 0 else []:
+                streamed.append(
+                    run_stream(
+                        box.stack,
+                        dataset=stream_dataset,
+                        rate=args.stream_rate,
+                        seconds=args.stream_seconds,
+                        seed=args.seed,
+                        bad_rate=args.bad_rate,
+                        window=1.0,
+                        progress=progress,
+                    )
                 )
             progress("firing the scheduled pull from the sample source API")
             install_secret(box.session, str(box.stack.ref("SourceApiSecretName")), source_api.token)
@@ -115,13 +117,13 @@ def run_demo(args: argparse.Namespace) -> int:
             forecast = forecast_rows(box, execution.output) if execution.status == "SUCCEEDED" else None
             progress("writing the dashboard")
             dashboard = write_dashboard(box, Path(args.dashboard) if args.dashboard else None)
-    stream_row = streamed.summary() if streamed else None
+    stream_rows = [s.summary() for s in streamed]
     run_summary = _run_summary(execution)
     if args.json:
         _print_json(
             {
                 "ingested": rows,
-                "streamed": stream_row,
+                "streamed": stream_rows,
                 "pulled": pulled,
                 "pipeline": run_summary,
                 "curated": {t: {"columns": c, "rows": r} for t, (c, r) in curated.items()},
@@ -131,8 +133,8 @@ def run_demo(args: argparse.Namespace) -> int:
         )
     else:
         _print_table("ingested", rows, (*SUMMARY_COLUMNS[:-1], "expected bad"))
-        if stream_row:
-            _print_table("streamed", [stream_row], list(stream_row))
+        if stream_rows:
+            _print_table("streamed", stream_rows, list(stream_rows[0]))
         _print_table("scheduled pull", pulled, PULL_COLUMNS)
         for table, (columns, values) in curated.items():
             _print_table(f"curated.{table}", [dict(zip(columns, v, strict=True)) for v in values], columns)
@@ -142,7 +144,7 @@ def run_demo(args: argparse.Namespace) -> int:
         _print_table("pipeline run", [run_summary], list(run_summary))
         print(f"dashboard: {dashboard}")
         print('the lake is kept: try `lakebox query "SELECT * FROM daily_sales_by_region LIMIT 5"`, `lakebox runs`')
-    stream_ok = stream_row is None or stream_row.get("to failure queue", 0) == 0
+    stream_ok = all(row.get("to failure queue", 0) == 0 for row in stream_rows)
     pull_ok = all(not p["error"] for p in pulled)
     pipeline_ok = execution.status == "SUCCEEDED"
     ingest_ok = all(r["status"] not in ("FAILED", None) for r in rows)

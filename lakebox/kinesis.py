@@ -45,39 +45,51 @@ class MappingConfig:
     environment: dict[str, str] = field(default_factory=dict)
 
     @property
-    def dataset(self) -> str | None:
-        """The dataset the target function ingests (its `DL_STREAM_DATASET`)."""
-        return self.environment.get("DL_STREAM_DATASET")
+    def dataset(self) -> str:
+        """The dataset of the stream's records: the stream is named `<DL_STREAM_PREFIX><dataset>` (ADR 0014)."""
+        return self.stream_name.removeprefix(self.environment.get("DL_STREAM_PREFIX", ""))
+
+
+def _mapping(stack: Stack, name: str, function: str, props: dict[str, Any]) -> MappingConfig:
+    spec = stack.function(function)
+    arn = str(props.get("Stream") or props["EventSourceArn"])
+    destination = (props.get("DestinationConfig") or {}).get("OnFailure", {}).get("Destination")
+    return MappingConfig(
+        name=name,
+        function=spec.logical_id,
+        stream_name=arn.rsplit("/", 1)[-1],
+        stream_arn=arn,
+        batch_size=int(props.get("BatchSize", 100)),
+        window_seconds=float(props.get("MaximumBatchingWindowInSeconds", 0)),
+        bisect=bool(props.get("BisectBatchOnFunctionError", False)),
+        report_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
+        max_retries=int(props.get("MaximumRetryAttempts", -1)),
+        max_record_age=int(props.get("MaximumRecordAgeInSeconds", -1)),
+        on_failure=str(destination) if destination else None,
+        starting_position=str(props.get("StartingPosition", "TRIM_HORIZON")),
+        enabled=props.get("Enabled", True) not in (False, "false", "False"),
+        environment=dict(spec.environment),
+    )
 
 
 def kinesis_mappings(stack: Stack) -> list[MappingConfig]:
-    """Every Kinesis event source mapping of the template's functions, with its settings resolved."""
+    """Every Kinesis event source mapping of the template, with its settings resolved.
+
+    Both shapes count: a function's SAM `Kinesis` event, and an `AWS::Lambda::EventSourceMapping` resource whose
+    source is a Kinesis stream (as the template's `Fn::ForEach` over the stream-delivered datasets declares them).
+    """
     found = []
     for spec in stack.functions.values():
         for event_name, event in spec.events.items():
-            if event.get("Type") != "Kinesis":
-                continue
-            props = stack.resolve(event.get("Properties", {})) or {}
-            arn = str(props["Stream"])
-            destination = (props.get("DestinationConfig") or {}).get("OnFailure", {}).get("Destination")
-            found.append(
-                MappingConfig(
-                    name=f"{spec.logical_id}.{event_name}",
-                    function=spec.logical_id,
-                    stream_name=arn.rsplit("/", 1)[-1],
-                    stream_arn=arn,
-                    batch_size=int(props.get("BatchSize", 100)),
-                    window_seconds=float(props.get("MaximumBatchingWindowInSeconds", 0)),
-                    bisect=bool(props.get("BisectBatchOnFunctionError", False)),
-                    report_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
-                    max_retries=int(props.get("MaximumRetryAttempts", -1)),
-                    max_record_age=int(props.get("MaximumRecordAgeInSeconds", -1)),
-                    on_failure=str(destination) if destination else None,
-                    starting_position=str(props.get("StartingPosition", "TRIM_HORIZON")),
-                    enabled=props.get("Enabled", True) not in (False, "false", "False"),
-                    environment=dict(spec.environment),
-                )
-            )
+            if event.get("Type") == "Kinesis":
+                props = stack.resolve(event.get("Properties", {})) or {}
+                found.append(_mapping(stack, f"{spec.logical_id}.{event_name}", spec.logical_id, props))
+    for logical_id, resource in stack.resources.items():
+        if resource["Type"] != "AWS::Lambda::EventSourceMapping" or not stack.active(logical_id):
+            continue
+        props = stack.resolve(resource.get("Properties", {})) or {}
+        if ":kinesis:" in str(props.get("EventSourceArn", "")):
+            found.append(_mapping(stack, logical_id, str(props["FunctionName"]), props))
     return found
 
 

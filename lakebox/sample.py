@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import enum
 import gzip
 import io
 import json
 import math
 import random
-from collections.abc import Iterator
+import re
+import types
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel
+
+from datalake.contracts import Dataset
 
 REGIONS = ("north", "south", "east", "west", "central", "online")
 CATEGORIES = ("electronics", "grocery", "apparel", "home", "toys", "sports", "beauty", "books")
@@ -240,6 +249,16 @@ def click_events(spec: SampleSpec, count: int, *, start: int = 0) -> Iterator[tu
         yield event, defect
 
 
+EventSource = Callable[[SampleSpec, int, int], Iterator[tuple[dict[str, object], str | None]]]
+"""`(spec, count, start) -> (event, defect)`: `count` generated events of a dataset numbered from `start`, a defect
+naming what makes an event break its contract (None for a valid one)."""
+
+STREAM_EVENTS: Mapping[str, EventSource] = {
+    "clickstream": lambda spec, count, start: click_events(spec, count, start=start),
+}
+"""The sample domain's event generators by stream-delivered dataset (what `lakebox stream` produces)."""
+
+
 def write_clickstream(path: Path, spec: SampleSpec) -> Generated:
     """Write the clickstream sample as a JSON array (the format some exporters produce)."""
     result = Generated(path, "clickstream", 0, 0)
@@ -271,3 +290,100 @@ def to_bytes(lines: Iterator[bytes]) -> bytes:
     for line in lines:
         buffer.write(line + b"\n")
     return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------ events from a contract
+def _bounds(metadata: list[Any]) -> tuple[float, float]:
+    low, high = 1.0, 1000.0
+    for item in metadata:
+        for name, shift in (("gt", 1), ("ge", 0)):
+            if getattr(item, name, None) is not None:
+                low = float(getattr(item, name)) + shift
+        for name, shift in (("lt", -1), ("le", 0)):
+            if getattr(item, name, None) is not None:
+                high = float(getattr(item, name)) + shift
+    return low, max(low, min(high, low + 1000))
+
+
+def _text(name: str, n: int, metadata: list[Any]) -> str:
+    """A string the field's pattern and lengths accept: the first of a few shapes that fits."""
+    pattern = next((getattr(m, "pattern", None) for m in metadata if getattr(m, "pattern", None)), None)
+    limit = min((int(m.max_length) for m in metadata if getattr(m, "max_length", None)), default=64)
+    stem = "".join(c for c in name.title() if c.isalnum())[:8] or "V"
+    for shape in (f"{stem}{n:06d}", f"/{stem.lower()}/{n}", f"{stem.lower()}{n}", f"{n}"):
+        if len(shape) <= limit and (pattern is None or re.search(pattern, shape)):
+            return shape
+    return f"{stem}{n}"[:limit]
+
+
+def _value(name: str, annotation: Any, metadata: list[Any], rng: random.Random, n: int, moment: dt.datetime) -> Any:
+    """A JSON value for one contract field, within its type's constraints."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _value(name, args[0], [*metadata, *args[1:]], rng, n, moment)
+    if origin in (Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        return (
+            None
+            if len(options) < len(args) and rng.random() < 0.2
+            else _value(name, options[0], metadata, rng, n, moment)
+        )
+    if origin is Literal:
+        return rng.choice(args)
+    if origin in (list, tuple, set, frozenset):
+        return [_value(name, args[0] if args else str, [], rng, n + i, moment) for i in range(rng.randint(1, 3))]
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return rng.choice(list(annotation)).value
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return {
+            field: _value(field, info.annotation, list(info.metadata), rng, n, moment)
+            for field, info in annotation.model_fields.items()
+            if info.is_required() or rng.random() < 0.5
+        }
+    if annotation is bool:
+        return rng.random() < 0.5
+    if annotation is int:
+        low, high = _bounds(metadata)
+        return rng.randint(math.ceil(low), math.floor(high))
+    if annotation is float:
+        low, high = _bounds(metadata)
+        return round(rng.uniform(low, high), 3)
+    if annotation is Decimal:
+        low, high = _bounds(metadata)
+        return f"{rng.uniform(low, high):.2f}"
+    if isinstance(annotation, type) and issubclass(annotation, dt.datetime):
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    if isinstance(annotation, type) and issubclass(annotation, dt.date):
+        return moment.date().isoformat()
+    return _text(name, n, metadata)
+
+
+def contract_events(dataset: Dataset) -> EventSource:
+    """Events generated from a dataset's contract alone, for a stream-delivered dataset with no sample generator.
+
+    Each field gets a value its type and constraints accept (literals and enums from their choices, numbers within
+    their bounds, strings fitted to their pattern, nested models and lists filled in); a defective event lacks its
+    event-time field.
+    """
+
+    def generate(spec: SampleSpec, count: int, start: int) -> Iterator[tuple[dict[str, object], str | None]]:
+        rng = random.Random(spec.seed * 11 + start)
+        for n in range(start, start + count):
+            moment = spec.end - dt.timedelta(seconds=rng.uniform(0, 3600))
+            event: dict[str, object] = {
+                name: _value(name, info.annotation, list(info.metadata), rng, n, moment)
+                for name, info in dataset.contract.model_fields.items()
+                if info.is_required() or rng.random() < 0.7
+            }
+            defect = None
+            if rng.random() < spec.bad_rate:
+                event.pop(dataset.event_time, None)
+                defect = f"{dataset.event_time}_missing"
+            yield event, defect
+
+    return generate
+
+
+def stream_events(dataset: Dataset) -> EventSource:
+    """The generator of a stream-delivered dataset's events: its sample domain one, else one from its contract."""
+    return STREAM_EVENTS.get(dataset.name) or contract_events(dataset)

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lakebox.errors import LakeboxError
 from lakebox.firehose import FirehoseDelivery, FirehoseStats, evaluate_prefix
@@ -21,6 +21,9 @@ from lakebox.kinesis import (
     put_records,
 )
 from lakebox.stack import Stack
+
+if TYPE_CHECKING:
+    from datalake.contracts import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +51,15 @@ class StreamRun:
             "seconds": round(self.seconds, 1),
         }
         if self.firehose is not None:
+            totals = self.totals()
             row |= {
                 "invocations": self.firehose.invocations,
+                "received": totals["records_received"],
                 "landed": self.firehose.ok,
                 "quarantined": self.firehose.processing_failed,
                 "duplicates": self.firehose.dropped,
                 "objects": len(self.firehose.objects),
+                "manifests": len(self.manifests),
             }
             return row
         totals = self.totals()
@@ -82,16 +88,11 @@ class StreamRun:
         return {k: sum(int(m.get(k, 0)) for m in self.manifests) for k in keys}
 
 
-def stream_manifests(stack: Stack, stream_name: str, since: str) -> list[dict[str, Any]]:
-    """The stream batch manifests recorded since `since` (ISO time) for one stream."""
-    table_id = next(
-        (lid for lid in stack.resources if lid == "ManifestsTable"),
-        None,
-    )
-    if table_id is None:
+def _manifests(stack: Stack, prefix: str, since: str) -> list[dict[str, Any]]:
+    """The manifests whose `object_id` starts with `prefix`, recorded since `since` (ISO time)."""
+    if "ManifestsTable" not in stack.resources:
         return []
-    table = stack.session.resource("dynamodb").Table(str(stack.ref(table_id)))
-    prefix = f"kinesis://{stream_name}/"
+    table = stack.session.resource("dynamodb").Table(str(stack.ref("ManifestsTable")))
     items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {}
     while True:
@@ -106,27 +107,64 @@ def stream_manifests(stack: Stack, stream_name: str, since: str) -> list[dict[st
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def click_payloads(
-    seed: int, bad_rate: float, count: int, start: int, *, now: dt.datetime | None = None
-) -> list[tuple[str, bytes, bool]]:
-    """`(partition_key, data, is_bad)` for `count` generated clickstream events, keyed by session.
+def stream_manifests(stack: Stack, stream_name: str, since: str) -> list[dict[str, Any]]:
+    """The stream batch manifests recorded since `since` (ISO time) for one stream."""
+    return _manifests(stack, f"kinesis://{stream_name}/", since)
 
-    Events are stamped as a live stream's are: within the last few minutes before `now`, a few arriving late.
+
+def firehose_manifests(stack: Stack, delivery_stream: str, since: str) -> list[dict[str, Any]]:
+    """The transformation batch manifests recorded since `since` (ISO time) for one Firehose delivery stream."""
+    return _manifests(stack, f"firehose://{delivery_stream}/", since)
+
+
+def event_payloads(
+    dataset: Dataset, seed: int, bad_rate: float, count: int, start: int, *, now: dt.datetime | None = None
+) -> list[tuple[str, bytes, bool]]:
+    """`(partition_key, data, is_bad)` for `count` generated events of a stream-delivered dataset.
+
+    The events come from the dataset's sample generator (`lakebox.sample.stream_events`), keyed by the dataset's
+    key, and are stamped as a live stream's are: within the last few minutes before `now`, a few arriving late.
     """
     import random
 
-    from lakebox.sample import SampleSpec, click_events
+    from lakebox.sample import SampleSpec, stream_events
 
     moment = now or dt.datetime.now(dt.UTC)
     rng = random.Random(seed * 13 + start)
     spec = SampleSpec(seed=seed, bad_rate=bad_rate, end=moment)
     out = []
-    for event, defect in click_events(spec, count, start=start):
+    for event, defect in stream_events(dataset)(spec, count, start):
         lag = rng.expovariate(1 / 20) if rng.random() < 0.99 else rng.uniform(600, 7200)
-        event["event_time"] = (moment - dt.timedelta(seconds=lag)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        if dataset.event_time in event:
+            stamped = moment - dt.timedelta(seconds=lag)
+            event[dataset.event_time] = stamped.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         data = json.dumps(event, separators=(",", ":")).encode()
-        out.append((str(event["session_id"]), data, defect is not None))
+        key = "|".join(str(event.get(name, "")) for name in dataset.key) or str(start)
+        out.append((key, data, defect is not None))
     return out
+
+
+def stream_datasets() -> list[str]:
+    """The registry's stream-delivered datasets, by name."""
+    from datalake.contracts import Delivery, delivered_by
+
+    return [d.name for d in delivered_by(Delivery.STREAM)]
+
+
+def default_stream_dataset() -> str:
+    """The dataset `lakebox stream` produces when none is named: the registry's one stream-delivered dataset.
+
+    Raises
+    ------
+    LakeboxError
+        When the registry has no stream-delivered dataset, or several (name one with --dataset).
+    """
+    names = stream_datasets()
+    if len(names) != 1:
+        raise LakeboxError(
+            f"name the dataset to stream with --dataset (stream-delivered datasets: {', '.join(names) or 'none'})"
+        )
+    return names[0]
 
 
 def find_mapping(stack: Stack, dataset: str) -> MappingConfig:
@@ -159,8 +197,12 @@ def run_stream(
     would otherwise read them again); `from_start` reads the stream from its oldest record, as the template's
     `TRIM_HORIZON` does for a new deployment.
     """
-    if dataset != "clickstream":
-        raise LakeboxError(f"lakebox generates stream events for clickstream only, not {dataset!r}")
+    from datalake.contracts import Delivery, get_dataset
+
+    declared = get_dataset(dataset)
+    if Delivery.STREAM not in declared.deliveries:
+        known = ", ".join(stream_datasets()) or "none"
+        raise LakeboxError(f"{dataset} is not delivered by stream (stream-delivered datasets: {known})")
     mapping = find_mapping(stack, dataset)
     if window is not None:
         mapping = replace(mapping, window_seconds=window)
@@ -177,7 +219,7 @@ def run_stream(
     while (elapsed := time.monotonic() - started) < seconds:
         due = int(rate * min(elapsed + tick, seconds)) - run.produced
         if due > 0:
-            batch = click_payloads(seed, bad_rate, due, run.produced)
+            batch = event_payloads(declared, seed, bad_rate, due, run.produced)
             put_records(stack, mapping.stream_name, ((k, d) for k, d, _ in batch))
             run.produced += len(batch)
             run.produced_bad += sum(1 for *_, bad in batch if bad)
@@ -190,7 +232,7 @@ def run_stream(
         time.sleep(max(0.0, tick - (time.monotonic() - started - elapsed)))
     due = int(rate * seconds) - run.produced
     if due > 0:
-        batch = click_payloads(seed, bad_rate, due, run.produced)
+        batch = event_payloads(declared, seed, bad_rate, due, run.produced)
         put_records(stack, mapping.stream_name, ((k, d) for k, d, _ in batch))
         run.produced += len(batch)
         run.produced_bad += sum(1 for *_, bad in batch if bad)
@@ -203,6 +245,7 @@ def run_stream(
     elif firehose:
         firehose.drain()
         run.firehose = firehose.stats
+        run.manifests = firehose_manifests(stack, firehose.name, started_at)
     run.seconds = time.monotonic() - started
     return run
 
@@ -215,11 +258,14 @@ __all__ = [
     "MappingStats",
     "ShardConsumer",
     "StreamRun",
-    "click_payloads",
+    "default_stream_dataset",
     "evaluate_prefix",
+    "event_payloads",
     "find_mapping",
+    "firehose_manifests",
     "kinesis_mappings",
     "put_records",
     "run_stream",
+    "stream_datasets",
     "stream_manifests",
 ]

@@ -25,6 +25,8 @@ PROJECT_PYTHON="${PROJECT_PYTHON:-.venv/bin/python}"
 
 export AWS_DEFAULT_REGION="${REGION}" AWS_REGION="${REGION}"
 export SAM_CLI_TELEMETRY=0 BC_SKIP_MAPPING=TRUE CHECKOV_RUN_SCA_PACKAGE_SCAN_V2=false
+# The template's Fn::ForEach loops (AWS::LanguageExtensions) are expanded by SAM CLI locally only when asked.
+export SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1 NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_FUND=false
 
 TIMINGS=()
@@ -122,7 +124,7 @@ step_sam_build() {
 }
 
 step_checkov() {
-    # checkov reads the template as written (inline skips in resource Metadata apply; SAM resources get its SAM
+    # checkov reads the template as written (loops expanded; inline skips in resource Metadata apply; SAM resources get its SAM
     # checks) and as CloudFormation deploys it after the SAM transform, so the generated roles, functions,
     # permissions, rules and event source mappings are checked too (the transform keeps a function's Metadata).
     # checkov drops resources whose Condition is false under the parameters' defaults: the second transformed
@@ -138,8 +140,11 @@ step_checkov() {
         --set ReplicaCuratedBucketArn=arn:aws:s3:::example-replica-curated \
         --set "ReplicaKmsKeyArn=arn:aws:kms:us-west-2:123456789012:key/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d" ||
         return 1
+    # The template as written, its Fn::ForEach loops expanded (checkov would skip the loops' resources and, with a
+    # loop among the resources, apply no SAM Globals).
+    "${TOOLS}/sam/bin/python" scripts/sam_transform.py "${TEMPLATE}" "${out}/template.yaml" --expand-only || return 1
     "${TOOLS}/checkov/bin/checkov" --quiet --compact --framework cloudformation \
-        -f "${TEMPLATE}" -f "${out}/defaults.yaml" -f "${out}/optional-resources.yaml"
+        -f "${out}/template.yaml" -f "${out}/defaults.yaml" -f "${out}/optional-resources.yaml"
 }
 
 step_parliament() {

@@ -10,16 +10,14 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from datalake.aws import AwsClients
-from datalake.contracts import get_dataset
 from datalake.settings import Settings
-from datalake.streaming import ingest_batch
+from datalake.streaming import batch_dataset, ingest_batch
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 settings = Settings()
 clients = AwsClients.from_session()
-dataset = get_dataset(settings.require("stream_dataset"))
 COUNTS = {
     "RecordsRead": "records_read",
     "RecordsLanded": "records_landed",
@@ -35,6 +33,7 @@ COUNTS = {
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     """Validate and land the batch; report only records whose output could not be written as batch item failures."""
+    dataset = batch_dataset(event, settings.stream_prefix)
     response, manifests = ingest_batch(event, dataset, settings=settings, clients=clients, context=context)
     metrics.add_dimension(name="dataset", value=dataset.name)
     for metric, count in COUNTS.items():

@@ -9,15 +9,15 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from datalake.contracts import get_dataset
-from datalake.firehose import transform_records
+from datalake.aws import AwsClients
+from datalake.firehose import transform_batch
 from datalake.settings import Settings
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 settings = Settings()
-dataset = get_dataset(settings.require("stream_dataset"))
+clients = AwsClients.from_session()
 
 
 @logger.inject_lambda_context(correlation_id_path="invocationId", clear_state=True)
@@ -26,11 +26,12 @@ dataset = get_dataset(settings.require("stream_dataset"))
 @event_source(data_class=KinesisFirehoseEvent)
 def lambda_handler(event: KinesisFirehoseEvent, context: LambdaContext) -> dict[str, Any]:
     """Return each record `Ok` (with partition keys), `ProcessingFailed` (fails the contract) or `Dropped` (repeat)."""
-    response, counts = transform_records(event, dataset)
-    metrics.add_dimension(name="dataset", value=dataset.name)
+    response, counts, manifest = transform_batch(event, settings=settings, clients=clients)
+    metrics.add_dimension(name="dataset", value=manifest.dataset)
+    metrics.add_metric(name="RecordsRead", unit=MetricUnit.Count, value=manifest.records_read)
     metrics.add_metric(name="RecordsTransformed", unit=MetricUnit.Count, value=counts.ok)
     metrics.add_metric(name="RecordsQuarantined", unit=MetricUnit.Count, value=counts.failed)
     metrics.add_metric(name="DuplicatesDropped", unit=MetricUnit.Count, value=counts.dropped)
-    logger.info("transformed", extra={"records": counts.records, "ok": counts.ok, "failed": counts.errors})
+    logger.info("transformed", extra={"manifest": manifest.model_dump(mode="json")})
     result: dict[str, Any] = response.asdict()
     return result

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from datalake.contracts import registered
+from lakebox import scaffold
 from lakebox.eventbus import object_created_event
 from lakebox.sample import SampleSpec, write_sales
 from tests.conftest import run_cli
@@ -117,3 +119,25 @@ def test_the_same_file_put_twice_lands_once(local_stack: Any, tmp_path: Path) ->
     assert _raw_rows(local_stack, "sales/") == before
     table = local_stack.session.resource("dynamodb").Table(local_stack.stack.ref("ManifestsTable"))
     assert table.get_item(Key={"object_id": duplicate["object_id"]})["Item"]["status"] == "DUPLICATE"
+
+
+def test_a_dataset_made_from_a_sample_ingests_that_sample_through_the_stack(local_stack: Any, tmp_path: Path) -> None:
+    # GIVEN a contract inferred from a semicolon CSV sample (BOM, gaps, leading zeros, zone-less times)
+    sample = tmp_path / "deliveries.csv"
+    sample.write_text(
+        "\ufeffdelivery_id;depot_code;status;weight_kg;postcode;scanned_at;note\n"
+        "D1;DEP-1;out;12.5;01234;2026-11-01 08:00:00;\n"
+        "D2;DEP-1;done;3;02345;2026-11-01 09:15:00;left at door\n"
+        "D3;DEP-2;done;0.75;10115;2026-11-02 10:00:00;\n"
+        "D4;DEP-2;out;7.25;80331;2026-11-02 11:30:00;\n"
+    )
+    inferred = scaffold.infer("deliveries", scaffold.read_sample(sample))
+    dataset = scaffold.build(inferred)
+    # WHEN it is registered and the sample put on the landing bucket of the running stack
+    with registered(dataset):
+        _, deliveries = local_stack.put_file(sample, "deliveries", key="deliveries/deliveries.csv")
+    # THEN the template's rule runs the real handler, and every record lands in raw, by its UTC date
+    manifest = deliveries[0].result
+    assert (manifest["status"], manifest["records_read"], manifest["records_landed"]) == ("LANDED", 4, 4)
+    assert manifest["event_dates"] == ["2026-11-01", "2026-11-02"]
+    assert _raw_rows(local_stack, "deliveries/") == 4

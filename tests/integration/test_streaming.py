@@ -5,18 +5,24 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import os
+import re
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
+from datalake.contracts import get_dataset
+from lakebox.pipeline import execute
+from lakebox.sfn import Execution
 from lakebox.streams import (
     EventSourceMapping,
     MappingConfig,
-    click_payloads,
+    StreamRun,
+    event_payloads,
     find_mapping,
     put_records,
     run_stream,
@@ -90,7 +96,7 @@ def test_a_poison_record_is_quarantined_and_the_shard_moves_on(local_stack: Any,
     # GIVEN 300 generated events (some of an unknown type) and a record that is not JSON, then more events
     mapping = _mapping(local_stack)
     esm = EventSourceMapping(local_stack.stack, mapping)
-    generated = click_payloads(21, 0.05, 300, 0)
+    generated = event_payloads(get_dataset("clickstream"), 21, 0.05, 300, 0)
     records = [(k, d) for k, d, _ in generated[:150]] + [("SES1", b"\x00\x01 not json")]
     records += [(k, d) for k, d, _ in generated[150:]]
     put_records(local_stack.stack, mapping.stream_name, records)
@@ -181,28 +187,89 @@ def test_the_stream_command_produces_and_delivers(local_stack: Any) -> None:
     assert summary["landed"] + summary["quarantined"] == 150
 
 
+@dataclass
+class FirehoseRun:
+    """Events streamed through Firehose on a stack of its own, then one pipeline run over their dataset."""
+
+    box: Any
+    stream: StreamRun
+    execution: Execution
+
+
 @pytest.fixture(scope="module")
-def firehose_stack() -> Iterator[Any]:
-    """The stack deployed with StreamDelivery=firehose (the mapping disabled, Firehose and its transformation on)."""
+def firehose_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirehoseRun]:
+    """The stack deployed with StreamDelivery=firehose (the mapping disabled, Firehose and its transformation on):
+    300 events streamed (a few invalid, a few arriving hours late), then the pipeline run over them and small files
+    of the other datasets (the curated tables the run rebuilds read them all)."""
     from lakebox.runtime import lakebox
+    from lakebox.sample import SampleSpec, write_customers, write_products, write_sales
 
-    with lakebox(ROOT, parameters={"StreamDelivery": "firehose"}, reuse=False) as box:
-        yield box
+    saved = dict(os.environ)
+    folder = tmp_path_factory.mktemp("reference")
+    end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    spec = SampleSpec(seed=23, sales=200, products=20, customers=50, bad_rate=0.0, end=end)
+    with lakebox(ROOT, parameters={"StreamDelivery": "firehose", "RawSettleSeconds": "0"}, reuse=False) as box:
+        for generated in (
+            write_products(folder / "p.csv", spec),
+            write_customers(folder / "c.csv", spec),
+            write_sales(folder / "s.jsonl", spec),
+        ):
+            _, deliveries = box.put_file(generated.path, generated.dataset)
+            assert all(delivery.ok for delivery in deliveries), deliveries
+        stream = run_stream(box.stack, dataset="clickstream", rate=300, seconds=1, seed=23, bad_rate=0.05, window=0.5)
+        datasets = ["products", "customers", "sales", "clickstream"]
+        execution = execute(box, "PipelineStateMachine", {"datasets": datasets, "forecast": False})
+        yield FirehoseRun(box, stream, execution)
+    os.environ.clear()
+    os.environ.update(saved)
 
 
-def test_firehose_delivery_writes_day_partitions_named_by_hour_and_fails_bad_records(firehose_stack: Any) -> None:
-    # GIVEN StreamDelivery=firehose
-    box = firehose_stack
-    # WHEN events are streamed
-    run = run_stream(box.stack, dataset="clickstream", rate=200, seconds=1, seed=23, bad_rate=0.05, window=0.5)
-    # THEN valid records land under the day partition in objects named by event hour; bad ones under the error prefix
+FIREHOSE_KEY = re.compile(
+    r"^clickstream/year=(\d{4})/month=(\d{2})/day=(\d{2})/hour=(\d{2})/([0-9a-f]{16})-lakebox-clickstream-1-.+\.json\.gz$"
+)
+
+
+def test_firehose_delivery_lands_hour_partitions_accounted_for_and_the_pipeline_processes_them(
+    firehose_run: FirehoseRun,
+) -> None:
+    # GIVEN StreamDelivery=firehose  WHEN events are streamed into the dataset's stream
+    box, run = firehose_run.box, firehose_run.stream
     stats = run.firehose
     assert stats is not None and run.delivery == "firehose"
-    assert stats.ok + stats.processing_failed + stats.dropped == 200 and stats.processing_failed > 0
-    assert all(k.startswith("clickstream/year=") and "/day=" in k and "/h" in k for k in stats.objects)
-    assert all("/hour=" not in k for k in stats.objects)
-    assert all(k.startswith("_quarantine/_firehose/clickstream/processing-failed/") for k in stats.error_objects)
+    # THEN valid records land in event-hour partitions, each object named by its transformation batch
     s3 = box.session.client("s3")
-    body = gzip.decompress(s3.get_object(Bucket=box.bucket("RawBucket"), Key=stats.objects[0])["Body"].read())
-    first = json.loads(body.splitlines()[0])
-    assert first["_source_key"].startswith("kinesis://") and first["_line"] == 1
+    raw = box.bucket("RawBucket")
+    lines_by_prefix: dict[str, int] = {}
+    for key in stats.objects:
+        match = FIREHOSE_KEY.match(key)
+        assert match, key
+        body = gzip.decompress(s3.get_object(Bucket=raw, Key=key)["Body"].read())
+        events = [json.loads(line) for line in body.splitlines()]
+        hour = "{}-{}-{}T{}".format(*match.groups()[:4])
+        assert all(e["event_time"].startswith(hour) for e in events), key
+        assert all(e["_source_key"].startswith("kinesis://lakebox-clickstream/") for e in events)
+        prefix = key[: key.index("-", key.rindex("/")) + 1]
+        lines_by_prefix[prefix] = lines_by_prefix.get(prefix, 0) + len(events)
+    assert len({k.split("/hour=")[1][:2] for k in stats.objects}) >= 2
+    assert all(k.startswith("_quarantine/_firehose/clickstream/processing-failed/") for k in stats.error_objects)
+    # AND every record is accounted for by the batches' manifests: received = landed + quarantined (+ repeats)
+    assert run.manifests and all(m["origin"] == "firehose" for m in run.manifests)
+    totals = run.totals()
+    assert totals["records_received"] == run.produced == 300
+    assert totals["records_received"] == totals["records_landed"] + totals["records_quarantined"]
+    assert totals["records_landed"] == stats.ok and totals["records_quarantined"] == stats.processing_failed
+    assert totals["records_quarantined"] == run.produced_bad > 0
+    counted = {p: int(n) for m in run.manifests for p, n in m["output_prefixes"].items()}
+    assert counted == lines_by_prefix
+
+    # AND WHEN the pipeline runs over the dataset
+    execution = firehose_run.execution
+    # THEN it succeeds: the Spark job read the hour partitions, the quality gate reconciled them with the manifests
+    assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    (report,) = [d for d in execution.output["quality"]["datasets"] if d["dataset"] == "clickstream"]
+    row_count = next(r for r in report["rules"] if r["rule"] == "row_count")
+    assert row_count["passed"] and row_count["observed"]["raw_files_without_manifest"] == 0
+    assert row_count["observed"]["records_landed"] == stats.ok == row_count["observed"]["rows_read"]
+    primary = str(box.stack.ref("PrimaryWorkGroup"))
+    processed = box.athena.query("SELECT count(*) AS n FROM clickstream", workgroup=primary).rows
+    assert processed == [(stats.ok,)]

@@ -191,15 +191,34 @@ def test_every_function_has_an_error_rate_alarm_and_no_bare_error_count_alarm(te
     assert not [lid for lid in resources if lid.endswith("ErrorsAlarm")]
 
 
+def _resolved(template: dict[str, Any], value: Any, firehose: bool) -> Any:
+    """A dimension value with `Fn::FindInMap` and the `UseFirehose` `Fn::If` evaluated."""
+    if isinstance(value, dict) and "Fn::FindInMap" in value:
+        mapping, key, attribute = value["Fn::FindInMap"]
+        return template["Mappings"][mapping][key][attribute]
+    if isinstance(value, dict) and "Fn::If" in value:
+        condition, when_true, when_false = value["Fn::If"]
+        assert condition == "UseFirehose"
+        return when_true if firehose else when_false
+    return value
+
+
 def test_every_dataset_has_a_quarantine_rate_alarm_and_every_freshness_rule_an_alarm(template: dict[str, Any]) -> None:
     resources = template["Resources"]
     for name, dataset in REGISTRY.items():
         # GIVEN a registered dataset  THEN its quarantine rate is watched where its records mostly arrive
         alarm = resources[f"{name.capitalize()}QuarantineRateAlarm"]["Properties"]
-        service = "ingest_stream" if Delivery.STREAM in dataset.deliveries else "ingest_file"
-        for metric in alarm["Metrics"][:2]:
-            dims = {d["Name"]: d["Value"] for d in metric["MetricStat"]["Metric"]["Dimensions"]}
-            assert dims == {"service": service, "dataset": name}
+        for firehose in (False, True):
+            # (a stream-delivered dataset's records are judged by TransformRecordsFunction with Firehose delivery)
+            service = "ingest_file"
+            if Delivery.STREAM in dataset.deliveries:
+                service = "transform_records" if firehose else "ingest_stream"
+            for metric in alarm["Metrics"][:2]:
+                dims = {
+                    d["Name"]: _resolved(template, d["Value"], firehose)
+                    for d in metric["MetricStat"]["Metric"]["Dimensions"]
+                }
+                assert dims == {"service": service, "dataset": name}
         # AND it has a freshness alarm exactly when it has a freshness rule
         has_freshness = any(isinstance(rule, Freshness) for rule in rules_for(name))
         assert (f"{name.capitalize()}FreshnessAlarm" in resources) == has_freshness, name

@@ -29,6 +29,7 @@ from datalake.quality import (
     QualityGateRequest,
     check_quality,
     evaluate,
+    landed_for,
     rules_for,
 )
 from datalake.settings import Settings
@@ -392,3 +393,34 @@ def test_a_refused_contract_version_fails_the_gate_naming_fields_and_versions() 
     (rule,) = report.rules
     assert (rule.rule, rule.observed["breaking_fields"]) == ("schema_compatible", "country")
     assert "country (string) is in 1.0.0 but not in 2.0.0" in rule.message
+
+
+def test_firehose_files_are_matched_to_their_batch_manifests_by_prefix(lake: Lake) -> None:
+    # GIVEN two Firehose batches: one landed 3 records in hour 09 and 2 in hour 10, the other 4 in hour 10
+    table = lake.session.resource("dynamodb").Table("manifests")
+    hour = "clickstream/year=2026/month=11/day=02/hour={}/{}-"
+    for batch, prefixes, quarantined in (("aaaa", {"09": 3, "10": 2}, 1), ("bbbb", {"10": 4}, 0)):
+        landed = sum(prefixes.values())
+        table.put_item(
+            Item={
+                "object_id": f"firehose://lakebox-clickstream/{batch}",
+                "origin": "firehose",
+                "dataset": "clickstream",
+                "records_landed": landed,
+                "records_read": landed + quarantined,
+                "records_quarantined": quarantined,
+                "output_prefixes": {hour.format(h, batch): n for h, n in prefixes.items()},
+            }
+        )
+    # WHEN the job read batch aaaa's hour 09 (in two objects), batch bbbb's hour 10, and a file no batch wrote
+    read = [
+        hour.format("09", "aaaa") + "lakebox-clickstream-1-2026-11-02-09-00-00-x.json.gz",
+        hour.format("09", "aaaa") + "lakebox-clickstream-1-2026-11-02-09-00-00-y.json.gz",
+        hour.format("10", "bbbb") + "lakebox-clickstream-1-2026-11-02-10-00-00-z.json.gz",
+        hour.format("10", "cccc") + "lakebox-clickstream-1-2026-11-02-10-00-00-w.json.gz",
+    ]
+    landed, unmatched, (received, quarantined) = landed_for(lake.session, "manifests", "clickstream", read)
+    # THEN the records of the prefixes read are counted once each, and the stray file is reported without a manifest
+    assert landed == 3 + 4
+    assert unmatched == (read[3],)
+    assert (received, quarantined) == (6 + 4, 1)

@@ -41,9 +41,22 @@ def sale(tid: str, quantity: Any = 1, **changes: Any) -> dict[str, Any]:
     return {**record, **changes}
 
 
-def write_raw(root: Path, dataset: str, day: str, name: str, records: list[dict[str, Any]], modified: datetime) -> Path:
-    """A raw object as ingestion writes it: gzip JSON lines with lineage, its mtime set to `modified`."""
+def write_raw(
+    root: Path,
+    dataset: str,
+    day: str,
+    name: str,
+    records: list[dict[str, Any]],
+    modified: datetime,
+    hour: str | None = None,
+) -> Path:
+    """A raw object as ingestion writes it: gzip JSON lines with lineage, its mtime set to `modified`.
+
+    With `hour`, in that hour's folder inside the day, as Firehose delivers.
+    """
     folder = root / "raw" / dataset / f"year={day[:4]}" / f"month={day[5:7]}" / f"day={day[8:]}"
+    if hour is not None:
+        folder = folder / f"hour={hour}"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json.gz"
     with gzip.open(path, "wt") as out:
@@ -266,6 +279,25 @@ def test_raw_file_outside_the_partition_layout_is_listed_and_skipped_not_a_failu
     assert plan.high_water == T0
 
 
+def test_hour_partitions_inside_the_day_are_read_and_deeper_or_other_layouts_skipped() -> None:
+    # GIVEN a Firehose object in an hour folder, a stream object in the day folder, and two other layouts
+    raw = "s3://raw-bucket/clickstream/"
+    hour = (
+        f"{raw}year=2026/month=11/day=01/hour=09/0a1b2c3d4e5f6a7b-lakebox-clickstream-1-2026-11-01-09-58-12-x.json.gz"
+    )
+    day = f"{raw}year=2026/month=11/day=02/h10-lakebox-clickstream-shard-0123.json.gz"
+    deeper = f"{raw}year=2026/month=11/day=02/hour=10/extra/x.json.gz"
+    not_an_hour = f"{raw}year=2026/month=11/day=02/hour=1/x.json.gz"
+    store = MemoryStore({hour: T0, day: T0, deeper: T0, not_an_hour: T0})
+    options = job.JobOptions.from_args({"raw_path": "s3://raw-bucket/", "processed_path": "s3://p/"})
+    # WHEN the run is planned
+    plan = job.plan_dataset(store, options, get_dataset("clickstream"), now=T0 + timedelta(hours=1))
+    # THEN both the hour and the day layout are read, dated by their day; the others are listed as skipped
+    assert [f.uri for f in plan.raw_files] == [hour, day]
+    assert plan.dates == (date(2026, 11, 1), date(2026, 11, 2))
+    assert sorted(f.uri for f in plan.skipped_files) == sorted([deeper, not_an_hour])
+
+
 def test_a_reference_change_makes_the_datasets_that_look_it_up_read_their_history() -> None:
     files = {
         "s3://raw-bucket/products/year=2026/month=11/day=01/p.json.gz": T0,
@@ -471,23 +503,27 @@ def test_what_the_job_cannot_digest_is_quarantined_with_its_reason_and_the_run_g
             )
             + "\n"
         )
+    # AND an hour partition (Firehose's layout) holding a sale of its hour and one of the next hour
+    hourly = [sale("T7", event_time="2026-11-02T10:59:59Z"), sale("T8", event_time="2026-11-02T11:00:00Z")]
+    write_raw(tmp_path, "sales", "2026-11-02", "hourly", hourly, T0, hour="10")
 
     # WHEN the job runs
     summary = job.run(spark, job_args(tmp_path))
 
     # THEN it succeeds; the good rows are processed, every other row is set aside with its reason, counts reconcile
     counts = summary["datasets"]["sales"]
-    assert (counts["rows_read"], counts["rows_quarantined"], counts["rows_in"], counts["rows_out"]) == (7, 4, 3, 3)
+    assert (counts["rows_read"], counts["rows_quarantined"], counts["rows_in"], counts["rows_out"]) == (9, 5, 4, 4)
     assert counts["quarantine"]["reasons"] == {
         "_corrupt_record: not a JSON object": 1,
         "customer_id: missing": 1,
-        "event_time: dated outside its raw partition": 1,
+        "event_time: dated outside its raw partition": 2,
         "quantity: not a int": 1,
     }
-    assert {r["transaction_id"] for r in processed_rows(spark, tmp_path)} == {"T1", "T4", "T5"}
+    assert counts["skipped_files"] == []
+    assert {r["transaction_id"] for r in processed_rows(spark, tmp_path)} == {"T1", "T4", "T5", "T7"}
     quarantined = spark.read.json(counts["quarantine"]["location"]).collect()
-    assert sorted(r["transaction_id"] or "" for r in quarantined) == ["", "T2", "T3", "T6"]
-    assert all(r["_raw_file"].endswith("odd.json.gz") and r["_problems"] for r in quarantined)
+    assert sorted(r["transaction_id"] or "" for r in quarantined) == ["", "T2", "T3", "T6", "T8"]
+    assert all(r["_raw_file"].endswith(("odd.json.gz", "hourly.json.gz")) and r["_problems"] for r in quarantined)
 
 
 @pytest.mark.slow

@@ -21,9 +21,9 @@ from moto import mock_aws
 
 from datalake.aws import AwsClients
 from datalake.contracts import get_dataset
-from datalake.exceptions import TerminalError, TransientError
+from datalake.exceptions import TerminalError, TransientError, UnknownDatasetError
 from datalake.settings import Settings
-from datalake.streaming import LEDGER_PREFIX, BatchStatus, StreamManifest, ingest_batch
+from datalake.streaming import LEDGER_PREFIX, BatchStatus, StreamManifest, batch_dataset, ingest_batch, stream_dataset
 from tests.conftest import ROOT, load_event
 
 NOW = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
@@ -333,7 +333,7 @@ def test_handler_ingests_the_sample_events(
 ) -> None:
     # GIVEN the handler configured as the template configures it
     for name, value in {
-        "DL_STREAM_DATASET": "clickstream",
+        "DL_STREAM_PREFIX": "lakebox-",
         "DL_RAW_BUCKET": "raw",
         "DL_MANIFESTS_TABLE": "manifests",
         "DL_IDEMPOTENCY_TABLE": "idempotency",
@@ -347,3 +347,36 @@ def test_handler_ingests_the_sample_events(
     assert response == {"batchItemFailures": []}
     assert sorted(r["event_id"] for r in lake.records()) == ["E07000000001", "E07000000002"]
     assert len(lake.records("_quarantine/")) == 1
+
+
+# ------------------------------------------------------------------------------------------- dataset by stream
+@pytest.mark.parametrize(
+    ("source", "prefix", "dataset"),
+    [
+        ("arn:aws:kinesis:us-east-1:123456789012:stream/lakebox-clickstream", "lakebox-", "clickstream"),
+        ("lakebox-clickstream", "lakebox-", "clickstream"),
+        ("clickstream", "lakebox-", "clickstream"),
+        ("clickstream", "", "clickstream"),
+    ],
+)
+def test_a_streams_name_names_its_dataset(source: str, prefix: str, dataset: str) -> None:
+    assert stream_dataset(source, prefix).name == dataset
+
+
+def test_a_stream_named_for_no_dataset_is_refused_naming_the_known_ones() -> None:
+    with pytest.raises(UnknownDatasetError, match=r"unknown dataset 'clicks'.*clickstream"):
+        stream_dataset("arn:aws:kinesis:us-east-1:123456789012:stream/lakebox-clicks", "lakebox-")
+
+
+@pytest.mark.parametrize("sample", ["kinesis_clickstream", "msk_kafka_clickstream"])
+def test_a_batchs_dataset_is_named_by_its_stream_or_topic(sample: str) -> None:
+    assert batch_dataset(load_event(f"ingest_stream/{sample}"), "lakebox-").name == "clickstream"
+
+
+def test_a_batch_of_no_record_or_of_two_datasets_is_refused() -> None:
+    event = load_event("ingest_stream/kinesis_clickstream")
+    mixed = {"Records": [*event["Records"], {**event["Records"][0], "eventSourceARN": "arn:x:stream/lakebox-sales"}]}
+    with pytest.raises(TerminalError, match=r"one dataset, not \['clickstream', 'sales'\]"):
+        batch_dataset(mixed, "lakebox-")
+    with pytest.raises(TerminalError, match="one dataset, not none"):
+        batch_dataset({"Records": []}, "lakebox-")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from lakebox.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
+T_EVAL = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
 
 Template = dict[str, Any]
 Statement = dict[str, Any]
@@ -442,17 +444,132 @@ def test_ingest_file_function_retries_boundedly_and_keeps_failures(template: Tem
     assert props["CodeUri"] == "functions/ingest_file/"
 
 
+def _stem(name: str) -> str:
+    """A dataset name as the template's logical ids spell it: `page_views` -> `PageViews`."""
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _stream_datasets(template: Template) -> dict[str, str]:
+    """The template's stream-delivered datasets: logical-id stem -> dataset name (the StreamDatasets mapping)."""
+    return {stem: entry["Dataset"] for stem, entry in template["Mappings"]["StreamDatasets"].items()}
+
+
+def _loops(value: Any) -> Iterator[tuple[str, list[Any]]]:
+    """Every `Fn::ForEach` loop of a template as written: (loop name, [identifier, collection, fragment])."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and key.startswith("Fn::ForEach::"):
+                yield key, item
+            yield from _loops(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _loops(item)
+
+
+def test_the_templates_stream_datasets_are_the_registrys() -> None:
+    # GIVEN the template as written (loops unexpanded) and the registry's stream-delivered datasets
+    import yaml
+
+    from datalake.contracts import Delivery, delivered_by
+    from lakebox.template import _CfnLoader
+
+    written = yaml.load((ROOT / "template.yaml").read_text(encoding="utf-8"), Loader=_CfnLoader)
+    registry = sorted(d.name for d in delivered_by(Delivery.STREAM))
+    declared = _stream_datasets(written)
+    hint = "StreamDatasets in template.yaml: " + ", ".join(f"{_stem(n)}: {{Dataset: {n}}}" for n in registry)
+    # WHEN they are compared THEN StreamDatasets lists exactly the registry's, each under its PascalCase stem
+    assert sorted(declared.values()) == registry, hint
+    assert all(_stem(name) == stem for stem, name in declared.items()), hint
+    # AND every loop over Dataset iterates exactly those stems
+    loops = {name: item for name, item in _loops(written) if item[0] == "Dataset"}
+    assert len(loops) >= 4
+    for name, (_, collection, _) in loops.items():
+        assert sorted(collection) == sorted(declared), f"{name} iterates {collection}, not {sorted(declared)}"
+
+
+def test_every_stream_dataset_gets_its_stream_mapping_firehose_delivery_and_alarms(template: Template) -> None:
+    resources = template["Resources"]
+    for stem, name in _stream_datasets(template).items():
+        # GIVEN a stream-delivered dataset WHEN the loops are expanded THEN each of its resources exists
+        stream = resources[f"{stem}Stream"]
+        assert stream["Type"] == "AWS::Kinesis::Stream"
+        assert stream["Properties"]["Name"]["Fn::Sub"][1]["Name"] == {
+            "Fn::FindInMap": ["StreamDatasets", stem, "Dataset"]
+        }
+        mapping = resources[f"IngestStreamFunction{stem}Records"]
+        assert mapping["Type"] == "AWS::Lambda::EventSourceMapping"
+        assert mapping["Properties"]["EventSourceArn"] == {"Fn::Sub": f"${{{stem}Stream.Arn}}"}
+        delivery = resources[f"{stem}DeliveryStream"]
+        assert delivery["Condition"] == "UseFirehose"
+        assert delivery["Properties"]["KinesisStreamSourceConfiguration"]["KinesisStreamARN"] == {
+            "Fn::Sub": f"${{{stem}Stream.Arn}}"
+        }
+        for alarm in (f"{stem}QuarantineRateAlarm", f"{stem}StreamIteratorAgeAlarm"):
+            assert resources[alarm]["Type"] == "AWS::CloudWatch::Alarm"
+        dims = resources[f"{stem}QuarantineRateAlarm"]["Properties"]["Metrics"][0]["MetricStat"]["Metric"]["Dimensions"]
+        assert dims[1] == {"Name": "dataset", "Value": {"Fn::FindInMap": ["StreamDatasets", stem, "Dataset"]}}
+        assert name
+
+
 def test_stream_mapping_reports_partial_failures_and_bounds_retries(template: Template) -> None:
-    # GIVEN the Kinesis event of the stream ingestion function
-    events = template["Resources"]["IngestStreamFunction"]["Properties"]["Events"]
-    (kinesis,) = [e["Properties"] for e in events.values() if e["Type"] == "Kinesis"]
-    # WHEN its settings are read THEN a poison record is bisected out, retried a bounded number of times, and kept
-    assert kinesis["BisectBatchOnFunctionError"] is True
-    assert kinesis["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert kinesis["MaximumRetryAttempts"] == 3
-    assert kinesis["MaximumRecordAgeInSeconds"] == 3600
-    assert _target(kinesis["DestinationConfig"]["OnFailure"]["Destination"]) == "StreamFailureQueue"
-    assert kinesis["BatchSize"] == {"Ref": "StreamBatchSize"}
+    for stem in _stream_datasets(template):
+        # GIVEN each stream's event source mapping to the stream ingestion function
+        kinesis = template["Resources"][f"IngestStreamFunction{stem}Records"]["Properties"]
+        # WHEN its settings are read THEN a poison record is bisected out, retried a bounded number of times, kept
+        assert kinesis["FunctionName"] == {"Ref": "IngestStreamFunction"}
+        assert kinesis["BisectBatchOnFunctionError"] is True
+        assert kinesis["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert kinesis["MaximumRetryAttempts"] == 3
+        assert kinesis["MaximumRecordAgeInSeconds"] == 3600
+        assert _target(kinesis["DestinationConfig"]["OnFailure"]["Destination"]) == "StreamFailureQueue"
+        assert kinesis["BatchSize"] == {"Ref": "StreamBatchSize"}
+        assert kinesis["Enabled"] == {"Fn::If": ["UseFirehose", False, True]}
+
+
+def test_firehose_writes_under_the_prefix_the_batch_manifests_name(template: Template) -> None:
+    from datalake.firehose import output_prefix
+    from lakebox.firehose import evaluate_prefix
+
+    keys = {"year": "2026", "month": "11", "day": "01", "hour": "09", "batch": "0a1b2c3d4e5f6a7b"}
+    for stem, name in _stream_datasets(template).items():
+        # GIVEN the delivery stream's Prefix, its dataset's name substituted as CloudFormation would
+        pattern, variables = template["Resources"][f"{stem}DeliveryStream"]["Properties"][
+            "ExtendedS3DestinationConfiguration"
+        ]["Prefix"]["Fn::Sub"]
+        assert variables == {"Name": {"Fn::FindInMap": ["StreamDatasets", stem, "Dataset"]}}
+        prefix = pattern.replace("${Name}", name)
+        # WHEN Firehose evaluates it for a record's partition keys THEN it is the prefix the manifest counts under
+        assert evaluate_prefix(prefix, keys=keys, moment=T_EVAL) == output_prefix(name, keys)
+        assert output_prefix(name, keys) == f"{name}/year=2026/month=11/day=01/hour=09/0a1b2c3d4e5f6a7b-"
+
+
+def test_lakebox_expands_the_loops_as_sam_cli_does() -> None:
+    # GIVEN SAM CLI's own AWS::LanguageExtensions processor (installed with the template checks)
+    sam_python = ROOT / ".tools" / "sam" / "bin" / "python"
+    if not sam_python.exists():
+        pytest.skip("SAM CLI is not installed under .tools (bash scripts/lint-iac.sh installs it)")
+    import json
+    import subprocess
+
+    script = (
+        "import json, sys\n"
+        "from samcli.yamlhelper import yaml_parse\n"
+        "from samcli.lib.cfn_language_extensions.sam_integration import expand_language_extensions\n"
+        "t = yaml_parse(open(sys.argv[1]).read())\n"
+        "out = expand_language_extensions(t, {'AWS::Region': 'us-east-1'}, enabled=True).expanded_template\n"
+        "print(json.dumps({s: sorted(out.get(s, {})) for s in ('Resources', 'Outputs', 'Conditions')}))\n"
+    )
+    done = subprocess.run(
+        [str(sam_python), "-c", script, str(ROOT / "template.yaml")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    # WHEN lakebox reads the same template THEN it has the same resources, outputs and conditions
+    ours = load_template(ROOT / "template.yaml")
+    assert json.loads(done.stdout) == {s: sorted(ours.get(s, {})) for s in ("Resources", "Outputs", "Conditions")}
 
 
 # ------------------------------------------------------------------------------------------------------------ IAM
@@ -587,7 +704,7 @@ def test_template_keeps_the_logical_ids_other_parts_read(template: Template) -> 
         "IngestFailureQueue", "GlueDatabase", "RawCrawler", "ProcessedCrawler", "CrawlerRole",
         "GlueSecurityConfiguration", "RawToProcessedJob", "GlueJobRole", "EmrServerlessApplication", "EmrJobRole",
         "CheckQualityFunction", "PlanCurationFunction", "AlertsTopic", "PipelineStateMachine", "PipelineLogGroup",
-        "ClickstreamStream", "IngestStreamFunction", "StreamFailureQueue", "FirehoseDeliveryStream",
+        "ClickstreamStream", "IngestStreamFunction", "StreamFailureQueue", "ClickstreamDeliveryStream",
         "TransformRecordsFunction", "IngestApiFunction",
     }  # fmt: skip
     # WHEN the template is read THEN every one is declared

@@ -6,13 +6,21 @@ import base64
 import datetime as dt
 import importlib.util
 import json
+from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 from aws_lambda_powertools.utilities.data_classes import KinesisFirehoseEvent
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
+from moto import mock_aws
 
+from datalake.aws import AwsClients
 from datalake.contracts import get_dataset
-from datalake.firehose import partition_keys, transform_records
+from datalake.exceptions import TransientError, UnknownDatasetError
+from datalake.firehose import batch_token, partition_keys, transform_batch, transform_records
+from datalake.settings import Settings
 from tests.conftest import ROOT, load_event
 
 NOW = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
@@ -35,8 +43,15 @@ def test_valid_records_are_ok_with_lineage_and_event_hour_partition_keys() -> No
     assert (counts.records, counts.ok, counts.failed, counts.dropped) == (4, 2, 1, 1)
     assert counts.errors == {"literal_error": 1}
     first = records[0]
-    assert first["metadata"] == {"partitionKeys": {"year": "2026", "month": "11", "day": "01", "hour": "09"}}
+    batch = counts.batch
+    assert len(batch) == 16 and batch == batch_token([r["recordId"] for r in event["records"]])
+    keys = {"year": "2026", "month": "11", "day": "01", "hour": "09", "batch": batch}
+    assert first["metadata"] == {"partitionKeys": keys}
     assert records[1]["metadata"]["partitionKeys"]["hour"] == "10"
+    assert counts.partitions == {
+        f"clickstream/year=2026/month=11/day=01/hour=09/{batch}-": 1,
+        f"clickstream/year=2026/month=11/day=01/hour=10/{batch}-": 1,
+    }
     line = base64.b64decode(first["data"])
     assert line.endswith(b"}\n") and line.count(b"\n") == 1
     landed = json.loads(line)
@@ -60,7 +75,7 @@ def test_a_direct_put_record_without_kinesis_metadata_is_named_by_its_record_id(
         del record["kinesisRecordMetadata"]
     records, _ = _transform(event)
     landed = json.loads(base64.b64decode(records[0]["data"]))
-    assert landed["_source_key"] == "firehose://lakebox-FirehoseDeliveryStream"
+    assert landed["_source_key"] == "firehose://lakebox-clickstream"
     assert landed["_source_version"] == event["records"][0]["recordId"]
 
 
@@ -74,10 +89,87 @@ def test_a_record_that_is_not_base64_fails_processing() -> None:
 def test_partition_keys_are_the_utc_event_hour() -> None:
     moment = dt.datetime(2026, 1, 2, 0, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     assert partition_keys(moment) == {"year": "2026", "month": "01", "day": "01", "hour": "22"}
+    assert partition_keys(moment, "b")["batch"] == "b"
 
 
-def test_handler_returns_firehose_response(monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> None:
-    monkeypatch.setenv("DL_STREAM_DATASET", "clickstream")
+@pytest.fixture
+def manifests() -> Iterator[AwsClients]:
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        session.client("dynamodb").create_table(
+            TableName="manifests",
+            KeySchema=[{"AttributeName": "object_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "object_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield AwsClients.from_session(session)
+
+
+SETTINGS = Settings(manifests_table="manifests", stream_prefix="lakebox-")
+
+
+def _items(clients: AwsClients) -> list[dict[str, Any]]:
+    return list(clients.dynamodb.Table("manifests").scan()["Items"])
+
+
+def test_each_batch_records_a_manifest_that_accounts_for_every_record(manifests: AwsClients) -> None:
+    # GIVEN the sample batch from the stack's clickstream stream (two valid, a poison one, a repeat)
+    event = KinesisFirehoseEvent(load_event("transform_records/firehose_clickstream"))
+    # WHEN it is transformed
+    _, counts, manifest = transform_batch(event, settings=SETTINGS, clients=manifests, now=NOW)
+    # THEN its dataset is the one its source stream names, and one manifest says where each record went
+    assert manifest.dataset == "clickstream" and manifest.origin == "firehose"
+    (item,) = _items(manifests)
+    assert item["object_id"] == f"firehose://lakebox-clickstream/{counts.batch}"
+    assert (item["records_received"], item["records_read"], item["duplicates_dropped"]) == (4, 3, 1)
+    assert (item["records_landed"], item["records_quarantined"]) == (2, 1)
+    assert item["records_received"] == item["records_landed"] + item["records_quarantined"] + item["duplicates_dropped"]
+    assert {k: int(v) for k, v in item["output_prefixes"].items()} == counts.partitions
+    assert item["errors"] == {"literal_error": 1} and item["status"] == "PARTIAL"
+
+
+def test_a_batch_firehose_retries_writes_the_same_manifest_and_prefixes(manifests: AwsClients) -> None:
+    # GIVEN a batch transformed once
+    event = load_event("transform_records/firehose_clickstream")
+    first = transform_batch(KinesisFirehoseEvent(event), settings=SETTINGS, clients=manifests, now=NOW)
+    # WHEN Firehose invokes again with the same records (a new invocation id, later)
+    again = {**event, "invocationId": "another"}
+    later = NOW.replace(hour=13)
+    second = transform_batch(KinesisFirehoseEvent(again), settings=SETTINGS, clients=manifests, now=later)
+    # THEN the batch keeps its token: one manifest, the same prefixes, nothing counted twice
+    assert second[2].batch == first[2].batch and second[2].output_prefixes == first[2].output_prefixes
+    assert len(_items(manifests)) == 1
+
+
+def test_a_manifest_that_cannot_be_recorded_fails_the_invocation_for_firehose_to_retry(
+    manifests: AwsClients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = BaseClient._make_api_call
+
+    def call(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "PutItem":
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, operation)
+        return original(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", call)
+    event = KinesisFirehoseEvent(load_event("transform_records/firehose_clickstream"))
+    with pytest.raises(TransientError, match="manifest of firehose://lakebox-clickstream/"):
+        transform_batch(event, settings=SETTINGS, clients=manifests, now=NOW)
+
+
+def test_a_delivery_stream_whose_source_names_no_dataset_is_refused(manifests: AwsClients) -> None:
+    event = load_event("transform_records/firehose_clickstream")
+    event["sourceKinesisStreamArn"] = "arn:aws:kinesis:us-east-1:123456789012:stream/lakebox-telemetry"
+    with pytest.raises(UnknownDatasetError, match="'telemetry'"):
+        transform_batch(KinesisFirehoseEvent(event), settings=SETTINGS, clients=manifests, now=NOW)
+    assert _items(manifests) == []
+
+
+def test_handler_returns_firehose_response(
+    monkeypatch: pytest.MonkeyPatch, lambda_context: Any, manifests: AwsClients
+) -> None:
+    monkeypatch.setenv("DL_STREAM_PREFIX", "lakebox-")
+    monkeypatch.setenv("DL_MANIFESTS_TABLE", "manifests")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "transform_records")
     spec = importlib.util.spec_from_file_location("transform_records_app", ROOT / "functions/transform_records/app.py")
     assert spec and spec.loader
@@ -85,3 +177,4 @@ def test_handler_returns_firehose_response(monkeypatch: pytest.MonkeyPatch, lamb
     spec.loader.exec_module(module)
     response = module.lambda_handler(load_event("transform_records/firehose_clickstream"), lambda_context)
     assert [r["result"] for r in response["records"]] == ["Ok", "Ok", "ProcessingFailed", "Dropped"]
+    assert len(_items(manifests)) == 1

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pydantic import Field, StringConstraints, ValidationError
 
 from datalake.contracts import REGISTRY, get_dataset
-from datalake.contracts.base import Contract, Dataset, EventTime
+from datalake.contracts.base import Contract, Dataset, EventTime, NaiveAsUtc
 from datalake.validation import CANONICAL_TIME, RecordValidator, canonical_time, compile_fast_path
 from lakebox.sample import SampleSpec, sales_lines
 
@@ -239,3 +239,64 @@ def test_fast_path_and_pydantic_agree_on_every_field_type(field: str, value: Any
     assert verdict.ok is (model is not None)
     if model is not None:
         assert verdict.event_time == model.taken_at
+
+
+class Sighting(Contract):
+    """A contract whose producers write timestamps without a zone."""
+
+    sighting_id: str
+    seen_at: NaiveAsUtc
+    reported_at: NaiveAsUtc | None = None
+
+
+SIGHTING = Dataset(name="sightings", contract=Sighting, key=("sighting_id",), event_time="seen_at")
+time_spellings = st.one_of(
+    st.sampled_from(
+        [
+            "2026-11-01T10:00:00",
+            "2026-11-01 10:00:00.5",
+            "2026-11-01T10:00:00Z",
+            "2026-11-01T10:00:00.123456+05:30",
+            "2026-11-01T10:00:00-23:59",
+            "2026-11-01",
+            "0001-01-01T00:30:00+01:00",
+            "2026-02-30T00:00:00",
+            "noon",
+            "",
+        ]
+    ),
+    st.datetimes(timezones=st.none() | st.timezones()).map(lambda t: t.isoformat()),
+    st.integers(0, 2_000_000_000),
+    st.none(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(field=st.sampled_from(["seen_at", "reported_at"]), value=time_spellings)
+def test_naive_as_utc_reads_zone_less_time_as_utc_and_the_fast_path_agrees(field: str, value: Any) -> None:
+    # GIVEN a record whose timestamp is spelt with a zone, without one, or not at all
+    document = json.dumps({"sighting_id": "S1", "seen_at": "2026-11-01T10:00:00Z", field: value}).encode()
+    # WHEN the validator judges it, and pydantic judges it alone
+    verdict = RecordValidator(SIGHTING).check_json(document)
+    try:
+        model = Sighting.model_validate_json(document)
+    except ValidationError:
+        model = None
+    # THEN they agree, and an accepted instant is held in UTC (a zone-less one read as UTC)
+    assert verdict.ok is (model is not None)
+    if model is not None:
+        assert verdict.event_time == model.seen_at
+        assert model.seen_at.utcoffset() == dt.timedelta(0)
+
+
+def test_naive_as_utc_compiles_to_the_fast_path_and_lands_canonical_utc() -> None:
+    # GIVEN the zone-less contract WHEN a canonical zoned record and a zone-less one are judged
+    validator = RecordValidator(SIGHTING)
+    zoned = b'{"sighting_id": "S1", "seen_at": "2026-11-01T10:00:00+02:00"}'
+    naive = b'{"sighting_id": "S2", "seen_at": "2026-11-01 10:00:00"}'
+    # THEN the zoned one passes the fast path as received, the naive one lands as the UTC instant
+    assert validator.fast_event_time(zoned) == dt.datetime.fromisoformat("2026-11-01T10:00:00+02:00")
+    verdict = validator.check_json(naive)
+    assert verdict.ok and json.loads(verdict.document(naive))["seen_at"] == "2026-11-01T10:00:00.000000Z"
+    row = validator.check_text_row({"sighting_id": "S3", "seen_at": "2026-11-01T10:00:00", "reported_at": None})
+    assert row.ok and json.loads(row.canonical or b"")["seen_at"] == "2026-11-01T10:00:00.000000Z"

@@ -337,7 +337,7 @@ def _route_item(index: int, item: object, document: bytes, validator: RecordVali
 def _read_csv(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink, max_line: int) -> None:
     csv.field_size_limit(max_line)
     text = io.TextIOWrapper(io.BufferedReader(ChunkStream(chunks)), encoding="utf-8-sig", newline="")
-    reader = csv.DictReader(text, restkey="_unexpected_columns")
+    reader = csv.DictReader(text, delimiter=validator.dataset.csv_delimiter, restkey="_unexpected_columns")
     try:
         for row in reader:
             sink.read += 1

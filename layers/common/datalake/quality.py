@@ -488,7 +488,7 @@ def _bucket_key(key: str) -> str:
 def landed_for(
     session: boto3.Session, table: str, dataset: str, raw_files: Sequence[str]
 ) -> tuple[int, tuple[str, ...], tuple[int, int]]:
-    """Sum `records_landed` over the manifests whose output keys the job read.
+    """Sum `records_landed` over the manifests whose output keys (or, for Firehose, prefixes) the job read.
 
     Parameters
     ----------
@@ -512,10 +512,19 @@ def landed_for(
         return 0, (), (0, 0)
     from boto3.dynamodb.conditions import Attr
 
+    # A Firehose batch's manifest names the prefixes of the objects Firehose wrote for it, with the records each
+    # holds (`output_prefixes`, ADR 0014): the raw files read, by the prefix their name starts with.
+    by_prefix: dict[str, set[str]] = {}
+    for key in wanted:
+        folder, _, name = key.rpartition("/")
+        if "-" in name:
+            by_prefix.setdefault(f"{folder}/{name.split('-', 1)[0]}-", set()).add(key)
     manifests = session.resource("dynamodb").Table(table)
     kwargs: dict[str, Any] = {
         "FilterExpression": Attr("dataset").eq(dataset),
-        "ProjectionExpression": "object_id, output_keys, records_landed, records_read, records_quarantined",
+        "ProjectionExpression": (
+            "object_id, output_keys, output_prefixes, records_landed, records_read, records_quarantined"
+        ),
     }
     landed, received, quarantined, matched = 0, 0, 0, set()
     while True:
@@ -523,8 +532,14 @@ def landed_for(
         for item in page.get("Items", []):
             output_keys = cast(list[str], item.get("output_keys") or [])
             keys = {_bucket_key(str(k)) for k in output_keys} & wanted
+            prefixes = cast(dict[str, Decimal], item.get("output_prefixes") or {})
+            read_prefixes = [p for p in prefixes if p in by_prefix]
             if keys:
                 landed += int(cast(Decimal, item.get("records_landed", 0)))
+            elif read_prefixes:
+                landed += sum(int(prefixes[p]) for p in read_prefixes)
+                keys = set().union(*(by_prefix[p] for p in read_prefixes))
+            if keys:
                 received += int(cast(Decimal, item.get("records_read", 0)))
                 quarantined += int(cast(Decimal, item.get("records_quarantined", 0)))
                 matched |= keys

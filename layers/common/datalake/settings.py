@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     event_bus_name: str = "default"
     event_source: str = "datalake.ingest"
     glue_database: str = "data_lake_db"
-    stream_dataset: str | None = None
+    stream_prefix: str = ""
+    """What a stream's name starts with before its dataset's name: streams are named `<prefix><dataset>`."""
     source_api_base_url: str | None = Field(default=None, pattern=r"^https?://[^/?#]+")
     source_api_secret_name: str | None = None
 

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
 from datalake.aws import AwsClients, aws_error
-from datalake.contracts import Dataset
+from datalake.contracts import Dataset, get_dataset
 from datalake.exceptions import ConfigurationError, DataLakeError, TerminalError, TransientError
 from datalake.landing import (
     PartitionFile,
@@ -153,6 +153,45 @@ def identity(record: StreamEventRecord) -> Identity:
         return f"kafka://{record.topic}/{record.partition}", int(record.offset)
     stream = record.event_source_arn.rsplit("/", 1)[-1]
     return f"kinesis://{stream}/{record.event_id.split(':', 1)[0]}", int(record.kinesis.sequence_number)
+
+
+def stream_dataset(source: str, prefix: str) -> Dataset:
+    """The dataset a stream's records belong to: the stream (or Kafka topic) is named `<prefix><dataset>`.
+
+    Parameters
+    ----------
+    source
+        The stream's name or ARN, or the Kafka topic.
+    prefix
+        What the stack's stream names start with (`DL_STREAM_PREFIX`); a topic may also be the bare dataset name.
+
+    Raises
+    ------
+    UnknownDatasetError
+        When the name, less the prefix, is not a registered dataset.
+    """
+    name = source.rsplit("/", 1)[-1]
+    return get_dataset(name.removeprefix(prefix))
+
+
+def batch_dataset(event: Mapping[str, Any], prefix: str) -> Dataset:
+    """The dataset of an event source mapping's batch, named by its stream or topic (one per batch).
+
+    Raises
+    ------
+    TerminalError
+        When the batch holds no record, or records of two datasets.
+    UnknownDatasetError
+        When its stream or topic names no registered dataset.
+    """
+    if event_type_of(event) is EventType.Kafka:
+        sources = {str(r.get("topic", "")) for records in (event.get("records") or {}).values() for r in records}
+    else:
+        sources = {str(r.get("eventSourceARN", "")) for r in event.get("Records") or []}
+    datasets = {stream_dataset(source, prefix).name for source in sources}
+    if len(datasets) != 1:
+        raise TerminalError(f"a batch must hold the records of one dataset, not {sorted(datasets) or 'none'}")
+    return get_dataset(datasets.pop())
 
 
 def event_type_of(event: Mapping[str, Any]) -> EventType:
@@ -709,9 +748,11 @@ __all__ = [
     "StreamIngestion",
     "StreamManifest",
     "StreamRecord",
+    "batch_dataset",
     "event_type_of",
     "from_kafka",
     "from_kinesis",
     "ingest_batch",
     "key_decoder_for",
+    "stream_dataset",
 ]

@@ -18,7 +18,7 @@ import msgspec
 from pydantic import AwareDatetime, BaseModel, ValidationError
 from pydantic.functional_validators import AfterValidator
 
-from datalake.contracts.base import Contract, Dataset, to_utc
+from datalake.contracts.base import Contract, Dataset, to_utc, utc_if_naive
 
 UTC = dt.UTC
 
@@ -172,8 +172,13 @@ def _compile_type(tp: Any, metadata: list[Any], raw_decimals: bool = False) -> t
         if set(kwargs) - {"gt", "ge", "lt", "le"}:
             raise _Unsupported("float constraints")
         return (Annotated[float, msgspec.Meta(**kwargs)] if kwargs else float), None
-    if tp is AwareDatetime:
-        if any(not (isinstance(m, AfterValidator) and m.func is to_utc) for m in metadata):
+    if tp is AwareDatetime or tp is dt.datetime:
+        # `EventTime`, and `NaiveAsUtc` (a plain datetime only with its validator): canonical text names its zone,
+        # and both read it as the same instant
+        utc = to_utc if tp is AwareDatetime else utc_if_naive
+        if any(not (isinstance(m, AfterValidator) and m.func is utc) for m in metadata) or (
+            tp is dt.datetime and not metadata
+        ):
             raise _Unsupported("constrained datetime")
         return str, (_CANONICAL_TIME_ANCHORED if raw_decimals else _TimeRule())
     if tp is Decimal:

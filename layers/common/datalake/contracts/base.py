@@ -72,6 +72,19 @@ Sub-microsecond digits are truncated, as pydantic parses them; raw and processed
 """
 
 
+def utc_if_naive(value: dt.datetime) -> dt.datetime:
+    """The instant in UTC, a timestamp that names no zone being taken as UTC."""
+    return to_utc(value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC))
+
+
+NaiveAsUtc = Annotated[dt.datetime, AfterValidator(utc_if_naive)]
+"""A timestamp whose producers write no zone (`2026-11-01 10:00:00`), read as UTC; one with a zone keeps its instant.
+
+For sources known to write UTC without saying so. Held, stored and partitioned as `EventTime` is (ADR 0006); a
+source that writes local time needs its offset, not this type.
+"""
+
+
 @dataclass(frozen=True)
 class Lookup:
     """A join from a dataset's records to a reference dataset on a shared key, made at curation time.
@@ -160,6 +173,8 @@ class Dataset:
         Quality rules beyond the baseline every dataset gets (see `Check`).
     deliveries
         How its records arrive (files always may; a stream; the scheduled API pull).
+    csv_delimiter
+        The field separator of its CSV objects (`,` unless its producers write `;`, a tab or `|`).
     curated
         The curated tables it feeds (see `Curated`).
     """
@@ -176,6 +191,7 @@ class Dataset:
     derived: tuple[Derived, ...] = ()
     checks: tuple[Check, ...] = ()
     deliveries: frozenset[Delivery] = frozenset({Delivery.FILE})
+    csv_delimiter: str = ","
     curated: tuple[Curated, ...] = ()
 
     def __post_init__(self) -> None:
@@ -193,6 +209,8 @@ class Dataset:
             raise ValueError(f"dataset {self.name}: fields {missing} are not in {self.contract.__name__}")
         if self.keep_versions and self.version_field is None:
             raise ValueError(f"dataset {self.name}: keep_versions needs a version_field")
+        if len(self.csv_delimiter) != 1 or self.csv_delimiter in '"\r\n':
+            raise ValueError(f"dataset {self.name}: csv_delimiter must be one character other than a quote or newline")
         if any(self.name in table.reads for table in self.curated):
             raise ValueError(f"dataset {self.name}: a curated table's `reads` names other datasets, not its own")
 
