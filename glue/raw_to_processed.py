@@ -18,9 +18,10 @@ staging folders locally behave the same. `staging_plan` exposes that plan to a l
 exactly those inputs. `awsglue` is imported only in the `__main__` bootstrap.
 
 Arguments (without the leading `--`): `raw_path`, `processed_path` (URIs of the zones' roots),
-`catalog_processed_path` (the location the catalog records, default `processed_path`), `datasets` (JSON list or
-comma-separated; default all), `database` (default `data_lake_db`), `table_prefix` (default empty),
-`update_catalog` (default `true`), `run_id` (default Glue's `JOB_RUN_ID`), `since` (ISO-8601), `settle_seconds`.
+`catalog_processed_path` and `catalog_raw_path` (the locations the catalog records, default `processed_path` and
+`raw_path`), `datasets` (JSON list or comma-separated; default all), `database` (default `data_lake_db`),
+`table_prefix` (default empty), `update_catalog` (default `true`; it also declares the raw tables and judges
+schema changes, ADR 0015), `run_id` (default Glue's `JOB_RUN_ID`), `since` (ISO-8601), `settle_seconds`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from datalake import schemas
 from datalake.contracts import REGISTRY, Dataset, get_dataset
 from datalake.exceptions import TerminalError
 
@@ -65,6 +67,7 @@ OPTION_NAMES = (
     "raw_path",
     "processed_path",
     "catalog_processed_path",
+    "catalog_raw_path",
     "database",
     "table_prefix",
     "update_catalog",
@@ -602,6 +605,7 @@ class JobOptions:
     raw_path: str
     processed_path: str
     catalog_processed_path: str
+    catalog_raw_path: str = ""
     database: str = "data_lake_db"
     table_prefix: str = ""
     update_catalog: bool = True
@@ -622,6 +626,7 @@ class JobOptions:
             raw_path=_folder(args["raw_path"]),
             processed_path=processed,
             catalog_processed_path=_folder(args.get("catalog_processed_path") or processed),
+            catalog_raw_path=_folder(args.get("catalog_raw_path") or args["raw_path"]),
             database=args.get("database") or "data_lake_db",
             table_prefix=args.get("table_prefix", ""),
             update_catalog=args.get("update_catalog", "true").strip().lower() not in ("false", "0", "no"),
@@ -777,22 +782,42 @@ def staging_plan(args: Mapping[str, str], store: FileStore, now: datetime | None
     return StagingPlan(
         roots={"raw_path": options.raw_path, "processed_path": options.processed_path},
         inputs=tuple(plan.inputs(store)),
-        args={"catalog_processed_path": options.catalog_processed_path},
+        args={"catalog_processed_path": options.catalog_processed_path, "catalog_raw_path": options.catalog_raw_path},
     )
 
 
 # ----------------------------------------------------------------------------------------------- catalog
 
 
-def glue_table_input(name: str, schema: T.StructType, location: str) -> dict[str, Any]:
-    """A Glue `TableInput` for Parquet (Hive Parquet SerDe) partitioned by `event_date` (a date)."""
-    columns = [{"Name": f.name, "Type": f.dataType.simpleString()} for f in schema.fields if f.name != PARTITION_COLUMN]
+def catalog_columns(schema: T.StructType) -> list[schemas.Column]:
+    """The catalog columns of a processed schema: every field but the `event_date` partition, in Hive types."""
+    return [(f.name, f.dataType.simpleString()) for f in schema.fields if f.name != PARTITION_COLUMN]
+
+
+def glue_table_input(
+    name: str,
+    schema: T.StructType,
+    location: str,
+    parameters: Mapping[str, str] | None = None,
+    columns: Sequence[schemas.Column] | None = None,
+) -> dict[str, Any]:
+    """A Glue `TableInput` for Parquet (Hive Parquet SerDe) partitioned by `event_date` (a date).
+
+    `parameters` are added to the table's (the contract version it was declared from); `columns` replace the
+    schema's (an evolved table keeps its column order).
+    """
+    declared = columns if columns is not None else catalog_columns(schema)
     return {
         "Name": name,
         "TableType": "EXTERNAL_TABLE",
-        "Parameters": {"classification": "parquet", "EXTERNAL": "TRUE", "parquet.compression": "SNAPPY"},
+        "Parameters": {
+            "classification": "parquet",
+            "EXTERNAL": "TRUE",
+            "parquet.compression": "SNAPPY",
+            **(parameters or {}),
+        },
         "PartitionKeys": [{"Name": PARTITION_COLUMN, "Type": "date"}],
-        "StorageDescriptor": _storage(columns, location),
+        "StorageDescriptor": _storage([{"Name": n, "Type": t} for n, t in declared], location),
     }
 
 
@@ -815,8 +840,12 @@ def update_catalog(
     location: str,
     days: Sequence[date],
     removed: Sequence[date] = (),
+    parameters: Mapping[str, str] | None = None,
 ) -> int:
     """Create or update the table, register the partitions of `days` and drop those of `removed`; returns the added.
+
+    An existing table keeps its columns in their order and gains the schema's new ones at the end (an additive
+    contract change, ADR 0015); `parameters` (the contract version) are recorded on the table.
 
     Parameters
     ----------
@@ -833,13 +862,17 @@ def update_catalog(
     removed
         Partitions the run emptied (their rows moved to other dates) and deleted.
     """
-    table_input = glue_table_input(table, schema, location)
+    table_input = glue_table_input(table, schema, location, parameters)
     try:
         current = glue.get_table(DatabaseName=database, Name=table)["Table"]
     except glue.exceptions.EntityNotFoundException:
         glue.create_table(DatabaseName=database, TableInput=table_input)
     else:
-        if current.get("StorageDescriptor", {}).get("Columns") != table_input["StorageDescriptor"]["Columns"]:
+        columns = schemas.evolved(schemas.table_columns(current), catalog_columns(schema))
+        table_input = glue_table_input(table, schema, location, parameters, columns)
+        recorded = current.get("Parameters", {})
+        changed = current.get("StorageDescriptor", {}).get("Columns") != table_input["StorageDescriptor"]["Columns"]
+        if changed or any(recorded.get(k) != v for k, v in (parameters or {}).items()):
             glue.update_table(DatabaseName=database, TableInput=table_input)
     columns = table_input["StorageDescriptor"]["Columns"]
     inputs = [
@@ -854,6 +887,9 @@ def update_catalog(
         if failed:
             raise TerminalError(f"catalog partitions of {database}.{table} not created: {failed}")
         added += len(chunk) - len(errors.get("Errors", []))
+        existing = [e["PartitionValues"] for e in errors.get("Errors", [])]
+        if existing:
+            _refresh_partitions(glue, database, table, [i for i in chunk if i["Values"] in existing])
     for start in range(0, len(removed), 25):
         values = [{"Values": [d.isoformat()]} for d in removed[start : start + 25]]
         response = glue.batch_delete_partition(DatabaseName=database, TableName=table, PartitionsToDelete=values)
@@ -863,7 +899,43 @@ def update_catalog(
     return added
 
 
+def _refresh_partitions(glue: Any, database: str, table: str, inputs: Sequence[dict[str, Any]]) -> None:
+    """Give partitions a run rewrote the table's columns where theirs differ (new ones after an additive change)."""
+    wanted = {tuple(i["Values"]): i for i in inputs}
+    found = glue.batch_get_partition(
+        DatabaseName=database, TableName=table, PartitionsToGet=[{"Values": list(v)} for v in wanted]
+    ).get("Partitions", [])
+    entries = [
+        {"PartitionValueList": p["Values"], "PartitionInput": wanted[tuple(p["Values"])]}
+        for p in found
+        if schemas.table_columns(p) != schemas.table_columns(wanted[tuple(p["Values"])])
+    ]
+    if entries:
+        glue.batch_update_partition(DatabaseName=database, TableName=table, Entries=entries)
+
+
 # --------------------------------------------------------------------------------------------------- run
+
+
+def check_schema(glue: Any, spark: SparkSession, options: JobOptions, dataset: Dataset) -> schemas.SchemaChange:
+    """Judge the dataset's contract version against its processed table, then declare its raw table from it.
+
+    The processed table's columns and contract version (parameters the job writes) are what earlier runs wrote;
+    a breaking change is returned before anything changes (the caller then processes nothing of the dataset and
+    the quality gate refuses the run), an additive one is applied to the raw table here and to the processed
+    table when its partitions are written (ADR 0015).
+    """
+    table = f"{options.table_prefix}{dataset.name}"
+    processed = schemas.get_table(glue, options.database, table)
+    verdict: schemas.SchemaChange | None = None
+    if processed is not None:
+        columns = catalog_columns(processed_schema(spark, dataset))
+        parameters = processed.get("Parameters") or {}
+        verdict = schemas.compare(table, schemas.table_columns(processed), parameters, columns, dataset)
+        if verdict.breaking:
+            return verdict
+    raw = schemas.declare_raw_table(glue, options.database, f"{options.catalog_raw_path}{dataset.name}/", dataset)
+    return raw if verdict is None or raw.breaking else verdict
 
 
 def _configure(spark: SparkSession) -> None:
@@ -999,10 +1071,26 @@ def process_dataset(
     summary["watermark"]["current"] = high_water.isoformat() if high_water else summary["watermark"]["previous"]
     summary["reference_dates"] = [d.isoformat() for d in touched_by_references(spark, store, options, dataset, changed)]
     location = f"{options.catalog_processed_path}{dataset.name}/"
+    versions = schemas.version_parameters(dataset)
+    if options.update_catalog:
+        change = check_schema(boto3.client("glue"), spark, options, dataset)
+        if change.changes or change.previous_version != change.version:
+            summary["schema_change"] = change.model_dump(mode="json")
+        if change.breaking:
+            logger.error("%s: %s", dataset.name, change.describe())
+            summary["raw_files"] = []
+            summary["watermark"]["current"] = summary["watermark"]["previous"]
+            return summary, None
     if not plan.raw_files:
         if options.update_catalog:
             update_catalog(
-                boto3.client("glue"), options.database, table, processed_schema(spark, dataset), location, []
+                boto3.client("glue"),
+                options.database,
+                table,
+                processed_schema(spark, dataset),
+                location,
+                [],
+                parameters=versions,
             )
         return summary, None
     checked = transform_check(read_raw(spark, dataset, plan.raw_files), dataset).persist()
@@ -1042,7 +1130,14 @@ def process_dataset(
             store.delete(options.partition_uri(options.processed_path, dataset.name, day))
         if options.update_catalog:
             summary["catalog_partitions_added"] = update_catalog(
-                boto3.client("glue"), options.database, table, out.schema, location, sorted(out_days), removed
+                boto3.client("glue"),
+                options.database,
+                table,
+                out.schema,
+                location,
+                sorted(out_days),
+                removed,
+                parameters=versions,
             )
     except BaseException:
         if new is not None:
@@ -1114,6 +1209,8 @@ def run(spark: SparkSession, args: Mapping[str, str]) -> dict[str, Any]:
     }
     store.write_text(options.summary_uri(), json.dumps(summary, indent=2))
     for dataset_plan in plan.datasets:
+        if results[dataset_plan.dataset].get("schema_change", {}).get("breaking"):
+            continue  # refused: its new raw files are read again once the contract is compatible
         if (high_water := dataset_plan.high_water) is not None:
             mark = {"dataset": dataset_plan.dataset, "last_modified": high_water.isoformat(), "run_id": options.run_id}
             store.write_text(options.watermark_uri(dataset_plan.dataset), json.dumps(mark))

@@ -37,6 +37,7 @@ from sqlglot.schema import MappingSchema
 from datalake.catalog_backup import table_input_of
 from datalake.exceptions import TerminalError
 from lakebox.crawler import CSV_SERDES, JSON_SERDES, PARQUET_FORMAT, hidden_key
+from lakebox.hive_json import HIVE_JSON_SERDE, timestamp_sql
 from lakebox.trino_decimal import DIVIDE_MACRO, DecimalPlanError, exact_decimals
 
 if TYPE_CHECKING:
@@ -704,7 +705,7 @@ class AthenaEngine:
             if storage == "parquet":
                 sql, nbytes = self._parquet_sql(objects, columns, key_exprs)
             elif storage == "json":
-                sql, nbytes = _json_sql(objects, columns, key_exprs)
+                sql, nbytes = _json_sql(objects, columns, key_exprs, table)
             else:
                 sql, nbytes = _csv_sql(objects, columns, key_exprs, table)
             parts.append(sql)
@@ -1395,10 +1396,19 @@ def _same_type(target: str, actual: str) -> bool:
     return target.replace(" ", "").upper() == actual.replace(" ", "").upper()
 
 
-def _json_sql(objects: list[_S3Object], columns: list[tuple[str, str]], key_exprs: list[str]) -> tuple[str, int]:
+def _json_sql(
+    objects: list[_S3Object], columns: list[tuple[str, str]], key_exprs: list[str], table: _Table
+) -> tuple[str, int]:
     read_types = {n: _read_type(t) for n, t in columns}
     spec = "{" + ", ".join(f"{_literal(n)}: {_literal(t)}" for n, t in read_types.items()) + "}"
-    exprs = [f"{_convert(_quote(n), t, strict=True)} AS {_quote(n)}" for n, t in columns]
+    formats = table.serde_parameters.get("timestamp.formats")
+
+    def convert(name: str, kind: str) -> str:
+        if table.serde == HIVE_JSON_SERDE and glue_to_duckdb(kind) == "TIMESTAMP":
+            return timestamp_sql(_quote(name), formats, table.qualified)
+        return _convert(_quote(name), kind, strict=True)
+
+    exprs = [f"{convert(n, t)} AS {_quote(n)}" for n, t in columns]
     select = ", ".join([*exprs, *key_exprs]) or "NULL AS __lb_empty"
     uris = _sql_list([o.uri for o in objects])
     columns_arg = f", columns = {spec}" if read_types else ""

@@ -169,11 +169,12 @@ def test_glue_run_then_emr_run_keep_processed_parquet_catalog_and_gate_in_step(a
         f"s3://{PROCESSED}/sales/event_date=2026-11-02/",
         f"s3://{PROCESSED}/sales/event_date=2026-11-03/",
     ]
-    assert {t["Name"] for t in catalog.get_tables(DatabaseName=DATABASE)["TableList"]} == {
-        "sales",
-        "products",
-        "customers",
-    }
+    tables = {t["Name"]: t for t in catalog.get_tables(DatabaseName=DATABASE)["TableList"]}
+    assert set(tables) == {"sales", "products", "customers", "raw_sales", "raw_products", "raw_customers"}
+    # AND the raw tables are declared from the contracts at the raw zone's own location, not the staged copy
+    raw_sales = tables["raw_sales"]["StorageDescriptor"]
+    assert raw_sales["Location"] == f"s3://{RAW}/sales/"
+    assert {c["Name"]: c["Type"] for c in raw_sales["Columns"]}["unit_price"] == "decimal(12,2)"
 
     # AND the quality gate reconciles the partitions with the manifests
     settings = Settings(processed_bucket=PROCESSED, manifests_table="manifests")

@@ -370,6 +370,31 @@ def test_handler_returns_the_report_of_the_execution_run(handler: ModuleType, la
     assert json.loads(json.dumps(report)) == report
 
 
+def test_a_refused_contract_version_fails_the_gate_naming_fields_and_versions() -> None:
+    # GIVEN a dataset the job refused: its contract's next version removes a field the table holds
+    from datalake.runs import DatasetRun
+    from datalake.schemas import ColumnChange, SchemaChange
+
+    change = SchemaChange(
+        table="customers",
+        previous_version="1.0.0",
+        version="2.0.0",
+        changes=[ColumnChange(column="country", kind="removed", before="string", breaking=True)],
+    )
+    part = DatasetRun.model_validate({"schema_change": change.model_dump(mode="json")})
+
+    # WHEN the gate reports it
+    from datalake.quality import schema_refused
+
+    report = schema_refused("customers", part)
+
+    # THEN one failed rule says which field and which versions, and nothing else is judged
+    assert not report.passed
+    (rule,) = report.rules
+    assert (rule.rule, rule.observed["breaking_fields"]) == ("schema_compatible", "country")
+    assert "country (string) is in 1.0.0 but not in 2.0.0" in rule.message
+
+
 def test_firehose_files_are_matched_to_their_batch_manifests_by_prefix(lake: Lake) -> None:
     # GIVEN two Firehose batches: one landed 3 records in hour 09 and 2 in hour 10, the other 4 in hour 10
     table = lake.session.resource("dynamodb").Table("manifests")

@@ -208,6 +208,38 @@ def test_catalog_table_is_parquet_partitioned_by_event_date() -> None:
     assert descriptor["Location"] == "s3://processed-bucket/sales/"
 
 
+def test_an_additive_schema_appends_columns_and_refreshes_the_partitions_the_run_rewrote() -> None:
+    import boto3
+    from moto import mock_aws
+
+    # GIVEN a processed table at 1.0.0 with one partition, and a 1.1.0 schema with a column in the middle
+    before = T.StructType([T.StructField("id", T.StringType()), T.StructField("event_date", T.DateType())])
+    after = T.StructType(
+        [T.StructField("id", T.StringType()), T.StructField("tier", T.StringType()), *before.fields[1:]]
+    )
+    with mock_aws():
+        glue = boto3.client("glue", region_name="us-east-1")
+        glue.create_database(DatabaseInput={"Name": "lake"})
+        old_day, new_day = date(2026, 11, 20), date(2026, 11, 25)
+        job.update_catalog(glue, "lake", "t", before, "s3://p/t/", [old_day], parameters={"contract_version": "1.0.0"})
+
+        # WHEN a run at 1.1.0 rewrites the old partition and adds a new one
+        added = job.update_catalog(
+            glue, "lake", "t", after, "s3://p/t/", [old_day, new_day], parameters={"contract_version": "1.1.0"}
+        )
+
+        # THEN the column is appended, the version recorded, and both partitions describe the new column
+        table = glue.get_table(DatabaseName="lake", Name="t")["Table"]
+        assert [c["Name"] for c in table["StorageDescriptor"]["Columns"]] == ["id", "tier"]
+        assert table["Parameters"]["contract_version"] == "1.1.0"
+        assert added == 1
+        partitions = glue.get_partitions(DatabaseName="lake", TableName="t")["Partitions"]
+        assert {p["Values"][0]: [c["Name"] for c in p["StorageDescriptor"]["Columns"]] for p in partitions} == {
+            "2026-11-20": ["id", "tier"],
+            "2026-11-25": ["id", "tier"],
+        }
+
+
 # ------------------------------------------------------------------------------------------------ planning
 
 
@@ -258,7 +290,8 @@ def test_plan_reads_only_files_past_the_watermark_and_settled() -> None:
         watermark,
     )
     assert plan.roots == {"raw_path": "s3://raw-bucket/", "processed_path": "s3://processed-bucket/"}
-    assert plan.args == {"catalog_processed_path": "s3://processed-bucket/"}
+    # AND the catalog keeps the real locations of both zones when a runtime relocates the roots
+    assert plan.args == {"catalog_processed_path": "s3://processed-bucket/", "catalog_raw_path": "s3://raw-bucket/"}
 
 
 def test_since_overrides_the_watermark() -> None:

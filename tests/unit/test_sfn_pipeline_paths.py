@@ -271,7 +271,7 @@ def assert_failure_path(execution: Execution, services: FakeServices, state: str
     return item
 
 
-def test_happy_path_catalogs_processes_checks_curates_and_notifies() -> None:
+def test_happy_path_processes_catalogs_checks_curates_and_notifies() -> None:
     # GIVEN services that all work, and an input naming one dataset
     services = FakeServices()
 
@@ -280,9 +280,11 @@ def test_happy_path_catalogs_processes_checks_curates_and_notifies() -> None:
 
     # THEN it succeeds through every stage, in order
     assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
-    assert execution.states_entered()[:9] == [
+    assert execution.states_entered()[:11] == [
         "Set Defaults",
         "Normalize Input",
+        "Choose Engine",
+        "Run Spark Job",
         "Catalog Raw",
         "Wait For Crawler",
         "Get Crawler",
@@ -362,7 +364,7 @@ def test_glue_fails_twice_then_succeeds_after_counted_retries() -> None:
     delays = [event.details["delaySeconds"] for event in execution.events("TaskRetry", "Run Spark Job")]
     assert 0 <= delays[0] <= 30
     assert 0 <= delays[1] <= 60
-    assert clock.sleeps == [30.0, 30.0, *delays]
+    assert clock.sleeps == [*delays, 30.0, 30.0]
     assert len(services.calls[GLUE]) == 1  # the two faults never reached the job
     assert len(services.calls[ATHENA]) == 3
 
@@ -522,7 +524,11 @@ def test_a_failed_crawl_takes_the_failure_path() -> None:
     # THEN the failure names the crawl and carries its LastCrawl
     item = assert_failure_path(execution, services, "Get Crawler", "CrawlerFailed")
     assert json.loads(item["cause"])["ErrorMessage"] == "Access denied to s3://raw"
-    assert services.calls[GLUE] == []
+    # AND the crawl comes after processing (it catalogs the partitions of the tables the job declared), but
+    # nothing was checked or promoted
+    assert len(services.calls[GLUE]) == 1
+    assert services.calls[SUBSTITUTIONS["CheckQualityFunctionArn"]] == []
+    assert services.calls[ATHENA] == []
 
 
 @pytest.mark.parametrize("failing", [SNS, EVENTS])

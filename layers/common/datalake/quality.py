@@ -595,6 +595,23 @@ def latest_event_time(session: boto3.Session, bucket: str, dataset: Dataset) -> 
 # --------------------------------------------------------------------------------------------------- gate
 
 
+def schema_refused(name: str, part: DatasetRun) -> DatasetReport:
+    """The report of a dataset whose contract version the job refused: one failed `schema_compatible` rule.
+
+    The job processed none of its data (ADR 0015), so no other rule has anything to judge.
+    """
+    change = part.schema_change
+    assert change is not None
+    observed: Observed = {
+        "table": change.table,
+        "previous_version": change.previous_version,
+        "version": change.version,
+        "breaking_fields": ",".join(c.column for c in change.changes if c.breaking),
+    }
+    result = RuleResult(rule="schema_compatible", passed=False, observed=observed, message=change.describe())
+    return DatasetReport(dataset=name, partitions=[], passed=False, rules=[result])
+
+
 def check_quality(
     clients: AwsClients,
     settings: Settings,
@@ -640,6 +657,9 @@ def check_quality(
         part = summary.datasets.get(name)
         if part is None:
             raise TerminalError(f"the job's run {run_id} did not process {name}")
+        if part.schema_change is not None and part.schema_change.breaking:
+            reports.append(schema_refused(name, part))
+            continue
         job = JobCounts.from_summary(part)
         rules = rules_for(dataset)
         columns = sorted(set().union(*(r.columns(dataset) for r in rules)))

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from datalake.aws import aws_error, error_code
 from datalake.exceptions import TerminalError
+from datalake.schemas import SchemaChange
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -44,6 +45,8 @@ class DatasetRun(BaseModel):
     quarantine: Quarantine = Field(default_factory=Quarantine)
     raw_files: list[str] = Field(default_factory=list)
     skipped_files: list[str] = Field(default_factory=list)
+    schema_change: SchemaChange | None = None
+    """The contract version against the dataset's tables, when it changed them or was refused (ADR 0015)."""
 
     @property
     def changed(self) -> bool:
