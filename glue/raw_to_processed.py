@@ -21,7 +21,7 @@ Arguments (without the leading `--`): `raw_path`, `processed_path` (URIs of the 
 `catalog_processed_path` and `catalog_raw_path` (the locations the catalog records, default `processed_path` and
 `raw_path`), `datasets` (JSON list or comma-separated; default all), `database` (default `data_lake_db`),
 `table_prefix` (default empty), `update_catalog` (default `true`; it also declares the raw tables and judges
-schema changes, ADR 0015), `run_id` (default Glue's `JOB_RUN_ID`), `since` (ISO-8601), `settle_seconds`.
+schema changes, ADR 0016), `run_id` (default Glue's `JOB_RUN_ID`), `since` (ISO-8601), `settle_seconds`.
 """
 
 from __future__ import annotations
@@ -845,7 +845,7 @@ def update_catalog(
     """Create or update the table, register the partitions of `days` and drop those of `removed`; returns the added.
 
     An existing table keeps its columns in their order and gains the schema's new ones at the end (an additive
-    contract change, ADR 0015); `parameters` (the contract version) are recorded on the table.
+    contract change, ADR 0016); `parameters` (the contract version) are recorded on the table.
 
     Parameters
     ----------
@@ -923,7 +923,7 @@ def check_schema(glue: Any, spark: SparkSession, options: JobOptions, dataset: D
     The processed table's columns and contract version (parameters the job writes) are what earlier runs wrote;
     a breaking change is returned before anything changes (the caller then processes nothing of the dataset and
     the quality gate refuses the run), an additive one is applied to the raw table here and to the processed
-    table when its partitions are written (ADR 0015).
+    table when its partitions are written (ADR 0016).
     """
     table = f"{options.table_prefix}{dataset.name}"
     processed = schemas.get_table(glue, options.database, table)

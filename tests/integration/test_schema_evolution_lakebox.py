@@ -1,4 +1,4 @@
-"""Raw tables typed from the contract, and contract versions evolving, through the whole local pipeline (ADR 0015).
+"""Raw tables typed from the contract, and contract versions evolving, through the whole local pipeline (ADR 0016).
 
 One lake, three runs: customers (CSV reference data) at contract 1.0.0; then 1.1.0, which adds an optional field,
 with records of both versions landed; then 2.0.0, which drops a required field and changes a type, and is refused.

@@ -88,7 +88,7 @@ def test_pipeline_roles_write_only_their_own_zone(template: dict[str, Any]) -> N
         role: {z for z, p in row.items() if p & writes and z != "database"} for role, row in grants.items()
     }
     assert zones_written["GlueJobRole"] == zones_written["EmrJobRole"] == {"raw", "processed"}
-    # the Spark job declares the raw tables' schemas from the contracts (ADR 0015), and writes no raw data
+    # the Spark job declares the raw tables' schemas from the contracts (ADR 0016), and writes no raw data
     assert grants["GlueJobRole"]["raw"] == grants["EmrJobRole"]["raw"] == {"ALTER", "DATA_LOCATION_ACCESS", "DESCRIBE"}
     assert zones_written["PipelineStateMachineRole"] == {"curated"}
     assert zones_written["CrawlerRole"] == {"raw", "processed"}

@@ -598,7 +598,7 @@ def latest_event_time(session: boto3.Session, bucket: str, dataset: Dataset) -> 
 def schema_refused(name: str, part: DatasetRun) -> DatasetReport:
     """The report of a dataset whose contract version the job refused: one failed `schema_compatible` rule.
 
-    The job processed none of its data (ADR 0015), so no other rule has anything to judge.
+    The job processed none of its data (ADR 0016), so no other rule has anything to judge.
     """
     change = part.schema_change
     assert change is not None

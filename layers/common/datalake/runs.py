@@ -46,7 +46,7 @@ class DatasetRun(BaseModel):
     raw_files: list[str] = Field(default_factory=list)
     skipped_files: list[str] = Field(default_factory=list)
     schema_change: SchemaChange | None = None
-    """The contract version against the dataset's tables, when it changed them or was refused (ADR 0015)."""
+    """The contract version against the dataset's tables, when it changed them or was refused (ADR 0016)."""
 
     @property
     def changed(self) -> bool:

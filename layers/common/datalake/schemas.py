@@ -2,7 +2,7 @@
 
 The raw zone holds canonical JSON lines (ADR 0006), so the raw catalog table is declared from the contract, not
 inferred by the crawler (which reads timestamps as strings and money as doubles): contract types in Hive terms,
-read by the Hive JSON SerDe with the `timestamp.formats` canonical timestamps need (ADR 0015). A contract's next
+read by the Hive JSON SerDe with the `timestamp.formats` canonical timestamps need (ADR 0016). A contract's next
 version is compared with what a table declares now: new optional fields are additive (appended to the table,
 older partitions read NULL); a type change, a removed field or a field newly required is breaking, and the
 pipeline refuses it before anything is written.
