@@ -16,7 +16,7 @@ from moto import mock_aws
 from pydantic import AwareDatetime, BaseModel, Field
 
 from datalake import schemas
-from datalake.contracts import REGISTRY, Contract, get_dataset
+from datalake.contracts import REGISTRY, Contract, discover, get_dataset
 from datalake.contracts.base import Dataset, EventTime, Money, Quantity
 from datalake.validation import CANONICAL_TIME_PATTERN
 from lakebox.template import load_template
@@ -88,7 +88,7 @@ def test_every_contract_type_has_the_hive_type_athena_reads_it_as() -> None:
 
 @pytest.mark.parametrize(
     ("annotation", "reason"),
-    [(int | str, "unions"), (Decimal, "max_digits"), (dict[str, int], "no Hive type")],
+    [(int | str, "unions"), (Decimal, "max_digits"), (dict[int, str], "keyed by text"), (object, "no Hive type")],
 )
 def test_a_type_no_column_can_hold_is_refused_by_name(annotation: Any, reason: str) -> None:
     with pytest.raises(TypeError, match=reason):
@@ -96,10 +96,12 @@ def test_a_type_no_column_can_hold_is_refused_by_name(annotation: Any, reason: s
 
 
 def test_the_spark_job_types_every_registered_contract_as_the_catalog_does() -> None:
-    # GIVEN the job's Spark schema and the catalog's columns of each dataset
+    # GIVEN the job's Spark schema and the catalog's columns of each dataset, the nested fixture dataset's included
     from glue import raw_to_processed as job
+    from tests.fixtures import contracts as fixture_contracts
 
-    for name, dataset in REGISTRY.items():
+    fixtures = discover(fixture_contracts.__path__, fixture_contracts.__name__)
+    for name, dataset in {**REGISTRY, **fixtures}.items():
         spark = [(f.name, f.dataType.simpleString()) for f in job.contract_schema(dataset).fields]
         # THEN they agree field by field: raw and processed tables say the same of every field
         assert schemas.contract_columns(dataset) == spark, name

@@ -59,7 +59,8 @@ def hive_type(annotation: Any, metadata: Sequence[Any] = ()) -> str:
 
     `str`, `Literal` of strings and string enums → string; `bool` → boolean; `int` → int when a bound keeps it
     within 32 bits, else bigint; `float` → double; `Decimal` → decimal(max_digits,decimal_places); datetimes →
-    timestamp; `date` → date; a nested model → struct<…>; a list, tuple or set → array<…>; `X | None` → X.
+    timestamp; `date` → date; a nested model → struct<…>; a list, tuple or set → array<…>; `dict[str, X]` →
+    map<string,X>; `X | None` → X.
 
     Raises
     ------
@@ -81,6 +82,11 @@ def hive_type(annotation: Any, metadata: Sequence[Any] = ()) -> str:
         if len({hive_type(a) for a in items}) != 1:
             raise TypeError(f"a sequence must hold one type to have a Hive type: {annotation!r}")
         return f"array<{hive_type(items[0])}>"
+    if get_origin(annotation) in (dict, Mapping):
+        key, value = get_args(annotation)
+        if key is not str:
+            raise TypeError(f"a mapping must be keyed by text to have a Hive type: {annotation!r}")
+        return f"map<string,{hive_type(value)}>"
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         kinds = {type(m.value) for m in annotation}
         if len(kinds) != 1:
