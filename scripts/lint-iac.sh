@@ -123,13 +123,13 @@ step_sam_build() {
         --cached --cache-dir .aws-sam/cache --parallel --region "${REGION}"
 }
 
-step_checkov() {
-    # checkov reads the template as written (loops expanded; inline skips in resource Metadata apply; SAM resources get its SAM
-    # checks) and as CloudFormation deploys it after the SAM transform, so the generated roles, functions,
-    # permissions, rules and event source mappings are checked too (the transform keeps a function's Metadata).
-    # checkov drops resources whose Condition is false under the parameters' defaults: the second transformed
-    # copy flips the defaults that switch on the optional resources (Firehose delivery, MSK, the alert e-mail, zone replication).
-    local out=".aws-sam/checkov"
+# The template after the SAM transform, twice: under the parameters' defaults, and with the defaults flipped that
+# switch on the optional resources (Firehose delivery, MSK, the alert e-mail, zone replication). Written once a
+# run, for checkov and parliament both.
+TRANSFORMED=".aws-sam/transformed"
+transform_template() {
+    [[ -n "${TRANSFORMED_DONE:-}" ]] && return 0
+    local out="${TRANSFORMED}"
     mkdir -p "${out}"
     "${TOOLS}/sam/bin/python" scripts/sam_transform.py "${TEMPLATE}" "${out}/defaults.yaml" --region "${REGION}" ||
         return 1
@@ -140,11 +140,23 @@ step_checkov() {
         --set ReplicaCuratedBucketArn=arn:aws:s3:::example-replica-curated \
         --set "ReplicaKmsKeyArn=arn:aws:kms:us-west-2:123456789012:key/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d" ||
         return 1
+    TRANSFORMED_DONE=1
+}
+
+step_checkov() {
+    # checkov reads the template as written (loops expanded; inline skips in resource Metadata apply; SAM resources get its SAM
+    # checks) and as CloudFormation deploys it after the SAM transform, so the generated roles, functions,
+    # permissions, rules and event source mappings are checked too (the transform keeps a function's Metadata).
+    # checkov drops resources whose Condition is false under the parameters' defaults: the second transformed
+    # copy (transform_template) switches the optional resources on.
+    local out=".aws-sam/checkov"
+    mkdir -p "${out}"
+    transform_template || return 1
     # The template as written, its Fn::ForEach loops expanded (checkov would skip the loops' resources and, with a
     # loop among the resources, apply no SAM Globals).
     "${TOOLS}/sam/bin/python" scripts/sam_transform.py "${TEMPLATE}" "${out}/template.yaml" --expand-only || return 1
     "${TOOLS}/checkov/bin/checkov" --quiet --compact --framework cloudformation \
-        -f "${out}/template.yaml" -f "${out}/defaults.yaml" -f "${out}/optional-resources.yaml"
+        -f "${out}/template.yaml" -f "${TRANSFORMED}/defaults.yaml" -f "${TRANSFORMED}/optional-resources.yaml"
 }
 
 step_parliament() {
@@ -153,17 +165,10 @@ step_parliament() {
     # Suppressions live in scripts/parliament.yaml, each with its reason.
     local out=".aws-sam/parliament"
     mkdir -p "${out}"
-    "${TOOLS}/sam/bin/python" scripts/sam_transform.py "${TEMPLATE}" "${out}/defaults.yaml" --region "${REGION}" ||
-        return 1
-    "${TOOLS}/sam/bin/python" scripts/sam_transform.py "${TEMPLATE}" "${out}/optional-resources.yaml" \
-        --region "${REGION}" --set StreamDelivery=firehose --set AlertEmail=alerts@example.com \
-        --set "MskClusterArn=arn:aws:kafka:${REGION}:123456789012:cluster/example/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d-1" \
-        --set ReplicaRawBucketArn=arn:aws:s3:::example-replica-raw \
-        --set ReplicaCuratedBucketArn=arn:aws:s3:::example-replica-curated \
-        --set "ReplicaKmsKeyArn=arn:aws:kms:us-west-2:123456789012:key/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d" ||
-        return 1
+    transform_template || return 1
     [[ -x "${PROJECT_PYTHON}" ]] || { echo "parliament needs the project's ${PROJECT_PYTHON} (make .venv/.installed)" >&2; return 1; }
-    "${PROJECT_PYTHON}" scripts/iam-policies.py "${out}/policies" "${out}/defaults.yaml" "${out}/optional-resources.yaml" ||
+    "${PROJECT_PYTHON}" scripts/iam-policies.py "${out}/policies" "${TRANSFORMED}/defaults.yaml" \
+        "${TRANSFORMED}/optional-resources.yaml" ||
         return 1
     local config=()
     if grep -qvE '^[[:space:]]*(#|$)' scripts/parliament.yaml; then
