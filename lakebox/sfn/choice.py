@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -85,7 +85,7 @@ def validate_rule(rule: Any, top_level: bool) -> None:
         raise DefinitionError("StringMatches needs a string pattern")
 
 
-def evaluate_rule(rule: dict[str, Any], data: Any, context: Any) -> bool:
+def evaluate_rule(rule: dict[str, Any], data: Any, context: Any, variables: Mapping[str, Any] | None = None) -> bool:
     """Evaluate a Choice rule against the Choice state's effective input.
 
     Parameters
@@ -96,6 +96,8 @@ def evaluate_rule(rule: dict[str, Any], data: Any, context: Any) -> bool:
         The document ``$`` refers to.
     context
         The context object (``$$``).
+    variables
+        The workflow variables (``Variable: "$name"``).
 
     Returns
     -------
@@ -109,34 +111,34 @@ def evaluate_rule(rule: dict[str, Any], data: Any, context: Any) -> bool:
         nothing.
     """
     if "And" in rule:
-        return all(evaluate_rule(member, data, context) for member in rule["And"])
+        return all(evaluate_rule(member, data, context, variables) for member in rule["And"])
     if "Or" in rule:
-        return any(evaluate_rule(member, data, context) for member in rule["Or"])
+        return any(evaluate_rule(member, data, context, variables) for member in rule["Or"])
     if "Not" in rule:
-        return not evaluate_rule(rule["Not"], data, context)
+        return not evaluate_rule(rule["Not"], data, context, variables)
     variable = rule["Variable"]
     name = _operator_of(rule)
     if name == "IsPresent":
         try:
-            read_path(variable, data, context)
+            read_path(variable, data, context, variables)
         except PathNotFoundError:
             return rule[name] is False
         return rule[name] is True
-    value = _read(variable, data, context)
+    value = _read(variable, data, context, variables)
     if name in _TESTS:
         return _type_test(name, value) is rule[name]
     if name.endswith("Path"):
         name = name.removesuffix("Path")
-        expected = _read(rule[f"{name}Path"], data, context)
+        expected = _read(rule[f"{name}Path"], data, context, variables)
     else:
         expected = rule[name]
     kind, order = COMPARISONS[name]
     return _compare(kind, order, value, expected)
 
 
-def _read(path: str, data: Any, context: Any) -> Any:
+def _read(path: str, data: Any, context: Any, variables: Mapping[str, Any] | None) -> Any:
     try:
-        return read_path(path, data, context)
+        return read_path(path, data, context, variables)
     except PathNotFoundError as exc:
         raise StatesError(
             RUNTIME, f"Invalid path '{path}': the choice state's condition path references an invalid value"
@@ -176,13 +178,21 @@ def _compare(kind: str, order: str, value: Any, expected: Any) -> bool:
             return False
         if order == "Matches":
             return string_matches(value, expected)
-        return _ORDERINGS[order](value, expected)
+        return _ORDERINGS[order](utf16_key(value), utf16_key(expected))
     if kind == "Numeric":
         return _is_number(value) and _is_number(expected) and _ORDERINGS[order](value, expected)
     if kind == "Boolean":
         return isinstance(value, bool) and isinstance(expected, bool) and value is expected
     left, right = parse_timestamp(value), parse_timestamp(expected)
     return left is not None and right is not None and _ORDERINGS[order](left, right)
+
+
+def utf16_key(text: str) -> bytes:
+    """Return the sort key Step Functions orders strings by: their UTF-16 code units (big-endian bytes compare alike).
+
+    Code point order and UTF-16 order differ above U+FFFF: a surrogate pair (0xD800-0xDFFF) sorts below U+E000-U+FFFF.
+    """
+    return text.encode("utf-16-be", "surrogatepass")
 
 
 def string_matches(value: str, pattern: str) -> bool:

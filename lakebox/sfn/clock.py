@@ -90,3 +90,32 @@ class ManualClock:
         """Move the virtual time forward without recording a sleep."""
         with self._lock:
             self._now += timedelta(seconds=seconds)
+
+
+class Waitable(Protocol):
+    """What a clock waits on for an outside party (a task token's completion or heartbeat)."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until set or ``timeout`` real seconds passed; return whether it was set."""
+        ...
+
+    def is_set(self) -> bool:
+        """Whether it is set."""
+        ...
+
+
+def wait_for(clock: Clock, event: Waitable, seconds: float | None) -> bool:
+    """Wait up to ``seconds`` of the clock's time for ``event``; ``None`` waits as long as it takes.
+
+    A callback comes from outside the executor, so on the system and compressed clocks the wait is real (and the
+    compressed clock's virtual time moves with it); on a :class:`ManualClock` an event not yet set times out at
+    once, advancing the virtual time by ``seconds``, so tests assert timeouts without waiting.
+    """
+    if event.is_set():
+        return True
+    if isinstance(clock, ManualClock):
+        if seconds is None:
+            return event.wait()
+        clock.advance(seconds)
+        return event.is_set()
+    return event.wait(seconds)

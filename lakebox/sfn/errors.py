@@ -12,6 +12,12 @@ NO_CHOICE_MATCHED = "States.NoChoiceMatched"
 PARAMETER_PATH_FAILURE = "States.ParameterPathFailure"
 RESULT_PATH_MATCH_FAILURE = "States.ResultPathMatchFailure"
 INTRINSIC_FAILURE = "States.IntrinsicFailure"
+HEARTBEAT_TIMEOUT = "States.HeartbeatTimeout"
+QUERY_EVALUATION_ERROR = "States.QueryEvaluationError"
+ITEM_READER_FAILED = "States.ItemReaderFailed"
+RESULT_WRITER_FAILED = "States.ResultWriterFailed"
+EXCEED_TOLERATED_FAILURE_THRESHOLD = "States.ExceedToleratedFailureThreshold"
+LAMBDA_RESOURCE_NOT_FOUND = "Lambda.ResourceNotFoundException"
 
 # Terminal errors: no Retry or Catch (not even States.ALL) handles them.
 UNCATCHABLE = frozenset({RUNTIME, DATA_LIMIT_EXCEEDED})
@@ -56,9 +62,15 @@ def error_matches(error_equals: list[str], error: str) -> bool:
     -------
     bool
         ``States.ALL`` matches every error but the terminal ones (``States.Runtime``,
-        ``States.DataLimitExceeded``); ``States.TaskFailed`` matches the same set except ``States.Timeout``;
-        any other name matches itself.
+        ``States.DataLimitExceeded``); ``States.TaskFailed`` matches the same set except the timeouts;
+        ``States.Timeout`` also matches ``States.HeartbeatTimeout``; any other name matches itself.
     """
     if error in UNCATCHABLE:
         return False
-    return any(name in (error, ALL) or (name == TASK_FAILED and error != TIMEOUT) for name in error_equals)
+    timeouts = (TIMEOUT, HEARTBEAT_TIMEOUT)
+    return any(
+        name in (error, ALL)
+        or (name == TASK_FAILED and error not in timeouts)
+        or (name == TIMEOUT and error == HEARTBEAT_TIMEOUT)
+        for name in error_equals
+    )

@@ -1,4 +1,4 @@
-"""A compact Amazon States Language interpreter (JSONPath): states, input/output processing, Retry and Catch."""
+"""A compact Amazon States Language interpreter (JSONPath and JSONata): states, data flow, variables, errors."""
 
 from __future__ import annotations
 
@@ -6,20 +6,25 @@ import json
 import random
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
+from lakebox.sfn import distributed, jsonata_expr
+from lakebox.sfn.callbacks import TaskTokens
 from lakebox.sfn.choice import evaluate_rule, parse_timestamp
 from lakebox.sfn.clock import Clock, CompressedClock
 from lakebox.sfn.errors import (
     DATA_LIMIT_EXCEEDED,
+    LAMBDA_RESOURCE_NOT_FOUND,
     NO_CHOICE_MATCHED,
+    QUERY_EVALUATION_ERROR,
     RESULT_PATH_MATCH_FAILURE,
     RUNTIME,
     StatesError,
+    TaskError,
     error_matches,
 )
 from lakebox.sfn.history import Execution
@@ -27,12 +32,15 @@ from lakebox.sfn.intrinsics import evaluate_intrinsic, is_intrinsic
 from lakebox.sfn.paths import PathNotFoundError, ResultPathError, read_path, write_reference_path
 from lakebox.sfn.payload import render_template
 from lakebox.sfn.registry import Integrations, TaskContext
-from lakebox.sfn.validation import validate_definition
+from lakebox.sfn.validation import is_lambda_resource, validate_definition
+from lakebox.sfn.variables import VariableScope
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "123456789012"
 MAX_PAYLOAD_BYTES = 256 * 1024  # Step Functions' quota on a state's input, output and task result
 _MAX_THREADS = 16
+JSONATA = "JSONata"
+WAIT_FOR_TASK_TOKEN = ".waitForTaskToken"
 
 
 class _Aborted(Exception):
@@ -67,6 +75,9 @@ class _Run:
     rng: random.Random
     max_workers: int | None
     base_context: dict[str, Any]
+    language: str
+    callbacks: TaskTokens
+    objects: distributed.ObjectStore | None
 
     def record(self, event_type: str, state: str | None = None, **details: Any) -> None:
         self.execution.record(self.clock.now(), event_type, state, **details)
@@ -76,6 +87,20 @@ class _Run:
         context["State"] = {"Name": state, "EnteredTime": _iso(entered), "RetryCount": 0}
         context.update(extra)
         return context
+
+
+@dataclass
+class _Env:
+    """What one state sees besides its input: its query language and the variables as they were at its entry."""
+
+    language: str
+    variables: dict[str, Any]
+    scope: VariableScope
+    pending: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def jsonata(self) -> bool:
+        return self.language == JSONATA
 
 
 def _account_of(arn: str) -> str:
@@ -97,6 +122,8 @@ def run_execution(
     clock: Clock | None = None,
     rng: random.Random | None = None,
     max_workers: int | None = None,
+    callbacks: TaskTokens | None = None,
+    objects: distributed.ObjectStore | None = None,
 ) -> Execution:
     """Run a state machine to completion and return its execution record.
 
@@ -107,7 +134,8 @@ def run_execution(
     input
         The execution input (any JSON value; ``None`` means ``{}`` as StartExecution does).
     integrations
-        The task resources this definition may call; every Task resource must resolve.
+        The task resources this definition may call; every Task resource must resolve, except Lambda
+        functions, which fail at run time with ``Lambda.ResourceNotFoundException`` as on AWS.
     name
         The execution name (as StartExecution's ``name``); a UUID when omitted.
     state_machine_arn
@@ -120,6 +148,11 @@ def run_execution(
     max_workers
         Upper bound on threads for Map and Parallel; ``1`` runs branches and iterations sequentially.
         ``None`` honours each state's MaxConcurrency (capped at 16).
+    callbacks
+        The task tokens ``.waitForTaskToken`` tasks wait on; whoever holds it answers with
+        ``send_task_success``/``send_task_failure``/``send_task_heartbeat``.
+    objects
+        The S3 a Distributed Map's ``ItemReader`` reads and its ``ResultWriter`` writes.
 
     Returns
     -------
@@ -135,8 +168,8 @@ def run_execution(
 
     Notes
     -----
-    ``TimeoutSeconds`` and ``HeartbeatSeconds`` (and their ``...Path`` forms, and the machine's own
-    ``TimeoutSeconds``) are accepted and ignored: local tasks run to completion in process. An exception
+    ``TimeoutSeconds`` and ``HeartbeatSeconds`` bound the wait of a ``.waitForTaskToken`` task; other local
+    tasks run to completion in process, and the machine's own ``TimeoutSeconds`` is not enforced. An exception
     other than :class:`StatesError` raised by an integration is a defect of the local service and propagates.
     """
     document: dict[str, Any] = json.loads(definition) if isinstance(definition, str) else definition
@@ -166,10 +199,20 @@ def run_execution(
         },
         "StateMachine": {"Id": sm_arn, "Name": sm_name},
     }
-    run = _Run(execution, registry, clock, rng or random.Random(), max_workers, base_context)
+    run = _Run(
+        execution,
+        registry,
+        clock,
+        rng or random.Random(),
+        max_workers,
+        base_context,
+        str(document.get("QueryLanguage", "JSONPath")),
+        callbacks if callbacks is not None else TaskTokens(),
+        objects,
+    )
     run.record("ExecutionStarted", input=execution_input)
     try:
-        output = _run_machine(run, document, execution_input, _Scope())
+        output = _run_machine(run, document, execution_input, _Scope(), VariableScope())
     except StatesError as err:
         execution.status, execution.error, execution.cause = "FAILED", err.error, err.cause
         execution.stop_date = clock.now()
@@ -181,7 +224,7 @@ def run_execution(
     return execution
 
 
-def _run_machine(run: _Run, machine: dict[str, Any], data: Any, scope: _Scope) -> Any:
+def _run_machine(run: _Run, machine: dict[str, Any], data: Any, scope: _Scope, variables: VariableScope) -> Any:
     """Run ``machine`` (the top level, a branch or an iteration) from StartAt to its end."""
     name: str = machine["StartAt"]
     while True:
@@ -189,9 +232,13 @@ def _run_machine(run: _Run, machine: dict[str, Any], data: Any, scope: _Scope) -
         state = machine["States"][name]
         kind = state["Type"]
         context = run.context(name, run.clock.now())
+        env = _Env(str(state.get("QueryLanguage", run.language)), variables.visible(), variables)
         run.record(f"{kind}StateEntered", name, input=data)
-        output, following = _RUNNERS[kind](run, name, state, data, context, scope)
+        output, following = _RUNNERS[kind](run, name, state, data, context, scope, env)
         _check_size(output, f"the output of state '{name}'")
+        if env.pending:
+            variables.assign(env.pending)
+            run.record("VariablesAssigned", name, assigned=env.pending)
         run.record(f"{kind}StateExited", name, output=output)
         if following is None:
             return output
@@ -201,24 +248,35 @@ def _run_machine(run: _Run, machine: dict[str, Any], data: Any, scope: _Scope) -
 # --- input and output processing -------------------------------------------------------------------------
 
 
-def _select(state: dict[str, Any], key: str, data: Any, context: Any) -> Any:
+def _select(state: dict[str, Any], key: str, data: Any, context: Any, env: _Env) -> Any:
     """Apply InputPath or OutputPath: absent keeps the document, null gives ``{}``."""
     if key not in state:
         return data
     if state[key] is None:
         return {}
     try:
-        return read_path(state[key], data, context)
+        return read_path(state[key], data, context, env.variables)
     except PathNotFoundError as exc:
         raise StatesError(RUNTIME, f"Invalid path '{state[key]}' in {key}: no results in the state's data") from exc
 
 
-def _effective_input(run: _Run, state: dict[str, Any], data: Any, context: Any) -> Any:
-    """InputPath, then Parameters."""
-    selected = _select(state, "InputPath", data, context)
+def _effective_input(run: _Run, state: dict[str, Any], data: Any, context: Any, env: _Env) -> Any:
+    """JSONPath: InputPath, then Parameters. JSONata: Arguments (the state input when absent)."""
+    if env.jsonata:
+        if "Arguments" not in state:
+            return data
+        return jsonata_expr.render(
+            state["Arguments"], _states(data, context), env.variables, run.rng, field="Arguments"
+        )
+    selected = _select(state, "InputPath", data, context, env)
     if "Parameters" in state:
-        return render_template(state["Parameters"], selected, context, run.rng)
+        return render_template(state["Parameters"], selected, context, run.rng, env.variables)
     return selected
+
+
+def _states(data: Any, context: Any, **extra: Any) -> dict[str, Any]:
+    """The reserved ``$states`` variable of a JSONata state."""
+    return {"input": data, "context": context, **extra}
 
 
 def _place_result(state: dict[str, Any], raw_input: Any, result: Any, key: str = "ResultPath") -> Any:
@@ -230,11 +288,45 @@ def _place_result(state: dict[str, Any], raw_input: Any, result: Any, key: str =
         raise StatesError(RESULT_PATH_MATCH_FAILURE, str(exc)) from exc
 
 
-def _state_output(run: _Run, state: dict[str, Any], raw_input: Any, result: Any, context: Any) -> Any:
-    """ResultSelector, then ResultPath (on the raw input), then OutputPath."""
+def _assign(run: _Run, holder: Mapping[str, Any], env: _Env, data: Any, context: Any, states: dict[str, Any]) -> None:
+    """Evaluate ``holder``'s Assign with the variables of the state's entry; they take effect when it ends.
+
+    JSONPath: values are templates (``.$`` keys) on ``data`` (the state's result, or its error output in a
+    Catch). JSONata: values are ``{% %}`` templates over ``$states``.
+    """
+    if "Assign" not in holder:
+        return
+    if env.jsonata:
+        assigned = jsonata_expr.render(holder["Assign"], states, env.variables, run.rng, field="Assign")
+    else:
+        assigned = render_template(holder["Assign"], data, context, run.rng, env.variables)
+    env.pending.update(assigned)
+
+
+def _state_output(run: _Run, state: dict[str, Any], raw_input: Any, result: Any, context: Any, env: _Env) -> Any:
+    """JSONPath: ResultSelector, Assign, ResultPath (on the raw input), OutputPath. JSONata: Assign and Output."""
+    if env.jsonata:
+        states = _states(raw_input, context, result=result)
+        _assign(run, state, env, result, context, states)
+        if "Output" not in state:
+            return result
+        return jsonata_expr.render(state["Output"], states, env.variables, run.rng, field="Output")
     if "ResultSelector" in state:
-        result = render_template(state["ResultSelector"], result, context, run.rng)
-    return _select(state, "OutputPath", _place_result(state, raw_input, result), context)
+        result = render_template(state["ResultSelector"], result, context, run.rng, env.variables)
+    _assign(run, state, env, result, context, {})
+    return _select(state, "OutputPath", _place_result(state, raw_input, result), context, env)
+
+
+def _plain_output(run: _Run, state: dict[str, Any], data: Any, effective: Any, context: Any, env: _Env) -> Any:
+    """The output of a state without a result (Choice, Wait, Succeed): Assign, then OutputPath or Output."""
+    if env.jsonata:
+        states = _states(data, context)
+        _assign(run, state, env, data, context, states)
+        if "Output" not in state:
+            return data
+        return jsonata_expr.render(state["Output"], states, env.variables, run.rng, field="Output")
+    _assign(run, state, env, effective, context, {})
+    return _select(state, "OutputPath", effective, context, env)
 
 
 def _next(state: dict[str, Any]) -> str | None:
@@ -254,13 +346,32 @@ def _check_size(value: Any, what: str) -> None:
         raise StatesError(DATA_LIMIT_EXCEEDED, f"{what} has {size} bytes, over the {MAX_PAYLOAD_BYTES} byte quota")
 
 
+def _number_field(run: _Run, state: dict[str, Any], key: str, data: Any, context: Any, env: _Env) -> float | None:
+    """A number a state gives as ``key`` (a literal or a JSONata expression) or as ``keyPath``."""
+    if key in state:
+        value = state[key]
+        if jsonata_expr.is_expression(value):
+            value = jsonata_expr.evaluate(value, _states(data, context), env.variables, run.rng)
+    elif f"{key}Path" in state:
+        try:
+            value = read_path(state[f"{key}Path"], data, context, env.variables)
+        except PathNotFoundError as exc:
+            raise StatesError(RUNTIME, f"Invalid path '{state[f'{key}Path']}' in {key}Path") from exc
+    else:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        error = QUERY_EVALUATION_ERROR if env.jsonata else RUNTIME
+        raise StatesError(error, f"{key} must be a non-negative number, got {json.dumps(value)}")
+    return float(value)
+
+
 # --- Retry and Catch ------------------------------------------------------------------------------------
 
 _Attempt = Callable[[int], Any]
 
 
 def _with_error_handling(
-    run: _Run, name: str, state: dict[str, Any], raw_input: Any, attempt: _Attempt
+    run: _Run, name: str, state: dict[str, Any], raw_input: Any, context: Any, env: _Env, attempt: _Attempt
 ) -> tuple[Any, str | None]:
     """Run ``attempt`` (given the retry count) under the state's Retry and Catch fields."""
     retriers: list[dict[str, Any]] = state.get("Retry", [])
@@ -290,7 +401,23 @@ def _with_error_handling(
             if catcher is None:
                 raise
             run.record(f"{state['Type']}Caught", name, error=err.error, cause=err.cause, next=catcher["Next"])
-            return _place_result(catcher, raw_input, err.as_output()), str(catcher["Next"])
+            return _caught_output(run, catcher, raw_input, err, context, env), str(catcher["Next"])
+
+
+def _caught_output(
+    run: _Run, catcher: dict[str, Any], raw_input: Any, err: StatesError, context: Any, env: _Env
+) -> Any:
+    """A Catcher's output and Assign: the state's own Assign is dropped, the Catcher's applies instead."""
+    env.pending.clear()
+    error_output = err.as_output()
+    if env.jsonata:
+        states = _states(raw_input, context, errorOutput=error_output)
+        _assign(run, catcher, env, error_output, context, states)
+        if "Output" not in catcher:
+            return error_output
+        return jsonata_expr.render(catcher["Output"], states, env.variables, run.rng, field="Catch Output")
+    _assign(run, catcher, env, error_output, context, {})
+    return _place_result(catcher, raw_input, error_output)
 
 
 def retry_delay(retrier: dict[str, Any], retries_so_far: int, rng: random.Random) -> float:
@@ -347,97 +474,153 @@ def _run_all(run: _Run, jobs: list[Callable[[_Scope], Any]], concurrency: int, s
 _Outcome = tuple[Any, str | None]
 
 
-def _run_pass(run: _Run, name: str, state: dict[str, Any], data: Any, context: Any, scope: _Scope) -> _Outcome:
-    effective = _effective_input(run, state, data, context)
+def _run_pass(
+    run: _Run, name: str, state: dict[str, Any], data: Any, context: Any, scope: _Scope, env: _Env
+) -> _Outcome:
+    if env.jsonata:
+        return _plain_output(run, state, data, data, context, env), _next(state)
+    effective = _effective_input(run, state, data, context, env)
     result = state.get("Result", effective)
-    return _select(state, "OutputPath", _place_result(state, data, result), context), _next(state)
+    _assign(run, state, env, result, context, {})
+    return _select(state, "OutputPath", _place_result(state, data, result), context, env), _next(state)
 
 
-def _run_task(run: _Run, name: str, state: dict[str, Any], data: Any, context: Any, scope: _Scope) -> _Outcome:
+def _run_task(
+    run: _Run, name: str, state: dict[str, Any], data: Any, context: Any, scope: _Scope, env: _Env
+) -> _Outcome:
     resource: str = state["Resource"]
+    callback = resource.endswith(WAIT_FOR_TASK_TOKEN)
     handler = run.integrations.resolve(resource)
-    if handler is None:  # validated before the run; kept for registries changed meanwhile
-        raise StatesError(RUNTIME, f"no local integration for resource {resource}")
+    if handler is None and callback:
+        handler = run.integrations.resolve(resource.removesuffix(WAIT_FOR_TASK_TOKEN))
 
     def attempt(retry_count: int) -> Any:
+        token = str(uuid.UUID(int=run.rng.getrandbits(128), version=4))
         attempt_context = {
             **context,
             "State": {**context["State"], "RetryCount": retry_count},
-            "Task": {"Token": str(uuid.UUID(int=run.rng.getrandbits(128), version=4))},
+            "Task": {"Token": token},
         }
-        parameters = _effective_input(run, state, data, attempt_context)
+        parameters = _effective_input(run, state, data, attempt_context, env)
         run.record("TaskScheduled", name, resource=resource, parameters=parameters)
         run.record("TaskStarted", name, resource=resource)
         task = TaskContext(name, resource, attempt_context, retry_count)
         try:
-            result = _json_copy(handler(parameters, task))
+            if handler is None:
+                _no_handler(resource)
+            if callback:
+                timeout = _number_field(run, state, "TimeoutSeconds", data, attempt_context, env)
+                heartbeat = _number_field(run, state, "HeartbeatSeconds", data, attempt_context, env)
+                run.callbacks.open(token)
+                handler(parameters, task)  # the resource hands the token on; its own answer is not the result
+                run.record("TaskSubmitted", name, resource=resource, taskToken=token)
+                result = _json_copy(run.callbacks.wait(token, run.clock, timeout, heartbeat))
+            else:
+                result = _json_copy(handler(parameters, task))
             _check_size(result, f"the result of task '{name}'")
         except StatesError as err:
             run.record("TaskFailed", name, resource=resource, error=err.error, cause=err.cause)
             raise
         run.record("TaskSucceeded", name, resource=resource, output=result)
-        return _state_output(run, state, data, result, attempt_context)
+        return _state_output(run, state, data, result, attempt_context, env)
 
-    return _with_error_handling(run, name, state, data, attempt)
+    return _with_error_handling(run, name, state, data, context, env, attempt)
 
 
-def _run_choice(run: _Run, name: str, state: dict[str, Any], data: Any, context: Any, scope: _Scope) -> _Outcome:
-    effective = _select(state, "InputPath", data, context)
-    following = next((rule["Next"] for rule in state["Choices"] if evaluate_rule(rule, effective, context)), None)
-    if following is None:
-        following = state.get("Default")
+def _no_handler(resource: str) -> NoReturn:
+    """A resource with nothing to serve it: a Lambda function that does not exist fails as Lambda reports it."""
+    if is_lambda_resource(resource):
+        raise TaskError(LAMBDA_RESOURCE_NOT_FOUND, f"Function not found: {resource}")
+    raise StatesError(RUNTIME, f"no local integration for resource {resource}")
+
+
+def _run_choice(
+    run: _Run, name: str, state: dict[str, Any], data: Any, context: Any, scope: _Scope, env: _Env
+) -> _Outcome:
+    effective = data if env.jsonata else _select(state, "InputPath", data, context, env)
+    matched = next((rule for rule in state["Choices"] if _rule_matches(run, rule, effective, context, env)), None)
+    following = matched["Next"] if matched is not None else state.get("Default")
     if following is None:
         raise StatesError(NO_CHOICE_MATCHED, f"no Choice rule of state '{name}' matched and there is no Default")
-    return _select(state, "OutputPath", effective, context), str(following)
+    holder = matched if matched is not None and ("Assign" in matched or "Output" in matched) else state
+    if env.jsonata and holder is matched:
+        holder = {key: value for key, value in matched.items() if key in ("Assign", "Output")}
+    return _plain_output(run, holder, data, effective, context, env), str(following)
 
 
-def _run_wait(run: _Run, name: str, state: dict[str, Any], data: Any, context: Any, scope: _Scope) -> _Outcome:
-    effective = _select(state, "InputPath", data, context)
-    if "Seconds" in state or "SecondsPath" in state:
-        seconds = state["Seconds"] if "Seconds" in state else _read_wait(state["SecondsPath"], effective, context)
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-            raise StatesError(RUNTIME, f"state '{name}': the wait must be a non-negative number, got {seconds!r}")
-        delay = float(seconds)
+def _rule_matches(run: _Run, rule: dict[str, Any], data: Any, context: Any, env: _Env) -> bool:
+    if not env.jsonata:
+        return evaluate_rule(rule, data, context, env.variables)
+    value = jsonata_expr.evaluate(rule["Condition"], _states(data, context), env.variables, run.rng)
+    if not isinstance(value, bool):
+        raise StatesError(
+            QUERY_EVALUATION_ERROR, f"the Condition {rule['Condition']!r} returned {value!r}, not a boolean"
+        )
+    return value
+
+
+def _run_wait(
+    run: _Run, name: str, state: dict[str, Any], data: Any, context: Any, scope: _Scope, env: _Env
+) -> _Outcome:
+    effective = data if env.jsonata else _select(state, "InputPath", data, context, env)
+    seconds = _number_field(run, state, "Seconds", effective, context, env)
+    if seconds is not None:
+        delay = seconds
     else:
-        raw = state["Timestamp"] if "Timestamp" in state else _read_wait(state["TimestampPath"], effective, context)
+        if "Timestamp" in state:
+            raw = state["Timestamp"]
+            if jsonata_expr.is_expression(raw):
+                raw = jsonata_expr.evaluate(raw, _states(data, context), env.variables, run.rng)
+        else:
+            raw = _read_wait(state["TimestampPath"], effective, context, env)
         until = parse_timestamp(raw)
         if until is None:
-            raise StatesError(RUNTIME, f"state '{name}': {raw!r} is not an RFC 3339 timestamp")
+            error = QUERY_EVALUATION_ERROR if env.jsonata else RUNTIME
+            raise StatesError(error, f"state '{name}': {raw!r} is not an RFC 3339 timestamp")
         delay = max(0.0, (until - run.clock.now()).total_seconds())
     run.record("WaitStarted", name, seconds=delay)
     run.clock.sleep(delay)
-    return _select(state, "OutputPath", effective, context), _next(state)
+    return _plain_output(run, state, data, effective, context, env), _next(state)
 
 
-def _read_wait(path: str, data: Any, context: Any) -> Any:
+def _read_wait(path: str, data: Any, context: Any, env: _Env) -> Any:
     try:
-        return read_path(path, data, context)
+        return read_path(path, data, context, env.variables)
     except PathNotFoundError as exc:
         raise StatesError(RUNTIME, f"Invalid path '{path}': no results in the state's input") from exc
 
 
-def _run_succeed(run: _Run, name: str, state: dict[str, Any], data: Any, context: Any, scope: _Scope) -> _Outcome:
-    effective = _select(state, "InputPath", data, context)
-    return _select(state, "OutputPath", effective, context), None
+def _run_succeed(
+    run: _Run, name: str, state: dict[str, Any], data: Any, context: Any, scope: _Scope, env: _Env
+) -> _Outcome:
+    effective = data if env.jsonata else _select(state, "InputPath", data, context, env)
+    return _plain_output(run, {k: v for k, v in state.items() if k != "Assign"}, data, effective, context, env), None
 
 
-def _run_fail(run: _Run, name: str, state: dict[str, Any], data: Any, context: Any, scope: _Scope) -> _Outcome:
-    error = _fail_field(run, state, "Error", data, context)
-    cause = _fail_field(run, state, "Cause", data, context)
+def _run_fail(
+    run: _Run, name: str, state: dict[str, Any], data: Any, context: Any, scope: _Scope, env: _Env
+) -> _Outcome:
+    error = _fail_field(run, state, "Error", data, context, env)
+    cause = _fail_field(run, state, "Cause", data, context, env)
     raise StatesError(error or "", cause or "")
 
 
-def _fail_field(run: _Run, state: dict[str, Any], key: str, data: Any, context: Any) -> str | None:
+def _fail_field(run: _Run, state: dict[str, Any], key: str, data: Any, context: Any, env: _Env) -> str | None:
     if key in state:
-        return str(state[key])
+        if not jsonata_expr.is_expression(state[key]):
+            return str(state[key])
+        value = jsonata_expr.evaluate(state[key], _states(data, context), env.variables, run.rng)
+        if not isinstance(value, str):
+            raise StatesError(QUERY_EVALUATION_ERROR, f"{key} must evaluate to a string, got {value!r}")
+        return value
     computed = state.get(f"{key}Path")
     if computed is None:
         return None
     if is_intrinsic(computed):
-        value = evaluate_intrinsic(computed, data, context, run.rng)
+        value = evaluate_intrinsic(computed, data, context, run.rng, env.variables)
     else:
         try:
-            value = read_path(computed, data, context)
+            value = read_path(computed, data, context, env.variables)
         except PathNotFoundError as exc:
             raise StatesError(RUNTIME, f"Invalid path '{computed}' in {key}Path") from exc
     if not isinstance(value, str):
@@ -445,60 +628,186 @@ def _fail_field(run: _Run, state: dict[str, Any], key: str, data: Any, context: 
     return value
 
 
-def _run_map(run: _Run, name: str, state: dict[str, Any], data: Any, context: Any, scope: _Scope) -> _Outcome:
+def _map_items(run: _Run, name: str, state: dict[str, Any], data: Any, context: Any, env: _Env) -> list[Any]:
+    """The items a Map iterates: ItemReader (S3), ItemsPath (JSONPath), Items (JSONata), or the input itself."""
+    if "ItemReader" in state:
+        reader = state["ItemReader"]
+        if env.jsonata:
+            arguments = jsonata_expr.render(
+                reader.get("Arguments", {}), _states(data, context), env.variables, run.rng, field="ItemReader"
+            )
+        else:
+            arguments = render_template(reader.get("Parameters", {}), data, context, run.rng, env.variables)
+        return distributed.read_items(run.objects, reader, arguments)
+    if env.jsonata:
+        items = state.get("Items", data)
+        items = jsonata_expr.render(items, _states(data, context), env.variables, run.rng, field="Items")
+        error = QUERY_EVALUATION_ERROR
+    else:
+        items = data
+        if state.get("ItemsPath") is not None:
+            try:
+                items = read_path(state["ItemsPath"], data, context, env.variables)
+            except PathNotFoundError as exc:
+                raise StatesError(RUNTIME, f"Invalid path '{state['ItemsPath']}' in ItemsPath") from exc
+        error = RUNTIME
+    if not isinstance(items, list):
+        raise StatesError(error, f"state '{name}': the items must be an array, got {json.dumps(items)}")
+    return items
+
+
+def _run_map(
+    run: _Run, name: str, state: dict[str, Any], data: Any, context: Any, scope: _Scope, env: _Env
+) -> _Outcome:
     processor: dict[str, Any] = state.get("ItemProcessor", state.get("Iterator", {}))
+    distributed_mode = (processor.get("ProcessorConfig") or {}).get("Mode") == "DISTRIBUTED"
     selector = state.get("ItemSelector", state.get("Parameters"))
 
     def attempt(retry_count: int) -> Any:
-        effective = _select(state, "InputPath", data, context)
-        items = effective
-        if state.get("ItemsPath") is not None:
-            try:
-                items = read_path(state["ItemsPath"], effective, context)
-            except PathNotFoundError as exc:
-                raise StatesError(RUNTIME, f"Invalid path '{state['ItemsPath']}' in ItemsPath") from exc
-        if not isinstance(items, list):
-            raise StatesError(RUNTIME, f"state '{name}': ItemsPath must select an array, got {json.dumps(items)}")
+        attempt_context = {**context, "State": {**context["State"], "RetryCount": retry_count}}
+        effective = data if env.jsonata else _select(state, "InputPath", data, attempt_context, env)
+        items = _map_items(run, name, state, effective, attempt_context, env)
         run.record("MapStateStarted", name, length=len(items))
 
-        def iteration(index: int, item: Any) -> Callable[[_Scope], Any]:
-            def job(child: _Scope) -> Any:
-                child.check()
-                item_context = {**context, "Map": {"Item": {"Index": index, "Value": item}}}
-                item_input = item if selector is None else render_template(selector, effective, item_context, run.rng)
-                run.record("MapIterationStarted", name, index=index)
-                try:
-                    output = _run_machine(run, processor, item_input, child)
-                except StatesError as err:
-                    run.record("MapIterationFailed", name, index=index, error=err.error, cause=err.cause)
-                    raise
-                except _Aborted:
-                    run.record("MapIterationAborted", name, index=index)
-                    raise
-                run.record("MapIterationSucceeded", name, index=index)
-                return output
+        def item_input(index: int, item: Any) -> Any:
+            item_context = {**attempt_context, "Map": {"Item": {"Index": index, "Value": item}}}
+            if selector is None:
+                return item
+            if env.jsonata:
+                states = _states(effective, item_context)
+                return jsonata_expr.render(selector, states, env.variables, run.rng, field="ItemSelector")
+            return render_template(selector, effective, item_context, run.rng, env.variables)
 
-            return job
-
-        jobs = [iteration(index, item) for index, item in enumerate(items)]
-        try:
-            results = _run_all(run, jobs, int(state.get("MaxConcurrency", 0)), scope)
-        except StatesError as err:
-            run.record("MapStateFailed", name, error=err.error, cause=err.cause)
-            raise
+        inputs = [item_input(index, item) for index, item in enumerate(items)]
+        if "ItemBatcher" in state:
+            batcher = state["ItemBatcher"]
+            batch_input = batcher.get("BatchInput")
+            if batch_input is not None and env.jsonata:
+                batch_input = jsonata_expr.render(batch_input, _states(effective, attempt_context), env.variables)
+            elif batch_input is not None:
+                batch_input = render_template(batch_input, effective, attempt_context, run.rng, env.variables)
+            inputs = distributed.batches(inputs, batcher, batch_input)
+        concurrency = int(_number_field(run, state, "MaxConcurrency", effective, attempt_context, env) or 0)
+        if distributed_mode:
+            result = _run_distributed(run, name, state, processor, inputs, concurrency, scope, attempt_context, env)
+        else:
+            result = _run_inline(run, name, processor, inputs, concurrency, scope, env)
         run.record("MapStateSucceeded", name)
-        return _state_output(run, state, data, results, context)
+        return _state_output(run, state, data, result, attempt_context, env)
 
-    return _with_error_handling(run, name, state, data, attempt)
+    return _with_error_handling(run, name, state, data, context, env, attempt)
 
 
-def _run_parallel(run: _Run, name: str, state: dict[str, Any], data: Any, context: Any, scope: _Scope) -> _Outcome:
+def _run_inline(
+    run: _Run,
+    name: str,
+    processor: dict[str, Any],
+    inputs: list[Any],
+    concurrency: int,
+    scope: _Scope,
+    env: _Env,
+) -> list[Any]:
+    def iteration(index: int, item_input: Any) -> Callable[[_Scope], Any]:
+        def job(child: _Scope) -> Any:
+            child.check()
+            run.record("MapIterationStarted", name, index=index)
+            try:
+                output = _run_machine(run, processor, item_input, child, env.scope.child())
+            except StatesError as err:
+                run.record("MapIterationFailed", name, index=index, error=err.error, cause=err.cause)
+                raise
+            except _Aborted:
+                run.record("MapIterationAborted", name, index=index)
+                raise
+            run.record("MapIterationSucceeded", name, index=index)
+            return output
+
+        return job
+
+    try:
+        return _run_all(run, [iteration(i, item) for i, item in enumerate(inputs)], concurrency, scope)
+    except StatesError as err:
+        run.record("MapStateFailed", name, error=err.error, cause=err.cause)
+        raise
+
+
+def _run_distributed(
+    run: _Run,
+    name: str,
+    state: dict[str, Any],
+    processor: dict[str, Any],
+    inputs: list[Any],
+    concurrency: int,
+    scope: _Scope,
+    context: Any,
+    env: _Env,
+) -> Any:
+    """Each item (or batch) is a child workflow of its own: no outer variables, and failures counted, not fatal."""
+    execution = run.execution
+    map_run_arn = execution.execution_arn.replace(":execution:", ":mapRun:", 1) + f"/{name}:{uuid.uuid4()}"
+    run.record("MapRunStarted", name, mapRunArn=map_run_arn, length=len(inputs))
+
+    def child_workflow(index: int, item_input: Any) -> Callable[[_Scope], dict[str, Any]]:
+        def job(child: _Scope) -> dict[str, Any]:
+            started = run.clock.now()
+            record: dict[str, Any] = {
+                "ExecutionArn": f"{map_run_arn}:{index}",
+                "Input": json.dumps(item_input),
+                "Name": str(index),
+                "StartDate": _iso(started),
+                "StateMachineArn": map_run_arn,
+            }
+            try:
+                output = _run_machine(run, processor, item_input, child, VariableScope())
+            except StatesError as err:
+                run.record("MapIterationFailed", name, index=index, error=err.error, cause=err.cause)
+                return {
+                    **record,
+                    "Status": "FAILED",
+                    "Error": err.error,
+                    "Cause": err.cause,
+                    "StopDate": _iso(run.clock.now()),
+                }
+            run.record("MapIterationSucceeded", name, index=index)
+            return {**record, "Status": "SUCCEEDED", "Output": json.dumps(output), "StopDate": _iso(run.clock.now())}
+
+        return job
+
+    records = _run_all(run, [child_workflow(i, item) for i, item in enumerate(inputs)], concurrency, scope)
+    failed = sum(1 for record in records if record["Status"] == "FAILED")
+    count = _number_field(run, state, "ToleratedFailureCount", inputs, context, env)
+    percentage = _number_field(run, state, "ToleratedFailurePercentage", inputs, context, env)
+    try:
+        distributed.check_tolerance(failed, len(records), count, percentage)
+    except StatesError as err:
+        run.record("MapRunFailed", name, error=err.error, cause=err.cause)
+        raise
+    run.record("MapRunSucceeded", name, failed=failed)
+    if "ResultWriter" in state:
+        writer = state["ResultWriter"]
+        if env.jsonata:
+            arguments = jsonata_expr.render(writer.get("Arguments", {}), _states(inputs, context), env.variables)
+        else:
+            arguments = render_template(writer.get("Parameters", {}), inputs, context, run.rng, env.variables)
+        return distributed.write_results(run.objects, arguments, map_run_arn, records)
+    return [
+        json.loads(record["Output"])
+        if record["Status"] == "SUCCEEDED"
+        else {"Error": record["Error"], "Cause": record["Cause"]}
+        for record in records
+    ]
+
+
+def _run_parallel(
+    run: _Run, name: str, state: dict[str, Any], data: Any, context: Any, scope: _Scope, env: _Env
+) -> _Outcome:
     def attempt(retry_count: int) -> Any:
-        effective = _effective_input(run, state, data, context)
+        attempt_context = {**context, "State": {**context["State"], "RetryCount": retry_count}}
+        effective = _effective_input(run, state, data, attempt_context, env)
         run.record("ParallelStateStarted", name, branches=len(state["Branches"]))
 
         def branch(machine: dict[str, Any]) -> Callable[[_Scope], Any]:
-            return lambda child: _run_machine(run, machine, effective, child)
+            return lambda child: _run_machine(run, machine, effective, child, env.scope.child())
 
         try:
             results = _run_all(run, [branch(machine) for machine in state["Branches"]], 0, scope)
@@ -506,12 +815,13 @@ def _run_parallel(run: _Run, name: str, state: dict[str, Any], data: Any, contex
             run.record("ParallelStateFailed", name, error=err.error, cause=err.cause)
             raise
         run.record("ParallelStateSucceeded", name)
-        return _state_output(run, state, data, results, context)
+        return _state_output(run, state, data, results, attempt_context, env)
 
-    return _with_error_handling(run, name, state, data, attempt)
+    return _with_error_handling(run, name, state, data, context, env, attempt)
 
 
-_RUNNERS: dict[str, Callable[[_Run, str, dict[str, Any], Any, Any, _Scope], _Outcome]] = {
+_Runner = Callable[[_Run, str, dict[str, Any], Any, Any, _Scope, _Env], _Outcome]
+_RUNNERS: dict[str, _Runner] = {
     "Pass": _run_pass,
     "Task": _run_task,
     "Choice": _run_choice,

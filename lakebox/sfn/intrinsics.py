@@ -11,7 +11,7 @@ import math
 import random
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,7 +196,9 @@ def parse_intrinsic(text: str) -> Call:
     return _Parser(text).parse()
 
 
-def evaluate_intrinsic(text: str, data: Any, context: Any, rng: random.Random) -> Any:
+def evaluate_intrinsic(
+    text: str, data: Any, context: Any, rng: random.Random, variables: Mapping[str, Any] | None = None
+) -> Any:
     """Evaluate an intrinsic function invocation against the state's data and context object.
 
     Parameters
@@ -220,18 +222,18 @@ def evaluate_intrinsic(text: str, data: Any, context: Any, rng: random.Random) -
     StatesError
         ``States.IntrinsicFailure`` when an argument has the wrong type or value, or a Path is missing.
     """
-    return _evaluate(parse_intrinsic(text), data, context, rng)
+    return _evaluate(parse_intrinsic(text), data, context, rng, variables)
 
 
-def _evaluate(node: Node, data: Any, context: Any, rng: random.Random) -> Any:
+def _evaluate(node: Node, data: Any, context: Any, rng: random.Random, variables: Mapping[str, Any] | None) -> Any:
     if isinstance(node, Literal):
         return node.value
     if isinstance(node, PathArgument):
         try:
-            return read_path(node.path, data, context)
+            return read_path(node.path, data, context, variables)
         except PathNotFoundError as exc:
             raise StatesError(INTRINSIC_FAILURE, str(exc)) from exc
-    args = [_evaluate(arg, data, context, rng) for arg in node.args]
+    args = [_evaluate(arg, data, context, rng, variables) for arg in node.args]
     function = _FUNCTIONS[node.name][2]
     try:
         return function(_Invocation(node, args, rng))

@@ -6,6 +6,7 @@ import copy
 import functools
 import re
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from jsonpath_ng import jsonpath
@@ -61,7 +62,9 @@ def validate_path(expression: str) -> None:
     if not expression.startswith("$"):
         raise DefinitionError(f"'{expression}' is not a JSONPath (it must start with '$')")
     if _is_variable(expression):
-        raise DefinitionError(f"'{expression}' refers to a workflow variable")
+        from lakebox.sfn.variables import split_reference
+
+        expression = split_reference(expression)[1]
     _compile(expression[1:] if expression.startswith("$$") else expression)
 
 
@@ -74,8 +77,8 @@ def is_variable_reference(expression: str) -> bool:
     return expression.startswith("$") and _is_variable(expression)
 
 
-def read_path(expression: str, data: Any, context: Any) -> Any:
-    """Evaluate a Path against the state's data (``$...``) or the context object (``$$...``).
+def read_path(expression: str, data: Any, context: Any, variables: Mapping[str, Any] | None = None) -> Any:
+    """Evaluate a Path against the state's data (``$...``), the context object (``$$...``) or a variable (``$name...``).
 
     Parameters
     ----------
@@ -85,6 +88,8 @@ def read_path(expression: str, data: Any, context: Any) -> Any:
         The JSON document ``$`` refers to.
     context
         The context object ``$$`` refers to.
+    variables
+        The workflow variables visible to the state (``$name`` and ``$name.field``).
 
     Returns
     -------
@@ -96,10 +101,17 @@ def read_path(expression: str, data: Any, context: Any) -> Any:
     ------
     PathNotFoundError
         A definite Path selects nothing.
+    StatesError
+        ``States.Runtime`` when the variable is not defined.
     """
     document = data
     if expression.startswith("$$"):
         document, expression = context, expression[1:]
+    elif _is_variable(expression):
+        from lakebox.sfn.variables import lookup, split_reference
+
+        name, expression = split_reference(expression)
+        document = lookup(variables, name)
     if expression == "$":
         return document
     parsed, definite = _compile(expression)
@@ -111,10 +123,10 @@ def read_path(expression: str, data: Any, context: Any) -> Any:
     return matches[0]
 
 
-def path_exists(expression: str, data: Any, context: Any) -> bool:
+def path_exists(expression: str, data: Any, context: Any, variables: Mapping[str, Any] | None = None) -> bool:
     """Tell whether a definite Path names a node (used by ``IsPresent``)."""
     try:
-        read_path(expression, data, context)
+        read_path(expression, data, context, variables)
     except PathNotFoundError:
         return False
     return True

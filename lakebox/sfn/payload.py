@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import random
+from collections.abc import Mapping
 from typing import Any
 
-from lakebox.sfn.errors import PARAMETER_PATH_FAILURE, DefinitionError, StatesError, UnsupportedFeatureError
+from lakebox.sfn.errors import RUNTIME, DefinitionError, StatesError
 from lakebox.sfn.intrinsics import evaluate_intrinsic, is_intrinsic, parse_intrinsic
-from lakebox.sfn.paths import PathNotFoundError, is_variable_reference, read_path, validate_path
+from lakebox.sfn.paths import PathNotFoundError, read_path, validate_path
 
 
 def validate_template(template: Any, where: str) -> None:
@@ -24,8 +26,6 @@ def validate_template(template: Any, where: str) -> None:
     ------
     DefinitionError
         A computed field's value is not a Path or an intrinsic function, or does not parse.
-    UnsupportedFeatureError
-        A computed field refers to a workflow variable.
     """
     if isinstance(template, list):
         for item in template:
@@ -39,11 +39,6 @@ def validate_template(template: Any, where: str) -> None:
             continue
         if not isinstance(value, str):
             raise DefinitionError(f"{where}: the value of '{key}' must be a Path or an intrinsic function")
-        if is_variable_reference(value):
-            raise UnsupportedFeatureError(
-                f"{where}: '{key}' refers to the workflow variable {value!r}; "
-                "variables (Assign) are not supported by the local executor"
-            )
         try:
             if is_intrinsic(value):
                 parse_intrinsic(value)
@@ -53,7 +48,9 @@ def validate_template(template: Any, where: str) -> None:
             raise DefinitionError(f"{where}: field '{key}': {exc}") from exc
 
 
-def render_template(template: Any, data: Any, context: Any, rng: random.Random) -> Any:
+def render_template(
+    template: Any, data: Any, context: Any, rng: random.Random, variables: Mapping[str, Any] | None = None
+) -> Any:
     """Build a payload from its template.
 
     Parameters
@@ -68,6 +65,8 @@ def render_template(template: Any, data: Any, context: Any, rng: random.Random) 
         The context object.
     rng
         Random source for intrinsic functions.
+    variables
+        The workflow variables the state sees (``$name`` Paths and intrinsic arguments).
 
     Returns
     -------
@@ -77,24 +76,32 @@ def render_template(template: Any, data: Any, context: Any, rng: random.Random) 
     Raises
     ------
     StatesError
-        ``States.ParameterPathFailure`` when a Path selects nothing; ``States.IntrinsicFailure`` when an
-        intrinsic function fails.
+        ``States.Runtime`` when a Path selects nothing (Step Functions fails the execution with this uncatchable
+        error, not with the ``States.ParameterPathFailure`` its language specification names);
+        ``States.IntrinsicFailure`` when an intrinsic function fails.
     """
     if isinstance(template, list):
-        return [render_template(item, data, context, rng) for item in template]
+        return [render_template(item, data, context, rng, variables) for item in template]
     if not isinstance(template, dict):
         return template
     rendered: dict[str, Any] = {}
     for key, value in template.items():
         if not key.endswith(".$"):
-            rendered[key] = render_template(value, data, context, rng)
+            rendered[key] = render_template(value, data, context, rng, variables)
         elif is_intrinsic(value):
-            rendered[key[:-2]] = evaluate_intrinsic(value, data, context, rng)
+            rendered[key[:-2]] = evaluate_intrinsic(value, data, context, rng, variables)
         else:
             try:
-                rendered[key[:-2]] = read_path(value, data, context)
+                rendered[key[:-2]] = read_path(value, data, context, variables)
             except PathNotFoundError as exc:
                 raise StatesError(
-                    PARAMETER_PATH_FAILURE, f"The JSONPath '{value}' specified for the field '{key}' could not be found"
+                    RUNTIME,
+                    f"The JSONPath '{value}' specified for the field '{key}' could not be found in the input "
+                    f"'{_abbreviated(data)}'",
                 ) from exc
     return rendered
+
+
+def _abbreviated(data: Any, limit: int = 200) -> str:
+    text = json.dumps(data, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

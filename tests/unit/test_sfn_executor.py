@@ -464,34 +464,33 @@ def test_a_task_result_over_the_payload_quota_fails_with_data_limit_exceeded_whi
 @pytest.mark.parametrize(
     ("state", "message"),
     [
-        ({"Type": "Pass", "QueryLanguage": "JSONata", "End": True}, "JSONata"),
-        ({"Type": "Pass", "Assign": {"x": 1}, "End": True}, "Assign"),
-        ({"Type": "Pass", "Parameters": {"x.$": "$myVariable"}, "End": True}, "variable"),
-        (
-            {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken", "End": True},
-            "waitForTaskToken",
-        ),
         ({"Type": "Task", "Resource": "arn:aws:states:::unknown:thing", "End": True}, "no local integration"),
+        ({"Type": "Task", "Resource": "arn:aws:states:us-east-1:123456789012:activity:a", "End": True}, "activities"),
         (
-            {
-                "Type": "Map",
-                "ItemReader": {"Resource": "arn:aws:states:::s3:getObject"},
-                "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}},
-                "End": True,
-            },
-            "ItemReader",
+            {"Type": "Task", "Resource": "arn:aws:states:::unknown:thing", "Credentials": {}, "End": True},
+            "Credentials",
         ),
         (
             {
                 "Type": "Map",
+                "ItemReader": {
+                    "Resource": "arn:aws:states:::s3:getObject",
+                    "ReaderConfig": {"InputType": "JSON"},
+                    "Parameters": {"Bucket": "b", "Key": "k"},
+                },
                 "ItemProcessor": {
                     "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
                     "StartAt": "P",
                     "States": {"P": {"Type": "Pass", "End": True}},
                 },
+                "ResultWriter": {
+                    "Resource": "arn:aws:states:::s3:putObject",
+                    "Parameters": {"Bucket": "b"},
+                    "WriterConfig": {"OutputType": "JSONL"},
+                },
                 "End": True,
             },
-            "DISTRIBUTED",
+            "WriterConfig",
         ),
     ],
 )
@@ -505,10 +504,14 @@ def test_unsupported_features_fail_before_running_with_a_message_naming_the_stat
     assert message in str(raised.value)
 
 
-def test_top_level_jsonata_is_refused() -> None:
-    # WHEN the whole machine asks for JSONata THEN it is refused
-    with pytest.raises(UnsupportedFeatureError, match="JSONata"):
-        run_execution({"QueryLanguage": "JSONata", "StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+def test_top_level_jsonata_runs() -> None:
+    # WHEN the whole machine asks for JSONata THEN its expressions are evaluated
+    definition = {
+        "QueryLanguage": "JSONata",
+        "StartAt": "P",
+        "States": {"P": {"Type": "Pass", "Output": "{% $states.input.n * 2 %}", "End": True}},
+    }
+    assert run_execution(definition, {"n": 21}).output == 42
 
 
 @pytest.mark.parametrize(

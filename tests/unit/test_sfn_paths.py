@@ -99,15 +99,15 @@ def test_input_path_and_output_path_null_give_an_empty_object() -> None:
     assert execution.output == {}
 
 
-def test_missing_parameters_path_fails_with_parameter_path_failure_naming_the_field() -> None:
+def test_missing_parameters_path_fails_with_states_runtime_naming_the_field() -> None:
     # GIVEN Parameters reading a field the input lacks
     definition = _single({"Type": "Pass", "Parameters": {"x.$": "$.missing"}})
 
     # WHEN it runs
     execution = run_execution(definition, {}, clock=ManualClock())
 
-    # THEN the error names the path and the field
-    assert execution.error == "States.ParameterPathFailure"
+    # THEN the error is States.Runtime (as Step Functions reports it) and names the path and the field
+    assert execution.error == "States.Runtime"
     assert "'$.missing'" in (execution.cause or "")
     assert "'x.$'" in (execution.cause or "")
 

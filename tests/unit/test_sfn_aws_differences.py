@@ -1,0 +1,109 @@
+"""Places where the local executor used to differ silently from Step Functions, each pinned as AWS behaves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lakebox.sfn import Integrations, ManualClock, TaskContext, TaskError, run_execution
+
+
+def _single(state: dict[str, Any], **extra_states: Any) -> dict[str, Any]:
+    return {"StartAt": "S", "States": {"S": state, **extra_states}}
+
+
+def test_a_parameters_path_that_matches_nothing_is_an_uncatchable_states_runtime() -> None:
+    # GIVEN a Pass whose Parameters read a missing field, under a Catch of States.ALL
+    definition = _single(
+        {
+            "Type": "Parallel",
+            "Branches": [
+                {"StartAt": "P", "States": {"P": {"Type": "Pass", "Parameters": {"x.$": "$.missing"}, "End": True}}}
+            ],
+            "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+            "End": True,
+        },
+        Caught={"Type": "Succeed"},
+    )
+
+    # WHEN it runs
+    execution = run_execution(definition, {}, clock=ManualClock())
+
+    # THEN the execution fails with States.Runtime, which States.ALL does not catch, naming the path and field
+    assert execution.status == "FAILED"
+    assert execution.error == "States.Runtime"
+    assert "'$.missing'" in (execution.cause or "") and "'x.$'" in (execution.cause or "")
+
+
+def test_retry_count_increments_when_a_parallel_or_map_state_is_retried() -> None:
+    # GIVEN a Parallel and a Map whose branch fails until the third attempt, each passing $$.State.RetryCount on
+    seen: list[int] = []
+
+    def flaky(parameters: Any, task: TaskContext) -> Any:
+        seen.append(parameters["retry"])
+        if parameters["retry"] < 2:
+            raise TaskError("Flaky", "not yet")
+        return parameters["retry"]
+
+    branch = {
+        "StartAt": "T",
+        "States": {
+            "T": {"Type": "Task", "Resource": "arn:local:flaky", "Parameters": {"retry.$": "$.retry"}, "End": True}
+        },
+    }
+    retry = [{"ErrorEquals": ["Flaky"], "MaxAttempts": 3}]
+    for state in (
+        {"Type": "Parallel", "Branches": [branch], "Parameters": {"retry.$": "$$.State.RetryCount"}},
+        {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "ItemProcessor": branch,
+            "ItemSelector": {"retry.$": "$$.State.RetryCount"},
+        },
+    ):
+        seen.clear()
+        definition = _single({**state, "Retry": retry, "End": True})
+
+        # WHEN it runs
+        execution = run_execution(
+            definition, {"items": [1]}, Integrations({"arn:local:flaky": flaky}), clock=ManualClock()
+        )
+
+        # THEN each retry sees the count of retries so far, as Step Functions reports it
+        assert seen == [0, 1, 2], state["Type"]
+        assert execution.output == [2]
+
+
+def test_a_lambda_arn_with_no_function_fails_at_run_time_with_a_catchable_lambda_error() -> None:
+    # GIVEN a Task on a Lambda function ARN no integration serves, caught by name
+    definition = _single(
+        {
+            "Type": "Task",
+            "Resource": "arn:aws:lambda:us-east-1:123456789012:function:not-in-the-template",
+            "Catch": [{"ErrorEquals": ["Lambda.ResourceNotFoundException"], "Next": "Caught"}],
+            "End": True,
+        },
+        Caught={"Type": "Pass", "End": True},
+    )
+
+    # WHEN it runs (rather than being refused before running)
+    execution = run_execution(definition, {}, Integrations(), clock=ManualClock())
+
+    # THEN the Catch took the Lambda error
+    assert execution.status == "SUCCEEDED"
+    assert execution.output["Error"] == "Lambda.ResourceNotFoundException"
+
+
+def test_choice_string_comparisons_order_by_utf16_code_units() -> None:
+    # GIVEN U+FFFF and U+1F600: by code point U+FFFF is smaller, by UTF-16 code unit (0xFFFF vs 0xD83D) larger
+    definition = _single(
+        {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.s", "StringGreaterThan": "\U0001f600", "Next": "Greater"}],
+            "Default": "NotGreater",
+        },
+        Greater={"Type": "Pass", "Result": "greater", "End": True},
+        NotGreater={"Type": "Pass", "Result": "not greater", "End": True},
+    )
+
+    # WHEN it compares THEN it orders as Step Functions does, by UTF-16 code units
+    assert run_execution(definition, {"s": "\uffff"}, clock=ManualClock()).output == "greater"
