@@ -291,8 +291,8 @@ def _place_result(state: dict[str, Any], raw_input: Any, result: Any, key: str =
 def _assign(run: _Run, holder: Mapping[str, Any], env: _Env, data: Any, context: Any, states: dict[str, Any]) -> None:
     """Evaluate ``holder``'s Assign with the variables of the state's entry; they take effect when it ends.
 
-    JSONPath: values are templates (``.$`` keys) on ``data`` (the state's result, or its error output in a
-    Catch). JSONata: values are ``{% %}`` templates over ``$states``.
+    JSONPath: values are templates (``.$`` keys) on ``data`` (the state's raw result, before ResultSelector; the
+    effective input of a Choice or Wait; the error output in a Catch). JSONata: values are ``{% %}`` templates over ``$states``.
     """
     if "Assign" not in holder:
         return
@@ -304,16 +304,16 @@ def _assign(run: _Run, holder: Mapping[str, Any], env: _Env, data: Any, context:
 
 
 def _state_output(run: _Run, state: dict[str, Any], raw_input: Any, result: Any, context: Any, env: _Env) -> Any:
-    """JSONPath: ResultSelector, Assign, ResultPath (on the raw input), OutputPath. JSONata: Assign and Output."""
+    """JSONPath: Assign, ResultSelector, ResultPath (on the raw input), OutputPath. JSONata: Assign and Output."""
     if env.jsonata:
         states = _states(raw_input, context, result=result)
         _assign(run, state, env, result, context, states)
         if "Output" not in state:
             return result
         return jsonata_expr.render(state["Output"], states, env.variables, run.rng, field="Output")
+    _assign(run, state, env, result, context, {})  # Assign reads the raw result, before ResultSelector
     if "ResultSelector" in state:
         result = render_template(state["ResultSelector"], result, context, run.rng, env.variables)
-    _assign(run, state, env, result, context, {})
     return _select(state, "OutputPath", _place_result(state, raw_input, result), context, env)
 
 

@@ -88,63 +88,29 @@ def validate_definition(definition: dict[str, Any], integrations: Integrations |
     language = definition.get("QueryLanguage", "JSONPath")
     if language not in QUERY_LANGUAGES:
         raise DefinitionError(f"QueryLanguage must be JSONPath or JSONata, not {language!r}")
-    _validate_machine(definition, integrations, "", language, frozenset())
+    _validate_machine(definition, integrations, "", language)
 
 
-def _validate_machine(
-    machine: Any, integrations: Integrations | None, where: str, language: str, outer: frozenset[str]
-) -> None:
+def _validate_machine(machine: Any, integrations: Integrations | None, where: str, language: str) -> None:
     if not isinstance(machine, dict) or not isinstance(machine.get("States"), dict) or not machine["States"]:
         raise DefinitionError(f"{where or 'the definition'} needs a non-empty 'States' object")
     states: dict[str, Any] = machine["States"]
     if machine.get("StartAt") not in states:
         raise DefinitionError(f"{where or 'the definition'}: StartAt {machine.get('StartAt')!r} names no state")
     for name, state in states.items():
-        _validate_state(name, state, states, integrations, language, outer)
-    declared = frozenset(name for state in states.values() for name in _assigned_names(state))
+        _validate_state(name, state, states, integrations, language)
     for name, state in states.items():
-        _validate_nested(name, state, integrations, language, outer | declared)
+        _validate_nested(name, state, integrations, language)
 
 
-def _assigned_names(state: dict[str, Any]) -> list[str]:
-    holders = [state, *state.get("Catch", []), *(state.get("Choices", []) if state.get("Type") == "Choice" else [])]
-    return [
-        key.removesuffix(".$")
-        for holder in holders
-        if isinstance(holder.get("Assign"), dict)
-        for key in holder["Assign"]
-    ]
-
-
-def _validate_nested(
-    name: str, state: dict[str, Any], integrations: Integrations | None, language: str, outer: frozenset[str]
-) -> None:
-    """Branches and iterations: a nested scope reads the outer variables but may not assign them."""
+def _validate_nested(name: str, state: dict[str, Any], integrations: Integrations | None, language: str) -> None:
     label = f"State '{name}'"
     if state["Type"] == "Parallel":
         for position, branch in enumerate(state["Branches"]):
-            _check_inner_assign(label, branch, outer)
-            _validate_machine(branch, integrations, f"{label} Branches[{position}]", language, outer)
+            _validate_machine(branch, integrations, f"{label} Branches[{position}]", language)
     elif state["Type"] == "Map":
-        processor: dict[str, Any] = state.get("ItemProcessor", state.get("Iterator")) or {}
-        distributed = (processor.get("ProcessorConfig") or {}).get("Mode") == "DISTRIBUTED"
-        inherited = frozenset() if distributed else outer  # a child workflow sees no outer variable
-        _check_inner_assign(label, processor, inherited)
-        _validate_machine(processor, integrations, f"{label} ItemProcessor", language, inherited)
-
-
-def _check_inner_assign(label: str, machine: Any, outer: frozenset[str]) -> None:
-    if not isinstance(machine, dict) or not isinstance(machine.get("States"), dict):
-        return
-    for inner_name, inner in machine["States"].items():
-        if not isinstance(inner, dict):
-            continue
-        clash = sorted(set(_assigned_names(inner)) & outer)
-        if clash:
-            raise DefinitionError(
-                f"{label}: state '{inner_name}' assigns {', '.join('$' + n for n in clash)}, a variable of an outer "
-                "scope; a nested state can read outer variables but not assign them"
-            )
+        processor = state.get("ItemProcessor", state.get("Iterator"))
+        _validate_machine(processor, integrations, f"{label} ItemProcessor", language)
 
 
 def _validate_state(
@@ -153,7 +119,6 @@ def _validate_state(
     states: dict[str, Any],
     integrations: Integrations | None,
     top_language: str,
-    outer: frozenset[str],
 ) -> None:
     label = f"State '{name}'"
     if not isinstance(state, dict):

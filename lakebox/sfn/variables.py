@@ -62,10 +62,17 @@ class VariableScope:
         Raises
         ------
         StatesError
-            ``States.Runtime`` when the values assigned by one state exceed 256 KiB, or all variables 10 MiB.
+            ``States.Runtime`` when a name belongs to an outer scope (a branch or iteration reads outer variables
+            but cannot bind them), or the values assigned by one state exceed 256 KiB, or all variables 10 MiB.
         """
         if not values:
             return
+        outer = self.parent.visible() if self.parent is not None else {}
+        clash = sorted(name for name in values if name in outer)
+        if clash:
+            raise StatesError(
+                RUNTIME, f"Cannot bind a value to the variable '${clash[0]}' as it belongs to an outer scope"
+            )
         size = len(json.dumps(values, ensure_ascii=False).encode())
         if size > MAX_ASSIGN_BYTES:
             raise StatesError(RUNTIME, f"the variables assigned by one state have {size} bytes, over 262144")
