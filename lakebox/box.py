@@ -278,6 +278,10 @@ class Lakebox:
         self._delivered: dict[str, list[Delivery]] = {}
         self._saved_writes = server.writes if server is not None else 0
         self._saving = threading.Lock()
+        from lakebox.sfn.callbacks import TaskTokens
+
+        # the task tokens of this box's `.waitForTaskToken` tasks: SendTaskSuccess/Failure/Heartbeat answer them
+        self.task_tokens = TaskTokens()
 
     # ------------------------------------------------------------------ identity
     @property
@@ -427,6 +431,7 @@ class Lakebox:
         from lakebox.alarms import record_execution
         from lakebox.runs import record_run, with_progress
         from lakebox.sfn import run_execution
+        from lakebox.sfn.distributed import Boto3ObjectStore
 
         logical_id = self.state_machine_id(name)
         definition, _ = self.stack.state_machine(logical_id)
@@ -439,6 +444,8 @@ class Lakebox:
             registry,
             name=execution_name or f"lakebox-{uuid.uuid4().hex[:12]}",
             state_machine_arn=str(self.stack.ref(logical_id)),
+            callbacks=self.task_tokens,
+            objects=Boto3ObjectStore(self.session),
         )
         record_run(state_home(self.root) / RUNS_DIR, logical_id, execution)
         record_execution(self.stack, str(self.stack.ref(logical_id)), execution.status)
@@ -616,9 +623,22 @@ def stack_integrations(
         "glue:startCrawler": lambda p: crawler.start_crawler(session, str(p["Name"]), crawlers),
         "glue:getCrawler": lambda p: crawler.get_crawler(session, str(p["Name"]), crawlers),
     }
+
+    def invoke(function: str, payload: Any) -> Any:
+        # a function the template does not define fails the task as Lambda does, with a catchable error
+        from lakebox.sfn import TaskError
+        from lakebox.sfn.errors import LAMBDA_RESOURCE_NOT_FOUND
+        from lakebox.stack import StackError
+
+        try:
+            stack.function(function)
+        except StackError as exc:
+            raise TaskError(LAMBDA_RESOURCE_NOT_FOUND, f"Function not found: {function}") from exc
+        return stack.invoke(function, payload)
+
     integrations = local_integrations(
         session,
-        invoke=stack.invoke,
+        invoke=invoke,
         run_glue_job=run_glue_job,
         run_emr_job=run_emr_job,
         athena=athena if athena is not None else AthenaEngine(session),

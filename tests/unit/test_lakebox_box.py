@@ -128,3 +128,32 @@ def test_json_output_keeps_types_and_says_null() -> None:
     assert json.dumps(json_value(value)) == (
         '{"money": 12.5, "count": 3, "day": "2026-11-02", "none": null, "rows": [[1, null]]}'
     )
+
+
+def test_a_task_on_a_function_the_template_lacks_fails_with_a_catchable_lambda_error(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # GIVEN the stack's task integrations and a Task on a Lambda ARN the template does not define
+    from lakebox.box import stack_integrations
+    from lakebox.sfn import ManualClock, run_execution
+    from lakebox.sfn.integrations import LAMBDA_INVOKE
+
+    integrations = stack_integrations(stack, athena=object(), sagemaker=object())  # type: ignore[arg-type]
+    definition = {
+        "StartAt": "Call",
+        "States": {
+            "Call": {
+                "Type": "Task",
+                "Resource": LAMBDA_INVOKE,
+                "Parameters": {"FunctionName": "arn:aws:lambda:us-east-1:123456789012:function:not-in-template"},
+                "Catch": [{"ErrorEquals": ["Lambda.ResourceNotFoundException"], "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": {"Type": "Pass", "End": True},
+        },
+    }
+
+    # WHEN it runs THEN it is not refused: the task fails at run time and the Catch takes the Lambda error
+    execution = run_execution(definition, {}, integrations, clock=ManualClock())
+    assert execution.status == "SUCCEEDED"
+    assert execution.output["Error"] == "Lambda.ResourceNotFoundException"
