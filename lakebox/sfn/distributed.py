@@ -196,7 +196,7 @@ def batches(items: list[Any], batcher: Mapping[str, Any], batch_input: Any) -> l
     current: list[Any] = []
     for item in items:
         candidate = [*current, item]
-        too_big = len(json.dumps({"Items": candidate, "BatchInput": batch_input}).encode()) > max_bytes
+        too_big = len(json.dumps(_batch(candidate, batch_input)).encode()) > max_bytes
         if current and (len(candidate) > max_items or too_big):
             groups.append(current)
             current = [item]
@@ -204,7 +204,11 @@ def batches(items: list[Any], batcher: Mapping[str, Any], batch_input: Any) -> l
             current = candidate
     if current:
         groups.append(current)
-    return [{"Items": group, **({"BatchInput": batch_input} if batch_input is not None else {})} for group in groups]
+    return [_batch(group, batch_input) for group in groups]
+
+
+def _batch(items: list[Any], batch_input: Any) -> dict[str, Any]:
+    return {"Items": items, **({"BatchInput": batch_input} if batch_input is not None else {})}
 
 
 def check_tolerance(failed: int, total: int, count: Any, percentage: Any) -> None:
