@@ -292,7 +292,8 @@ def _assign(run: _Run, holder: Mapping[str, Any], env: _Env, data: Any, context:
     """Evaluate ``holder``'s Assign with the variables of the state's entry; they take effect when it ends.
 
     JSONPath: values are templates (``.$`` keys) on ``data`` (the state's raw result, before ResultSelector; the
-    effective input of a Choice or Wait; the error output in a Catch). JSONata: values are ``{% %}`` templates over ``$states``.
+    effective input of a Choice or Wait; the error output in a Catch). JSONata: values are ``{% %}`` templates
+    over ``$states``.
     """
     if "Assign" not in holder:
         return
