@@ -16,6 +16,7 @@ from lakebox.sfn.errors import (
     RESULT_WRITER_FAILED,
     DefinitionError,
     StatesError,
+    UnsupportedFeatureError,
 )
 
 GET_OBJECT = "arn:aws:states:::s3:getObject"
@@ -81,6 +82,11 @@ def validate_item_reader(reader: Any, where: str) -> None:
         raise DefinitionError(f"{where}: ItemReader.ReaderConfig.InputType must be one of {', '.join(INPUT_TYPES)}")
     if input_type == "CSV" and config.get("CSVHeaderLocation", "FIRST_ROW") == "GIVEN" and not config.get("CSVHeaders"):
         raise DefinitionError(f"{where}: CSVHeaderLocation GIVEN needs CSVHeaders")
+    if config.get("ManifestType", "S3_INVENTORY") != "S3_INVENTORY":
+        raise UnsupportedFeatureError(
+            f"{where}: ItemReader ManifestType {config['ManifestType']} is not read by the local executor "
+            "(only S3 inventory manifests)"
+        )
     if config.get("CSVDelimiter", "COMMA") not in _DELIMITERS:
         raise DefinitionError(f"{where}: CSVDelimiter must be one of {', '.join(_DELIMITERS)}")
 

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from lakebox.sfn import distributed, jsonata_expr
@@ -23,6 +23,7 @@ from lakebox.sfn.errors import (
     QUERY_EVALUATION_ERROR,
     RESULT_PATH_MATCH_FAILURE,
     RUNTIME,
+    TIMEOUT,
     StatesError,
     TaskError,
     error_matches,
@@ -45,6 +46,10 @@ WAIT_FOR_TASK_TOKEN = ".waitForTaskToken"
 
 class _Aborted(Exception):
     """Stops a branch or iteration because a sibling failed."""
+
+
+class _ExecutionTimedOut(StatesError):
+    """The execution ran past the state machine's TimeoutSeconds: no Retry or Catch handles it."""
 
 
 @dataclass
@@ -78,6 +83,11 @@ class _Run:
     language: str
     callbacks: TaskTokens
     objects: distributed.ObjectStore | None
+    deadline: datetime | None = None
+
+    def check_deadline(self) -> None:
+        if self.deadline is not None and self.clock.now() > self.deadline:
+            raise _ExecutionTimedOut(TIMEOUT, "The execution ran longer than the state machine's TimeoutSeconds")
 
     def record(self, event_type: str, state: str | None = None, **details: Any) -> None:
         self.execution.record(self.clock.now(), event_type, state, **details)
@@ -168,9 +178,11 @@ def run_execution(
 
     Notes
     -----
-    ``TimeoutSeconds`` and ``HeartbeatSeconds`` bound the wait of a ``.waitForTaskToken`` task; other local
-    tasks run to completion in process, and the machine's own ``TimeoutSeconds`` is not enforced. An exception
-    other than :class:`StatesError` raised by an integration is a defect of the local service and propagates.
+    ``TimeoutSeconds`` and ``HeartbeatSeconds`` bound the wait of a ``.waitForTaskToken`` task. Other local tasks
+    run to completion in process and then fail with ``States.Timeout`` when they took longer than their
+    ``TimeoutSeconds``. The machine's own ``TimeoutSeconds`` ends the execution as ``TIMED_OUT`` at the first state
+    boundary past it. An exception other than :class:`StatesError` raised by an integration is a defect of the
+    local service and propagates.
     """
     document: dict[str, Any] = json.loads(definition) if isinstance(definition, str) else definition
     registry = integrations if integrations is not None else Integrations()
@@ -210,9 +222,17 @@ def run_execution(
         callbacks if callbacks is not None else TaskTokens(),
         objects,
     )
+    if document.get("TimeoutSeconds") is not None:
+        run.deadline = started + timedelta(seconds=float(document["TimeoutSeconds"]))
     run.record("ExecutionStarted", input=execution_input)
     try:
         output = _run_machine(run, document, execution_input, _Scope(), VariableScope())
+        run.check_deadline()
+    except _ExecutionTimedOut as err:
+        execution.status, execution.error, execution.cause = "TIMED_OUT", err.error, err.cause
+        execution.stop_date = clock.now()
+        execution.record(execution.stop_date, "ExecutionTimedOut", None, error=err.error, cause=err.cause)
+        return execution
     except StatesError as err:
         execution.status, execution.error, execution.cause = "FAILED", err.error, err.cause
         execution.stop_date = clock.now()
@@ -229,6 +249,7 @@ def _run_machine(run: _Run, machine: dict[str, Any], data: Any, scope: _Scope, v
     name: str = machine["StartAt"]
     while True:
         scope.check()
+        run.check_deadline()
         state = machine["States"][name]
         kind = state["Type"]
         context = run.context(name, run.clock.now())
@@ -381,6 +402,8 @@ def _with_error_handling(
     while True:
         try:
             return attempt(retry_count), _next(state)
+        except _ExecutionTimedOut:
+            raise
         except StatesError as err:
             position = next((i for i, r in enumerate(retriers) if error_matches(r["ErrorEquals"], err.error)), None)
             if position is not None and used[position] < retriers[position].get("MaxAttempts", 3):
@@ -509,15 +532,19 @@ def _run_task(
         try:
             if handler is None:
                 _no_handler(resource)
+            timeout = _number_field(run, state, "TimeoutSeconds", data, attempt_context, env)
             if callback:
-                timeout = _number_field(run, state, "TimeoutSeconds", data, attempt_context, env)
                 heartbeat = _number_field(run, state, "HeartbeatSeconds", data, attempt_context, env)
                 run.callbacks.open(token)
                 handler(parameters, task)  # the resource hands the token on; its own answer is not the result
                 run.record("TaskSubmitted", name, resource=resource, taskToken=token)
                 result = _json_copy(run.callbacks.wait(token, run.clock, timeout, heartbeat))
             else:
+                called = run.clock.now()
                 result = _json_copy(handler(parameters, task))
+                took = (run.clock.now() - called).total_seconds()
+                if timeout is not None and took > timeout:  # a local task runs to its end; it failed all the same
+                    raise StatesError(TIMEOUT, f"the task took {took:.1f} s, over its TimeoutSeconds of {timeout:g}")
             _check_size(result, f"the result of task '{name}'")
         except StatesError as err:
             run.record("TaskFailed", name, resource=resource, error=err.error, cause=err.cause)

@@ -107,3 +107,56 @@ def test_choice_string_comparisons_order_by_utf16_code_units() -> None:
 
     # WHEN it compares THEN it orders as Step Functions does, by UTF-16 code units
     assert run_execution(definition, {"s": "\uffff"}, clock=ManualClock()).output == "greater"
+
+
+def test_a_task_that_runs_past_its_timeout_fails_with_states_timeout() -> None:
+    # GIVEN a task that takes 90 s of (virtual) time, with a 60 s TimeoutSeconds and a Catch on States.Timeout
+    clock = ManualClock()
+
+    def slow(parameters: Any, task: TaskContext) -> Any:
+        clock.advance(90)
+        return "late"
+
+    definition = _single(
+        {
+            "Type": "Task",
+            "Resource": "arn:local:slow",
+            "TimeoutSeconds": 60,
+            "Catch": [{"ErrorEquals": ["States.Timeout"], "Next": "TimedOut"}],
+            "End": True,
+        },
+        TimedOut={"Type": "Pass", "Result": "timed out", "End": True},
+    )
+
+    # WHEN it runs THEN the task failed with States.Timeout as Step Functions would have failed it
+    execution = run_execution(definition, {}, Integrations({"arn:local:slow": slow}), clock=clock)
+    assert execution.output == "timed out"
+
+
+def test_an_execution_past_the_machine_timeout_times_out_whatever_its_catchers() -> None:
+    # GIVEN a machine with a 1 hour TimeoutSeconds whose Wait lasts 2 hours, inside a Parallel catching States.ALL
+    definition = {
+        "TimeoutSeconds": 3600,
+        "StartAt": "Both",
+        "States": {
+            "Both": {
+                "Type": "Parallel",
+                "Branches": [
+                    {
+                        "StartAt": "Long Wait",
+                        "States": {
+                            "Long Wait": {"Type": "Wait", "Seconds": 7200, "Next": "After"},
+                            "After": {"Type": "Pass", "End": True},
+                        },
+                    }
+                ],
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": {"Type": "Succeed"},
+        },
+    }
+
+    # WHEN it runs THEN the execution ends TIMED_OUT with States.Timeout
+    execution = run_execution(definition, {}, clock=ManualClock())
+    assert (execution.status, execution.error) == ("TIMED_OUT", "States.Timeout")
