@@ -717,7 +717,9 @@ def _run_map(
             inputs = distributed.batches(inputs, batcher, batch_input)
         concurrency = int(_number_field(run, state, "MaxConcurrency", effective, attempt_context, env) or 0)
         if distributed_mode:
-            result = _run_distributed(run, name, state, processor, inputs, concurrency, scope, attempt_context, env)
+            result = _run_distributed(
+                run, name, state, processor, inputs, concurrency, scope, effective, attempt_context, env
+            )
         else:
             result = _run_inline(run, name, processor, inputs, concurrency, scope, env)
         run.record("MapStateSucceeded", name)
@@ -767,6 +769,7 @@ def _run_distributed(
     inputs: list[Any],
     concurrency: int,
     scope: _Scope,
+    data: Any,
     context: Any,
     env: _Env,
 ) -> Any:
@@ -803,8 +806,8 @@ def _run_distributed(
 
     records = _run_all(run, [child_workflow(i, item) for i, item in enumerate(inputs)], concurrency, scope)
     failed = sum(1 for record in records if record["Status"] == "FAILED")
-    count = _number_field(run, state, "ToleratedFailureCount", inputs, context, env)
-    percentage = _number_field(run, state, "ToleratedFailurePercentage", inputs, context, env)
+    count = _number_field(run, state, "ToleratedFailureCount", data, context, env)
+    percentage = _number_field(run, state, "ToleratedFailurePercentage", data, context, env)
     try:
         distributed.check_tolerance(failed, len(records), count, percentage)
     except StatesError as err:
@@ -814,9 +817,9 @@ def _run_distributed(
     if "ResultWriter" in state:
         writer = state["ResultWriter"]
         if env.jsonata:
-            arguments = jsonata_expr.render(writer.get("Arguments", {}), _states(inputs, context), env.variables)
+            arguments = jsonata_expr.render(writer.get("Arguments", {}), _states(data, context), env.variables)
         else:
-            arguments = render_template(writer.get("Parameters", {}), inputs, context, run.rng, env.variables)
+            arguments = render_template(writer.get("Parameters", {}), data, context, run.rng, env.variables)
         return distributed.write_results(run.objects, arguments, map_run_arn, records)
     # a tolerated failure leaves null in its place: the child workflow has no output
     return [json.loads(record["Output"]) if record["Status"] == "SUCCEEDED" else None for record in records]
