@@ -6,6 +6,7 @@ import csv
 import gzip
 import io
 import json
+import threading
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
@@ -43,10 +44,22 @@ class ObjectStore(Protocol):
 
 
 class Boto3ObjectStore:
-    """An :class:`ObjectStore` over a boto3 session (lakebox's session reaches the local S3)."""
+    """An :class:`ObjectStore` over a boto3 session (lakebox's session reaches the local S3).
+
+    The client is made on first use, so an execution without a Distributed Map does not pay for it.
+    """
 
     def __init__(self, session: Any) -> None:
-        self._s3 = session.client("s3")
+        self._session = session
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def _s3(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self._session.client("s3")
+            return self._client
 
     def get_object(self, bucket: str, key: str) -> bytes:
         """Read an object through S3 GetObject."""
