@@ -157,6 +157,9 @@ def _validate_jsonpath_fields(label: str, state: dict[str, Any]) -> None:
     for key in ("Parameters", "ResultSelector", "ItemSelector"):
         if key in state:
             validate_template(state[key], f"{label} {key}")
+    for position, rule in enumerate(state.get("Choices", []) if state.get("Type") == "Choice" else []):
+        if isinstance(rule, dict) and "Condition" in rule:
+            raise DefinitionError(f"{label}: Choices[{position}] has a Condition, which belongs to JSONata")
 
 
 def _validate_jsonata_fields(label: str, state: dict[str, Any]) -> None:
@@ -169,9 +172,10 @@ def _validate_jsonata_fields(label: str, state: dict[str, Any]) -> None:
         if key in ("ItemProcessor", "Iterator", "Default", "Resource"):
             continue
         jsonata_expr.validate_template(value, f"{label} {key}")
-    for position, rule in enumerate(state.get("Choices", [])):
-        if isinstance(rule, dict):
-            jsonata_expr.validate_template(rule, f"{label} Choices[{position}]")
+    for position, rule in enumerate(state.get("Choices", []) if state.get("Type") == "Choice" else []):
+        if not isinstance(rule, dict) or "Condition" not in rule:
+            raise DefinitionError(f"{label}: Choices[{position}] of a JSONata Choice needs a Condition")
+        jsonata_expr.validate_template(rule, f"{label} Choices[{position}]")
 
 
 def _validate_assign(label: str, state: dict[str, Any], language: str) -> None:

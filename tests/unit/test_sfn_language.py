@@ -45,6 +45,11 @@ def _one(state: dict[str, Any], language: str | None = None) -> dict[str, Any]:
             "DISTRIBUTED",
         ),
         (_one({"Type": "Pass", "QueryLanguage": "Python", "End": True}), "QueryLanguage"),
+        (
+            _one({"Type": "Choice", "Choices": [{"Variable": "$.a", "IsNull": True, "Next": "The State"}]}, "JSONata"),
+            "needs a Condition",
+        ),
+        (_one({"Type": "Choice", "Choices": [{"Condition": "{% true %}", "Next": "The State"}]}), "belongs to JSONata"),
     ],
 )
 def test_invalid_uses_of_jsonata_variables_and_distributed_map_are_refused(
