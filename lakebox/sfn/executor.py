@@ -570,10 +570,12 @@ def _run_choice(
     following = matched["Next"] if matched is not None else state.get("Default")
     if following is None:
         raise StatesError(NO_CHOICE_MATCHED, f"no Choice rule of state '{name}' matched and there is no Default")
-    holder = matched if matched is not None and ("Assign" in matched or "Output" in matched) else state
-    if env.jsonata and holder is matched:
-        holder = {key: value for key, value in matched.items() if key in ("Assign", "Output")}
-    return _plain_output(run, holder, data, effective, context, env), str(following)
+    # the matched rule's Assign (and, in JSONata, Output) apply; the state's own only when Default is taken
+    holder = matched if matched is not None else state
+    if env.jsonata:
+        return _plain_output(run, holder, data, effective, context, env), str(following)
+    _assign(run, holder, env, effective, context, {})
+    return _select(state, "OutputPath", effective, context, env), str(following)
 
 
 def _rule_matches(run: _Run, rule: dict[str, Any], data: Any, context: Any, env: _Env) -> bool:

@@ -160,3 +160,35 @@ def test_an_execution_past_the_machine_timeout_times_out_whatever_its_catchers()
     # WHEN it runs THEN the execution ends TIMED_OUT with States.Timeout
     execution = run_execution(definition, {}, clock=ManualClock())
     assert (execution.status, execution.error) == ("TIMED_OUT", "States.Timeout")
+
+
+def test_a_choice_applies_the_matched_rules_assign_and_keeps_the_states_output_path() -> None:
+    # GIVEN a JSONPath Choice with an OutputPath, a rule that assigns, and a state-level Assign for the Default
+    definition = {
+        "StartAt": "C",
+        "States": {
+            "C": {
+                "Type": "Choice",
+                "OutputPath": "$.keep",
+                "Assign": {"route": "default"},
+                "Choices": [
+                    {"Variable": "$.n", "NumericEquals": 1, "Assign": {"route": "one"}, "Next": "Done"},
+                    {"Variable": "$.n", "NumericEquals": 2, "Next": "Done"},
+                ],
+                "Default": "Done",
+            },
+            "Done": {"Type": "Pass", "Parameters": {"out.$": "$", "route.$": "$route"}, "End": True},
+        },
+    }
+
+    # WHEN the first rule matches THEN its Assign applied and the state's OutputPath too
+    execution = run_execution(definition, {"n": 1, "keep": {"k": 1}}, clock=ManualClock())
+    assert execution.output == {"out": {"k": 1}, "route": "one"}
+
+    # WHEN no rule matches THEN the state's own Assign applied
+    execution = run_execution(definition, {"n": 3, "keep": {"k": 1}}, clock=ManualClock())
+    assert execution.output == {"out": {"k": 1}, "route": "default"}
+
+    # WHEN a rule without Assign matches THEN nothing is assigned
+    execution = run_execution(definition, {"n": 2, "keep": {"k": 1}}, clock=ManualClock())
+    assert execution.error == "States.Runtime"
