@@ -99,8 +99,28 @@ def _validate_machine(machine: Any, integrations: Integrations | None, where: st
         raise DefinitionError(f"{where or 'the definition'}: StartAt {machine.get('StartAt')!r} names no state")
     for name, state in states.items():
         _validate_state(name, state, states, integrations, language)
+    unreachable = sorted(set(states) - _reachable(machine["StartAt"], states))
+    if unreachable:
+        raise DefinitionError(f"{where or 'the definition'}: state {unreachable[0]!r} is not reachable from StartAt")
     for name, state in states.items():
         _validate_nested(name, state, integrations, language)
+
+
+def _reachable(start: str, states: dict[str, Any]) -> set[str]:
+    """The states a run can enter from ``start`` (Next, Choice rules and Default, Catch)."""
+    seen: set[str] = set()
+    pending = [start]
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in states:
+            continue
+        seen.add(name)
+        state = states[name]
+        targets = [state.get("Next"), state.get("Default")]
+        targets += [rule.get("Next") for rule in state.get("Choices", []) if isinstance(rule, dict)]
+        targets += [catcher.get("Next") for catcher in state.get("Catch", []) if isinstance(catcher, dict)]
+        pending.extend(target for target in targets if isinstance(target, str))
+    return seen
 
 
 def _validate_nested(name: str, state: dict[str, Any], integrations: Integrations | None, language: str) -> None:

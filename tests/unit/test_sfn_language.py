@@ -108,3 +108,10 @@ def test_item_batches_respect_both_the_item_and_the_byte_limits() -> None:
     groups = batches(items, {"MaxItemsPerBatch": 4, "MaxInputBytesPerBatch": 250}, None)
     assert [len(group["Items"]) for group in groups] == [2, 2, 2, 2, 2]
     assert [item for group in groups for item in group["Items"]] == items
+
+
+def test_a_state_no_transition_reaches_is_refused_as_step_functions_refuses_it() -> None:
+    # WHEN a definition holds a state nothing leads to THEN it is refused, naming it
+    definition = {"StartAt": "A", "States": {"A": PASS_END, "Orphan": PASS_END}}
+    with pytest.raises(DefinitionError, match="'Orphan' is not reachable"):
+        run_execution(definition, {})
