@@ -658,6 +658,18 @@ def _fail_field(run: _Run, state: dict[str, Any], key: str, data: Any, context: 
     return value
 
 
+def _numbers(
+    run: _Run, holder: Mapping[str, Any], keys: tuple[str, ...], data: Any, context: Any, env: _Env
+) -> dict[str, Any]:
+    """``holder`` with each of ``keys`` given as a number: ``keyPath`` read, a JSONata expression evaluated."""
+    resolved = {key: value for key, value in holder.items() if key.removesuffix("Path") not in keys}
+    for key in keys:
+        value = _number_field(run, dict(holder), key, data, context, env)
+        if value is not None:
+            resolved[key] = int(value)
+    return resolved
+
+
 def _map_items(run: _Run, name: str, state: dict[str, Any], data: Any, context: Any, env: _Env) -> list[Any]:
     """The items a Map iterates: ItemReader (S3), ItemsPath (JSONPath), Items (JSONata), or the input itself."""
     if "ItemReader" in state:
@@ -668,7 +680,8 @@ def _map_items(run: _Run, name: str, state: dict[str, Any], data: Any, context: 
             )
         else:
             arguments = render_template(reader.get("Parameters", {}), data, context, run.rng, env.variables)
-        return distributed.read_items(run.objects, reader, arguments)
+        config = _numbers(run, reader.get("ReaderConfig", {}), ("MaxItems",), data, context, env)
+        return distributed.read_items(run.objects, {**reader, "ReaderConfig": config}, arguments)
     if env.jsonata:
         items = state.get("Items", data)
         items = jsonata_expr.render(items, _states(data, context), env.variables, run.rng, field="Items")
@@ -716,7 +729,10 @@ def _run_map(
                 batch_input = jsonata_expr.render(batch_input, _states(effective, attempt_context), env.variables)
             elif batch_input is not None:
                 batch_input = render_template(batch_input, effective, attempt_context, run.rng, env.variables)
-            inputs = distributed.batches(inputs, batcher, batch_input)
+            limits = _numbers(
+                run, batcher, ("MaxItemsPerBatch", "MaxInputBytesPerBatch"), effective, attempt_context, env
+            )
+            inputs = distributed.batches(inputs, limits, batch_input)
         concurrency = int(_number_field(run, state, "MaxConcurrency", effective, attempt_context, env) or 0)
         if distributed_mode:
             result = _run_distributed(
