@@ -33,6 +33,7 @@ _JSONPATH_ONLY = (
     "Parameters",
     "ResultSelector",
     "ResultPath",
+    "Result",
     "ItemsPath",
     "SecondsPath",
     "TimestampPath",
