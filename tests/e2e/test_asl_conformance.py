@@ -60,7 +60,7 @@ def _mock(case: Case, resource: str, calls: dict[str, int]) -> dict[str, Any]:
         return {"errorOutput": {"error": answer["error"], "cause": answer.get("cause", "")}}
     if "result" not in answer:
         raise NotComparable("the task answer depends on its input (echo or callback)")
-    return {"result": json.dumps(answer["result"])}
+    return {"result": json.dumps(answer["result"]), "fieldValidationMode": "NONE"}
 
 
 def run_on_aws(sfn: Any, case: Case, role_arn: str) -> Outcome:
@@ -87,7 +87,7 @@ def run_on_aws(sfn: Any, case: Case, role_arn: str) -> Outcome:
         if state["Type"] == "Task":
             request["mock"] = _mock(case, state["Resource"], calls)
             if retries:
-                request["context"] = json.dumps({"State": {"RetryCount": retries}})
+                request["stateConfiguration"] = {"retrierRetryCount": retries}
         elif state["Type"] in ("Map", "Parallel") and _has_task(state):
             raise NotComparable("Tasks inside Map or Parallel cannot be mocked state by state")
         try:
