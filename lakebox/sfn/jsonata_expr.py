@@ -101,14 +101,9 @@ def _from_jsonata(value: Any) -> Any:
         return {key: item for key, item in converted.items() if item is not UNDEFINED}
     if isinstance(value, list | tuple):
         return [item for item in (_from_jsonata(item) for item in value) if item is not UNDEFINED]
-    if callable(value) or isinstance(value, Jsonata_function_types()):
-        raise StatesError(QUERY_EVALUATION_ERROR, "the JSONata expression returned a function, which is not JSON")
-    return value
-
-
-def Jsonata_function_types() -> tuple[type, ...]:
-    """The library's function objects, which are not JSON values."""
-    return (jsonata.Jsonata.JFunction, jsonata.Jsonata.JLambda)
+    if isinstance(value, str | int):
+        return value
+    raise StatesError(QUERY_EVALUATION_ERROR, f"the JSONata expression returned a {type(value).__name__}, not JSON")
 
 
 def _partition(array: Any, size: Any) -> list[Any]:
@@ -191,8 +186,16 @@ def evaluate(
         raise
     except _EVALUATION_ERRORS as exc:
         raise StatesError(
-            QUERY_EVALUATION_ERROR, f"An error occurred while evaluating the expression {text!r}: {exc}"
+            QUERY_EVALUATION_ERROR, f"An error occurred while evaluating the expression {text!r}: {_describe(exc)}"
         ) from exc
+
+
+def _describe(exc: Exception) -> str:
+    """The library's message; some of its exceptions cannot render themselves, so fall back to their code."""
+    try:
+        return str(exc)
+    except TypeError:
+        return " ".join(str(arg) for arg in exc.args if arg is not None) or type(exc).__name__
 
 
 def render(

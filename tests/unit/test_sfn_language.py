@@ -115,3 +115,13 @@ def test_a_state_no_transition_reaches_is_refused_as_step_functions_refuses_it()
     definition = {"StartAt": "A", "States": {"A": PASS_END, "Orphan": PASS_END}}
     with pytest.raises(DefinitionError, match="'Orphan' is not reachable"):
         run_execution(definition, {})
+
+
+@pytest.mark.parametrize(
+    "expression", ["{% function($x){$x} %}", "{% $sum %}", "{% $number('x') %}", "{% $states.input.missing %}"]
+)
+def test_jsonata_outputs_that_are_not_json_values_fail_with_query_evaluation_error(expression: str) -> None:
+    # WHEN an Output evaluates to a function, fails, or selects nothing THEN the state fails as Step Functions says
+    definition = _one({"Type": "Pass", "Output": expression, "End": True}, "JSONata")
+    execution = run_execution(definition, {}, clock=ManualClock())
+    assert execution.error == "States.QueryEvaluationError"
