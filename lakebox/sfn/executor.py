@@ -257,10 +257,9 @@ def _run_machine(run: _Run, machine: dict[str, Any], data: Any, scope: _Scope, v
         run.record(f"{kind}StateEntered", name, input=data)
         output, following = _RUNNERS[kind](run, name, state, data, context, scope, env)
         _check_size(output, f"the output of state '{name}'")
-        if env.pending:
-            variables.assign(env.pending)
-            run.record("VariablesAssigned", name, assigned=env.pending)
-        run.record(f"{kind}StateExited", name, output=output)
+        assigned = {"assignedVariables": env.pending} if env.pending else {}  # as StateExited reports them
+        variables.assign(env.pending)
+        run.record(f"{kind}StateExited", name, output=output, **assigned)
         if following is None:
             return output
         data, name = output, following

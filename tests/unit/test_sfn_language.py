@@ -125,3 +125,10 @@ def test_jsonata_outputs_that_are_not_json_values_fail_with_query_evaluation_err
     definition = _one({"Type": "Pass", "Output": expression, "End": True}, "JSONata")
     execution = run_execution(definition, {}, clock=ManualClock())
     assert execution.error == "States.QueryEvaluationError"
+
+
+def test_the_history_reports_assigned_variables_on_the_state_exit() -> None:
+    # WHEN a state assigns variables THEN its StateExited event lists them, as GetExecutionHistory does
+    execution = run_execution(_one({"Type": "Pass", "Assign": {"x": 1, "y.$": "$.v"}, "End": True}), {"v": "w"})
+    (exited,) = execution.events("PassStateExited")
+    assert exited.details["assignedVariables"] == {"x": 1, "y": "w"}
