@@ -105,6 +105,8 @@ STATUS_COLOURS: Mapping[str, str] = {
     "RUNNING": "#757575",
 }
 """A run's colour by its status: failures red, whatever else they have in common."""
+WIDTH, HEIGHT = 440, 170
+"""A chart's plot size: two panels side by side fit a 1400-pixel window."""
 QUARANTINE_WARNING = 0.05
 """A dataset whose quarantined share of records exceeds this is flagged for a look."""
 
@@ -271,6 +273,7 @@ def _charts(
     import altair as alt
 
     charts: list[tuple[str, str, alt.TopLevelMixin | str]] = []
+    days = alt.Axis(format="%-d %b", labelOverlap=True)  # one style for every axis of days
 
     def add(key: str, title: str, build: Callable[[list[dict[str, Any]]], alt.TopLevelMixin]) -> None:
         found = datasets[key]
@@ -281,23 +284,6 @@ def _charts(
         else:
             money = ", ".join(_currencies(found.rows))
             charts.append((key, f"{title} ({money})" if money else title, build(found.rows)))
-
-    add(
-        "revenue_by_region",
-        "Revenue by region per complete day",
-        lambda rows: _per_currency(
-            alt.Chart(_inline(rows))
-            .mark_line(point=True)
-            .encode(
-                x=alt.X("sale_date:T", title=None),
-                y=alt.Y("revenue:Q", title="revenue"),
-                color=alt.Color("region:N", title="region"),
-                tooltip=["sale_date:T", "region:N", "currency:N", alt.Tooltip("revenue:Q", format=",.2f")],
-            )
-            .properties(width=560, height=220),
-            rows,
-        ),
-    )
 
     def forecast(rows: list[dict[str, Any]]) -> alt.TopLevelMixin:
         band = alt.Chart().mark_area(opacity=0.25, color="#1f77b4").encode(y="lower:Q", y2="upper:Q")
@@ -310,7 +296,7 @@ def _charts(
                 color=alt.value("#1f77b4"),
             )
         )
-        x = alt.X("day:T", title=None)
+        x = alt.X("day:T", title=None, axis=days)
         total = (
             alt.layer(band.encode(x=x), line.encode(x=x), data=_inline(rows))
             .transform_filter("datum.series == 'actual' || datum.revenue_lower != null")
@@ -325,8 +311,8 @@ def _charts(
                 upper="datum.series == 'forecast' ? datum.upper : null",
             )
             .properties(
-                width=560,
-                height=220,
+                width=2 * WIDTH + 160,
+                height=HEIGHT,
                 title=alt.TitleParams(
                     "All regions",
                     subtitle="band: the regions' prediction intervals added up (a conservative interval of the total)",
@@ -340,7 +326,7 @@ def _charts(
                 line.encode(x=x),
                 data=_inline(rows),
             )
-            .properties(width=170, height=110)
+            .properties(width=WIDTH // 2 + 60, height=HEIGHT // 2)
             .facet(facet=alt.Facet("region:N", title=None), columns=3)
             .resolve_scale(y="independent")
         )
@@ -350,6 +336,24 @@ def _charts(
 
     add("forecast_vs_actuals", "Forecast against actuals", forecast)
     add(
+        "revenue_by_region",
+        "Revenue per complete day, by region",
+        lambda rows: _per_currency(
+            alt.Chart(_inline(rows))
+            .mark_area(opacity=0.85)
+            .encode(
+                x=alt.X("sale_date:T", title=None, axis=days),
+                y=alt.Y("revenue:Q", title="revenue", stack="zero"),
+                color=alt.Color("region:N", title="region"),
+                order=alt.Order("region:N"),
+                tooltip=["sale_date:T", "region:N", "currency:N", alt.Tooltip("revenue:Q", format=",.2f")],
+            )
+            .properties(width=WIDTH, height=HEIGHT),
+            rows,
+        ),
+    )
+
+    add(
         "top_products",
         "Top products: revenue and profit",
         lambda rows: _per_currency(
@@ -358,7 +362,7 @@ def _charts(
             .mark_bar()
             .encode(
                 x=alt.X("amount:Q", title="amount"),
-                y=alt.Y("product_name:N", sort="-x", title=None),
+                y=alt.Y("product_name:N", sort=alt.EncodingSortField("revenue", order="descending"), title=None),
                 yOffset=alt.YOffset("measure:N", sort=["revenue", "profit"]),
                 color=alt.Color(
                     "measure:N",
@@ -368,22 +372,7 @@ def _charts(
                 ),
                 tooltip=["product_name:N", "category:N", alt.Tooltip("amount:Q", format=",.2f"), "measure:N"],
             )
-            .properties(width=560, height=300),
-            rows,
-        ),
-    )
-    add(
-        "customer_segments",
-        "Customer segments: lifetime revenue",
-        lambda rows: _per_currency(
-            alt.Chart(_inline(rows))
-            .mark_bar()
-            .encode(
-                x=alt.X("segment:N", title=None, axis=alt.Axis(labelAngle=0)),
-                y=alt.Y("revenue:Q", title="revenue"),
-                tooltip=["segment:N", "customers:Q", alt.Tooltip("average_transaction_value:Q", format=",.2f")],
-            )
-            .properties(width=560, height=200),
+            .properties(width=WIDTH, height=HEIGHT + 60),
             rows,
         ),
     )
@@ -394,12 +383,12 @@ def _charts(
             alt.Chart(_inline(rows))
             .mark_bar()
             .encode(
-                x=alt.X("event_date:T", title=None),
+                x=alt.X("event_date:T", title=None, axis=days),
                 y=alt.Y("events:Q", title="events"),
                 color=alt.Color("event_type:N", title="event type"),
                 tooltip=["event_date:T", "event_type:N", "events:Q"],
             )
-            .properties(width=560, height=200)
+            .properties(width=WIDTH, height=HEIGHT)
         ),
     )
     add(
@@ -413,12 +402,27 @@ def _charts(
             )
             .mark_line(point=True)
             .encode(
-                x=alt.X("activity_date:T", title=None),
+                x=alt.X("activity_date:T", title=None, axis=days),
                 y=alt.Y("count:Q", title="per day"),
                 color=alt.Color("measure:N", title=None),
                 tooltip=["activity_date:T", "measure:N", "count:Q"],
             )
-            .properties(width=560, height=200)
+            .properties(width=WIDTH, height=HEIGHT)
+        ),
+    )
+    add(
+        "customer_segments",
+        "Customer segments: lifetime revenue",
+        lambda rows: _per_currency(
+            alt.Chart(_inline(rows))
+            .mark_bar()
+            .encode(
+                x=alt.X("segment:N", title=None, axis=alt.Axis(labelAngle=0)),
+                y=alt.Y("revenue:Q", title="revenue"),
+                tooltip=["segment:N", "customers:Q", alt.Tooltip("average_transaction_value:Q", format=",.2f")],
+            )
+            .properties(width=WIDTH, height=HEIGHT),
+            rows,
         ),
     )
     runs = health["runs"]
@@ -439,7 +443,7 @@ def _charts(
                     ),
                     column=alt.Column("dataset:N", title=None),
                 )
-                .properties(width=110, height=180)
+                .properties(width=WIDTH // 4 - 10, height=HEIGHT)
             ),
             health["ingestion"],
         ),
@@ -458,7 +462,7 @@ def _charts(
                     ),
                     tooltip=["run_id:N", "status:N", "started:N", "duration:N", "forecast:N"],
                 )
-                .properties(width=560, height=180)
+                .properties(width=WIDTH, height=HEIGHT)
             ),
             runs,
         ),
@@ -473,7 +477,7 @@ def _charts(
                     y=alt.Y("query:N", sort="-x", title=None),
                     tooltip=["query:N", alt.Tooltip("bytes_scanned:Q", format=",")],
                 )
-                .properties(width=560, height=180)
+                .properties(width=WIDTH, height=HEIGHT)
             ),
             health["queries"],
         ),
@@ -628,7 +632,7 @@ _PAGE = """<!DOCTYPE html>
 <meta charset="utf-8">
 <title>Data lake dashboard</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; background: #fafafa; }}
+body {{ font-family: system-ui, sans-serif; margin: 20px 24px; color: #222; background: #fafafa; }}
 h1 {{ font-size: 22px; margin: 0 0 4px; }} h2 {{ font-size: 18px; margin: 28px 0 8px; }} h3 {{ font-size: 14px; }}
 .meta {{ color: #666; font-size: 12px; }} .scope {{ font-size: 13px; margin: 8px 0; max-width: 1100px; }}
 .kpis {{ display: flex; gap: 16px; margin: 12px 0; }}
@@ -637,8 +641,10 @@ h1 {{ font-size: 22px; margin: 0 0 4px; }} h2 {{ font-size: 18px; margin: 28px 0
 .kpi .unit {{ font-size: 14px; color: #666; font-weight: 400; }} .kpi .note {{ font-size: 11px; color: #666; }}
 .change {{ font-size: 12px; }} .change.up {{ color: #2e7d32; }} .change.down {{ color: #c62828; }}
 .change.flat {{ color: #666; }}
-.grid {{ display: flex; flex-wrap: wrap; gap: 16px; }}
-.panel {{ background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 8px 16px; }}
+.grid {{ display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 16px; max-width: 1352px; }}
+.panel[data-panel="forecast_vs_actuals"] {{ grid-column: 1 / -1; }}
+.panel {{ background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 4px 16px 8px; overflow: hidden; }}
+.panel h3 {{ margin: 8px 0; }}
 .empty {{ color: #a00; font-size: 13px; max-width: 520px; }}
 table.health {{ border-collapse: collapse; background: #fff; font-size: 13px; }}
 table.health td, table.health th {{ border: 1px solid #ddd; padding: 4px 8px; text-align: right; }}

@@ -249,6 +249,16 @@ def _specs(dom: str) -> dict[str, Any]:
     return specs
 
 
-def _rows(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every data row a chart's specification carries (Altair gathers inline data under `datasets`)."""
-    return [row for rows in spec.get("datasets", {}).values() for row in rows]
+def _rows(spec: Any) -> list[dict[str, Any]]:
+    """The data rows a chart's specification carries (each chart draws one query's rows, perhaps in several views)."""
+    if isinstance(spec, dict):
+        if isinstance(spec.get("values"), list):
+            return list(spec["values"])
+        if spec.get("datasets"):
+            return list(next(iter(spec["datasets"].values())))
+        spec = list(spec.values())
+    if isinstance(spec, list):
+        for item in spec:
+            if rows := _rows(item):
+                return rows
+    return []
