@@ -565,8 +565,12 @@ def render(datasets: Mapping[str, Dataset], health: Mapping[str, Any], *, genera
     import vl_convert as vlc
     from altair.utils._importers import vl_version_for_vl_convert
 
-    cards, period = _kpi_cards(datasets["kpis"].rows)
-    currencies = [str(r.get("currency")) for r in datasets["kpis"].rows]
+    kpis = datasets["kpis"]
+    cards, period = _kpi_cards(kpis.rows)
+    if kpis.error:
+        cards = f'<p class="empty">no KPIs: {html.escape(kpis.error)}</p>'
+
+    currencies = [str(r.get("currency")) for r in kpis.rows]
     scope = (
         f"Last 7 complete days, {period}, against the 7 days before. Today is still under way and is not counted. "
         f"Amounts are in each sale's currency ({', '.join(currencies)}) and never added across currencies "
