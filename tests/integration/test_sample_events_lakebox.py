@@ -26,7 +26,7 @@ def _function(folder: str) -> str:
         if r["Type"] == "AWS::Serverless::Function"
         and str(r["Properties"].get("CodeUri", "")).rstrip("/") == f"functions/{folder}"
     ]
-    return found
+    return str(found)
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")
