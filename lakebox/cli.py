@@ -421,6 +421,15 @@ def _sample_body(event_path: str | None) -> Path | None:
     return next(iter(sorted(path.parent.glob(f"{path.stem}.body.*"))), None)
 
 
+def _reads_source_api(function: str) -> bool:
+    """Whether the template's `function` (logical id) is configured with the SourceApiBaseUrl parameter."""
+    from lakebox.box import find_root
+    from lakebox.template import load_template
+
+    resource = load_template(find_root() / "template.yaml")["Resources"].get(function, {})
+    return "'Ref': 'SourceApiBaseUrl'" in str(resource.get("Properties", {}).get("Environment", {}))
+
+
 def cmd_invoke(args: argparse.Namespace) -> int:
     """Invoke a function with an event (a file, or `-` for stdin), like `sam local invoke`, with no Docker."""
     from pydantic import ValidationError
@@ -428,7 +437,22 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     from lakebox.errors import LakeboxError
 
     event = _read_event(args.event)
-    with _box(args) as box:
+    given = _parameters(args.parameter)
+    parameters: dict[str, str] = {}
+    if isinstance(event, dict) and "deliveryStreamArn" in event and "StreamDelivery" not in given:
+        parameters["StreamDelivery"] = "firehose"  # a Firehose transformation event: the stack that has Firehose
+    with contextlib.ExitStack() as scope:
+        api = None
+        if "SourceApiBaseUrl" not in given and _reads_source_api(args.function):
+            from lakebox.sample import SampleSpec
+            from lakebox.source_api import API_ID_OFFSET, install_secret, sample_sales, serve
+
+            end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+            api = scope.enter_context(serve(sample_sales(SampleSpec(end=end), 2_000, start=API_ID_OFFSET)))
+            parameters["SourceApiBaseUrl"] = api.url  # a scheduled pull reaches the local sample API
+        box = scope.enter_context(_box(args, parameters=parameters))
+        if api is not None:
+            install_secret(box.session, str(box.stack.ref("SourceApiSecretName")), api.token)
         spec = box.stack.function(args.function)
         event = _stage_object(box, event, args.stage, args.event)
         try:

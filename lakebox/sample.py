@@ -30,6 +30,12 @@ CHANNELS = ("store", "web", "mobile")
 SEGMENTS = ("consumer", "small_business", "enterprise")
 EVENT_TYPES = ("page_view", "product_view", "add_to_cart", "remove_from_cart", "checkout", "search")
 DEVICES = ("desktop", "mobile", "tablet")
+DISCOUNTS = (1.0, 1.0, 1.0, 0.9, 0.8)
+"""A sale's price is its product's list price, sometimes discounted."""
+SESSION_EVENTS = 5
+"""Events per clickstream session: consecutive events belong to one visit of one visitor."""
+SESSION_SECONDS = 1_800
+"""How long a visit lasts at most."""
 
 SALES_DEFECTS = (
     "negative_quantity",
@@ -105,6 +111,7 @@ def customer_ids(spec: SampleSpec) -> list[str]:
 def sales_lines(spec: SampleSpec, count: int | None = None, *, start: int = 0) -> Iterator[tuple[bytes, str | None]]:
     """Yield `(json_line, defect)` for `count` sales; `defect` is None for a valid record."""
     rng = random.Random(spec.seed * 1_000_003 + start)
+    prices = {row["product_id"]: float(row["list_price"]) for row in product_rows(spec)}
     products = product_ids(spec)
     customers = customer_ids(spec)
     total = spec.sales if count is None else count
@@ -113,15 +120,16 @@ def sales_lines(spec: SampleSpec, count: int | None = None, *, start: int = 0) -
         if last is not None and rng.random() < spec.duplicate_rate:
             yield last, None
             continue
+        product = rng.choice(products)
         record: dict[str, object] = {
             "transaction_id": f"T{spec.seed:02d}{n:09d}",
             "event_time": _iso(_ts(rng, spec)),
             "customer_id": rng.choice(customers),
-            "product_id": rng.choice(products),
+            "product_id": product,
             "store_id": f"S{rng.randrange(40):03d}",
             "region": rng.choice(REGIONS),
             "quantity": rng.randint(1, 5),
-            "unit_price": round(rng.uniform(1, 500), 2),
+            "unit_price": max(0.01, round(prices[product] * rng.choice(DISCOUNTS), 2)),
             "currency": CURRENCY,
             "payment_method": rng.choice(PAYMENTS),
             "channel": rng.choice(CHANNELS),
@@ -175,22 +183,32 @@ def write_sales(path: Path, spec: SampleSpec, *, compress: bool = False) -> Gene
     return result
 
 
-def write_products(path: Path, spec: SampleSpec) -> Generated:
-    """Write the product reference data as CSV (one row with an unknown category is bad)."""
+def product_rows(spec: SampleSpec) -> list[dict[str, str]]:
+    """The sample's products as CSV rows: a list price, and a unit cost of 45-80% of it (the margin varies)."""
     rng = random.Random(spec.seed + 1)
+    margins = random.Random(spec.seed + 3)
     rows = []
     for pid in product_ids(spec):
+        category = rng.choice(CATEGORIES)
+        price = round(rng.uniform(1, 500), 2)
         rows.append(
             {
                 "product_id": pid,
                 "name": f"Product {pid[1:]}",
-                "category": rng.choice(CATEGORIES),
-                "list_price": f"{rng.uniform(1, 500):.2f}",
+                "category": category,
+                "list_price": f"{price:.2f}",
                 "currency": CURRENCY,
                 "active": rng.choice(("true", "true", "false")),
                 "updated_at": _iso(spec.end - dt.timedelta(days=spec.days + 1)),
+                "unit_cost": f"{max(0.01, price * margins.uniform(0.45, 0.8)):.2f}",
             }
         )
+    return rows
+
+
+def write_products(path: Path, spec: SampleSpec) -> Generated:
+    """Write the product reference data as CSV (one row with an unknown category is bad)."""
+    rows = product_rows(spec)
     rows.append({**rows[0], "product_id": "PBAD", "category": "weapons"})
     _write_csv(path, rows)
     return Generated(path, "products", len(rows), 1, {"unknown_category": 1})
@@ -226,17 +244,26 @@ def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
 
 
 def click_events(spec: SampleSpec, count: int, *, start: int = 0) -> Iterator[tuple[dict[str, object], str | None]]:
-    """Yield `(event, defect)` clickstream events; a defective event has an unknown event type."""
+    """Yield `(event, defect)` clickstream events; a defective event has an unknown event type.
+
+    Every `SESSION_EVENTS` consecutive events are one session: one visitor (a customer, or anonymous) within
+    `SESSION_SECONDS`, so a day never has more identified visitors than sessions.
+    """
     rng = random.Random(spec.seed * 7 + start)
     products = product_ids(spec)
     customers = customer_ids(spec)
     for n in range(start, start + count):
+        session = n // SESSION_EVENTS
+        visit = random.Random(spec.seed * 1_000_033 + session)  # a session is one visitor's, at one time
+        began = _ts(visit, spec)
+        visitor = visit.choice(customers) if visit.random() < 0.6 else None
+        moment = min(spec.end, began + dt.timedelta(seconds=rng.randrange(SESSION_SECONDS)))
         kind = rng.choice(EVENT_TYPES)
         event: dict[str, object] = {
             "event_id": f"E{spec.seed:02d}{n:09d}",
-            "event_time": _iso(_ts(rng, spec)),
-            "session_id": f"SES{rng.randrange(count // 5 + 1):07d}",
-            "customer_id": rng.choice(customers) if rng.random() < 0.6 else None,
+            "event_time": _iso(moment),
+            "session_id": f"SES{spec.seed:02d}{session:08d}",
+            "customer_id": visitor,
             "event_type": kind,
             "page": f"/p/{rng.choice(products)}" if kind != "search" else "/search",
             "product_id": rng.choice(products) if kind in {"product_view", "add_to_cart"} else None,

@@ -28,6 +28,8 @@ DATABASE = "lake"
 DATES = [dt.date(2026, 10, 20) + dt.timedelta(days=n) for n in range(10)]
 REGIONS = ("north", "south", "east", "west", "online")
 CATEGORIES = ("toys", "books", "home")
+UNIT_COST = Decimal("6.50")
+"""The unit cost (USD) of every other product; the others have none."""
 SALES_SCHEMA = pa.schema(
     [
         ("transaction_id", pa.string()),
@@ -78,6 +80,7 @@ PRODUCTS_SCHEMA = pa.schema(
         ("currency", pa.string()),
         ("active", pa.bool_()),
         ("updated_at", pa.timestamp("us", tz="UTC")),
+        ("unit_cost", pa.decimal128(12, 2)),
         ("event_hour", pa.int32()),
         ("_source_key", pa.string()),
         ("_source_version", pa.string()),
@@ -207,6 +210,7 @@ def _generate(rng: random.Random) -> tuple[Records, Records, Records]:
             "currency": "USD",
             "active": True,
             "updated_at": new,
+            "unit_cost": UNIT_COST if n % 2 == 0 else None,
             "event_hour": 0,
             "_source_key": "products/p.csv",
             "_source_version": "v1",
@@ -532,6 +536,12 @@ def test_curated_tables_equal_pandas_and_a_rerun_changes_nothing(lake: Lake) -> 
         (r / u).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP) for r, u in zip(want.revenue, want.units, strict=True)
     ]
     assert products.revenue_rank_in_category.tolist() == want["rank"].tolist()
+    # AND profit is revenue less units at the product's unit cost, known only for a costed product in its currency
+    costed = {f"P{n:03d}" for n in range(0, 14, 2)}
+    assert [None if pd.isna(p) else p for p in products.profit] == [
+        r - u * UNIT_COST if c == "USD" and p in costed else None
+        for p, c, r, u in zip(want.product_id, want.currency, want.revenue, want.units, strict=True)
+    ]
     assert set(products.category) >= {"unknown"}
     aggregates = _expected_customers(lake.sales, lake.customers).sort_values(["customer_id", "currency"])
     aggregates = aggregates.reset_index(drop=True)

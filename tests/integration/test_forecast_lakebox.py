@@ -3,6 +3,7 @@ the dashboard page opened in a real headless Chromium."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from lakebox.dashboard import dashboard_queries, write_dashboard
+from lakebox.dashboard import write_dashboard
 from lakebox.pipeline import execute
 from lakebox.sample import REGIONS, SampleSpec, generate
 from lakebox.sfn import Execution
@@ -166,11 +167,98 @@ def test_dashboard_renders_every_chart_in_a_real_browser_with_the_sql_numbers(
         assert 'data-rendered="true"' in section, chart
         assert re.search(r'<g class="mark-\w+ role-mark[^"]*"[^>]*><(path|line|rect|text|g)\b', section), chart
 
-    # AND the KPI numbers shown are the SQL's results
-    database = str(box.stack.parameters["GlueDatabaseName"])
-    (kpis,) = query(box, dashboard_queries()["kpis"].sql(database))
-    shown = dict(re.findall(r'data-kpi="(\w+)" data-value="([^"]*)"', dom))
-    assert float(shown["revenue"]) == pytest.approx(float(kpis["revenue"]))
-    assert int(shown["transactions"]) == kpis["transactions"]
-    assert float(shown["average_order_value"]) == pytest.approx(float(kpis["average_order_value"]))
-    assert f"{float(kpis['revenue']):,.2f}" in dom
+    # AND no chart plots today's partial day: every actual day is a complete one, and the last is no cliff
+    specs = _specs(dom)
+    today = dt.datetime.now(dt.UTC).date()
+    dated = {
+        "revenue_by_region": "sale_date",
+        "forecast_vs_actuals": "day",
+        "clickstream_events": "event_date",
+        "daily_active_users": "activity_date",
+    }
+    for chart, column in dated.items():
+        rows = [r for r in _rows(specs[chart]) if r.get("series", "actual") == "actual"]
+        assert rows, chart
+        assert max(dt.date.fromisoformat(str(r[column])[:10]) for r in rows) < today, chart
+    daily: dict[str, float] = {}
+    for row in _rows(specs["revenue_by_region"]):
+        daily[row["sale_date"]] = daily.get(row["sale_date"], 0.0) + row["revenue"]
+    totals = [daily[day] for day in sorted(daily)]
+    assert totals[-1] > 0.5 * sorted(totals)[len(totals) // 2], totals[-5:]
+
+    # AND a day never has more identified visitors than sessions (a visitor's visits are sessions)
+    assert all(r["active_users"] <= r["sessions"] for r in _rows(specs["daily_active_users"]))
+
+    # AND every amount says its currency: the KPI cards, the scope sentence and the money charts' titles
+    cards = re.findall(r'<div class="kpi" data-kpi="(\w+)" data-currency="(\w+)" data-value="([^"]*)"', dom)
+    assert {currency for _, currency, _ in cards} == {"USD"}
+    assert re.search(r'id="scope">[^<]*USD[^<]*never added across currencies', dom)
+    for chart in ("revenue_by_region", "forecast_vs_actuals", "top_products", "customer_segments"):
+        assert re.search(rf'data-panel="{chart}"><h3>[^<]*\(USD\)</h3>', dom), chart
+
+    # AND the KPI numbers are the curated tables' own, computed here from them for the last 7 complete days
+    shown = {kpi: json.loads(value.replace("&quot;", '"')) for kpi, _, value in cards}
+    (last,) = query(box, "SELECT max(sale_date) AS d FROM daily_sales_by_region WHERE sale_date < current_date")
+    first = last["d"] - dt.timedelta(days=6)
+    window = f"sale_date BETWEEN DATE '{first}' AND DATE '{last['d']}' AND currency = 'USD'"
+    (sales,) = query(
+        box, f"SELECT sum(revenue) AS revenue, sum(transactions) AS n FROM daily_sales_by_region WHERE {window}"
+    )
+    (margin,) = query(box, f"SELECT sum(profit) AS profit FROM product_performance WHERE {window}")
+    assert shown["revenue"] == pytest.approx(float(sales["revenue"]))
+    assert shown["transactions"] == sales["n"]
+    assert shown["average_order_value"] == pytest.approx(float(sales["revenue"]) / sales["n"])
+    assert shown["profit"] == pytest.approx(float(margin["profit"]))
+    assert 0 < shown["profit"] < shown["revenue"]
+    assert f"{float(sales['revenue']):,.2f}" in dom
+
+    # AND the top products chart carries each product's profit
+    assert all(r["profit"] is not None and r["profit"] < r["revenue"] for r in _rows(specs["top_products"]))
+
+    # AND the health figures are written for people: percentages, relative times, status colours
+    table = dom[dom.index('id="freshness"') : dom.index("</table>", dom.index('id="freshness"'))]
+    assert " %)" in table and "ago" in table
+    assert not re.search(r"\d\d:\d\d:\d\d\.\d{3,}", table)
+    colours = specs["health_runs"]["encoding"]["color"]["scale"]
+    assert dict(zip(colours["domain"], colours["range"], strict=True))["FAILED"] == "#c62828"
+
+
+def test_dashboard_reads_as_the_bi_persona(
+    box: Any, run: Execution, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lakebox import governance
+
+    # GIVEN the bi persona's access as the template grants it, and the same persona with no Lake Formation grant
+    access = governance.access_for(box.stack, "bi")
+    assert access.enforced and "curated" in access.readable
+    monkeypatch.setattr(
+        governance, "access_for", lambda stack, persona: dataclasses.replace(access, readable=frozenset())
+    )
+    # WHEN the page is written
+    page = write_dashboard(box, tmp_path / "denied.html").read_text(encoding="utf-8")
+    # THEN every business chart fails with Lake Formation's refusal, as QuickSight's data source would
+    assert page.count("Insufficient Lake Formation permission(s)") >= 6
+    assert 'data-chart="revenue_by_region"' not in page
+
+
+def _specs(dom: str) -> dict[str, Any]:
+    """The Vega-Lite specifications the page embedded (its `const specs = ...;` line)."""
+    found = re.search(r"const specs = (\{.*?\});\n", dom, flags=re.S)
+    assert found is not None
+    specs: dict[str, Any] = json.loads(found.group(1).replace("<\\/", "</"))
+    return specs
+
+
+def _rows(spec: Any) -> list[dict[str, Any]]:
+    """The data rows a chart's specification carries (each chart draws one query's rows, perhaps in several views)."""
+    if isinstance(spec, dict):
+        if isinstance(spec.get("values"), list):
+            return list(spec["values"])
+        if spec.get("datasets"):
+            return list(next(iter(spec["datasets"].values())))
+        spec = list(spec.values())
+    if isinstance(spec, list):
+        for item in spec:
+            if rows := _rows(item):
+                return rows
+    return []

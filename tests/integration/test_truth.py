@@ -91,6 +91,13 @@ def test_scenario_holds_every_awkward_case(scenario: Scenario) -> None:
     assert sum(len(v) == 2 for v in oracle.customers.of.values()) >= 25
     assert {"P29", "P30"} <= set(oracle.sales["product_id"]) and "P29" not in oracle.products.of
     assert "C99" in set(oracle.sales["customer_id"]) and "C99" not in oracle.customers.of
+    # AND profit has every case: rows with a cost, rows whose sales lack one (no unit cost, another currency, an
+    # unknown product), and products whose cost changed between versions (point in time)
+    performance = oracle.product_performance()
+    assert sum(r["profit"] is not None for r in performance) >= 30
+    assert sum(r["profit"] is None for r in performance) >= 30
+    costs = {p: {m.unit_cost for _, m in v} for p, v in oracle.products.of.items()}  # type: ignore[attr-defined]
+    assert sum(len(c - {None}) == 2 for c in costs.values()) >= 10
 
 
 def test_curated_tables_equal_an_independent_computation_after_each_run(

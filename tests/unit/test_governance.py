@@ -151,3 +151,38 @@ def test_tagger_fails_terminally_when_lake_formation_refuses_the_tag() -> None:
     settings = Settings(raw_bucket="raw-b", processed_bucket="processed-b", curated_bucket="curated-b")
     with pytest.raises(TerminalError, match=r"refused zone=raw on db.t: .*Tag or tag value does not exist"):
         tag_tables(AwsClients.from_session(session), settings, "db", ["t"])  # no zone tag was ever created
+
+
+def _principals(role: dict[str, Any]) -> set[str]:
+    found: set[str] = set()
+    for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
+        service = statement.get("Principal", {}).get("Service", [])
+        found.update(service if isinstance(service, list) else [service])
+    return found
+
+
+def _role_of(arn: Any) -> str:
+    """The logical id of `!GetAtt X.Arn`, however the loader spells it."""
+    target = arn["Fn::GetAtt"]
+    return str(target[0] if isinstance(target, list) else target.split(".")[0])
+
+
+def test_quicksight_reads_as_the_bi_persona_under_its_lake_formation_grants(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    # GIVEN the QuickSight data source WHEN the role it reads with is looked up
+    (source,) = [r for r in resources.values() if r["Type"] == "AWS::QuickSight::DataSource"]
+    role = _role_of(source["Properties"]["DataSourceParameters"]["AthenaParameters"]["RoleArn"])
+    # THEN it is the bi persona's role, which Lake Formation grants the curated zone and nothing else
+    assert role == governance.personas(template)["bi"]
+    grants = governance.matrix(template)[role]
+    assert {zone for zone, perms in grants.items() if "SELECT" in perms} == {"curated"}
+    # AND it is the only role QuickSight can assume, and it reads no lake bucket directly (around the grants)
+    assumable = [
+        lid
+        for lid, r in resources.items()
+        if r["Type"] == "AWS::IAM::Role" and "quicksight.amazonaws.com" in _principals(r)
+    ]
+    assert assumable == [role]
+    text = str(resources[role]["Properties"].get("Policies", []))
+    for bucket in ("RawBucket", "ProcessedBucket", "CuratedBucket"):
+        assert bucket not in text, bucket

@@ -12,7 +12,7 @@ from lakebox.dashboard import dashboard_queries
 from lakebox.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
-DATE_COLUMNS = {"sale_date", "day", "event_hour", "activity_date"}
+DATE_COLUMNS = {"sale_date", "day", "event_date", "activity_date", "period_start", "period_end"}
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +94,31 @@ def test_dashboard_uses_every_dataset_with_a_calculated_field_and_a_filter(resou
     assert {"KPIVisual", "LineChartVisual", "BarChartVisual"} <= kinds
     used = {column["DataSetIdentifier"] for column in _columns(visuals)}
     assert used == declared
+
+
+def test_every_column_the_dashboard_shows_is_one_its_dataset_selects(resources: dict[str, Any]) -> None:
+    (dashboard,) = _of_type(resources, "AWS::QuickSight::Dashboard").values()
+    definition = dashboard["Properties"]["Definition"]
+    arns = {d["Identifier"]: d["DataSetArn"]["Fn::GetAtt"] for d in definition["DataSetIdentifierDeclarations"]}
+    selected = {}
+    for identifier, arn in arns.items():
+        logical_id = arn[0] if isinstance(arn, list) else arn.split(".")[0]
+        _, custom = _custom_sql(resources[logical_id])
+        selected[identifier] = {c["Name"] for c in custom["Columns"]}
+    for field in definition["CalculatedFields"]:
+        selected[field["DataSetIdentifier"]].add(field["Name"])
+    # GIVEN every column reference of the dashboard THEN its dataset has that column
+    missing = {
+        (c["DataSetIdentifier"], c["ColumnName"])
+        for c in _columns(definition)
+        if c["ColumnName"] not in selected[c["DataSetIdentifier"]]
+    }
+    assert not missing
+    # AND every dataset with an amount carries its currency, which the dashboard filters on (one currency at a time)
+    money = {k for k, cols in selected.items() if cols & {"revenue", "profit"}}
+    assert all("currency" in selected[k] for k in money), money
+    (currency,) = [g for g in definition["FilterGroups"] if g["FilterGroupId"] == "currency"]
+    assert currency["CrossDataset"] == "ALL_DATASETS"
 
 
 def _columns(node: Any) -> list[dict[str, Any]]:

@@ -20,7 +20,10 @@ Nothing here reads the pipeline's code: the rules are the contracts (`datalake.c
   time: each sale takes the product version valid at its event time (the greatest updated_at <= event_time; a
   sale earlier than every version takes the earliest version; 'unknown' when the product has no version at
   all), and a row takes the attributes of its latest sale that day. revenue_rank_in_category =
-  RANK() OVER (PARTITION BY sale_date, category, currency ORDER BY revenue DESC).
+  RANK() OVER (PARTITION BY sale_date, category, currency ORDER BY revenue DESC). cost is point in time per sale:
+  quantity x the unit_cost of the product version valid at its event time, known only when that version has a
+  unit_cost and its currency is the sale's; a row's cost is the sum when every sale of the row has one, else null;
+  profit = revenue - cost (null with it).
 - A sale dated before 1900 is a legal record and counts like any other.
 """
 
@@ -138,7 +141,15 @@ class Oracle:
             "revenue": sale.quantity * sale.unit_price,
             "product_name": product.name if product else "unknown",  # type: ignore[attr-defined]
             "category": product.category if product else "unknown",  # type: ignore[attr-defined]
+            "cost": self._cost(sale, product),
         }
+
+    @staticmethod
+    def _cost(sale: Any, product: Any) -> Decimal | None:
+        """What the sale cost: its quantity at the unit cost of the product version it took, in the sale's currency."""
+        if product is None or product.unit_cost is None or product.currency != sale.currency:
+            return None
+        return Decimal(sale.quantity * product.unit_cost)
 
     def tables(self) -> dict[str, list[Row]]:
         """Every curated table and view, as rows of Python values (Decimal money, dates, UTC datetimes)."""
@@ -174,6 +185,8 @@ class Oracle:
             latest = group.loc[group["event_time"].idxmax()]
             revenue = sum(group["revenue"], Decimal(0))
             units = int(group["quantity"].sum())
+            costs = list(group["cost"])
+            cost = None if any(c is None or c != c for c in costs) else sum(costs, Decimal(0))
             rows.append(
                 {
                     "sale_date": day,
@@ -186,6 +199,8 @@ class Oracle:
                     "units": units,
                     "revenue": revenue,
                     "average_unit_price": divide_half_up(revenue, units),
+                    "cost": cost,
+                    "profit": None if cost is None else revenue - cost,
                 }
             )
         for row in rows:
@@ -229,6 +244,7 @@ class Oracle:
                 "name": m.name,
                 "category": m.category,
                 "list_price": m.list_price,
+                "unit_cost": m.unit_cost,
                 "currency": m.currency,
                 "active": m.active,
                 "updated_at": utc_instant(m.updated_at),

@@ -26,7 +26,7 @@ REGIONS = ("north", "south", "east", "west", "central", "online")
 CATEGORIES = ("electronics", "grocery", "apparel", "home", "toys", "sports", "beauty", "books")
 SEGMENTS = ("consumer", "small_business", "enterprise")
 CURRENCIES = ("USD", "USD", "USD", "EUR", "EUR", "GBP")
-PRODUCT_HEADER = ("product_id", "name", "category", "list_price", "currency", "active", "updated_at")
+PRODUCT_HEADER = ("product_id", "name", "category", "list_price", "currency", "active", "updated_at", "unit_cost")
 CUSTOMER_HEADER = ("customer_id", "name", "segment", "region", "country", "signup_date", "updated_at")
 SALE_DEFECTS = (
     "negative_quantity",
@@ -163,7 +163,19 @@ def _product(
         "currency": currency,
         "active": _flag(rng, active),
         "updated_at": _odd_time(rng, updated),
+        "unit_cost": _unit_cost(random.Random(f"{pid}|{name}|{updated.isoformat()}"), price),
     }
+
+
+def _unit_cost(rng: random.Random, price: Decimal) -> str:
+    """A unit cost below the list price, in varied spellings; about one version in six has none (the column empty).
+
+    Drawn from its own generator, so the scenario's other values are those it had before products had a cost.
+    """
+    if rng.random() < 0.17:
+        return ""
+    cost = max(Decimal("0.01"), (price * Decimal(rng.randrange(40, 85)) / 100).quantize(Decimal("0.01")))
+    return rng.choice([format(cost.normalize(), "f"), f"{cost:.2f}"])
 
 
 def _customers(rng: random.Random) -> tuple[list[dict[str, str]], list[dict[str, str]]]:

@@ -8,7 +8,7 @@ from datalake.contracts.base import Check, Contract, Currency, Dataset, EventTim
 
 
 class Product(Contract):
-    """A product in the catalogue, with its list price."""
+    """A product in the catalogue, with its list price and what one unit costs the business."""
 
     product_id: Identifier
     name: Name
@@ -17,6 +17,9 @@ class Product(Contract):
     currency: Currency
     active: bool
     updated_at: EventTime
+    unit_cost: Money | None = None
+    """What one unit costs the business, in the product's `currency` (version 1.1.0: optional, so older versions and
+    files without the column stay valid; profit is unknown for a sale whose product version has none)."""
 
 
 DATASET = Dataset(
@@ -24,7 +27,7 @@ DATASET = Dataset(
     contract=Product,
     key=("product_id",),
     event_time="updated_at",
-    version="1.0.0",
+    version="1.1.0",
     version_field="updated_at",
     keep_versions=True,
     checks=(Check("positive", ("list_price",)),),

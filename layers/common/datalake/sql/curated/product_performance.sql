@@ -2,6 +2,9 @@
 -- Grain: one row per (sale_date, product_id, currency). A run rebuilds the dates it processed and the dates whose
 -- sales a product change touches. Name and category are point-in-time: each sale takes the product version valid
 -- at its event_time (products_history), and a product's row takes those of its latest sale that day.
+-- cost is point-in-time too: each sale costs quantity x the unit_cost of the product version valid at its event_time,
+-- when that version has a unit_cost in the sale's currency; a day's cost (and profit = revenue - cost) is null unless
+-- every sale of the product that day has one (a partial sum would overstate the profit).
 WITH sold AS (
     SELECT
         s.event_date AS sale_date,
@@ -12,7 +15,8 @@ WITH sold AS (
         s.quantity AS quantity,
         s.revenue AS revenue,
         h.name AS product_name,
-        h.category AS category
+        h.category AS category,
+        CASE WHEN h.currency = s.currency THEN s.quantity * h.unit_cost END AS cost
     FROM {{ database }}.sales AS s
     LEFT JOIN {{ database }}.products_history AS h
         ON h.product_id = s.product_id
@@ -30,7 +34,8 @@ daily AS (
         COUNT(*) AS transactions,
         COUNT(DISTINCT d.customer_id) AS customers,
         SUM(d.quantity) AS units,
-        SUM(d.revenue) AS revenue
+        SUM(d.revenue) AS revenue,
+        CASE WHEN COUNT(d.cost) = COUNT(*) THEN SUM(d.cost) END AS cost
     FROM sold AS d
     GROUP BY d.sale_date, d.product_id, d.currency
 )
@@ -46,5 +51,7 @@ SELECT
     CAST(d.revenue / d.units AS decimal(18, 2)) AS average_unit_price,
     CAST(RANK() OVER (PARTITION BY d.sale_date, d.category, d.currency ORDER BY d.revenue DESC) AS bigint)
         AS revenue_rank_in_category,
+    CAST(d.cost AS decimal(18, 2)) AS cost,
+    CAST(d.revenue - d.cost AS decimal(18, 2)) AS profit,
     d.sale_date AS sale_date
 FROM daily AS d

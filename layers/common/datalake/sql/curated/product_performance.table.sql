@@ -9,7 +9,9 @@ CREATE EXTERNAL TABLE IF NOT EXISTS {{ database }}.product_performance (
     units bigint COMMENT 'units sold',
     revenue decimal(18,2) COMMENT 'sum of quantity x unit_price',
     average_unit_price decimal(18,2) COMMENT 'revenue / units',
-    revenue_rank_in_category bigint COMMENT '1 = the best-selling product of its category that day (ties share a rank)'
+    revenue_rank_in_category bigint COMMENT '1 = the best-selling product of its category that day (ties share a rank)',
+    cost decimal(18,2) COMMENT 'sum of quantity x unit_cost of the product version valid at each sale; null unless every sale has a unit_cost in its currency',
+    profit decimal(18,2) COMMENT 'revenue - cost; null when cost is'
 )
 PARTITIONED BY (sale_date date)
 STORED AS PARQUET
