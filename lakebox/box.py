@@ -32,10 +32,10 @@ from lakebox.stack import REGION, Stack
 from lakebox.state import LockSuperseded, StateStore, atomic_write, exclusive
 
 if TYPE_CHECKING:
-    from lakebox.athena import AthenaEngine
     from lakebox.crawler import Crawlers
     from lakebox.endpoint import LocalEndpoint
     from lakebox.sagemaker import LocalSageMaker
+    from lakebox.services.athena import AthenaEngine
     from lakebox.sfn import Execution, Integrations
     from lakebox.watch import ObjectWatch
 
@@ -258,8 +258,8 @@ class Lakebox:
         up: UpRecord | None = None,
         saved: Mapping[str, Any] | None = None,
     ) -> None:
-        from lakebox.athena import QueryHistory
         from lakebox.crawler import Crawlers
+        from lakebox.services.athena import QueryHistory
         from lakebox.watch import ObjectWatch
 
         self.root = root
@@ -303,7 +303,7 @@ class Lakebox:
     def athena(self) -> AthenaEngine:
         """The stack's Athena engine on DuckDB: one per box, its query history kept with the lake."""
         from lakebox.alarms import record_query
-        from lakebox.athena import AthenaEngine
+        from lakebox.services.athena import AthenaEngine
 
         database = str(self.stack.parameters.get("GlueDatabaseName", "default"))
         return AthenaEngine(
@@ -601,7 +601,7 @@ def stack_integrations(
     endpoint; SNS, DynamoDB and every other `aws-sdk` action through boto3 on the endpoint.
     """
     from lakebox import crawler, glue
-    from lakebox.athena import AthenaEngine
+    from lakebox.services.athena import AthenaEngine
     from lakebox.sfn.integrations import SdkOverride, local_integrations
 
     session = stack.session

@@ -21,7 +21,7 @@ from datalake.governance import ZONES, Zone, zone_of_table
 from lakebox.errors import LakeboxError
 
 if TYPE_CHECKING:
-    from lakebox.athena import AthenaEngine
+    from lakebox.services.athena import AthenaEngine
     from lakebox.stack import Stack
 
 PERSONA_TAG: Final = "lake:persona"
@@ -195,7 +195,7 @@ def denial(name: str) -> str:
 def engine_for(stack: Stack, access: Access, database: str) -> AthenaEngine:
     """A local Athena that runs every query as the persona's role."""
     from lakebox.alarms import record_query
-    from lakebox.athena import AthenaEngine
+    from lakebox.services.athena import AthenaEngine
 
     return AthenaEngine(
         stack.session,

@@ -20,7 +20,7 @@ from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
 from datalake.curation import plan_statements
-from lakebox.athena import AthenaEngine, QueryFailedError
+from lakebox.services.athena import AthenaEngine, QueryFailedError
 
 pytestmark = pytest.mark.integration
 

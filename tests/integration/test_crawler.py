@@ -21,8 +21,8 @@ from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
 from lakebox import crawler as crawler_module
-from lakebox.athena import AthenaEngine
 from lakebox.crawler import JSON_SERDE, PARQUET_FORMAT, get_crawler, glob_regex, start_crawler
+from lakebox.services.athena import AthenaEngine
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lakebox import governance
-from lakebox.athena import QueryFailedError
+from lakebox.services.athena import QueryFailedError
 from lakebox.stack import Stack
 from tests.conftest import ROOT
 
