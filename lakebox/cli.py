@@ -170,11 +170,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from lakebox.box import LOCAL_DEFAULTS, UpRecord, find_root, open_box, running_up, state_home, summary_row
+    from lakebox.box import LOCAL_DEFAULTS, open_box, summary_row
     from lakebox.errors import LakeboxError
+    from lakebox.home import LakeHome, find_root
+    from lakebox.home.up import UpRecord, running_up
 
     root = find_root()
-    already = running_up(root)
+    home = LakeHome.of(root)
+    already = running_up(home)
     if already is not None:
         raise LakeboxError(f"lakebox up is already running at {already.endpoint} (pid {already.pid})")
     parameters = _parameters(args.parameter)
@@ -194,7 +197,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             {**LOCAL_DEFAULTS, **parameters},
             dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         )
-        path = record.write(root)
+        path = record.write(home)
         stack = box.stack
         rows = [
             {"resource": lid, "type": stack.resources[lid]["Type"], "name": str(stack.ref(lid))}
@@ -207,7 +210,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         kept = f"{info.objects:,} objects saved {info.saved_at}" if info else "a new lake"
         print(
             f"lakebox is up at {box.endpoint} in {time.monotonic() - began:.1f}s ({kept}, kept in "
-            f"{state_home(root)}).\nexport AWS_ENDPOINT_URL={box.endpoint}  # any S3 client's upload to "
+            f"{home.path}).\nexport AWS_ENDPOINT_URL={box.endpoint}  # any S3 client's upload to "
             f"s3://{box.bucket('LandingBucket')}/<dataset>/ is ingested. Ctrl-C stops it.",
             flush=True,
         )
@@ -248,13 +251,14 @@ def cmd_reset(args: argparse.Namespace) -> int:
     """Delete the local lake (`.lakebox/`): saved state, run history, logs."""
     import shutil
 
-    from lakebox.box import find_root, running_up, state_home
     from lakebox.errors import LakeboxError
-    from lakebox.state import exclusive
+    from lakebox.home import LakeHome, find_root
+    from lakebox.home.state import exclusive
+    from lakebox.home.up import running_up
 
-    root = find_root()
-    home = state_home(root)
-    up = running_up(root)
+    lake = LakeHome.of(find_root())
+    home = lake.path
+    up = running_up(lake)
     if up is not None:
         raise LakeboxError(f"lakebox up is running (pid {up.pid}): stop it before resetting the lake")
     if not home.exists():
@@ -267,27 +271,28 @@ def cmd_reset(args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("kept")
             return EXIT_FAILED
-    with exclusive(home / "lock"):
+    with exclusive(lake.lock):
         for child in home.iterdir():
-            if child.name == "lock":
+            if child == lake.lock:
                 continue
             shutil.rmtree(child) if child.is_dir() else child.unlink()
-    (home / "lock").unlink(missing_ok=True)
+    lake.lock.unlink(missing_ok=True)
     print(f"reset: {home} is empty")
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     """What is running and where the lake is kept."""
-    from lakebox.box import find_root, running_up, state_home
-    from lakebox.runs import list_runs
-    from lakebox.state import StateStore
+    from lakebox.home import LakeHome, find_root
+    from lakebox.home.runs import list_runs
+    from lakebox.home.state import StateStore
+    from lakebox.home.up import running_up
 
-    root = find_root()
-    home = state_home(root)
-    up = running_up(root)
-    info = StateStore(home / "state").info()
-    runs = list_runs(home / "runs", limit=1)
+    lake = LakeHome.of(find_root())
+    home = lake.path
+    up = running_up(lake)
+    info = StateStore(lake.state).info()
+    runs = list_runs(lake.runs, limit=1)
     document: dict[str, Any] = {
         "up": None if up is None else {"endpoint": up.endpoint, "pid": up.pid, "started_at": up.started_at},
         "parameters": None if up is None else up.parameters,
@@ -296,7 +301,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if info is None
         else {"path": str(info.path), "saved_at": info.saved_at, "bytes": info.bytes, "objects": info.objects},
         "last_run": None if not runs else {k: runs[0][k] for k in ("name", "status", "started", "seconds")},
-        "logs": sorted(p.name for p in (home / "logs").glob("*.log")) if (home / "logs").exists() else [],
+        "logs": sorted(p.name for p in lake.logs.glob("*.log")) if lake.logs.exists() else [],
         "alarms_in_alarm": [
             {"alarm": a.name, "value": a.value, "reason": a.reason} for a in _alarm_states({}) if a.state == "ALARM"
         ],
@@ -432,7 +437,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         spec = box.stack.function(args.function)
         event = _stage_object(box, event, args.stage, args.event)
         try:
-            result = box.stack.invoke(spec.logical_id, event)
+            result = box.lambdas.invoke(spec.logical_id, event)
         except ValidationError as exc:
             problems: list[Any] = list(exc.errors())
             first: dict[str, Any] = dict(problems[0]) if problems else {}
@@ -448,11 +453,78 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- run
-def cmd_run(args: argparse.Namespace) -> int:
-    """The whole pipeline on generated sample data (see `lakebox.demo`)."""
-    from lakebox.demo import run_demo
+def add_run_arguments(run: argparse.ArgumentParser) -> None:
+    """The options of `lakebox run`: the sample's size and shape, the streaming phase, the dashboard's path."""
+    from lakebox.app.demo import OPTION_HELP
 
-    return run_demo(args)
+    run.add_argument("--rows", type=positive_int, default=20_000, help=OPTION_HELP["rows"])
+    run.add_argument("--bad-rate", type=share, default=0.02, help="share of invalid records")
+    run.add_argument("--seed", type=int, default=7)
+    run.add_argument(
+        "--stream-seconds", type=non_negative_float, default=3.0, help="length of the streaming phase (0: none)"
+    )
+    run.add_argument(
+        "--stream-rate", type=non_negative_float, default=200.0, help="events a second per stream while streaming"
+    )
+    run.add_argument("--api-rows", type=positive_int, default=2_000, help=OPTION_HELP["api_rows"])
+    run.add_argument(
+        "--days", type=positive_int, default=56, help="days of history the sample spans (the forecast needs 42)"
+    )
+    run.add_argument(
+        "--weekly-amplitude",
+        type=non_negative_float,
+        default=0.3,
+        help="weekly seasonality of the sample (0: every day alike)",
+    )
+    run.add_argument("--dashboard", metavar="PATH", help="where to write the dashboard (.lakebox/dashboard.html)")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The whole pipeline on generated sample data (see `lakebox.app.demo`), printed."""
+    from lakebox.app.demo import DemoParams, run_demo
+
+    params = DemoParams(
+        rows=args.rows,
+        bad_rate=args.bad_rate,
+        seed=args.seed,
+        stream_seconds=args.stream_seconds,
+        stream_rate=args.stream_rate,
+        api_rows=args.api_rows,
+        days=args.days,
+        weekly_amplitude=args.weekly_amplitude,
+        dashboard=Path(args.dashboard) if args.dashboard else None,
+    )
+    with _progress() as progress:
+        report = run_demo(params, lambda trusted: _box(args, progress, parameters=dict(trusted)), progress)
+    stream_rows = report.stream_rows
+    run_summary = _run_summary(report.execution)
+    curated, forecast = report.curated, report.forecast
+    if args.json:
+        _print_json(
+            {
+                "ingested": report.ingested,
+                "streamed": stream_rows,
+                "pulled": report.pulled,
+                "pipeline": run_summary,
+                "curated": {t: {"columns": c, "rows": r} for t, (c, r) in curated.items()},
+                "forecast": {"columns": forecast[0], "rows": forecast[1]} if forecast else None,
+                "dashboard": str(report.dashboard),
+            }
+        )
+    else:
+        _print_table("ingested", report.ingested, (*SUMMARY_COLUMNS[:-1], "expected bad"))
+        if stream_rows:
+            _print_table("streamed", stream_rows, list(stream_rows[0]))
+        _print_table("scheduled pull", report.pulled, PULL_COLUMNS)
+        for table, (columns, values) in curated.items():
+            _print_table(f"curated.{table}", [dict(zip(columns, v, strict=True)) for v in values], columns)
+        if forecast:
+            columns, values = forecast
+            _print_table("curated.sales_forecast", [dict(zip(columns, v, strict=True)) for v in values], columns)
+        _print_table("pipeline run", [run_summary], list(run_summary))
+        print(f"dashboard: {report.dashboard}")
+        print('the lake is kept: try `lakebox query "SELECT * FROM daily_sales_by_region LIMIT 5"`, `lakebox runs`')
+    return 0 if report.ok else EXIT_FAILED
 
 
 def _run_summary(execution: Any) -> dict[str, Any]:
@@ -478,7 +550,7 @@ def _run_summary(execution: Any) -> dict[str, Any]:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """Write the dashboard page from the lake's curated tables and pipeline records."""
-    from lakebox.dashboard import write_dashboard
+    from lakebox.app.dashboard import write_dashboard
 
     with _box(args) as box:
         path = write_dashboard(box, Path(args.out) if args.out else None)
@@ -492,12 +564,12 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- stream, schedule
 def cmd_stream(args: argparse.Namespace) -> int:
     """Produce generated events into a stream and deliver them as the event source mapping (or Firehose) would."""
-    from lakebox.streams import default_stream_dataset, run_stream
+    from lakebox.app.stream import default_stream_dataset, run_stream
 
     dataset = args.dataset or default_stream_dataset()
     with _progress() as progress, _box(args, progress) as box:
         run = run_stream(
-            box.stack,
+            box,
             dataset=dataset,
             rate=args.rate,
             seconds=args.seconds,
@@ -517,11 +589,11 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     """List the template's schedules, or fire one now and run what it triggers."""
+    from lakebox.app.sample import SampleSpec
+    from lakebox.app.source_api import API_ID_OFFSET, install_secret, sample_sales, serve
     from lakebox.box import summary_row
     from lakebox.errors import LakeboxError
-    from lakebox.sample import SampleSpec
-    from lakebox.schedules import schedules
-    from lakebox.source_api import API_ID_OFFSET, install_secret, sample_sales, serve
+    from lakebox.services.schedules import schedules
 
     parameters: dict[str, str] = {}
     given = _parameters(args.parameter)
@@ -581,7 +653,7 @@ def _check_input(input_: Any) -> None:
 def cmd_execute(args: argparse.Namespace) -> int:
     """Run one of the template's state machines on the local stack, from its ASL file."""
     from lakebox.errors import LakeboxError
-    from lakebox.runs import note_of, state_timings
+    from lakebox.home.runs import note_of, state_timings
 
     try:
         input_ = json.loads(args.input) if args.input else {}
@@ -622,11 +694,11 @@ def cmd_execute(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """Pipeline history: each execution's status, per-state timings and error."""
-    from lakebox.box import find_root, state_home
     from lakebox.errors import LakeboxError
-    from lakebox.runs import list_runs
+    from lakebox.home import LakeHome, find_root
+    from lakebox.home.runs import list_runs
 
-    runs = list_runs(state_home(find_root()) / "runs", limit=args.limit)
+    runs = list_runs(LakeHome.of(find_root()).runs, limit=args.limit)
     if args.name:
         runs = [r for r in runs if r["name"] == args.name]
         if not runs:
@@ -670,7 +742,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     with _box(args) as box:
         access = None
         if args.as_persona:
-            from lakebox import governance
+            from lakebox.services import governance
 
             access = governance.access_for(box.stack, args.as_persona)
         default = access.workgroups[0] if access is not None else str(box.stack.ref("AnalyticsWorkGroup"))
@@ -684,7 +756,7 @@ def cmd_query(args: argparse.Namespace) -> int:
             governance.check_workgroup(access, workgroup)
             database = str(box.stack.parameters.get("GlueDatabaseName", "default"))
             governance.check_statement(args.sql, access, database)
-            engine = governance.engine_for(box.stack, access, database)
+            engine = box.athena_as(access, database)
             try:
                 result = engine.query(args.sql, workgroup=workgroup)
             finally:
@@ -760,8 +832,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """Re-ingest corrected records (a file) or quarantined objects as they are, recording the replay in the manifest."""
     from datalake.contracts import get_dataset
     from datalake.replay import record_replay, replay_body, replay_key
-    from lakebox.box import object_id_of, summary_row
+    from lakebox.box import summary_row
     from lakebox.errors import LakeboxError
+    from lakebox.home.journal import object_id_of
 
     if bool(args.file) == bool(args.object):
         raise LakeboxError("replay takes a FILE of corrected records (with --dataset) or --object QUARANTINE_KEY")
@@ -805,16 +878,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     """A function's structured logs (what CloudWatch would hold), optionally filtered by level and followed."""
-    import boto3
-
-    from lakebox.box import find_root, state_home
+    from lakebox.cfn.stack import Stack
     from lakebox.errors import LakeboxError
-    from lakebox.logs import LEVELS, follow_lines, function_log_name, parse_line
-    from lakebox.stack import Stack
+    from lakebox.home import LakeHome, find_root
+    from lakebox.services.logs import LEVELS, follow_lines, function_log_name, parse_line
 
     root = find_root()
-    logical_id, name = function_log_name(Stack(root, boto3.Session(region_name="us-east-1")), args.function)
-    path = state_home(root) / "logs" / f"{name}.log"
+    logical_id, name = function_log_name(Stack(root), args.function)
+    path = LakeHome.of(root).logs / f"{name}.log"
     if not path.exists() and not args.follow:
         raise LakeboxError(f"{logical_id} has not logged anything yet ({path} does not exist)")
     threshold = LEVELS[args.level.upper()] if args.level else 0
@@ -858,7 +929,7 @@ FIELD_COLUMNS = ("field", "type", "null", "note")
 
 def dataset_name(text: str) -> str:
     """An argparse type: a dataset name (lower-case letters, digits and `_`, starting with a letter)."""
-    from lakebox.scaffold import valid_name
+    from lakebox.app.scaffold import valid_name
 
     try:
         return valid_name(text)
@@ -914,9 +985,9 @@ def _dataset_list(args: argparse.Namespace) -> int:
 
 
 def _dataset_new(args: argparse.Namespace) -> int:
-    from lakebox import scaffold
-    from lakebox.box import find_root
+    from lakebox.app import scaffold
     from lakebox.errors import LakeboxError
+    from lakebox.home import find_root
 
     try:
         root: Path | None = find_root()
@@ -992,7 +1063,7 @@ def _dataset_new(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- the parser
 def cmd_catalog(args: argparse.Namespace) -> int:
     """Back the local catalog up now, list the backups, or restore one (the newest by default)."""
-    from lakebox import catalog_backup
+    from lakebox.app import catalog_backup
 
     with _box(args) as box:
         if args.action == "list":
@@ -1017,20 +1088,15 @@ ALARM_COLUMNS = ("alarm", "state", "value", "threshold", "reason")
 
 def _alarm_states(parameters: dict[str, str]) -> list[Any]:
     """The template's alarms evaluated on what lakebox recorded (queue depths too while `up` runs)."""
-    from lakebox.alarms import alarm_states, running_endpoint
-    from lakebox.box import LocalSession, find_root
-    from lakebox.stack import Stack
+    from lakebox.app.alarms import alarm_states
+    from lakebox.home import find_root
 
-    root = find_root()
-    endpoint = running_endpoint(root)
-    session = LocalSession(endpoint or "http://127.0.0.1:1")
-    stack = Stack(root, session, parameters=parameters)
-    return alarm_states(stack, session if endpoint else None)
+    return alarm_states(find_root(), parameters)
 
 
 def cmd_alarms(args: argparse.Namespace) -> int:
     """Evaluate the template's CloudWatch alarms on the metrics the local stack recorded."""
-    from lakebox.alarms import ALARM
+    from lakebox.services.alarms import ALARM
 
     states = _alarm_states(_parameters(args.parameter))
     if args.alarm_only:
@@ -1119,8 +1185,6 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument(
         "--stage", metavar="FILE", help="upload FILE under the key the (S3) event names, and point the event at it"
     )
-
-    from lakebox.demo import add_run_arguments
 
     add_run_arguments(add("run", cmd_run, "the whole pipeline on generated sample data, kept in the local lake"))
 

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sqlglot import exp
 
-from lakebox.crawler import PARQUET_FORMAT
 from lakebox.services.athena.model import _VIEW_PREFIX, _VIEW_SUFFIX, CATALOG, _Partition, _QueryError, _Table
+from lakebox.services.crawler import PARQUET_FORMAT
 
 if TYPE_CHECKING:
     from mypy_boto3_glue.type_defs import PartitionInputTypeDef, TableInputTypeDef

@@ -12,7 +12,6 @@ import sqlglot
 from sqlglot import exp
 
 from datalake.catalog_backup import table_input_of
-from lakebox.crawler import PARQUET_FORMAT
 from lakebox.services.athena.catalog import (
     _name_key,
     _partition_input,
@@ -38,6 +37,7 @@ from lakebox.services.athena.model import (
 from lakebox.services.athena.scan import _name_outputs
 from lakebox.services.athena.types import _athena_type_of_glue, _describe, _duckdb_to_glue, _hive_type
 from lakebox.services.athena.write import WriteMixin
+from lakebox.services.crawler import PARQUET_FORMAT
 
 if TYPE_CHECKING:
     from mypy_boto3_glue.type_defs import TableInputTypeDef

@@ -62,10 +62,11 @@ class AthenaEngine(DdlMixin):
         The database of queries that name none.
     authorize
         Called with (database, table name, Glue table) for every table or view a statement resolves; a returned
-        text denies it, and the statement fails with that reason (Lake Formation's grants, see lakebox.governance).
+        text denies it, and the statement fails with that reason (Lake Formation's grants, see
+        lakebox.services.governance).
     on_query
         Called with (workgroup, bytes scanned, engine milliseconds) after every statement, as Athena publishes
-        ProcessedBytes and TotalExecutionTime per workgroup (see lakebox.alarms).
+        ProcessedBytes and TotalExecutionTime per workgroup (see lakebox.services.alarms).
     history
         Where executions are kept for GetQueryExecution (the box's, so it is saved with the lake).
     """

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import duckdb
 
 from datalake.exceptions import TerminalError
-from lakebox.crawler import CSV_SERDES, JSON_SERDES
+from lakebox.services.crawler import CSV_SERDES, JSON_SERDES
 
 if TYPE_CHECKING:
     pass

@@ -25,7 +25,6 @@ from sqlglot.optimizer.scope import Scope, traverse_scope
 from sqlglot.schema import MappingSchema
 
 from datalake.exceptions import TerminalError
-from lakebox.crawler import hidden_key
 from lakebox.services.athena.catalog import _partition_location, _table_key, _to_table
 from lakebox.services.athena.hive_json import HIVE_JSON_SERDE, timestamp_sql
 from lakebox.services.athena.model import (
@@ -46,6 +45,7 @@ from lakebox.services.athena.model import (
 )
 from lakebox.services.athena.trino_decimal import DIVIDE_MACRO, DecimalPlanError, exact_decimals
 from lakebox.services.athena.types import _T, _cast_literal, _convert, _read_type, glue_to_duckdb
+from lakebox.services.crawler import hidden_key
 
 if TYPE_CHECKING:
     import boto3

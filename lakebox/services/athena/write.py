@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
-from lakebox.crawler import PARQUET_FORMAT
 from lakebox.services.athena.catalog import _partition_input, _partition_location, _table_input, _table_key
 from lakebox.services.athena.model import (
     _UPLOAD_THREADS,
@@ -27,6 +26,7 @@ from lakebox.services.athena.model import (
 )
 from lakebox.services.athena.scan import ScanMixin
 from lakebox.services.athena.types import _describe, _duckdb_to_glue, glue_to_duckdb
+from lakebox.services.crawler import PARQUET_FORMAT
 
 if TYPE_CHECKING:
     from mypy_boto3_glue.type_defs import PartitionInputTypeDef

@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 import uuid
-import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +29,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from lakebox.cfn.artifacts import REPO
+
 if TYPE_CHECKING:
     import boto3
     from mypy_boto3_s3 import S3Client
@@ -38,9 +39,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
-GLUE_SCRIPTS = REPO / "glue"
-DATALAKE_PACKAGE = REPO / "layers" / "common" / "datalake"
 THREADS = 8
 
 
@@ -426,29 +424,3 @@ def run_emr_job(
         "ExecutionTime": seconds,
         **({"ErrorMessage": outcome.error} if outcome.error else {}),
     }
-
-
-# ------------------------------------------------------------------------------------------------ packaging
-
-
-def build_datalake_zip(dest: Path) -> Path:
-    """Zip `layers/common/datalake` for Glue's `--extra-py-files` (deterministic: sorted, fixed times)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(DATALAKE_PACKAGE.rglob("*.py")):
-            info = zipfile.ZipInfo(path.relative_to(DATALAKE_PACKAGE.parent).as_posix(), (1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, path.read_bytes())
-    return dest
-
-
-def upload_glue_artifacts(session: boto3.Session, bucket: str, prefix: str = "glue/") -> dict[str, str]:
-    """Upload `glue/*.py` and `datalake.zip` to the artifacts bucket; returns file name → S3 URI."""
-    s3 = session.client("s3")
-    uploaded = {}
-    with tempfile.TemporaryDirectory(prefix="lakebox-artifacts-") as tmp:
-        files = [*sorted(GLUE_SCRIPTS.glob("*.py")), build_datalake_zip(Path(tmp) / "datalake.zip")]
-        for path in files:
-            s3.upload_file(str(path), bucket, prefix + path.name)
-            uploaded[path.name] = f"s3://{bucket}/{prefix}{path.name}"
-    return uploaded

@@ -1,8 +1,9 @@
 """The batch transform worker lakebox starts for a transform job: the inference entry's handlers over each input.
 
-`python -m lakebox.sagemaker_serving manifest.json`, in the job's code folder. The entry module (SAGEMAKER_PROGRAM)
-provides `model_fn(model_dir)` and optionally `input_fn`, `predict_fn`, `output_fn`, as the SageMaker scikit-learn
-serving stack calls them. Records are split and batched as TransformInput.SplitType and BatchStrategy say.
+`python -m lakebox.services.sagemaker_serving manifest.json`, in the job's code folder. The entry module
+(SAGEMAKER_PROGRAM) provides `model_fn(model_dir)` and optionally `input_fn`, `predict_fn`, `output_fn`, as the
+SageMaker scikit-learn serving stack calls them. Records are split and batched as TransformInput.SplitType and
+BatchStrategy say.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The SAM template's resources brought up on the local endpoint, with names resolved as CloudFormation would."""
+"""template.yaml as CloudFormation resolves it for one deployment: parameters, conditions, intrinsics, names.
+
+A `Stack` holds template facts only. Creating its resources on an endpoint is `lakebox.cfn.provision`; running its
+functions is the box's Lambda runtime (`lakebox.services.lambdas`).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,12 @@ import logging
 import os
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
-
+from lakebox.cfn.template import load_template
 from lakebox.errors import LakeboxError
-from lakebox.lambdas import FunctionSpec, LambdaContext, LambdaRuntime
-from lakebox.template import load_template
 
 logger = logging.getLogger(__name__)
 
@@ -36,18 +38,39 @@ _PSEUDO = {
     "AWS::NotificationARNs": [],
 }
 _NO_VALUE = object()
+ServiceIds = Callable[["Stack", str, str], str]
+"""Creates (or finds) on the endpoint the resource of a logical id whose physical id the service gives, not the
+template (a KMS key, an EMR Serverless application): `(stack, resource type, logical id) -> id`
+(lakebox.cfn.provision)."""
+
+
+@dataclass
+class FunctionSpec:
+    """A Lambda function as the template declares it, with its environment resolved."""
+
+    logical_id: str
+    name: str
+    arn: str
+    code_dir: Path
+    handler: str
+    environment: dict[str, str]
+    timeout: int
+    memory: int
+    events: dict[str, dict[str, Any]]
+    event_invoke: dict[str, Any]
+    layer_dirs: list[Path] = field(default_factory=list)
+
+
 _SUB = re.compile(r"\$\{([^}!][^}]*)\}")
 
 
 class Stack:
-    """template.yaml, resolved and (after `deploy`) created on the endpoint the session points at.
+    """template.yaml, resolved for one deployment.
 
     Parameters
     ----------
     root
         The project root holding template.yaml and the paths it names.
-    session
-        A boto3 session whose clients reach the local endpoint (through `AWS_ENDPOINT_URL`).
     stack_name
         The stack name used in generated resource names.
     parameters
@@ -55,37 +78,30 @@ class Stack:
         the template's defaults fill the rest.
     trusted_parameters
         Overrides lakebox itself makes (a local sample API's `http://` URL), not checked.
-    log_dir
-        Where each function's stdout (its CloudWatch log, locally) is appended.
-    environment
-        Variables every invocation gets on top of its template environment (the endpoint and credentials).
+    service_ids
+        How the physical id of a resource the service names is obtained (see `ServiceIds`); without it such a
+        resource cannot be referenced.
     """
 
     def __init__(
         self,
         root: Path,
-        session: boto3.Session,
         *,
         stack_name: str = "lakebox",
         parameters: Mapping[str, str] | None = None,
         trusted_parameters: Mapping[str, str] | None = None,
-        log_dir: Path | None = None,
-        environment: Mapping[str, str] | None = None,
+        service_ids: ServiceIds | None = None,
     ) -> None:
         self.root = root
-        self.environment = dict(environment or {})
-        self.session = session
         self.stack_name = stack_name
         self.template = load_template(root / "template.yaml")
         self.resources: dict[str, dict[str, Any]] = self.template["Resources"]
         self.globals: dict[str, Any] = self.template.get("Globals", {})
         self.parameters = self._parameters({**(trusted_parameters or {}), **(parameters or {})}, set(parameters or {}))
-        self.log_dir = log_dir or root / ".lakebox" / "logs"
+        self._service_ids = service_ids
         self._conditions: dict[str, bool] = {}
         self._created: dict[str, dict[str, Any]] = {}
         self._functions: dict[str, FunctionSpec] | None = None
-        self.invoke_hooks: list[Callable[[str, Any], None]] = []
-        self.lambdas = LambdaRuntime(self)
 
     # ------------------------------------------------------------------ parameters, conditions, intrinsics
     def _parameters(self, overrides: Mapping[str, str], checked: set[str]) -> dict[str, Any]:
@@ -217,7 +233,7 @@ class Stack:
             name = self._prop(logical_id, "Name") or self._generated_name(logical_id, 128)
             attrs = {"Ref": name, "Arn": f"{arn}:kinesis:{REGION}:{ACCOUNT_ID}:stream/{name}"}
         elif kind == "AWS::KMS::Key":
-            created = self._created_kms_key(logical_id)
+            created = self._service_id(kind, logical_id)
             attrs = {"Ref": created, "Arn": f"{arn}:kms:{REGION}:{ACCOUNT_ID}:key/{created}", "KeyId": created}
         elif kind == "AWS::IAM::Role":
             name = self._prop(logical_id, "RoleName") or self._generated_name(logical_id, 64)
@@ -227,7 +243,7 @@ class Stack:
         elif kind == "AWS::Athena::WorkGroup":
             attrs = {"Ref": self._prop(logical_id, "Name")}
         elif kind == "AWS::EMRServerless::Application":
-            app_id = self._created_emr_application(logical_id)
+            app_id = self._service_id(kind, logical_id)
             app_arn = f"{arn}:emr-serverless:{REGION}:{ACCOUNT_ID}:/applications/{app_id}"
             attrs = {"Ref": app_id, "ApplicationId": app_id, "Arn": app_arn}
         elif kind == "AWS::Logs::LogGroup":
@@ -254,30 +270,10 @@ class Stack:
                 return value
         return None
 
-    def _created_kms_key(self, logical_id: str) -> str:
-        kms = self.session.client("kms")
-        description = f"{self.stack_name}/{logical_id}"
-        for key in kms.list_keys()["Keys"]:
-            meta = kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]
-            if meta.get("Description") == description:
-                return str(key["KeyId"])
-        key_id = kms.create_key(Description=description)["KeyMetadata"]["KeyId"]
-        if self._prop(logical_id, "EnableKeyRotation"):
-            kms.enable_key_rotation(KeyId=key_id)
-        return str(key_id)
-
-    def _created_emr_application(self, logical_id: str) -> str:
-        client = self.session.client("emr-serverless")
-        name = self._prop(logical_id, "Name") or self._generated_name(logical_id, 64)
-        for app in client.list_applications()["applications"]:
-            if app["name"] == name and app["state"] not in ("TERMINATED",):
-                return str(app["id"])
-        created = client.create_application(
-            name=name,
-            releaseLabel=self._prop(logical_id, "ReleaseLabel") or "emr-7.5.0",
-            type=self._prop(logical_id, "Type") or "SPARK",
-        )
-        return str(created["applicationId"])
+    def _service_id(self, kind: str, logical_id: str) -> str:
+        if self._service_ids is None:
+            raise StackError(f"{logical_id} ({kind}): its id is given by the endpoint, and this stack has none")
+        return self._service_ids(self, kind, logical_id)
 
     # ------------------------------------------------------------------ functions
     @property
@@ -308,7 +304,7 @@ class Stack:
             arn=physical["Arn"],
             code_dir=(self.root / code_uri).resolve(),
             handler=str(props.get("Handler", defaults.get("Handler", "app.lambda_handler"))),
-            environment={k: _env_str(v) for k, v in env.items()},
+            environment={k: env_str(v) for k, v in env.items()},
             timeout=int(self.resolve(props.get("Timeout", defaults.get("Timeout", 3)))),
             memory=int(self.resolve(props.get("MemorySize", defaults.get("MemorySize", 128)))),
             events=props.get("Events", {}) or {},
@@ -335,10 +331,6 @@ class Stack:
         known = ", ".join(sorted(self.functions))
         raise StackError(f"no function {name!r} in template.yaml (functions: {known})")
 
-    def invoke(self, function: str, payload: Any) -> Any:
-        """Run a function's handler in this process, as Lambda would (see `LambdaRuntime.invoke`)."""
-        return self.lambdas.invoke(function, payload)
-
     # ------------------------------------------------------------------ state machines
     def state_machine(self, logical_id: str) -> tuple[dict[str, Any], dict[str, str]]:
         """A state machine's definition with its DefinitionSubstitutions applied, and the substitutions."""
@@ -347,7 +339,7 @@ class Stack:
             names = [k for k, v in self.resources.items() if "StateMachine" in v["Type"]]
             raise StackError(f"no state machine {logical_id!r} (state machines: {', '.join(names)})")
         props = resource.get("Properties", {})
-        subs = {k: _env_str(v) for k, v in (self.resolve(props.get("DefinitionSubstitutions", {})) or {}).items()}
+        subs = {k: env_str(v) for k, v in (self.resolve(props.get("DefinitionSubstitutions", {})) or {}).items()}
         if "DefinitionUri" in props:
             text = (self.root / str(props["DefinitionUri"])).read_text(encoding="utf-8")
         elif "Definition" in props:
@@ -371,24 +363,6 @@ class Stack:
             ),
             None,
         )
-
-    def package_file(self, relative: str) -> str:
-        """Upload a local file the template names to the artifacts bucket; return its s3:// URI."""
-        bucket = self.artifacts_bucket()
-        if bucket is None:
-            raise StackError(f"cannot package {relative}: the template has no artifacts bucket")
-        path = self.root / relative
-        if not path.exists():
-            raise StackError(f"cannot package {relative}: no such file")
-        key = f"lakebox-package/{relative}"
-        self.session.client("s3").upload_file(str(path), bucket, key)
-        return f"s3://{bucket}/{key}"
-
-    def deploy(self, progress: Callable[[str], None] | None = None) -> dict[str, list[str]]:
-        """Create every resource lakebox emulates on the endpoint; return what was created and what was not."""
-        from lakebox.resources import deploy
-
-        return deploy(self, progress)
 
 
 def _check_parameter(name: str, spec: Mapping[str, Any], value: str) -> None:
@@ -420,7 +394,8 @@ def _check_parameter(name: str, spec: Mapping[str, Any], value: str) -> None:
             raise StackError(f"parameter {name} is longer than its MaxLength {spec['MaxLength']}")
 
 
-def _env_str(value: Any) -> str:
+def env_str(value: Any) -> str:
+    """A template value as an environment variable or job argument: booleans lower case, objects as JSON."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
@@ -496,4 +471,4 @@ _INTRINSICS: dict[str, Callable[[Stack, Any], Any]] = {
     "Fn::ToJsonString": lambda s, a: json.dumps(s.resolve(a)),
 }
 
-__all__ = ["ACCOUNT_ID", "PARTITION", "REGION", "FunctionSpec", "LambdaContext", "Stack", "StackError"]
+__all__ = ["ACCOUNT_ID", "PARTITION", "REGION", "FunctionSpec", "ServiceIds", "Stack", "StackError", "env_str"]

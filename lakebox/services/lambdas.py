@@ -13,17 +13,19 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from lakebox.alarms import record_invocation
 from lakebox.errors import LakeboxError
 
 if TYPE_CHECKING:
-    from lakebox.stack import Stack
+    import boto3
+
+    from lakebox.cfn.stack import FunctionSpec, Stack
+    from lakebox.services.metrics import MetricStore
 
 REGION = "us-east-1"
 _INVOKE_LOCK = threading.RLock()
@@ -41,23 +43,6 @@ class AsyncInvocation:
     error: str | None = None
     attempts: int = 1
     exception: Exception | None = field(default=None, repr=False)
-
-
-@dataclass
-class FunctionSpec:
-    """A Lambda function as the template declares it, with its environment resolved."""
-
-    logical_id: str
-    name: str
-    arn: str
-    code_dir: Path
-    handler: str
-    environment: dict[str, str]
-    timeout: int
-    memory: int
-    events: dict[str, dict[str, Any]]
-    event_invoke: dict[str, Any]
-    layer_dirs: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -88,10 +73,38 @@ class LambdaContext:
 
 
 class LambdaRuntime:
-    """The stack's functions run in this process: handler modules loaded once, environment and logs per call."""
+    """The stack's functions run in this process: handler modules loaded once, environment and logs per call.
 
-    def __init__(self, stack: Stack) -> None:
+    Parameters
+    ----------
+    stack
+        The template's functions.
+    session
+        The session of the endpoint (where asynchronous invocations send their failures).
+    log_dir
+        Where each function's stdout (its CloudWatch log, locally) is appended: `<log_dir>/<function name>.log`.
+    metrics
+        Where each invocation's Invocations and Errors are recorded.
+    environment
+        Variables every invocation gets on top of its template environment (the endpoint and credentials).
+    """
+
+    def __init__(
+        self,
+        stack: Stack,
+        session: boto3.Session,
+        *,
+        log_dir: Path,
+        metrics: MetricStore,
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
         self.stack = stack
+        self.session = session
+        self.log_dir = log_dir
+        self.metrics = metrics
+        self.environment = dict(environment or {})
+        self.hooks: list[Callable[[str, Any], None]] = []
+        """Called with (logical id, event) before each invocation (tests watch what a function is sent)."""
         self._modules: dict[str, ModuleType] = {}
         self._logs: dict[str, io.TextIOWrapper] = {}
 
@@ -139,7 +152,7 @@ class LambdaRuntime:
             "requestPayload": event,
             "responsePayload": {"errorType": type(exc).__name__, "errorMessage": str(exc)},
         }
-        session = self.stack.session
+        session = self.session
         service = str(destination).split(":")[2]
         if service == "sns":
             session.client("sns").publish(TopicArn=str(destination), Message=json.dumps(record))
@@ -160,14 +173,14 @@ class LambdaRuntime:
             module = self._module(spec)
             handler_name = spec.handler.rsplit(".", 1)[1]
             context = LambdaContext(spec.name, spec.arn, spec.memory, spec.timeout)
-            for hook in self.stack.invoke_hooks:
+            for hook in self.hooks:
                 hook(spec.logical_id, event)
             failed = True
             try:
                 result = getattr(module, handler_name)(event, context)
                 failed = False
             finally:
-                record_invocation(self.stack, spec.name, failed)
+                self.metrics.record_invocation(spec.name, failed)
         return json.loads(json.dumps(result, default=str))
 
     def _module(self, spec: FunctionSpec) -> ModuleType:
@@ -204,7 +217,7 @@ class LambdaRuntime:
             "POWERTOOLS_SERVICE_NAME": spec.environment.get("POWERTOOLS_SERVICE_NAME", spec.logical_id),
         }
         saved = dict(os.environ)
-        os.environ.update(self.stack.environment)
+        os.environ.update(self.environment)
         os.environ.update(spec.environment)
         os.environ.update(runtime)
         try:
@@ -215,10 +228,10 @@ class LambdaRuntime:
 
     @contextlib.contextmanager
     def _function_log(self, spec: FunctionSpec) -> Iterator[None]:
-        self.stack.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         stream = self._logs.get(spec.name)
         if stream is None or stream.closed:
-            stream = self._logs[spec.name] = (self.stack.log_dir / f"{spec.name}.log").open("a", encoding="utf-8")
+            stream = self._logs[spec.name] = (self.log_dir / f"{spec.name}.log").open("a", encoding="utf-8")
         with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
             try:
                 yield

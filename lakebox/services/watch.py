@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lakebox.eventbus import Delivery, EventBus, object_created_event
-from lakebox.stack import Stack
+from lakebox.cfn.stack import Stack
+from lakebox.services.eventbus import Delivery, EventBus, object_created_event
+
+if TYPE_CHECKING:
+    import boto3
 
 Version = tuple[str, str, str, str]
 """`(bucket, key, version id or "null", ETag)` of one object version."""
@@ -19,8 +22,9 @@ class ObjectWatch:
     without versioning an overwrite is a new version too (its ETag or modification time changes).
     """
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, session: boto3.Session) -> None:
         self.stack = stack
+        self.session = session
         self.buckets = [
             str(stack.ref(lid))
             for lid, resource in stack.resources.items()
@@ -33,7 +37,7 @@ class ObjectWatch:
         self._seen = self._versions()
 
     def _versions(self) -> dict[Version, dict[str, Any]]:
-        s3 = self.stack.session.client("s3")
+        s3 = self.session.client("s3")
         found: dict[Version, dict[str, Any]] = {}
         for bucket in self.buckets:
             for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):

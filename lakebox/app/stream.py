@@ -10,9 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from lakebox.cfn.stack import Stack
 from lakebox.errors import LakeboxError
-from lakebox.firehose import FirehoseDelivery, FirehoseStats, evaluate_prefix
-from lakebox.kinesis import (
+from lakebox.services.firehose import FirehoseDelivery, FirehoseStats, evaluate_prefix
+from lakebox.services.kinesis import (
     EventSourceMapping,
     MappingConfig,
     MappingStats,
@@ -20,10 +21,10 @@ from lakebox.kinesis import (
     kinesis_mappings,
     put_records,
 )
-from lakebox.stack import Stack
 
 if TYPE_CHECKING:
     from datalake.contracts import Dataset
+    from lakebox.box import Lakebox
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +89,11 @@ class StreamRun:
         return {k: sum(int(m.get(k, 0)) for m in self.manifests) for k in keys}
 
 
-def _manifests(stack: Stack, prefix: str, since: str) -> list[dict[str, Any]]:
+def _manifests(box: Lakebox, prefix: str, since: str) -> list[dict[str, Any]]:
     """The manifests whose `object_id` starts with `prefix`, recorded since `since` (ISO time)."""
-    if "ManifestsTable" not in stack.resources:
+    if "ManifestsTable" not in box.stack.resources:
         return []
-    table = stack.session.resource("dynamodb").Table(str(stack.ref("ManifestsTable")))
+    table = box.session.resource("dynamodb").Table(str(box.stack.ref("ManifestsTable")))
     items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {}
     while True:
@@ -107,14 +108,14 @@ def _manifests(stack: Stack, prefix: str, since: str) -> list[dict[str, Any]]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def stream_manifests(stack: Stack, stream_name: str, since: str) -> list[dict[str, Any]]:
+def stream_manifests(box: Lakebox, stream_name: str, since: str) -> list[dict[str, Any]]:
     """The stream batch manifests recorded since `since` (ISO time) for one stream."""
-    return _manifests(stack, f"kinesis://{stream_name}/", since)
+    return _manifests(box, f"kinesis://{stream_name}/", since)
 
 
-def firehose_manifests(stack: Stack, delivery_stream: str, since: str) -> list[dict[str, Any]]:
+def firehose_manifests(box: Lakebox, delivery_stream: str, since: str) -> list[dict[str, Any]]:
     """The transformation batch manifests recorded since `since` (ISO time) for one Firehose delivery stream."""
-    return _manifests(stack, f"firehose://{delivery_stream}/", since)
+    return _manifests(box, f"firehose://{delivery_stream}/", since)
 
 
 def event_payloads(
@@ -122,12 +123,12 @@ def event_payloads(
 ) -> list[tuple[str, bytes, bool]]:
     """`(partition_key, data, is_bad)` for `count` generated events of a stream-delivered dataset.
 
-    The events come from the dataset's sample generator (`lakebox.sample.stream_events`), keyed by the dataset's
+    The events come from the dataset's sample generator (`lakebox.app.sample.stream_events`), keyed by the dataset's
     key, and are stamped as a live stream's are: within the last few minutes before `now`, a few arriving late.
     """
     import random
 
-    from lakebox.sample import SampleSpec, stream_events
+    from lakebox.app.sample import SampleSpec, stream_events
 
     moment = now or dt.datetime.now(dt.UTC)
     rng = random.Random(seed * 13 + start)
@@ -178,7 +179,7 @@ def find_mapping(stack: Stack, dataset: str) -> MappingConfig:
 
 
 def run_stream(
-    stack: Stack,
+    box: Lakebox,
     *,
     dataset: str,
     rate: float,
@@ -203,16 +204,16 @@ def run_stream(
     if Delivery.STREAM not in declared.deliveries:
         known = ", ".join(stream_datasets()) or "none"
         raise LakeboxError(f"{dataset} is not delivered by stream (stream-delivered datasets: {known})")
-    mapping = find_mapping(stack, dataset)
+    mapping = find_mapping(box.stack, dataset)
     if window is not None:
         mapping = replace(mapping, window_seconds=window)
     if not from_start:
         mapping = replace(mapping, starting_position="LATEST")
     started_at = dt.datetime.now(dt.UTC).isoformat()
-    firehose = None if mapping.enabled else FirehoseDelivery.from_template(stack, mapping.stream_arn, from_start)
+    firehose = None if mapping.enabled else FirehoseDelivery.from_template(box.lambdas, mapping.stream_arn, from_start)
     if not mapping.enabled and firehose is None:
         raise LakeboxError(f"{mapping.name} is disabled and no Firehose delivery stream reads {mapping.stream_name}")
-    esm = EventSourceMapping(stack, mapping) if mapping.enabled else None
+    esm = EventSourceMapping(box.lambdas, mapping) if mapping.enabled else None
     run = StreamRun(dataset, "lambda" if esm else "firehose")
     started = time.monotonic()
     tick = min(0.25, max(window if window is not None else mapping.window_seconds, 0.05))
@@ -220,7 +221,7 @@ def run_stream(
         due = int(rate * min(elapsed + tick, seconds)) - run.produced
         if due > 0:
             batch = event_payloads(declared, seed, bad_rate, due, run.produced)
-            put_records(stack, mapping.stream_name, ((k, d) for k, d, _ in batch))
+            put_records(box.session, mapping.stream_name, ((k, d) for k, d, _ in batch))
             run.produced += len(batch)
             run.produced_bad += sum(1 for *_, bad in batch if bad)
         if esm:
@@ -233,7 +234,7 @@ def run_stream(
     due = int(rate * seconds) - run.produced
     if due > 0:
         batch = event_payloads(declared, seed, bad_rate, due, run.produced)
-        put_records(stack, mapping.stream_name, ((k, d) for k, d, _ in batch))
+        put_records(box.session, mapping.stream_name, ((k, d) for k, d, _ in batch))
         run.produced += len(batch)
         run.produced_bad += sum(1 for *_, bad in batch if bad)
     if progress:
@@ -241,11 +242,11 @@ def run_stream(
     if esm:
         esm.drain()
         run.stats = esm.stats
-        run.manifests = stream_manifests(stack, mapping.stream_name, started_at)
+        run.manifests = stream_manifests(box, mapping.stream_name, started_at)
     elif firehose:
         firehose.drain()
         run.firehose = firehose.stats
-        run.manifests = firehose_manifests(stack, firehose.name, started_at)
+        run.manifests = firehose_manifests(box, firehose.name, started_at)
     run.seconds = time.monotonic() - started
     return run
 

@@ -10,10 +10,16 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from lakebox.cfn.stack import ACCOUNT_ID, REGION, Stack
 from lakebox.errors import LakeboxError
-from lakebox.stack import ACCOUNT_ID, REGION, Stack
+
+if TYPE_CHECKING:
+    import boto3
+
+    from lakebox.services.lambdas import LambdaRuntime
+
 
 logger = logging.getLogger(__name__)
 
@@ -136,12 +142,13 @@ class ShardConsumer:
     described to the on-failure destination and skipped, so the shard never stalls.
     """
 
-    def __init__(self, stack: Stack, mapping: MappingConfig, shard_id: str, stats: MappingStats) -> None:
-        self.stack = stack
+    def __init__(self, lambdas: LambdaRuntime, mapping: MappingConfig, shard_id: str, stats: MappingStats) -> None:
+        self.lambdas = lambdas
+        self.stack = lambdas.stack
         self.mapping = mapping
         self.shard_id = shard_id
         self.stats = stats
-        self.kinesis = stack.session.client("kinesis")
+        self.kinesis = lambdas.session.client("kinesis")
         self.checkpoint: str | None = None
         self.buffer: list[_Pending] = []
         self._oldest_buffered: float | None = None
@@ -198,7 +205,7 @@ class ShardConsumer:
         self.stats.invocations += 1
         self.stats.records_delivered += len(batch)
         try:
-            response = self.stack.invoke(self.mapping.function, self._event(batch))
+            response = self.lambdas.invoke(self.mapping.function, self._event(batch))
         except Exception as exc:  # noqa: BLE001 - any handler failure is a function error to the mapping
             self.stats.function_errors += 1
             self.stats.errors.append(f"{type(exc).__name__}: {exc}")
@@ -276,7 +283,7 @@ class ShardConsumer:
                 "streamArn": self.mapping.stream_arn,
             },
         }
-        sqs = self.stack.session.client("sqs")
+        sqs = self.lambdas.session.client("sqs")
         url = sqs.get_queue_url(QueueName=destination.rsplit(":", 1)[-1])["QueueUrl"]
         sqs.send_message(QueueUrl=url, MessageBody=json.dumps(message))
         self.stats.failure_messages += 1
@@ -310,8 +317,9 @@ def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def stream_shards(stack: Stack, stream: str) -> list[str]:
-    kinesis = stack.session.client("kinesis")
+def stream_shards(session: boto3.Session, stream: str) -> list[str]:
+    """The shard ids of a stream."""
+    kinesis = session.client("kinesis")
     shards = [s["ShardId"] for s in kinesis.list_shards(StreamName=stream)["Shards"]]
     if not shards:
         raise LakeboxError(f"stream {stream} has no shards")
@@ -321,13 +329,13 @@ def stream_shards(stack: Stack, stream: str) -> list[str]:
 class EventSourceMapping:
     """A Kinesis event source mapping run locally: one consumer per shard, polled on demand."""
 
-    def __init__(self, stack: Stack, mapping: MappingConfig, *, clock: Clock = time.monotonic) -> None:
-        self.stack = stack
+    def __init__(self, lambdas: LambdaRuntime, mapping: MappingConfig, *, clock: Clock = time.monotonic) -> None:
+        self.lambdas = lambdas
         self.mapping = mapping
         self.clock = clock
         self.stats = MappingStats()
         self.consumers = [
-            ShardConsumer(stack, mapping, s, self.stats) for s in stream_shards(stack, mapping.stream_name)
+            ShardConsumer(lambdas, mapping, s, self.stats) for s in stream_shards(lambdas.session, mapping.stream_name)
         ]
 
     def poll(self, *, drain: bool = False) -> int:
@@ -346,9 +354,9 @@ class EventSourceMapping:
                 return
 
 
-def put_records(stack: Stack, stream: str, payloads: Iterable[tuple[str, bytes]]) -> int:
+def put_records(session: boto3.Session, stream: str, payloads: Iterable[tuple[str, bytes]]) -> int:
     """Write `(partition_key, data)` records to a stream, 500 to a request, retrying any the stream refused."""
-    kinesis = stack.session.client("kinesis")
+    kinesis = session.client("kinesis")
     chunk: list[tuple[str, bytes]] = []
     written = 0
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lakebox.state import atomic_write
+from lakebox.home.state import atomic_write
 
 if TYPE_CHECKING:
     from lakebox.sfn import Execution, Integrations

@@ -8,7 +8,6 @@ permission (tables are in a zone by the LF-Tag ``zone``, which TagTableFunction 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -21,8 +20,7 @@ from datalake.governance import ZONES, Zone, zone_of_table
 from lakebox.errors import LakeboxError
 
 if TYPE_CHECKING:
-    from lakebox.services.athena import AthenaEngine
-    from lakebox.stack import Stack
+    from lakebox.cfn.stack import Stack
 
 PERSONA_TAG: Final = "lake:persona"
 ZONE_BUCKETS: Final[Mapping[str, Zone]] = {
@@ -189,19 +187,6 @@ def denial(name: str) -> str:
     return (
         f"Insufficient Lake Formation permission(s) on {name} "
         "(Service: AmazonDataCatalog; Status Code: 400; Error Code: AccessDeniedException)"
-    )
-
-
-def engine_for(stack: Stack, access: Access, database: str) -> AthenaEngine:
-    """A local Athena that runs every query as the persona's role."""
-    from lakebox.alarms import record_query
-    from lakebox.services.athena import AthenaEngine
-
-    return AthenaEngine(
-        stack.session,
-        default_database=database,
-        authorize=authorizer(stack, access),
-        on_query=functools.partial(record_query, stack),
     )
 
 

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 
-from lakebox.sample import SampleSpec, sales_lines
+from lakebox.app.sample import SampleSpec, sales_lines
 
 MAX_LIMIT = 1000
 API_ID_OFFSET = 500_000_000

@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import altair as alt
 
-    from lakebox.runtime import Lakebox
+    from lakebox.box import Lakebox
 
-DEFAULT_PATH = Path(".lakebox") / "dashboard.html"
 _HEADER = re.compile(r"^--\s*(name|description):\s*(.+)$", re.MULTILINE)
 _PLACEHOLDER = re.compile(r"\{\{\s*database\s*\}\}")
 
@@ -467,7 +466,7 @@ def write_dashboard(box: Lakebox, out: Path | None = None, *, workgroup: str | N
         return result.columns, result.rows, result.bytes_scanned
 
     page = render(run_queries(run, database), pipeline_health(box), generated_at=dt.datetime.now(dt.UTC))
-    path = out or box.root / DEFAULT_PATH
+    path = out or box.home.dashboard
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path

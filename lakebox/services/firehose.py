@@ -10,11 +10,15 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from lakebox.cfn.stack import ACCOUNT_ID, REGION
 from lakebox.errors import LakeboxError
-from lakebox.kinesis import GET_RECORDS_LIMIT, stream_shards
-from lakebox.stack import ACCOUNT_ID, REGION, Stack
+from lakebox.services.kinesis import GET_RECORDS_LIMIT, stream_shards
+
+if TYPE_CHECKING:
+    from lakebox.services.lambdas import LambdaRuntime
+
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +67,16 @@ class FirehoseDelivery:
     """A Firehose delivery stream reading a Kinesis stream, transforming with a function, writing S3 objects."""
 
     def __init__(
-        self, stack: Stack, logical_id: str, config: dict[str, Any], stream_arn: str, *, from_start: bool = True
+        self,
+        lambdas: LambdaRuntime,
+        logical_id: str,
+        config: dict[str, Any],
+        stream_arn: str,
+        *,
+        from_start: bool = True,
     ) -> None:
-        self.stack = stack
+        self.lambdas = lambdas
+        self.stack = stack = lambdas.stack
         self.logical_id = logical_id
         self.name = str(stack.ref(logical_id))
         self.stream_arn = stream_arn
@@ -86,27 +97,28 @@ class FirehoseDelivery:
         self.function = stack.function(str(arns[0])).logical_id if arns else None
         self.stats = FirehoseStats()
         self.consumers = {
-            shard: stack.session.client("kinesis").get_shard_iterator(
+            shard: lambdas.session.client("kinesis").get_shard_iterator(
                 StreamName=self.stream_name, ShardId=shard, ShardIteratorType="TRIM_HORIZON" if from_start else "LATEST"
             )["ShardIterator"]
-            for shard in stream_shards(stack, self.stream_name)
+            for shard in stream_shards(lambdas.session, self.stream_name)
         }
 
     @classmethod
-    def from_template(cls, stack: Stack, stream_arn: str, from_start: bool = True) -> FirehoseDelivery | None:
+    def from_template(cls, lambdas: LambdaRuntime, stream_arn: str, from_start: bool = True) -> FirehoseDelivery | None:
         """The active delivery stream that reads `stream_arn`, if the template has one."""
+        stack = lambdas.stack
         for lid, resource in stack.resources.items():
             if resource["Type"] != "AWS::KinesisFirehose::DeliveryStream" or not stack.active(lid):
                 continue
             props = stack.resolve(resource.get("Properties", {}))
             source = (props.get("KinesisStreamSourceConfiguration") or {}).get("KinesisStreamARN")
             if source == stream_arn:
-                return cls(stack, lid, props["ExtendedS3DestinationConfiguration"], stream_arn, from_start=from_start)
+                return cls(lambdas, lid, props["ExtendedS3DestinationConfiguration"], stream_arn, from_start=from_start)
         return None
 
     def poll(self) -> None:
         """Read what arrived on every shard, transform it, and write the objects (the buffer flushes each poll)."""
-        kinesis = self.stack.session.client("kinesis")
+        kinesis = self.lambdas.session.client("kinesis")
         for shard, iterator in list(self.consumers.items()):
             records: list[dict[str, Any]] = []
             while iterator:
@@ -155,7 +167,7 @@ class FirehoseDelivery:
                 for rid, r in by_id.items()
             ]
         else:
-            results = self.stack.invoke(self.function, event)["records"]
+            results = self.lambdas.invoke(self.function, event)["records"]
         now = dt.datetime.now(dt.UTC)
         groups: dict[str, list[bytes]] = {}
         failed: list[bytes] = []
@@ -194,5 +206,5 @@ class FirehoseDelivery:
     def _write(self, prefix: str, body: bytes, now: dt.datetime) -> str:
         key = f"{prefix}{self.name}-1-{now.strftime('%Y-%m-%d-%H-%M-%S')}-{uuid.uuid4()}{self.extension}"
         data = gzip.compress(body) if self.gzip else body
-        self.stack.session.client("s3").put_object(Bucket=self.bucket, Key=key, Body=data)
+        self.lambdas.session.client("s3").put_object(Bucket=self.bucket, Key=key, Body=data)
         return key

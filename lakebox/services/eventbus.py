@@ -8,12 +8,18 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
 from moto.events.models import EventPattern
 
-from lakebox.stack import ACCOUNT_ID, REGION, Stack
+from lakebox.cfn.stack import ACCOUNT_ID, REGION, Stack
+
+if TYPE_CHECKING:
+    import boto3
+
+    from lakebox.services.lambdas import LambdaRuntime
+
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +97,17 @@ def object_created_event(bucket: str, key: str, *, version_id: str | None, etag:
 class EventBus:
     """Routes events through the template's rules to in-process targets."""
 
-    def __init__(self, stack: Stack, *, start_execution: StartExecution | None = None) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        session: boto3.Session,
+        lambdas: LambdaRuntime,
+        *,
+        start_execution: StartExecution | None = None,
+    ) -> None:
         self.stack = stack
+        self.session = session
+        self.lambdas = lambdas
         self.start_execution = start_execution
         self.rules = self._rules()
 
@@ -158,7 +173,7 @@ class EventBus:
     def _deliver(self, rule: Rule, target: Target, event: dict[str, Any]) -> Delivery:
         if target.kind == "function":
             return self._invoke_async(rule, target, event)
-        session = self.stack.session
+        session = self.session
         if target.kind == "queue":
             name = target.name.split(":")[-1]
             url = session.client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
@@ -173,5 +188,5 @@ class EventBus:
 
     def _invoke_async(self, rule: Rule, target: Target, event: dict[str, Any]) -> Delivery:
         """Lambda's asynchronous invocation (retries, then the on-failure destination), by the one Lambda runtime."""
-        outcome = self.stack.lambdas.invoke_async(target.name, event)
+        outcome = self.lambdas.invoke_async(target.name, event)
         return Delivery(rule.name, target.name, outcome.ok, outcome.result, outcome.error, outcome.attempts)

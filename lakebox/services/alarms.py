@@ -1,153 +1,33 @@
 """The template's CloudWatch alarms evaluated on this machine, against the metrics lakebox records.
 
-CloudWatch would hold three kinds of metrics for the stack: the ones AWS services publish (Lambda invocations and
-errors, Step Functions executions, SQS queue depths), and the pipeline's own, which the functions print as
-embedded-metric-format (EMF) lines into their logs. Locally, the Lambda runtime and the state machine executor
-append the service metrics to ``.lakebox/metrics.jsonl``; the EMF lines are read from the function logs in
-``.lakebox/logs/``, as CloudWatch Logs would extract them; queue depths are sampled from a running endpoint.
-`evaluate` then applies each `AWS::CloudWatch::Alarm` of the template (single metric or metric math) to the last
-evaluation periods ending now, with the template's statistic, threshold, comparison and missing-data treatment.
+The metrics are those of `lakebox.services.metrics` (what the services publish, and the EMF lines of the function
+logs) and, from a running endpoint, the depths of the queues the alarms watch. `evaluate` then applies each
+`AWS::CloudWatch::Alarm` of the template (single metric or metric math) to the last evaluation periods ending now,
+with the template's statistic, threshold, comparison and missing-data treatment.
 """
 
 from __future__ import annotations
 
 import ast
-import json
 import math
 import operator
-import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from lakebox.errors import LakeboxError
+from lakebox.services.metrics import Datapoint, MetricStore, dims_of, emf_datapoints
 
 if TYPE_CHECKING:
     import boto3
 
-    from lakebox.stack import Stack
+    from lakebox.cfn.stack import Stack
 
-METRICS_FILE: Final = "metrics.jsonl"
 ALARM: Final = "ALARM"
 OK: Final = "OK"
 INSUFFICIENT_DATA: Final = "INSUFFICIENT_DATA"
-_WRITE_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class Datapoint:
-    """One value of one metric at one time (epoch seconds)."""
-
-    namespace: str
-    name: str
-    dimensions: tuple[tuple[str, str], ...]
-    value: float
-    timestamp: float
-
-
-def _dims(mapping: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((str(k), str(v)) for k, v in mapping.items()))
-
-
-class MetricStore:
-    """The service metrics lakebox records, one JSON line a datapoint, kept across commands until a reset."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def put(
-        self, namespace: str, name: str, dimensions: Mapping[str, str], value: float, at: float | None = None
-    ) -> None:
-        """Append one datapoint."""
-        line = {"ns": namespace, "name": name, "dims": dict(dimensions), "value": value, "ts": at or time.time()}
-        with _WRITE_LOCK:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(line) + "\n")
-
-    def __iter__(self) -> Iterator[Datapoint]:
-        if not self.path.exists():
-            return
-        with self.path.open(encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    item = json.loads(line)
-                    yield Datapoint(
-                        item["ns"], item["name"], _dims(item["dims"]), float(item["value"]), float(item["ts"])
-                    )
-                except (ValueError, KeyError, TypeError):
-                    continue
-
-
-def metric_store(stack: Stack) -> MetricStore:
-    """The store beside the stack's function logs (``.lakebox/metrics.jsonl``)."""
-    return MetricStore(stack.log_dir.parent / METRICS_FILE)
-
-
-def record_invocation(stack: Stack, function_name: str, failed: bool) -> None:
-    """What Lambda publishes for one invocation: Invocations, and Errors when the handler raised."""
-    store, dims = metric_store(stack), {"FunctionName": function_name}
-    now = time.time()
-    store.put("AWS/Lambda", "Invocations", dims, 1.0, now)
-    store.put("AWS/Lambda", "Errors", dims, 1.0 if failed else 0.0, now)
-
-
-EXECUTION_METRICS: Final = {
-    "SUCCEEDED": "ExecutionsSucceeded",
-    "FAILED": "ExecutionsFailed",
-    "TIMED_OUT": "ExecutionsTimedOut",
-    "ABORTED": "ExecutionsAborted",
-}
-
-
-def record_execution(stack: Stack, state_machine_arn: str, status: str) -> None:
-    """What Step Functions publishes for one finished execution."""
-    store, dims = metric_store(stack), {"StateMachineArn": state_machine_arn}
-    now = time.time()
-    store.put("AWS/States", "ExecutionsStarted", dims, 1.0, now)
-    if status in EXECUTION_METRICS:
-        store.put("AWS/States", EXECUTION_METRICS[status], dims, 1.0, now)
-
-
-def record_query(stack: Stack, workgroup: str, bytes_scanned: int, engine_ms: int) -> None:
-    """What Athena publishes for one query of a workgroup that publishes CloudWatch metrics."""
-    store, dims = metric_store(stack), {"WorkGroup": workgroup}
-    now = time.time()
-    store.put("AWS/Athena", "ProcessedBytes", dims, float(bytes_scanned), now)
-    store.put("AWS/Athena", "TotalExecutionTime", dims, float(engine_ms), now)
-
-
-def emf_datapoints(log_dir: Path) -> Iterator[Datapoint]:
-    """Every metric of the embedded-metric-format lines in the function logs."""
-    if not log_dir.is_dir():
-        return
-    for path in sorted(log_dir.glob("*.log")):
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if '"_aws"' not in line or not line.startswith("{"):
-                    continue
-                try:
-                    document = json.loads(line)
-                    meta = document["_aws"]
-                    timestamp = float(meta["Timestamp"]) / 1000.0
-                except (ValueError, KeyError, TypeError):
-                    continue
-                yield from _emf_metrics(document, meta, timestamp)
-
-
-def _emf_metrics(document: dict[str, Any], meta: dict[str, Any], timestamp: float) -> Iterator[Datapoint]:
-    for directive in meta.get("CloudWatchMetrics", []):
-        namespace = str(directive.get("Namespace", ""))
-        for dimension_set in directive.get("Dimensions", []) or [[]]:
-            dims = _dims({key: document.get(key, "") for key in dimension_set})
-            for metric in directive.get("Metrics", []):
-                values = document.get(metric.get("Name"))
-                for value in values if isinstance(values, list) else [values]:
-                    if isinstance(value, (int, float)) and not isinstance(value, bool):
-                        yield Datapoint(namespace, str(metric["Name"]), dims, float(value), timestamp)
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation
@@ -234,7 +114,7 @@ def _definition(logical_id: str, props: Mapping[str, Any]) -> AlarmDefinition:
                         id=str(item["Id"]),
                         namespace=str(metric["Namespace"]),
                         name=str(metric["MetricName"]),
-                        dimensions=_dims({d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}),
+                        dimensions=dims_of({d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}),
                         stat=str(stat["Stat"]),
                         period=int(stat["Period"]),
                     )
@@ -252,7 +132,7 @@ def _definition(logical_id: str, props: Mapping[str, Any]) -> AlarmDefinition:
                 id="m",
                 namespace=str(props["Namespace"]),
                 name=str(props["MetricName"]),
-                dimensions=_dims({d["Name"]: d["Value"] for d in props.get("Dimensions", [])}),
+                dimensions=dims_of({d["Name"]: d["Value"] for d in props.get("Dimensions", [])}),
                 stat=str(props.get("Statistic") or props.get("ExtendedStatistic")),
                 period=period,
             )
@@ -419,27 +299,45 @@ def sampled_queue_depths(stack: Stack, session: boto3.Session) -> list[Datapoint
     return points
 
 
-def running_endpoint(root: Path) -> str | None:
-    """The endpoint `lakebox up` recorded, if it still answers."""
-    state = root / ".lakebox" / "endpoint.json"
-    if not state.exists():
-        return None
-    endpoint = str(json.loads(state.read_text())["endpoint"])
-    try:
-        with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1):
-            return endpoint
-    except OSError:
-        return None
-
-
-def alarm_states(stack: Stack, session: boto3.Session | None = None, now: float | None = None) -> list[AlarmState]:
-    """Every alarm of the deployment, evaluated on what lakebox recorded (and queue depths, given a session)."""
-    points = [*metric_store(stack), *emf_datapoints(stack.log_dir)]
+def alarm_states(
+    stack: Stack,
+    metrics: MetricStore,
+    log_dir: Path,
+    session: boto3.Session | None = None,
+    now: float | None = None,
+) -> list[AlarmState]:
+    """Every alarm of the deployment, evaluated on the recorded metrics, the EMF lines of the function logs in
+    `log_dir`, and (given a session of a running endpoint) the queue depths now."""
+    points = [*metrics, *emf_datapoints(log_dir)]
     if session is not None:
         points.extend(sampled_queue_depths(stack, session))
     return [evaluate(alarm, points, now) for alarm in definitions(stack)]
 
 
-def alarms_in_alarm(stack: Stack, session: boto3.Session | None = None, now: float | None = None) -> list[AlarmState]:
+def alarms_in_alarm(
+    stack: Stack,
+    metrics: MetricStore,
+    log_dir: Path,
+    session: boto3.Session | None = None,
+    now: float | None = None,
+) -> list[AlarmState]:
     """The alarms in state ALARM now (what `lakebox status` lists)."""
-    return [state for state in alarm_states(stack, session, now) if state.state == ALARM]
+    return [state for state in alarm_states(stack, metrics, log_dir, session, now) if state.state == ALARM]
+
+
+__all__ = [
+    "ALARM",
+    "INSUFFICIENT_DATA",
+    "OK",
+    "AlarmDefinition",
+    "AlarmState",
+    "Datapoint",
+    "LakeboxError",
+    "MetricStore",
+    "alarm_states",
+    "alarms_in_alarm",
+    "definitions",
+    "emf_datapoints",
+    "evaluate",
+    "sampled_queue_depths",
+]

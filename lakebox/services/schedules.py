@@ -8,12 +8,16 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from lakebox.cfn.stack import ACCOUNT_ID, REGION, Stack
 from lakebox.errors import LakeboxError
-from lakebox.eventbus import Delivery, EventBus
-from lakebox.stack import ACCOUNT_ID, REGION, Stack
-from lakebox.watch import ObjectWatch
+from lakebox.services.eventbus import Delivery
+from lakebox.services.watch import ObjectWatch
+
+if TYPE_CHECKING:
+    from lakebox.services.lambdas import LambdaRuntime
+
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +200,11 @@ def payload(schedule: Schedule, *, now: dt.datetime | None = None, attempt: int 
 
 
 def fire(
-    stack: Stack, schedule: Schedule, *, start_execution: StartExecution | None = None, now: dt.datetime | None = None
+    lambdas: LambdaRuntime,
+    schedule: Schedule,
+    *,
+    start_execution: StartExecution | None = None,
+    now: dt.datetime | None = None,
 ) -> Firing:
     """Deliver the schedule's payload to its target now, as the scheduler would.
 
@@ -208,20 +216,8 @@ def fire(
         if start_execution is None:
             return Firing(schedule, event, False, error="state machine targets need the ASL executor")
         return Firing(schedule, event, True, result=start_execution(schedule.target, event))
-    outcome = stack.lambdas.invoke_async(schedule.target, event)
+    outcome = lambdas.invoke_async(schedule.target, event)
     return Firing(schedule, event, outcome.ok, outcome.result, outcome.error, outcome.attempts)
 
 
-def fire_and_deliver(
-    stack: Stack, bus: EventBus, name: str, *, start_execution: StartExecution | None = None
-) -> tuple[Firing, list[tuple[str, Delivery]]]:
-    """Fire a schedule, then deliver the "Object Created" events of what its target wrote (as S3 would)."""
-    schedule = find(stack, name)
-    watch = ObjectWatch(stack)
-    firing = fire(stack, schedule, start_execution=start_execution)
-    deliveries = watch.deliver(bus)
-    firing.deliveries = [d for _, d in deliveries]
-    return firing, deliveries
-
-
-__all__ = ["Firing", "ObjectWatch", "Schedule", "find", "fire", "fire_and_deliver", "payload", "schedules"]
+__all__ = ["Firing", "ObjectWatch", "Schedule", "find", "fire", "payload", "schedules"]

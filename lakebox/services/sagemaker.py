@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from lakebox.glue import split_uri
+from lakebox.services.glue import split_uri
 from lakebox.sfn.errors import TASK_FAILED, TaskError
 from lakebox.sfn.integrations import STATES, client_errors, json_safe
 from lakebox.sfn.registry import Handler, Integrations, TaskContext
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     import boto3
     from mypy_boto3_s3 import S3Client
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ML_ROOT = REPO / "ml"
 SOURCEDIR_KEY = "ml/{model}/sourcedir.tar.gz"
 """Where a model's code lives in the artifacts bucket (scripts/package-artifacts.py uploads the same key)."""
@@ -426,7 +426,7 @@ class LocalSageMaker:
             env = {**os.environ, **{k: str(v) for k, v in environment.items()}, "PYTHONUNBUFFERED": "1"}
             env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
             timeout = int(job.get("ModelClientConfig", {}).get("InvocationsTimeoutInSeconds", 3600))
-            command = [self.python, "-m", "lakebox.sagemaker_serving", str(root / "manifest.json")]
+            command = [self.python, "-m", "lakebox.services.sagemaker_serving", str(root / "manifest.json")]
             outcome = _run_child(command, code_dir, env, log, timeout)
             if outcome.returncode != 0:
                 self._finish_transform(job, "Failed", f"ClientError: {outcome.tail}"[:1024])

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from datalake.catalog_backup import BACKUP_PREFIX, BackupSummary, latest_backup, load_backup, restore_catalog
 
 if TYPE_CHECKING:
-    from lakebox.runtime import Lakebox
+    from lakebox.box import Lakebox
 
 
 def backup(box: Lakebox, now: dt.datetime | None = None) -> BackupSummary:
@@ -25,7 +25,7 @@ def backup(box: Lakebox, now: dt.datetime | None = None) -> BackupSummary:
         "resources": [],
         "detail": {},
     }
-    result: dict[str, Any] = box.stack.invoke("BackupCatalogFunction", event)
+    result: dict[str, Any] = box.lambdas.invoke("BackupCatalogFunction", event)
     return BackupSummary.model_validate(result)
 
 

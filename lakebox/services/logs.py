@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from lakebox.cfn.stack import Stack
 from lakebox.errors import LakeboxError
-from lakebox.stack import Stack
 
 LEVELS = {"DEBUG": 10, "INFO": 20, "METRIC": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50}
 """Powertools' levels, and METRIC for its embedded-metric-format lines (what CloudWatch turns into metrics)."""
