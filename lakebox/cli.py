@@ -830,45 +830,22 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Re-ingest corrected records (a file) or quarantined objects as they are, recording the replay in the manifest."""
-    from datalake.contracts import get_dataset
-    from datalake.replay import record_replay, replay_body, replay_key
-    from lakebox.box import summary_row
+    from lakebox.app.replay import replay, replay_sources
     from lakebox.errors import LakeboxError
-    from lakebox.home.journal import object_id_of
 
     if bool(args.file) == bool(args.object):
         raise LakeboxError("replay takes a FILE of corrected records (with --dataset) or --object QUARANTINE_KEY")
     if args.file and not args.dataset:
         raise LakeboxError("replay FILE needs --dataset (the dataset the corrected records belong to)")
-    rows: list[dict[str, Any]] = []
     with _progress() as progress, _box(args, progress) as box:
-        s3 = box.session.client("s3")
-        raw = box.bucket("RawBucket")
-        table = box.session.resource("dynamodb").Table(str(box.stack.ref("ManifestsTable")))
-        sources: list[tuple[str, str, bytes, str]] = []
-        if args.file:
-            path = Path(args.file)
-            if not path.is_file():
-                raise LakeboxError(f"{path}: no such file")
-            get_dataset(args.dataset)
-            sources.append((args.of or f"file:{path.name}", args.dataset, path.read_bytes(), path.name))
-        for key in args.object or []:
-            dataset, body, name = replay_body(s3, raw, key)
-            sources.append((key, dataset, body, name))
-        for replay_of, dataset, body, name in sources:
-            key = replay_key(dataset, name)
-            progress(f"replaying {replay_of} as {key}")
-            since = box.journal.offset()
-            response = s3.put_object(
-                Bucket=box.bucket("LandingBucket"), Key=key, Body=body, Metadata={"replay-of": replay_of[:1024]}
-            )
-            object_id = object_id_of(box.bucket("LandingBucket"), key, response.get("VersionId"), response.get("ETag"))
-            for delivery in box.await_deliveries([object_id], since)[object_id]:
-                row = summary_row(key, delivery) | {"replay of": replay_of}
-                manifest_id = (delivery.result or {}).get("object_id") if isinstance(delivery.result, dict) else None
-                if manifest_id:
-                    record_replay(table, manifest_id, replay_of)
-                rows.append(row)
+        sources = replay_sources(
+            box,
+            file=Path(args.file) if args.file else None,
+            dataset=args.dataset,
+            of=args.of,
+            objects=args.object or [],
+        )
+        rows = replay(box, sources, progress)
     if args.json:
         _print_json(rows)
     else:

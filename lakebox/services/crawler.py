@@ -16,11 +16,13 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
+
+from lakebox.services.s3uri import split_s3_uri
 
 if TYPE_CHECKING:
     import boto3
@@ -302,7 +304,7 @@ class _Dataset:
 
 def _list_objects(s3: S3Client, path: str, exclusions: list[str]) -> list[tuple[str, str, int, str]]:
     """(bucket, key, size, key relative to the target) of every readable object under the target."""
-    bucket, prefix = _split(path)
+    bucket, prefix = split_s3_uri(path)
     if prefix and not prefix.endswith("/"):
         prefix += "/"
     excluded = [glob_regex(pattern) for pattern in exclusions]
@@ -362,7 +364,7 @@ def _datasets(path: str, objects: list[tuple[str, str, int, str]], table_level: 
     compares schemas to decide; these rules give the same answer for datasets laid out one per folder.
     Folders starting with `_` or `.` below the target are never tables.
     """
-    bucket, prefix = _split(path)
+    bucket, prefix = split_s3_uri(path)
     if prefix and not prefix.endswith("/"):
         prefix += "/"
     if table_level is not None:
@@ -916,13 +918,6 @@ def _csv_type(value: str) -> str | None:
 
 
 # ----------------------------------------------------------------- helpers
-
-
-def _split(uri: str) -> tuple[str, str]:
-    parts = urlsplit(uri)
-    if parts.scheme not in {"s3", "s3a", "s3n"} or not parts.netloc:
-        raise ValueError(f"{uri!r} is not an s3:// path")
-    return parts.netloc, parts.path.lstrip("/")
 
 
 def _state_key(glue: GlueClient, name: str) -> tuple[str, str]:

@@ -30,6 +30,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from lakebox.cfn.artifacts import REPO
+from lakebox.services.s3uri import split_s3_uri
 
 if TYPE_CHECKING:
     import boto3
@@ -79,14 +80,6 @@ def local_spark() -> SparkSession:
 # ------------------------------------------------------------------------------------------ local S3 access
 
 
-def split_uri(uri: str) -> tuple[str, str]:
-    """`s3://bucket/key` → (bucket, key)."""
-    if not uri.startswith("s3://"):
-        raise ValueError(f"not an s3:// URI: {uri}")
-    bucket, _, key = uri[5:].partition("/")
-    return bucket, key
-
-
 @dataclass(frozen=True)
 class StoredFile:
     """A file listed by `S3Store` (the shape of the job's `FileInfo`)."""
@@ -105,7 +98,7 @@ class S3Store:
 
     def list_files(self, prefix: str) -> list[StoredFile]:
         """Every object under `prefix` (a folder URI)."""
-        bucket, key = split_uri(prefix)
+        bucket, key = split_s3_uri(prefix)
         files = []
         for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
             for obj in page.get("Contents", []):
@@ -115,13 +108,13 @@ class S3Store:
 
     def exists(self, uri: str) -> bool:
         """Whether an object or a non-empty folder exists at `uri`."""
-        bucket, key = split_uri(uri)
+        bucket, key = split_s3_uri(uri)
         listed = self._s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
         return bool(listed.get("KeyCount", 0))
 
     def read_text(self, uri: str) -> str | None:
         """The object's UTF-8 text, or None when absent."""
-        bucket, key = split_uri(uri)
+        bucket, key = split_s3_uri(uri)
         try:
             return self._s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
         except self._s3.exceptions.NoSuchKey:
@@ -129,7 +122,7 @@ class S3Store:
 
     def write_text(self, uri: str, text: str) -> None:
         """Put a small UTF-8 object."""
-        bucket, key = split_uri(uri)
+        bucket, key = split_s3_uri(uri)
         self._s3.put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"))
 
 
@@ -166,7 +159,7 @@ class Mirror:
 
     def sync_back(self, s3: S3Client) -> tuple[int, int]:
         """Upload files the job created or changed, delete objects of files it removed; returns the counts."""
-        bucket, prefix = split_uri(self.uri)
+        bucket, prefix = split_s3_uri(self.uri)
         after = _snapshot(self.local)
         changed = [name for name, stat in after.items() if self.before.get(name) != stat]
         removed = [name for name in self.before if name not in after]
@@ -203,8 +196,8 @@ def stage(s3: S3Client, mirrors: Sequence[Mirror], inputs: Iterable[str]) -> int
         mirror = max((m for m in mirrors if uri.startswith(m.uri)), key=lambda m: len(m.uri), default=None)
         if mirror is None:
             raise ValueError(f"input {uri} is outside the job's root arguments")
-        bucket, key = split_uri(uri)
-        _, root_key = split_uri(mirror.uri)
+        bucket, key = split_s3_uri(uri)
+        _, root_key = split_s3_uri(mirror.uri)
         if uri.endswith("/"):
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
                 for obj in page.get("Contents", []):
@@ -223,7 +216,7 @@ def stage(s3: S3Client, mirrors: Sequence[Mirror], inputs: Iterable[str]) -> int
 
 def _load_script(session: boto3.Session, location: str, folder: Path) -> ModuleType:
     if location.startswith("s3://"):
-        bucket, key = split_uri(location)
+        bucket, key = split_s3_uri(location)
         path = folder / Path(key).name
         session.client("s3").download_file(bucket, key, str(path))
     else:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from lakebox.services.glue import split_uri
+from lakebox.services.s3uri import split_s3_uri
 from lakebox.sfn.errors import TASK_FAILED, TaskError
 from lakebox.sfn.integrations import STATES, client_errors, json_safe
 from lakebox.sfn.registry import Handler, Integrations, TaskContext
@@ -432,7 +432,7 @@ class LocalSageMaker:
                 self._finish_transform(job, "Failed", f"ClientError: {outcome.tail}"[:1024])
                 return
             destination = str(output["S3OutputPath"]).rstrip("/")
-            bucket, prefix = split_uri(destination + "/")
+            bucket, prefix = split_s3_uri(destination + "/")
             extra = (
                 {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": output["KmsKeyId"]} if output.get("KmsKeyId") else {}
             )
@@ -453,7 +453,7 @@ class LocalSageMaker:
         return folder / f"{name}.log"
 
     def _download_prefix(self, uri: str, dest: Path) -> list[str]:
-        bucket, prefix = split_uri(uri)
+        bucket, prefix = split_s3_uri(uri)
         names = []
         for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
@@ -479,7 +479,7 @@ class LocalSageMaker:
         return channels
 
     def _download_code(self, uri: str, dest: Path) -> Path:
-        bucket, key = split_uri(uri)
+        bucket, key = split_s3_uri(uri)
         model = re.fullmatch(SOURCEDIR_KEY.format(model="([a-z0-9_-]+)"), key)
         if bucket == self.artifacts_bucket and model and (ML_ROOT / model[1]).is_dir():
             upload_sourcedir(self.session, bucket, model[1])
@@ -487,7 +487,7 @@ class LocalSageMaker:
         return dest
 
     def _extract(self, uri: str, dest: Path) -> None:
-        bucket, key = split_uri(uri)
+        bucket, key = split_s3_uri(uri)
         body = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         with tarfile.open(fileobj=io.BytesIO(body), mode="r:*") as archive:
             archive.extractall(dest, filter="data")
@@ -498,12 +498,12 @@ class LocalSageMaker:
             for path in sorted(folder.rglob("*")):
                 if path.is_file():
                     archive.add(path, arcname=path.relative_to(folder).as_posix())
-        bucket, key = split_uri(uri)
+        bucket, key = split_s3_uri(uri)
         extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key} if kms_key else {}
         self._s3.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue(), **extra)  # type: ignore[arg-type]
 
     def _upload_folder(self, folder: Path, uri: str) -> None:
-        bucket, prefix = split_uri(uri.rstrip("/") + "/")
+        bucket, prefix = split_s3_uri(uri.rstrip("/") + "/")
         for path in sorted(folder.rglob("*")):
             if path.is_file():
                 self._s3.upload_file(str(path), bucket, prefix + path.relative_to(folder).as_posix())

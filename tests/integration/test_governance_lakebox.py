@@ -132,7 +132,7 @@ def test_persona_is_refused_a_workgroup_its_role_may_not_use(box: Any) -> None:
 
 
 def test_without_lake_formation_the_grants_are_not_enforced(box: Any) -> None:
-    stack = Stack(ROOT, box.session, parameters={"EnableLakeFormation": "false"})
+    stack = Stack(ROOT, parameters={"EnableLakeFormation": "false"})
     access = governance.access_for(stack, "analyst")
     assert not access.enforced
     assert governance.authorizer(stack, access)("data_lake_db", "sales", {"StorageDescriptor": {}}) is None

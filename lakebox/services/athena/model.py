@@ -10,11 +10,11 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit
 
 import duckdb
 
 from datalake.exceptions import TerminalError
+from lakebox.services import s3uri
 from lakebox.services.crawler import CSV_SERDES, JSON_SERDES
 
 if TYPE_CHECKING:
@@ -250,11 +250,11 @@ def _first_line(text: str) -> str:
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
-    """Split ``s3://bucket/key`` into bucket and key."""
-    parts = urlsplit(uri)
-    if parts.scheme not in {"s3", "s3a", "s3n"} or not parts.netloc:
-        raise _QueryError(f"INVALID_TABLE_PROPERTY: {uri!r} is not an s3:// location")
-    return parts.netloc, parts.path.lstrip("/")
+    """Split ``s3://bucket/key`` into bucket and key (`lakebox.services.s3uri`), as a query error if it is not one."""
+    try:
+        return s3uri.split_s3_uri(uri)
+    except ValueError:
+        raise _QueryError(f"INVALID_TABLE_PROPERTY: {uri!r} is not an s3:// location") from None
 
 
 _STATEMENT_KINDS: Final = (
