@@ -170,7 +170,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from lakebox.box import LOCAL_DEFAULTS, open_box, summary_row
+    from lakebox.app.up import start_watch
+    from lakebox.box import LOCAL_DEFAULTS, open_box
     from lakebox.errors import LakeboxError
     from lakebox.home import LakeHome, find_root
     from lakebox.home.up import UpRecord, running_up
@@ -216,24 +217,18 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         stopping = threading.Event()
 
-        def watch() -> None:
-            while not stopping.wait(args.poll):
-                try:
-                    for _, key, deliveries in box.deliver_new_objects():
-                        for delivery in deliveries:
-                            row = summary_row(key, delivery)
-                            print(
-                                f"{dt.datetime.now().strftime('%H:%M:%S')} {delivery.rule}: {key} {row['status']} "
-                                f"read {row['read']}, landed {row['landed']}, quarantined {row['quarantined']}"
-                                + (f" ({row['reason']})" if row["reason"] else ""),
-                                flush=True,
-                            )
-                    box.save_if_changed()
-                except Exception as exc:  # noqa: BLE001 - the watch keeps running; what failed is reported
-                    print(f"lakebox: the watch failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        def delivered(key: str, delivery: Any, row: dict[str, Any]) -> None:
+            print(
+                f"{dt.datetime.now().strftime('%H:%M:%S')} {delivery.rule}: {key} {row['status']} "
+                f"read {row['read']}, landed {row['landed']}, quarantined {row['quarantined']}"
+                + (f" ({row['reason']})" if row["reason"] else ""),
+                flush=True,
+            )
 
-        watcher = threading.Thread(target=watch, name="lakebox-watch", daemon=True)
-        watcher.start()
+        def failed(exc: Exception) -> None:
+            print(f"lakebox: the watch failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+
+        watcher = start_watch(box, args.poll, stopping, delivered, failed)
         try:
             while watcher.is_alive():
                 watcher.join(3600)
@@ -589,11 +584,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     """List the template's schedules, or fire one now and run what it triggers."""
-    from lakebox.app.sample import SampleSpec
-    from lakebox.app.source_api import API_ID_OFFSET, install_secret, sample_sales, serve
-    from lakebox.box import summary_row
+    from lakebox.app.schedule import fire_schedule, list_schedules, sample_api
     from lakebox.errors import LakeboxError
-    from lakebox.services.schedules import schedules
 
     parameters: dict[str, str] = {}
     given = _parameters(args.parameter)
@@ -602,33 +594,24 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as scope:
         api = None
         if args.action == "fire" and args.sample_api and "SourceApiBaseUrl" not in given:
-            end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
-            records = sample_sales(SampleSpec(seed=args.seed, end=end), args.api_rows, start=API_ID_OFFSET)
-            api = scope.enter_context(serve(records))
+            api = scope.enter_context(sample_api(args.seed, args.api_rows))
             parameters["SourceApiBaseUrl"] = api.url
         box = scope.enter_context(_box(args, parameters=parameters))
         if args.action == "list":
-            found = [
-                {"name": s.name, "kind": s.kind, "expression": s.expression, "target": s.target, "enabled": s.enabled}
-                for s in schedules(box.stack)
-            ]
+            found = list_schedules(box)
             if args.json:
                 _print_json(found)
             else:
                 _print_table("schedules", found, ("name", "kind", "expression", "target", "enabled"))
             return 0
-        if api is not None:
-            install_secret(box.session, str(box.stack.ref("SourceApiSecretName")), api.token)
-        firing, landed = box.fire_schedule(args.name)
-        rows = [summary_row(key, delivery) for key, delivery in landed]
-    outcome = {"schedule": firing.schedule.name, "ok": firing.ok, "result": firing.result, "error": firing.error}
+        report = fire_schedule(box, args.name, api)
     if args.json:
-        _print_json({**outcome, "ingested": rows})
+        _print_json({**report.outcome, "ingested": report.ingested})
     else:
-        print(json.dumps(outcome, indent=2, default=str))
-        if rows:
-            _print_table("ingested", rows, SUMMARY_COLUMNS)
-    return 0 if firing.ok and all(r["status"] != "FAILED" for r in rows) else EXIT_FAILED
+        print(json.dumps(report.outcome, indent=2, default=str))
+        if report.ingested:
+            _print_table("ingested", report.ingested, SUMMARY_COLUMNS)
+    return 0 if report.ok else EXIT_FAILED
 
 
 # ---------------------------------------------------------------------- execute, runs, query
