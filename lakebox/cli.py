@@ -278,41 +278,25 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """What is running and where the lake is kept."""
-    from lakebox.home import LakeHome, find_root
-    from lakebox.home.runs import list_runs
-    from lakebox.home.state import StateStore
-    from lakebox.home.up import running_up
+    from lakebox.app.status import status
+    from lakebox.home import find_root
 
-    lake = LakeHome.of(find_root())
-    home = lake.path
-    up = running_up(lake)
-    info = StateStore(lake.state).info()
-    runs = list_runs(lake.runs, limit=1)
-    document: dict[str, Any] = {
-        "up": None if up is None else {"endpoint": up.endpoint, "pid": up.pid, "started_at": up.started_at},
-        "parameters": None if up is None else up.parameters,
-        "state_dir": str(home),
-        "snapshot": None
-        if info is None
-        else {"path": str(info.path), "saved_at": info.saved_at, "bytes": info.bytes, "objects": info.objects},
-        "last_run": None if not runs else {k: runs[0][k] for k in ("name", "status", "started", "seconds")},
-        "logs": sorted(p.name for p in lake.logs.glob("*.log")) if lake.logs.exists() else [],
-        "alarms_in_alarm": [
-            {"alarm": a.name, "value": a.value, "reason": a.reason} for a in _alarm_states({}) if a.state == "ALARM"
-        ],
-    }
+    document = status(find_root())
     if args.json:
         _print_json(document)
         return 0
-    running = f"running at {up.endpoint} (pid {up.pid}, since {up.started_at})" if up else "not running"
+    up, snapshot, last = document["up"], document["snapshot"], document["last_run"]
+    running = f"running at {up['endpoint']} (pid {up['pid']}, since {up['started_at']})" if up else "not running"
     print(f"lakebox up: {running}")
-    print(f"state:      {home}")
-    if info:
-        print(f"snapshot:   {info.objects:,} objects, {info.bytes / 1e6:,.1f} MB, saved {info.saved_at}")
+    print(f"state:      {document['state_dir']}")
+    if snapshot:
+        print(
+            f"snapshot:   {snapshot['objects']:,} objects, {snapshot['bytes'] / 1e6:,.1f} MB, "
+            f"saved {snapshot['saved_at']}"
+        )
     else:
         print("snapshot:   none yet (the first command that changes the lake saves one)")
-    if runs:
-        last = runs[0]
+    if last:
         print(f"last run:   {last['name']} {last['status']} ({last['started']}, {last['seconds']}s)")
     firing = document["alarms_in_alarm"]
     print(f"alarms:     {len(firing)} in ALARM" + "".join(f"\n  {a['alarm']}: {a['reason']}" for a in firing))
