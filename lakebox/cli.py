@@ -741,34 +741,16 @@ def cmd_query(args: argparse.Namespace) -> int:
 def cmd_quarantine(args: argparse.Namespace) -> int:
     """What the quarantine holds: counts by dataset and reason, and sample records with their reasons."""
     from datalake.contracts import get_dataset
-    from datalake.replay import quarantine_objects, records_of, scan_quarantine
+    from lakebox.app import quarantine
 
     if args.dataset:
         get_dataset(args.dataset)
     with _box(args) as box:
-        s3 = box.session.client("s3")
-        raw = box.bucket("RawBucket")
-        report = scan_quarantine(s3, raw, dataset=args.dataset, since=args.since, samples=args.samples)
+        report = quarantine.scan(box, dataset=args.dataset, since=args.since, samples=args.samples)
         exported = 0
         if args.export:
-            with Path(args.export).open("w", encoding="utf-8") as handle:
-                for obj in quarantine_objects(s3, raw, dataset=args.dataset, since=args.since):
-                    for record in records_of(s3, raw, obj):
-                        if record.raw is not None:
-                            handle.write(record.raw.rstrip("\n") + "\n")
-                            exported += 1
-    samples = [
-        {
-            "dataset": s.dataset,
-            "reason": s.reason,
-            "source": s.source_key,
-            "line": s.line,
-            "detail": s.detail,
-            "record": s.raw,
-            "quarantine_key": s.quarantine_key,
-        }
-        for s in report.samples
-    ]
+            exported = quarantine.export(box, Path(args.export), dataset=args.dataset, since=args.since)
+    samples = quarantine.sample_rows(report)
     if args.json:
         _print_json(
             {"counts": report.rows(), "samples": samples, "objects": report.objects, "exported": exported or None}
