@@ -704,30 +704,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_query(args: argparse.Namespace) -> int:
     """Run Athena SQL on the local stack's catalog (DuckDB underneath) and print the rows."""
-    from lakebox.errors import LakeboxError
+    from lakebox.app.query import query
 
     with _box(args) as box:
-        access = None
-        if args.as_persona:
-            from lakebox.services import governance
-
-            access = governance.access_for(box.stack, args.as_persona)
-        default = access.workgroups[0] if access is not None else str(box.stack.ref("AnalyticsWorkGroup"))
-        workgroup = args.workgroup or default
-        known = [wg["Name"] for wg in box.session.client("athena").list_work_groups()["WorkGroups"]]
-        if workgroup not in known:
-            raise LakeboxError(f"unknown workgroup {workgroup!r} (workgroups: {', '.join(sorted(known))})")
-        if access is None:
-            result = box.athena.query(args.sql, workgroup=workgroup)
-        else:
-            governance.check_workgroup(access, workgroup)
-            database = str(box.stack.parameters.get("GlueDatabaseName", "default"))
-            governance.check_statement(args.sql, access, database)
-            engine = box.athena_as(access, database)
-            try:
-                result = engine.query(args.sql, workgroup=workgroup)
-            finally:
-                engine.close()
+        result = query(box, args.sql, workgroup=args.workgroup, persona=args.as_persona)
     columns = list(result.columns)
     rows = [dict(zip(columns, row, strict=True)) for row in result.rows]
     if args.json:
