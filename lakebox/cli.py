@@ -244,19 +244,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_reset(args: argparse.Namespace) -> int:
     """Delete the local lake (`.lakebox/`): saved state, run history, logs."""
-    import shutil
-
+    from lakebox.app.reset import check_resettable, reset
     from lakebox.errors import LakeboxError
     from lakebox.home import LakeHome, find_root
-    from lakebox.home.state import exclusive
-    from lakebox.home.up import running_up
 
     lake = LakeHome.of(find_root())
     home = lake.path
-    up = running_up(lake)
-    if up is not None:
-        raise LakeboxError(f"lakebox up is running (pid {up.pid}): stop it before resetting the lake")
-    if not home.exists():
+    if not check_resettable(lake):
         print(f"nothing to reset: {home} does not exist")
         return 0
     if not args.yes:
@@ -266,12 +260,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("kept")
             return EXIT_FAILED
-    with exclusive(lake.lock):
-        for child in home.iterdir():
-            if child == lake.lock:
-                continue
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-    lake.lock.unlink(missing_ok=True)
+    reset(lake)
     print(f"reset: {home} is empty")
     return 0
 
