@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lakebox.box import Lakebox
+    pass
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -334,88 +334,20 @@ def _read_event(source: str | None) -> Any:
         raise LakeboxError(f"the event in {where} is not JSON: {exc}") from exc
 
 
-def _stage_object(box: Lakebox, event: Any, stage: str | None, event_path: str | None) -> Any:
-    """Point an S3 event at an object that exists: stage `stage` (or the sample's body file) under its key.
-
-    A sample event `events/<function>/<name>.json` whose object is not in the lake is staged from
-    `events/<function>/<name>.body.*` when there is one, as `sam local invoke` users would upload it first.
-    """
-    from lakebox.errors import LakeboxError
-
-    detail = event.get("detail") if isinstance(event, dict) else None
-    if not isinstance(detail, dict) or "object" not in detail or "bucket" not in detail:
-        if stage:
-            raise LakeboxError("--stage needs an S3 event that names a bucket and an object")
-        return event
-    from urllib.parse import unquote_plus
-
-    key = unquote_plus(str(detail["object"].get("key", "")))
-    bucket = str(detail["bucket"].get("name", ""))
-    landing = box.bucket("LandingBucket")
-    s3 = box.session.client("s3")
-    if stage is None:
-        try:
-            s3.head_object(Bucket=bucket, Key=key)
-            return event
-        except s3.exceptions.ClientError:
-            body = _sample_body(event_path)
-            if body is not None:
-                print(f"lakebox: staged {body} as s3://{landing}/{key}", file=sys.stderr)
-                return _stage_object(box, event, str(body), None)
-            raise LakeboxError(
-                f"the event names s3://{bucket}/{key}, which is not in the local lake: pass --stage FILE to upload "
-                "a file under that key first (or use `lakebox put`, which uploads and delivers the event)"
-            ) from None
-    path = Path(stage)
-    if not path.is_file():
-        raise LakeboxError(f"{path}: no such file to stage")
-    target = (
-        bucket
-        if bucket
-        in {str(box.stack.ref(lid)) for lid, r in box.stack.resources.items() if r["Type"] == "AWS::S3::Bucket"}
-        else landing
-    )
-    response = s3.put_object(Bucket=target, Key=key, Body=path.read_bytes())
-    detail["bucket"]["name"] = target
-    detail["object"]["size"] = path.stat().st_size
-    detail["object"]["etag"] = str(response["ETag"]).strip('"')
-    if response.get("VersionId"):
-        detail["object"]["version-id"] = response["VersionId"]
-    else:
-        detail["object"].pop("version-id", None)
-    event["resources"] = [f"arn:aws:s3:::{target}"]
-    return event
-
-
-def _sample_body(event_path: str | None) -> Path | None:
-    if not event_path or event_path == "-":
-        return None
-    path = Path(event_path)
-    return next(iter(sorted(path.parent.glob(f"{path.stem}.body.*"))), None)
-
-
 def cmd_invoke(args: argparse.Namespace) -> int:
     """Invoke a function with an event (a file, or `-` for stdin), like `sam local invoke`, with no Docker."""
-    from pydantic import ValidationError
-
-    from lakebox.errors import LakeboxError
+    from lakebox.app.invoke import invoke
 
     event = _read_event(args.event)
     with _box(args) as box:
-        spec = box.stack.function(args.function)
-        event = _stage_object(box, event, args.stage, args.event)
-        try:
-            result = box.lambdas.invoke(spec.logical_id, event)
-        except ValidationError as exc:
-            problems: list[Any] = list(exc.errors())
-            first: dict[str, Any] = dict(problems[0]) if problems else {}
-            where = ".".join(str(p) for p in first.get("loc", ())) or "the event"
-            folder = box.root / "events" / spec.code_dir.name
-            samples = sorted(str(p.relative_to(box.root)) for p in folder.glob("*.json")) or ["events/"]
-            raise LakeboxError(
-                f"{spec.logical_id} rejected the event ({exc.error_count()} problem(s); {where}: {first.get('msg')}); "
-                f"its sample events: {', '.join(samples)}"
-            ) from exc
+        result = invoke(
+            box,
+            args.function,
+            event,
+            stage=args.stage,
+            event_path=args.event,
+            notice=lambda text: print(f"lakebox: {text}", file=sys.stderr),
+        )
     print(json.dumps(result, indent=2, default=str))
     return 0
 
