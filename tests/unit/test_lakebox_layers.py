@@ -206,3 +206,16 @@ def test_imports_under_type_checking_and_inside_functions_are_read(tmp_path: Pat
     )
     # WHEN its imports are read THEN every one is there
     assert {name for name, _ in _imported("lakebox.services.x", source)} >= {"lakebox.box", "lakebox.services.cli"}
+
+
+def test_the_lakes_folder_and_its_variable_are_named_in_home_only() -> None:
+    # GIVEN every string constant of lakebox's code
+    # WHEN the folder's name or LAKEBOX_HOME is one of them THEN it is in lakebox/home/__init__.py (LakeHome) only
+    found = sorted(
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in (ROOT / "lakebox").rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Constant) and node.value in (".lakebox", "LAKEBOX_HOME")
+    )
+    assert [f for f in found if not f.startswith("lakebox/home/__init__.py:")] == []
+    assert found
