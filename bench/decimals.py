@@ -3,8 +3,9 @@
 Run with `.venv/bin/python bench/decimals.py [--rows N] [--repeat K]`. A DuckDB table of `decimal(18,2)` amounts is
 queried three ways a curated table or a named query divides money: per row (`amount / quantity`), per group
 (`sum(amount) / count(*)`, as `daily_sales_by_region`), and as a window average (as `daily_revenue_trend`). Each
-query runs as sqlglot transpiles it (DuckDB divides in DOUBLE) and as lakebox runs it (`lakebox.trino_decimal`:
-exact, HALF_UP). Prints a table of medians, the rows whose value differs, and one line of `key=value` figures.
+query runs as sqlglot transpiles it (DuckDB divides in DOUBLE) and as lakebox runs it
+(`lakebox.services.athena.trino_decimal`: exact, HALF_UP). Prints a table of medians, the rows whose value
+differs, and one line of `key=value` figures.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def main() -> None:
     from sqlglot.optimizer.qualify import qualify
     from sqlglot.schema import MappingSchema
 
-    from lakebox.trino_decimal import DIVIDE_MACRO, exact_decimals
+    from lakebox.services.athena.trino_decimal import DIVIDE_MACRO, exact_decimals
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)

@@ -73,7 +73,7 @@ print(json.dumps({"seconds": seconds, "records": rows, "rss_mb": peak_rss_mb()})
 
 def _write_clean_sales(path: Path, rows: int) -> None:
     """A JSON-lines sales file with no defects (pyarrow's reader rejects a whole file on one bad row)."""
-    from lakebox.sample import SampleSpec, sales_lines
+    from lakebox.app.sample import SampleSpec, sales_lines
 
     block = [line for line, _ in sales_lines(SampleSpec(sales=min(rows, 1_000_000), bad_rate=0.0, duplicate_rate=0))]
     with path.open("wb") as out:

@@ -85,7 +85,7 @@ def main() -> None:
     import tests.fixtures.contracts as fixtures
     from datalake.contracts import Contract, discover, registered
     from glue import raw_to_processed as job
-    from lakebox.glue import local_spark
+    from lakebox.services.glue import local_spark
 
     nested = discover(fixtures.__path__, fixtures.__name__)["shipments"]
     scalars = {

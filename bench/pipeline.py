@@ -68,8 +68,8 @@ def _timed(seconds: dict[str, float]) -> Callable[[Any], Any]:
 
 def measure(rows: int, days: int = 56) -> dict[str, Any]:
     """Run the pipeline once on `rows` generated sales; return stage seconds and bytes."""
+    from lakebox.app.sample import SampleSpec, generate
     from lakebox.runtime import lakebox
-    from lakebox.sample import SampleSpec, generate
     from lakebox.sfn import run_execution
 
     end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
@@ -158,7 +158,7 @@ def measure_history(rows: int, days: int, repeat: int) -> dict[str, float]:
 
     from datalake.contracts import get_dataset
     from glue import raw_to_processed as job
-    from lakebox.glue import local_spark
+    from lakebox.services.glue import local_spark
 
     spark = local_spark()
     sales = get_dataset("sales")

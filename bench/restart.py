@@ -46,8 +46,8 @@ def _start(home: Path) -> dict[str, float]:
 
 def _build(home: Path, rows: int, folder: Path) -> dict[str, Any]:
     """A lake holding `rows` ingested sales; returns what was landed and the snapshot's size and save time."""
+    from lakebox.app.sample import SampleSpec, write_sales
     from lakebox.box import open_box
-    from lakebox.sample import SampleSpec, write_sales
 
     end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
     generated = write_sales(folder / f"sales-{rows}.jsonl.gz", SampleSpec(sales=rows, seed=3, end=end), compress=True)

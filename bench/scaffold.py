@@ -58,7 +58,7 @@ def main() -> None:
     """Time each stage on each shape and print the table."""
     import pyarrow.csv as pacsv
 
-    from lakebox import scaffold
+    from lakebox.app import scaffold
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)

@@ -77,7 +77,7 @@ def main() -> None:
     from datalake.ingest import ObjectRef, content_claim_key, ingest_object
     from datalake.settings import Settings
     from datalake.streaming import ingest_batch
-    from lakebox.streams import event_payloads
+    from lakebox.app.stream import event_payloads
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=100_000)

@@ -4,7 +4,7 @@ The job imports the contracts (`datalake.contracts`) instead of taking a schema 
 the key and the event-time field all derive from the one pydantic model per dataset, so a new dataset needs
 no change here and no second schema can drift from the contract. On Glue 5.0 the layer is not installed, so
 the job definition ships it: `--extra-py-files s3://<Artifacts>/glue/datalake.zip` (the zip of
-`layers/common/datalake`, built and uploaded beside this script by `lakebox.glue.upload_glue_artifacts` or the
+`layers/common/datalake`, built and uploaded beside this script by `lakebox.services.glue.upload_glue_artifacts` or the
 deploy step) and `--additional-python-modules pydantic==2.14.3`. On EMR Serverless the same zip goes in
 `spark.submit.pyFiles`. Only `datalake.contracts` and `datalake.exceptions` are imported; they need pydantic.
 
@@ -763,7 +763,7 @@ class StagingPlan:
 
 
 def staging_plan(args: Mapping[str, str], store: FileStore, now: datetime | None = None) -> StagingPlan:
-    """The inputs `run(spark, args)` will read, planned against `store` (used by `lakebox.glue`).
+    """The inputs `run(spark, args)` will read, planned against `store` (used by `lakebox.services.glue`).
 
     Parameters
     ----------

@@ -1,50 +1,52 @@
-"""The box: one object that owns a running local stack and everything that runs on it.
+"""The box, lakebox's composition root: one object that builds and owns everything of a running local stack.
 
-A `Lakebox` holds the endpoint (its own moto server, or the one `lakebox up` runs), the resolved template, the
-one Lambda runtime, the event bus and the object watch that turns uploads into "Object Created" events, the
-emulators' state (Athena query history, crawler runs) and the state machine executor's integrations. A box that
-owns its endpoint loads the saved lake from `.lakebox/state/` when it starts and saves it when it ends.
+A `Lakebox` is built from a `LakeHome` (the lake on disk) and a `Stack` (the template's facts), and holds the
+endpoint (its own moto server, or the one `lakebox up` runs), the session that reaches it, the one Lambda runtime,
+the metric store, the event bus and the object watch that turns uploads into "Object Created" events, the
+emulators and their state (Athena and its query history, crawler runs, SageMaker) and the state machine
+executor's integrations. A box that owns its endpoint loads the saved lake from its home when it starts and saves
+it when it ends. Nothing below the box builds a service of its own.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import functools
-import json
 import logging
 import os
 import threading
-import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
 
+from lakebox.cfn import provision
+from lakebox.cfn.stack import REGION, Stack
 from lakebox.errors import LakeboxError
-from lakebox.eventbus import Delivery, EventBus
-from lakebox.stack import REGION, Stack
-from lakebox.state import LockSuperseded, StateStore, atomic_write, exclusive
+from lakebox.home import LakeHome, find_root
+from lakebox.home.journal import Journal, object_id_of
+from lakebox.home.runs import record_run, with_progress
+from lakebox.home.state import LockSuperseded, StateStore, exclusive
+from lakebox.home.up import UpRecord, answers, running_up, wait_for_up
+from lakebox.services.eventbus import Delivery, EventBus
+from lakebox.services.lambdas import LambdaRuntime
+from lakebox.services.metrics import MetricStore
 
 if TYPE_CHECKING:
-    from lakebox.athena import AthenaEngine
-    from lakebox.crawler import Crawlers
-    from lakebox.endpoint import LocalEndpoint
-    from lakebox.sagemaker import LocalSageMaker
+    from lakebox.services.athena import AthenaEngine
+    from lakebox.services.crawler import Crawlers
+    from lakebox.services.endpoint import LocalEndpoint
+    from lakebox.services.governance import Access
+    from lakebox.services.sagemaker import LocalSageMaker
+    from lakebox.services.watch import ObjectWatch
     from lakebox.sfn import Execution, Integrations
-    from lakebox.watch import ObjectWatch
 
 logger = logging.getLogger(__name__)
 
-STATE_DIR = ".lakebox"
-ENDPOINT_FILE = "endpoint.json"
-DELIVERIES_FILE = "deliveries.jsonl"
-RUNS_DIR = "runs"
 LOCAL_DEFAULTS = {"RawSettleSeconds": "0"}
 """Template parameters whose local default differs from the template's: a file put a moment ago is ready to process
 locally (the template waits 15 minutes for uploads still being written)."""
@@ -57,21 +59,6 @@ FAKE_CREDENTIALS = {
     "AWS_REGION": REGION,
 }
 Progress = Callable[[str], None]
-
-
-def state_home(root: Path) -> Path:
-    """Where the project's local lake lives: `<root>/.lakebox`, or `$LAKEBOX_HOME` when set."""
-    override = os.environ.get("LAKEBOX_HOME")
-    return Path(override).resolve() if override else root / STATE_DIR
-
-
-def find_root(start: Path | None = None) -> Path:
-    """The project root: the nearest folder upwards that holds template.yaml."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "template.yaml").exists():
-            return folder
-    raise LakeboxError("no template.yaml here or in any parent folder")
 
 
 class LocalSession(boto3.Session):
@@ -102,144 +89,6 @@ def environment(endpoint: str) -> dict[str, str]:
     return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "MOTO_PORT": endpoint.rsplit(":", 1)[1]}
 
 
-# ---------------------------------------------------------------------- `lakebox up`'s record
-@dataclass
-class UpRecord:
-    """What `.lakebox/endpoint.json` says of a running `lakebox up`."""
-
-    endpoint: str
-    pid: int
-    parameters: dict[str, str] = field(default_factory=dict)
-    started_at: str = ""
-
-    @classmethod
-    def read(cls, root: Path) -> UpRecord | None:
-        """The record, if the file exists and can be read (a file that cannot be read is stale)."""
-        path = state_home(root) / ENDPOINT_FILE
-        try:
-            data = json.loads(path.read_text())
-            parameters = dict(data.get("parameters") or {})
-            return cls(str(data["endpoint"]), int(data.get("pid", 0)), parameters, str(data.get("started_at", "")))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError):
-            return cls("", 0)
-
-    def write(self, root: Path) -> Path:
-        """Record this `lakebox up` so later commands use its endpoint."""
-        path = state_home(root) / ENDPOINT_FILE
-        atomic_write(path, lambda handle: handle.write(json.dumps(asdict(self), indent=2).encode()))
-        return path
-
-    @property
-    def process_alive(self) -> bool:
-        """Whether the recorded process still exists."""
-        if self.pid <= 0:
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-
-def answers(endpoint: str) -> bool:
-    """Whether something accepts connections at `endpoint` (cheap: `/moto-api/data.json` would dump every model)."""
-    import socket
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(endpoint)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def running_up(root: Path) -> UpRecord | None:
-    """The `lakebox up` that serves this project now, if one does.
-
-    A record whose process is gone is stale: it is removed, with a line on stderr saying so. A record whose process
-    lives but does not answer is an error (it is starting, or hung).
-    """
-    import sys
-
-    record = UpRecord.read(root)
-    if record is None:
-        return None
-    if record.endpoint and record.process_alive:
-        if answers(record.endpoint):
-            return record
-        raise LakeboxError(
-            f"lakebox up (pid {record.pid}) does not answer at {record.endpoint}: wait for it to finish starting, "
-            f"or stop it (kill {record.pid})"
-        )
-    (state_home(root) / ENDPOINT_FILE).unlink(missing_ok=True)
-    where = f" at {record.endpoint}, pid {record.pid}," if record.endpoint else ""
-    print(f"lakebox: removed a stale {state_home(root) / ENDPOINT_FILE} (lakebox up{where} is gone)", file=sys.stderr)
-    return None
-
-
-# ---------------------------------------------------------------------- deliveries journal
-def object_id_of(bucket: str, key: str, version: str | None, etag: str | None) -> str:
-    """How the box names one object version: bucket, key, version id and ETag."""
-    return f"{bucket}/{key}#{version or 'null'}:{(etag or '').strip(chr(34))}"
-
-
-class Journal:
-    """`.lakebox/deliveries.jsonl`: what the box that watches the buckets delivered for each new object version.
-
-    Another process that uploaded an object (a `lakebox put` while `lakebox up` runs) reads the outcome here.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-
-    def append(self, object_id: str, key: str, deliveries: list[Delivery]) -> None:
-        """Record the deliveries of one object version."""
-        line = json.dumps(
-            {
-                "object": object_id,
-                "key": key,
-                "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "deliveries": [asdict(d) for d in deliveries],
-            },
-            default=str,
-        )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock, self.path.open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-
-    def offset(self) -> int:
-        """Where the journal ends now."""
-        return self.path.stat().st_size if self.path.exists() else 0
-
-    def wait(self, wanted: set[str], since: int, *, alive: Callable[[], bool], timeout: float) -> dict[str, Any]:
-        """Wait until every object of `wanted` is recorded after offset `since`; return the entries by object."""
-        found: dict[str, Any] = {}
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.path.exists():
-                with self.path.open("rb") as handle:
-                    handle.seek(since)
-                    for raw in handle:
-                        if not raw.endswith(b"\n"):
-                            break
-                        entry = json.loads(raw)
-                        if entry["object"] in wanted:
-                            found[entry["object"]] = entry
-            if wanted <= set(found):
-                return found
-            if time.monotonic() > deadline:
-                raise LakeboxError(f"lakebox up did not deliver {len(wanted - set(found))} object(s) in {timeout:.0f}s")
-            if not alive():
-                raise LakeboxError("lakebox up stopped before it delivered the upload")
-            time.sleep(0.1)
-
-
 # ---------------------------------------------------------------------- the box
 class Lakebox:
     """A running local stack: endpoint, resolved template, Lambda runtime, event routing, emulators and their state.
@@ -250,7 +99,7 @@ class Lakebox:
 
     def __init__(
         self,
-        root: Path,
+        home: LakeHome,
         endpoint: str,
         stack: Stack,
         *,
@@ -258,22 +107,30 @@ class Lakebox:
         up: UpRecord | None = None,
         saved: Mapping[str, Any] | None = None,
     ) -> None:
-        from lakebox.athena import QueryHistory
-        from lakebox.crawler import Crawlers
-        from lakebox.watch import ObjectWatch
+        from lakebox.services.athena import QueryHistory
+        from lakebox.services.crawler import Crawlers
+        from lakebox.services.watch import ObjectWatch
 
-        self.root = root
+        self.home = home
+        self.root = stack.root
         self.endpoint = endpoint
         self.stack = stack
         self.server = server
         self.up = up
-        self.store = StateStore(state_home(root) / "state")
-        self.journal = Journal(state_home(root) / DELIVERIES_FILE)
+        self.session: boto3.Session = LocalSession(endpoint)
+        """The session every client of the local stack comes from."""
+        self.store = StateStore(home.state)
+        self.journal = Journal(home.deliveries)
+        self.metrics = MetricStore(home.metrics)
+        self.lambdas = LambdaRuntime(
+            stack, self.session, log_dir=home.logs, metrics=self.metrics, environment=environment(endpoint)
+        )
+        """The one Lambda runtime: `invoke` and `invoke_async` for every caller."""
         saved = saved or {}
         self.query_history: QueryHistory = saved.get("query_history") or QueryHistory()
         self.crawlers: Crawlers = saved.get("crawlers") or Crawlers()
-        self.bus = EventBus(stack, start_execution=self._start_execution)
-        self.watch: ObjectWatch | None = ObjectWatch(stack) if server is not None else None
+        self.bus = EventBus(stack, self.session, self.lambdas, start_execution=self._start_execution)
+        self.watch: ObjectWatch | None = ObjectWatch(stack, self.session) if server is not None else None
         self._delivering = threading.RLock()
         self._delivered: dict[str, list[Delivery]] = {}
         self._saved_writes = server.writes if server is not None else 0
@@ -289,15 +146,9 @@ class Lakebox:
         """Whether this box runs its own endpoint (and keeps the lake on disk) rather than using `lakebox up`'s."""
         return self.server is not None
 
-    @property
-    def session(self) -> boto3.Session:
-        """The session every client of the local stack comes from."""
-        return self.stack.session
-
-    @property
-    def lambdas(self) -> Any:
-        """The one Lambda runtime: `invoke` and `invoke_async` for every caller."""
-        return self.stack.lambdas
+    def close(self) -> None:
+        """Close what the box holds open (the functions' log files)."""
+        self.lambdas.close()
 
     def bucket(self, logical_id: str) -> str:
         """The physical name of one of the template's buckets."""
@@ -306,15 +157,23 @@ class Lakebox:
     @functools.cached_property
     def athena(self) -> AthenaEngine:
         """The stack's Athena engine on DuckDB: one per box, its query history kept with the lake."""
-        from lakebox.alarms import record_query
-        from lakebox.athena import AthenaEngine
+        from lakebox.services.athena import AthenaEngine
 
         database = str(self.stack.parameters.get("GlueDatabaseName", "default"))
         return AthenaEngine(
+            self.session, default_database=database, history=self.query_history, on_query=self.metrics.record_query
+        )
+
+    def athena_as(self, access: Access, database: str) -> AthenaEngine:
+        """A local Athena that runs every query as a persona's role (Lake Formation's grants, see `governance`)."""
+        from lakebox.services.athena import AthenaEngine
+        from lakebox.services.governance import authorizer
+
+        return AthenaEngine(
             self.session,
             default_database=database,
-            history=self.query_history,
-            on_query=functools.partial(record_query, self.stack),
+            authorize=authorizer(self.stack, access),
+            on_query=self.metrics.record_query,
         )
 
     # ------------------------------------------------------------------ objects and their events
@@ -372,17 +231,17 @@ class Lakebox:
 
     def versions(self) -> set[str]:
         """Object ids of every version now in the buckets that send events to EventBridge."""
-        from lakebox.watch import ObjectWatch
+        from lakebox.services.watch import ObjectWatch
 
-        return {object_id_of(*version) for version in ObjectWatch(self.stack).listing()}
+        return {object_id_of(*version) for version in ObjectWatch(self.stack, self.session).listing()}
 
     def fire_schedule(self, name: str) -> tuple[Any, list[tuple[str, Delivery]]]:
         """Fire a schedule now, then deliver the "Object Created" events of what its target wrote (as S3 would)."""
-        from lakebox.schedules import find, fire
+        from lakebox.services.schedules import find, fire
 
         schedule = find(self.stack, name)
         before, since = self.versions(), self.journal.offset()
-        firing = fire(self.stack, schedule, start_execution=self._start_execution)
+        firing = fire(self.lambdas, schedule, start_execution=self._start_execution)
         fresh = sorted(self.versions() - before)
         delivered = self.await_deliveries(fresh, since)
         pairs = [(object_id.split("/", 1)[1].rsplit("#", 1)[0], d) for object_id in fresh for d in delivered[object_id]]
@@ -391,18 +250,61 @@ class Lakebox:
 
     # ------------------------------------------------------------------ state machines
     def integrations(self) -> Integrations:
-        """Every task of the template's state machines on this box (see `stack_integrations`)."""
-        return stack_integrations(
-            self.stack, deliver_event=self.bus.put, athena=self.athena, crawlers=self.crawlers, sagemaker=self.sagemaker
+        """Every task of the template's state machines on this box, served by this box's own services.
+
+        Lambda through the box's one Lambda runtime; Glue and EMR Serverless jobs on local PySpark
+        (`lakebox.services.glue`); Athena on the box's DuckDB engine; `glue:startCrawler`/`glue:getCrawler` by the
+        local crawler with the box's crawler state; SageMaker jobs by the box's local SageMaker; `events:putEvents`
+        through the box's event bus; SNS, DynamoDB and every other `aws-sdk` action through boto3 on the endpoint.
+        """
+        from lakebox.services import crawler, glue, sagemaker
+        from lakebox.sfn.integrations import SdkOverride, local_integrations
+
+        session, crawlers = self.session, self.crawlers
+
+        def run_glue_job(job_name: str, arguments: dict[str, str]) -> dict[str, Any]:
+            return glue.run_glue_job(session, job_name, arguments)
+
+        def run_emr_job(application_id: str, role_arn: str, job_driver: dict[str, Any]) -> dict[str, Any]:
+            return glue.run_emr_job(session, application_id, role_arn, job_driver)
+
+        overrides: dict[str, SdkOverride] = {
+            "glue:startCrawler": lambda p: crawler.start_crawler(session, str(p["Name"]), crawlers),
+            "glue:getCrawler": lambda p: crawler.get_crawler(session, str(p["Name"]), crawlers),
+        }
+        lambdas, stack = self.lambdas, self.stack
+
+        def invoke(function: str, payload: Any) -> Any:
+            # a function the template does not define fails the task as Lambda does, with a catchable error
+            from lakebox.cfn.stack import StackError
+            from lakebox.sfn import TaskError
+            from lakebox.sfn.errors import LAMBDA_RESOURCE_NOT_FOUND
+
+            try:
+                stack.function(function)
+            except StackError as exc:
+                raise TaskError(LAMBDA_RESOURCE_NOT_FOUND, f"Function not found: {function}") from exc
+            return lambdas.invoke(function, payload)
+
+        integrations = local_integrations(
+            session,
+            invoke=invoke,
+            run_glue_job=run_glue_job,
+            run_emr_job=run_emr_job,
+            athena=self.athena,
+            sdk_overrides=overrides,
+            deliver_event=self.bus.put,
         )
+        sagemaker.register(integrations, self.sagemaker)
+        return integrations
 
     @functools.cached_property
     def sagemaker(self) -> LocalSageMaker:
         """The stack's local SageMaker: training and transform jobs of this box, their logs under .lakebox/logs."""
-        from lakebox.sagemaker import LocalSageMaker
+        from lakebox.services.sagemaker import LocalSageMaker
 
         return LocalSageMaker(
-            self.session, self.stack.log_dir / "sagemaker", artifacts_bucket=self.stack.artifacts_bucket()
+            self.session, self.home.logs / "sagemaker", artifacts_bucket=self.stack.artifacts_bucket()
         )
 
     def state_machine_id(self, name: str) -> str:
@@ -426,10 +328,8 @@ class Lakebox:
     ) -> Execution:
         """Run one of the template's state machines to completion on this box, and record the run.
 
-        The run (status, per-state timings, error) is written to `.lakebox/runs/<name>.json` for `lakebox runs`.
+        The run (status, per-state timings, error) is written to the home's `runs/<name>.json` for `lakebox runs`.
         """
-        from lakebox.alarms import record_execution
-        from lakebox.runs import record_run, with_progress
         from lakebox.sfn import run_execution
         from lakebox.sfn.distributed import Boto3ObjectStore
 
@@ -447,8 +347,8 @@ class Lakebox:
             callbacks=self.task_tokens,
             objects=Boto3ObjectStore(self.session),
         )
-        record_run(state_home(self.root) / RUNS_DIR, logical_id, execution)
-        record_execution(self.stack, str(self.stack.ref(logical_id)), execution.status)
+        record_run(self.home.runs, logical_id, execution)
+        self.metrics.record_execution(str(self.stack.ref(logical_id)), execution.status)
         return execution
 
     def _start_execution(self, state_machine: str, input_: Any) -> Any:
@@ -497,23 +397,24 @@ def open_box(
     tests and benchmarks want); the `lakebox` commands persist. A command that finds the lake held by another (one
     command at a time owns it) waits, and uses `lakebox up`'s endpoint if the holder turns out to be an `up` starting.
     """
-    from lakebox.endpoint import LocalEndpoint
+    from lakebox.services.endpoint import LocalEndpoint
 
     root = root or find_root()
+    home = LakeHome.of(root)
     given = dict(parameters or {})
-    up = running_up(root) if reuse else None
+    up = running_up(home) if reuse else None
     owner_lock = contextlib.ExitStack()
     if up is None and persist:
         try:
             owner_lock.enter_context(
                 exclusive(
-                    state_home(root) / "lock",
+                    home.lock,
                     wait_message="waiting for another lakebox command to finish",
-                    stop_waiting=(lambda: UpRecord.read(root) is not None) if reuse else None,
+                    stop_waiting=(lambda: UpRecord.read(home) is not None) if reuse else None,
                 )
             )
         except LockSuperseded:
-            up = _wait_for_up(root)
+            up = wait_for_up(home)
     saved_env = dict(os.environ)
     try:
         if up is not None:
@@ -521,17 +422,15 @@ def open_box(
             os.environ.update(environment(up.endpoint))
             stack = Stack(
                 root,
-                LocalSession(up.endpoint),
                 parameters=given,
                 trusted_parameters={**LOCAL_DEFAULTS, **up.parameters, **(trusted_parameters or {})},
-                environment=environment(up.endpoint),
-                log_dir=state_home(root) / "logs",
+                service_ids=provision.service_ids(LocalSession(up.endpoint)),
             )
-            box = Lakebox(root, up.endpoint, stack, up=up)
+            box = Lakebox(home, up.endpoint, stack, up=up)
             try:
                 yield box
             finally:
-                stack.lambdas.close()
+                box.close()
             return
         with owner_lock:
             server = LocalEndpoint("127.0.0.1", port or 0).start()
@@ -539,7 +438,7 @@ def open_box(
             try:
                 _reset(endpoint)
                 os.environ.update(environment(endpoint))
-                store = StateStore(state_home(root) / "state")
+                store = StateStore(home.state)
                 saved: dict[str, Any] | None = None
                 if persist:
                     if progress and store.path.exists():
@@ -547,20 +446,19 @@ def open_box(
                     saved = store.load()
                     if progress and saved is not None:
                         progress("loaded the saved lake")
+                session = LocalSession(endpoint)
                 stack = Stack(
                     root,
-                    LocalSession(endpoint),
                     parameters=given,
                     trusted_parameters={**LOCAL_DEFAULTS, **(trusted_parameters or {})},
-                    environment=environment(endpoint),
-                    log_dir=state_home(root) / "logs",
+                    service_ids=provision.service_ids(session),
                 )
-                stack.deploy(progress)
-                box = Lakebox(root, endpoint, stack, server=server, saved=saved)
+                provision.deploy(stack, session, progress)
+                box = Lakebox(home, endpoint, stack, server=server, saved=saved)
                 try:
                     yield box
                 finally:
-                    stack.lambdas.close()
+                    box.close()
                     if persist:
                         if progress:
                             progress("saving the lake")
@@ -573,18 +471,6 @@ def open_box(
         os.environ.update(saved_env)
 
 
-def _wait_for_up(root: Path, timeout: float = 300.0) -> UpRecord:
-    """The `lakebox up` whose record just appeared, once it answers."""
-    deadline = time.monotonic() + timeout
-    while True:
-        record = UpRecord.read(root)
-        if record is not None and record.process_alive and answers(record.endpoint):
-            return record
-        if record is None or not record.process_alive or time.monotonic() > deadline:
-            raise LakeboxError("lakebox up started and stopped while this command waited: run it again")
-        time.sleep(0.2)
-
-
 def _reset(endpoint: str) -> None:
     """Start from an empty account: moto keeps its state per process, shared by every server started in it."""
     request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
@@ -592,116 +478,13 @@ def _reset(endpoint: str) -> None:
         pass
 
 
-def stack_integrations(
-    stack: Stack,
-    *,
-    deliver_event: Callable[[dict[str, Any], str], Any] | None = None,
-    athena: Any = None,
-    crawlers: Crawlers | None = None,
-    sagemaker: LocalSageMaker | None = None,
-) -> Integrations:
-    """The one place the executor's task handlers are built for a stack (what `Lakebox.integrations()` uses).
-
-    Lambda through the stack's one Lambda runtime; Glue and EMR Serverless jobs on local PySpark (`lakebox.glue`);
-    Athena on the given DuckDB engine (a new one when omitted); `glue:startCrawler`/`glue:getCrawler` by the local
-    crawler with the given crawler state; `events:putEvents` through `deliver_event` (the box's event bus) or the
-    endpoint; SNS, DynamoDB and every other `aws-sdk` action through boto3 on the endpoint.
-    """
-    from lakebox import crawler, glue
-    from lakebox.athena import AthenaEngine
-    from lakebox.sfn.integrations import SdkOverride, local_integrations
-
-    session = stack.session
-
-    def run_glue_job(job_name: str, arguments: dict[str, str]) -> dict[str, Any]:
-        return glue.run_glue_job(session, job_name, arguments)
-
-    def run_emr_job(application_id: str, role_arn: str, job_driver: dict[str, Any]) -> dict[str, Any]:
-        return glue.run_emr_job(session, application_id, role_arn, job_driver)
-
-    overrides: dict[str, SdkOverride] = {
-        "glue:startCrawler": lambda p: crawler.start_crawler(session, str(p["Name"]), crawlers),
-        "glue:getCrawler": lambda p: crawler.get_crawler(session, str(p["Name"]), crawlers),
-    }
-
-    def invoke(function: str, payload: Any) -> Any:
-        # a function the template does not define fails the task as Lambda does, with a catchable error
-        from lakebox.sfn import TaskError
-        from lakebox.sfn.errors import LAMBDA_RESOURCE_NOT_FOUND
-        from lakebox.stack import StackError
-
-        try:
-            stack.function(function)
-        except StackError as exc:
-            raise TaskError(LAMBDA_RESOURCE_NOT_FOUND, f"Function not found: {function}") from exc
-        return stack.invoke(function, payload)
-
-    integrations = local_integrations(
-        session,
-        invoke=invoke,
-        run_glue_job=run_glue_job,
-        run_emr_job=run_emr_job,
-        athena=athena if athena is not None else AthenaEngine(session),
-        sdk_overrides=overrides,
-        deliver_event=deliver_event,
-    )
-    from lakebox import sagemaker as local_sagemaker
-
-    if sagemaker is None:
-        sagemaker = local_sagemaker.LocalSageMaker(
-            session, stack.log_dir / "sagemaker", artifacts_bucket=stack.artifacts_bucket()
-        )
-    local_sagemaker.register(integrations, sagemaker)
-    return integrations
-
-
-def deploy_time_parameters(stack: Stack) -> set[str]:
-    """Parameters that reach resources created on the endpoint, or the conditions deciding which exist (fixed
-    when the stack comes up).
-
-    Functions and state machines are resolved by each command from its own parameters; everything else (jobs,
-    buckets, tables, crawlers) is created once, by the box that owns the endpoint.
-    """
-    import re
-
-    names = set(stack.parameters)
-    found: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key == "Ref" and isinstance(value, str) and value in names:
-                    found.add(value)
-                elif key == "Fn::Sub":
-                    text = value[0] if isinstance(value, list) else value
-                    found.update(n for n in re.findall(r"\$\{([^}!.]+)\}", str(text)) if n in names)
-                    if isinstance(value, list):
-                        walk(value[1])
-                else:
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    for resource in stack.resources.values():
-        if resource["Type"] not in (
-            "AWS::Serverless::Function",
-            "AWS::Lambda::Function",
-            "AWS::Serverless::StateMachine",
-            "AWS::StepFunctions::StateMachine",
-        ):
-            walk(resource.get("Properties", {}))
-    walk(stack.template.get("Conditions", {}))  # conditions decide which resources exist at all
-    return found
-
-
 def check_parameters_against_up(root: Path, given: Mapping[str, str], up: UpRecord) -> None:
     """Refuse parameters that would be ignored: those `lakebox up` fixed when it created the stack, given otherwise."""
     if not given:
         return
     current = {**LOCAL_DEFAULTS, **up.parameters}
-    probe = Stack(root, LocalSession(up.endpoint), parameters=given, trusted_parameters=current)
-    fixed = deploy_time_parameters(probe)
+    probe = Stack(root, parameters=given, trusted_parameters=current)
+    fixed = provision.deploy_time_parameters(probe)
     for name, value in sorted(given.items()):
         if name not in fixed:
             continue

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lakebox.box import Lakebox
+    pass
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -170,11 +170,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from lakebox.box import LOCAL_DEFAULTS, UpRecord, find_root, open_box, running_up, state_home, summary_row
+    from lakebox.app.up import start_watch
+    from lakebox.box import LOCAL_DEFAULTS, open_box
     from lakebox.errors import LakeboxError
+    from lakebox.home import LakeHome, find_root
+    from lakebox.home.up import UpRecord, running_up
 
     root = find_root()
-    already = running_up(root)
+    home = LakeHome.of(root)
+    already = running_up(home)
     if already is not None:
         raise LakeboxError(f"lakebox up is already running at {already.endpoint} (pid {already.pid})")
     parameters = _parameters(args.parameter)
@@ -194,7 +198,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             {**LOCAL_DEFAULTS, **parameters},
             dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         )
-        path = record.write(root)
+        path = record.write(home)
         stack = box.stack
         rows = [
             {"resource": lid, "type": stack.resources[lid]["Type"], "name": str(stack.ref(lid))}
@@ -207,30 +211,24 @@ def cmd_up(args: argparse.Namespace) -> int:
         kept = f"{info.objects:,} objects saved {info.saved_at}" if info else "a new lake"
         print(
             f"lakebox is up at {box.endpoint} in {time.monotonic() - began:.1f}s ({kept}, kept in "
-            f"{state_home(root)}).\nexport AWS_ENDPOINT_URL={box.endpoint}  # any S3 client's upload to "
+            f"{home.path}).\nexport AWS_ENDPOINT_URL={box.endpoint}  # any S3 client's upload to "
             f"s3://{box.bucket('LandingBucket')}/<dataset>/ is ingested. Ctrl-C stops it.",
             flush=True,
         )
         stopping = threading.Event()
 
-        def watch() -> None:
-            while not stopping.wait(args.poll):
-                try:
-                    for _, key, deliveries in box.deliver_new_objects():
-                        for delivery in deliveries:
-                            row = summary_row(key, delivery)
-                            print(
-                                f"{dt.datetime.now().strftime('%H:%M:%S')} {delivery.rule}: {key} {row['status']} "
-                                f"read {row['read']}, landed {row['landed']}, quarantined {row['quarantined']}"
-                                + (f" ({row['reason']})" if row["reason"] else ""),
-                                flush=True,
-                            )
-                    box.save_if_changed()
-                except Exception as exc:  # noqa: BLE001 - the watch keeps running; what failed is reported
-                    print(f"lakebox: the watch failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        def delivered(key: str, delivery: Any, row: dict[str, Any]) -> None:
+            print(
+                f"{dt.datetime.now().strftime('%H:%M:%S')} {delivery.rule}: {key} {row['status']} "
+                f"read {row['read']}, landed {row['landed']}, quarantined {row['quarantined']}"
+                + (f" ({row['reason']})" if row["reason"] else ""),
+                flush=True,
+            )
 
-        watcher = threading.Thread(target=watch, name="lakebox-watch", daemon=True)
-        watcher.start()
+        def failed(exc: Exception) -> None:
+            print(f"lakebox: the watch failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+
+        watcher = start_watch(box, args.poll, stopping, delivered, failed)
         try:
             while watcher.is_alive():
                 watcher.join(3600)
@@ -246,18 +244,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_reset(args: argparse.Namespace) -> int:
     """Delete the local lake (`.lakebox/`): saved state, run history, logs."""
-    import shutil
-
-    from lakebox.box import find_root, running_up, state_home
+    from lakebox.app.reset import check_resettable, reset
     from lakebox.errors import LakeboxError
-    from lakebox.state import exclusive
+    from lakebox.home import LakeHome, find_root
 
-    root = find_root()
-    home = state_home(root)
-    up = running_up(root)
-    if up is not None:
-        raise LakeboxError(f"lakebox up is running (pid {up.pid}): stop it before resetting the lake")
-    if not home.exists():
+    lake = LakeHome.of(find_root())
+    home = lake.path
+    if not check_resettable(lake):
         print(f"nothing to reset: {home} does not exist")
         return 0
     if not args.yes:
@@ -267,52 +260,32 @@ def cmd_reset(args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("kept")
             return EXIT_FAILED
-    with exclusive(home / "lock"):
-        for child in home.iterdir():
-            if child.name == "lock":
-                continue
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-    (home / "lock").unlink(missing_ok=True)
+    reset(lake)
     print(f"reset: {home} is empty")
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     """What is running and where the lake is kept."""
-    from lakebox.box import find_root, running_up, state_home
-    from lakebox.runs import list_runs
-    from lakebox.state import StateStore
+    from lakebox.app.status import status
+    from lakebox.home import find_root
 
-    root = find_root()
-    home = state_home(root)
-    up = running_up(root)
-    info = StateStore(home / "state").info()
-    runs = list_runs(home / "runs", limit=1)
-    document: dict[str, Any] = {
-        "up": None if up is None else {"endpoint": up.endpoint, "pid": up.pid, "started_at": up.started_at},
-        "parameters": None if up is None else up.parameters,
-        "state_dir": str(home),
-        "snapshot": None
-        if info is None
-        else {"path": str(info.path), "saved_at": info.saved_at, "bytes": info.bytes, "objects": info.objects},
-        "last_run": None if not runs else {k: runs[0][k] for k in ("name", "status", "started", "seconds")},
-        "logs": sorted(p.name for p in (home / "logs").glob("*.log")) if (home / "logs").exists() else [],
-        "alarms_in_alarm": [
-            {"alarm": a.name, "value": a.value, "reason": a.reason} for a in _alarm_states({}) if a.state == "ALARM"
-        ],
-    }
+    document = status(find_root())
     if args.json:
         _print_json(document)
         return 0
-    running = f"running at {up.endpoint} (pid {up.pid}, since {up.started_at})" if up else "not running"
+    up, snapshot, last = document["up"], document["snapshot"], document["last_run"]
+    running = f"running at {up['endpoint']} (pid {up['pid']}, since {up['started_at']})" if up else "not running"
     print(f"lakebox up: {running}")
-    print(f"state:      {home}")
-    if info:
-        print(f"snapshot:   {info.objects:,} objects, {info.bytes / 1e6:,.1f} MB, saved {info.saved_at}")
+    print(f"state:      {document['state_dir']}")
+    if snapshot:
+        print(
+            f"snapshot:   {snapshot['objects']:,} objects, {snapshot['bytes'] / 1e6:,.1f} MB, "
+            f"saved {snapshot['saved_at']}"
+        )
     else:
         print("snapshot:   none yet (the first command that changes the lake saves one)")
-    if runs:
-        last = runs[0]
+    if last:
         print(f"last run:   {last['name']} {last['status']} ({last['started']}, {last['seconds']}s)")
     firing = document["alarms_in_alarm"]
     print(f"alarms:     {len(firing)} in ALARM" + "".join(f"\n  {a['alarm']}: {a['reason']}" for a in firing))
@@ -361,122 +334,106 @@ def _read_event(source: str | None) -> Any:
         raise LakeboxError(f"the event in {where} is not JSON: {exc}") from exc
 
 
-def _stage_object(box: Lakebox, event: Any, stage: str | None, event_path: str | None) -> Any:
-    """Point an S3 event at an object that exists: stage `stage` (or the sample's body file) under its key.
-
-    A sample event `events/<function>/<name>.json` whose object is not in the lake is staged from
-    `events/<function>/<name>.body.*` when there is one, as `sam local invoke` users would upload it first.
-    """
-    from lakebox.errors import LakeboxError
-
-    detail = event.get("detail") if isinstance(event, dict) else None
-    if not isinstance(detail, dict) or "object" not in detail or "bucket" not in detail:
-        if stage:
-            raise LakeboxError("--stage needs an S3 event that names a bucket and an object")
-        return event
-    from urllib.parse import unquote_plus
-
-    key = unquote_plus(str(detail["object"].get("key", "")))
-    bucket = str(detail["bucket"].get("name", ""))
-    landing = box.bucket("LandingBucket")
-    s3 = box.session.client("s3")
-    if stage is None:
-        try:
-            s3.head_object(Bucket=bucket, Key=key)
-            return event
-        except s3.exceptions.ClientError:
-            body = _sample_body(event_path)
-            if body is not None:
-                print(f"lakebox: staged {body} as s3://{landing}/{key}", file=sys.stderr)
-                return _stage_object(box, event, str(body), None)
-            raise LakeboxError(
-                f"the event names s3://{bucket}/{key}, which is not in the local lake: pass --stage FILE to upload "
-                "a file under that key first (or use `lakebox put`, which uploads and delivers the event)"
-            ) from None
-    path = Path(stage)
-    if not path.is_file():
-        raise LakeboxError(f"{path}: no such file to stage")
-    target = (
-        bucket
-        if bucket
-        in {str(box.stack.ref(lid)) for lid, r in box.stack.resources.items() if r["Type"] == "AWS::S3::Bucket"}
-        else landing
-    )
-    response = s3.put_object(Bucket=target, Key=key, Body=path.read_bytes())
-    detail["bucket"]["name"] = target
-    detail["object"]["size"] = path.stat().st_size
-    detail["object"]["etag"] = str(response["ETag"]).strip('"')
-    if response.get("VersionId"):
-        detail["object"]["version-id"] = response["VersionId"]
-    else:
-        detail["object"].pop("version-id", None)
-    event["resources"] = [f"arn:aws:s3:::{target}"]
-    return event
-
-
-def _sample_body(event_path: str | None) -> Path | None:
-    if not event_path or event_path == "-":
-        return None
-    path = Path(event_path)
-    return next(iter(sorted(path.parent.glob(f"{path.stem}.body.*"))), None)
-
-
-def _reads_source_api(function: str) -> bool:
-    """Whether the template's `function` (logical id) is configured with the SourceApiBaseUrl parameter."""
-    from lakebox.box import find_root
-    from lakebox.template import load_template
-
-    resource = load_template(find_root() / "template.yaml")["Resources"].get(function, {})
-    return "'Ref': 'SourceApiBaseUrl'" in str(resource.get("Properties", {}).get("Environment", {}))
-
-
 def cmd_invoke(args: argparse.Namespace) -> int:
     """Invoke a function with an event (a file, or `-` for stdin), like `sam local invoke`, with no Docker."""
-    from pydantic import ValidationError
-
-    from lakebox.errors import LakeboxError
+    from lakebox.app.invoke import implied_parameters, invoke, sample_source_api
+    from lakebox.app.source_api import install_secret
 
     event = _read_event(args.event)
     given = _parameters(args.parameter)
-    parameters: dict[str, str] = {}
-    if isinstance(event, dict) and "deliveryStreamArn" in event and "StreamDelivery" not in given:
-        parameters["StreamDelivery"] = "firehose"  # a Firehose transformation event: the stack that has Firehose
     with contextlib.ExitStack() as scope:
-        api = None
-        if "SourceApiBaseUrl" not in given and _reads_source_api(args.function):
-            from lakebox.sample import SampleSpec
-            from lakebox.source_api import API_ID_OFFSET, install_secret, sample_sales, serve
-
-            end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
-            api = scope.enter_context(serve(sample_sales(SampleSpec(end=end), 2_000, start=API_ID_OFFSET)))
+        parameters = implied_parameters(event, given)
+        api = scope.enter_context(sample_source_api(args.function, given))
+        if api is not None:
             parameters["SourceApiBaseUrl"] = api.url  # a scheduled pull reaches the local sample API
         box = scope.enter_context(_box(args, parameters=parameters))
         if api is not None:
             install_secret(box.session, str(box.stack.ref("SourceApiSecretName")), api.token)
-        spec = box.stack.function(args.function)
-        event = _stage_object(box, event, args.stage, args.event)
-        try:
-            result = box.stack.invoke(spec.logical_id, event)
-        except ValidationError as exc:
-            problems: list[Any] = list(exc.errors())
-            first: dict[str, Any] = dict(problems[0]) if problems else {}
-            where = ".".join(str(p) for p in first.get("loc", ())) or "the event"
-            folder = box.root / "events" / spec.code_dir.name
-            samples = sorted(str(p.relative_to(box.root)) for p in folder.glob("*.json")) or ["events/"]
-            raise LakeboxError(
-                f"{spec.logical_id} rejected the event ({exc.error_count()} problem(s); {where}: {first.get('msg')}); "
-                f"its sample events: {', '.join(samples)}"
-            ) from exc
+        result = invoke(
+            box,
+            args.function,
+            event,
+            stage=args.stage,
+            event_path=args.event,
+            notice=lambda text: print(f"lakebox: {text}", file=sys.stderr),
+        )
     print(json.dumps(result, indent=2, default=str))
     return 0
 
 
 # ---------------------------------------------------------------------- run
-def cmd_run(args: argparse.Namespace) -> int:
-    """The whole pipeline on generated sample data (see `lakebox.demo`)."""
-    from lakebox.demo import run_demo
+def add_run_arguments(run: argparse.ArgumentParser) -> None:
+    """The options of `lakebox run`: the sample's size and shape, the streaming phase, the dashboard's path."""
+    from lakebox.app.demo import OPTION_HELP
 
-    return run_demo(args)
+    run.add_argument("--rows", type=positive_int, default=20_000, help=OPTION_HELP["rows"])
+    run.add_argument("--bad-rate", type=share, default=0.02, help="share of invalid records")
+    run.add_argument("--seed", type=int, default=7)
+    run.add_argument(
+        "--stream-seconds", type=non_negative_float, default=3.0, help="length of the streaming phase (0: none)"
+    )
+    run.add_argument(
+        "--stream-rate", type=non_negative_float, default=200.0, help="events a second per stream while streaming"
+    )
+    run.add_argument("--api-rows", type=positive_int, default=2_000, help=OPTION_HELP["api_rows"])
+    run.add_argument(
+        "--days", type=positive_int, default=56, help="days of history the sample spans (the forecast needs 42)"
+    )
+    run.add_argument(
+        "--weekly-amplitude",
+        type=non_negative_float,
+        default=0.3,
+        help="weekly seasonality of the sample (0: every day alike)",
+    )
+    run.add_argument("--dashboard", metavar="PATH", help="where to write the dashboard (.lakebox/dashboard.html)")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The whole pipeline on generated sample data (see `lakebox.app.demo`), printed."""
+    from lakebox.app.demo import DemoParams, run_demo
+
+    params = DemoParams(
+        rows=args.rows,
+        bad_rate=args.bad_rate,
+        seed=args.seed,
+        stream_seconds=args.stream_seconds,
+        stream_rate=args.stream_rate,
+        api_rows=args.api_rows,
+        days=args.days,
+        weekly_amplitude=args.weekly_amplitude,
+        dashboard=Path(args.dashboard) if args.dashboard else None,
+    )
+    with _progress() as progress:
+        report = run_demo(params, lambda trusted: _box(args, progress, parameters=dict(trusted)), progress)
+    stream_rows = report.stream_rows
+    run_summary = _run_summary(report.execution)
+    curated, forecast = report.curated, report.forecast
+    if args.json:
+        _print_json(
+            {
+                "ingested": report.ingested,
+                "streamed": stream_rows,
+                "pulled": report.pulled,
+                "pipeline": run_summary,
+                "curated": {t: {"columns": c, "rows": r} for t, (c, r) in curated.items()},
+                "forecast": {"columns": forecast[0], "rows": forecast[1]} if forecast else None,
+                "dashboard": str(report.dashboard),
+            }
+        )
+    else:
+        _print_table("ingested", report.ingested, (*SUMMARY_COLUMNS[:-1], "expected bad"))
+        if stream_rows:
+            _print_table("streamed", stream_rows, list(stream_rows[0]))
+        _print_table("scheduled pull", report.pulled, PULL_COLUMNS)
+        for table, (columns, values) in curated.items():
+            _print_table(f"curated.{table}", [dict(zip(columns, v, strict=True)) for v in values], columns)
+        if forecast:
+            columns, values = forecast
+            _print_table("curated.sales_forecast", [dict(zip(columns, v, strict=True)) for v in values], columns)
+        _print_table("pipeline run", [run_summary], list(run_summary))
+        print(f"dashboard: {report.dashboard}")
+        print('the lake is kept: try `lakebox query "SELECT * FROM daily_sales_by_region LIMIT 5"`, `lakebox runs`')
+    return 0 if report.ok else EXIT_FAILED
 
 
 def _run_summary(execution: Any) -> dict[str, Any]:
@@ -502,7 +459,7 @@ def _run_summary(execution: Any) -> dict[str, Any]:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """Write the dashboard page from the lake's curated tables and pipeline records."""
-    from lakebox.dashboard import write_dashboard
+    from lakebox.app.dashboard import write_dashboard
 
     with _box(args) as box:
         path = write_dashboard(box, Path(args.out) if args.out else None)
@@ -516,12 +473,12 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- stream, schedule
 def cmd_stream(args: argparse.Namespace) -> int:
     """Produce generated events into a stream and deliver them as the event source mapping (or Firehose) would."""
-    from lakebox.streams import default_stream_dataset, run_stream
+    from lakebox.app.stream import default_stream_dataset, run_stream
 
     dataset = args.dataset or default_stream_dataset()
     with _progress() as progress, _box(args, progress) as box:
         run = run_stream(
-            box.stack,
+            box,
             dataset=dataset,
             rate=args.rate,
             seconds=args.seconds,
@@ -541,11 +498,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     """List the template's schedules, or fire one now and run what it triggers."""
-    from lakebox.box import summary_row
+    from lakebox.app.schedule import fire_schedule, list_schedules, sample_api
     from lakebox.errors import LakeboxError
-    from lakebox.sample import SampleSpec
-    from lakebox.schedules import schedules
-    from lakebox.source_api import API_ID_OFFSET, install_secret, sample_sales, serve
 
     parameters: dict[str, str] = {}
     given = _parameters(args.parameter)
@@ -554,33 +508,24 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as scope:
         api = None
         if args.action == "fire" and args.sample_api and "SourceApiBaseUrl" not in given:
-            end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
-            records = sample_sales(SampleSpec(seed=args.seed, end=end), args.api_rows, start=API_ID_OFFSET)
-            api = scope.enter_context(serve(records))
+            api = scope.enter_context(sample_api(args.seed, args.api_rows))
             parameters["SourceApiBaseUrl"] = api.url
         box = scope.enter_context(_box(args, parameters=parameters))
         if args.action == "list":
-            found = [
-                {"name": s.name, "kind": s.kind, "expression": s.expression, "target": s.target, "enabled": s.enabled}
-                for s in schedules(box.stack)
-            ]
+            found = list_schedules(box)
             if args.json:
                 _print_json(found)
             else:
                 _print_table("schedules", found, ("name", "kind", "expression", "target", "enabled"))
             return 0
-        if api is not None:
-            install_secret(box.session, str(box.stack.ref("SourceApiSecretName")), api.token)
-        firing, landed = box.fire_schedule(args.name)
-        rows = [summary_row(key, delivery) for key, delivery in landed]
-    outcome = {"schedule": firing.schedule.name, "ok": firing.ok, "result": firing.result, "error": firing.error}
+        report = fire_schedule(box, args.name, api)
     if args.json:
-        _print_json({**outcome, "ingested": rows})
+        _print_json({**report.outcome, "ingested": report.ingested})
     else:
-        print(json.dumps(outcome, indent=2, default=str))
-        if rows:
-            _print_table("ingested", rows, SUMMARY_COLUMNS)
-    return 0 if firing.ok and all(r["status"] != "FAILED" for r in rows) else EXIT_FAILED
+        print(json.dumps(report.outcome, indent=2, default=str))
+        if report.ingested:
+            _print_table("ingested", report.ingested, SUMMARY_COLUMNS)
+    return 0 if report.ok else EXIT_FAILED
 
 
 # ---------------------------------------------------------------------- execute, runs, query
@@ -605,7 +550,7 @@ def _check_input(input_: Any) -> None:
 def cmd_execute(args: argparse.Namespace) -> int:
     """Run one of the template's state machines on the local stack, from its ASL file."""
     from lakebox.errors import LakeboxError
-    from lakebox.runs import note_of, state_timings
+    from lakebox.home.runs import note_of, state_timings
 
     try:
         input_ = json.loads(args.input) if args.input else {}
@@ -646,11 +591,11 @@ def cmd_execute(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """Pipeline history: each execution's status, per-state timings and error."""
-    from lakebox.box import find_root, state_home
     from lakebox.errors import LakeboxError
-    from lakebox.runs import list_runs
+    from lakebox.home import LakeHome, find_root
+    from lakebox.home.runs import list_runs
 
-    runs = list_runs(state_home(find_root()) / "runs", limit=args.limit)
+    runs = list_runs(LakeHome.of(find_root()).runs, limit=args.limit)
     if args.name:
         runs = [r for r in runs if r["name"] == args.name]
         if not runs:
@@ -689,30 +634,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_query(args: argparse.Namespace) -> int:
     """Run Athena SQL on the local stack's catalog (DuckDB underneath) and print the rows."""
-    from lakebox.errors import LakeboxError
+    from lakebox.app.query import query
 
     with _box(args) as box:
-        access = None
-        if args.as_persona:
-            from lakebox import governance
-
-            access = governance.access_for(box.stack, args.as_persona)
-        default = access.workgroups[0] if access is not None else str(box.stack.ref("AnalyticsWorkGroup"))
-        workgroup = args.workgroup or default
-        known = [wg["Name"] for wg in box.session.client("athena").list_work_groups()["WorkGroups"]]
-        if workgroup not in known:
-            raise LakeboxError(f"unknown workgroup {workgroup!r} (workgroups: {', '.join(sorted(known))})")
-        if access is None:
-            result = box.athena.query(args.sql, workgroup=workgroup)
-        else:
-            governance.check_workgroup(access, workgroup)
-            database = str(box.stack.parameters.get("GlueDatabaseName", "default"))
-            governance.check_statement(args.sql, access, database)
-            engine = governance.engine_for(box.stack, access, database)
-            try:
-                result = engine.query(args.sql, workgroup=workgroup)
-            finally:
-                engine.close()
+        result = query(box, args.sql, workgroup=args.workgroup, persona=args.as_persona)
     columns = list(result.columns)
     rows = [dict(zip(columns, row, strict=True)) for row in result.rows]
     if args.json:
@@ -726,34 +651,16 @@ def cmd_query(args: argparse.Namespace) -> int:
 def cmd_quarantine(args: argparse.Namespace) -> int:
     """What the quarantine holds: counts by dataset and reason, and sample records with their reasons."""
     from datalake.contracts import get_dataset
-    from datalake.replay import quarantine_objects, records_of, scan_quarantine
+    from lakebox.app import quarantine
 
     if args.dataset:
         get_dataset(args.dataset)
     with _box(args) as box:
-        s3 = box.session.client("s3")
-        raw = box.bucket("RawBucket")
-        report = scan_quarantine(s3, raw, dataset=args.dataset, since=args.since, samples=args.samples)
+        report = quarantine.scan(box, dataset=args.dataset, since=args.since, samples=args.samples)
         exported = 0
         if args.export:
-            with Path(args.export).open("w", encoding="utf-8") as handle:
-                for obj in quarantine_objects(s3, raw, dataset=args.dataset, since=args.since):
-                    for record in records_of(s3, raw, obj):
-                        if record.raw is not None:
-                            handle.write(record.raw.rstrip("\n") + "\n")
-                            exported += 1
-    samples = [
-        {
-            "dataset": s.dataset,
-            "reason": s.reason,
-            "source": s.source_key,
-            "line": s.line,
-            "detail": s.detail,
-            "record": s.raw,
-            "quarantine_key": s.quarantine_key,
-        }
-        for s in report.samples
-    ]
+            exported = quarantine.export(box, Path(args.export), dataset=args.dataset, since=args.since)
+    samples = quarantine.sample_rows(report)
     if args.json:
         _print_json(
             {"counts": report.rows(), "samples": samples, "objects": report.objects, "exported": exported or None}
@@ -782,44 +689,22 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Re-ingest corrected records (a file) or quarantined objects as they are, recording the replay in the manifest."""
-    from datalake.contracts import get_dataset
-    from datalake.replay import record_replay, replay_body, replay_key
-    from lakebox.box import object_id_of, summary_row
+    from lakebox.app.replay import replay, replay_sources
     from lakebox.errors import LakeboxError
 
     if bool(args.file) == bool(args.object):
         raise LakeboxError("replay takes a FILE of corrected records (with --dataset) or --object QUARANTINE_KEY")
     if args.file and not args.dataset:
         raise LakeboxError("replay FILE needs --dataset (the dataset the corrected records belong to)")
-    rows: list[dict[str, Any]] = []
     with _progress() as progress, _box(args, progress) as box:
-        s3 = box.session.client("s3")
-        raw = box.bucket("RawBucket")
-        table = box.session.resource("dynamodb").Table(str(box.stack.ref("ManifestsTable")))
-        sources: list[tuple[str, str, bytes, str]] = []
-        if args.file:
-            path = Path(args.file)
-            if not path.is_file():
-                raise LakeboxError(f"{path}: no such file")
-            get_dataset(args.dataset)
-            sources.append((args.of or f"file:{path.name}", args.dataset, path.read_bytes(), path.name))
-        for key in args.object or []:
-            dataset, body, name = replay_body(s3, raw, key)
-            sources.append((key, dataset, body, name))
-        for replay_of, dataset, body, name in sources:
-            key = replay_key(dataset, name)
-            progress(f"replaying {replay_of} as {key}")
-            since = box.journal.offset()
-            response = s3.put_object(
-                Bucket=box.bucket("LandingBucket"), Key=key, Body=body, Metadata={"replay-of": replay_of[:1024]}
-            )
-            object_id = object_id_of(box.bucket("LandingBucket"), key, response.get("VersionId"), response.get("ETag"))
-            for delivery in box.await_deliveries([object_id], since)[object_id]:
-                row = summary_row(key, delivery) | {"replay of": replay_of}
-                manifest_id = (delivery.result or {}).get("object_id") if isinstance(delivery.result, dict) else None
-                if manifest_id:
-                    record_replay(table, manifest_id, replay_of)
-                rows.append(row)
+        sources = replay_sources(
+            box,
+            file=Path(args.file) if args.file else None,
+            dataset=args.dataset,
+            of=args.of,
+            objects=args.object or [],
+        )
+        rows = replay(box, sources, progress)
     if args.json:
         _print_json(rows)
     else:
@@ -829,16 +714,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     """A function's structured logs (what CloudWatch would hold), optionally filtered by level and followed."""
-    import boto3
-
-    from lakebox.box import find_root, state_home
+    from lakebox.cfn.stack import Stack
     from lakebox.errors import LakeboxError
-    from lakebox.logs import LEVELS, follow_lines, function_log_name, parse_line
-    from lakebox.stack import Stack
+    from lakebox.home import LakeHome, find_root
+    from lakebox.services.logs import LEVELS, follow_lines, function_log_name, parse_line
 
     root = find_root()
-    logical_id, name = function_log_name(Stack(root, boto3.Session(region_name="us-east-1")), args.function)
-    path = state_home(root) / "logs" / f"{name}.log"
+    logical_id, name = function_log_name(Stack(root), args.function)
+    path = LakeHome.of(root).logs / f"{name}.log"
     if not path.exists() and not args.follow:
         raise LakeboxError(f"{logical_id} has not logged anything yet ({path} does not exist)")
     threshold = LEVELS[args.level.upper()] if args.level else 0
@@ -882,7 +765,7 @@ FIELD_COLUMNS = ("field", "type", "null", "note")
 
 def dataset_name(text: str) -> str:
     """An argparse type: a dataset name (lower-case letters, digits and `_`, starting with a letter)."""
-    from lakebox.scaffold import valid_name
+    from lakebox.app.scaffold import valid_name
 
     try:
         return valid_name(text)
@@ -938,9 +821,9 @@ def _dataset_list(args: argparse.Namespace) -> int:
 
 
 def _dataset_new(args: argparse.Namespace) -> int:
-    from lakebox import scaffold
-    from lakebox.box import find_root
+    from lakebox.app import scaffold
     from lakebox.errors import LakeboxError
+    from lakebox.home import find_root
 
     try:
         root: Path | None = find_root()
@@ -1016,7 +899,7 @@ def _dataset_new(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- the parser
 def cmd_catalog(args: argparse.Namespace) -> int:
     """Back the local catalog up now, list the backups, or restore one (the newest by default)."""
-    from lakebox import catalog_backup
+    from lakebox.app import catalog_backup
 
     with _box(args) as box:
         if args.action == "list":
@@ -1041,20 +924,15 @@ ALARM_COLUMNS = ("alarm", "state", "value", "threshold", "reason")
 
 def _alarm_states(parameters: dict[str, str]) -> list[Any]:
     """The template's alarms evaluated on what lakebox recorded (queue depths too while `up` runs)."""
-    from lakebox.alarms import alarm_states, running_endpoint
-    from lakebox.box import LocalSession, find_root
-    from lakebox.stack import Stack
+    from lakebox.app.alarms import alarm_states
+    from lakebox.home import find_root
 
-    root = find_root()
-    endpoint = running_endpoint(root)
-    session = LocalSession(endpoint or "http://127.0.0.1:1")
-    stack = Stack(root, session, parameters=parameters)
-    return alarm_states(stack, session if endpoint else None)
+    return alarm_states(find_root(), parameters)
 
 
 def cmd_alarms(args: argparse.Namespace) -> int:
     """Evaluate the template's CloudWatch alarms on the metrics the local stack recorded."""
-    from lakebox.alarms import ALARM
+    from lakebox.services.alarms import ALARM
 
     states = _alarm_states(_parameters(args.parameter))
     if args.alarm_only:
@@ -1143,8 +1021,6 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument(
         "--stage", metavar="FILE", help="upload FILE under the key the (S3) event names, and point the event at it"
     )
-
-    from lakebox.demo import add_run_arguments
 
     add_run_arguments(add("run", cmd_run, "the whole pipeline on generated sample data, kept in the local lake"))
 

@@ -6,15 +6,9 @@ import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from lakebox.box import (
-    FAKE_CREDENTIALS,
-    Lakebox,
-    LocalSession,
-    UpRecord,
-    find_root,
-    open_box,
-    summary_row,
-)
+from lakebox.box import FAKE_CREDENTIALS, Lakebox, LocalSession, open_box, summary_row
+from lakebox.home import find_root
+from lakebox.home.up import UpRecord
 
 
 @contextlib.contextmanager

@@ -19,14 +19,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from lakebox.stack import ACCOUNT_ID, REGION, Stack  # noqa: E402
-from lakebox.template import load_template  # noqa: E402
+from lakebox.cfn.stack import ACCOUNT_ID, REGION, Stack  # noqa: E402
+from lakebox.cfn.template import load_template  # noqa: E402
 
 RESOURCE_POLICIES = {
     "AWS::S3::BucketPolicy": "PolicyDocument",
@@ -37,7 +35,7 @@ RESOURCE_POLICIES = {
 
 def _resolver(path: Path) -> Stack:
     """A stack of the transformed template that resolves without an endpoint (keys and applications stubbed)."""
-    stack = Stack(REPO, boto3.Session(region_name=REGION))
+    stack = Stack(REPO)
     stack.template = load_template(path)
     stack.resources = stack.template["Resources"]
     for logical_id, resource in stack.resources.items():

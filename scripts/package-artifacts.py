@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from lakebox.glue import GLUE_SCRIPTS, build_datalake_zip  # noqa: E402
-from lakebox.sagemaker import ML_ROOT, SOURCEDIR_KEY, build_sourcedir  # noqa: E402
+from lakebox.cfn.artifacts import GLUE_SCRIPTS, build_datalake_zip  # noqa: E402
+from lakebox.services.sagemaker import ML_ROOT, SOURCEDIR_KEY, build_sourcedir  # noqa: E402
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

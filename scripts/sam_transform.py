@@ -16,7 +16,7 @@ from samcli.lib.translate.sam_template_validator import SamTemplateValidator
 from samcli.yamlhelper import yaml_parse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lakebox.template import LANGUAGE_EXTENSIONS, expand_for_each
+from lakebox.cfn.template import LANGUAGE_EXTENSIONS, expand_for_each
 
 
 def expand_language_extensions(template: dict[str, Any]) -> dict[str, Any]:

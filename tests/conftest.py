@@ -97,7 +97,7 @@ def local_stack() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
     """One local SparkSession for the whole run (`local[2]`, UTC, 2 shuffle partitions), shared with lakebox jobs."""
-    from lakebox.glue import local_spark
+    from lakebox.services.glue import local_spark
 
     session = local_spark()
     yield session

@@ -583,15 +583,3 @@ def local_integrations(
         integrations.register(f"{STATES}dynamodb:{action}", dynamodb_action(clients, action))
     integrations.register(AWS_SDK, aws_sdk(clients, sdk_overrides))
     return integrations
-
-
-def stack_integrations(
-    stack: Any, *, deliver_event: DeliverEvent | None = None, athena: Any = None, sagemaker: Any = None
-) -> Integrations:
-    """Kept for callers: the registry of lakebox's stack is built by `lakebox.box.stack_integrations`.
-
-    This package stays generic (no emulator is imported by it); the import happens only when this is called.
-    """
-    from lakebox.box import stack_integrations as build
-
-    return build(stack, deliver_event=deliver_event, athena=athena, sagemaker=sagemaker)

@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from lakebox.sample import SampleSpec, write_sales
+from lakebox.app.sample import SampleSpec, write_sales
 
 pytestmark = [
     pytest.mark.e2e,

@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from lakebox import alarms
-from lakebox.pipeline import execute
-from lakebox.sample import SampleSpec, write_sales
+from lakebox.app.pipeline import execute
+from lakebox.app.sample import SampleSpec, write_sales
+from lakebox.services import alarms
 
 pytestmark = pytest.mark.integration
 
 
 def _states_since(box: Any, start: float) -> dict[str, alarms.AlarmState]:
     """Every alarm evaluated on what was recorded from `start` on (the store and logs outlive one test)."""
-    points = [*alarms.metric_store(box.stack), *alarms.emf_datapoints(box.stack.log_dir)]
+    points = [*box.metrics, *alarms.emf_datapoints(box.home.logs)]
     recent = [p for p in points if p.timestamp >= start]
     return {a.logical_id: alarms.evaluate(a, recent) for a in alarms.definitions(box.stack)}
 
@@ -53,19 +53,23 @@ def test_a_failed_execution_fires_the_runs_alarm(local_stack: Any) -> None:
 def test_a_raising_handler_counts_as_an_error_invocation(local_stack: Any) -> None:
     start = time.time() - 1
     with pytest.raises(Exception, match="validation error"):
-        local_stack.stack.invoke("PlanCurationFunction", {"not": "a plan request"})
+        local_stack.lambdas.invoke("PlanCurationFunction", {"not": "a plan request"})
     states = _states_since(local_stack, start)
     assert states["PlanCurationFunctionErrorRateAlarm"].state == alarms.ALARM
     assert states["PlanCurationFunctionErrorRateAlarm"].value == 100
 
 
+def _alarm_states(box: Any) -> list[alarms.AlarmState]:
+    return alarms.alarm_states(box.stack, box.metrics, box.home.logs, box.session)
+
+
 def test_dead_letter_queue_depth_is_sampled_from_the_running_endpoint(local_stack: Any) -> None:
     sqs = local_stack.session.client("sqs")
     url = str(local_stack.stack.get_att("IngestFailureQueue", "QueueUrl"))
-    before = {s.name: s.state for s in alarms.alarm_states(local_stack.stack, local_stack.session)}
+    before = {s.name: s.state for s in _alarm_states(local_stack)}
     assert before["IngestFailureQueueDepthAlarm"] == alarms.OK
     sqs.send_message(QueueUrl=url, MessageBody='{"requestPayload": {}}')
-    after = {s.name: s.state for s in alarms.alarm_states(local_stack.stack, local_stack.session)}
+    after = {s.name: s.state for s in _alarm_states(local_stack)}
     assert after["IngestFailureQueueDepthAlarm"] == alarms.ALARM
     assert after["StreamFailureQueueDepthAlarm"] == alarms.OK
     sqs.purge_queue(QueueUrl=url)
@@ -73,20 +77,16 @@ def test_dead_letter_queue_depth_is_sampled_from_the_running_endpoint(local_stac
 
 def test_local_athena_queries_feed_the_daily_scan_alarm(local_stack: Any) -> None:
     # GIVEN a budget of one byte a day  WHEN a query scans the lake through the stack's Athena
-    from lakebox.stack import Stack
+    from lakebox.cfn.stack import Stack
     from tests.conftest import ROOT
 
     start = time.time() - 1
     workgroup = str(local_stack.stack.ref("PrimaryWorkGroup"))
     local_stack.athena.query("SELECT 1 AS one", workgroup=workgroup)
-    recorded = [
-        p for p in alarms.metric_store(local_stack.stack) if p.timestamp >= start and p.name == "ProcessedBytes"
-    ]
+    recorded = [p for p in local_stack.metrics if p.timestamp >= start and p.name == "ProcessedBytes"]
     # THEN the workgroup's ProcessedBytes is recorded, and the alarm reads it against the budget
     assert [p.dimensions for p in recorded] == [(("WorkGroup", workgroup),)]
-    strict = Stack(
-        ROOT, local_stack.session, parameters={"AthenaDailyScanBudgetBytes": "1"}, log_dir=local_stack.stack.log_dir
-    )
+    strict = Stack(ROOT, parameters={"AthenaDailyScanBudgetBytes": "1"})
     (alarm,) = [a for a in alarms.definitions(strict) if a.logical_id == "AthenaDailyBytesScannedAlarm"]
     scanned = [*recorded, alarms.Datapoint("AWS/Athena", "ProcessedBytes", (("WorkGroup", workgroup),), 10.0, start)]
     assert alarms.evaluate(alarm, scanned).state == alarms.ALARM

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from lakebox.sample import SampleSpec
-from lakebox.schedules import find, fire_and_deliver, payload, schedules
-from lakebox.source_api import SourceApiServer, install_secret, sample_sales, serve
+from lakebox.app.sample import SampleSpec
+from lakebox.app.source_api import SourceApiServer, install_secret, sample_sales, serve
+from lakebox.services.schedules import find, payload, schedules
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -60,7 +60,7 @@ def test_firing_the_schedule_lands_one_object_that_flows_through_ingest_file(
     # GIVEN the sample source API and no watermark yet
     box, api = pulled
     # WHEN the schedule fires
-    firing, landed = fire_and_deliver(box.stack, box.bus, SCHEDULE)
+    firing, landed = box.fire_schedule(SCHEDULE)
     # THEN the run lands every record in one landing object and moves the watermark
     assert firing.ok and firing.attempts == 1
     result = firing.result
@@ -81,7 +81,7 @@ def test_firing_the_schedule_lands_one_object_that_flows_through_ingest_file(
 def test_a_second_firing_with_nothing_new_lands_nothing(pulled: tuple[Any, SourceApiServer]) -> None:
     box, _ = pulled
     before = _watermark(box)
-    firing, landed = fire_and_deliver(box.stack, box.bus, SCHEDULE)
+    firing, landed = box.fire_schedule(SCHEDULE)
     assert firing.ok and firing.result["status"] == "NO_NEW_RECORDS" and landed == []
     assert _watermark(box) == before
 
@@ -97,7 +97,7 @@ def test_a_failing_pull_is_retried_then_sent_to_the_failure_queue_and_keeps_the_
     token, api.token = api.token, "rotated"
     # WHEN the schedule fires
     try:
-        firing, landed = fire_and_deliver(box.stack, box.bus, SCHEDULE)
+        firing, landed = box.fire_schedule(SCHEDULE)
     finally:
         api.token = token
     # THEN the function fails each attempt, the event goes to the failure queue, nothing lands, the watermark stays

@@ -20,7 +20,7 @@ from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
 from datalake.curation import plan_statements
-from lakebox.athena import AthenaEngine, QueryFailedError
+from lakebox.services.athena import AthenaEngine, QueryFailedError
 
 pytestmark = pytest.mark.integration
 
@@ -723,7 +723,7 @@ NESTED_ROWS: Records = [
 @pytest.fixture(scope="module")
 def nested(lake: Lake) -> str:
     """A processed table of structs, arrays and a map, catalogued with the Glue types the crawler infers."""
-    from lakebox.crawler import arrow_to_glue
+    from lakebox.services.crawler import arrow_to_glue
 
     types = {f.type: arrow_to_glue(f.type) for f in NESTED_SCHEMA}
     HIVE_TYPES.update(types)

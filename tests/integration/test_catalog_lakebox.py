@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from lakebox import catalog_backup
+from lakebox.app import catalog_backup
 
 pytestmark = pytest.mark.integration
 

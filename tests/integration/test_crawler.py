@@ -20,9 +20,9 @@ import requests
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
-from lakebox import crawler as crawler_module
-from lakebox.athena import AthenaEngine
-from lakebox.crawler import JSON_SERDE, PARQUET_FORMAT, get_crawler, glob_regex, start_crawler
+from lakebox.services import crawler as crawler_module
+from lakebox.services.athena import AthenaEngine
+from lakebox.services.crawler import JSON_SERDE, PARQUET_FORMAT, get_crawler, glob_regex, start_crawler
 
 pytestmark = pytest.mark.integration
 

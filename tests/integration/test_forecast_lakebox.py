@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from lakebox.dashboard import write_dashboard
-from lakebox.pipeline import execute
-from lakebox.sample import REGIONS, SampleSpec, generate
+from lakebox.app.dashboard import write_dashboard
+from lakebox.app.pipeline import execute
+from lakebox.app.sample import REGIONS, SampleSpec, generate
 from lakebox.sfn import Execution
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

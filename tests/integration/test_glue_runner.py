@@ -20,7 +20,8 @@ from datalake.aws import AwsClients
 from datalake.quality import check_quality
 from datalake.settings import Settings
 from glue import raw_to_processed
-from lakebox import glue
+from lakebox.cfn.artifacts import upload_glue_artifacts
+from lakebox.services import glue
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -104,7 +105,7 @@ def aws(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Aws:
     )
     catalog = session.client("glue")
     catalog.create_database(DatabaseInput={"Name": DATABASE})
-    scripts = glue.upload_glue_artifacts(session, ARTIFACTS)
+    scripts = upload_glue_artifacts(session, ARTIFACTS)
     catalog.create_job(
         Name=JOB,
         Role="arn:aws:iam::123456789012:role/glue-job",

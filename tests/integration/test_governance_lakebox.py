@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lakebox import governance
-from lakebox.athena import QueryFailedError
-from lakebox.stack import Stack
+from lakebox.cfn.stack import Stack
+from lakebox.services import governance
+from lakebox.services.athena import QueryFailedError
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -66,7 +66,7 @@ def box(local_stack: Any) -> Any:
 
 def _query(box: Any, persona: str, sql: str) -> list[tuple[Any, ...]]:
     access = governance.access_for(box.stack, persona)
-    engine = governance.engine_for(box.stack, access, "data_lake_db")
+    engine = box.athena_as(access, "data_lake_db")
     try:
         return engine.query(sql, workgroup=access.workgroups[0]).rows
     finally:
@@ -132,7 +132,7 @@ def test_persona_is_refused_a_workgroup_its_role_may_not_use(box: Any) -> None:
 
 
 def test_without_lake_formation_the_grants_are_not_enforced(box: Any) -> None:
-    stack = Stack(ROOT, box.session, parameters={"EnableLakeFormation": "false"})
+    stack = Stack(ROOT, parameters={"EnableLakeFormation": "false"})
     access = governance.access_for(stack, "analyst")
     assert not access.enforced
     assert governance.authorizer(stack, access)("data_lake_db", "sales", {"StorageDescriptor": {}}) is None
@@ -169,7 +169,7 @@ def test_tag_table_function_tags_a_created_table_with_its_zone(box: Any) -> None
 
     event = load_event("tag_table/tables_created")
     # WHEN Glue's CreateTable event reaches TagTableFunction
-    result = box.stack.invoke("TagTableFunction", event)
+    result = box.lambdas.invoke("TagTableFunction", event)
     # THEN the table carries zone=curated in Lake Formation
     assert result["tables"] == [{"table": "daily_sales_by_region", "zone": "curated", "outcome": "tagged"}]
     tags = box.session.client("lakeformation").get_resource_lf_tags(

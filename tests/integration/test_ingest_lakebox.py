@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from datalake.contracts import registered
-from lakebox import scaffold
-from lakebox.eventbus import object_created_event
-from lakebox.sample import SampleSpec, write_sales
+from lakebox.app import scaffold
+from lakebox.app.sample import SampleSpec, write_sales
+from lakebox.services.eventbus import object_created_event
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.integration

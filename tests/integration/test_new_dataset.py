@@ -23,7 +23,7 @@ import pytest
 
 import tests.fixtures.contracts as fixture_contracts
 from datalake.contracts import Dataset, discover, registered
-from lakebox.crawler import arrow_to_glue
+from lakebox.services.crawler import arrow_to_glue
 from lakebox.sfn import Execution
 from tests.fixtures.contracts.shipments import Shipment
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from lakebox import glue
-from lakebox.sample import SampleSpec, generate
+from lakebox.app.sample import SampleSpec, generate
+from lakebox.services import glue
 from lakebox.sfn import CompressedClock, Execution, Fault, inject_faults, run_execution
 from lakebox.sfn.integrations import glue_start_job_run_sync
 

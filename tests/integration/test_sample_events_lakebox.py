@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lakebox import cli
-from lakebox.template import load_template
+from lakebox.cfn.template import load_template
 from tests.conftest import EVENTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

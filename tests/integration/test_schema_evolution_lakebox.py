@@ -18,7 +18,7 @@ from datalake.contracts import Contract, registered
 from datalake.contracts import customers as customers_module
 from datalake.contracts.base import EventTime, Identifier, Name
 from datalake.schemas import JSON_SERDE, TIMESTAMP_FORMATS
-from lakebox import glue
+from lakebox.services import glue
 from lakebox.sfn import CompressedClock, Execution, run_execution
 from lakebox.sfn.integrations import glue_start_job_run_sync
 

@@ -16,9 +16,8 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from datalake.contracts import get_dataset
-from lakebox.pipeline import execute
-from lakebox.sfn import Execution
-from lakebox.streams import (
+from lakebox.app.pipeline import execute
+from lakebox.app.stream import (
     EventSourceMapping,
     MappingConfig,
     StreamRun,
@@ -28,6 +27,7 @@ from lakebox.streams import (
     run_stream,
     stream_manifests,
 )
+from lakebox.sfn import Execution
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -95,16 +95,16 @@ def inject(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[str, bytes], 
 def test_a_poison_record_is_quarantined_and_the_shard_moves_on(local_stack: Any, since: str) -> None:
     # GIVEN 300 generated events (some of an unknown type) and a record that is not JSON, then more events
     mapping = _mapping(local_stack)
-    esm = EventSourceMapping(local_stack.stack, mapping)
+    esm = EventSourceMapping(local_stack.lambdas, mapping)
     generated = event_payloads(get_dataset("clickstream"), 21, 0.05, 300, 0)
     records = [(k, d) for k, d, _ in generated[:150]] + [("SES1", b"\x00\x01 not json")]
     records += [(k, d) for k, d, _ in generated[150:]]
-    put_records(local_stack.stack, mapping.stream_name, records)
+    put_records(local_stack.session, mapping.stream_name, records)
     # WHEN the mapping polls the shard until it is drained
     esm.drain()
     # THEN no invocation failed, every bad record is quarantined, every good one landed, and the shard is done
     assert (esm.stats.function_errors, esm.stats.partial_failures, esm.stats.records_to_destination) == (0, 0, 0)
-    manifests = stream_manifests(local_stack.stack, mapping.stream_name, since)
+    manifests = stream_manifests(local_stack, mapping.stream_name, since)
     bad = sum(1 for *_, is_bad in generated if is_bad)
     assert sum(int(m["records_quarantined"]) for m in manifests) == bad + 1
     assert sum(int(m["records_landed"]) for m in manifests) == 300 - bad
@@ -117,18 +117,16 @@ def test_a_transient_write_failure_is_retried_only_for_the_failed_records(
 ) -> None:
     # GIVEN ten events over two event hours, and the first write of the earlier hour's object throttled
     mapping = _mapping(local_stack)
-    esm = EventSourceMapping(local_stack.stack, mapping)
+    esm = EventSourceMapping(local_stack.lambdas, mapping)
     earlier = (NOW - dt.timedelta(hours=1)).strftime("/h%H-")
     refused = inject(lambda key, body: "SlowDown" if earlier in key and not refused else None)
-    put_records(local_stack.stack, mapping.stream_name, [_click(100 + n, n % 2) for n in range(10)])
+    put_records(local_stack.session, mapping.stream_name, [_click(100 + n, n % 2) for n in range(10)])
     # WHEN the mapping delivers the batch
     esm.drain()
     # THEN one partial failure: the retry starts at the first failed record and lands only the failed ones
     assert len(refused) == 1
     assert (esm.stats.invocations, esm.stats.partial_failures, esm.stats.function_errors) == (2, 1, 0)
-    first, retry = sorted(
-        stream_manifests(local_stack.stack, mapping.stream_name, since), key=lambda m: m["ingested_at"]
-    )
+    first, retry = sorted(stream_manifests(local_stack, mapping.stream_name, since), key=lambda m: m["ingested_at"])
     assert (int(first["records_landed"]), int(first["records_failed"])) == (5, 5)
     assert int(retry["records_received"]) == 9
     assert (int(retry["records_landed"]), int(retry["records_replayed"])) == (5, 4)
@@ -140,15 +138,15 @@ def test_a_function_error_bisects_the_batch_and_gives_up_only_the_poison_record(
 ) -> None:
     # GIVEN one record that makes every write holding it fail in a way retries cannot fix
     mapping = _mapping(local_stack)
-    esm = EventSourceMapping(local_stack.stack, mapping)
+    esm = EventSourceMapping(local_stack.lambdas, mapping)
     inject(lambda key, body: "AccessDenied" if b"EIT0000207" in body else None)
-    put_records(local_stack.stack, mapping.stream_name, [_click(200 + n) for n in range(8)])
+    put_records(local_stack.session, mapping.stream_name, [_click(200 + n) for n in range(8)])
     # WHEN the mapping delivers it
     esm.drain()
     # THEN the batch is split until the record is alone, which goes to the failure queue after its retries
     assert esm.stats.function_errors >= mapping.max_retries + 1 and esm.stats.bisections >= 1
     assert esm.stats.records_to_destination == 1
-    manifests = stream_manifests(local_stack.stack, mapping.stream_name, since)
+    manifests = stream_manifests(local_stack, mapping.stream_name, since)
     assert _landed_ids(local_stack, manifests) == [f"EIT{200 + n:07d}" for n in range(8) if n != 7]
     sqs = local_stack.session.client("sqs")
     url = sqs.get_queue_url(QueueName=local_stack.stack.get_att("StreamFailureQueue", "QueueName"))["QueueUrl"]
@@ -161,27 +159,27 @@ def test_a_function_error_bisects_the_batch_and_gives_up_only_the_poison_record(
 def test_a_batch_delivered_again_lands_nothing_twice(local_stack: Any, since: str) -> None:
     # GIVEN a batch the function has ingested
     mapping = _mapping(local_stack)
-    esm = EventSourceMapping(local_stack.stack, mapping)
+    esm = EventSourceMapping(local_stack.lambdas, mapping)
     seen: list[Any] = []
-    local_stack.stack.invoke_hooks.append(lambda function, event: seen.append(event))
+    local_stack.lambdas.hooks.append(lambda function, event: seen.append(event))
     try:
-        put_records(local_stack.stack, mapping.stream_name, [_click(300 + n, n % 3) for n in range(12)])
+        put_records(local_stack.session, mapping.stream_name, [_click(300 + n, n % 3) for n in range(12)])
         esm.drain()
-        before = stream_manifests(local_stack.stack, mapping.stream_name, since)
+        before = stream_manifests(local_stack, mapping.stream_name, since)
         # WHEN the mapping delivers the same batch again (as after a timeout)
-        response = local_stack.stack.invoke(mapping.function, seen[0])
+        response = local_stack.lambdas.invoke(mapping.function, seen[0])
     finally:
-        local_stack.stack.invoke_hooks.clear()
+        local_stack.lambdas.hooks.clear()
     # THEN the same objects are overwritten and each event is in the raw zone once
     assert response == {"batchItemFailures": []}
-    after = stream_manifests(local_stack.stack, mapping.stream_name, since)
+    after = stream_manifests(local_stack, mapping.stream_name, since)
     assert len(after) == len(before) == 1
     assert after[0]["output_keys"] == before[0]["output_keys"]
     assert _landed_ids(local_stack, after) == [f"EIT{300 + n:07d}" for n in range(12)]
 
 
 def test_the_stream_command_produces_and_delivers(local_stack: Any) -> None:
-    run = run_stream(local_stack.stack, dataset="clickstream", rate=100, seconds=1.5, seed=22, window=0.5)
+    run = run_stream(local_stack, dataset="clickstream", rate=100, seconds=1.5, seed=22, window=0.5)
     summary = run.summary()
     assert summary["produced"] == 150 and summary["to failure queue"] == 0
     assert summary["landed"] + summary["quarantined"] == 150
@@ -201,8 +199,8 @@ def firehose_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirehoseR
     """The stack deployed with StreamDelivery=firehose (the mapping disabled, Firehose and its transformation on):
     300 events streamed (a few invalid, a few arriving hours late), then the pipeline run over them and small files
     of the other datasets (the curated tables the run rebuilds read them all)."""
+    from lakebox.app.sample import SampleSpec, write_customers, write_products, write_sales
     from lakebox.runtime import lakebox
-    from lakebox.sample import SampleSpec, write_customers, write_products, write_sales
 
     saved = dict(os.environ)
     folder = tmp_path_factory.mktemp("reference")
@@ -216,7 +214,7 @@ def firehose_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirehoseR
         ):
             _, deliveries = box.put_file(generated.path, generated.dataset)
             assert all(delivery.ok for delivery in deliveries), deliveries
-        stream = run_stream(box.stack, dataset="clickstream", rate=300, seconds=1, seed=23, bad_rate=0.05, window=0.5)
+        stream = run_stream(box, dataset="clickstream", rate=300, seconds=1, seed=23, bad_rate=0.05, window=0.5)
         datasets = ["products", "customers", "sales", "clickstream"]
         execution = execute(box, "PipelineStateMachine", {"datasets": datasets, "forecast": False})
         yield FirehoseRun(box, stream, execution)

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from lakebox import glue
+from lakebox.services import glue
 from lakebox.sfn import CompressedClock, Execution, run_execution
-from lakebox.sfn.integrations import glue_start_job_run_sync, stack_integrations
+from lakebox.sfn.integrations import glue_start_job_run_sync
 from tests.integration.truth.oracle import KEYS, Oracle, diff
 from tests.integration.truth.scenario import AS_OF, File, Scenario, generate
 
@@ -39,7 +39,7 @@ class Lake:
             self.delivered.append(delivered)
 
     def run_pipeline(self, name: str) -> Execution:
-        integrations = stack_integrations(self.box.stack, deliver_event=self.box.bus.put, athena=self.box.athena)
+        integrations = self.box.integrations()
         integrations.register(GLUE, glue_start_job_run_sync(self.run_glue_job))
         return run_execution(
             self.definition,

@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
-from lakebox.sample import SampleSpec, write_sales
+from lakebox.app.sample import SampleSpec, write_sales
 from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.integration
@@ -106,7 +106,7 @@ def test_a_snapshot_from_another_moto_is_refused_and_kept(lake_home: Path) -> No
     import pickle
 
     from lakebox.errors import LakeboxError
-    from lakebox.state import StateStore
+    from lakebox.home.state import StateStore
 
     store = StateStore(lake_home / "state")
     store.folder.mkdir(parents=True)
@@ -118,7 +118,7 @@ def test_a_snapshot_from_another_moto_is_refused_and_kept(lake_home: Path) -> No
 
 
 def test_an_interrupted_atomic_write_leaves_the_old_content(tmp_path: Path) -> None:
-    from lakebox.state import atomic_write
+    from lakebox.home.state import atomic_write
 
     target = tmp_path / "file.bin"
     atomic_write(target, lambda handle: handle.write(b"old"))
@@ -203,7 +203,7 @@ def _wait(predicate: Any, timeout: float = 300, what: str = "") -> Any:
 
 
 def _snapshot_objects(home: Path) -> int:
-    from lakebox.state import StateStore
+    from lakebox.home.state import StateStore
 
     info = StateStore(home / "state").info()
     return info.objects if info else 0
@@ -244,7 +244,7 @@ def test_any_s3_client_upload_is_ingested_while_up_runs_and_kill_9_loses_nothing
 
 @pytest.mark.slow
 def test_the_readme_path_up_put_out_of_order_execute_query(up_home: Path, tmp_path: Path) -> None:
-    from lakebox.sample import generate
+    from lakebox.app.sample import generate
 
     end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
     files = {g.dataset: g for g in generate(tmp_path / "data", SampleSpec(sales=400, seed=9, end=end))}

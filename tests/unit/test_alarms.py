@@ -1,4 +1,4 @@
-"""The template's alarms, and their local evaluation on recorded metrics (lakebox.alarms)."""
+"""The template's alarms, and their local evaluation on recorded metrics (lakebox.services.alarms)."""
 
 from __future__ import annotations
 
@@ -8,24 +8,34 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from datalake.contracts import REGISTRY, Delivery
 from datalake.observability import freshness_seconds
 from datalake.quality import Freshness, rules_for
-from lakebox import alarms
-from lakebox.alarms import ALARM, INSUFFICIENT_DATA, OK, Datapoint, MetricStore
-from lakebox.stack import Stack
-from lakebox.template import load_template
+from lakebox.cfn.stack import Stack
+from lakebox.cfn.template import load_template
+from lakebox.home import LakeHome
+from lakebox.services import alarms
+from lakebox.services.alarms import ALARM, INSUFFICIENT_DATA, OK, Datapoint, MetricStore
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000.0
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Stack:
-    return Stack(ROOT, boto3.Session(region_name="us-east-1"), log_dir=tmp_path / "logs")
+def stack() -> Stack:
+    return Stack(ROOT)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> LakeHome:
+    return LakeHome(tmp_path)
+
+
+@pytest.fixture
+def metrics(home: LakeHome) -> MetricStore:
+    return MetricStore(home.metrics)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +73,7 @@ def test_lambda_error_rate_alarm_fires_above_five_percent(
 
 
 def test_error_rate_threshold_is_the_templates_parameter(tmp_path: Path) -> None:
-    strict = Stack(ROOT, boto3.Session(region_name="us-east-1"), parameters={"LambdaErrorRateThresholdPercent": "1"})
+    strict = Stack(ROOT, parameters={"LambdaErrorRateThresholdPercent": "1"})
     points = _lambda(strict, "IngestFileFunction", 40, 1, NOW - 10)
     assert alarms.evaluate(_alarm(strict, "IngestFileFunctionErrorRateAlarm"), points, now=NOW).state == ALARM
 
@@ -90,11 +100,11 @@ def _emf(path: Path, service: str, dataset: str, at: float, **values: float) -> 
         handle.write("some log line\n" + json.dumps(document) + "\n")
 
 
-def test_quarantine_rate_alarm_reads_the_ingestion_emf_lines_per_dataset(stack: Stack) -> None:
-    log = stack.log_dir / "lakebox-IngestFileFunction.log"
+def test_quarantine_rate_alarm_reads_the_ingestion_emf_lines_per_dataset(stack: Stack, home: LakeHome) -> None:
+    log = home.logs / "lakebox-IngestFileFunction.log"
     _emf(log, "ingest_file", "sales", NOW - 100, RecordsRead=100, RecordsLanded=88, RecordsQuarantined=12)
     _emf(log, "ingest_file", "products", NOW - 100, RecordsRead=100, RecordsLanded=99, RecordsQuarantined=1)
-    points = list(alarms.emf_datapoints(stack.log_dir))
+    points = list(alarms.emf_datapoints(home.logs))
     assert alarms.evaluate(_alarm(stack, "SalesQuarantineRateAlarm"), points, now=NOW).state == ALARM
     assert alarms.evaluate(_alarm(stack, "SalesQuarantineRateAlarm"), points, now=NOW).value == pytest.approx(12.0)
     assert alarms.evaluate(_alarm(stack, "ProductsQuarantineRateAlarm"), points, now=NOW).state == OK
@@ -102,35 +112,41 @@ def test_quarantine_rate_alarm_reads_the_ingestion_emf_lines_per_dataset(stack: 
 
 
 @pytest.mark.parametrize(("age_hours", "state"), [(72.0, ALARM), (1.0, OK), (None, INSUFFICIENT_DATA)])
-def test_freshness_alarm_reads_the_quality_gates_metric(stack: Stack, age_hours: float | None, state: str) -> None:
-    log = stack.log_dir / "lakebox-CheckQualityFunction.log"
+def test_freshness_alarm_reads_the_quality_gates_metric(
+    stack: Stack, age_hours: float | None, state: str, home: LakeHome
+) -> None:
+    log = home.logs / "lakebox-CheckQualityFunction.log"
     if age_hours is not None:
         _emf(log, "check_quality", "sales", NOW - 60, DataFreshnessSeconds=age_hours * 3600)
-    points = list(alarms.emf_datapoints(stack.log_dir))
+    points = list(alarms.emf_datapoints(home.logs))
     assert alarms.evaluate(_alarm(stack, "SalesFreshnessAlarm"), points, now=NOW).state == state
 
 
-def test_failed_execution_recorded_by_the_executor_fires_the_runs_alarm(stack: Stack) -> None:
+def test_failed_execution_recorded_by_the_executor_fires_the_runs_alarm(
+    stack: Stack, home: LakeHome, metrics: MetricStore
+) -> None:
     arn = str(stack.ref("PipelineStateMachine"))
-    alarms.record_execution(stack, arn, "SUCCEEDED")
-    assert "PipelineExecutionsFailedAlarm" not in {a.name for a in alarms.alarms_in_alarm(stack)}
-    alarms.record_execution(stack, arn, "FAILED")
-    assert "PipelineExecutionsFailedAlarm" in {a.name for a in alarms.alarms_in_alarm(stack)}
-    assert (stack.log_dir.parent / "metrics.jsonl").exists()
+    metrics.record_execution(arn, "SUCCEEDED")
+    assert "PipelineExecutionsFailedAlarm" not in {a.name for a in alarms.alarms_in_alarm(stack, metrics, home.logs)}
+    metrics.record_execution(arn, "FAILED")
+    assert "PipelineExecutionsFailedAlarm" in {a.name for a in alarms.alarms_in_alarm(stack, metrics, home.logs)}
+    assert (home.path / "metrics.jsonl").exists()
 
 
-def test_recorded_invocations_persist_in_the_store_across_readers(stack: Stack) -> None:
+def test_recorded_invocations_persist_in_the_store_across_readers(
+    stack: Stack, home: LakeHome, metrics: MetricStore
+) -> None:
     name = str(stack.ref("PlanCurationFunction"))
-    alarms.record_invocation(stack, name, failed=True)
-    alarms.record_invocation(stack, name, failed=False)
-    points = list(MetricStore(stack.log_dir.parent / "metrics.jsonl"))
+    metrics.record_invocation(name, failed=True)
+    metrics.record_invocation(name, failed=False)
+    points = list(MetricStore(home.path / "metrics.jsonl"))
     assert sorted((p.name, p.value) for p in points) == [
         ("Errors", 0.0),
         ("Errors", 1.0),
         ("Invocations", 1.0),
         ("Invocations", 1.0),
     ]
-    states = {s.name: s for s in alarms.alarm_states(stack)}
+    states = {s.name: s for s in alarms.alarm_states(stack, metrics, home.logs)}
     assert states["PlanCurationFunctionErrorRateAlarm"].state == ALARM
     assert states["PlanCurationFunctionErrorRateAlarm"].value == pytest.approx(50.0)
 
@@ -258,10 +274,16 @@ def test_freshness_metric_comes_from_the_quality_report_whether_it_passed_or_not
     assert freshness_seconds(report) == {"sales": 9000.0}
 
 
-def test_alarms_evaluate_against_now_by_default(stack: Stack) -> None:
-    alarms.record_invocation(stack, str(stack.ref("IngestApiFunction")), failed=True)
-    (state,) = [s for s in alarms.alarm_states(stack) if s.name == "IngestApiFunctionErrorRateAlarm"]
+def test_alarms_evaluate_against_now_by_default(stack: Stack, home: LakeHome, metrics: MetricStore) -> None:
+    metrics.record_invocation(str(stack.ref("IngestApiFunction")), failed=True)
+    (state,) = [
+        s for s in alarms.alarm_states(stack, metrics, home.logs) if s.name == "IngestApiFunctionErrorRateAlarm"
+    ]
     assert state.state == ALARM
     later = time.time() + 600
-    (state,) = [s for s in alarms.alarm_states(stack, now=later) if s.name == "IngestApiFunctionErrorRateAlarm"]
+    (state,) = [
+        s
+        for s in alarms.alarm_states(stack, metrics, home.logs, now=later)
+        if s.name == "IngestApiFunctionErrorRateAlarm"
+    ]
     assert state.state == OK

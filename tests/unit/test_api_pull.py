@@ -22,8 +22,8 @@ from datalake.api_pull import PullStatus, SourceApi, pull_to_landing, run_id_for
 from datalake.aws import AwsClients
 from datalake.exceptions import TerminalError, TransientError
 from datalake.settings import Settings
-from lakebox.sample import SampleSpec
-from lakebox.source_api import SourceApiServer, sample_sales, serve
+from lakebox.app.sample import SampleSpec
+from lakebox.app.source_api import SourceApiServer, sample_sales, serve
 from tests.conftest import ROOT, load_event
 
 SPEC = SampleSpec(seed=5)

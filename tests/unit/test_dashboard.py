@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lakebox.dashboard import Dataset, _duration, _relative, dashboard_queries, render
+from lakebox.app.dashboard import Dataset, _duration, _relative, dashboard_queries, render
 
 NOW = dt.datetime(2026, 12, 7, 9, 30, tzinfo=dt.UTC)
 KPI = {

@@ -20,10 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 GENERIC = ("layers/common/datalake", "glue", "functions", "lakebox", "statemachines")
 DOMAIN = {
     "layers/common/datalake/contracts": "the dataset declarations themselves",
-    "lakebox/sample.py": "the sample data `lakebox run` generates for the example datasets",
-    "lakebox/demo.py": "`lakebox run`, the demo over that sample data",
-    "lakebox/source_api.py": "the sample source API, which serves the example sales",
-    "lakebox/dashboard.py": "the KPI page over the example curated tables (its SQL is in sql/dashboard/)",
+    "lakebox/app/sample.py": "the sample data `lakebox run` generates for the example datasets",
+    "lakebox/app/demo.py": "`lakebox run`, the demo over that sample data",
+    "lakebox/app/source_api.py": "the sample source API, which serves the example sales",
+    "lakebox/app/dashboard.py": "the KPI page over the example curated tables (its SQL is in sql/dashboard/)",
     "layers/common/datalake/forecast.py": "the sales forecast, a consumer of the curated sales tables",
     "functions/plan_forecast": "the sales forecast's planning handler",
 }

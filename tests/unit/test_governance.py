@@ -14,8 +14,8 @@ from datalake.aws import AwsClients
 from datalake.exceptions import TerminalError
 from datalake.governance import CatalogChange, tag_tables, zone_of_table
 from datalake.settings import Settings
-from lakebox import governance
-from lakebox.template import load_template
+from lakebox.cfn.template import load_template
+from lakebox.services import governance
 from tests.conftest import load_event
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from datalake.schemas import TIMESTAMP_FORMATS
-from lakebox.hive_json import joda_regex, split_formats, timestamp_sql
+from lakebox.services.athena.hive_json import joda_regex, split_formats, timestamp_sql
 
 
 def _read(text: str, formats: str | None) -> dt.datetime | None:

@@ -9,21 +9,23 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-import boto3
 import pytest
 
-from lakebox.box import Journal, UpRecord, check_parameters_against_up, deploy_time_parameters
+from lakebox.box import check_parameters_against_up
+from lakebox.cfn.provision import deploy_time_parameters
+from lakebox.cfn.stack import Stack, StackError
 from lakebox.cli import json_value
-from lakebox.endpoint import Gate, _changes_state
 from lakebox.errors import LakeboxError
-from lakebox.eventbus import Delivery
-from lakebox.stack import Stack, StackError
+from lakebox.home.journal import Journal
+from lakebox.home.up import UpRecord
+from lakebox.services.endpoint import Gate, _changes_state
+from lakebox.services.eventbus import Delivery
 from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")
 def stack() -> Stack:
-    return Stack(ROOT, boto3.Session(region_name="us-east-1"))
+    return Stack(ROOT)
 
 
 def test_parameters_fixed_at_deploy_are_those_resources_and_conditions_use(stack: Stack) -> None:
@@ -52,12 +54,11 @@ def test_a_parameter_up_fixed_is_refused_when_it_differs_and_accepted_when_it_ag
 )
 def test_parameter_values_are_checked_against_the_template(name: str, value: str, message: str) -> None:
     with pytest.raises(StackError, match=message):
-        Stack(ROOT, boto3.Session(region_name="us-east-1"), parameters={name: value})
+        Stack(ROOT, parameters={name: value})
 
 
 def test_trusted_parameters_are_not_checked() -> None:
-    session = boto3.Session(region_name="us-east-1")
-    local = Stack(ROOT, session, trusted_parameters={"SourceApiBaseUrl": "http://127.0.0.1:1234"})
+    local = Stack(ROOT, trusted_parameters={"SourceApiBaseUrl": "http://127.0.0.1:1234"})
     assert local.parameters["SourceApiBaseUrl"] == "http://127.0.0.1:1234"
 
 

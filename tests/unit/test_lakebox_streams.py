@@ -14,9 +14,9 @@ from pydantic import Field
 from datalake.contracts import Delivery, get_dataset, registered
 from datalake.contracts.base import Contract, Dataset, EventTime, Identifier
 from datalake.validation import validator_for
+from lakebox.app.stream import default_stream_dataset, event_payloads, stream_datasets
+from lakebox.cfn.template import expand_for_each
 from lakebox.errors import LakeboxError
-from lakebox.streams import default_stream_dataset, event_payloads, stream_datasets
-from lakebox.template import expand_for_each
 
 NOW = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 

@@ -16,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from lakebox.sagemaker import LocalSageMaker, build_sourcedir, create_training_job_sync
+from lakebox.services.sagemaker import LocalSageMaker, build_sourcedir, create_training_job_sync
 from lakebox.sfn import TaskContext, TaskError
 from tests.unit.test_forecast_model import seasonal_rows
 

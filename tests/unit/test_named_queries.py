@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lakebox.template import load_template
+from lakebox.cfn.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 

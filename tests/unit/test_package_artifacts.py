@@ -21,7 +21,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from lakebox.template import load_template
+from lakebox.cfn.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "package-artifacts.py"

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import sqlglot
 
-from lakebox.dashboard import dashboard_queries
-from lakebox.template import load_template
+from lakebox.app.dashboard import dashboard_queries
+from lakebox.cfn.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 DATE_COLUMNS = {"sale_date", "day", "event_date", "activity_date", "period_start", "period_end"}

@@ -21,7 +21,7 @@ from moto import mock_aws
 from datalake.contracts import REGISTRY, Dataset, discover, get_dataset, registered
 from datalake.ingest import IngestStatus
 from datalake.validation import RecordValidator
-from lakebox import scaffold
+from lakebox.app import scaffold
 from lakebox.cli import main
 from tests.conftest import ROOT
 from tests.unit.test_ingest import Lake

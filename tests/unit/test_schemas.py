@@ -19,7 +19,7 @@ from datalake import schemas
 from datalake.contracts import REGISTRY, Contract, discover, get_dataset
 from datalake.contracts.base import Dataset, EventTime, Money, Quantity
 from datalake.validation import CANONICAL_TIME_PATTERN
-from lakebox.template import load_template
+from lakebox.cfn.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 

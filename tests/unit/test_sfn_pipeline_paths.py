@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from datalake.contracts import REGISTRY
-from lakebox.sagemaker import register as register_sagemaker
+from lakebox.services.sagemaker import register as register_sagemaker
 from lakebox.sfn import (
     Execution,
     Fault,

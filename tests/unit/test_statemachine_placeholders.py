@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from lakebox.cfn.template import load_template
 from lakebox.sfn import validate_definition
-from lakebox.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL_FILES = sorted((ROOT / "statemachines").glob("*.asl.json"))

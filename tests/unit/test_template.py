@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lakebox.template import load_template
+from lakebox.cfn.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 T_EVAL = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
@@ -471,7 +471,7 @@ def test_the_templates_stream_datasets_are_the_registrys() -> None:
     import yaml
 
     from datalake.contracts import Delivery, delivered_by
-    from lakebox.template import _CfnLoader
+    from lakebox.cfn.template import _CfnLoader
 
     written = yaml.load((ROOT / "template.yaml").read_text(encoding="utf-8"), Loader=_CfnLoader)
     registry = sorted(d.name for d in delivered_by(Delivery.STREAM))
@@ -528,7 +528,7 @@ def test_stream_mapping_reports_partial_failures_and_bounds_retries(template: Te
 
 def test_firehose_writes_under_the_prefix_the_batch_manifests_name(template: Template) -> None:
     from datalake.firehose import output_prefix
-    from lakebox.firehose import evaluate_prefix
+    from lakebox.services.firehose import evaluate_prefix
 
     keys = {"year": "2026", "month": "11", "day": "01", "hour": "09", "batch": "0a1b2c3d4e5f6a7b"}
     for stem, name in _stream_datasets(template).items():

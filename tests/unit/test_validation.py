@@ -17,7 +17,7 @@ from pydantic import Field, StringConstraints, ValidationError
 from datalake.contracts import REGISTRY, get_dataset
 from datalake.contracts.base import Contract, Dataset, EventTime, NaiveAsUtc
 from datalake.validation import CANONICAL_TIME, RecordValidator, canonical_time, compile_fast_path
-from lakebox.sample import SampleSpec, sales_lines
+from lakebox.app.sample import SampleSpec, sales_lines
 
 BASE: dict[str, Any] = {
     "transaction_id": "T1",

@@ -1,0 +1,116 @@
+"""Pipeline run history: each state machine execution on a box, with per-state timings, kept under `.lakebox/runs/`."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lakebox.home.state import atomic_write
+
+if TYPE_CHECKING:
+    from lakebox.sfn import Execution, Integrations
+    from lakebox.sfn.registry import Handler, TaskContext
+
+
+def _iso(moment: Any) -> str | None:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment is not None else None
+
+
+def state_timings(execution: Execution) -> list[dict[str, Any]]:
+    """Each top-level and nested state entered, in order, with its seconds, attempts and outcome."""
+    entered: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
+    for event in execution.events():
+        if not event.state:
+            continue
+        if event.type.endswith("StateEntered"):
+            entered.setdefault(event.state, event.timestamp)
+        elif event.type.endswith("StateExited") and event.state in entered:
+            began = entered.pop(event.state)
+            rows.append(
+                {
+                    "state": event.state,
+                    "started": _iso(began),
+                    "seconds": round((event.timestamp - began).total_seconds(), 3),
+                    "attempts": execution.attempts(event.state) or None,
+                    "retries": execution.retries(event.state) or None,
+                }
+            )
+    for state, began in entered.items():
+        rows.append({"state": state, "started": _iso(began), "seconds": None, "attempts": None, "retries": None})
+    return rows
+
+
+def note_of(execution: Execution) -> str | None:
+    """ "nothing to do" for a successful run that found nothing new to process."""
+    output = execution.output if isinstance(execution.output, dict) else {}
+    if execution.status != "SUCCEEDED" or "changed" not in output:
+        return None
+    if not output.get("changed") and not output.get("queries"):
+        return "nothing to do: no new data since the last run"
+    return None
+
+
+def run_document(state_machine: str, execution: Execution) -> dict[str, Any]:
+    """The run as `lakebox runs --json` shows it."""
+    output = execution.output if isinstance(execution.output, dict) else {}
+    seconds = (execution.stop_date - execution.start_date).total_seconds() if execution.stop_date else None
+    return {
+        "name": execution.name,
+        "state_machine": state_machine,
+        "status": execution.status,
+        "started": _iso(execution.start_date),
+        "stopped": _iso(execution.stop_date),
+        "seconds": round(seconds, 3) if seconds is not None else None,
+        "input": execution.input,
+        "datasets": output.get("datasets"),
+        "note": note_of(execution),
+        "error": execution.error,
+        "cause": execution.cause,
+        "states": state_timings(execution),
+    }
+
+
+def record_run(folder: Path, state_machine: str, execution: Execution) -> Path:
+    """Write the run's document to `<folder>/<started>-<name>.json` (atomically)."""
+    document = run_document(state_machine, execution)
+    stamp = execution.start_date.strftime("%Y%m%dT%H%M%S%f")
+    path = folder / f"{stamp}-{execution.name}.json"
+    atomic_write(path, lambda handle: handle.write(json.dumps(document, indent=2, default=str).encode()))
+    return path
+
+
+def list_runs(folder: Path, *, limit: int | None = None) -> list[dict[str, Any]]:
+    """The recorded runs, newest first."""
+    if not folder.exists():
+        return []
+    paths = sorted(folder.glob("*.json"), reverse=True)
+    runs = []
+    for path in paths[:limit] if limit else paths:
+        try:
+            runs.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return runs
+
+
+def with_progress(integrations: Integrations, progress: Callable[[str], None]) -> Integrations:
+    """The registry, reporting each task as it starts (state name and the run's elapsed time)."""
+    began = time.monotonic()
+    last: list[str] = [""]
+
+    def middleware(handler: Handler) -> Handler:
+        def reporting(parameters: Any, task: TaskContext) -> Any:
+            retry = f" (retry {task.retry_count})" if task.retry_count else ""
+            text = f"{task.state_name}{retry}"
+            if text != last[0]:
+                last[0] = text
+                progress(f"{text} ({time.monotonic() - began:,.0f}s into the run)")
+            return handler(parameters, task)
+
+        return reporting
+
+    return integrations.with_middleware(middleware)

@@ -1,0 +1,421 @@
+"""Athena on DuckDB: the query API (StartQueryExecution, GetQueryExecution, GetQueryResults) over the
+statements of scan, write and ddl; Trino SQL transpiled with sqlglot, tables resolved through the local Glue catalog."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Final
+
+import duckdb
+import sqlglot
+from botocore.exceptions import ClientError
+from sqlglot import exp
+from sqlglot.errors import ParseError, SqlglotError
+
+from lakebox.services.athena.ddl import DdlMixin
+from lakebox.services.athena.model import (
+    MAX_RESULTS,
+    QueryFailedError,
+    QueryHistory,
+    QueryResult,
+    _Context,
+    _Execution,
+    _FileMeta,
+    _first_line,
+    _Outcome,
+    _Partition,
+    _QueryError,
+    _split_statements,
+    _Table,
+    split_s3_uri,
+)
+from lakebox.services.athena.scan import _name_outputs
+from lakebox.services.athena.types import _athena_type, _column_info, _normalized_select
+
+if TYPE_CHECKING:
+    import boto3
+    from mypy_boto3_athena import AthenaClient
+    from mypy_boto3_glue import GlueClient
+    from mypy_boto3_s3 import S3Client
+
+logger = logging.getLogger(__name__)
+
+
+class AthenaEngine(DdlMixin):
+    """A local Athena: the query API over DuckDB, the Glue catalog and S3 of the endpoint the session reaches.
+
+    Parameters
+    ----------
+    session
+        The boto3 session whose clients reach the local endpoint (``AWS_ENDPOINT_URL``).
+    default_output
+        Results location used when neither the call nor the workgroup names one.
+    default_database
+        The database of queries that name none.
+    authorize
+        Called with (database, table name, Glue table) for every table or view a statement resolves; a returned
+        text denies it, and the statement fails with that reason (Lake Formation's grants, see
+        lakebox.services.governance).
+    on_query
+        Called with (workgroup, bytes scanned, engine milliseconds) after every statement, as Athena publishes
+        ProcessedBytes and TotalExecutionTime per workgroup (see lakebox.services.alarms).
+    history
+        Where executions are kept for GetQueryExecution (the box's, so it is saved with the lake).
+    """
+
+    def __init__(
+        self,
+        session: boto3.Session,
+        *,
+        default_output: str | None = None,
+        default_database: str = "default",
+        authorize: Callable[[str, str, dict[str, Any]], str | None] | None = None,
+        on_query: Callable[[str, int, int], None] | None = None,
+        history: QueryHistory | None = None,
+    ) -> None:
+        self.history = history if history is not None else QueryHistory()
+        self._session = session
+        self._default_output = default_output
+        self._default_database = default_database
+        self._authorize = authorize
+        self._on_query = on_query
+        self._glue: GlueClient = session.client("glue")
+        self._s3: S3Client = session.client("s3")
+        self._athena: AthenaClient = session.client("athena")
+        self._db: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.RLock()
+        self._footers: dict[tuple[str, str], _FileMeta] = {}
+        self._tables: dict[tuple[str, str], _Table] = {}
+        self._partition_lists: dict[tuple[str, str], list[_Partition]] = {}
+
+    # ------------------------------------------------------------------ API
+
+    def start_query_execution(
+        self,
+        QueryString: str,
+        QueryExecutionContext: dict[str, Any] | None = None,
+        ResultConfiguration: dict[str, Any] | None = None,
+        WorkGroup: str | None = None,
+        **_: Any,
+    ) -> dict[str, Any]:
+        """Run one statement to completion and return its GetQueryExecution description.
+
+        A statement that fails ends in state FAILED (or CANCELLED past the workgroup's bytes-scanned cutoff)
+        with Athena's reason; only request errors (unknown workgroup, no output location) raise ``ClientError``.
+        """
+        workgroup = WorkGroup or "primary"
+        config = self._workgroup(workgroup)
+        output = self._output_prefix(config, ResultConfiguration or {})
+        context = QueryExecutionContext or {}
+        database = str(context.get("Database") or self._default_database).lower()
+        execution = _Execution(
+            execution_id=str(uuid.uuid4()),
+            query=QueryString,
+            workgroup=workgroup,
+            database=database,
+            output_prefix=output,
+            submitted=dt.datetime.now(dt.UTC),
+        )
+        self.history.add(execution)
+        cutoff = config.get("BytesScannedCutoffPerQuery")
+        with self._lock:
+            self._run(execution, int(cutoff) if cutoff else None, config)
+        logger.info(
+            "athena %s %s in %d ms, %d bytes scanned",
+            execution.execution_id,
+            execution.state,
+            execution.engine_ms,
+            execution.outcome.bytes_scanned if execution.outcome else 0,
+        )
+        if self._on_query is not None:
+            scanned = execution.outcome.bytes_scanned if execution.outcome else 0
+            self._on_query(workgroup, scanned, execution.engine_ms)
+        return execution.describe()
+
+    def get_query_execution(self, QueryExecutionId: str) -> dict[str, Any]:
+        """Return the GetQueryExecution description of an execution this process ran."""
+        return self._execution(QueryExecutionId).describe()
+
+    def get_query_results(
+        self,
+        QueryExecutionId: str,
+        MaxResults: int | None = None,
+        NextToken: str | None = None,
+    ) -> dict[str, Any]:
+        """Return one page of the results in Athena's ResultSet shape (header row first on the first page)."""
+        execution = self._execution(QueryExecutionId)
+        if execution.state != "SUCCEEDED" or execution.outcome is None:
+            raise _client_error(
+                "InvalidRequestException",
+                f"Query has not yet finished. Current state: {execution.state}",
+                "GetQueryResults",
+            )
+        outcome = execution.outcome
+        limit = min(MaxResults or MAX_RESULTS, MAX_RESULTS)
+        start = int(NextToken) if NextToken else 0
+        header = start == 0 and outcome.statement_type == "DML" and bool(outcome.columns)
+        data_start = start
+        page: list[dict[str, Any]] = []
+        if header:
+            page.append({"Data": [{"VarCharValue": name} for name, _ in outcome.columns]})
+            limit -= 1
+        chunk = outcome.rows[data_start : data_start + limit]
+        page.extend({"Data": [_cell(value) for value in row]} for row in chunk)
+        response: dict[str, Any] = {
+            "ResultSet": {
+                "Rows": page,
+                "ResultSetMetadata": {"ColumnInfo": [_column_info(name, kind) for name, kind in outcome.columns]},
+            }
+        }
+        if outcome.update_count is not None:
+            response["UpdateCount"] = outcome.update_count
+        if data_start + len(chunk) < len(outcome.rows):
+            response["NextToken"] = str(data_start + len(chunk))
+        return response
+
+    def stop_query_execution(self, QueryExecutionId: str) -> dict[str, Any]:
+        """Queries here finish before their start returns, so stopping one changes nothing."""
+        self._execution(QueryExecutionId)
+        return {}
+
+    def query(self, sql: str, workgroup: str | None = None, database: str | None = None) -> QueryResult:
+        """Run `sql` and return its rows, or raise `QueryFailedError` with Athena's reason.
+
+        Parameters
+        ----------
+        sql
+            One Athena (Trino) statement.
+        workgroup
+            The workgroup to run in (``primary`` when omitted); its output location and cutoff apply.
+        database
+            The database of unqualified table names (the engine's default when omitted).
+        """
+        context = {"Database": database} if database else None
+        described = self.start_query_execution(QueryString=sql, QueryExecutionContext=context, WorkGroup=workgroup)
+        execution = self._execution(described["QueryExecution"]["QueryExecutionId"])
+        if execution.state != "SUCCEEDED" or execution.outcome is None:
+            raise QueryFailedError(execution.execution_id, execution.state, execution.reason or "unknown failure")
+        outcome = execution.outcome
+        return QueryResult(
+            columns=tuple(name for name, _ in outcome.columns),
+            types=tuple(kind for _, kind in outcome.columns),
+            rows=outcome.rows,
+            bytes_scanned=outcome.bytes_scanned,
+            execution_id=execution.execution_id,
+            output_location=execution.output_location,
+        )
+
+    def close(self) -> None:
+        """Close the DuckDB database behind the engine."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    # ------------------------------------------------------------ execution
+
+    def _execution(self, execution_id: str) -> _Execution:
+        execution = self.history.get(execution_id)
+        if execution is None:
+            raise _client_error(
+                "InvalidRequestException", f"QueryExecution {execution_id} was not found", "GetQueryExecution"
+            )
+        return execution
+
+    def _workgroup(self, name: str) -> dict[str, Any]:
+        try:
+            group = self._athena.get_work_group(WorkGroup=name)["WorkGroup"]
+        except ClientError as exc:
+            raise _client_error(
+                "InvalidRequestException", f"WorkGroup {name} is not found.", "StartQueryExecution"
+            ) from exc
+        if group.get("State", "ENABLED") != "ENABLED":
+            raise _client_error("InvalidRequestException", f"WorkGroup {name} is disabled.", "StartQueryExecution")
+        return dict(group.get("Configuration") or {})
+
+    def _output_prefix(self, config: dict[str, Any], requested: dict[str, Any]) -> str:
+        group_output = (config.get("ResultConfiguration") or {}).get("OutputLocation")
+        asked = requested.get("OutputLocation")
+        if config.get("EnforceWorkGroupConfiguration") and group_output:
+            output = group_output
+        else:
+            output = asked or group_output or self._default_output
+        if not output:
+            raise _client_error(
+                "InvalidRequestException",
+                "No output location provided. An output location is required either through the Workgroup "
+                "result configuration setting or as an API input.",
+                "StartQueryExecution",
+            )
+        return str(output) if str(output).endswith("/") else f"{output}/"
+
+    def _run(self, execution: _Execution, cutoff: int | None, config: dict[str, Any]) -> None:
+        started = time.perf_counter()
+        self._tables.clear()
+        self._partition_lists.clear()
+        cursor = self._connection().cursor()
+        context = _Context(execution.execution_id, execution.database, execution.output_prefix, cursor, cutoff)
+        try:
+            cursor.execute("SET TimeZone = 'UTC'")
+            outcome = self._dispatch(execution.query, context)
+            execution.outcome = outcome
+            execution.output_location = self._write_results(execution, outcome, config)
+            execution.state = "SUCCEEDED"
+        except _QueryError as exc:
+            execution.state, execution.reason = exc.state, exc.reason
+        except duckdb.Error as exc:
+            execution.state, execution.reason = "FAILED", _duckdb_reason(exc)
+        except SqlglotError as exc:
+            execution.state, execution.reason = "FAILED", f"SYNTAX_ERROR: {_first_line(str(exc))}"
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            execution.state = "FAILED"
+            execution.reason = f"HIVE_METASTORE_ERROR: {error.get('Code', 'ClientError')}: {error.get('Message', '')}"
+        except ValueError as exc:
+            execution.state, execution.reason = "FAILED", f"INVALID_FUNCTION_ARGUMENT: {_first_line(str(exc))}"
+        finally:
+            if execution.state == "RUNNING":
+                execution.state, execution.reason = "FAILED", "GENERIC_INTERNAL_ERROR: the local engine failed"
+            cursor.close()
+            execution.engine_ms = int((time.perf_counter() - started) * 1000)
+            execution.planning_ms = int(context.planning_ms)
+            execution.completed = dt.datetime.now(dt.UTC)
+
+    def _dispatch(self, query: str, ctx: _Context) -> _Outcome:
+        statements = _split_statements(query)
+        if not statements:
+            raise _QueryError("SYNTAX_ERROR: line 1:1: the query is empty")
+        if len(statements) > 1:
+            raise _QueryError(f"Only one sql statement is allowed. Got: {query.strip()}")
+        text = statements[0]
+        words = text.split(None, 3)
+        head = " ".join(w.upper() for w in words[:2])
+        if head == "ALTER TABLE":
+            return self._alter_table(text, ctx)
+        if head == "MSCK REPAIR":
+            return self._msck_repair(text, ctx)
+        if words[0].upper() == "SHOW":
+            return self._show(text, ctx)
+        if words[0].upper() == "EXPLAIN":
+            return self._explain(text, ctx)
+        if words[0].upper() == "UNLOAD":
+            raise _QueryError("NOT_SUPPORTED: lakebox runs CTAS and INSERT INTO; UNLOAD is not available locally")
+        try:
+            ast = sqlglot.parse_one(text, read="athena")
+        except ParseError as exc:
+            raise _QueryError(f"SYNTAX_ERROR: {_first_line(str(exc))}") from exc
+        if isinstance(ast, exp.Query):
+            return self._select(ast, ctx)
+        if isinstance(ast, exp.Create):
+            return self._create(ast, ctx)
+        if isinstance(ast, exp.Insert):
+            return self._insert(ast, ctx)
+        if isinstance(ast, exp.Drop):
+            return self._drop(ast, ctx)
+        if isinstance(ast, exp.Describe):
+            return self._describe(ast, ctx)
+        raise _QueryError(f"NOT_SUPPORTED: lakebox cannot run this statement locally: {_first_line(text)}")
+
+    # ---------------------------------------------------------------- SELECT
+
+    def _select(self, ast: exp.Query, ctx: _Context) -> _Outcome:
+        _name_outputs(ast)
+        prepared = self._prepare(ast, ctx)
+        self._check_cutoff(prepared.bytes_scanned, ctx)
+        relation = ctx.cursor.sql(_normalized_select(prepared.sql, ctx.cursor))
+        columns = [(name, _athena_type(str(kind))) for name, kind in zip(relation.columns, relation.types, strict=True)]
+        rows = relation.fetchall()
+        return _Outcome("DML", "SELECT", columns, rows, prepared.bytes_scanned)
+
+    # -------------------------------------------------------------- results
+
+    def _write_results(self, execution: _Execution, outcome: _Outcome, config: dict[str, Any]) -> str:
+        bucket, prefix = split_s3_uri(execution.output_prefix)
+        extra: dict[str, Any] = {}
+        encryption = (config.get("ResultConfiguration") or {}).get("EncryptionConfiguration") or {}
+        if encryption.get("EncryptionOption") in {"SSE_KMS", "CSE_KMS"}:
+            extra["ServerSideEncryption"] = "aws:kms"
+            if encryption.get("KmsKey"):
+                extra["SSEKMSKeyId"] = encryption["KmsKey"]
+        elif encryption.get("EncryptionOption") == "SSE_S3":
+            extra["ServerSideEncryption"] = "AES256"
+        if outcome.statement_type == "DML":
+            key = f"{prefix}{execution.execution_id}.csv"
+            body = _csv(outcome)
+            metadata = json.dumps(
+                {"ColumnInfo": [_column_info(n, t) for n, t in outcome.columns], "RowCount": len(outcome.rows)}
+            )
+            self._s3.put_object(Bucket=bucket, Key=f"{key}.metadata", Body=metadata.encode(), **extra)
+        else:
+            key = f"{prefix}{execution.execution_id}.txt"
+            body = "".join("\t".join("" if v is None else _text(v) for v in row) + "\n" for row in outcome.rows)
+            if not outcome.columns:
+                return f"s3://{bucket}/{key}"
+        self._s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), **extra)
+        return f"s3://{bucket}/{key}"
+
+
+# ------------------------------------------------------- values and text
+
+
+def _cell(value: Any) -> dict[str, str]:
+    return {} if value is None else {"VarCharValue": _text(value)}
+
+
+def _text(value: Any) -> str:
+    """A value as Athena prints it in results."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=None).isoformat(sep=" ", timespec="milliseconds")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join("null" if v is None else _text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={'null' if v is None else _text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, bytes):
+        return value.hex(" ")
+    return str(value)
+
+
+def _csv(outcome: _Outcome) -> str:
+    def field_of(value: Any) -> str:
+        return "" if value is None else '"' + _text(value).replace('"', '""') + '"'
+
+    lines = [",".join(f'"{name}"' for name, _ in outcome.columns)]
+    lines.extend(",".join(field_of(v) for v in row) for row in outcome.rows)
+    return "\n".join(lines) + "\n"
+
+
+def _duckdb_reason(exc: duckdb.Error) -> str:
+    message = _first_line(str(exc))
+    for pattern, code in _DUCKDB_CODES:
+        if pattern.search(message):
+            return f"{code}: {message}"
+    return f"GENERIC_INTERNAL_ERROR: {message}"
+
+
+_DUCKDB_CODES: Final = (
+    (re.compile(r"Division by zero", re.IGNORECASE), "DIVISION_BY_ZERO"),
+    (re.compile(r"Overflow in|out of range for", re.IGNORECASE), "NUMERIC_VALUE_OUT_OF_RANGE"),
+    (re.compile(r"Referenced column|not found in FROM clause", re.IGNORECASE), "COLUMN_NOT_FOUND"),
+    (re.compile(r"Parser Error", re.IGNORECASE), "SYNTAX_ERROR"),
+    (re.compile(r"Conversion Error|Could not convert|Invalid Input", re.IGNORECASE), "INVALID_CAST_ARGUMENT"),
+    (re.compile(r"Binder Error", re.IGNORECASE), "SEMANTIC_ERROR"),
+    (re.compile(r"Out of Memory", re.IGNORECASE), "EXCEEDED_LOCAL_MEMORY_LIMIT"),
+)
+
+
+def _client_error(code: str, message: str, operation: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message}}, operation)

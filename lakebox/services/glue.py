@@ -1,0 +1,419 @@
+"""Local Glue and EMR Serverless: a job script's `run(spark, args)` on local PySpark, staged through temp folders.
+
+Spark here cannot reach S3, so a run copies its inputs from the local S3 into a temp folder, points the job's
+root arguments at `file://` copies, runs the script on one shared local SparkSession (PySpark 3.5, as Glue 5.0
+and EMR 7), then mirrors what the job changed back: new or rewritten files are uploaded, files it removed
+(a replaced partition's old parts) are deleted. The script tells what to stage through
+`staging_plan(args, store) -> StagingPlan` (`roots`: argument → root URI, `inputs`: URIs, folders ending in
+`/`, `args`: arguments to pin when the roots move), so staging stays bounded by the job's own watermark. The
+script's boto3 calls (the catalog) reach the local AWS through `AWS_ENDPOINT_URL`, as every client here does;
+`--extra-py-files` is not fetched because the process already imports `datalake` from the layer's source.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from lakebox.cfn.artifacts import REPO
+from lakebox.services.s3uri import split_s3_uri
+
+if TYPE_CHECKING:
+    import boto3
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
+    from pyspark.sql import SparkSession
+
+logger = logging.getLogger(__name__)
+
+THREADS = 8
+
+
+# ------------------------------------------------------------------------------------------------ Spark
+
+
+@lru_cache(maxsize=1)
+def local_spark() -> SparkSession:
+    """The process's one local SparkSession: `local[2]`, UTC, few shuffle partitions, no UI.
+
+    Returns
+    -------
+    SparkSession
+        Created on first use (about 4 s), shared by every job run and test afterwards.
+    """
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    log_config = Path(__file__).with_name("log4j2.properties")
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log_config}")
+        .appName("lakebox")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.memory", os.environ.get("LAKEBOX_SPARK_MEMORY", "2g"))
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+# ------------------------------------------------------------------------------------------ local S3 access
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file listed by `S3Store` (the shape of the job's `FileInfo`)."""
+
+    uri: str
+    relative: str
+    size: int
+    modified: datetime
+
+
+class S3Store:
+    """The job's `FileStore` protocol over boto3 S3, used to plan staging against the local S3."""
+
+    def __init__(self, session: boto3.Session) -> None:
+        self._s3: S3Client = session.client("s3")
+
+    def list_files(self, prefix: str) -> list[StoredFile]:
+        """Every object under `prefix` (a folder URI)."""
+        bucket, key = split_s3_uri(prefix)
+        files = []
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+            for obj in page.get("Contents", []):
+                modified = obj["LastModified"].astimezone(UTC)
+                files.append(StoredFile(f"s3://{bucket}/{obj['Key']}", obj["Key"][len(key) :], obj["Size"], modified))
+        return files
+
+    def exists(self, uri: str) -> bool:
+        """Whether an object or a non-empty folder exists at `uri`."""
+        bucket, key = split_s3_uri(uri)
+        listed = self._s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+        return bool(listed.get("KeyCount", 0))
+
+    def read_text(self, uri: str) -> str | None:
+        """The object's UTF-8 text, or None when absent."""
+        bucket, key = split_s3_uri(uri)
+        try:
+            return self._s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+        except self._s3.exceptions.NoSuchKey:
+            return None
+
+    def write_text(self, uri: str, text: str) -> None:
+        """Put a small UTF-8 object."""
+        bucket, key = split_s3_uri(uri)
+        self._s3.put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"))
+
+
+# ------------------------------------------------------------------------------------------------ staging
+
+
+def _visible(relative: str) -> bool:
+    """Not a hidden file (checksums, Spark's staging folders) nor a committer's leftover `_temporary` folder."""
+    return not any(part.startswith(".") or part == "_temporary" for part in relative.split("/"))
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    files = {}
+    for path in folder.rglob("*"):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_file() and _visible(relative):
+            stat = path.stat()
+            files[relative] = (stat.st_size, stat.st_mtime_ns)
+    return files
+
+
+@dataclass
+class Mirror:
+    """A root argument's S3 prefix and its local copy, with the state after staging to diff against."""
+
+    uri: str
+    local: Path
+    before: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def local_uri(self) -> str:
+        """The `file://` URI handed to the job."""
+        return self.local.as_uri() + "/"
+
+    def sync_back(self, s3: S3Client) -> tuple[int, int]:
+        """Upload files the job created or changed, delete objects of files it removed; returns the counts."""
+        bucket, prefix = split_s3_uri(self.uri)
+        after = _snapshot(self.local)
+        changed = [name for name, stat in after.items() if self.before.get(name) != stat]
+        removed = [name for name in self.before if name not in after]
+
+        def upload(name: str) -> None:
+            s3.upload_file(str(self.local / name), bucket, prefix + name)
+
+        with ThreadPoolExecutor(THREADS) as pool:
+            list(pool.map(upload, changed))
+        for start in range(0, len(removed), 1000):
+            chunk: list[ObjectIdentifierTypeDef] = [{"Key": prefix + name} for name in removed[start : start + 1000]]
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
+        self.before = after
+        return len(changed), len(removed)
+
+
+def _download(s3: S3Client, bucket: str, key: str, dest: Path) -> None:
+    response = s3.get_object(Bucket=bucket, Key=key)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with dest.open("wb") as out:
+        shutil.copyfileobj(response["Body"], out, 1024 * 1024)
+    modified = response["LastModified"].timestamp()
+    os.utime(dest, (modified, modified))
+
+
+def stage(s3: S3Client, mirrors: Sequence[Mirror], inputs: Iterable[str]) -> int:
+    """Copy the inputs (object URIs, or folder URIs ending in `/`) into their mirrors; returns the files copied.
+
+    Each copy keeps the object's LastModified as its modification time, so a job's watermark sees the
+    same times locally as on S3.
+    """
+    jobs: dict[Path, tuple[str, str]] = {}
+    for uri in inputs:
+        mirror = max((m for m in mirrors if uri.startswith(m.uri)), key=lambda m: len(m.uri), default=None)
+        if mirror is None:
+            raise ValueError(f"input {uri} is outside the job's root arguments")
+        bucket, key = split_s3_uri(uri)
+        _, root_key = split_s3_uri(mirror.uri)
+        if uri.endswith("/"):
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+                for obj in page.get("Contents", []):
+                    jobs[mirror.local / obj["Key"][len(root_key) :]] = (bucket, obj["Key"])
+        else:
+            jobs[mirror.local / key[len(root_key) :]] = (bucket, key)
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(pool.map(lambda item: _download(s3, item[1][0], item[1][1], item[0]), jobs.items()))
+    for mirror in mirrors:
+        mirror.before = _snapshot(mirror.local)
+    return len(jobs)
+
+
+# ------------------------------------------------------------------------------------------------ running
+
+
+def _load_script(session: boto3.Session, location: str, folder: Path) -> ModuleType:
+    if location.startswith("s3://"):
+        bucket, key = split_s3_uri(location)
+        path = folder / Path(key).name
+        session.client("s3").download_file(bucket, key, str(path))
+    else:
+        path = Path(location) if Path(location).is_absolute() else REPO / location
+    name = f"lakebox_job_{path.stem}_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load a job script from {location}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def _plan(
+    module: ModuleType, args: Mapping[str, str], store: S3Store
+) -> tuple[dict[str, str], list[str], dict[str, str]]:
+    planner: Callable[..., Any] | None = getattr(module, "staging_plan", None)
+    if planner is None:
+        raise LookupError(f"{module.__file__} defines no staging_plan(args, store): its inputs cannot be staged")
+    plan = planner(args, store)
+    return dict(plan.roots), list(plan.inputs), dict(plan.args)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a script run ended."""
+
+    succeeded: bool
+    error: str | None
+    seconds: float
+    staged: int = 0
+    uploaded: int = 0
+    deleted: int = 0
+
+
+def _script_arguments(module: ModuleType, argv: Sequence[str]) -> dict[str, str]:
+    parse: Callable[[Sequence[str]], dict[str, str]] | None = getattr(module, "parse_arguments", None)
+    if parse is None:
+        raise LookupError(f"{module.__file__} defines no parse_arguments(argv): its spark-submit arguments are unknown")
+    return parse(argv)
+
+
+def execute_script(session: boto3.Session, script_location: str, args: Mapping[str, str] | Sequence[str]) -> Outcome:
+    """Run a job script's `run(spark, args)` locally with staged inputs; any failure is a failed outcome.
+
+    Parameters
+    ----------
+    session
+        boto3 session on the local AWS (S3 for the staging and the script).
+    script_location
+        `s3://` URI of the script, or a path (relative to the repository).
+    args
+        Job arguments, names without `--` (as Glue passes them); or a spark-submit argv (as EMR Serverless passes
+        it), which the script's own `parse_arguments(argv)` turns into those names, as it does when it runs there.
+
+    Returns
+    -------
+    Outcome
+        Whether `run` returned, the error text otherwise (`Type: message`), the wall time and the file counts.
+    """
+    started = time.monotonic()
+    s3: S3Client = session.client("s3")
+    with tempfile.TemporaryDirectory(prefix="lakebox-job-") as tmp:
+        folder = Path(tmp)
+        mirrors: list[Mirror] = []
+        module: ModuleType | None = None
+        staged = uploaded = deleted = 0
+        try:
+            module = _load_script(session, script_location, folder)
+            if not isinstance(args, Mapping):
+                args = _script_arguments(module, args)
+            roots, inputs, pinned = _plan(module, args, S3Store(session))
+            local_args = dict(args)
+            for name, uri in roots.items():
+                mirror = Mirror(uri if uri.endswith("/") else uri + "/", folder / "roots" / name)
+                mirror.local.mkdir(parents=True, exist_ok=True)
+                mirrors.append(mirror)
+                local_args[name] = mirror.local_uri
+            for name, value in pinned.items():
+                local_args.setdefault(name, value)
+            staged = stage(s3, mirrors, inputs)
+            module.run(local_spark(), local_args)
+        # A job run fails whatever the script raises, as on Glue; the error becomes the run's ErrorMessage.
+        except Exception as exc:
+            logger.warning("job script %s failed", script_location, exc_info=True)
+            error: str | None = f"{type(exc).__name__}: {exc}"
+        else:
+            error = None
+        finally:
+            for mirror in mirrors:
+                up, down = mirror.sync_back(s3)
+                uploaded, deleted = uploaded + up, deleted + down
+            if module is not None:
+                sys.modules.pop(module.__name__, None)
+    return Outcome(error is None, error, time.monotonic() - started, staged, uploaded, deleted)
+
+
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def run_glue_job(session: boto3.Session, job_name: str, arguments: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Run a Glue job of the local catalog the way `glue:startJobRun.sync` would, and return its JobRun.
+
+    Parameters
+    ----------
+    session
+        boto3 session on the local AWS.
+    job_name
+        The job, read with `glue:GetJob` (Command.ScriptLocation, DefaultArguments, GlueVersion).
+    arguments
+        The run's Arguments (`--name`: value), merged over the job's DefaultArguments as Glue does.
+
+    Returns
+    -------
+    dict
+        A Glue JobRun: `Id`, `JobName`, `Arguments`, `JobRunState` (`SUCCEEDED` or `FAILED`), `ErrorMessage`
+        when failed, `StartedOn`/`CompletedOn` (epoch milliseconds, as Step Functions passes them),
+        `ExecutionTime` (seconds). A failing script is a FAILED run, not an exception.
+    """
+    job = session.client("glue").get_job(JobName=job_name)["Job"]
+    merged = {**job.get("DefaultArguments", {}), **(arguments or {})}
+    run_id = f"jr_{uuid.uuid4().hex}{uuid.uuid4().hex}"
+    args = {name.removeprefix("--"): value for name, value in merged.items()}
+    args.update(JOB_NAME=job_name, JOB_RUN_ID=run_id)
+    started = datetime.now(UTC)
+    outcome = execute_script(session, job["Command"]["ScriptLocation"], args)
+    completed = datetime.now(UTC)
+    run: dict[str, Any] = {
+        "Id": run_id,
+        "Attempt": 0,
+        "JobName": job_name,
+        "JobMode": "SCRIPT",
+        "Arguments": dict(arguments or {}),
+        "StartedOn": _millis(started),
+        "LastModifiedOn": _millis(completed),
+        "CompletedOn": _millis(completed),
+        "JobRunState": "SUCCEEDED" if outcome.succeeded else "FAILED",
+        "ExecutionTime": max(1, round(outcome.seconds)),
+        "GlueVersion": job.get("GlueVersion", "5.0"),
+    }
+    if outcome.error:
+        run["ErrorMessage"] = outcome.error
+    logger.info("glue job %s %s in %.1fs (%d staged)", job_name, run["JobRunState"], outcome.seconds, outcome.staged)
+    return run
+
+
+def run_emr_job(
+    session: boto3.Session, application_id: str, execution_role_arn: str, job_driver: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Run an EMR Serverless Spark job the way `emr-serverless:startJobRun.sync` would.
+
+    Parameters
+    ----------
+    session
+        boto3 session on the local AWS.
+    application_id
+        The application, checked with `emr-serverless:GetApplication`.
+    execution_role_arn
+        The job's role (recorded; local runs are not authorized).
+    job_driver
+        `{"sparkSubmit": {"entryPoint": script URI, "entryPointArguments": ["--name", "value", ...]}}`.
+
+    Returns
+    -------
+    dict
+        The EMR job run fields (`applicationId`, `jobRunId`, `arn`, `state` `SUCCESS`/`FAILED`,
+        `stateDetails`, `totalExecutionDurationSeconds`) and the same Glue-shaped fields as `run_glue_job`
+        (`Id`, `JobRunState`, `ErrorMessage`, `ExecutionTime`).
+    """
+    application = session.client("emr-serverless").get_application(applicationId=application_id)["application"]
+    submit = job_driver["sparkSubmit"]
+    args = list(submit.get("entryPointArguments", []))
+    run_id = uuid.uuid4().hex[:16]
+    started = datetime.now(UTC)
+    outcome = execute_script(session, submit["entryPoint"], args)
+    completed = datetime.now(UTC)
+    seconds = max(1, round(outcome.seconds))
+    return {
+        "applicationId": application_id,
+        "jobRunId": run_id,
+        "arn": f"{application['arn']}/jobruns/{run_id}",
+        "executionRole": execution_role_arn,
+        "releaseLabel": application.get("releaseLabel"),
+        "jobDriver": dict(job_driver),
+        "state": "SUCCESS" if outcome.succeeded else "FAILED",
+        "stateDetails": outcome.error or "",
+        "createdAt": _millis(started),
+        "updatedAt": _millis(completed),
+        "totalExecutionDurationSeconds": seconds,
+        "Id": run_id,
+        "JobRunState": "SUCCEEDED" if outcome.succeeded else "FAILED",
+        "ExecutionTime": seconds,
+        **({"ErrorMessage": outcome.error} if outcome.error else {}),
+    }
