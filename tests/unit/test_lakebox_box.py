@@ -8,6 +8,7 @@ import threading
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,15 +132,12 @@ def test_json_output_keeps_types_and_says_null() -> None:
     )
 
 
-def test_a_task_on_a_function_the_template_lacks_fails_with_a_catchable_lambda_error(
-    stack: Stack, tmp_path: Path
-) -> None:
-    # GIVEN the stack's task integrations and a Task on a Lambda ARN the template does not define
-    from lakebox.box import stack_integrations
+def test_a_task_on_a_function_the_template_lacks_fails_with_a_catchable_lambda_error(local_stack: Any) -> None:
+    # GIVEN the box's task integrations and a Task on a Lambda ARN the template does not define
     from lakebox.sfn import ManualClock, run_execution
     from lakebox.sfn.integrations import LAMBDA_INVOKE
 
-    integrations = stack_integrations(stack, athena=object(), sagemaker=object())  # type: ignore[arg-type]
+    integrations = local_stack.integrations()
     definition = {
         "StartAt": "Call",
         "States": {
