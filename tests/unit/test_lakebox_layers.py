@@ -64,7 +64,10 @@ def _imported(name: str, path: Path) -> Iterator[tuple[str, int]]:
                 base = ".".join([*anchor, *([node.module] if node.module else [])])
             for alias in node.names:
                 yield f"{base}.{alias.name}", node.lineno
-            yield base, node.lineno
+            if not name.startswith(f"{base}."):
+                # `from package import sibling` inside the package names the sibling: its package is already
+                # initialised (or initialising) when the importer runs, so the import adds no edge to it
+                yield base, node.lineno
 
 
 def _graph() -> dict[str, dict[str, int]]:
