@@ -7,6 +7,13 @@ less), and the forecast step: its wall time (export, SageMaker training and batc
 backtest errors (sMAPE of the model and of the seasonal-naive baseline, measured on the same held-out days). Prints a
 table per size, then one line of `key=value` figures.
 
+Each size also prints where the time went: every state of the execution with its wall time (from the execution's
+history: the sum over its entries of exit minus entry), the Spark job's actions (every DataFrame action, read and write
+the job script calls, grouped by its line in the script, with the Spark jobs it launched, plus the staging between the
+local S3 and the job's folders), and a bare PySpark job run in the same process on the same raw files (read the JSON,
+write Parquet) as the floor the Spark stage is compared with (`spark_vs_bare`). The last line is
+`pipeline_s=S spark_vs_bare=R max_curated_scan_pct=P` for the last size.
+
 `.venv/bin/python bench/pipeline.py --history-days 0 1 10 30 [--rows 100000 1000000]` measures the processed
 stage alone (the Spark job's `run` on local files) as history grows: for each size, a processed zone holding that
 many rows per day for each number of days (0 is the baseline in the same run), then a new raw batch of that many
@@ -19,13 +26,18 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import gzip
+import inspect
 import logging
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +78,188 @@ def _timed(seconds: dict[str, float]) -> Callable[[Any], Any]:
     return middleware
 
 
+DATASETS = ["sales", "products", "customers", "clickstream"]
+
+# What launches Spark work from a job script: actions, reads (schema inference, listing) and writes.
+SPARK_ACTIONS = {
+    "pyspark.sql.dataframe.DataFrame": (
+        "count",
+        "collect",
+        "take",
+        "first",
+        "head",
+        "tail",
+        "toPandas",
+        "toLocalIterator",
+        "isEmpty",
+        "show",
+        "foreach",
+        "foreachPartition",
+        "checkpoint",
+        "localCheckpoint",
+    ),
+    "pyspark.sql.readwriter.DataFrameReader": ("load", "json", "parquet", "csv", "text", "orc", "table"),
+    "pyspark.sql.readwriter.DataFrameWriter": (
+        "save",
+        "parquet",
+        "json",
+        "csv",
+        "text",
+        "orc",
+        "insertInto",
+        "saveAsTable",
+    ),
+    "pyspark.sql.session.SparkSession": ("sql",),
+}
+
+
+@dataclass
+class ActionProfile:
+    """Wall time and Spark jobs per (action, call site in the job script), and the staging around the job."""
+
+    seconds: dict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
+    calls: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    jobs: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    order: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, action: str, site: str, seconds: float, jobs: int) -> None:
+        key = (action, site)
+        if key not in self.seconds:
+            self.order.append(key)
+        self.seconds[key] += seconds
+        self.calls[key] += 1
+        self.jobs[key] += jobs
+
+
+def _call_site() -> str:
+    """The innermost frame outside PySpark and this file: the job script's line that called the action."""
+    for frame in inspect.stack()[2:]:
+        name = frame.filename
+        if "/pyspark/" in name or name == __file__:
+            continue
+        return f"{Path(name).name}:{frame.lineno} {frame.function}"
+    return "?"
+
+
+@contextmanager
+def spark_action_profile() -> Iterator[ActionProfile]:
+    """Time every Spark action, read and write made in this process (outermost call only) and the job's staging.
+
+    The methods are wrapped on their classes for the duration, so the job script runs unchanged; the jobs an action
+    launched are counted with Spark's status tracker (jobs outside any job group). The SparkSession is not started
+    here: its start stays in the Spark stage, where the pipeline pays it, and shows as its own row.
+    """
+    import importlib
+
+    from lakebox import glue as local_glue
+    from lakebox.glue import local_spark
+
+    profile = ActionProfile()
+    depth = threading.local()
+    originals: list[tuple[Any, str, Any]] = []
+
+    def jobs() -> int:
+        # Only called inside a Spark method, so the session exists and this is the cached one.
+        return len(local_spark().sparkContext.statusTracker().getJobIdsForGroup())
+
+    def wrap(action: str, method: Any, *, count_jobs: bool = True) -> Any:
+        @functools.wraps(method)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if getattr(depth, "n", 0):
+                return method(*args, **kwargs)
+            depth.n = 1
+            before = jobs() if count_jobs else 0
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - start
+                launched = jobs() - before if count_jobs else 0
+                depth.n = 0
+                profile.add(action, _call_site(), elapsed, launched)
+
+        return timed
+
+    for qualified, names in SPARK_ACTIONS.items():
+        module_name, class_name = qualified.rsplit(".", 1)
+        cls = getattr(importlib.import_module(module_name), class_name)
+        for name in names:
+            if name in cls.__dict__:
+                label = f"{'write.' if 'Writer' in class_name else 'read.' if 'Reader' in class_name else ''}{name}"
+                originals.append((cls, name, cls.__dict__[name]))
+                setattr(cls, name, wrap(label, cls.__dict__[name]))
+    for owner, name, label in (
+        (local_glue, "local_spark", "SparkSession (start once)"),
+        (local_glue, "_plan", "plan inputs (S3 listing)"),
+        (local_glue, "stage", "stage inputs from S3"),
+        (local_glue.Mirror, "sync_back", "sync outputs to S3"),
+    ):
+        original = owner.__dict__[name]
+        originals.append((owner, name, original))
+        setattr(owner, name, wrap(label, original, count_jobs=False))
+    try:
+        yield profile
+    finally:
+        for owner, name, original in reversed(originals):
+            setattr(owner, name, original)
+
+
+def state_profile(execution: Any) -> list[tuple[str, int, float]]:
+    """Each state entered, in order of first entry, with its entries and wall seconds from the execution history.
+
+    A state's seconds are the sum over its entries of exit minus entry, which is the sum of exit timestamps minus the
+    sum of entry timestamps whatever the pairing (so Map iterations running at once count each iteration's time).
+    """
+    entered: dict[str, list[float]] = defaultdict(list)
+    exited: dict[str, list[float]] = defaultdict(list)
+    for event in execution.history:
+        if event.state is None:
+            continue
+        if event.type.endswith("StateEntered"):
+            entered[event.state].append(event.timestamp.timestamp())
+        elif event.type.endswith("StateExited"):
+            exited[event.state].append(event.timestamp.timestamp())
+    return [
+        (state, len(starts), sum(exited[state]) - sum(starts[: len(exited[state])]))
+        for state, starts in entered.items()
+    ]
+
+
+def bare_spark_job(session: Any, raw_bucket: str, datasets: list[str]) -> dict[str, float]:
+    """The floor for the Spark stage: plain PySpark reading the same raw files and writing Parquet, nothing else.
+
+    The raw zone's objects of `datasets` are copied to a local folder first (timed apart, as the job's own staging
+    is); then each dataset's JSON lines are read (schema inferred) and written as Parquet partitioned like the raw
+    zone (year/month/day), on the process's one SparkSession.
+    """
+    from lakebox.glue import local_spark
+
+    spark = local_spark()
+    s3 = session.client("s3")
+    with tempfile.TemporaryDirectory(prefix="bench-bare-") as folder:
+        root = Path(folder)
+        start = time.perf_counter()
+        present = []
+        for dataset in datasets:
+            pages = s3.get_paginator("list_objects_v2").paginate(Bucket=raw_bucket, Prefix=f"{dataset}/")
+            for item in (item for page in pages for item in page.get("Contents", [])):
+                key = str(item["Key"])
+                if key.endswith("/") or "/_" in key or "/." in key:
+                    continue
+                dest = root / "raw" / key
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(raw_bucket, key, str(dest))
+                if dataset not in present:
+                    present.append(dataset)
+        staging = time.perf_counter() - start
+        start = time.perf_counter()
+        for dataset in present:
+            frame = spark.read.json(str(root / "raw" / dataset))
+            partitions = [c for c in ("year", "month", "day") if c in frame.columns]
+            frame.write.mode("overwrite").partitionBy(*partitions).parquet(str(root / "parquet" / dataset))
+        return {"seconds": time.perf_counter() - start, "staging": staging, "datasets": len(present)}
+
+
 def measure(rows: int, days: int = 56) -> dict[str, Any]:
     """Run the pipeline once on `rows` generated sales; return stage seconds and bytes."""
     from lakebox.app.sample import SampleSpec, generate
@@ -89,14 +283,16 @@ def measure(rows: int, days: int = 56) -> dict[str, Any]:
         seconds["ingest"] = time.perf_counter() - start
         definition, _ = box.stack.state_machine("PipelineStateMachine")
         integrations = box.integrations()
-        start = time.perf_counter()
-        execution = run_execution(
-            definition,
-            {"datasets": ["sales", "products", "customers", "clickstream"]},
-            integrations.with_middleware(_timed(seconds)),
-            state_machine_arn=str(box.stack.ref("PipelineStateMachine")),
-        )
-        seconds["pipeline total"] = time.perf_counter() - start
+        with spark_action_profile() as actions:
+            start = time.perf_counter()
+            execution = run_execution(
+                definition,
+                {"datasets": DATASETS},
+                integrations.with_middleware(_timed(seconds)),
+                state_machine_arn=str(box.stack.ref("PipelineStateMachine")),
+            )
+            seconds["pipeline total"] = time.perf_counter() - start
+        bare = bare_spark_job(box.session, box.bucket("RawBucket"), DATASETS) if execution.succeeded else {}
     if execution.status != "SUCCEEDED":
         raise SystemExit(f"pipeline {execution.status}: {execution.error}: {execution.cause}")
     scanned: dict[str, int] = defaultdict(int)
@@ -106,7 +302,41 @@ def measure(rows: int, days: int = 56) -> dict[str, Any]:
     if forecast.get("status") != "SUCCEEDED":
         raise SystemExit(f"forecast {forecast.get('status')}: {forecast.get('error')}: {forecast.get('cause')}")
     metrics = {str(m["MetricName"]): float(m["Value"]) for m in forecast.get("metrics") or []}
-    return {"seconds": dict(seconds), "scanned": dict(scanned), "raw_json_bytes": raw_json_bytes, "metrics": metrics}
+    return {
+        "seconds": dict(seconds),
+        "scanned": dict(scanned),
+        "raw_json_bytes": raw_json_bytes,
+        "metrics": metrics,
+        "states": state_profile(execution),
+        "actions": actions,
+        "bare": bare,
+    }
+
+
+def print_profile(result: dict[str, Any]) -> None:
+    """Print the per-state and per-Spark-action tables and the bare job beside the Spark stage."""
+    total = result["seconds"]["pipeline total"]
+    print(f"\n| {'state':<30} | {'entries':>7} | {'wall s':>8} | {'% of run':>8} |")
+    print(f"|{'-' * 32}|{'-' * 9}|{'-' * 10}|{'-' * 10}|")
+    for state, entries, seconds in result["states"]:
+        print(f"| {state:<30} | {entries:>7} | {seconds:>8.2f} | {100 * seconds / total:>7.1f}% |")
+    actions: ActionProfile = result["actions"]
+    print(f"\n| {'Spark action':<26} | {'call site':<44} | {'calls':>5} | {'jobs':>4} | {'wall s':>7} |")
+    print(f"|{'-' * 28}|{'-' * 46}|{'-' * 7}|{'-' * 6}|{'-' * 9}|")
+    for key in sorted(actions.order, key=lambda k: -actions.seconds[k]):
+        action, site = key
+        print(
+            f"| {action:<26} | {site[:44]:<44} | {actions.calls[key]:>5} | {actions.jobs[key]:>4} | "
+            f"{actions.seconds[key]:>7.2f} |"
+        )
+    spark, bare = result["seconds"].get("spark", 0.0), result["bare"]
+    print(f"\n| {'Spark stage vs bare job':<40} | {'wall s':>8} |")
+    print(f"|{'-' * 42}|{'-' * 10}|")
+    print(f"| {'Spark stage (Run Spark Job state)':<40} | {spark:>8.2f} |")
+    print(f"| {'of which: profiled actions and staging':<40} | {sum(actions.seconds.values()):>8.2f} |")
+    print(f"| {'bare job: JSON read, Parquet write':<40} | {bare['seconds']:>8.2f} |")
+    print(f"| {'bare job: copying its raw files first':<40} | {bare['staging']:>8.2f} |")
+    print(f"| {'spark_vs_bare':<40} | {spark / bare['seconds']:>8.2f} |")
 
 
 HISTORY_START = dt.date(2026, 1, 1)
@@ -237,6 +467,7 @@ def main() -> None:
         main_history(args.rows, args.history_days, args.repeat)
         return
     figures = []
+    last = ""
     for rows in args.rows:
         print(f"running the pipeline on {rows:,} sales rows ...", file=sys.stderr)
         result = measure(rows, args.days)
@@ -246,6 +477,7 @@ def main() -> None:
         print(f"|{'-' * 18}|{'-' * 10}|")
         for stage in ("ingest", "catalog", "spark", "quality", "ctas", "forecast", "notify", "pipeline total"):
             print(f"| {stage:<16} | {result['seconds'].get(stage, 0.0):>8.1f} |")
+        print_profile(result)
         print(f"\n| {'curated table':<24} | {'bytes scanned':>14} | {'% of raw JSON':>13} |")
         print(f"|{'-' * 26}|{'-' * 16}|{'-' * 15}|")
         for table, scanned in sorted(result["scanned"].items()):
@@ -263,7 +495,15 @@ def main() -> None:
         figures.append(f"pipeline_s_{rows}={result['seconds']['pipeline total']:.1f}")
         figures.append(f"forecast_s_{rows}={result['seconds'].get('forecast', 0.0):.1f}")
         figures.append(f"smape_model_{rows}={model:.2f} smape_naive_{rows}={naive:.2f}")
+        spark_vs_bare = result["seconds"].get("spark", 0.0) / result["bare"]["seconds"]
+        max_scan = max((100 * scanned / raw for scanned in result["scanned"].values()), default=0.0)
+        figures.append(f"spark_vs_bare_{rows}={spark_vs_bare:.2f} max_curated_scan_pct_{rows}={max_scan:.2f}")
+        last = (
+            f"pipeline_s={result['seconds']['pipeline total']:.1f} spark_vs_bare={spark_vs_bare:.2f} "
+            f"max_curated_scan_pct={max_scan:.2f}"
+        )
     print("\n" + " ".join(figures))
+    print(last)
 
 
 if __name__ == "__main__":

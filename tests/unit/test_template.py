@@ -444,6 +444,24 @@ def test_ingest_file_function_retries_boundedly_and_keeps_failures(template: Tem
     assert props["CodeUri"] == "functions/ingest_file/"
 
 
+def test_spark_job_auto_scales_to_parameterised_workers_without_glue_level_retries(template: Template) -> None:
+    # GIVEN the raw -> processed Glue job and the parameters that size it (docs/scaling.md)
+    props = template["Resources"]["RawToProcessedJob"]["Properties"]
+    parameters = template["Parameters"]
+    # WHEN its capacity settings are read
+    arguments = props["DefaultArguments"]
+    # THEN worker type and the most workers come from parameters, and Glue scales between them (Glue 3.0 and later)
+    assert props["WorkerType"] == {"Ref": "GlueWorkerType"}
+    assert props["NumberOfWorkers"] == {"Ref": "GlueMaxWorkers"}
+    assert arguments["--enable-auto-scaling"] == "true"
+    assert float(props["GlueVersion"]) >= 3.0
+    assert parameters["GlueWorkerType"]["Default"] in parameters["GlueWorkerType"]["AllowedValues"]
+    assert {"G.1X", "G.2X"} <= set(parameters["GlueWorkerType"]["AllowedValues"])
+    assert parameters["GlueMaxWorkers"]["MinValue"] >= 2 <= parameters["GlueMaxWorkers"]["Default"]
+    # AND a failed run is not retried by Glue behind the state machine's back (startJobRun.sync follows one run)
+    assert props["MaxRetries"] == 0
+
+
 def _stem(name: str) -> str:
     """A dataset name as the template's logical ids spell it: `page_views` -> `PageViews`."""
     return "".join(part.capitalize() for part in name.split("_"))
