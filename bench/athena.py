@@ -43,7 +43,7 @@ OFFICIAL_SCALES = (0.01, 0.1, 1.0)
 
 def athena_engine_class() -> Any:
     """The local Athena engine class; its module is named here only."""
-    from lakebox.athena import AthenaEngine
+    from lakebox.services.athena import AthenaEngine
 
     return AthenaEngine
 
