@@ -152,7 +152,7 @@ def spark_action_profile() -> Iterator[ActionProfile]:
     import importlib
 
     from lakebox import glue as local_glue
-    from lakebox.glue import local_spark
+    from lakebox.services.glue import local_spark
 
     profile = ActionProfile()
     depth = threading.local()
@@ -232,7 +232,7 @@ def bare_spark_job(session: Any, raw_bucket: str, datasets: list[str]) -> dict[s
     is); then each dataset's JSON lines are read (schema inferred) and written as Parquet partitioned like the raw
     zone (year/month/day), on the process's one SparkSession.
     """
-    from lakebox.glue import local_spark
+    from lakebox.services.glue import local_spark
 
     spark = local_spark()
     s3 = session.client("s3")
