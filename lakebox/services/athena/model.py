@@ -227,6 +227,8 @@ class _Context:
 class _Prepared:
     sql: str
     bytes_scanned: int
+    zones: dict[str, str] = field(default_factory=dict)
+    """The time zone of each output column holding a ``timestamp with time zone``, by name."""
 
 
 def _iso(moment: dt.datetime) -> str:

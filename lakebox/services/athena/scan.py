@@ -44,6 +44,8 @@ from lakebox.services.athena.model import (
     _Table,
     split_s3_uri,
 )
+from lakebox.services.athena import functions
+from lakebox.services.athena.trino import check_strict, trino_semantics, unnest_arrays
 from lakebox.services.athena.trino_decimal import DIVIDE_MACRO, DecimalPlanError, exact_decimals
 from lakebox.services.athena.types import _T, _cast_literal, _convert, _read_type, glue_to_duckdb
 
@@ -88,6 +90,7 @@ def _connect(session: boto3.Session, endpoint: str) -> duckdb.DuckDBPyConnection
     con.execute(f"CREATE OR REPLACE SECRET lakebox_s3 ({body})")
     con.execute("SET TimeZone = 'UTC'")
     con.execute(DIVIDE_MACRO)
+    functions.install(con)
     return con
 
 
@@ -293,6 +296,7 @@ class ScanMixin:
     _footers: dict[tuple[str, str], _FileMeta]
     _tables: dict[tuple[str, str], _Table]
     _partition_lists: dict[tuple[str, str], list[_Partition]]
+    _strict: bool
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         if self._db is None:
@@ -332,11 +336,14 @@ class ScanMixin:
             tree = qualify(query.copy(), schema=schema, db=ctx.database, dialect="athena", quote_identifiers=True)
             tree = pushdown_projections(tree)
             tree = annotate_types(tree, schema=schema, dialect="athena")
+            if self._strict:
+                check_strict(tree)
             tree = _trino_decimals(tree)
         except OptimizeError as exc:
             # DuckDB then binds the query itself (and names an unknown column); bytes count every column
             logger.debug("sqlglot could not qualify the query, reading every column: %s", exc)
             tree, qualified = query.copy(), False
+        zones = trino_semantics(tree, strict=self._strict)
         scanned = 0
         replacements: list[tuple[exp.Table, exp.Table]] = []
         # A table's columns can be read in more than one scope: an UNNEST (a UDTF scope) sees the sources of the
@@ -369,7 +376,7 @@ class ScanMixin:
         for source, replacement in replacements:
             source.replace(replacement)
         # After the sources are bound: a map's UNNEST becomes a subquery, whose outer columns no scope counts.
-        return _Prepared(_trino_maps(tree).sql(dialect="duckdb"), scanned)
+        return _Prepared(unnest_arrays(_trino_maps(tree)).sql(dialect="duckdb"), scanned, zones)
 
     def _inline_views(self, query: exp.Query, database: str) -> exp.Query:
         for _ in range(_MAX_VIEW_DEPTH):
