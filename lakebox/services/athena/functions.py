@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from typing import Final
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote_plus, unquote_plus, urlsplit
 
 import duckdb
 
@@ -21,6 +21,21 @@ _MACROS: Final = (
     "WHEN i < 0 THEN error(concat('Array subscript is negative: ', i)) "
     "WHEN i > len(a) THEN error(concat('Array subscript must be less than or equal to array length: ', i, ' > ', len(a))) "
     "ELSE a[i] END",
+    # integer division and remainder: truncated toward zero, an error for a zero divisor (DuckDB answers NULL)
+    f"CREATE OR REPLACE MACRO {PREFIX}idiv(a, b) AS CASE WHEN b = 0 THEN error('Division by zero') ELSE a // b END",
+    f"CREATE OR REPLACE MACRO {PREFIX}imod(a, b) AS CASE WHEN b = 0 THEN error('Division by zero') ELSE a % b END",
+    # width_bucket(x, bound1, bound2, n)
+    f"CREATE OR REPLACE MACRO {PREFIX}width_bucket(x, b1, b2, n) AS CASE "
+    "WHEN b1 = b2 THEN error('bounds cannot equal each other') "
+    "WHEN b1 < b2 AND x < b1 THEN CAST(0 AS BIGINT) WHEN b1 < b2 AND x >= b2 THEN CAST(n + 1 AS BIGINT) "
+    "WHEN b1 > b2 AND x > b1 THEN CAST(0 AS BIGINT) WHEN b1 > b2 AND x <= b2 THEN CAST(n + 1 AS BIGINT) "
+    "ELSE CAST(floor((x - b1) / (b2 - b1) * n) + 1 AS BIGINT) END",
+    # array_distinct keeps the first occurrence of each element, in order
+    f"CREATE OR REPLACE MACRO {PREFIX}array_distinct(a) AS "
+    "list_filter(a, lambda x, i: i = coalesce(list_position(a, x), list_position(list_transform(a, lambda y: y IS NULL), true)))",
+    # split_part past the last field is NULL
+    f"CREATE OR REPLACE MACRO {PREFIX}split_part(s, d, n) AS CASE WHEN n > len(string_split(s, d)) THEN NULL "
+    "ELSE split_part(s, d, n) END",
     # m[k]: a missing key is an error
     f"CREATE OR REPLACE MACRO {PREFIX}key(m, k) AS CASE "
     "WHEN m IS NULL OR k IS NULL THEN NULL "
@@ -135,13 +150,28 @@ def _url_parameter(url: str | None, name: str | None) -> str | None:
     return None
 
 
+def _url_encode(text: str) -> str:
+    """Java's URLEncoder: a space is ``+``; letters, digits and ``.-*_`` stay."""
+    return quote_plus(text, safe="*").replace("~", "%7E")
+
+
 def install(con: duckdb.DuckDBPyConnection) -> None:
     """Create the macros and Python functions on a DuckDB database (once per database)."""
     con.create_function(f"{PREFIX}trino_type", trino_type_name, ["VARCHAR"], "VARCHAR", side_effects=False)
     for part in ("protocol", "host", "path", "query", "fragment"):
-        con.create_function(f"{PREFIX}url_{part}", _url_part(part), ["VARCHAR"], "VARCHAR")  # type: ignore[arg-type]
-    con.create_function(f"{PREFIX}url_port", _url_port, ["VARCHAR"], "BIGINT")
-    con.create_function(f"{PREFIX}url_parameter", _url_parameter, ["VARCHAR", "VARCHAR"], "VARCHAR")
+        con.create_function(
+            f"{PREFIX}url_{part}",
+            _url_part(part),  # type: ignore[arg-type]
+            ["VARCHAR"],
+            "VARCHAR",
+            null_handling="special",
+        )
+    con.create_function(f"{PREFIX}url_port", _url_port, ["VARCHAR"], "BIGINT", null_handling="special")
+    con.create_function(
+        f"{PREFIX}url_parameter", _url_parameter, ["VARCHAR", "VARCHAR"], "VARCHAR", null_handling="special"
+    )
+    con.create_function(f"{PREFIX}url_encode", _url_encode, ["VARCHAR"], "VARCHAR")
+    con.create_function(f"{PREFIX}url_decode", unquote_plus, ["VARCHAR"], "VARCHAR")
     for macro in _MACROS:
         con.execute(macro)
 

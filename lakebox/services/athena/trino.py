@@ -9,6 +9,7 @@ returned with its zone, so results print as Trino prints a `timestamp(3) with ti
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Final
 
@@ -33,6 +34,7 @@ _INTEGERS: Final = {_T.TINYINT: 1, _T.SMALLINT: 2, _T.INT: 3, _T.BIGINT: 4}
 _TIMES: Final = {_T.DATE, _T.TIMESTAMP, _T.TIMESTAMPTZ, _T.DATETIME}
 _DATE_UNITS: Final = {"DAY", "WEEK", "MONTH", "YEAR", "QUARTER"}
 _ZONE: Final = "lb_zone"
+_ZONED_LITERAL: Final = re.compile(r"(?P<moment>\d{4}-\d{2}-\d{2} \d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (?P<zone>[A-Za-z][\w/+-]*)")
 _NAMES: Final = {
     _T.VARCHAR: "varchar",
     _T.TEXT: "varchar",
@@ -180,7 +182,7 @@ def check_strict(tree: exp.Expr) -> None:
             _branches(node)
         elif isinstance(node, exp.Anonymous):
             name = node.name.lower()
-            if name not in TRINO_FUNCTIONS:
+            if name not in TRINO_FUNCTIONS and name not in {"all", "any", "some"}:
                 raise _QueryError(f"FUNCTION_NOT_FOUND: {_position(node)}Function '{name}' not registered")
 
 
@@ -337,12 +339,21 @@ def _date_arith(node: exp.Expr, strict: bool) -> exp.Expr | None:
 def _arith(node: exp.Expr, strict: bool) -> exp.Expr | None:
     if isinstance(node, (exp.Add, exp.Sub)) and isinstance(node.expression, exp.Interval):
         return _date_arith(node, strict)
-    if isinstance(node, exp.Div):
+    if isinstance(node, (exp.Div, exp.Mod)):
         left, right = _kind(node.left), _kind(node.right)
         if left is not None and right is not None and left.this in _INTEGERS and right.this in _INTEGERS:
             wider = left if _INTEGERS[left.this] >= _INTEGERS[right.this] else right
-            node.set("typed", True)
-            return _cast(node.copy(), wider.sql("duckdb"))
+            name = "idiv" if isinstance(node, exp.Div) else "imod"
+            return _cast(_call(f"{PREFIX}{name}", node.left.copy(), node.right.copy()), wider.sql("duckdb"))
+    return None
+
+
+def _sign(node: exp.Expr, strict: bool) -> exp.Expr | None:
+    """``sign`` of an integer is of the argument's type (DuckDB's is a TINYINT)."""
+    del strict
+    kind = _kind(node.this)
+    if kind is not None and kind.this in _INTEGERS:
+        return _cast(node.copy(), kind.sql("duckdb"))
     return None
 
 
@@ -480,9 +491,11 @@ def _bracket(node: exp.Expr, strict: bool) -> exp.Expr | None:
 
 def _split_to_map(node: exp.Expr, strict: bool) -> exp.Expr:
     del strict
-    return _call(
+    replacement = _call(
         f"{PREFIX}split_to_map", node.this.copy(), node.args["pair_delim"].copy(), node.args["key_value_delim"].copy()
     )
+    replacement.type = exp.DataType(this=_T.MAP)
+    return replacement
 
 
 def _at_time_zone(node: exp.Expr, strict: bool) -> exp.Expr:
@@ -525,11 +538,23 @@ def _cast_node(node: exp.Expr, strict: bool) -> exp.Expr | None:
     to = node.args.get("to")
     if not isinstance(to, exp.DataType):
         return None
+    if to.this == _T.DECIMAL and not to.expressions:
+        # DECIMAL '12.50' is a decimal(4, 2); CAST(x AS decimal) a decimal(38, 0)
+        text = node.this.name.strip().lstrip("+-") if isinstance(node.this, exp.Literal) else ""
+        whole, _, fraction = text.partition(".")
+        if text and (whole + fraction).isdigit():
+            precision, scale = max(len(whole) + len(fraction), 1), len(fraction)
+        else:
+            precision, scale = 38, 0
+        return _cast(node.this.copy(), f"DECIMAL({precision},{scale})")
     if to.this == _T.TIMESTAMPTZ and isinstance(node.this, exp.Literal) and node.this.is_string:
         text = node.name.strip()
-        parts = text.rsplit(" ", 1)
-        zone = parts[1] if len(parts) == 2 and any(ch.isalpha() for ch in parts[1]) else UTC
-        return _zoned(node, zone)
+        match = _ZONED_LITERAL.fullmatch(text)
+        if match is None:
+            return _zoned(node, UTC)
+        zone = match.group("zone")
+        moment = match.group("moment") + (":00" if match.group("moment").count(":") == 1 else "")
+        return _zoned(_cast(exp.Literal.string(f"{moment} {zone}"), "TIMESTAMPTZ"), zone)
     if to.this in {_T.TIMESTAMP, _T.DATE} and _zone_of(node.this) not in {None, UTC}:
         local = _call("timezone", exp.Literal.string(str(_zone_of(node.this))), node.this.copy())
         return _cast(local, to.sql("duckdb"))
@@ -552,9 +577,14 @@ def _unnest(node: exp.Unnest) -> exp.Expr | None:
     if len(values) < 2 or not isinstance(alias, exp.TableAlias):
         return None
     columns = list(alias.columns)
-    ordinality = bool(node.args.get("offset"))
+    offset = node.args.get("offset")
+    ordinality = offset is not None and offset is not False
+    if isinstance(offset, exp.Identifier):
+        columns.append(offset)
     if len(columns) != len(values) + (1 if ordinality else 0):
         return None
+    alias = alias.copy()
+    alias.set("columns", [c.copy() for c in columns])
     selects = [exp.alias_(exp.Unnest(expressions=[v.copy()]), c.copy()) for v, c in zip(values, columns, strict=False)]
     if ordinality:
         longest = _call("greatest", *(_call("len", v.copy()) for v in values))
@@ -563,11 +593,69 @@ def _unnest(node: exp.Unnest) -> exp.Expr | None:
     return exp.Subquery(this=exp.select(*selects), alias=alias.copy())
 
 
+def _current_timezone(node: exp.Expr, strict: bool) -> exp.Expr:
+    del node, strict
+    return exp.Literal.string(UTC)
+
+
+def _width_bucket(node: exp.Expr, strict: bool) -> exp.Expr:
+    del strict
+    args = [node.this, node.args.get("min_value"), node.args.get("max_value"), node.args.get("num_buckets")]
+    if any(a is None for a in args):
+        raise _QueryError("NOT_SUPPORTED: width_bucket with an array of bins cannot run locally")
+    return _call(f"{PREFIX}width_bucket", *(a.copy() for a in args if a is not None))
+
+
+def _reverse(node: exp.Expr, strict: bool) -> exp.Expr | None:
+    del strict
+    return _call("list_reverse", node.this.copy()) if _is(node.this, {_T.ARRAY}) else None
+
+
+def _array_distinct(node: exp.Expr, strict: bool) -> exp.Expr:
+    del strict
+    return _call(f"{PREFIX}array_distinct", node.this.copy())
+
+
+def _array_position(node: exp.Expr, strict: bool) -> exp.Expr:
+    del strict
+    return _cast(_call("coalesce", node.copy(), exp.Literal.number(0)), "BIGINT")
+
+
+def _split_part(node: exp.Expr, strict: bool) -> exp.Expr:
+    del strict
+    return _call(f"{PREFIX}split_part", node.this.copy(), node.args["delimiter"].copy(), node.args["part_index"].copy())
+
+
+def _split(node: exp.Expr, strict: bool) -> exp.Expr | None:
+    del strict
+    if node.args.get("limit") is not None:
+        raise _QueryError("NOT_SUPPORTED: split with a limit cannot run locally")
+    return None
+
+
+def _unsupported(what: str) -> Callable[[exp.Expr, bool], exp.Expr]:
+    def refuse(node: exp.Expr, strict: bool) -> exp.Expr:
+        del node, strict
+        raise _QueryError(f"NOT_SUPPORTED: {what} cannot run locally")
+
+    return refuse
+
+
 _Rewrite = Callable[[exp.Expr, bool], "exp.Expr | None"]
 _REWRITES: Final[dict[type[exp.Expr], _Rewrite]] = {
     exp.Add: _arith,
     exp.Sub: _arith,
     exp.Div: _arith,
+    exp.Mod: _arith,
+    exp.Sign: _sign,
+    exp.WidthBucket: _width_bucket,
+    exp.Reverse: _reverse,
+    exp.ArrayDistinct: _array_distinct,
+    exp.ArrayPosition: _array_position,
+    exp.SplitPart: _split_part,
+    exp.Split: _split,
+    exp.Try: _unsupported("try"),
+    exp.JSONArrayContains: _unsupported("json_array_contains"),
     exp.DateAdd: _date_arith,
     exp.DateSub: _date_arith,
     exp.TimestampTrunc: _date_arith,
@@ -586,6 +674,7 @@ _REWRITES: Final[dict[type[exp.Expr], _Rewrite]] = {
     exp.UnixToTime: _from_unixtime,
     exp.ParseDatetime: _parse_datetime,
     exp.Cast: _cast_node,
+    exp.CurrentTimezone: _current_timezone,
 }
 
 
@@ -617,6 +706,7 @@ def _function(node: exp.Anonymous) -> None:
             expression=exp.Where(this=exp.Not(this=exp.Is(this=args[0].copy(), expression=exp.Null()))),
         )
         replacement = _call("map_from_entries", listed)
+        replacement.type = exp.DataType(this=_T.MAP)
     elif name == "every":
         replacement = _call("bool_and", *(a.copy() for a in args))
     elif name in {"any_match", "all_match", "none_match"}:
@@ -633,6 +723,21 @@ def _function(node: exp.Anonymous) -> None:
         part = name.removeprefix("url_extract_")
         if part in {"protocol", "host", "path", "query", "fragment", "port", "parameter"}:
             replacement = _call(f"{PREFIX}url_{part}", *(a.copy() for a in args))
+    elif name == "current_timezone":
+        replacement = exp.Literal.string(UTC)
+    elif name in {"is_infinite", "is_finite"}:
+        replacement = _call("isinf" if name == "is_infinite" else "isfinite", *(a.copy() for a in args))
+    elif name == "width_bucket" and len(args) == 4:
+        replacement = _call(f"{PREFIX}width_bucket", *(a.copy() for a in args))
+    elif name == "arrays_overlap":
+        replacement = _call("list_has_any", *(a.copy() for a in args))
+    elif name == "codepoint":
+        replacement = _cast(_call("unicode", *(a.copy() for a in args)), "INTEGER")
+    elif name in {"url_encode", "url_decode"}:
+        replacement = _call(f"{PREFIX}{name}", *(a.copy() for a in args))
+    elif name in {"zip", "all", "any", "some"}:
+        what = "zip" if name == "zip" else "a quantified comparison (ALL, ANY, SOME)"
+        raise _QueryError(f"NOT_SUPPORTED: {what} cannot run locally")
     elif name == "nan":
         replacement = _cast(exp.Literal.string("NaN"), "DOUBLE")
     elif name == "infinity":
