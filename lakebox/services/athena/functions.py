@@ -155,6 +155,10 @@ def _url_encode(text: str) -> str:
     return quote_plus(text, safe="*").replace("~", "%7E")
 
 
+def _url_decode(text: str) -> str:
+    return unquote_plus(text)
+
+
 def install(con: duckdb.DuckDBPyConnection) -> None:
     """Create the macros and Python functions on a DuckDB database (once per database)."""
     con.create_function(f"{PREFIX}trino_type", trino_type_name, ["VARCHAR"], "VARCHAR", side_effects=False)
@@ -171,7 +175,7 @@ def install(con: duckdb.DuckDBPyConnection) -> None:
         f"{PREFIX}url_parameter", _url_parameter, ["VARCHAR", "VARCHAR"], "VARCHAR", null_handling="special"
     )
     con.create_function(f"{PREFIX}url_encode", _url_encode, ["VARCHAR"], "VARCHAR")
-    con.create_function(f"{PREFIX}url_decode", unquote_plus, ["VARCHAR"], "VARCHAR")
+    con.create_function(f"{PREFIX}url_decode", _url_decode, ["VARCHAR"], "VARCHAR")
     for macro in _MACROS:
         con.execute(macro)
 
