@@ -45,6 +45,7 @@ from lakebox.services.athena.model import (
     split_s3_uri,
 )
 from lakebox.services.athena import functions
+from lakebox.services.athena.projection import injected_values, is_projected, projected_partitions
 from lakebox.services.athena.trino import check_strict, trino_semantics, unnest_arrays
 from lakebox.services.athena.trino_decimal import DIVIDE_MACRO, DecimalPlanError, exact_decimals
 from lakebox.services.athena.types import _T, _cast_literal, _convert, _read_type, glue_to_duckdb
@@ -358,13 +359,14 @@ class ScanMixin:
                 _, _, _, seen, partitions = reads.get(id(source), (source, alias, table, set(), None))
                 columns = None if used is None or seen is None else seen | used
                 if not scope.is_udtf:
-                    partitions = self._partitions(table) if table.partition_keys else []
+                    where = scope.expression.args.get("where") if isinstance(scope.expression, exp.Select) else None
+                    partitions = self._read_partitions(table, where, alias) if table.partition_keys else []
                     if partitions and qualified:
                         partitions = _prune(scope, source, alias, table, partitions, ctx.cursor)
                 reads[id(source)] = (source, alias, table, columns, partitions)
         for source, alias, table, used, pruned in reads.values():
             if pruned is None:
-                pruned = self._partitions(table) if table.partition_keys else []
+                pruned = self._read_partitions(table, None, alias) if table.partition_keys else []
             sql, nbytes = self._source_sql(table, used, pruned)
             ctx.views += 1
             view = f"__lb_source_{ctx.views}"
@@ -372,6 +374,8 @@ class ScanMixin:
             scanned += nbytes
             replacement = exp.Table(this=exp.to_identifier(view))
             replacement.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+            if source.args.get("sample") is not None:  # TABLESAMPLE applies to the bound view
+                replacement.set("sample", source.args["sample"].copy())
             replacements.append((source, replacement))
         for source, replacement in replacements:
             source.replace(replacement)
@@ -425,6 +429,13 @@ class ScanMixin:
                 return False
             raise
         return True
+
+    def _read_partitions(self, table: _Table, where: exp.Expr | None, alias: str) -> list[_Partition]:
+        """The partitions a query reads: the projection's when ``projection.enabled``, else the catalog's."""
+        if not is_projected(table):
+            return self._partitions(table)
+        injected = injected_values(where, alias, {name for name, _ in table.partition_keys})
+        return projected_partitions(table, injected)
 
     def _partitions(self, table: _Table) -> list[_Partition]:
         cached = self._partition_lists.get((table.database, table.name))
