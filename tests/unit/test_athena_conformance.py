@@ -19,9 +19,7 @@ CASES = load_cases()
 @pytest.fixture(scope="module")
 def engine() -> Iterator[AthenaEngine]:
     with mock_aws():
-        session = boto3.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
-        )
+        session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
         session.client("s3").create_bucket(Bucket="conformance-results")
         athena = AthenaEngine(session, default_output="s3://conformance-results/")
         yield athena

@@ -45,7 +45,10 @@ REFUSED = [
         "SELECT date_add('day', 1, '2020-01-01')",
         "FUNCTION_NOT_FOUND: Unexpected parameters (varchar(3), integer, varchar(10)) for function date_add",
     ),
-    ("SELECT ARRAY[1, 2][3]", "INVALID_FUNCTION_ARGUMENT: Array subscript must be less than or equal to array length: 3 > 2"),
+    (
+        "SELECT ARRAY[1, 2][3]",
+        "INVALID_FUNCTION_ARGUMENT: Array subscript must be less than or equal to array length: 3 > 2",
+    ),
     ("SELECT MAP(ARRAY['a'], ARRAY[1])['b']", "INVALID_FUNCTION_ARGUMENT: Key not present in map: b"),
     ("SELECT frobnicate(1)", "FUNCTION_NOT_FOUND: Function 'frobnicate' not registered"),
     ("SELECT DATE '2020-01-01' = '2020-01-01'", "TYPE_MISMATCH: Cannot apply operator: date = varchar(10)"),

@@ -432,7 +432,10 @@ def _duckdb_reason(exc: duckdb.Error) -> str:
 
 
 _TRINO_RUNTIME: Final = (
-    (re.compile(r"(Array subscript|SQL array indices|Key not present in map|Key-value delimiter).*"), "INVALID_FUNCTION_ARGUMENT"),
+    (
+        re.compile(r"(Array subscript|SQL array indices|Key not present in map|Key-value delimiter).*"),
+        "INVALID_FUNCTION_ARGUMENT",
+    ),
     (re.compile(r"Map keys must be unique.*|Duplicate keys.*"), "INVALID_FUNCTION_ARGUMENT"),
 )
 """Errors the Trino functions of `lakebox.services.athena.functions` raise, with Trino's category."""

@@ -4,10 +4,12 @@ Python functions; Java date-time patterns translated to strftime; the names of T
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final
 from urllib.parse import parse_qsl, quote_plus, unquote_plus, urlsplit
 
 import duckdb
+from duckdb.func import SPECIAL
 
 __all__ = ["TRINO_FUNCTIONS", "PatternError", "install", "java_format_to_printf", "java_to_strftime", "trino_type_name"]
 
@@ -19,7 +21,8 @@ _MACROS: Final = (
     "WHEN a IS NULL OR i IS NULL THEN NULL "
     "WHEN i = 0 THEN error('SQL array indices start at 1') "
     "WHEN i < 0 THEN error(concat('Array subscript is negative: ', i)) "
-    "WHEN i > len(a) THEN error(concat('Array subscript must be less than or equal to array length: ', i, ' > ', len(a))) "
+    "WHEN i > len(a) THEN "
+    "error(concat('Array subscript must be less than or equal to array length: ', i, ' > ', len(a))) "
     "ELSE a[i] END",
     # integer division and remainder: truncated toward zero, an error for a zero divisor (DuckDB answers NULL)
     f"CREATE OR REPLACE MACRO {PREFIX}idiv(a, b) AS CASE WHEN b = 0 THEN error('Division by zero') ELSE a // b END",
@@ -32,7 +35,8 @@ _MACROS: Final = (
     "ELSE CAST(floor((x - b1) / (b2 - b1) * n) + 1 AS BIGINT) END",
     # array_distinct keeps the first occurrence of each element, in order
     f"CREATE OR REPLACE MACRO {PREFIX}array_distinct(a) AS "
-    "list_filter(a, lambda x, i: i = coalesce(list_position(a, x), list_position(list_transform(a, lambda y: y IS NULL), true)))",
+    "list_filter(a, lambda x, i: i = coalesce(list_position(a, x), "
+    "list_position(list_transform(a, lambda y: y IS NULL), true)))",
     # split_part past the last field is NULL
     f"CREATE OR REPLACE MACRO {PREFIX}split_part(s, d, n) AS CASE WHEN n > len(string_split(s, d)) THEN NULL "
     "ELSE split_part(s, d, n) END",
@@ -86,7 +90,7 @@ _DUCK_TO_TRINO: Final = (
     (re.compile(r"\bTIMESTAMP\b"), "timestamp(3)"),
     (re.compile(r"\bBLOB\b"), "varbinary"),
     (re.compile(r"\bINTERVAL\b"), "interval day to second"),
-    (re.compile(r'\bJSON\b'), "json"),
+    (re.compile(r"\bJSON\b"), "json"),
     (re.compile(r"\bDECIMAL\((\d+),(\d+)\)"), r"decimal(\1,\2)"),
     (re.compile(r"\bNULL\b"), "unknown"),
 )
@@ -106,7 +110,7 @@ def trino_type_name(duck: str) -> str:
     return text
 
 
-def _url_part(part: str) -> object:
+def _url_part(part: str) -> Callable[[str | None], str | None]:
     def extract(url: str | None) -> str | None:
         if url is None:
             return None
@@ -165,14 +169,14 @@ def install(con: duckdb.DuckDBPyConnection) -> None:
     for part in ("protocol", "host", "path", "query", "fragment"):
         con.create_function(
             f"{PREFIX}url_{part}",
-            _url_part(part),  # type: ignore[arg-type]
+            _url_part(part),
             ["VARCHAR"],
             "VARCHAR",
-            null_handling="special",
+            null_handling=SPECIAL,
         )
-    con.create_function(f"{PREFIX}url_port", _url_port, ["VARCHAR"], "BIGINT", null_handling="special")
+    con.create_function(f"{PREFIX}url_port", _url_port, ["VARCHAR"], "BIGINT", null_handling=SPECIAL)
     con.create_function(
-        f"{PREFIX}url_parameter", _url_parameter, ["VARCHAR", "VARCHAR"], "VARCHAR", null_handling="special"
+        f"{PREFIX}url_parameter", _url_parameter, ["VARCHAR", "VARCHAR"], "VARCHAR", null_handling=SPECIAL
     )
     con.create_function(f"{PREFIX}url_encode", _url_encode, ["VARCHAR"], "VARCHAR")
     con.create_function(f"{PREFIX}url_decode", _url_decode, ["VARCHAR"], "VARCHAR")
@@ -279,38 +283,319 @@ def java_format_to_printf(pattern: str) -> str:
 
 
 TRINO_FUNCTIONS: Final = frozenset(
-    """
-abs acos all_match any_match any_value approx_distinct approx_most_frequent approx_percentile approx_set arbitrary
-array_agg array_distinct array_except array_first array_histogram array_intersect array_join array_last array_max
-array_min array_position array_remove array_sort array_union arrays_overlap asin at_timezone atan atan2 avg bar
-beta_cdf bit_count bitwise_and bitwise_and_agg bitwise_left_shift bitwise_not bitwise_or bitwise_or_agg
-bitwise_right_shift bitwise_right_shift_arithmetic bitwise_xor bool_and bool_or cardinality cast cbrt ceil ceiling
-checksum chr codepoint coalesce combinations concat concat_ws contains contains_sequence corr cos cosh
-cosine_distance cosine_similarity count count_if covar_pop covar_samp crc32 cume_dist current_date current_time
-current_timestamp current_timezone current_user date date_add date_diff date_format date_parse date_trunc day
-day_of_month day_of_week day_of_year degrees dense_rank dow doy e element_at empty_approx_set ends_with every
-exp extract features filter first_value flatten floor format format_datetime format_number from_base from_base32
-from_base64 from_base64url from_big_endian_32 from_big_endian_64 from_hex from_ieee754_32 from_ieee754_64
-from_iso8601_date from_iso8601_timestamp from_iso8601_timestamp_nanos from_unixtime from_unixtime_nanos from_utf8
-geometric_mean greatest hamming_distance histogram hmac_md5 hmac_sha1 hmac_sha256 hmac_sha512 hour
-human_readable_seconds if index infinity inverse_beta_cdf inverse_normal_cdf is_finite is_infinite is_json_scalar
-is_nan json_array_contains json_array_get json_array_length json_extract json_extract_scalar json_format json_parse
-json_size kurtosis lag last_day_of_month last_value lead least length levenshtein_distance listagg ln localtime
-localtimestamp log log10 log2 lower lpad ltrim luhn_check map map_agg map_concat map_entries map_filter
-map_from_entries map_keys map_union map_values map_zip_with max max_by md5 millisecond min min_by minute mod month
-multimap_agg multimap_from_entries murmur3 nan ngrams none_match normal_cdf normalize now nth_value ntile nullif
-numeric_histogram parse_datetime parse_duration parse_data_size percent_rank pi position pow power quarter radians
-rand random rank reduce reduce_agg regexp_count regexp_extract regexp_extract_all regexp_like regexp_position
-regexp_replace regexp_split regr_intercept regr_slope repeat replace reverse round row_number rpad rtrim second
-sequence sha1 sha256 sha512 shuffle sign sin sinh skewness slice soundex split split_part split_to_map
-split_to_multimap spooky_hash_v2_32 spooky_hash_v2_64 sqrt starts_with stddev stddev_pop stddev_samp strpos
-substr substring sum tan tanh timezone_hour timezone_minute to_base to_base32 to_base64 to_base64url
-to_big_endian_32 to_big_endian_64 to_char to_date to_hex to_ieee754_32 to_ieee754_64 to_iso8601 to_milliseconds
-to_timestamp to_unixtime to_utf8 transform transform_keys transform_values translate trim trim_array truncate try
-try_cast typeof upper url_decode url_encode url_extract_fragment url_extract_host url_extract_parameter
-url_extract_path url_extract_port url_extract_protocol url_extract_query uuid var_pop var_samp variance version week
-week_of_year width_bucket wilson_interval_lower wilson_interval_upper with_timezone word_stem xxhash64 year
-year_of_week yow zip zip_with
-""".split()
+    [
+        "abs",
+        "acos",
+        "all_match",
+        "any_match",
+        "any_value",
+        "approx_distinct",
+        "approx_most_frequent",
+        "approx_percentile",
+        "approx_set",
+        "arbitrary",
+        "array_agg",
+        "array_distinct",
+        "array_except",
+        "array_first",
+        "array_histogram",
+        "array_intersect",
+        "array_join",
+        "array_last",
+        "array_max",
+        "array_min",
+        "array_position",
+        "array_remove",
+        "array_sort",
+        "array_union",
+        "arrays_overlap",
+        "asin",
+        "at_timezone",
+        "atan",
+        "atan2",
+        "avg",
+        "bar",
+        "beta_cdf",
+        "bit_count",
+        "bitwise_and",
+        "bitwise_and_agg",
+        "bitwise_left_shift",
+        "bitwise_not",
+        "bitwise_or",
+        "bitwise_or_agg",
+        "bitwise_right_shift",
+        "bitwise_right_shift_arithmetic",
+        "bitwise_xor",
+        "bool_and",
+        "bool_or",
+        "cardinality",
+        "cast",
+        "cbrt",
+        "ceil",
+        "ceiling",
+        "checksum",
+        "chr",
+        "codepoint",
+        "coalesce",
+        "combinations",
+        "concat",
+        "concat_ws",
+        "contains",
+        "contains_sequence",
+        "corr",
+        "cos",
+        "cosh",
+        "cosine_distance",
+        "cosine_similarity",
+        "count",
+        "count_if",
+        "covar_pop",
+        "covar_samp",
+        "crc32",
+        "cume_dist",
+        "current_date",
+        "current_time",
+        "current_timestamp",
+        "current_timezone",
+        "current_user",
+        "date",
+        "date_add",
+        "date_diff",
+        "date_format",
+        "date_parse",
+        "date_trunc",
+        "day",
+        "day_of_month",
+        "day_of_week",
+        "day_of_year",
+        "degrees",
+        "dense_rank",
+        "dow",
+        "doy",
+        "e",
+        "element_at",
+        "empty_approx_set",
+        "ends_with",
+        "every",
+        "exp",
+        "extract",
+        "features",
+        "filter",
+        "first_value",
+        "flatten",
+        "floor",
+        "format",
+        "format_datetime",
+        "format_number",
+        "from_base",
+        "from_base32",
+        "from_base64",
+        "from_base64url",
+        "from_big_endian_32",
+        "from_big_endian_64",
+        "from_hex",
+        "from_ieee754_32",
+        "from_ieee754_64",
+        "from_iso8601_date",
+        "from_iso8601_timestamp",
+        "from_iso8601_timestamp_nanos",
+        "from_unixtime",
+        "from_unixtime_nanos",
+        "from_utf8",
+        "geometric_mean",
+        "greatest",
+        "hamming_distance",
+        "histogram",
+        "hmac_md5",
+        "hmac_sha1",
+        "hmac_sha256",
+        "hmac_sha512",
+        "hour",
+        "human_readable_seconds",
+        "if",
+        "index",
+        "infinity",
+        "inverse_beta_cdf",
+        "inverse_normal_cdf",
+        "is_finite",
+        "is_infinite",
+        "is_json_scalar",
+        "is_nan",
+        "json_array_contains",
+        "json_array_get",
+        "json_array_length",
+        "json_extract",
+        "json_extract_scalar",
+        "json_format",
+        "json_parse",
+        "json_size",
+        "kurtosis",
+        "lag",
+        "last_day_of_month",
+        "last_value",
+        "lead",
+        "least",
+        "length",
+        "levenshtein_distance",
+        "listagg",
+        "ln",
+        "localtime",
+        "localtimestamp",
+        "log",
+        "log10",
+        "log2",
+        "lower",
+        "lpad",
+        "ltrim",
+        "luhn_check",
+        "map",
+        "map_agg",
+        "map_concat",
+        "map_entries",
+        "map_filter",
+        "map_from_entries",
+        "map_keys",
+        "map_union",
+        "map_values",
+        "map_zip_with",
+        "max",
+        "max_by",
+        "md5",
+        "millisecond",
+        "min",
+        "min_by",
+        "minute",
+        "mod",
+        "month",
+        "multimap_agg",
+        "multimap_from_entries",
+        "murmur3",
+        "nan",
+        "ngrams",
+        "none_match",
+        "normal_cdf",
+        "normalize",
+        "now",
+        "nth_value",
+        "ntile",
+        "nullif",
+        "numeric_histogram",
+        "parse_datetime",
+        "parse_duration",
+        "parse_data_size",
+        "percent_rank",
+        "pi",
+        "position",
+        "pow",
+        "power",
+        "quarter",
+        "radians",
+        "rand",
+        "random",
+        "rank",
+        "reduce",
+        "reduce_agg",
+        "regexp_count",
+        "regexp_extract",
+        "regexp_extract_all",
+        "regexp_like",
+        "regexp_position",
+        "regexp_replace",
+        "regexp_split",
+        "regr_intercept",
+        "regr_slope",
+        "repeat",
+        "replace",
+        "reverse",
+        "round",
+        "row_number",
+        "rpad",
+        "rtrim",
+        "second",
+        "sequence",
+        "sha1",
+        "sha256",
+        "sha512",
+        "shuffle",
+        "sign",
+        "sin",
+        "sinh",
+        "skewness",
+        "slice",
+        "soundex",
+        "split",
+        "split_part",
+        "split_to_map",
+        "split_to_multimap",
+        "spooky_hash_v2_32",
+        "spooky_hash_v2_64",
+        "sqrt",
+        "starts_with",
+        "stddev",
+        "stddev_pop",
+        "stddev_samp",
+        "strpos",
+        "substr",
+        "substring",
+        "sum",
+        "tan",
+        "tanh",
+        "timezone_hour",
+        "timezone_minute",
+        "to_base",
+        "to_base32",
+        "to_base64",
+        "to_base64url",
+        "to_big_endian_32",
+        "to_big_endian_64",
+        "to_char",
+        "to_date",
+        "to_hex",
+        "to_ieee754_32",
+        "to_ieee754_64",
+        "to_iso8601",
+        "to_milliseconds",
+        "to_timestamp",
+        "to_unixtime",
+        "to_utf8",
+        "transform",
+        "transform_keys",
+        "transform_values",
+        "translate",
+        "trim",
+        "trim_array",
+        "truncate",
+        "try",
+        "try_cast",
+        "typeof",
+        "upper",
+        "url_decode",
+        "url_encode",
+        "url_extract_fragment",
+        "url_extract_host",
+        "url_extract_parameter",
+        "url_extract_path",
+        "url_extract_port",
+        "url_extract_protocol",
+        "url_extract_query",
+        "uuid",
+        "var_pop",
+        "var_samp",
+        "variance",
+        "version",
+        "week",
+        "week_of_year",
+        "width_bucket",
+        "wilson_interval_lower",
+        "wilson_interval_upper",
+        "with_timezone",
+        "word_stem",
+        "xxhash64",
+        "year",
+        "year_of_week",
+        "yow",
+        "zip",
+        "zip_with",
+    ]
 )
 """Trino's functions (its reference's list of functions and operators), the names strict mode accepts."""

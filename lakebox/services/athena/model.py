@@ -4,6 +4,7 @@ them, statement splitting, the query errors and SQL quoting."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import threading
 from collections import OrderedDict
@@ -79,10 +80,8 @@ def _json_value(value: Any) -> Any:
         return {str(k): _json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_json_value(v) for v in value]
-    if isinstance(value, float) and value != value:  # NaN has no JSON form
-        return "NaN"
-    if isinstance(value, float) and value in {float("inf"), float("-inf")}:
-        return "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, float) and not math.isfinite(value):  # NaN and infinities have no JSON form
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     return value
 
 

@@ -26,6 +26,7 @@ from sqlglot.schema import MappingSchema
 
 from datalake.exceptions import TerminalError
 from lakebox.crawler import hidden_key
+from lakebox.services.athena import functions
 from lakebox.services.athena.catalog import _partition_location, _table_key, _to_table
 from lakebox.services.athena.hive_json import HIVE_JSON_SERDE, timestamp_sql
 from lakebox.services.athena.model import (
@@ -44,7 +45,6 @@ from lakebox.services.athena.model import (
     _Table,
     split_s3_uri,
 )
-from lakebox.services.athena import functions
 from lakebox.services.athena.projection import injected_values, is_projected, projected_partitions
 from lakebox.services.athena.trino import check_strict, trino_semantics, unnest_arrays
 from lakebox.services.athena.trino_decimal import DIVIDE_MACRO, DecimalPlanError, exact_decimals

@@ -10,7 +10,7 @@ returned with its zone, so results print as Trino prints a `timestamp(3) with ti
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 from sqlglot import exp
@@ -34,7 +34,9 @@ _INTEGERS: Final = {_T.TINYINT: 1, _T.SMALLINT: 2, _T.INT: 3, _T.BIGINT: 4}
 _TIMES: Final = {_T.DATE, _T.TIMESTAMP, _T.TIMESTAMPTZ, _T.DATETIME}
 _DATE_UNITS: Final = {"DAY", "WEEK", "MONTH", "YEAR", "QUARTER"}
 _ZONE: Final = "lb_zone"
-_ZONED_LITERAL: Final = re.compile(r"(?P<moment>\d{4}-\d{2}-\d{2} \d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (?P<zone>[A-Za-z][\w/+-]*)")
+_ZONED_LITERAL: Final = re.compile(
+    r"(?P<moment>\d{4}-\d{2}-\d{2} \d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (?P<zone>[A-Za-z][\w/+-]*)"
+)
 _NAMES: Final = {
     _T.VARCHAR: "varchar",
     _T.TEXT: "varchar",
@@ -54,7 +56,7 @@ _NAMES: Final = {
     _T.MAP: "map",
     _T.STRUCT: "row",
 }
-_STRING_FUNCTIONS: Final = {
+_STRING_FUNCTIONS: Final[dict[type[exp.Expr], str]] = {
     exp.Length: "length",
     exp.Upper: "upper",
     exp.Lower: "lower",
@@ -66,7 +68,7 @@ _STRING_FUNCTIONS: Final = {
     exp.RegexpExtract: "regexp_extract",
     exp.RegexpReplace: "regexp_replace",
 }
-_NUMBER_FUNCTIONS: Final = {
+_NUMBER_FUNCTIONS: Final[dict[type[exp.Expr], str]] = {
     exp.Abs: "abs",
     exp.Round: "round",
     exp.Sqrt: "sqrt",
@@ -76,7 +78,7 @@ _NUMBER_FUNCTIONS: Final = {
     exp.Pow: "power",
     exp.Exp: "exp",
 }
-_DATE_FUNCTIONS: Final = {
+_DATE_FUNCTIONS: Final[dict[type[exp.Expr], str]] = {
     exp.DateAdd: "date_add",
     exp.DateDiff: "date_diff",
     exp.TimestampTrunc: "date_trunc",
@@ -94,7 +96,7 @@ def _kind(node: exp.Expr | None) -> exp.DataType | None:
     return kind
 
 
-def _is(node: exp.Expr | None, kinds: Iterable[exp.DataType.Type]) -> bool:
+def _is(node: exp.Expr | None, kinds: Iterable[object]) -> bool:
     kind = _kind(node)
     return kind is not None and kind.this in set(kinds)
 
@@ -390,7 +392,7 @@ def _typeof(node: exp.Expr, strict: bool) -> exp.Expr:
     return _call(f"{PREFIX}trino_type", _call("typeof", arg.copy()))
 
 
-def _substitute(body: exp.Expr, params: list[str], values: list[exp.Expr]) -> exp.Expr:
+def _substitute(body: exp.Expr, params: list[str], values: Sequence[exp.Expr]) -> exp.Expr:
     mapping = dict(zip(params, values, strict=True))
 
     def swap(node: exp.Expr) -> exp.Expr:
@@ -450,7 +452,10 @@ def _regexp_replace(node: exp.Expr, strict: bool) -> exp.Expr | None:
             out.append(c)
             i += 1
     return _call(
-        "regexp_replace", node.this.copy(), node.expression.copy(), exp.Literal.string("".join(out)),
+        "regexp_replace",
+        node.this.copy(),
+        node.expression.copy(),
+        exp.Literal.string("".join(out)),
         exp.Literal.string("g"),
     )
 

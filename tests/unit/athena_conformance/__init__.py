@@ -71,7 +71,9 @@ def result_of(response_pages: list[dict[str, Any]]) -> tuple[list[tuple[str | No
     return rows, types
 
 
-def differences(case: Case, rows: list[tuple[str | None, ...]] | None, types: list[str] | None, error: str | None) -> list[str]:
+def differences(
+    case: Case, rows: list[tuple[str | None, ...]] | None, types: list[str] | None, error: str | None
+) -> list[str]:
     """What differs between a case's expectation and an answer (empty when they agree)."""
     found: list[str] = []
     if case.error is not None:
