@@ -603,6 +603,15 @@ def _current_timezone(node: exp.Expr, strict: bool) -> exp.Expr:
     return exp.Literal.string(UTC)
 
 
+def _approx_percentile(node: exp.Expr, strict: bool) -> exp.Expr | None:
+    """``approx_percentile`` of integers is a bigint (a value of the data), not DuckDB's interpolated double."""
+    del strict
+    kind = _kind(node.this)
+    if kind is not None and kind.this in _INTEGERS and not isinstance(node.args.get("quantile"), exp.Array):
+        return _cast(_call("round", node.copy()), "BIGINT")
+    return None
+
+
 def _width_bucket(node: exp.Expr, strict: bool) -> exp.Expr:
     del strict
     args = [node.this, node.args.get("min_value"), node.args.get("max_value"), node.args.get("num_buckets")]
@@ -654,6 +663,7 @@ _REWRITES: Final[dict[type[exp.Expr], _Rewrite]] = {
     exp.Mod: _arith,
     exp.Sign: _sign,
     exp.WidthBucket: _width_bucket,
+    exp.ApproxQuantile: _approx_percentile,
     exp.Reverse: _reverse,
     exp.ArrayDistinct: _array_distinct,
     exp.ArrayPosition: _array_position,
