@@ -13,6 +13,7 @@ import pytest
 from moto import mock_aws
 
 from lakebox.services.athena import AthenaEngine, QueryFailedError, QueryResult
+from lakebox.services.athena.functions import PatternError, java_to_strftime
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +94,22 @@ def test_result_json_of_nested_values() -> None:
         execution_id="x",
     )
     assert result.to_json()["rows"] == [{"m": {"k": "1.10"}, "a": ["0.5", None], "t": "2026-01-02T03:04:05"}]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "strftime"),
+    [
+        ("yyyy-MM-dd HH:mm:ss", "%Y-%m-%d %H:%M:%S"),
+        ("yyyy-MM-dd'T'HH:mm:ss.SSS", "%Y-%m-%dT%H:%M:%S.%g"),
+        ("EEEE, MMMM d", "%A, %B %-d"),
+        ("hh:mm a", "%I:%M %p"),
+        ("'100%' yyyy", "100%% %Y"),
+    ],
+)
+def test_joda_patterns_translate_to_strftime(pattern: str, strftime: str) -> None:
+    assert java_to_strftime(pattern) == strftime
+
+
+def test_a_joda_letter_without_strftime_equivalent_is_named() -> None:
+    with pytest.raises(PatternError, match="'G'"):
+        java_to_strftime("G yyyy")
