@@ -421,6 +421,11 @@ def _csv(outcome: _Outcome) -> str:
 
 def _duckdb_reason(exc: duckdb.Error) -> str:
     message = _first_line(str(exc))
+    if "TRY can not be used in combination with a volatile function" in message:
+        return (
+            "NOT_SUPPORTED: try(...) around an integer division, an array subscript, a map key or a function that "
+            "raises cannot run locally"
+        )
     for pattern, code in _TRINO_RUNTIME:
         found = pattern.search(message)
         if found:

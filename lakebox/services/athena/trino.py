@@ -669,7 +669,6 @@ _REWRITES: Final[dict[type[exp.Expr], _Rewrite]] = {
     exp.ArrayPosition: _array_position,
     exp.SplitPart: _split_part,
     exp.Split: _split,
-    exp.Try: _unsupported("try"),
     exp.JSONArrayContains: _unsupported("json_array_contains"),
     exp.DateAdd: _date_arith,
     exp.DateSub: _date_arith,
