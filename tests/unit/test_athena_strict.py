@@ -53,6 +53,8 @@ REFUSED = [
     ("SELECT MAP(ARRAY['a'], ARRAY[1])['b']", "INVALID_FUNCTION_ARGUMENT: Key not present in map: b"),
     ("SELECT frobnicate(1)", "FUNCTION_NOT_FOUND: Function 'frobnicate' not registered"),
     ("SELECT DATE '2020-01-01' = '2020-01-01'", "TYPE_MISMATCH: Cannot apply operator: date = varchar(10)"),
+    ("SELECT 1 IN ('1', '2')", "TYPE_MISMATCH: IN value and list items must be the same type: varchar(1)"),
+    ("SELECT 3 BETWEEN '2' AND 6", "TYPE_MISMATCH: Cannot check if integer is BETWEEN varchar(1) and integer"),
 ]
 
 

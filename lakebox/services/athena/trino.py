@@ -152,10 +152,18 @@ def check_strict(tree: exp.Expr) -> None:
             _compare(node, node.left, node.right, _OPERATORS.get(type(node), "="))
         elif isinstance(node, exp.In):
             for item in node.expressions:
-                _compare(node, node.this, item, "IN")
+                if _differ(node.this, item):
+                    raise _QueryError(
+                        f"TYPE_MISMATCH: {_position(node)}IN value and list items must be the same type: "
+                        f"{trino_name(item)}"
+                    )
         elif isinstance(node, exp.Between):
-            _compare(node, node.this, node.args.get("low"), "BETWEEN")
-            _compare(node, node.this, node.args.get("high"), "BETWEEN")
+            low, high = node.args.get("low"), node.args.get("high")
+            if _differ(node.this, low) or _differ(node.this, high):
+                names = [trino_name(n) if isinstance(n, exp.Expr) else "unknown" for n in (node.this, low, high)]
+                raise _QueryError(
+                    f"TYPE_MISMATCH: {_position(node)}Cannot check if {names[0]} is BETWEEN {names[1]} and {names[2]}"
+                )
         elif isinstance(node, (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod)):
             left, right = _category(node.left), _category(node.right)
             if "string" in {left, right} and left is not None and right is not None:
@@ -203,6 +211,11 @@ _OPERATORS: Final[dict[type[exp.Expr], str]] = {
     exp.Div: "/",
     exp.Mod: "%",
 }
+
+
+def _differ(left: exp.Expr | None, right: exp.Expr | None) -> bool:
+    a, b = _category(left), _category(right)
+    return a is not None and b is not None and a != b
 
 
 def _compare(node: exp.Expr, left: exp.Expr | None, right: exp.Expr | None, operator: str) -> None:
