@@ -40,6 +40,12 @@ _MACROS: Final = (
     # split_part past the last field is NULL
     f"CREATE OR REPLACE MACRO {PREFIX}split_part(s, d, n) AS CASE WHEN n > len(string_split(s, d)) THEN NULL "
     "ELSE split_part(s, d, n) END",
+    # json_array_contains(json, value): NULL unless the JSON is an array
+    f"CREATE OR REPLACE MACRO {PREFIX}json_array_contains(j, v) AS CASE "
+    "WHEN json_type(CAST(j AS JSON)) <> 'ARRAY' THEN NULL "
+    "ELSE coalesce(list_bool_or(list_transform(CAST(CAST(j AS JSON) AS JSON[]), "
+    "lambda e: json_type(e) NOT IN ('ARRAY', 'OBJECT', 'NULL') AND json_extract_string(e, '$') = CAST(v AS VARCHAR))), "
+    "false) END",
     # m[k]: a missing key is an error
     f"CREATE OR REPLACE MACRO {PREFIX}key(m, k) AS CASE "
     "WHEN m IS NULL OR k IS NULL THEN NULL "

@@ -660,14 +660,6 @@ def _split(node: exp.Expr, strict: bool) -> exp.Expr | None:
     return None
 
 
-def _unsupported(what: str) -> Callable[[exp.Expr, bool], exp.Expr]:
-    def refuse(node: exp.Expr, strict: bool) -> exp.Expr:
-        del node, strict
-        raise _QueryError(f"NOT_SUPPORTED: {what} cannot run locally")
-
-    return refuse
-
-
 _Rewrite = Callable[[exp.Expr, bool], "exp.Expr | None"]
 _REWRITES: Final[dict[type[exp.Expr], _Rewrite]] = {
     exp.Add: _arith,
@@ -682,7 +674,9 @@ _REWRITES: Final[dict[type[exp.Expr], _Rewrite]] = {
     exp.ArrayPosition: _array_position,
     exp.SplitPart: _split_part,
     exp.Split: _split,
-    exp.JSONArrayContains: _unsupported("json_array_contains"),
+    exp.JSONArrayContains: lambda node, strict: _call(
+        f"{PREFIX}json_array_contains", node.this.copy(), node.expression.copy()
+    ),
     exp.DateAdd: _date_arith,
     exp.DateSub: _date_arith,
     exp.TimestampTrunc: _date_arith,
