@@ -129,13 +129,6 @@ def trino_name(node: exp.Expr) -> str:
     return _NAMES.get(kind.this, kind.sql("trino").lower())
 
 
-def _position(node: exp.Expr) -> str:
-    """Trino prefixes ``line L:C:``; sqlglot keeps positions of identifiers only, so none is given rather than a
-    wrong one."""
-    del node
-    return ""
-
-
 # ------------------------------------------------------------------ strict
 
 
@@ -145,7 +138,8 @@ def check_strict(tree: exp.Expr) -> None:
     Raises
     ------
     _QueryError
-        ``TYPE_MISMATCH`` or ``FUNCTION_NOT_FOUND`` with Trino's message.
+        ``TYPE_MISMATCH`` or ``FUNCTION_NOT_FOUND`` with Trino's message. Trino prefixes it with ``line L:C:``;
+        sqlglot keeps the positions of identifiers only, so none is given rather than a wrong one.
     """
     for node in tree.walk():
         if isinstance(node, (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ)):
@@ -154,16 +148,13 @@ def check_strict(tree: exp.Expr) -> None:
             for item in node.expressions:
                 if _differ(node.this, item):
                     raise _QueryError(
-                        f"TYPE_MISMATCH: {_position(node)}IN value and list items must be the same type: "
-                        f"{trino_name(item)}"
+                        f"TYPE_MISMATCH: IN value and list items must be the same type: {trino_name(item)}"
                     )
         elif isinstance(node, exp.Between):
             low, high = node.args.get("low"), node.args.get("high")
             if _differ(node.this, low) or _differ(node.this, high):
                 names = [trino_name(n) if isinstance(n, exp.Expr) else "unknown" for n in (node.this, low, high)]
-                raise _QueryError(
-                    f"TYPE_MISMATCH: {_position(node)}Cannot check if {names[0]} is BETWEEN {names[1]} and {names[2]}"
-                )
+                raise _QueryError(f"TYPE_MISMATCH: Cannot check if {names[0]} is BETWEEN {names[1]} and {names[2]}")
         elif isinstance(node, (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod)):
             left, right = _category(node.left), _category(node.right)
             if "string" in {left, right} and left is not None and right is not None:
@@ -193,7 +184,7 @@ def check_strict(tree: exp.Expr) -> None:
         elif isinstance(node, exp.Anonymous):
             name = node.name.lower()
             if name not in TRINO_FUNCTIONS and name not in {"all", "any", "some"}:
-                raise _QueryError(f"FUNCTION_NOT_FOUND: {_position(node)}Function '{name}' not registered")
+                raise _QueryError(f"FUNCTION_NOT_FOUND: Function '{name}' not registered")
 
 
 _OPERATORS: Final[dict[type[exp.Expr], str]] = {
@@ -225,14 +216,12 @@ def _compare(node: exp.Expr, left: exp.Expr | None, right: exp.Expr | None, oper
 
 
 def _mismatch(node: exp.Expr, left: exp.Expr, right: exp.Expr, operator: str) -> None:
-    raise _QueryError(
-        f"TYPE_MISMATCH: {_position(node)}Cannot apply operator: {trino_name(left)} {operator} {trino_name(right)}"
-    )
+    raise _QueryError(f"TYPE_MISMATCH: Cannot apply operator: {trino_name(left)} {operator} {trino_name(right)}")
 
 
 def _unexpected(node: exp.Expr, name: str, args: list[exp.Expr]) -> None:
     listed = ", ".join(trino_name(a) for a in args)
-    raise _QueryError(f"FUNCTION_NOT_FOUND: {_position(node)}Unexpected parameters ({listed}) for function {name}")
+    raise _QueryError(f"FUNCTION_NOT_FOUND: Unexpected parameters ({listed}) for function {name}")
 
 
 def _branches(node: exp.Expr) -> None:
@@ -247,7 +236,7 @@ def _branches(node: exp.Expr) -> None:
     if len({_category(b) for b in typed}) > 1:
         names = ", ".join(dict.fromkeys(trino_name(b) for b in typed))
         raise _QueryError(
-            f"TYPE_MISMATCH: {_position(node)}All {what} must be the same type or coercible to a common type. "
+            f"TYPE_MISMATCH: All {what} must be the same type or coercible to a common type. "
             f"Cannot find common type between {trino_name(typed[0])} and "
             f"{next(trino_name(b) for b in typed if _category(b) != _category(typed[0]))}, "
             f"all types (without duplicates): [{names}]"
