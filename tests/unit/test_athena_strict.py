@@ -52,6 +52,7 @@ REFUSED = [
     ),
     ("SELECT MAP(ARRAY['a'], ARRAY[1])['b']", "INVALID_FUNCTION_ARGUMENT: Key not present in map: b"),
     ("SELECT frobnicate(1)", "FUNCTION_NOT_FOUND: Function 'frobnicate' not registered"),
+    ("SELECT nvl(NULL, 1)", "FUNCTION_NOT_FOUND: Function 'nvl' not registered"),
     ("SELECT DATE '2020-01-01' = '2020-01-01'", "TYPE_MISMATCH: Cannot apply operator: date = varchar(10)"),
     ("SELECT 1 IN ('1', '2')", "TYPE_MISMATCH: IN value and list items must be the same type: varchar(1)"),
     ("SELECT 3 BETWEEN '2' AND 6", "TYPE_MISMATCH: Cannot check if integer is BETWEEN varchar(1) and integer"),
@@ -115,3 +116,13 @@ def test_joda_patterns_translate_to_strftime(pattern: str, strftime: str) -> Non
 def test_a_joda_letter_without_strftime_equivalent_is_named() -> None:
     with pytest.raises(PatternError, match="'G'"):
         java_to_strftime("G yyyy")
+
+
+def test_names_that_are_not_calls_pass_the_function_check(strict: AthenaEngine) -> None:
+    # GIVEN table aliases with columns, a WITH query's column list and a sampling method, each followed by "("
+    sql = (
+        "WITH q(a) AS (SELECT 1) "
+        "SELECT a, x FROM q CROSS JOIN (VALUES 2) t(x) CROSS JOIN UNNEST(ARRAY[3]) u(y) TABLESAMPLE BERNOULLI (100)"
+    )
+    # THEN the query runs
+    assert strict.query(sql).rows == [(1, 2)]

@@ -39,7 +39,7 @@ from lakebox.services.athena.model import (
     split_s3_uri,
 )
 from lakebox.services.athena.scan import _name_outputs
-from lakebox.services.athena.trino import UTC
+from lakebox.services.athena.trino import UTC, check_function_names
 from lakebox.services.athena.types import _athena_type, _column_info, _normalized_select
 
 if TYPE_CHECKING:
@@ -319,6 +319,8 @@ class AthenaEngine(DdlMixin):
         except ParseError as exc:
             raise _QueryError(f"SYNTAX_ERROR: {_first_line(str(exc))}") from exc
         if isinstance(ast, exp.Query):
+            if self._strict:
+                check_function_names(text)
             return self._select(ast, ctx)
         if isinstance(ast, exp.Create):
             return self._create(ast, ctx)

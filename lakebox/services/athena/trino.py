@@ -14,6 +14,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import TokenError
+from sqlglot.tokens import TokenType
 
 from lakebox.services.athena.functions import (
     PREFIX,
@@ -24,7 +27,7 @@ from lakebox.services.athena.functions import (
 )
 from lakebox.services.athena.model import _QueryError
 
-__all__ = ["UTC", "check_strict", "trino_semantics", "unnest_arrays"]
+__all__ = ["UTC", "check_function_names", "check_strict", "trino_semantics", "unnest_arrays"]
 
 UTC: Final = "UTC"
 _T = exp.DataType.Type
@@ -130,6 +133,47 @@ def trino_name(node: exp.Expr) -> str:
 
 
 # ------------------------------------------------------------------ strict
+
+_NOT_CALLS: Final = frozenset({"bernoulli", "system", "all", "any", "some", "grouping"})
+"""Names followed by a parenthesis that are not function calls (TABLESAMPLE methods, quantifiers, GROUPING)."""
+_SQL_JSON: Final = frozenset({"json_value", "json_query", "json_exists", "json_object", "json_array", "json_table"})
+
+
+def check_function_names(sql: str) -> None:
+    """Refuse a call of a function Trino does not have, by the name written in the query.
+
+    sqlglot maps other dialects' names onto known functions (``nvl``, ``ifnull``, ``len``, ``left``), so the typed
+    tree alone cannot tell that Athena would refuse them; the tokens can. A name followed by ``(`` is a call unless
+    it follows ``AS``, ``.``, ``INTO``, ``TABLE`` or a closing parenthesis (a table alias with columns), or its
+    parenthesised list is followed by ``AS`` (a WITH query's column list).
+
+    Raises
+    ------
+    _QueryError
+        ``FUNCTION_NOT_FOUND: Function 'nvl' not registered``.
+    """
+    try:
+        tokens = Dialect.get_or_raise("athena").tokenize(sql)
+    except TokenError:
+        return
+    for i, token in enumerate(tokens[:-1]):
+        if token.token_type != TokenType.VAR or tokens[i + 1].token_type != TokenType.L_PAREN:
+            continue
+        name = token.text.lower()
+        if name in TRINO_FUNCTIONS or name in _NOT_CALLS or name in _SQL_JSON:
+            continue
+        before = tokens[i - 1].token_type if i else None
+        if before in {TokenType.ALIAS, TokenType.DOT, TokenType.INTO, TokenType.TABLE, TokenType.R_PAREN}:
+            continue
+        depth, j = 0, i + 1
+        while j < len(tokens):
+            depth += {TokenType.L_PAREN: 1, TokenType.R_PAREN: -1}.get(tokens[j].token_type, 0)
+            if depth == 0:
+                break
+            j += 1
+        if j + 1 < len(tokens) and tokens[j + 1].token_type == TokenType.ALIAS:
+            continue
+        raise _QueryError(f"FUNCTION_NOT_FOUND: Function '{name}' not registered")
 
 
 def check_strict(tree: exp.Expr) -> None:
@@ -498,9 +542,10 @@ def _bracket(node: exp.Expr, strict: bool) -> exp.Expr | None:
 
 def _split_to_map(node: exp.Expr, strict: bool) -> exp.Expr:
     del strict
-    replacement = _call(
-        f"{PREFIX}split_to_map", node.this.copy(), node.args["pair_delim"].copy(), node.args["key_value_delim"].copy()
-    )
+    entries, pairs = node.args.get("pair_delim"), node.args.get("key_value_delim")
+    if entries is None or pairs is None:
+        raise _QueryError("FUNCTION_NOT_FOUND: Unexpected parameters for function split_to_map")
+    replacement = _call(f"{PREFIX}split_to_map", node.this.copy(), entries.copy(), pairs.copy())
     replacement.type = exp.DataType(this=_T.MAP)
     return replacement
 
