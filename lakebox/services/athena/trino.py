@@ -13,10 +13,9 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
-from sqlglot import exp
+from sqlglot import TokenType, exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import TokenError
-from sqlglot.tokens import TokenType
 
 from lakebox.services.athena.functions import (
     PREFIX,
