@@ -641,7 +641,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     columns = list(result.columns)
     rows = [dict(zip(columns, row, strict=True)) for row in result.rows]
     if args.json:
-        _print_json({"columns": columns, "rows": rows, "bytes_scanned": result.bytes_scanned})
+        print(json.dumps(result.to_json(), indent=2))  # decimals as exact strings, '' apart from null
     else:
         _print_table(f"{len(rows)} rows, {result.bytes_scanned:,} bytes scanned", rows, columns)
     return 0

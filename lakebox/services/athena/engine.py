@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
+from zoneinfo import ZoneInfo
 
 import duckdb
 import sqlglot
@@ -38,6 +39,7 @@ from lakebox.services.athena.model import (
     split_s3_uri,
 )
 from lakebox.services.athena.scan import _name_outputs
+from lakebox.services.athena.trino import UTC, check_function_names
 from lakebox.services.athena.types import _athena_type, _column_info, _normalized_select
 
 if TYPE_CHECKING:
@@ -69,6 +71,9 @@ class AthenaEngine(DdlMixin):
         ProcessedBytes and TotalExecutionTime per workgroup (see lakebox.services.alarms).
     history
         Where executions are kept for GetQueryExecution (the box's, so it is saved with the lake).
+    strict
+        Refuse what Athena refuses (``'1' = 1``, ``concat`` with a number, an array subscript out of bounds, a missing
+        map key, unknown functions) with Athena's error; off, DuckDB's lenient answers come back instead.
     """
 
     def __init__(
@@ -80,7 +85,9 @@ class AthenaEngine(DdlMixin):
         authorize: Callable[[str, str, dict[str, Any]], str | None] | None = None,
         on_query: Callable[[str, int, int], None] | None = None,
         history: QueryHistory | None = None,
+        strict: bool = True,
     ) -> None:
+        self._strict = strict
         self.history = history if history is not None else QueryHistory()
         self._session = session
         self._default_output = default_output
@@ -313,6 +320,8 @@ class AthenaEngine(DdlMixin):
         except ParseError as exc:
             raise _QueryError(f"SYNTAX_ERROR: {_first_line(str(exc))}") from exc
         if isinstance(ast, exp.Query):
+            if self._strict:
+                check_function_names(text)
             return self._select(ast, ctx)
         if isinstance(ast, exp.Create):
             return self._create(ast, ctx)
@@ -330,9 +339,12 @@ class AthenaEngine(DdlMixin):
         _name_outputs(ast)
         prepared = self._prepare(ast, ctx)
         self._check_cutoff(prepared.bytes_scanned, ctx)
-        relation = ctx.cursor.sql(_normalized_select(prepared.sql, ctx.cursor))
+        relation = ctx.cursor.sql(_normalized_select(prepared.sql, ctx.cursor, keep_zoned=True))
         columns = [(name, _athena_type(str(kind))) for name, kind in zip(relation.columns, relation.types, strict=True)]
         rows = relation.fetchall()
+        zoned = [(i, prepared.zones.get(name, UTC)) for i, (name, kind) in enumerate(columns) if kind.endswith("zone")]
+        if zoned:
+            rows = [_in_zones(row, zoned) for row in rows]
         return _Outcome("DML", "SELECT", columns, rows, prepared.bytes_scanned)
 
     # -------------------------------------------------------------- results
@@ -366,6 +378,15 @@ class AthenaEngine(DdlMixin):
 # ------------------------------------------------------- values and text
 
 
+def _in_zones(row: tuple[Any, ...], zoned: list[tuple[int, str]]) -> tuple[Any, ...]:
+    values = list(row)
+    for index, zone in zoned:
+        value = values[index]
+        if isinstance(value, dt.datetime):
+            values[index] = value.astimezone(dt.UTC if zone == UTC else ZoneInfo(zone))
+    return tuple(values)
+
+
 def _cell(value: Any) -> dict[str, str]:
     return {} if value is None else {"VarCharValue": _text(value)}
 
@@ -375,7 +396,10 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dt.datetime):
-        return value.replace(tzinfo=None).isoformat(sep=" ", timespec="milliseconds")
+        text = value.replace(tzinfo=None).isoformat(sep=" ", timespec="milliseconds")
+        if value.tzinfo is None:
+            return text
+        return f"{text} {UTC if value.tzinfo is dt.UTC else getattr(value.tzinfo, 'key', value.tzname())}"
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, Decimal):
@@ -400,11 +424,29 @@ def _csv(outcome: _Outcome) -> str:
 
 def _duckdb_reason(exc: duckdb.Error) -> str:
     message = _first_line(str(exc))
+    if "TRY can not be used in combination with a volatile function" in message:
+        return (
+            "NOT_SUPPORTED: try(...) around an integer division, an array subscript, a map key or a function that "
+            "raises cannot run locally"
+        )
+    for pattern, code in _TRINO_RUNTIME:
+        found = pattern.search(message)
+        if found:
+            return f"{code}: {found.group(0)}"
     for pattern, code in _DUCKDB_CODES:
         if pattern.search(message):
             return f"{code}: {message}"
     return f"GENERIC_INTERNAL_ERROR: {message}"
 
+
+_TRINO_RUNTIME: Final = (
+    (
+        re.compile(r"(Array subscript|SQL array indices|Key not present in map|Key-value delimiter).*"),
+        "INVALID_FUNCTION_ARGUMENT",
+    ),
+    (re.compile(r"Map keys must be unique.*|Duplicate keys.*"), "INVALID_FUNCTION_ARGUMENT"),
+)
+"""Errors the Trino functions of `lakebox.services.athena.functions` raise, with Trino's category."""
 
 _DUCKDB_CODES: Final = (
     (re.compile(r"Division by zero", re.IGNORECASE), "DIVISION_BY_ZERO"),

@@ -25,6 +25,7 @@ from sqlglot.optimizer.scope import Scope, traverse_scope
 from sqlglot.schema import MappingSchema
 
 from datalake.exceptions import TerminalError
+from lakebox.services.athena import functions
 from lakebox.services.athena.catalog import _partition_location, _table_key, _to_table
 from lakebox.services.athena.hive_json import HIVE_JSON_SERDE, timestamp_sql
 from lakebox.services.athena.model import (
@@ -43,6 +44,8 @@ from lakebox.services.athena.model import (
     _Table,
     split_s3_uri,
 )
+from lakebox.services.athena.projection import injected_values, is_projected, projected_partitions
+from lakebox.services.athena.trino import check_strict, trino_semantics, unnest_arrays
 from lakebox.services.athena.trino_decimal import DIVIDE_MACRO, DecimalPlanError, exact_decimals
 from lakebox.services.athena.types import _T, _cast_literal, _convert, _read_type, glue_to_duckdb
 from lakebox.services.crawler import hidden_key
@@ -88,6 +91,7 @@ def _connect(session: boto3.Session, endpoint: str) -> duckdb.DuckDBPyConnection
     con.execute(f"CREATE OR REPLACE SECRET lakebox_s3 ({body})")
     con.execute("SET TimeZone = 'UTC'")
     con.execute(DIVIDE_MACRO)
+    functions.install(con)
     return con
 
 
@@ -293,6 +297,7 @@ class ScanMixin:
     _footers: dict[tuple[str, str], _FileMeta]
     _tables: dict[tuple[str, str], _Table]
     _partition_lists: dict[tuple[str, str], list[_Partition]]
+    _strict: bool
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         if self._db is None:
@@ -332,11 +337,14 @@ class ScanMixin:
             tree = qualify(query.copy(), schema=schema, db=ctx.database, dialect="athena", quote_identifiers=True)
             tree = pushdown_projections(tree)
             tree = annotate_types(tree, schema=schema, dialect="athena")
+            if self._strict:
+                check_strict(tree)
             tree = _trino_decimals(tree)
         except OptimizeError as exc:
             # DuckDB then binds the query itself (and names an unknown column); bytes count every column
             logger.debug("sqlglot could not qualify the query, reading every column: %s", exc)
             tree, qualified = query.copy(), False
+        zones = trino_semantics(tree, strict=self._strict)
         scanned = 0
         replacements: list[tuple[exp.Table, exp.Table]] = []
         # A table's columns can be read in more than one scope: an UNNEST (a UDTF scope) sees the sources of the
@@ -351,13 +359,14 @@ class ScanMixin:
                 _, _, _, seen, partitions = reads.get(id(source), (source, alias, table, set(), None))
                 columns = None if used is None or seen is None else seen | used
                 if not scope.is_udtf:
-                    partitions = self._partitions(table) if table.partition_keys else []
+                    where = scope.expression.args.get("where") if isinstance(scope.expression, exp.Select) else None
+                    partitions = self._read_partitions(table, where, alias) if table.partition_keys else []
                     if partitions and qualified:
                         partitions = _prune(scope, source, alias, table, partitions, ctx.cursor)
                 reads[id(source)] = (source, alias, table, columns, partitions)
         for source, alias, table, used, pruned in reads.values():
             if pruned is None:
-                pruned = self._partitions(table) if table.partition_keys else []
+                pruned = self._read_partitions(table, None, alias) if table.partition_keys else []
             sql, nbytes = self._source_sql(table, used, pruned)
             ctx.views += 1
             view = f"__lb_source_{ctx.views}"
@@ -365,11 +374,13 @@ class ScanMixin:
             scanned += nbytes
             replacement = exp.Table(this=exp.to_identifier(view))
             replacement.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+            if source.args.get("sample") is not None:  # TABLESAMPLE applies to the bound view
+                replacement.set("sample", source.args["sample"].copy())
             replacements.append((source, replacement))
         for source, replacement in replacements:
             source.replace(replacement)
         # After the sources are bound: a map's UNNEST becomes a subquery, whose outer columns no scope counts.
-        return _Prepared(_trino_maps(tree).sql(dialect="duckdb"), scanned)
+        return _Prepared(unnest_arrays(_trino_maps(tree)).sql(dialect="duckdb"), scanned, zones)
 
     def _inline_views(self, query: exp.Query, database: str) -> exp.Query:
         for _ in range(_MAX_VIEW_DEPTH):
@@ -418,6 +429,13 @@ class ScanMixin:
                 return False
             raise
         return True
+
+    def _read_partitions(self, table: _Table, where: exp.Expr | None, alias: str) -> list[_Partition]:
+        """The partitions a query reads: the projection's when ``projection.enabled``, else the catalog's."""
+        if not is_projected(table):
+            return self._partitions(table)
+        injected = injected_values(where, alias, {name for name, _ in table.partition_keys})
+        return projected_partitions(table, injected)
 
     def _partitions(self, table: _Table) -> list[_Partition]:
         cached = self._partition_lists.get((table.database, table.name))

@@ -21,12 +21,21 @@ def _describe(cursor: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[str, st
     return [(str(row[0]), str(row[1])) for row in cursor.execute(f"DESCRIBE {sql}").fetchall()]
 
 
-def _normalized_select(sql: str, cursor: duckdb.DuckDBPyConnection) -> str:
-    """Wrap a query so its output types are the Athena ones (BIGINT sums, TIMESTAMP without zone, …)."""
+_ZONED: Final = "TIMESTAMP WITH TIME ZONE"
+
+
+def _normalized_select(sql: str, cursor: duckdb.DuckDBPyConnection, *, keep_zoned: bool = False) -> str:
+    """Wrap a query so its output types are the Athena ones (BIGINT sums, TIMESTAMP without zone, …).
+
+    With `keep_zoned`, a ``timestamp with time zone`` stays one (a SELECT's result; a table cannot store it).
+    """
     shape = _describe(cursor, sql)
     exprs = []
     changed = False
     for name, kind in shape:
+        if keep_zoned and kind.upper() == _ZONED:
+            exprs.append(_quote(name))
+            continue
         target = glue_to_duckdb(_duckdb_to_glue(kind))
         if _same_type(target, kind):
             exprs.append(_quote(name))
@@ -201,6 +210,8 @@ def _athena_type_of_glue(glue_type: str) -> str:
 
 
 def _athena_type(duck_type: str) -> str:
+    if duck_type.upper() == _ZONED:
+        return "timestamp with time zone"
     return _athena_type_of_glue(_duckdb_to_glue(duck_type))
 
 
