@@ -937,6 +937,7 @@ def _dataset_new(args: argparse.Namespace) -> int:
     except ValueError:
         shown = out
     registered = root is not None and out.resolve().parent == contracts.resolve()
+    declared = _declare_in_template(root, dataset) if registered and root is not None else None
     fields = [
         {
             "field": f.name,
@@ -955,6 +956,7 @@ def _dataset_new(args: argparse.Namespace) -> int:
     ]
     if not registered:
         steps.insert(1, f"move it to {scaffold.CONTRACTS_FOLDER}/ for the registry to find it")
+        steps.insert(2, "declare it in template.yaml (Mappings.Datasets and its alarms; `make test` says what)")
     if args.json:
         _print_json(
             {
@@ -970,6 +972,7 @@ def _dataset_new(args: argparse.Namespace) -> int:
                 "fields": fields,
                 "notes": inferred.notes,
                 "loosened": inferred.loosened,
+                "template": declared,
                 "next": steps,
             }
         )
@@ -983,10 +986,19 @@ def _dataset_new(args: argparse.Namespace) -> int:
     for loosened in inferred.loosened:
         print(f"loosened: {loosened}")
     print(f"checked: the contract accepts all {len(sample.records):,} sample records, as ingestion judges them")
+    if declared:
+        print(declared)
     print("next:")
     for number, step in enumerate(steps, start=1):
         print(f"  {number}. {step}")
     return 0
+
+
+def _declare_in_template(root: Path, dataset: Any) -> str:
+    """Declare a new dataset's alarms and retention in the project's template.yaml (ADR 0021)."""
+    from lakebox.dataset_template import declare_file
+
+    return declare_file(root / "template.yaml", dataset)
 
 
 # ---------------------------------------------------------------------- the parser
