@@ -21,9 +21,9 @@ Command = Callable[[argparse.Namespace], int]
 EXIT_FAILED = 1
 """A run, execution, delivery or check that did not succeed; or a user error (one line on stderr)."""
 EXIT_USAGE = 2
-"""The command line itself is wrong (argparse)."""
+"""The command line itself is wrong (argparse), or `put` refused it before uploading (an unknown dataset)."""
 EXIT_ALL_QUARANTINED = 3
-"""`put`: the objects were read, and every record was quarantined (nothing landed)."""
+"""`put`: an object landed nothing because it was quarantined, whole (malformed, unsupported) or record by record."""
 
 SUMMARY_COLUMNS = ("key", "dataset", "status", "read", "landed", "quarantined", "reason")
 PULL_COLUMNS = ("schedule", "status", "records", "pages", "landing_key", "watermark_after", "error")
@@ -193,6 +193,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             os.getpid(),
             {**LOCAL_DEFAULTS, **parameters},
             dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            _registered_datasets(),
         )
         path = record.write(root)
         stack = box.stack
@@ -320,10 +321,47 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- put, invoke
+def _registered_datasets() -> list[str]:
+    from datalake.contracts import REGISTRY
+
+    return sorted(REGISTRY)
+
+
+def put_refusal(dataset: str, up: Any) -> str | None:
+    """Why `put` refuses `dataset` before uploading anything, or None.
+
+    An unknown name (a typo) would be uploaded and quarantined whole; a dataset added after the running `lakebox up`
+    (`up`, its record, or None) started is unknown to the ingestion it runs, which would do the same.
+    """
+    known = _registered_datasets()
+    if dataset not in known:
+        return f"unknown dataset {dataset!r} (known: {', '.join(known)}); nothing was uploaded"
+    if up is not None and up.datasets is not None and dataset not in up.datasets:
+        return (
+            f"dataset {dataset!r} was added after lakebox up started (pid {up.pid}), whose ingestion does not know "
+            "it: restart lakebox up (Ctrl-C, then lakebox up) and put the file again; nothing was uploaded"
+        )
+    return None
+
+
+def put_exit_code(rows: Sequence[dict[str, Any]]) -> int:
+    """`put`'s exit status from its summary rows: `EXIT_FAILED` when an ingestion failed, `EXIT_ALL_QUARANTINED` when
+    an object landed nothing because it was quarantined (whole, or every record), else 0."""
+    if any(r["status"] == "FAILED" or r["status"] is None for r in rows):
+        return EXIT_FAILED
+    if any(r["status"] == "QUARANTINED" or (r["landed"] == 0 and r["quarantined"] > 0) for r in rows):
+        return EXIT_ALL_QUARANTINED
+    return 0
+
+
 def cmd_put(args: argparse.Namespace) -> int:
     """Upload files to the landing bucket and show what their events triggered."""
-    from lakebox.box import summary_row
+    from lakebox.box import find_root, running_up, summary_row
 
+    refusal = put_refusal(args.dataset, running_up(find_root()))
+    if refusal:
+        print(f"lakebox: error: {refusal}", file=sys.stderr)
+        return EXIT_USAGE
     rows: list[dict[str, Any]] = []
     with _progress() as progress, _box(args, progress) as box:
         for path in args.files:
@@ -333,14 +371,14 @@ def cmd_put(args: argparse.Namespace) -> int:
         _print_json(rows)
     else:
         _print_table("ingested", rows, SUMMARY_COLUMNS)
-    if any(r["status"] == "FAILED" or r["status"] is None for r in rows):
-        return EXIT_FAILED
-    if rows and all(r["landed"] == 0 and r["quarantined"] > 0 for r in rows):
+    code = put_exit_code(rows)
+    if code == EXIT_ALL_QUARANTINED:
+        nothing = ", ".join(r["key"] for r in rows if r["landed"] == 0)
         print(
-            f"lakebox: every record was quarantined (see: lakebox quarantine --dataset {args.dataset})", file=sys.stderr
+            f"lakebox: nothing landed from {nothing}: quarantined (see: lakebox quarantine --dataset {args.dataset})",
+            file=sys.stderr,
         )
-        return EXIT_ALL_QUARANTINED
-    return 0
+    return code
 
 
 def _read_event(source: str | None) -> Any:
