@@ -598,8 +598,8 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- execute, runs, query
-def _check_input(input_: Any) -> None:
-    """Refuse what the pipeline would fail on later: unknown datasets, a malformed window."""
+def check_pipeline_input(input_: Any, engines: Sequence[str]) -> None:
+    """Refuse what the pipeline would fail on later: unknown datasets, an engine its Choose Engine state has not."""
     from datalake.contracts import get_dataset
     from lakebox.errors import LakeboxError
 
@@ -612,8 +612,9 @@ def _check_input(input_: Any) -> None:
         for name in datasets:
             get_dataset(name)
     engine = input_.get("engine")
-    if engine is not None and engine not in ("glue", "emr"):
-        raise LakeboxError(f'--input "engine" must be "glue" or "emr", not {engine!r}')
+    if engine is not None and engine not in engines:
+        names = " or ".join([", ".join(engines[:-1]), engines[-1]] if len(engines) > 1 else engines)
+        raise LakeboxError(f'--input "engine" must be {names}, not {engine!r}')
 
 
 def cmd_execute(args: argparse.Namespace) -> int:
@@ -628,7 +629,9 @@ def cmd_execute(args: argparse.Namespace) -> int:
     with _progress() as progress, _box(args, progress) as box:
         logical_id = box.state_machine_id(args.state_machine)
         if logical_id == "PipelineStateMachine":
-            _check_input(input_)
+            from lakebox.pipeline import engine_names
+
+            check_pipeline_input(input_, engine_names(box.stack, logical_id))
         execution = box.execute(logical_id, input_, execution_name=args.name, progress=progress)
     note = note_of(execution)
     if args.json:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lakebox.box import Lakebox
     from lakebox.sfn import Execution
+    from lakebox.stack import Stack
+
+ENGINE_VARIABLE = "$.run.engine"
+"""Where the pipeline state machine holds the run's Spark engine (the input's `engine`, defaulted)."""
 
 CURATED_HEADLINES = {
     "daily_sales_by_region": (
@@ -32,6 +38,52 @@ def state_machine_id(box: Lakebox, name: str) -> str:
 def execute(box: Lakebox, name: str, input_: Any = None, *, execution_name: str | None = None) -> Execution:
     """Run one of the template's state machines to completion on the box (see `Lakebox.execute`)."""
     return box.execute(name, input_, execution_name=execution_name)
+
+
+def _states(states: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every state of a definition's `States`, those inside Parallel branches and Map processors included."""
+    for state in states.values():
+        yield state
+        for branch in state.get("Branches", []):
+            yield from _states(branch.get("States", {}))
+        for key in ("ItemProcessor", "Iterator"):
+            if key in state:
+                yield from _states(state[key].get("States", {}))
+
+
+def _rule_values(rule: dict[str, Any], variable: str) -> Iterator[str]:
+    if rule.get("Variable") == variable and isinstance(rule.get("StringEquals"), str):
+        yield rule["StringEquals"]
+    for key in ("And", "Or"):
+        for inner in rule.get(key, []):
+            yield from _rule_values(inner, variable)
+    if isinstance(rule.get("Not"), dict):
+        yield from _rule_values(rule["Not"], variable)
+
+
+def choice_values(definition: dict[str, Any], variable: str) -> list[str]:
+    """The strings the definition's Choice states compare `variable` to (`StringEquals`), in order, once each."""
+    found = [
+        value
+        for state in _states(definition.get("States", {}))
+        if state.get("Type") == "Choice"
+        for rule in state.get("Choices", [])
+        for value in _rule_values(rule, variable)
+    ]
+    return list(dict.fromkeys(found))
+
+
+def engine_names(stack: Stack, state_machine: str = "PipelineStateMachine") -> list[str]:
+    """The Spark engines the pipeline runs on: the values its Choose Engine state routes (`glue`, `emr-serverless`).
+
+    Read from the definition as written (its placeholders need no substitution for this), so no resource is resolved.
+    """
+    props = stack.resources[state_machine].get("Properties", {})
+    if "DefinitionUri" in props:
+        definition = json.loads((stack.root / str(props["DefinitionUri"])).read_text(encoding="utf-8"))
+    else:
+        definition = props.get("Definition", {})
+    return choice_values(definition, ENGINE_VARIABLE)
 
 
 FORECAST_ROWS = (

@@ -340,6 +340,10 @@ def test_quarantine_fix_replay_lands_the_records_and_the_manifest_records_the_re
         (("query", "SELECT 1", "--workgroup", "nope"), "unknown workgroup 'nope'"),
         (("execute", "PipelineStateMachine", "--input", '{"datasets": ["salez"]}'), "unknown dataset 'salez'"),
         (("execute", "PipelineStateMachine", "--input", "{not json"), "--input is not JSON"),
+        (
+            ("execute", "PipelineStateMachine", "--input", '{"engine": "emr"}'),
+            "must be glue or emr-serverless, not 'emr'",
+        ),
         (("invoke", "IngestFileFunction", "--event", "events/ingest_api/scheduled_pull.json"), "rejected the event"),
         (("put", "x.jsonl", "--dataset", "sales", "-p", "RawSettleSeconds=soon"), "is not a number"),
         (("put", "x.jsonl", "--dataset", "sales", "-p", "Environment=qa"), "is not one of its AllowedValues"),

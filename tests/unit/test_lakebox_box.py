@@ -128,3 +128,20 @@ def test_json_output_keeps_types_and_says_null() -> None:
     assert json.dumps(json_value(value)) == (
         '{"money": 12.5, "count": 3, "day": "2026-11-02", "none": null, "rows": [[1, null]]}'
     )
+
+
+def test_the_engines_lakebox_accepts_are_the_state_machines_choose_engine_routes(stack: Stack) -> None:
+    from lakebox.cli import check_pipeline_input
+    from lakebox.pipeline import engine_names
+
+    # GIVEN the pipeline's Choose Engine state as written in its ASL file
+    definition = json.loads((ROOT / "statemachines" / "pipeline.asl.json").read_text())
+    (choose,) = [s for s in definition["States"].values() if s.get("Type") == "Choice" and "Engine" in str(s)]
+    routed = [c["StringEquals"] for c in choose["Choices"]]
+    # WHEN lakebox reads its engine names THEN they are exactly those
+    assert engine_names(stack) == routed == ["glue", "emr-serverless"]
+    # AND an input naming one is accepted (before: "emr-serverless" was refused, "emr" let through to Reject Engine)
+    for engine in routed:
+        check_pipeline_input({"engine": engine}, engine_names(stack))
+    with pytest.raises(LakeboxError, match=r"must be glue or emr-serverless, not 'emr'"):
+        check_pipeline_input({"engine": "emr"}, engine_names(stack))
