@@ -82,13 +82,21 @@ PARCELS = [
 """Nested: a model in a model, a list of models with nullable decimals and timestamps, a list of text."""
 
 READINGS_CSV = (
-    "reading_id;meter;read_at;kwh;cost;fixed_at;note\n"
-    "R1;M-1;2026-11-02T10:00:00Z;12.5;3.10;;\n"
-    "R2;M-2;2026-11-02T11:00:00+01:00;7;;2026-11-03T08:00:00Z;checked\n"
-    "R3;M-1;2026-11-04T09:30:00Z;0.25;0.07;;\n"
-    "R4;M-3;2026-11-04T10:00:00Z;3;1.00;2026-11-04T11:00:00Z;\n"
+    "reading_id;meter;read_at;kwh;cost;fixed_at;note;phase;ok;read_on;status\n"
+    "R1;M-1;2026-11-02T10:00:00Z;12.5;3.10;;;1;true;2026-11-02;new\n"
+    "R2;M-2;2026-11-02T11:00:00+01:00;7;;2026-11-03T08:00:00Z;checked;;;;\n"
+    "R3;M-1;2026-11-04T09:30:00Z;0.25;0.07;;;3;false;2026-11-04;new\n"
+    "R4;M-3;2026-11-04T10:00:00Z;3;1.00;2026-11-04T11:00:00Z;;2;true;;done\n"
+    "R5;M-3;2026-11-04T12:00:00Z;4;1.20;;;2;false;2026-11-04;done\n"
 )
-"""CSV, semicolon-separated, with empty decimals, timestamps and text."""
+"""CSV, semicolon-separated, with gaps in decimals, timestamps, text, ints, booleans, dates and an enum."""
+
+TICKETS = [
+    {"ticket_id": "T1", "opened_at": "2026-11-02T09:00:00Z", "closed_at": None, "priority": 2, "refund": "12.00"},
+    {"ticket_id": "T2", "opened_at": "2026-11-03T09:00:00Z", "closed_at": "2026-11-03T10:00:00Z", "refund": None},
+    {"ticket_id": "T3", "opened_at": "2026-11-03T11:00:00Z", "priority": None, "tags": ["vip"]},
+]
+"""JSON documents (pretty-printed objects one after another): nullable ints, timestamps, numbers as text, a list."""
 
 EVENTS = [
     {"event_id": "E1", "ts": "2026-11-02T10:00:00Z", "kind": "click", "count": 3, "ok": True, "score": 1.5e-3},
@@ -166,10 +174,31 @@ SHAPES = (
         "readings",
         "readings.csv",
         READINGS_CSV,
-        4,
+        5,
         "reading_id",
-        "reading_id, meter, read_at, kwh, cost, fixed_at, note",
-        lambda m: (m.reading_id, m.meter, utc(m.read_at), m.kwh, m.cost, utc(m.fixed_at), m.note),
+        "reading_id, meter, read_at, kwh, cost, fixed_at, note, phase, ok, read_on, status",
+        lambda m: (
+            m.reading_id,
+            m.meter,
+            utc(m.read_at),
+            m.kwh,
+            m.cost,
+            utc(m.fixed_at),
+            m.note,
+            m.phase,
+            m.ok,
+            m.read_on,
+            m.status,
+        ),
+    ),
+    Shape(
+        "tickets",
+        "tickets.json",
+        "".join(json.dumps(r, indent=2) + "\n" for r in TICKETS),
+        len(TICKETS),
+        "ticket_id",
+        "ticket_id, opened_at, closed_at, priority, refund, tags",
+        lambda m: (m.ticket_id, utc(m.opened_at), utc(m.closed_at), m.priority, m.refund, m.tags),
     ),
     Shape(
         "events",
@@ -268,7 +297,9 @@ def parsed(corpus: Corpus, shape: Shape) -> list[BaseModel]:
             assert verdict.ok and verdict.canonical is not None, verdict.errors
             models.append(contract.model_validate_json(verdict.canonical))
         return models
-    if shape.file.endswith(".json"):
+    if shape.name == "tickets":
+        records = TICKETS
+    elif shape.file.endswith(".json"):
         records = json.loads(shape.text)
     else:
         records = [json.loads(line) for line in shape.text.splitlines() if line]
@@ -283,6 +314,8 @@ def test_the_generated_modules_use_the_nullable_forms_that_broke_runs(corpus: Co
     assert "NaiveAsUtc | None = None" in corpus.sources["visits"]
     assert "list[" in corpus.sources["parcels"] and "class " in corpus.sources["parcels"]
     assert corpus.datasets["readings"].csv_delimiter == ";"
+    assert "int | None = None" in corpus.sources["readings"] and "bool | None = None" in corpus.sources["readings"]
+    assert "Literal[" in corpus.sources["readings"]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=[s.name for s in SHAPES])
@@ -308,7 +341,8 @@ def test_the_processed_table_reads_back_every_value_as_the_contract_parsed_it(co
     rows = corpus.query(f"SELECT {shape.select} FROM {shape.name} ORDER BY {shape.key}")
     want = sorted((shape.expected(m) for m in parsed(corpus, shape)), key=lambda r: r[0])
     assert rows == want
-    assert any(isinstance(v, Decimal) for r in rows for v in r) or shape.name in ("visits", "events")
+    assert any(isinstance(v, Decimal) for r in rows for v in r) or shape.name in ("visits", "events", "tickets")
+    assert any(v is None for r in rows for v in r) or shape.name == "events"
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=[s.name for s in SHAPES])
