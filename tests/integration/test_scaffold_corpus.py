@@ -240,13 +240,14 @@ def scaffold(folder: Path, shape: Shape) -> Path:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
     from lakebox.box import open_box
-    from tests.conftest import ROOT
+    from tests.conftest import ROOT, unregistered
 
     folder = tmp_path_factory.mktemp("corpus")
     package = folder / "scaffolded"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    samples = {shape.name: scaffold(folder, shape) for shape in SHAPES}
+    with unregistered(*(shape.name for shape in SHAPES)):  # a project may have registered one of these names
+        samples = {shape.name: scaffold(folder, shape) for shape in SHAPES}
     sys.path.insert(0, str(folder))
     try:
         datasets = discover([str(package)], package.name)

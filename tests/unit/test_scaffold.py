@@ -73,6 +73,18 @@ READINGS = [
 ]
 
 
+EXAMPLE_NAMES = ("orders", "order_lines", "readings", "visits", "things", "events", "broken", "bad", "deliveries")
+"""The datasets these tests scaffold: hidden from the registry, in case the project registered one of them."""
+
+
+@pytest.fixture(autouse=True)
+def _examples_unregistered() -> Iterator[None]:
+    from tests.conftest import unregistered
+
+    with unregistered(*EXAMPLE_NAMES):
+        yield
+
+
 # ---------------------------------------------------------------------- helpers
 @dataclass
 class Generated:
