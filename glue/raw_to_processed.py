@@ -153,7 +153,8 @@ def _unwrap(annotation: Any, metadata: tuple[Any, ...] = ()) -> tuple[Any, tuple
         if get_origin(annotation) is not Annotated:
             return annotation, metadata, nullable
         inner, *extra = get_args(annotation)
-        # `Annotated[Decimal, Field(...)] | None` keeps its constraints in the FieldInfo's own metadata
+        # a `Field(...)` inside `Annotated` that pydantic did not lift (under `| None`, in a list) carries its
+        # constraints in its own metadata
         flat = [m for item in extra for m in (item.metadata if isinstance(item, FieldInfo) else [item])]
         annotation, metadata = inner, (*metadata, *flat)
 

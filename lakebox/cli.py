@@ -21,9 +21,9 @@ Command = Callable[[argparse.Namespace], int]
 EXIT_FAILED = 1
 """A run, execution, delivery or check that did not succeed; or a user error (one line on stderr)."""
 EXIT_USAGE = 2
-"""The command line itself is wrong (argparse)."""
+"""The command line itself is wrong (argparse), or `put` refused it before uploading (an unknown dataset)."""
 EXIT_ALL_QUARANTINED = 3
-"""`put`: the objects were read, and every record was quarantined (nothing landed)."""
+"""`put`: an object landed nothing because it was quarantined, whole (malformed, unsupported) or record by record."""
 
 SUMMARY_COLUMNS = ("key", "dataset", "status", "read", "landed", "quarantined", "reason")
 PULL_COLUMNS = ("schedule", "status", "records", "pages", "landing_key", "watermark_after", "error")
@@ -170,6 +170,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from lakebox.app.put import registered_datasets
     from lakebox.app.up import start_watch
     from lakebox.box import LOCAL_DEFAULTS, open_box
     from lakebox.errors import LakeboxError
@@ -197,6 +198,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             os.getpid(),
             {**LOCAL_DEFAULTS, **parameters},
             dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            registered_datasets(),
         )
         path = record.write(home)
         stack = box.stack
@@ -293,10 +295,27 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- put, invoke
+def put_exit_code(rows: Sequence[dict[str, Any]]) -> int:
+    """`put`'s exit status from its summary rows: `EXIT_FAILED` when an ingestion failed, `EXIT_ALL_QUARANTINED` when
+    an object landed nothing because it was quarantined (whole, or every record), else 0."""
+    if any(r["status"] == "FAILED" or r["status"] is None for r in rows):
+        return EXIT_FAILED
+    if any(r["status"] == "QUARANTINED" or (r["landed"] == 0 and r["quarantined"] > 0) for r in rows):
+        return EXIT_ALL_QUARANTINED
+    return 0
+
+
 def cmd_put(args: argparse.Namespace) -> int:
     """Upload files to the landing bucket and show what their events triggered."""
+    from lakebox.app.put import put_refusal
     from lakebox.box import summary_row
+    from lakebox.home import LakeHome, find_root
+    from lakebox.home.up import running_up
 
+    refusal = put_refusal(args.dataset, running_up(LakeHome.of(find_root())))
+    if refusal:
+        print(f"lakebox: error: {refusal}", file=sys.stderr)
+        return EXIT_USAGE
     rows: list[dict[str, Any]] = []
     with _progress() as progress, _box(args, progress) as box:
         for path in args.files:
@@ -306,14 +325,14 @@ def cmd_put(args: argparse.Namespace) -> int:
         _print_json(rows)
     else:
         _print_table("ingested", rows, SUMMARY_COLUMNS)
-    if any(r["status"] == "FAILED" or r["status"] is None for r in rows):
-        return EXIT_FAILED
-    if rows and all(r["landed"] == 0 and r["quarantined"] > 0 for r in rows):
+    code = put_exit_code(rows)
+    if code == EXIT_ALL_QUARANTINED:
+        nothing = ", ".join(r["key"] for r in rows if r["landed"] == 0)
         print(
-            f"lakebox: every record was quarantined (see: lakebox quarantine --dataset {args.dataset})", file=sys.stderr
+            f"lakebox: nothing landed from {nothing}: quarantined (see: lakebox quarantine --dataset {args.dataset})",
+            file=sys.stderr,
         )
-        return EXIT_ALL_QUARANTINED
-    return 0
+    return code
 
 
 def _read_event(source: str | None) -> Any:
@@ -529,24 +548,6 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- execute, runs, query
-def _check_input(input_: Any) -> None:
-    """Refuse what the pipeline would fail on later: unknown datasets, a malformed window."""
-    from datalake.contracts import get_dataset
-    from lakebox.errors import LakeboxError
-
-    if not isinstance(input_, dict):
-        raise LakeboxError("--input must be a JSON object")
-    datasets = input_.get("datasets")
-    if datasets is not None:
-        if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
-            raise LakeboxError('--input "datasets" must be a list of dataset names')
-        for name in datasets:
-            get_dataset(name)
-    engine = input_.get("engine")
-    if engine is not None and engine not in ("glue", "emr"):
-        raise LakeboxError(f'--input "engine" must be "glue" or "emr", not {engine!r}')
-
-
 def cmd_execute(args: argparse.Namespace) -> int:
     """Run one of the template's state machines on the local stack, from its ASL file."""
     from lakebox.errors import LakeboxError
@@ -559,7 +560,9 @@ def cmd_execute(args: argparse.Namespace) -> int:
     with _progress() as progress, _box(args, progress) as box:
         logical_id = box.state_machine_id(args.state_machine)
         if logical_id == "PipelineStateMachine":
-            _check_input(input_)
+            from lakebox.app.pipeline import check_pipeline_input, engine_names
+
+            check_pipeline_input(input_, engine_names(box.stack, logical_id))
         execution = box.execute(logical_id, input_, execution_name=args.name, progress=progress)
     note = note_of(execution)
     if args.json:
@@ -844,6 +847,7 @@ def _dataset_new(args: argparse.Namespace) -> int:
     except ValueError:
         shown = out
     registered = root is not None and out.resolve().parent == contracts.resolve()
+    declared = _declare_in_template(root, dataset) if registered and root is not None else None
     fields = [
         {
             "field": f.name,
@@ -862,6 +866,7 @@ def _dataset_new(args: argparse.Namespace) -> int:
     ]
     if not registered:
         steps.insert(1, f"move it to {scaffold.CONTRACTS_FOLDER}/ for the registry to find it")
+        steps.insert(2, "declare it in template.yaml (Mappings.Datasets and its alarms; `make test` says what)")
     if args.json:
         _print_json(
             {
@@ -877,6 +882,7 @@ def _dataset_new(args: argparse.Namespace) -> int:
                 "fields": fields,
                 "notes": inferred.notes,
                 "loosened": inferred.loosened,
+                "template": declared,
                 "next": steps,
             }
         )
@@ -890,10 +896,19 @@ def _dataset_new(args: argparse.Namespace) -> int:
     for loosened in inferred.loosened:
         print(f"loosened: {loosened}")
     print(f"checked: the contract accepts all {len(sample.records):,} sample records, as ingestion judges them")
+    if declared:
+        print(declared)
     print("next:")
     for number, step in enumerate(steps, start=1):
         print(f"  {number}. {step}")
     return 0
+
+
+def _declare_in_template(root: Path, dataset: Any) -> str:
+    """Declare a new dataset's alarms and retention in the project's template.yaml (ADR 0021)."""
+    from lakebox.cfn.datasets import declare_file
+
+    return declare_file(root / "template.yaml", dataset)
 
 
 # ---------------------------------------------------------------------- the parser

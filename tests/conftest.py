@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,25 @@ class FakeLambdaContext:
 def lambda_context() -> FakeLambdaContext:
     """A Lambda context for calling handlers directly."""
     return FakeLambdaContext()
+
+
+@contextmanager
+def unregistered(*names: str) -> Iterator[None]:
+    """The registry without the datasets `names` for the block, restored after.
+
+    Tests that scaffold an example dataset (`orders`, `visits`) hold whatever a project registered with `lakebox
+    dataset new`, including a dataset of the same name.
+    """
+    import datalake.contracts as contracts
+
+    saved = dict(contracts.REGISTRY)
+    for name in names:
+        contracts._DATASETS.pop(name, None)
+    try:
+        yield
+    finally:
+        contracts._DATASETS.clear()
+        contracts._DATASETS.update(saved)
 
 
 def load_event(name: str) -> dict[str, Any]:

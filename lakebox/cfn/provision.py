@@ -226,15 +226,30 @@ def _create_workgroup(stack: Stack, session: boto3.Session, lid: str) -> None:
 
 
 def _create_named_query(stack: Stack, session: boto3.Session, lid: str) -> None:
+    """Create the named query, or take the one a saved lake already holds (same workgroup, name, database and SQL)."""
     props = stack.resolve(stack.resources[lid].get("Properties", {}))
-    created = session.client("athena").create_named_query(
-        Name=props["Name"],
-        Description=props.get("Description", ""),
-        Database=props["Database"],
-        QueryString=props["QueryString"],
-        WorkGroup=props.get("WorkGroup", "primary"),
-    )
-    stack._created[lid] = {"Ref": created["NamedQueryId"], "NamedQueryId": created["NamedQueryId"]}
+    athena = session.client("athena")
+    wanted = {
+        "Name": props["Name"],
+        "Description": props.get("Description", ""),
+        "Database": props["Database"],
+        "QueryString": props["QueryString"],
+        "WorkGroup": props.get("WorkGroup", "primary"),
+    }
+    query_id = _saved_named_query(athena, wanted)
+    if query_id is None:
+        query_id = athena.create_named_query(**wanted)["NamedQueryId"]
+    stack._created[lid] = {"Ref": query_id, "NamedQueryId": query_id}
+
+
+def _saved_named_query(athena: Any, wanted: dict[str, str]) -> str | None:
+    """The id of a named query of the workgroup that is `wanted` already (a restart on a saved lake), else None."""
+    for page in athena.get_paginator("list_named_queries").paginate(WorkGroup=wanted["WorkGroup"]):
+        for query_id in page.get("NamedQueryIds", []):
+            saved = athena.get_named_query(NamedQueryId=query_id)["NamedQuery"]
+            if all(saved.get(k) == wanted[k] for k in ("Name", "Database", "QueryString")):
+                return str(query_id)
+    return None
 
 
 def _create_lf_tag(stack: Stack, session: boto3.Session, lid: str) -> None:

@@ -24,6 +24,8 @@ class UpRecord:
     pid: int
     parameters: dict[str, str] = field(default_factory=dict)
     started_at: str = ""
+    datasets: list[str] | None = None
+    """The datasets registered when it started: the ones its ingestion knows (None: not recorded)."""
 
     @classmethod
     def read(cls, home: LakeHome) -> UpRecord | None:
@@ -32,7 +34,14 @@ class UpRecord:
         try:
             data = json.loads(path.read_text())
             parameters = dict(data.get("parameters") or {})
-            return cls(str(data["endpoint"]), int(data.get("pid", 0)), parameters, str(data.get("started_at", "")))
+            datasets = data.get("datasets")
+            return cls(
+                str(data["endpoint"]),
+                int(data.get("pid", 0)),
+                parameters,
+                str(data.get("started_at", "")),
+                [str(d) for d in datasets] if isinstance(datasets, list) else None,
+            )
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError):

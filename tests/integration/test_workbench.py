@@ -340,6 +340,10 @@ def test_quarantine_fix_replay_lands_the_records_and_the_manifest_records_the_re
         (("query", "SELECT 1", "--workgroup", "nope"), "unknown workgroup 'nope'"),
         (("execute", "PipelineStateMachine", "--input", '{"datasets": ["salez"]}'), "unknown dataset 'salez'"),
         (("execute", "PipelineStateMachine", "--input", "{not json"), "--input is not JSON"),
+        (
+            ("execute", "PipelineStateMachine", "--input", '{"engine": "emr"}'),
+            "must be glue or emr-serverless, not 'emr'",
+        ),
         (("invoke", "IngestFileFunction", "--event", "events/ingest_api/scheduled_pull.json"), "rejected the event"),
         (("put", "x.jsonl", "--dataset", "sales", "-p", "RawSettleSeconds=soon"), "is not a number"),
         (("put", "x.jsonl", "--dataset", "sales", "-p", "Environment=qa"), "is not one of its AllowedValues"),
@@ -400,7 +404,45 @@ def test_a_put_whose_records_are_all_quarantined_exits_3_and_says_so(tmp_path: P
     result = run_cli(tmp_path / "lake", "put", str(source), "--dataset", "sales", "--json")
     assert result.returncode == 3
     assert json.loads(result.stdout)[0]["quarantined"] == 4
-    assert result.stderr.strip() == "lakebox: every record was quarantined (see: lakebox quarantine --dataset sales)"
+    assert result.stderr.strip() == (
+        f"lakebox: nothing landed from sales/{source.name}: quarantined (see: lakebox quarantine --dataset sales)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("document.json", '{\n  "sale_id": "S1",\n  "event_time": "2026-11-02T10:00:00Z",\n'),
+        ("array.json", '[{"sale_id": "S1"}, {"sale_id": '),
+        ("lines.jsonl", '{"sale_id": "S1"\n'),
+    ],
+)
+def test_a_malformed_file_exits_3_whatever_its_shape(tmp_path: Path, name: str, body: str) -> None:
+    # GIVEN a truncated JSON document, JSON array and JSON line (before: the document and the line exited 0, the
+    # array 3, as the object's record counts differed)
+    source = tmp_path / name
+    source.write_text(body)
+    # WHEN it is put
+    result = run_cli(tmp_path / "lake", "put", str(source), "--dataset", "sales", "--json")
+    # THEN the object is quarantined whole and the exit status says nothing landed, the same for every shape
+    (row,) = json.loads(result.stdout)
+    assert (row["status"], row["landed"], result.returncode) == ("QUARANTINED", 0, 3), result.stderr
+    assert "nothing landed from" in result.stderr
+
+
+def test_a_put_to_an_unknown_dataset_is_refused_before_uploading_and_exits_2(tmp_path: Path) -> None:
+    # GIVEN a file and a misspelt dataset (before: uploaded, quarantined whole, exit 0)
+    source = tmp_path / "orders.jsonl"
+    source.write_text(_sales_lines(2, 0))
+    # WHEN it is put
+    result = run_cli(tmp_path / "lake", "put", str(source), "--dataset", "ordrs")
+    # THEN it is refused with the known datasets listed, exit 2, and no lake was even started
+    assert result.returncode == 2
+    from datalake.contracts import REGISTRY
+
+    known = ", ".join(sorted(REGISTRY))
+    assert _one_line_error(result) == f"lakebox: error: unknown dataset 'ordrs' (known: {known}); nothing was uploaded"
+    assert not (tmp_path / "lake" / "state").exists()
 
 
 def test_invoke_reads_the_event_from_stdin_and_stages_the_sample_object(tmp_path: Path) -> None:
@@ -442,3 +484,36 @@ def test_logs_prints_the_functions_structured_logs_by_level(tmp_path: Path) -> N
     assert any(r["level"] == "METRIC" and r["metrics"]["RecordsQuarantined"] == [1.0] for r in records)
     errors_only = run_cli(home, "logs", "IngestFileFunction", "--json", "--level", "error")
     assert errors_only.returncode == 0 and errors_only.stdout == ""
+
+
+def test_a_put_of_a_dataset_added_after_up_started_is_refused_with_the_restart_to_do(
+    up_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tests.fixtures.contracts as fixture_contracts
+    from datalake.contracts import discover, registered
+    from lakebox.cli import main
+
+    # GIVEN lakebox up running, and a dataset registered afterwards (the fixture `shipments` module, which the
+    # running process has never discovered; before: the put uploaded it and up quarantined it whole, exit 0)
+    up = Up(up_home, _free_port())
+    try:
+        shipments = discover(fixture_contracts.__path__, fixture_contracts.__name__)["shipments"]
+        source = tmp_path / "dispatch.jsonl"
+        source.write_text('{"shipment_id": "SH1"}\n')
+        monkeypatch.setenv("LAKEBOX_HOME", str(up_home))
+        monkeypatch.chdir(ROOT)
+        with registered(shipments):
+            # WHEN this process puts a file of it
+            code = main(["put", str(source), "--dataset", "shipments"])
+        # THEN it is refused before uploading, with the restart to do
+        error = capsys.readouterr().err
+        assert code == 2, error
+        assert f"dataset 'shipments' was added after lakebox up started (pid {up.process.pid})" in error
+        assert "restart lakebox up" in error
+        assert "Contents" not in up.s3().list_objects_v2(Bucket="lakebox-landingbucket", Prefix="shipments/")
+        # AND a dataset the running process knows is still put through it
+        sales = tmp_path / "sales.jsonl"
+        sales.write_text(_sales_lines(2, 0))
+        assert main(["put", str(sales), "--dataset", "sales"]) == 0, capsys.readouterr().err
+    finally:
+        up.stop()

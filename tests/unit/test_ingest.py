@@ -173,7 +173,7 @@ def test_line_over_the_cap_is_quarantined_without_losing_the_rest(lake: Lake) ->
 @pytest.mark.parametrize(
     ("key", "body", "reason"),
     [
-        ("orders/x.jsonl", b'{"a":1}\n', "unknown dataset"),
+        ("no-such-dataset/x.jsonl", b'{"a":1}\n', "unknown dataset"),
         ("sales/t.jsonl.gz", gzip.compress(bytes(range(256)) * 400)[:-12], "truncated gzip"),
         ("sales/bomb.jsonl.gz", gzip.compress(b" " * 50_000_000), "gzip bomb"),
         ("sales/x.parquet", b"PAR1\x00\x00", "unsupported format"),

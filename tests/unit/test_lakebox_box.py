@@ -156,3 +156,19 @@ def test_a_task_on_a_function_the_template_lacks_fails_with_a_catchable_lambda_e
     execution = run_execution(definition, {}, integrations, clock=ManualClock())
     assert execution.status == "SUCCEEDED"
     assert execution.output["Error"] == "Lambda.ResourceNotFoundException"
+
+
+def test_the_engines_lakebox_accepts_are_the_state_machines_choose_engine_routes(stack: Stack) -> None:
+    from lakebox.app.pipeline import check_pipeline_input, engine_names
+
+    # GIVEN the pipeline's Choose Engine state as written in its ASL file
+    definition = json.loads((ROOT / "statemachines" / "pipeline.asl.json").read_text())
+    (choose,) = [s for s in definition["States"].values() if s.get("Type") == "Choice" and "Engine" in str(s)]
+    routed = [c["StringEquals"] for c in choose["Choices"]]
+    # WHEN lakebox reads its engine names THEN they are exactly those
+    assert engine_names(stack) == routed == ["glue", "emr-serverless"]
+    # AND an input naming one is accepted (before: "emr-serverless" was refused, "emr" let through to Reject Engine)
+    for engine in routed:
+        check_pipeline_input({"engine": engine}, engine_names(stack))
+    with pytest.raises(LakeboxError, match=r"must be glue or emr-serverless, not 'emr'"):
+        check_pipeline_input({"engine": "emr"}, engine_names(stack))

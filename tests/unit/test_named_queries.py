@@ -71,3 +71,30 @@ def test_policy_export_resolves_every_intrinsic_of_the_templates_policies(tmp_pa
     assert "Fn::" not in text and "'Ref'" not in text
     (query,) = [s for s in found["AnalystRole.analytics-workgroup"]["Statement"] if s["Sid"] == "QueryInTheWorkgroup"]
     assert query["Resource"] == "arn:aws:athena:us-east-1:123456789012:workgroup/lakebox-analytics"
+
+
+def test_deploying_on_a_saved_lake_keeps_one_named_query_each() -> None:
+    import boto3
+    from moto import mock_aws
+
+    from lakebox.cfn.provision import deploy, service_ids
+    from lakebox.cfn.stack import Stack
+
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        # GIVEN the stack deployed once, then deployed again on the same endpoint (a restart on a saved lake; before,
+        # every start created each named query again)
+        first = Stack(ROOT, service_ids=service_ids(session))
+        deploy(first, session)
+        second = Stack(ROOT, service_ids=service_ids(session))
+        deploy(second, session)
+        # WHEN the analytics workgroup's named queries are listed
+        athena = session.client("athena")
+        workgroup = str(second.ref("AnalyticsWorkGroup"))
+        ids = athena.list_named_queries(WorkGroup=workgroup)["NamedQueryIds"]
+        names = [athena.get_named_query(NamedQueryId=i)["NamedQuery"]["Name"] for i in ids]
+        # THEN there is one per template resource, and the second deployment resolves each to the first one's id
+        resources = load_template(ROOT / "template.yaml")["Resources"]
+        declared = [lid for lid, r in resources.items() if r["Type"] == "AWS::Athena::NamedQuery"]
+        assert sorted(names) == sorted(set(names)) and len(names) == len(declared)
+        assert {lid: second.ref(lid) for lid in declared} == {lid: first.ref(lid) for lid in declared}

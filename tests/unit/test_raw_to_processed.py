@@ -136,6 +136,35 @@ def test_nested_models_lists_and_dicts_map_to_structs_arrays_and_maps() -> None:
     }
 
 
+def test_a_nullable_decimal_written_as_annotated_field_or_none_has_its_decimal_type() -> None:
+    from typing import Annotated
+
+    from pydantic import Field
+
+    Money = Annotated[Decimal, Field(max_digits=10, decimal_places=2)]
+
+    # GIVEN nullable decimals in the form `lakebox dataset new` writes (`Annotated[Decimal, Field(...)] | None`, where
+    # pydantic keeps the Field inside the union), at the top, in a list and in a nested model
+    class Line(Contract):
+        price: Money | None = None
+
+    class Order(Contract):
+        order_id: str
+        placed_at: datetime
+        amount: Money | None = None
+        refunds: list[Money | None] | None = None
+        line: Line | None = None
+
+    dataset = Dataset(name="orders", contract=Order, key=("order_id",), event_time="placed_at")
+    # WHEN its Spark schema is derived (before the fix: TypeError "a Decimal field needs max_digits and
+    # decimal_places", failing the whole run)
+    schema = {f.name: f.dataType.simpleString() for f in job.contract_schema(dataset).fields}
+    # THEN each is decimal(10,2), as the catalog declares it
+    assert schema["amount"] == "decimal(10,2)"
+    assert schema["refunds"] == "array<decimal(10,2)>"
+    assert schema["line"] == "struct<price:decimal(10,2)>"
+
+
 def test_a_type_with_no_spark_counterpart_is_refused_by_name() -> None:
     class ByNumber(Contract):
         counts: dict[int, int]

@@ -73,6 +73,18 @@ READINGS = [
 ]
 
 
+EXAMPLE_NAMES = ("orders", "order_lines", "readings", "visits", "things", "events", "broken", "bad", "deliveries")
+"""The datasets these tests scaffold: hidden from the registry, in case the project registered one of them."""
+
+
+@pytest.fixture(autouse=True)
+def _examples_unregistered() -> Iterator[None]:
+    from tests.conftest import unregistered
+
+    with unregistered(*EXAMPLE_NAMES):
+        yield
+
+
 # ---------------------------------------------------------------------- helpers
 @dataclass
 class Generated:
@@ -406,3 +418,42 @@ def test_a_column_named_like_the_modules_date_import_gets_another_alias(
     (tmp_path / "bad.csv").write_text("visit_id,Decimal,at\nV1,1,2026-11-01T00:00:00Z\n")
     assert main(["dataset", "new", "bad", "--from", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "b.py")]) == 1
     assert "a name the module imports" in capsys.readouterr().err
+
+
+def test_a_new_dataset_is_declared_in_the_template_so_the_template_checks_pass_with_no_hand_edit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lakebox.cfn import datasets as dataset_template
+    from lakebox.cfn.template import load_template
+
+    # GIVEN a copy of the project's template and a sample (before ADR 0021 the template checks then failed on a bare
+    # KeyError until an OrdersQuarantineRateAlarm was written into template.yaml by hand)
+    template = tmp_path / "template.yaml"
+    template.write_text((ROOT / "template.yaml").read_text())
+    sample = tmp_path / "orders.csv"
+    sample.write_text(ORDERS_CSV)
+    monkeypatch.chdir(tmp_path)
+    # WHEN `dataset new` writes the module into the project's contracts package
+    assert main(["dataset", "new", "orders", "--from", str(sample)]) == 0
+    out = capsys.readouterr().out
+    assert "template.yaml: declared orders" in out or "template.yaml already declares orders" in out  # (a project
+    # that has its own `orders` declares it already)
+    orders = scaffold.load_dataset((tmp_path / "layers/common/datalake/contracts/orders.py").read_text(), "orders")
+    # THEN the template declares it as the registry now has it: no gap left
+    with registered(orders):
+        assert dataset_template.gaps(dataset_template.read(template.read_text()), REGISTRY.values()) == []
+    # AND the expanded template has its quarantine-rate alarm on ingest_file's metrics and its retention rule
+    resources = load_template(template)["Resources"]
+    dims = resources["OrdersQuarantineRateAlarm"]["Properties"]["Metrics"][0]["MetricStat"]["Metric"]["Dimensions"]
+    assert dims[1] == {"Name": "dataset", "Value": {"Fn::FindInMap": ["Datasets", "Orders", "Dataset"]}}
+    rules = resources["ProcessedBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    (rule,) = [r for r in rules if r["Id"] == "ExpireOrdersAfterRetention"]
+    assert rule == {
+        "Id": rule["Id"],
+        "Status": "Enabled",
+        "Prefix": "orders/",
+        "ExpirationInDays": {"Ref": "ProcessedRetentionDays"},
+    }
+    assert "OrdersFreshnessAlarm" not in resources  # no freshness rule declared
+    # AND a second declaration changes nothing
+    assert dataset_template.declare(template.read_text(), orders) == template.read_text()

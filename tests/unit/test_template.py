@@ -268,13 +268,16 @@ def test_lifecycle_rules_follow_the_retention_parameters(template: Template) -> 
     assert {"Ref": "AthenaResultsExpirationDays"} in expiries["AthenaResultsBucket"]
     transitions = [t for r in _rules(template, "RawBucket") for t in r.get("Transitions", [])]
     assert transitions == [{"StorageClass": "GLACIER", "TransitionInDays": {"Ref": "RawTransitionToGlacierDays"}}]
-    # AND processed event data, catalog backups and audit logs expire after theirs; reference data is kept
+    # AND processed event data (every registered dataset but reference data), catalog backups and audit logs
+    # expire after theirs; reference data is kept
+    from datalake.contracts import REGISTRY
+
     processed = {r.get("Prefix"): r.get("ExpirationInDays") for r in _rules(template, "ProcessedBucket")}
     assert processed == {
-        "sales/": {"Ref": "ProcessedRetentionDays"},
-        "clickstream/": {"Ref": "ProcessedRetentionDays"},
+        **{f"{d.name}/": {"Ref": "ProcessedRetentionDays"} for d in REGISTRY.values() if not d.keep_versions},
         None: None,
     }
+    assert {"sales/", "clickstream/"} <= set(processed) and "products/" not in processed
     artifacts = {r.get("Prefix"): r.get("ExpirationInDays") for r in _rules(template, "ArtifactsBucket")}
     assert artifacts["catalog-backups/"] == {"Ref": "CatalogBackupRetentionDays"}
     assert [r["ExpirationInDays"] for r in _rules(template, "AuditBucket")] == [{"Ref": "AuditLogRetentionDays"}]
@@ -505,6 +508,34 @@ def test_the_templates_stream_datasets_are_the_registrys() -> None:
         assert sorted(collection) == sorted(declared), f"{name} iterates {collection}, not {sorted(declared)}"
 
 
+def test_the_templates_per_dataset_declarations_are_the_registrys() -> None:
+    # GIVEN the template as written (loops unexpanded) and the registry
+    from datalake.contracts import REGISTRY
+    from lakebox.cfn import datasets as dataset_template
+
+    declared = dataset_template.read((ROOT / "template.yaml").read_text(encoding="utf-8"))
+    # WHEN they are compared THEN the Datasets mapping, the alarm loops and the processed retention rules follow the
+    # registry; a failure says what to write in template.yaml
+    gaps = dataset_template.gaps(declared, REGISTRY.values())
+    assert gaps == [], "template.yaml: " + "; ".join(gaps)
+
+
+def test_every_dataset_gets_a_quarantine_alarm_and_keeps_the_logical_ids_deployed_before(template: Template) -> None:
+    # GIVEN the alarms the template declared one by one before its per-dataset loops (ADR 0021)
+    before = {
+        "SalesQuarantineRateAlarm", "ProductsQuarantineRateAlarm", "CustomersQuarantineRateAlarm",
+        "ClickstreamQuarantineRateAlarm", "SalesFreshnessAlarm", "ClickstreamFreshnessAlarm",
+        "ClickstreamStreamIteratorAgeAlarm",
+    }  # fmt: skip
+    # WHEN the loops are expanded THEN each keeps its logical id, so a deployed stack updates them in place
+    alarms = {lid for lid, r in template["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert before <= alarms
+    # AND the dashboard names no per-dataset alarm: its per-dataset series are SEARCH expressions over the metrics
+    body = _sub_text(template["Resources"]["DataLakeDashboard"]["Properties"]["DashboardBody"])
+    assert not [lid for lid in alarms if lid.endswith(("QuarantineRateAlarm", "FreshnessAlarm")) and lid in body]
+    assert not [name for name in ("sales", "products", "customers", "clickstream") if f'"{name}"' in body]
+
+
 def test_every_stream_dataset_gets_its_stream_mapping_firehose_delivery_and_alarms(template: Template) -> None:
     resources = template["Resources"]
     for stem, name in _stream_datasets(template).items():
@@ -525,7 +556,7 @@ def test_every_stream_dataset_gets_its_stream_mapping_firehose_delivery_and_alar
         for alarm in (f"{stem}QuarantineRateAlarm", f"{stem}StreamIteratorAgeAlarm"):
             assert resources[alarm]["Type"] == "AWS::CloudWatch::Alarm"
         dims = resources[f"{stem}QuarantineRateAlarm"]["Properties"]["Metrics"][0]["MetricStat"]["Metric"]["Dimensions"]
-        assert dims[1] == {"Name": "dataset", "Value": {"Fn::FindInMap": ["StreamDatasets", stem, "Dataset"]}}
+        assert dims[1] == {"Name": "dataset", "Value": {"Fn::FindInMap": ["Datasets", stem, "Dataset"]}}
         assert name
 
 

@@ -217,6 +217,34 @@ def test_a_contract_with_floats_dates_enums_nested_models_and_lists_compiles_wit
     assert verdict.ok and json.loads(verdict.document(b""))["size"] == {"width_cm": 2.0, "height_cm": 3.5}
 
 
+def test_a_nullable_decimal_in_the_scaffolds_form_is_judged_by_the_fast_path_as_pydantic_judges_it() -> None:
+    # GIVEN a nullable decimal written as `lakebox dataset new` writes it: the Field inside Annotated, under `| None`
+    class Payment(Contract):
+        payment_id: str
+        paid_at: EventTime
+        amount: Annotated[Decimal, Field(max_digits=6, decimal_places=2)] | None = None
+
+    payments = Dataset(name="payments", contract=Payment, key=("payment_id",), event_time="paid_at")
+    # WHEN its fast path is compiled THEN the field has its decimal rule (before: a per-field fallback to pydantic)
+    for raw in (False, True):
+        _, rules = compile_fast_path(Payment, raw_decimals=raw)
+        assert type(rules["amount"]).__name__ == "_DecimalRule", rules["amount"]
+    # AND the fast path's verdicts are pydantic's: within bounds, null, absent, too many places or digits
+    validator = RecordValidator(payments)
+    for amount in ("12.34", "null", None, "12.345", "12345.6", '"1.5"'):
+        body = '{"payment_id": "P1", "paid_at": "2026-11-02T10:00:00Z"' + (
+            f', "amount": {amount}}}' if amount is not None else "}"
+        )
+        verdict = validator.check_json(body.encode())
+        try:
+            Payment.model_validate_json(body)
+        except ValidationError:
+            assert not verdict.ok, body
+        else:
+            assert verdict.ok, (body, verdict.errors)
+    assert validator.fast_event_time(b'{"payment_id": "P1", "paid_at": "2026-11-02T10:00:00Z", "amount": 1.5}')
+
+
 def test_values_inside_lists_models_and_dicts_land_canonical() -> None:
     # GIVEN a contract whose timestamps and decimals sit in a list, a nested model and a dict
     class Leg(Contract):

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import annotated_types as at
 import msgspec
 from pydantic import AwareDatetime, BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic.functional_validators import AfterValidator
 
 from datalake.contracts.base import Contract, Dataset, to_utc, utc_if_naive
@@ -143,7 +144,9 @@ def _compile_type(tp: Any, metadata: list[Any], raw_decimals: bool = False) -> t
     origin = get_origin(tp)
     if origin is Annotated:
         base, *extra = get_args(tp)
-        return _compile_type(base, [*metadata, *extra], raw_decimals)
+        # a `Field(...)` pydantic did not lift (under `| None`, in a list) carries its constraints in its metadata
+        flat = [m for item in extra for m in (item.metadata if isinstance(item, FieldInfo) else [item])]
+        return _compile_type(base, [*metadata, *flat], raw_decimals)
     if origin in (Union, types.UnionType):
         args = get_args(tp)
         if len(args) == 2 and type(None) in args and not metadata:
@@ -443,7 +446,8 @@ class RecordValidator:
         except (msgspec.DecodeError, UnicodeDecodeError):
             return None
         for get, match in self._raw_checks:
-            if match(bytes(get(record))) is None:
+            raw = get(record)  # None: an optional decimal the record leaves out (a JSON null is Raw(b"null"))
+            if raw is not None and match(bytes(raw)) is None:
                 return None
         for get_values, match_joined, separators in self._pattern_groups:
             joined = "\x00".join(get_values(record))
