@@ -226,7 +226,7 @@ def test_dashboard_renders_every_chart_in_a_real_browser_with_the_sql_numbers(
 def test_dashboard_reads_as_the_bi_persona(
     box: Any, run: Execution, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lakebox import governance
+    from lakebox.services import governance
 
     # GIVEN the bi persona's access as the template grants it, and the same persona with no Lake Formation grant
     access = governance.access_for(box.stack, "bi")
