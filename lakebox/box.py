@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from lakebox.endpoint import LocalEndpoint
     from lakebox.sagemaker import LocalSageMaker
     from lakebox.services.athena import AthenaEngine
+    from lakebox.services.serve import ServiceRouter
     from lakebox.sfn import Execution, Integrations
     from lakebox.watch import ObjectWatch
 
@@ -278,6 +279,9 @@ class Lakebox:
         self._delivered: dict[str, list[Delivery]] = {}
         self._saved_writes = server.writes if server is not None else 0
         self._saving = threading.Lock()
+        self._served: list[Any] = []
+        if server is not None:
+            self.serve(server.services)
 
     # ------------------------------------------------------------------ identity
     @property
@@ -312,6 +316,29 @@ class Lakebox:
             history=self.query_history,
             on_query=functools.partial(record_query, self.stack),
         )
+
+    # ------------------------------------------------------------------ the endpoint
+    def serve(self, router: ServiceRouter) -> None:
+        """Serve the box's own services on its endpoint, so any AWS client reaches them (lakebox.services.serve)."""
+        from moto.athena.models import athena_backends
+
+        from lakebox.services.athena.api import AthenaApi
+        from lakebox.stack import ACCOUNT_ID
+
+        def data_catalogs() -> list[dict[str, Any]]:
+            return list(athena_backends[ACCOUNT_ID][REGION].list_data_catalogs())
+
+        athena = AthenaApi(lambda: self.athena, self.session, data_catalogs)
+        router.register(athena)
+        self._served.append(athena)
+
+    def stop_serving(self, timeout: float = 60.0) -> None:
+        """Stop serving the box's services on the endpoint, once the work they started has ended."""
+        if self.server is not None:
+            self.server.services.clear()
+        for api in self._served:
+            api.join(timeout)
+        self._served.clear()
 
     # ------------------------------------------------------------------ objects and their events
     def put_file(
@@ -553,6 +580,7 @@ def open_box(
                 try:
                     yield box
                 finally:
+                    box.stop_serving()
                     stack.lambdas.close()
                     if persist:
                         if progress:
