@@ -492,7 +492,7 @@ def test_the_readme_use_your_own_tools_commands_run_against_lakebox_up(endpoint:
     aws = client("awscli", "aws")
     commands = readme_commands()
     assert commands, "the README has a 'Use your own tools' section with commands"
-    script = "\n".join(["set -euo pipefail", f'export PATH="{aws.parent}:{Path(sys.executable).parent}:$PATH"'])
+    script = "\n".join(["set -euo pipefail", f'export PATH="{aws.parent}:$PATH"'])
     for command in commands:
         if command.startswith("export AWS_ENDPOINT_URL="):
             command = f"export AWS_ENDPOINT_URL={endpoint}"
