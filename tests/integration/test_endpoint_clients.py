@@ -12,7 +12,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -456,7 +455,7 @@ def test_dbt_athena_debug_run_and_test_a_table_a_view_and_an_incremental_model(e
                   database: awsdatacatalog
                   schema: data_lake_db
                   work_group: lakebox-primary
-                  s3_staging_dir: s3://unused-the-workgroup-enforces-its-own/
+                  s3_staging_dir: s3://lakebox-athenaresultsbucket/dbt/
                   threads: 1
             """
         )
