@@ -323,14 +323,21 @@ class Lakebox:
         from moto.athena.models import athena_backends
 
         from lakebox.services.athena.api import AthenaApi
+        from lakebox.services.stepfunctions_api import StepFunctionsApi, state_machines_of
         from lakebox.stack import ACCOUNT_ID
 
         def data_catalogs() -> list[dict[str, Any]]:
             return list(athena_backends[ACCOUNT_ID][REGION].list_data_catalogs())
 
         athena = AthenaApi(lambda: self.athena, self.session, data_catalogs)
-        router.register(athena)
-        self._served.append(athena)
+        created = dt.datetime.now(dt.UTC)
+        states = StepFunctionsApi(
+            machines=lambda: state_machines_of(self.stack, created),
+            execute=lambda machine, input_, name: self.execute(machine, input_, execution_name=name),
+        )
+        for api in (athena, states):
+            router.register(api)
+            self._served.append(api)
 
     def stop_serving(self, timeout: float = 60.0) -> None:
         """Stop serving the box's services on the endpoint, once the work they started has ended."""

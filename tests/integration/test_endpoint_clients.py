@@ -502,3 +502,43 @@ def test_the_readme_use_your_own_tools_commands_run_against_lakebox_up(endpoint:
     )
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     assert "SUCCEEDED" in result.stdout, result.stdout
+
+
+# ---------------------------------------------------------------------- Step Functions
+def test_the_templates_state_machine_runs_from_the_sdk_with_history_and_a_run_record(endpoint: str) -> None:
+    states = boto3.client(
+        "stepfunctions",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    # GIVEN the template's state machine, there from `up` on
+    machines = {m["name"]: m["stateMachineArn"] for m in states.list_state_machines()["stateMachines"]}
+    arn = machines["lakebox-PipelineStateMachine"]
+    definition = json.loads(states.describe_state_machine(stateMachineArn=arn)["definition"])
+    assert "${" not in json.dumps(definition), "DefinitionSubstitutions are applied"
+    # WHEN an execution starts through the SDK
+    execution = states.start_execution(stateMachineArn=arn, name="from-the-sdk", input="{}")["executionArn"]
+    assert states.describe_execution(executionArn=execution)["status"] in {"RUNNING", "SUCCEEDED"}
+    deadline = time.monotonic() + 600
+    while (described := states.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    # THEN it ran on lakebox's executor, with its history, and `lakebox runs` records it
+    assert described["status"] == "SUCCEEDED", described
+    assert json.loads(described["output"])["status"] == "SUCCEEDED"
+    events = states.get_execution_history(executionArn=execution)["events"]
+    assert events[0]["type"] == "ExecutionStarted" and events[-1]["type"] == "ExecutionSucceeded"
+    assert any(e["type"] == "TaskStateEntered" for e in events)
+    listed = states.list_executions(stateMachineArn=arn)["executions"]
+    assert [e["name"] for e in listed] == ["from-the-sdk"]
+    with pytest.raises(ClientError, match="ExecutionAlreadyExists"):
+        states.start_execution(stateMachineArn=arn, name="from-the-sdk")
+    with pytest.raises(ClientError, match="ExecutionDoesNotExist"):
+        states.describe_execution(executionArn=execution + "-not")
+    # AND an operation not served is an error naming it, never an empty success
+    with pytest.raises(ClientError) as raised:
+        states.create_state_machine(name="other", definition="{}", roleArn="arn:aws:iam::123456789012:role/x")
+    assert raised.value.response["Error"]["Code"] == "UnsupportedOperation"
+    assert "CreateStateMachine" in raised.value.response["Error"]["Message"]
