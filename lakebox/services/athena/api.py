@@ -329,6 +329,10 @@ class AthenaApi:
         found = self.engine.history.get(execution_id)
         if found is None and pending is None:
             raise ServiceError("InvalidRequestException", f"QueryExecution {execution_id} was not found")
+        if pending is not None and pending.cancelled:
+            return _failed_description(
+                execution_id, _Start(pending.query, pending.workgroup, "Query cancelled by user", pending.submitted)
+            )
         if pending is not None:
             state = "QUEUED" if found is None else "RUNNING"
             base = (
