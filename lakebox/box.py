@@ -323,6 +323,7 @@ class Lakebox:
         from moto.athena.models import athena_backends
 
         from lakebox.services.athena.api import AthenaApi
+        from lakebox.services.lambda_api import LambdaApi
         from lakebox.services.stepfunctions_api import StepFunctionsApi, state_machines_of
         from lakebox.stack import ACCOUNT_ID
 
@@ -335,7 +336,7 @@ class Lakebox:
             machines=lambda: state_machines_of(self.stack, created),
             execute=lambda machine, input_, name: self.execute(machine, input_, execution_name=name),
         )
-        for api in (athena, states):
+        for api in (athena, states, LambdaApi(self.stack)):
             router.register(api)
             self._served.append(api)
 

@@ -6,6 +6,7 @@ The clients whose pins clash with the project's live in `.tools/clients/` (scrip
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -542,3 +543,33 @@ def test_the_templates_state_machine_runs_from_the_sdk_with_history_and_a_run_re
         states.create_state_machine(name="other", definition="{}", roleArn="arn:aws:iam::123456789012:role/x")
     assert raised.value.response["Error"]["Code"] == "UnsupportedOperation"
     assert "CreateStateMachine" in raised.value.response["Error"]["Message"]
+
+
+# ---------------------------------------------------------------------- Lambda
+def test_the_templates_functions_are_listed_and_invoked_through_the_lambda_api(endpoint: str) -> None:
+    lambda_ = boto3.client(
+        "lambda", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    names = [f["FunctionName"] for f in lambda_.list_functions()["Functions"]]
+    assert {"lakebox-IngestFileFunction", "lakebox-TagTableFunction"} <= set(names)
+    configuration = lambda_.get_function(FunctionName="lakebox-TagTableFunction")["Configuration"]
+    assert configuration["Runtime"] == "python3.11" and configuration["Handler"] == "app.lambda_handler"
+    assert configuration["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
+    # WHEN the function is invoked with the sample event, its handler runs in the box and answers
+    event = (ROOT / "events" / "tag_table" / "tables_created.json").read_bytes()
+    answer = lambda_.invoke(FunctionName="lakebox-TagTableFunction", Payload=event, LogType="Tail")
+    assert answer["StatusCode"] == 200 and "FunctionError" not in answer
+    assert json.loads(answer["Payload"].read())["database"] == DATABASE
+    assert "lakebox-TagTableFunction" in base64.b64decode(answer["LogResult"]).decode()
+    # AND a handler's failure is the invocation's error, as Lambda reports it
+    failed = lambda_.invoke(FunctionName="lakebox-TagTableFunction", Payload=b"{}")
+    assert failed["FunctionError"] == "Unhandled"
+    assert json.loads(failed["Payload"].read())["errorType"] == "ValidationError"
+    assert (
+        lambda_.invoke(FunctionName="lakebox-TagTableFunction", Payload=event, InvocationType="Event")["StatusCode"]
+        == 202
+    )
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+        lambda_.get_function(FunctionName="no-such-function")
+    with pytest.raises(ClientError, match="UnsupportedOperation"):
+        lambda_.list_layers()
