@@ -324,6 +324,7 @@ class Lakebox:
 
         from lakebox.services.athena.api import AthenaApi
         from lakebox.services.lambda_api import LambdaApi
+        from lakebox.services.logs_api import LogsApi
         from lakebox.services.stepfunctions_api import StepFunctionsApi, state_machines_of
         from lakebox.stack import ACCOUNT_ID
 
@@ -336,7 +337,7 @@ class Lakebox:
             machines=lambda: state_machines_of(self.stack, created),
             execute=lambda machine, input_, name: self.execute(machine, input_, execution_name=name),
         )
-        for api in (athena, states, LambdaApi(self.stack)):
+        for api in (athena, states, LambdaApi(self.stack), LogsApi(self.stack)):
             router.register(api)
             self._served.append(api)
 
@@ -345,7 +346,9 @@ class Lakebox:
         if self.server is not None:
             self.server.services.clear()
         for api in self._served:
-            api.join(timeout)
+            join = getattr(api, "join", None)  # the services that start work of their own let it end
+            if join is not None:
+                join(timeout)
         self._served.clear()
 
     # ------------------------------------------------------------------ objects and their events

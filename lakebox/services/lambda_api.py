@@ -154,7 +154,13 @@ class LambdaApi:
             "LastUpdateStatus": "Successful",
             "PackageType": "Zip",
             "Architectures": [str(a) for a in architectures] if isinstance(architectures, list) else ["x86_64"],
-            "LoggingConfig": {"LogFormat": "JSON", "LogGroup": f"/aws/lambda/{spec.name}"},
+            "LoggingConfig": {
+                "LogFormat": "JSON",
+                "LogGroup": str(
+                    self.stack.resolve((resource.get("LoggingConfig") or {}).get("LogGroup"))
+                    or f"/aws/lambda/{spec.name}"
+                ),
+            },
         }
 
     def join(self, timeout: float | None = None) -> None:

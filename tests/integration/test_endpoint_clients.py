@@ -573,3 +573,30 @@ def test_the_templates_functions_are_listed_and_invoked_through_the_lambda_api(e
         lambda_.get_function(FunctionName="no-such-function")
     with pytest.raises(ClientError, match="UnsupportedOperation"):
         lambda_.list_layers()
+
+
+# ---------------------------------------------------------------------- CloudWatch Logs
+def test_a_functions_structured_logs_are_read_through_cloudwatch_logs(endpoint: str) -> None:
+    kwargs = {
+        "endpoint_url": endpoint,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "x",
+        "aws_secret_access_key": "x",
+    }
+    lambda_, logs = boto3.client("lambda", **kwargs), boto3.client("logs", **kwargs)
+    # GIVEN the template's log groups, and a function that logged through its group
+    groups = [g["logGroupName"] for g in logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"]]
+    assert "/aws/lambda/lakebox/tag-table" in groups
+    group = lambda_.get_function(FunctionName="lakebox-TagTableFunction")["Configuration"]["LoggingConfig"]["LogGroup"]
+    event = (ROOT / "events" / "tag_table" / "tables_created.json").read_bytes()
+    assert "FunctionError" not in lambda_.invoke(FunctionName="lakebox-TagTableFunction", Payload=event)
+    # WHEN its events are filtered and read
+    found = logs.filter_log_events(logGroupName=group, filterPattern='{ $.message = "zone tags" }')["events"]
+    stream = logs.describe_log_streams(logGroupName=group)["logStreams"][0]["logStreamName"]
+    read = logs.get_log_events(logGroupName=group, logStreamName=stream, startFromHead=True)["events"]
+    # THEN they are the handler's Powertools lines, with their timestamps
+    assert found and all(json.loads(e["message"])["function_name"] == "lakebox-TagTableFunction" for e in found)
+    assert {e["message"] for e in found} <= {e["message"] for e in read}
+    assert all(e["timestamp"] > 1_700_000_000_000 for e in read)
+    with pytest.raises(ClientError, match="UnsupportedOperation"):
+        logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[{"timestamp": 1, "message": "m"}])
