@@ -321,8 +321,11 @@ class Lakebox:
     def serve(self, router: ServiceRouter) -> None:
         """Serve the box's own services on its endpoint, so any AWS client reaches them (lakebox.services.serve)."""
         from moto.athena.models import athena_backends
+        from moto.lakeformation.models import lakeformation_backends
 
         from lakebox.services.athena.api import AthenaApi
+        from lakebox.services.events_api import EventsApi
+        from lakebox.services.lakeformation_api import LakeFormationApi
         from lakebox.services.lambda_api import LambdaApi
         from lakebox.services.logs_api import LogsApi
         from lakebox.services.stepfunctions_api import StepFunctionsApi, state_machines_of
@@ -337,7 +340,22 @@ class Lakebox:
             machines=lambda: state_machines_of(self.stack, created),
             execute=lambda machine, input_, name: self.execute(machine, input_, execution_name=name),
         )
-        for api in (athena, states, LambdaApi(self.stack), LogsApi(self.stack)):
+
+        def lakeformation() -> Any:
+            return lakeformation_backends[ACCOUNT_ID][REGION]
+
+        grants = LakeFormationApi(
+            self.stack,
+            self.session,
+            moto_permissions=lambda: list(lakeformation().list_permissions(ACCOUNT_ID)),
+            moto_table_tags=lambda database, name: lakeformation().lf_table_tags.get((ACCOUNT_ID, database, name)),
+        )
+
+        def target_arn(kind: str, logical_id: str) -> str:
+            return self.stack.function(logical_id).arn if kind == "function" else str(self.stack.ref(logical_id))
+
+        events = EventsApi(self.bus, f"arn:aws:events:{REGION}:{ACCOUNT_ID}", target_arn)
+        for api in (athena, states, LambdaApi(self.stack), LogsApi(self.stack), events, grants):
             router.register(api)
             self._served.append(api)
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qs, quote
+
+logger = logging.getLogger(__name__)
 
 _SCOPE: Final = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
 _QUERY_SCOPE: Final = re.compile(r"^[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request$")
@@ -165,6 +168,10 @@ class ServiceRouter:
             handled = api.handle(request)
         except ServiceError as exc:
             return exc.response(_content_type(request)), environ
+        except Exception as exc:  # a defect of a local service answers as AWS's InternalFailure, and says what failed
+            logger.exception("the endpoint failed on %s %s", request.method, request.path)
+            failure = ServiceError("InternalFailure", f"lakebox failed: {type(exc).__name__}: {exc}", 500)
+            return failure.response(_content_type(request)), environ
         if isinstance(handled, AwsResponse):
             return handled, environ
         return None, handled.to_environ()

@@ -600,3 +600,44 @@ def test_a_functions_structured_logs_are_read_through_cloudwatch_logs(endpoint: 
     assert all(e["timestamp"] > 1_700_000_000_000 for e in read)
     with pytest.raises(ClientError, match="UnsupportedOperation"):
         logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[{"timestamp": 1, "message": "m"}])
+
+
+# ---------------------------------------------------------------------- EventBridge and Lake Formation
+def test_the_templates_rules_and_grants_and_a_tables_zone_tag_are_on_the_endpoint(endpoint: str) -> None:
+    kwargs = {
+        "endpoint_url": endpoint,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "x",
+        "aws_secret_access_key": "x",
+    }
+    events, lakeformation = boto3.client("events", **kwargs), boto3.client("lakeformation", **kwargs)
+    # THEN the template's rules are listed with their patterns and targets
+    rules = {r["Name"]: r for r in events.list_rules()["Rules"]}
+    assert json.loads(rules["IngestFileFunction.LandingObjectCreated"]["EventPattern"])["source"] == ["aws.s3"]
+    targets = events.list_targets_by_rule(Rule="IngestFileFunction.LandingObjectCreated")["Targets"]
+    assert targets[0]["Arn"].endswith(":function:lakebox-IngestFileFunction")
+    # AND PutEvents accepts an application's event and refuses an AWS source, as EventBridge does
+    put = events.put_events(
+        Entries=[
+            {"Source": "lake.app", "DetailType": "Note", "Detail": "{}"},
+            {"Source": "aws.glue", "DetailType": "Glue Data Catalog Database State Change", "Detail": "{}"},
+        ]
+    )
+    assert put["FailedEntryCount"] == 1 and "EventId" in put["Entries"][0]
+    assert put["Entries"][1]["ErrorCode"] == "NotAuthorizedForSourceException"
+    # AND the template's Lake Formation grants are listed, and a table carries the zone tag of its location
+    grants = lakeformation.list_permissions()["PrincipalResourcePermissions"]
+    assert len(grants) >= 20
+    assert all(g["Principal"]["DataLakePrincipalIdentifier"].startswith("arn:aws:iam::") for g in grants)
+    table = lakeformation.get_resource_lf_tags(Resource={"Table": {"DatabaseName": DATABASE, "Name": "endpoint_sales"}})
+    assert table["LFTagsOnTable"] == [], "a table in the query-results bucket is outside the zones"
+    s3 = boto3.client("s3", **kwargs)
+    raw = next(b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"] == "lakebox-rawbucket")
+    boto3.client("glue", **kwargs).create_table(
+        DatabaseName=DATABASE,
+        TableInput={"Name": "zone_probe", "StorageDescriptor": {"Location": f"s3://{raw}/probe/", "Columns": []}},
+    )
+    tags = lakeformation.get_resource_lf_tags(Resource={"Table": {"DatabaseName": DATABASE, "Name": "zone_probe"}})
+    assert [(t["TagKey"], t["TagValues"]) for t in tags["LFTagsOnTable"]] == [("zone", ["raw"])]
+    with pytest.raises(ClientError, match="UnsupportedOperation"):
+        events.create_event_bus(Name="other")
