@@ -324,6 +324,7 @@ class Lakebox:
         from moto.lakeformation.models import lakeformation_backends
 
         from lakebox.services.athena.api import AthenaApi
+        from lakebox.services.cloudwatch_api import CloudWatchApi
         from lakebox.services.events_api import EventsApi
         from lakebox.services.lakeformation_api import LakeFormationApi
         from lakebox.services.lambda_api import LambdaApi
@@ -355,7 +356,8 @@ class Lakebox:
             return self.stack.function(logical_id).arn if kind == "function" else str(self.stack.ref(logical_id))
 
         events = EventsApi(self.bus, f"arn:aws:events:{REGION}:{ACCOUNT_ID}", target_arn)
-        for api in (athena, states, LambdaApi(self.stack), LogsApi(self.stack), events, grants):
+        metrics = CloudWatchApi(self.stack, self.session)
+        for api in (athena, states, LambdaApi(self.stack), LogsApi(self.stack), events, grants, metrics):
             router.register(api)
             self._served.append(api)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -641,3 +642,47 @@ def test_the_templates_rules_and_grants_and_a_tables_zone_tag_are_on_the_endpoin
     assert [(t["TagKey"], t["TagValues"]) for t in tags["LFTagsOnTable"]] == [("zone", ["raw"])]
     with pytest.raises(ClientError, match="UnsupportedOperation"):
         events.create_event_bus(Name="other")
+
+
+# ---------------------------------------------------------------------- CloudWatch (Smithy RPC v2 CBOR)
+def test_the_templates_alarms_and_the_recorded_metrics_are_read_through_cloudwatch(endpoint: str) -> None:
+    kwargs = {
+        "endpoint_url": endpoint,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "x",
+        "aws_secret_access_key": "x",
+    }
+    lambda_, cloudwatch = boto3.client("lambda", **kwargs), boto3.client("cloudwatch", **kwargs)
+    # GIVEN a function invocation that failed (Lambda's Errors and Invocations metrics)
+    assert lambda_.invoke(FunctionName="lakebox-TagTableFunction", Payload=b"{}")["FunctionError"] == "Unhandled"
+    # WHEN the alarms and metrics are read with the SDK
+    alarms = {a["AlarmName"]: a for a in cloudwatch.describe_alarms()["MetricAlarms"]}
+    metrics = cloudwatch.list_metrics(Namespace="AWS/Lambda", MetricName="Errors")["Metrics"]
+    now = dt.datetime.now(dt.UTC)
+    data = cloudwatch.get_metric_data(
+        MetricDataQueries=[
+            {
+                "Id": "errors",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AWS/Lambda",
+                        "MetricName": "Errors",
+                        "Dimensions": [{"Name": "FunctionName", "Value": "lakebox-TagTableFunction"}],
+                    },
+                    "Period": 3600,
+                    "Stat": "Sum",
+                },
+            }
+        ],
+        StartTime=now - dt.timedelta(hours=1),
+        EndTime=now + dt.timedelta(minutes=1),
+    )["MetricDataResults"][0]
+    # THEN the template's alarms are there with their evaluated state, and the failure is counted
+    assert len(alarms) >= 20
+    assert alarms["lakebox-TagTableFunctionErrorRateAlarm"]["StateValue"] == "ALARM"
+    assert {"Name": "FunctionName", "Value": "lakebox-TagTableFunction"} in [
+        d for m in metrics for d in m["Dimensions"]
+    ]
+    assert sum(data["Values"]) >= 1
+    with pytest.raises(ClientError, match="UnsupportedOperation"):
+        cloudwatch.put_metric_data(Namespace="Lake", MetricData=[{"MetricName": "m", "Value": 1.0}])
