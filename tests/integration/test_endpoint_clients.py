@@ -503,7 +503,14 @@ def test_the_readme_use_your_own_tools_commands_run_against_lakebox_up(endpoint:
         ["bash", "-c", script], env=environment, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
     )
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
-    assert "SUCCEEDED" in result.stdout, result.stdout
+    for shown in (
+        "SUCCEEDED",
+        "lakebox-PipelineStateMachine",
+        "lakebox-TagTableFunction",
+        "ErrorRateAlarm",
+        "tag-table",
+    ):
+        assert shown in result.stdout, result.stdout
 
 
 # ---------------------------------------------------------------------- Step Functions
