@@ -102,6 +102,28 @@ def check_state_machines(target: Target) -> Any:
     return sorted(m["name"].removeprefix(f"{target.stack}-") for m in machines if m["name"].startswith(target.stack))
 
 
+def check_functions(target: Target) -> Any:
+    functions = target.client("lambda").list_functions()["Functions"]
+    return sorted(f["Runtime"] for f in functions if f["FunctionName"].startswith(target.stack))[:1]
+
+
+def check_alarms(target: Target) -> Any:
+    alarms = target.client("cloudwatch").describe_alarms(AlarmNamePrefix=target.stack)["MetricAlarms"]
+    return {"count": len(alarms), "states known": all(a["StateValue"] for a in alarms)}
+
+
+def check_log_groups(target: Target) -> Any:
+    groups = target.client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{target.stack}/")
+    return sorted(g["logGroupName"].rsplit("/", 1)[-1] for g in groups["logGroups"])
+
+
+def check_lake_formation_grants(target: Target) -> Any:
+    return (
+        len(target.client("lakeformation").list_permissions(ResourceType="DATABASE")["PrincipalResourcePermissions"])
+        > 0
+    )
+
+
 def check_engine_versions(target: Target) -> Any:
     versions = target.client("athena").list_engine_versions()["EngineVersions"]
     return sorted(v.get("EffectiveEngineVersion", "") for v in versions)[:1]
@@ -114,6 +136,10 @@ CHECKS: tuple[Callable[[Target], Any], ...] = (
     check_batch_get_unknown,
     check_table_metadata,
     check_state_machines,
+    check_functions,
+    check_alarms,
+    check_log_groups,
+    check_lake_formation_grants,
     check_engine_versions,
 )
 
