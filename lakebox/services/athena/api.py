@@ -153,6 +153,13 @@ class AthenaApi:
     _tokens: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    def _athena(self) -> Any:
+        """The endpoint's Athena client (moto's workgroups and named queries), made once."""
+        if "athena" not in self._clients:
+            self._clients["athena"] = self.session.client("athena")
+        return self._clients["athena"]
 
     @property
     def engine(self) -> AthenaEngine:
@@ -245,7 +252,7 @@ class AthenaApi:
     def _check_request(self, workgroup: str, result: dict[str, Any]) -> None:
         """Athena refuses at once an unknown or disabled workgroup and a query with nowhere to write its results."""
         try:
-            group = self.session.client("athena").get_work_group(WorkGroup=workgroup)["WorkGroup"]
+            group = self._athena().get_work_group(WorkGroup=workgroup)["WorkGroup"]
         except ClientError as exc:
             raise ServiceError("InvalidRequestException", f"WorkGroup {workgroup} is not found.") from exc
         if group.get("State", "ENABLED") != "ENABLED":
@@ -422,7 +429,7 @@ class AthenaApi:
 
     def batch_get_named_query(self, params: dict[str, Any]) -> dict[str, Any]:
         """BatchGetNamedQuery over moto's named queries."""
-        athena = self.session.client("athena")
+        athena = self._athena()
         found, missing = [], []
         for named_id in params.get("NamedQueryIds") or []:
             try:
