@@ -220,6 +220,23 @@ def test_batch_get_list_and_stop_query_executions(endpoint: str) -> None:
     assert wait_done(client_, done["QueryExecutionId"])["Status"]["State"] == "SUCCEEDED"
 
 
+def test_a_query_stopped_while_it_runs_ends_cancelled_with_its_results_withheld(endpoint: str) -> None:
+    client_ = athena(endpoint)
+    # GIVEN a query that reads a table (it plans, reads the catalog and the data: it does not finish at once)
+    execution_id = client_.start_query_execution(
+        QueryString="SELECT count(*) FROM endpoint_sales a CROSS JOIN endpoint_sales b",
+        QueryExecutionContext={"Database": DATABASE},
+        WorkGroup=WORKGROUP,
+    )["QueryExecutionId"]
+    # WHEN it is stopped at once
+    client_.stop_query_execution(QueryExecutionId=execution_id)
+    # THEN it ends CANCELLED, as Athena reports a stopped query, and has no results
+    status = wait_done(client_, execution_id)["Status"]
+    assert status["State"] == "CANCELLED" and status["StateChangeReason"] == "Query cancelled by user"
+    with pytest.raises(ClientError, match="CANCELLED"):
+        client_.get_query_results(QueryExecutionId=execution_id)
+
+
 def test_workgroups_catalogs_and_table_metadata_are_the_templates_and_the_catalogs(endpoint: str) -> None:
     client_ = athena(endpoint)
     group = client_.get_work_group(WorkGroup=WORKGROUP)["WorkGroup"]
