@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit integration iac bench lock clean browser
+.PHONY: run test lint typecheck unit integration iac bench lock clean browser clients
 
 $(STAMP): requirements/dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) is required" >&2; exit 1; }
@@ -17,12 +17,16 @@ $(STAMP): requirements/dev.txt pyproject.toml
 run: $(STAMP)
 	$(BIN)/lakebox run
 
-test: $(STAMP) lint typecheck iac browser
+test: $(STAMP) lint typecheck iac browser clients
 	$(BIN)/pytest tests
 
 # The dashboard test opens the page in a real headless Chromium (Debian's package; installed when missing).
 browser:
 	@bash scripts/ensure-chromium.sh
+
+# The AWS clients the endpoint tests drive (AWS CLI, newest boto3 with PyAthena, dbt-athena), in venvs of their own.
+clients:
+	@bash scripts/ensure-clients.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -11,6 +11,7 @@ it when it ends. Nothing below the box builds a service of its own.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import logging
 import os
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from lakebox.services.endpoint import LocalEndpoint
     from lakebox.services.governance import Access
     from lakebox.services.sagemaker import LocalSageMaker
+    from lakebox.services.serve import ServiceRouter
     from lakebox.services.watch import ObjectWatch
     from lakebox.sfn import Execution, Integrations
 
@@ -139,6 +141,9 @@ class Lakebox:
 
         # the task tokens of this box's `.waitForTaskToken` tasks: SendTaskSuccess/Failure/Heartbeat answer them
         self.task_tokens = TaskTokens()
+        self._served: list[Any] = []
+        if server is not None:
+            self.serve(server.services)
 
     # ------------------------------------------------------------------ identity
     @property
@@ -175,6 +180,62 @@ class Lakebox:
             authorize=authorizer(self.stack, access),
             on_query=self.metrics.record_query,
         )
+
+    # ------------------------------------------------------------------ the endpoint
+    def serve(self, router: ServiceRouter) -> None:
+        """Serve the box's own services on its endpoint, so any AWS client reaches them (lakebox.services.serve)."""
+        from moto.athena.models import athena_backends
+        from moto.lakeformation.models import lakeformation_backends
+
+        from lakebox.cfn.stack import ACCOUNT_ID
+        from lakebox.services.athena.api import AthenaApi
+        from lakebox.services.cloudwatch_api import CloudWatchApi
+        from lakebox.services.events_api import EventsApi
+        from lakebox.services.lakeformation_api import LakeFormationApi
+        from lakebox.services.lambda_api import LambdaApi
+        from lakebox.services.logs_api import LogsApi
+        from lakebox.services.stepfunctions_api import StepFunctionsApi, state_machines_of
+
+        def data_catalogs() -> list[dict[str, Any]]:
+            return list(athena_backends[ACCOUNT_ID][REGION].list_data_catalogs())
+
+        athena = AthenaApi(lambda: self.athena, self.session, data_catalogs)
+        created = dt.datetime.now(dt.UTC)
+        states = StepFunctionsApi(
+            machines=lambda: state_machines_of(self.stack, created),
+            execute=lambda machine, input_, name: self.execute(machine, input_, execution_name=name),
+            callbacks=self.task_tokens,
+        )
+
+        def lakeformation() -> Any:
+            return lakeformation_backends[ACCOUNT_ID][REGION]
+
+        grants = LakeFormationApi(
+            self.stack,
+            self.session,
+            moto_permissions=lambda: list(lakeformation().list_permissions(ACCOUNT_ID)),
+            moto_table_tags=lambda database, name: lakeformation().lf_table_tags.get((ACCOUNT_ID, database, name)),
+        )
+
+        def target_arn(kind: str, logical_id: str) -> str:
+            return self.stack.function(logical_id).arn if kind == "function" else str(self.stack.ref(logical_id))
+
+        events = EventsApi(self.bus, f"arn:aws:events:{REGION}:{ACCOUNT_ID}", target_arn)
+        metrics = CloudWatchApi(self.stack, self.session, self.metrics, self.home.logs)
+        lambdas = LambdaApi(self.stack, self.lambdas, self.home.logs)
+        for api in (athena, states, lambdas, LogsApi(self.stack, self.home.logs), events, grants, metrics):
+            router.register(api)
+            self._served.append(api)
+
+    def stop_serving(self, timeout: float = 60.0) -> None:
+        """Stop serving the box's services on the endpoint, once the work they started has ended."""
+        if self.server is not None:
+            self.server.services.clear()
+        for api in self._served:
+            join = getattr(api, "join", None)  # the services that start work of their own let it end
+            if join is not None:
+                join(timeout)
+        self._served.clear()
 
     # ------------------------------------------------------------------ objects and their events
     def put_file(
@@ -458,6 +519,7 @@ def open_box(
                 try:
                     yield box
                 finally:
+                    box.stop_serving()
                     box.close()
                     if persist:
                         if progress:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from lakebox.errors import LakeboxError
+from lakebox.services.serve import ServiceRouter, respond
 
 _READ_ACTIONS = ("Get", "Describe", "List", "Query", "Scan", "BatchGet", "Head", "Search")
 
@@ -78,10 +79,12 @@ def _check_free(host: str, port: int) -> None:
 
 
 class LocalEndpoint:
-    """moto's server on `host:port`, started in a thread of this process.
+    """moto's server on `host:port`, started in a thread of this process, with the box's services in front of it.
 
     Binding happens in the constructor, so a busy port is an immediate `LakeboxError` rather than a thread that
-    never becomes ready. `writes` counts the requests that may have changed state (what a snapshot waits for).
+    never becomes ready. `services` routes the requests of the services the box serves itself (see
+    lakebox.services.serve); moto answers the rest. `writes` counts the requests that may have changed state (what
+    a snapshot waits for).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -90,6 +93,7 @@ class LocalEndpoint:
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.gate = Gate()
+        self.services = ServiceRouter()
         self.writes = 0
         self._count = threading.Lock()
         self._app = DomainDispatcherApplication(create_backend_app)
@@ -105,6 +109,13 @@ class LocalEndpoint:
         return f"http://{self.host}:{self.port}"
 
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        # The box's own services answer first, outside the gate: their work calls this endpoint again.
+        answered, environ = self.services.route(environ)
+        if answered is not None:
+            if _changes_state(environ):
+                with self._count:
+                    self.writes += 1
+            return list(respond(answered, start_response))
         with self.gate.passage():
             if _changes_state(environ):
                 with self._count:

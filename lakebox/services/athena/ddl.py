@@ -49,6 +49,8 @@ _ADD_PARTITION: Final = re.compile(
     r"\s*PARTITION\s*\(((?:[^()']|'(?:[^']|'')*')*)\)\s*(?:LOCATION\s*'((?:[^']|'')*)')?\s*", re.IGNORECASE
 )
 _DROP_PARTITION: Final = re.compile(r"\s*PARTITION\s*\(((?:[^()']|'(?:[^']|'')*')*)\)\s*", re.IGNORECASE)
+_SET_TBLPROPERTIES: Final = re.compile(r"SET\s+TBLPROPERTIES\s*\((?P<pairs>.*)\)", re.IGNORECASE | re.DOTALL)
+_PROPERTY: Final = re.compile(r"\s*'((?:[^']|'')*)'\s*=\s*'((?:[^']|'')*)'\s*(?:,|$)")
 _SET_LOCATION: Final = re.compile(
     rf"(?:{_SPEC}\s+)?SET\s+LOCATION\s*'(?P<location>(?:[^']|'')*)'", re.IGNORECASE | re.DOTALL
 )
@@ -242,7 +244,26 @@ class DdlMixin(WriteMixin):
             table_input = cast("TableInputTypeDef", table_input_of(raw))
             self._glue.update_table(DatabaseName=table.database, TableInput=table_input)
             return _Outcome("DDL", "ALTER_TABLE_SET_LOCATION")
+        properties = _SET_TBLPROPERTIES.fullmatch(rest)
+        if properties:
+            return self._set_table_properties(table, properties["pairs"])
         raise _QueryError(f"NOT_SUPPORTED: ALTER TABLE {_first_line(rest)}")
+
+    def _set_table_properties(self, table: _Table, pairs: str) -> _Outcome:
+        """ALTER TABLE ... SET TBLPROPERTIES ('key'='value', ...): the table's parameters in the catalog."""
+        found: dict[str, str] = {}
+        position = 0
+        while position < len(pairs):
+            match = _PROPERTY.match(pairs, position)
+            if not match or match.end() == position:
+                raise _QueryError(f"SYNTAX_ERROR: cannot read TBLPROPERTIES ({_first_line(pairs)})")
+            found[match[1].replace("''", "'")] = match[2].replace("''", "'")
+            position = match.end()
+        raw: dict[str, Any] = dict(self._glue.get_table(DatabaseName=table.database, Name=table.name)["Table"])
+        raw["Parameters"] = {**(raw.get("Parameters") or {}), **found}
+        table_input = cast("TableInputTypeDef", table_input_of(raw))
+        self._glue.update_table(DatabaseName=table.database, TableInput=table_input)
+        return _Outcome("DDL", "ALTER_TABLE_SET_TBLPROPERTIES")
 
     def _add_partition_clause(self, table: _Table, clause: str) -> _Outcome:
         if_not_exists = bool(re.match(r"IF\s+NOT\s+EXISTS\b", clause, re.IGNORECASE))

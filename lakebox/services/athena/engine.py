@@ -111,9 +111,12 @@ class AthenaEngine(DdlMixin):
         QueryExecutionContext: dict[str, Any] | None = None,
         ResultConfiguration: dict[str, Any] | None = None,
         WorkGroup: str | None = None,
+        execution_id: str | None = None,
         **_: Any,
     ) -> dict[str, Any]:
         """Run one statement to completion and return its GetQueryExecution description.
+
+        `execution_id` names the execution (a new id when omitted): the endpoint answers with it before the run ends.
 
         A statement that fails ends in state FAILED (or CANCELLED past the workgroup's bytes-scanned cutoff)
         with Athena's reason; only request errors (unknown workgroup, no output location) raise ``ClientError``.
@@ -124,7 +127,7 @@ class AthenaEngine(DdlMixin):
         context = QueryExecutionContext or {}
         database = str(context.get("Database") or self._default_database).lower()
         execution = _Execution(
-            execution_id=str(uuid.uuid4()),
+            execution_id=execution_id or str(uuid.uuid4()),
             query=QueryString,
             workgroup=workgroup,
             database=database,

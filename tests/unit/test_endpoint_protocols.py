@@ -1,0 +1,219 @@
+"""The endpoint's wire protocols: requests as botocore signs and serializes them, routed and read back."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from typing import Any
+
+import botocore.session
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.model import ServiceModel
+from botocore.parsers import create_parser
+from botocore.serialize import create_serializer
+
+from lakebox.services import cbor
+from lakebox.services.athena.api import _bind, _rest_operation
+from lakebox.services.logs_api import _matcher
+from lakebox.services.serve import AwsRequest, AwsResponse, ServiceError, ServiceRouter, read_request
+
+
+def _environ(service: str, operation: str, params: dict[str, Any], protocol: str | None = None) -> dict[str, Any]:
+    """The WSGI environ of a request botocore would send (serialized with `protocol`, signed with SigV4)."""
+    session = botocore.session.get_session()
+    model: ServiceModel = session.get_service_model(service)
+    if protocol is not None:
+        model = ServiceModel({**model._service_description, "metadata": {**model.metadata, "protocol": protocol}})
+    serialized = create_serializer(model.protocol).serialize_to_request(params, model.operation_model(operation))
+    request = AWSRequest(
+        method=serialized["method"],
+        url="http://127.0.0.1:4566" + serialized["url_path"],
+        data=serialized["body"],
+        headers=serialized["headers"],
+        params=serialized["query_string"],
+    )
+    SigV4Auth(Credentials("a", "b"), model.signing_name, "us-east-1").add_auth(request)
+    prepared = request.prepare()
+    body = prepared.body if isinstance(prepared.body, bytes) else (prepared.body or "").encode()
+    path, _, query = prepared.url.split("://", 1)[1].partition("/")[2].partition("?")
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": prepared.method,
+        "PATH_INFO": "/" + path,
+        "QUERY_STRING": query,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
+    for name, value in prepared.headers.items():
+        key = name.upper().replace("-", "_")
+        value = value.decode() if isinstance(value, bytes) else value
+        if key == "CONTENT_TYPE":
+            environ["CONTENT_TYPE"] = value
+        elif key != "CONTENT_LENGTH":
+            environ[f"HTTP_{key}"] = value
+    return environ
+
+
+class _Echo:
+    """A served service that answers with the request it read."""
+
+    signing_names = ("athena",)
+    target_prefixes = ("AmazonAthena",)
+
+    def handle(self, request: AwsRequest) -> AwsResponse | AwsRequest:
+        if request.target == "ListEngineVersions":
+            raise ServiceError("UnsupportedOperation", "ListEngineVersions is not served")
+        operation, params = (request.target, request.json()) if request.target else _rest_operation(request)
+        return AwsResponse.of_json({"operation": operation, "params": params})
+
+
+def test_a_request_is_routed_by_its_signing_name_and_others_fall_through_to_moto() -> None:
+    router = ServiceRouter()
+    router.register(_Echo())
+    # GIVEN requests signed for Athena (the JSON 1.1 protocol) and for S3
+    athena = _environ("athena", "GetQueryExecution", {"QueryExecutionId": "q1"})
+    s3 = _environ("s3", "ListBuckets", {})
+    # WHEN routed
+    answered, _ = router.route(athena)
+    passed, environ = router.route(s3)
+    # THEN Athena's is answered by the registered service and S3's goes on unchanged, its body still readable
+    assert answered is not None
+    assert json.loads(answered.body) == {"operation": "GetQueryExecution", "params": {"QueryExecutionId": "q1"}}
+    assert passed is None and environ is s3
+
+
+def _rest(method: str, path: str, query: str = "", body: bytes = b"") -> dict[str, Any]:
+    """A REST-JSON request as botocore 1.44.18 sends Athena's (its model routes each operation to a path)."""
+    return {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": "application/json",
+        "wsgi.input": io.BytesIO(body),
+        "HTTP_AUTHORIZATION": "AWS4-HMAC-SHA256 Credential=a/20261207/us-east-1/athena/aws4_request, "
+        "SignedHeaders=host, Signature=0",
+    }
+
+
+def test_athenas_rest_protocol_reads_path_query_and_body_parameters() -> None:
+    # GIVEN the REST-JSON requests of the newest botocore (path, query string and body parameters)
+    results = _rest("GET", "/query-executions/q%2F1/results", "MaxResults=5&NextToken=10")
+    body = {"QueryString": "SELECT 1", "WorkGroup": "wg", "QueryExecutionContext": {"Database": "db"}}
+    started = _rest("POST", "/query-executions", body=json.dumps(body).encode())
+    unknown = _rest("GET", "/notebooks/n1/export")
+    # WHEN read
+    operation, params = _rest_operation(read_request(results))
+    started_operation, started_params = _rest_operation(read_request(started))
+    # THEN they are the same operations and parameters as in the JSON protocol
+    assert (operation, params) == ("GetQueryResults", {"QueryExecutionId": "q/1", "MaxResults": 5, "NextToken": "10"})
+    assert (started_operation, started_params) == ("StartQueryExecution", body)
+    with pytest.raises(ServiceError, match="UnsupportedOperation"):
+        _rest_operation(read_request(unknown))
+    # AND the router sends them to the service signed for
+    router = ServiceRouter()
+    router.register(_Echo())
+    answered, _ = router.route(_rest("GET", "/workgroups/wg"))
+    assert answered is not None
+    assert json.loads(answered.body) == {"operation": "GetWorkGroup", "params": {"WorkGroup": "wg"}}
+
+
+def test_a_service_error_reaches_the_sdk_with_its_code_in_either_protocol() -> None:
+    router = ServiceRouter()
+    router.register(_Echo())
+    answered, _ = router.route(_environ("athena", "ListEngineVersions", {}))
+    assert answered is not None and answered.status == 400
+    model = botocore.session.get_session().get_service_model("athena")
+    for protocol in ("json", "rest-json"):
+        parsed = create_parser(protocol).parse(
+            {"status_code": answered.status, "headers": answered.headers, "body": answered.body},
+            model.operation_model("ListEngineVersions").output_shape,
+        )
+        assert parsed["Error"]["Code"] == "UnsupportedOperation", protocol
+
+
+def test_cbor_reads_what_botocore_writes_and_botocore_reads_what_it_writes() -> None:
+    session = botocore.session.get_session()
+    model = session.get_service_model("cloudwatch")
+    model = ServiceModel(
+        {**model._service_description, "metadata": {**model.metadata, "protocol": "smithy-rpc-v2-cbor"}}
+    )
+    operation = model.operation_model("GetMetricData")
+    start = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    params = {
+        "MetricDataQueries": [
+            {
+                "Id": "e",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AWS/Lambda",
+                        "MetricName": "Errors",
+                        "Dimensions": [{"Name": "F", "Value": "f"}],
+                    },
+                    "Period": 300,
+                    "Stat": "Sum",
+                },
+            }
+        ],
+        "StartTime": start,
+        "EndTime": start + dt.timedelta(hours=1),
+    }
+    body = create_serializer("smithy-rpc-v2-cbor").serialize_to_request(params, operation)["body"]
+    decoded = cbor.loads(body)
+    assert decoded["StartTime"] == start.timestamp()
+    assert decoded["MetricDataQueries"][0]["MetricStat"]["Metric"]["Dimensions"] == [{"Name": "F", "Value": "f"}]
+    answer = {
+        "MetricDataResults": [{"Id": "e", "Timestamps": [start], "Values": [1.5, -2.0], "StatusCode": "Complete"}]
+    }
+    parsed = create_parser("smithy-rpc-v2-cbor").parse(
+        {"status_code": 200, "headers": {"smithy-protocol": "rpc-v2-cbor"}, "body": cbor.dumps(answer)},
+        operation.output_shape,
+    )
+    assert parsed["MetricDataResults"][0]["Values"] == [1.5, -2.0]
+    assert parsed["MetricDataResults"][0]["Timestamps"][0].timestamp() == start.timestamp()
+    for value in (0, 23, 24, 255, 65_536, 2**40, -1, -1000, "é", b"\x00", [1, [2]], {"a": None, "b": True}, 0.1):
+        assert cbor.loads(cbor.dumps(value)) == value
+
+
+@pytest.mark.parametrize(
+    ("query", "values", "bound"),
+    [
+        ("SELECT * FROM t WHERE a = ? AND b = ?", ["1", "'x'"], "SELECT * FROM t WHERE a = 1 AND b = 'x'"),
+        ("SELECT '?' AS q, ? AS v", ["2"], "SELECT '?' AS q, 2 AS v"),
+    ],
+)
+def test_execution_parameters_fill_placeholders_outside_quotes(query: str, values: list[str], bound: str) -> None:
+    assert _bind(query, values) == bound
+
+
+def test_execution_parameters_must_match_the_placeholders() -> None:
+    with pytest.raises(ServiceError, match="more"):
+        _bind("SELECT ?, ?", ["1"])
+    with pytest.raises(ServiceError, match="fewer"):
+        _bind("SELECT ?", ["1", "2"])
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message", "matches"),
+    [
+        ("", "anything", True),
+        ("ERROR", '{"level": "ERROR"}', True),
+        ("ERROR -timeout", '{"level": "ERROR", "message": "timeout"}', False),
+        ('"zone tags"', '{"message": "zone tags"}', True),
+        ('{ $.level = "ERROR" }', '{"level": "ERROR"}', True),
+        ('{ $.level = "ERROR" }', '{"level": "INFO"}', False),
+        ('{ $.level != "ERROR" }', '{"level": "INFO"}', True),
+        ("{ $.detail.count = 3 }", '{"detail": {"count": 3}}', True),
+        ('{ $.level = "ERROR" }', "plain text", False),
+    ],
+)
+def test_log_filter_patterns(pattern: str, message: str, matches: bool) -> None:
+    assert _matcher(pattern)(message) is matches
+
+
+def test_a_log_filter_pattern_lakebox_cannot_read_is_refused_by_name() -> None:
+    with pytest.raises(ServiceError, match="not this filter pattern"):
+        _matcher("[ip, user, ...]")
