@@ -16,6 +16,8 @@ import pytest
 from moto import mock_aws
 
 from datalake.aws import AwsClients
+from datalake.contracts import Dataset, registered
+from datalake.contracts.base import Contract, EventTime
 from datalake.ingest import IngestStatus, Manifest, ObjectRef, ingest_object
 from datalake.settings import Settings
 from tests.conftest import ROOT, load_event
@@ -413,3 +415,83 @@ def test_content_claims_stay_out_of_the_quality_gates_manifest_scan(lake: Lake) 
     landed, unmatched, (received, quarantined) = landed_for(session, "manifests", "sales", first.output_keys)
     # THEN it counts the original once: neither the claim item nor the duplicate's manifest adds to it
     assert (landed, unmatched, received, quarantined) == (1, (), 1, 0)
+
+
+# ----------------------------------------------------------------------------------------------- deep nesting
+
+
+class _Size(Contract):
+    width_cm: float
+
+
+class _Parcel(Contract):
+    """A contract with nested and list fields: the fast path leaves their values to pydantic."""
+
+    parcel_id: str
+    sent_at: EventTime
+    size: _Size | None = None
+    tags: list[str] | None = None
+
+
+PARCELS = Dataset(name="parcels", contract=_Parcel, key=("parcel_id",), event_time="sent_at")
+DEPTH = 20_000
+DEEP_VALUES = {
+    "list": b"[" * DEPTH + b"]" * DEPTH,
+    "object": b'{"a":' * DEPTH + b"1" + b"}" * DEPTH,
+}
+
+
+def _parcel(n: int) -> dict[str, Any]:
+    return {"parcel_id": f"P{n}", "sent_at": "2026-11-01T10:00:00Z", "tags": ["fragile"]}
+
+
+def _deep_parcel(field: str, value: bytes) -> bytes:
+    return b'{"parcel_id":"P2","sent_at":"2026-11-01T10:00:00Z","' + field.encode() + b'":' + value + b"}"
+
+
+def _deep_bodies(field: str, value: bytes) -> dict[str, bytes]:
+    good, other, deep = json.dumps(_parcel(1)).encode(), json.dumps(_parcel(3)).encode(), _deep_parcel(field, value)
+    lines = good + b"\n" + deep + b"\n" + other + b"\n"
+    return {
+        "parcels/deep.jsonl": lines,
+        "parcels/deep.jsonl.gz": gzip.compress(lines),
+        "parcels/deep-first.jsonl": deep + b"\n" + good + b"\n" + other + b"\n",
+        "parcels/deep.json": b"[" + good + b",\n" + deep + b",\n" + other + b"]",
+        "parcels/deep-documents.json": json.dumps(_parcel(1), indent=2).encode() + b"\n" + deep + b"\n" + other,
+    }
+
+
+@pytest.mark.parametrize("field", ["tags", "size", "unexpected"])
+@pytest.mark.parametrize("shape", sorted(DEEP_VALUES))
+@pytest.mark.parametrize("key", sorted(_deep_bodies("tags", b"1")))
+def test_a_20000_deep_value_is_quarantined_as_its_record_and_the_rest_lands(
+    lake: Lake, key: str, shape: str, field: str
+) -> None:
+    # GIVEN an object of three records whose second holds a value nested 20,000 deep (in JSON lines, gzip, an
+    # array, pretty documents), under a field with a nested type, a list field, or a field the contract lacks
+    body = _deep_bodies(field, DEEP_VALUES[shape])[key]
+    lake.settings = lake.settings.model_copy(update={"max_line_bytes": 1 << 20})
+    with registered(PARCELS):
+        # WHEN it is ingested
+        manifest = lake.ingest(key, body)
+    # THEN that record is quarantined with a reason, the two others land, and the counts reconcile
+    assert (manifest.records_read, manifest.records_landed, manifest.records_quarantined) == (3, 2, 1)
+    assert manifest.status is IngestStatus.PARTIAL
+    assert sorted(r["parcel_id"] for r in lake.raw_records("parcels/")) == ["P1", "P3"]
+    (rejected,) = lake.raw_records("_quarantine/parcels/")
+    assert rejected["_line"] == (1 if "first" in key else 2) and rejected["_errors"][0]["type"] in {
+        "json_invalid",
+        "nesting_too_deep",
+    }
+    assert "recursion limit" in rejected["_errors"][0]["msg"] or "nested" in rejected["_errors"][0]["msg"]
+
+
+def test_a_csv_cell_holding_a_deep_value_is_judged_as_text(lake: Lake) -> None:
+    # GIVEN a CSV row whose list column holds 20,000-deep JSON text
+    deep = DEEP_VALUES["list"].decode()
+    body = f'parcel_id,sent_at,tags\nP1,2026-11-01T10:00:00Z,\nP2,2026-11-01T10:00:00Z,"{deep}"\n'.encode()
+    lake.settings = lake.settings.model_copy(update={"max_line_bytes": 1 << 20})
+    with registered(PARCELS):
+        manifest = lake.ingest("parcels/deep.csv", body)
+    # THEN that row is quarantined with the contract's reason and the other lands
+    assert (manifest.records_read, manifest.records_landed, manifest.records_quarantined) == (2, 1, 1)

@@ -380,3 +380,21 @@ def test_a_batch_of_no_record_or_of_two_datasets_is_refused() -> None:
         batch_dataset(mixed, "lakebox-")
     with pytest.raises(TerminalError, match="one dataset, not none"):
         batch_dataset({"Records": []}, "lakebox-")
+
+
+def test_a_record_holding_a_20000_deep_value_is_quarantined_and_the_batch_lands(lake: Lake) -> None:
+    # GIVEN a stream batch of three records of a dataset with a list field, the second nested 20,000 deep
+    from tests.unit.test_ingest import DEEP_VALUES, PARCELS, _deep_parcel, _parcel
+
+    payloads: list[dict[str, Any] | bytes] = [_parcel(1), _deep_parcel("tags", DEEP_VALUES["list"]), _parcel(3)]
+    settings = lake.settings.model_copy(update={"max_line_bytes": 1 << 20})
+    # WHEN it is ingested
+    response, manifests = ingest_batch(
+        kinesis_event(payloads), PARCELS, settings=settings, clients=lake.clients, now=NOW
+    )
+    # THEN no record fails: the deep one is quarantined with its reason and the two others land
+    assert response == {"batchItemFailures": []}
+    (manifest,) = manifests
+    assert (manifest.records_landed, manifest.records_quarantined, manifest.records_failed) == (2, 1, 0)
+    (rejected,) = lake.records("_quarantine/parcels/")
+    assert "recursion limit" in rejected["_errors"][0]["msg"]

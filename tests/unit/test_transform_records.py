@@ -178,3 +178,24 @@ def test_handler_returns_firehose_response(
     response = module.lambda_handler(load_event("transform_records/firehose_clickstream"), lambda_context)
     assert [r["result"] for r in response["records"]] == ["Ok", "Ok", "ProcessingFailed", "Dropped"]
     assert len(_items(manifests)) == 1
+
+
+def test_a_record_holding_a_20000_deep_value_fails_processing_alone() -> None:
+    # GIVEN a Firehose batch of a dataset with a list field whose second record is nested 20,000 deep
+    from tests.unit.test_ingest import DEEP_VALUES, PARCELS, _deep_parcel, _parcel
+
+    event = load_event("transform_records/firehose_clickstream")
+    payloads = [
+        json.dumps(_parcel(1)).encode(),
+        _deep_parcel("tags", DEEP_VALUES["object"]),
+        json.dumps(_parcel(3)).encode(),
+    ]
+    event["records"] = [
+        {**event["records"][0], "recordId": f"r{i}", "data": base64.b64encode(p).decode()}
+        for i, p in enumerate(payloads)
+    ]
+    # WHEN it is transformed
+    response, counts = transform_records(KinesisFirehoseEvent(event), PARCELS, now=NOW)
+    # THEN only that record fails processing, with the parser's reason counted
+    assert [r["result"] for r in response.asdict()["records"]] == ["Ok", "ProcessingFailed", "Ok"]
+    assert counts.errors == {"json_invalid": 1}

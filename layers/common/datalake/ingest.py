@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import logging
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -285,12 +286,9 @@ def _read_json_array(chunks: Iterator[bytes], validator: RecordValidator, sink: 
     try:
         for index, item in enumerate(ijson.items(ChunkStream(chunks), "item", use_float=False), start=1):
             sink.read += 1
-            document = ENCODER.encode(item)
-            verdict = validator.check_json(document)
-            if verdict.event_time is not None and isinstance(item, dict):
-                sink.land_json(index, verdict.document(document), verdict.event_time)
-            else:
-                sink.reject(index, document, verdict.errors)
+            document = _encoded(index, item, sink)
+            if document is not None:
+                _route_item(index, item, document, validator, sink)
     except ijson.JSONError as exc:
         raise ObjectRejectedError("malformed JSON array", str(exc)) from exc
     except UnicodeDecodeError as exc:
@@ -313,7 +311,9 @@ def _read_json_documents(chunks: Iterator[bytes], validator: RecordValidator, si
         for index, item in enumerate(values, start=1):
             stream.mark()
             sink.read += 1
-            document = ENCODER.encode(item)
+            document = _encoded(index, item, sink)
+            if document is None:
+                continue
             if len(document) > max_bytes:
                 raise ObjectRejectedError(
                     "document too large", f"JSON document {index} holds {len(document)} bytes, over the {max_bytes} cap"
@@ -323,6 +323,20 @@ def _read_json_documents(chunks: Iterator[bytes], validator: RecordValidator, si
         raise ObjectRejectedError("malformed JSON document", str(exc)) from exc
     except UnicodeDecodeError as exc:
         raise ObjectRejectedError("not valid UTF-8", str(exc)) from exc
+
+
+NESTING_TOO_DEEP = RecordError(
+    "$", "value nested too deep to be re-encoded (recursion limit exceeded)", "nesting_too_deep"
+)
+
+
+def _encoded(index: int, item: object, sink: _Sink) -> bytes | None:
+    """A parsed JSON value re-encoded; None when it is nested too deep to encode, and then quarantined as such."""
+    try:
+        return ENCODER.encode(item)
+    except RecursionError:
+        sink.reject(index, f"<a JSON value nested deeper than {sys.getrecursionlimit()} levels>", [NESTING_TOO_DEEP])
+        return None
 
 
 def _route_item(index: int, item: object, document: bytes, validator: RecordValidator, sink: _Sink) -> None:

@@ -272,6 +272,8 @@ def _complete(line: bytes) -> bool:
         msgspec.json.decode(line)
     except msgspec.DecodeError:
         return False
+    except RecursionError:
+        return True  # a value too deep to build, on one line: the line is judged (and quarantined) on its own
     return True
 
 
