@@ -495,3 +495,82 @@ def test_a_csv_cell_holding_a_deep_value_is_judged_as_text(lake: Lake) -> None:
         manifest = lake.ingest("parcels/deep.csv", body)
     # THEN that row is quarantined with the contract's reason and the other lands
     assert (manifest.records_read, manifest.records_landed, manifest.records_quarantined) == (2, 1, 1)
+
+
+# ------------------------------------------------------------------------------------------ originals (ADR 0018)
+
+
+def _original(lake: Lake, key: str) -> tuple[bytes, dict[str, str]]:
+    response = lake.clients.s3.get_object(Bucket="raw", Key=key)
+    return response["Body"].read(), response["Metadata"]
+
+
+def _arrival_day(lake: Lake, ref: ObjectRef) -> str:
+    head = lake.clients.s3.head_object(Bucket="landing", Key=ref.key, VersionId=ref.version_id)
+    return f"year={head['LastModified']:%Y}/month={head['LastModified']:%m}/day={head['LastModified']:%d}"
+
+
+@pytest.mark.parametrize("key", ["sales/store exports + web.jsonl.gz", "sales/plain.jsonl"])
+def test_every_object_is_kept_byte_for_byte_and_each_record_names_it(lake: Lake, key: str) -> None:
+    # GIVEN an object of one valid and one invalid sale (gzip or plain)
+    body = _jsonl(SALE, SALE | {"transaction_id": "T2", "quantity": 0})
+    data = gzip.compress(body) if key.endswith(".gz") else body
+    ref = lake.put(key, data)
+    # WHEN it is ingested
+    manifest = ingest_object(ref, settings=lake.settings, clients=lake.clients, now=NOW)
+    # THEN the raw zone keeps its bytes under _originals/<dataset>/<arrival day>/<ingestion id>/<file name>
+    name = key.rsplit("/", 1)[-1]
+    expected = f"_originals/sales/{_arrival_day(lake, ref)}/{ref.output_token}/{name}"
+    assert manifest.original_key == expected and lake.keys("_originals/") == [expected]
+    kept, metadata = _original(lake, expected)
+    assert kept == data
+    # AND its metadata says where it came from, which version, when it was ingested and its digest
+    assert metadata["source-bucket"] == "landing" and metadata["source-version-id"] == ref.version_id
+    assert metadata["source-key"] == key.replace(" ", "%20").replace("+", "%2B")
+    assert metadata["ingested-at"] == "2026-11-02T12:00:00.000000Z" and metadata["sha256"] == manifest.sha256
+    # AND every landed and every quarantined record names that original
+    assert [r["_original_key"] for r in lake.raw_records()] == [expected]
+    assert [r["_original_key"] for r in lake.raw_records("_quarantine/sales/")] == [expected]
+
+
+def test_a_redelivered_event_keeps_one_original(lake: Lake) -> None:
+    # GIVEN an object ingested once
+    ref = lake.put("sales/twice.jsonl", _jsonl(SALE))
+    first = ingest_object(ref, settings=lake.settings, clients=lake.clients, now=NOW)
+    # WHEN the same version is ingested again, a day later (a redelivered event, a retry)
+    again = ingest_object(ref, settings=lake.settings, clients=lake.clients, now=NOW + dt.timedelta(days=1))
+    # THEN the original is kept once, one version, with its first ingestion's metadata; the data once too
+    assert again.original_key == first.original_key
+    versions = lake.clients.s3.list_object_versions(Bucket="raw", Prefix="_originals/").get("Versions", [])
+    assert len(versions) == 1
+    assert _original(lake, str(first.original_key))[1]["ingested-at"] == "2026-11-02T12:00:00.000000Z"
+    assert len(lake.raw_records()) == 1
+
+
+def test_objects_quarantined_whole_and_content_duplicates_are_kept_too(lake: Lake) -> None:
+    # GIVEN a truncated gzip and two objects with the same bytes
+    broken = gzip.compress(_jsonl(SALE) * 200)[:-12]
+    rejected = lake.ingest("sales/broken.jsonl.gz", broken)
+    first = lake.ingest("sales/a.jsonl", _jsonl(SALE))
+    duplicate = lake.ingest("sales/b.jsonl", _jsonl(SALE))
+    # THEN each is kept as it arrived under its own ingestion id
+    assert rejected.status is IngestStatus.QUARANTINED and duplicate.status is IngestStatus.DUPLICATE
+    kept = {str(m.original_key): m for m in (rejected, first, duplicate)}
+    assert sorted(kept) == lake.keys("_originals/")
+    assert _original(lake, str(rejected.original_key))[0] == broken
+    assert _original(lake, str(duplicate.original_key))[0] == _jsonl(SALE)
+
+
+def test_originals_get_object_lock_retention_when_the_stack_turns_it_on(lake: Lake) -> None:
+    # GIVEN a raw bucket with Object Lock and a retention of 30 days for originals
+    lake.clients.s3.create_bucket(Bucket="locked-raw", ObjectLockEnabledForBucket=True)
+    lake.settings = lake.settings.model_copy(
+        update={"raw_bucket": "locked-raw", "originals_retention_days": 30, "originals_retention_mode": "COMPLIANCE"}
+    )
+    # WHEN an object is ingested
+    manifest = lake.ingest("sales/locked.jsonl", _jsonl(SALE))
+    # THEN its original is retained in compliance mode for 30 days from its ingestion; its records are not locked
+    head = lake.clients.s3.head_object(Bucket="locked-raw", Key=str(manifest.original_key))
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    assert head["ObjectLockRetainUntilDate"].date() == (NOW + dt.timedelta(days=30)).date()
+    assert "ObjectLockMode" not in lake.clients.s3.head_object(Bucket="locked-raw", Key=manifest.output_keys[0])

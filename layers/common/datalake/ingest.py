@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import hashlib
 import io
 import json
@@ -40,6 +41,7 @@ from datalake.landing import (
     upload,
     with_lineage,
 )
+from datalake.originals import Provenance, file_name, keep_object, original_key
 from datalake.readers import (
     CappedChunkStream,
     ChunkStream,
@@ -141,6 +143,10 @@ class Manifest(BaseModel):
     event_dates: list[str] = []
     reason: str | None = None
     duplicate_of: str | None = None
+    original_key: str | None = None
+    """Where the raw zone keeps the object byte for byte (`_originals/…`, ADR 0018); None for an object not kept."""
+    replayed_from: str | None = None
+    """Set when this ingestion re-read the kept original (`datalake.replay.replay_originals`)."""
     ingested_at: str
 
 
@@ -165,18 +171,21 @@ class _Sink:
     dataset: Dataset
     ingested_at: dt.datetime
     gzip_level: int
+    original_key: str | None = None
     read: int = 0
     landed_files: dict[dt.date, PartitionFile] = field(default_factory=dict)
     quarantine_file: PartitionFile | None = None
 
     def __post_init__(self) -> None:
         self._mid = lineage_prefix(self.ref.key, self.ref.source_version)
-        self._end = lineage_suffix(self.ingested_at)
+        self._end = lineage_suffix(self.ingested_at, self.original_key)
         self._lineage = {
             "_source_key": self.ref.key,
             "_source_version": self.ref.source_version,
             "_ingested_at": iso_stamp(self.ingested_at),
         }
+        if self.original_key is not None:
+            self._lineage["_original_key"] = self.original_key
         self._name = f"{_stem(self.ref.key)}-{self.ref.output_token}.json.gz"
 
     def _file_for(self, day: dt.date) -> PartitionFile:
@@ -397,7 +406,12 @@ def _limits(settings: Settings) -> Limits:
 
 
 def ingest_object(
-    ref: ObjectRef, *, settings: Settings, clients: AwsClients, now: dt.datetime | None = None
+    ref: ObjectRef,
+    *,
+    settings: Settings,
+    clients: AwsClients,
+    now: dt.datetime | None = None,
+    replay_from: str | None = None,
 ) -> Manifest:
     """Ingest one landed object version: land valid records in raw, quarantine the rest, record a manifest.
 
@@ -411,6 +425,9 @@ def ingest_object(
         AWS clients; their endpoint decides whether this is AWS or lakebox.
     now
         The ingestion time (for tests); defaults to the current UTC time.
+    replay_from
+        The raw-zone key of the object's kept original, to read instead of the landed object (a replay, ADR 0018):
+        the ingestion keeps `ref`'s identity, so its outputs overwrite those of the first ingestion.
 
     Returns
     -------
@@ -442,9 +459,16 @@ def ingest_object(
         )
         return _record(manifest, settings, clients)
 
-    body = _open(ref, clients)
+    if replay_from is None:
+        body, arrived = _open(ref, clients)
+        target = original_key(dataset.name, arrived.astimezone(UTC).date(), ref.output_token, file_name(ref.key))
+        base["original_key"] = target
+    else:
+        body, _ = _open(ObjectRef(raw_bucket, replay_from), clients)
+        target = base["original_key"] = base["replayed_from"] = replay_from
     chunks, stats = open_object(body, _limits(settings))
-    sink = _Sink(ref, dataset, ingested_at, settings.gzip_level)
+    sink = _Sink(ref, dataset, ingested_at, settings.gzip_level, target)
+    keep = functools.partial(_keep_original, ref, dataset, target, settings, clients, ingested_at)
     try:
         head, chunks = _peek(chunks)
         if not head.strip():
@@ -470,6 +494,7 @@ def ingest_object(
             _read_csv(chunks, validator, sink, settings.max_line_bytes)
     except ObjectRejectedError as exc:
         sink.discard()
+        keep(stats, "")  # not read to its end: no digest of the whole object
         manifest = _reject_object(ref, dataset, exc, base, clients, raw_bucket, stats=stats, read=sink.read)
         return _record(manifest, settings, clients)
 
@@ -477,9 +502,9 @@ def ingest_object(
     if sink.read != landed + quarantined:
         sink.discard()
         raise AccountingError(f"{ref.object_id}: read {sink.read} != landed {landed} + quarantined {quarantined}")
-    original = (
-        _claim_content(ref, dataset, _drained(chunks, stats), settings, clients, ingested_at) if sink.read else None
-    )
+    sha256 = _drained(chunks, stats)
+    original = _claim_content(ref, dataset, sha256, settings, clients, ingested_at) if sink.read else None
+    keep(stats, stats.sha256)
     if original is not None:
         sink.discard()
         return _record(_duplicate_manifest(base, dataset, fmt, stats, original), settings, clients)
@@ -575,14 +600,50 @@ def _duplicate_manifest(
     )
 
 
-def _open(ref: ObjectRef, clients: AwsClients) -> Any:
+def _open(ref: ObjectRef, clients: AwsClients) -> tuple[Any, dt.datetime]:
+    """The object's body, and when it arrived (its `LastModified`)."""
     kwargs: dict[str, str] = {"Bucket": ref.bucket, "Key": ref.key}
     if ref.version_id and ref.version_id != "null":
         kwargs["VersionId"] = ref.version_id
     try:
-        return clients.s3.get_object(**kwargs)["Body"]  # type: ignore[arg-type]
+        response = clients.s3.get_object(**kwargs)  # type: ignore[arg-type]
     except ClientError as exc:
         raise aws_error(exc, f"reading {ref.object_id}") from exc
+    return response["Body"], response["LastModified"]
+
+
+def _keep_original(
+    ref: ObjectRef,
+    dataset: Dataset,
+    target: str,
+    settings: Settings,
+    clients: AwsClients,
+    ingested_at: dt.datetime,
+    stats: StreamStats,
+    sha256: str,
+) -> None:
+    """Keep the object byte for byte under `target` in the raw zone (once: a retry or a replay finds it there)."""
+    provenance = Provenance(
+        source_bucket=ref.bucket,
+        source_key=ref.key,
+        source_version_id=ref.version_id,
+        source_etag=ref.etag,
+        dataset=dataset.name,
+        ingested_at=iso_stamp(ingested_at),
+        sha256=sha256,
+    )
+    keep_object(
+        bucket=ref.bucket,
+        key=ref.key,
+        version_id=ref.version_id,
+        size=ref.size if ref.size is not None else stats.bytes_read,
+        target=target,
+        provenance=provenance,
+        source_version=ref.source_version,
+        settings=settings,
+        clients=clients,
+        now=ingested_at,
+    )
 
 
 def _reject_object(
