@@ -178,7 +178,9 @@ def test_line_over_the_cap_is_quarantined_without_losing_the_rest(lake: Lake) ->
         ("orders/x.jsonl", b'{"a":1}\n', "unknown dataset"),
         ("sales/t.jsonl.gz", gzip.compress(bytes(range(256)) * 400)[:-12], "truncated gzip"),
         ("sales/bomb.jsonl.gz", gzip.compress(b" " * 50_000_000), "gzip bomb"),
-        ("sales/x.parquet", b"PAR1\x00\x00", "unsupported format"),
+        ("sales/x.parquet", b"PAR1\x00\x00", "unreadable Parquet"),
+        ("sales/x.csv", b"PAR1\x00\x00", "unreadable Parquet"),
+        ("sales/x.bin", b"\x00\x01binary", "unsupported format"),
     ],
 )
 def test_unreadable_objects_are_quarantined_whole(lake: Lake, key: str, body: bytes, reason: str) -> None:
@@ -574,3 +576,122 @@ def test_originals_get_object_lock_retention_when_the_stack_turns_it_on(lake: La
     assert head["ObjectLockMode"] == "COMPLIANCE"
     assert head["ObjectLockRetainUntilDate"].date() == (NOW + dt.timedelta(days=30)).date()
     assert "ObjectLockMode" not in lake.clients.s3.head_object(Bucket="locked-raw", Key=manifest.output_keys[0])
+
+
+# ------------------------------------------------------------------------------------------------ Parquet input
+
+
+def _parquet(table: Any, **options: Any) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, **options)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _sales_table(rows: list[dict[str, Any]], *, tz: str | None = "UTC") -> Any:
+    import pyarrow as pa
+
+    schema = pa.schema(
+        [
+            ("transaction_id", pa.string()),
+            ("event_time", pa.timestamp("us", tz=tz)),
+            ("customer_id", pa.string()),
+            ("product_id", pa.string()),
+            ("store_id", pa.string()),
+            ("region", pa.string()),
+            ("quantity", pa.int64()),
+            ("unit_price", pa.decimal128(12, 2)),
+            ("currency", pa.string()),
+            ("payment_method", pa.string()),
+            ("channel", pa.string()),
+        ]
+    )
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _typed_sale(n: int, **changes: Any) -> dict[str, Any]:
+    from decimal import Decimal
+
+    moment = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC) + dt.timedelta(minutes=n)
+    return SALE | {"transaction_id": f"T{n}", "event_time": moment, "unit_price": Decimal("19.99")} | changes
+
+
+def test_parquet_rows_are_judged_one_by_one_and_land_canonical(lake: Lake) -> None:
+    # GIVEN a Parquet object of three sales, the second with a quantity its contract refuses
+    data = _parquet(_sales_table([_typed_sale(1), _typed_sale(2, quantity=0), _typed_sale(3)]))
+    # WHEN it is ingested
+    manifest = lake.ingest("sales/export.parquet", data)
+    # THEN each row is judged by the contract: two land, one is quarantined with its reason and its values
+    assert (manifest.format, manifest.records_read, manifest.records_landed, manifest.records_quarantined) == (
+        "parquet",
+        3,
+        2,
+        1,
+    )
+    landed = sorted(lake.raw_records(), key=lambda r: r["_line"])
+    assert [(r["transaction_id"], r["_line"]) for r in landed] == [("T1", 1), ("T3", 3)]
+    assert landed[0]["event_time"] == "2026-11-01T08:01:00Z" and landed[0]["unit_price"] == 19.99
+    assert landed[0]["_original_key"] == manifest.original_key
+    (rejected,) = lake.raw_records("_quarantine/sales/")
+    assert rejected["_line"] == 2 and rejected["_errors"][0]["loc"] == "quantity"
+    assert json.loads(rejected["_raw"])["transaction_id"] == "T2"
+    # AND the Parquet object itself is kept byte for byte
+    assert _original(lake, str(manifest.original_key))[0] == data
+
+
+def test_parquet_is_read_in_batches_across_row_groups(lake: Lake) -> None:
+    # GIVEN 40,000 rows in row groups of 7,000, one in every 1,000 invalid
+    rows = [_typed_sale(n, quantity=0 if n % 1000 == 0 else 1) for n in range(1, 40_001)]
+    manifest = lake.ingest("sales/big.parquet", _parquet(_sales_table(rows), row_group_size=7_000))
+    # THEN every row is accounted for
+    assert (manifest.records_read, manifest.records_landed, manifest.records_quarantined) == (40_000, 39_960, 40)
+    assert sorted(r["_line"] for r in lake.raw_records("_quarantine/sales/"))[:2] == [1000, 2000]
+
+
+def test_parquet_timestamps_without_a_zone_are_refused_as_the_contract_refuses_naive_text(lake: Lake) -> None:
+    rows = [_typed_sale(1, event_time=dt.datetime(2026, 11, 1, 8, 0))]
+    manifest = lake.ingest("sales/naive.parquet", _parquet(_sales_table(rows, tz=None)))
+    assert (manifest.records_landed, manifest.records_quarantined) == (0, 1)
+    assert lake.raw_records("_quarantine/sales/")[0]["_errors"][0]["loc"] == "event_time"
+
+
+def test_parquet_nested_values_and_nulls_are_judged_like_json(lake: Lake) -> None:
+    import pyarrow as pa
+
+    # GIVEN parcels with a struct and a list column, one row with a list of the wrong item type
+    table = pa.Table.from_pylist(
+        [
+            {"parcel_id": "P1", "sent_at": dt.datetime(2026, 11, 1, tzinfo=dt.UTC), "size": {"width_cm": 2.5}},
+            {"parcel_id": "P2", "sent_at": dt.datetime(2026, 11, 1, tzinfo=dt.UTC), "tags": ["a", "b"]},
+            {"parcel_id": "P3", "sent_at": None},
+        ],
+        schema=pa.schema(
+            [
+                ("parcel_id", pa.string()),
+                ("sent_at", pa.timestamp("ms", tz="UTC")),
+                ("size", pa.struct([("width_cm", pa.float64())])),
+                ("tags", pa.list_(pa.string())),
+            ]
+        ),
+    )
+    with registered(PARCELS):
+        manifest = lake.ingest("parcels/nested.parquet", _parquet(table))
+    # THEN the nested values land, and a row missing its event time is quarantined
+    assert (manifest.records_landed, manifest.records_quarantined) == (2, 1)
+    landed = {r["parcel_id"]: r for r in lake.raw_records("parcels/")}
+    assert landed["P1"]["size"] == {"width_cm": 2.5} and landed["P2"]["tags"] == ["a", "b"]
+
+
+def test_a_parquet_object_whose_schema_cannot_be_read_is_quarantined_whole(lake: Lake) -> None:
+    # GIVEN a Parquet file cut short (its footer, which holds the schema, is gone)
+    data = _parquet(_sales_table([_typed_sale(1), _typed_sale(2)]))[:-20]
+    # WHEN it is ingested
+    manifest = lake.ingest("sales/cut.parquet", data)
+    # THEN the whole object is quarantined with the reason, nothing lands, and its original is kept
+    assert manifest.status is IngestStatus.QUARANTINED
+    assert manifest.reason is not None and manifest.reason.startswith("unreadable Parquet")
+    assert lake.keys("sales/") == []
+    assert any(k.endswith("sales/cut.parquet") for k in lake.keys("_quarantine/_objects/"))
+    assert _original(lake, str(manifest.original_key))[0] == data

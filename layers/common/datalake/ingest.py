@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -17,6 +18,7 @@ from typing import Any, cast
 from urllib.parse import unquote_plus
 
 import ijson
+import msgspec
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
@@ -31,6 +33,7 @@ from datalake.exceptions import (
 from datalake.landing import (
     ENCODER,
     QUARANTINE_PREFIX,
+    SPOOL_BYTES,
     PartitionFile,
     iso_stamp,
     lineage_prefix,
@@ -157,7 +160,7 @@ def dataset_name(key: str) -> str:
 
 def _stem(key: str) -> str:
     name = key.rsplit("/", 1)[-1]
-    for suffix in (".gz", ".gzip", ".jsonl", ".ndjson", ".json", ".csv"):
+    for suffix in (".gz", ".gzip", ".jsonl", ".ndjson", ".json", ".csv", ".parquet"):
         name = name.removesuffix(suffix)
     cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     return cleaned[:80] or "object"
@@ -380,6 +383,63 @@ def _read_csv(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink, 
         raise ObjectRejectedError("not valid UTF-8", str(exc)) from exc
 
 
+PARQUET_BATCH_ROWS = 16_384
+"""Rows read from a Parquet object at a time (within a row group): memory stays within one batch."""
+
+
+def _parquet_value(value: Any) -> Any:
+    """JSON for what `to_pylist` gives beyond msgspec's types (a nanosecond timestamp comes as a pandas Timestamp)."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"a Parquet value of type {type(value).__name__} has no JSON form")
+
+
+_PARQUET_ENCODER = msgspec.json.Encoder(decimal_format="number", enc_hook=_parquet_value)
+
+
+def _read_parquet(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink, max_bytes: int) -> None:
+    """Judge every row of a Parquet object as the JSON object of its values, `_line` its 1-based row number.
+
+    Parquet keeps its schema in a footer at the end, so the object is spooled to a temporary file (disk past a few
+    MiB) and read back in batches of `PARQUET_BATCH_ROWS`. A file whose footer or schema cannot be read, or whose
+    pages cannot be decoded, is rejected whole (`unreadable Parquet`).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+        for chunk in chunks:
+            spool.write(chunk)
+        spool.seek(0)
+        try:
+            parquet = pq.ParquetFile(spool)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise ObjectRejectedError("unreadable Parquet", f"cannot read its footer or schema: {exc}") from exc
+        line = 0
+        try:
+            for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+                for row in batch.to_pylist():
+                    line += 1
+                    sink.read += 1
+                    try:
+                        document = _PARQUET_ENCODER.encode(row)
+                    except RecursionError:
+                        sink.reject(line, "<a Parquet row nested too deep to encode>", [NESTING_TOO_DEEP])
+                        continue
+                    except TypeError as exc:
+                        sink.reject(line, repr(row)[:1024], [RecordError("$", str(exc), "parquet_type")])
+                        continue
+                    if len(document) > max_bytes:
+                        error = RecordError(
+                            "$", f"row of {len(document)} bytes exceeds the {max_bytes} byte cap", "line_too_long"
+                        )
+                        sink.reject(line, document[:1024], [error])
+                        continue
+                    _route_item(line, row, document, validator, sink)
+        except (pa.ArrowException, OSError) as exc:
+            raise ObjectRejectedError("unreadable Parquet", f"after row {line}: {exc}") from exc
+
+
 def _peek(chunks: Iterator[bytes]) -> tuple[bytes, Iterator[bytes]]:
     head = b""
     buffered: list[bytes] = []
@@ -490,6 +550,8 @@ def ingest_object(
             _read_json_array(chunks, validator, sink)
         elif fmt is Format.JSON_DOCUMENT:
             _read_json_documents(chunks, validator, sink, settings.max_line_bytes)
+        elif fmt is Format.PARQUET:
+            _read_parquet(chunks, validator, sink, settings.max_line_bytes)
         else:
             _read_csv(chunks, validator, sink, settings.max_line_bytes)
     except ObjectRejectedError as exc:
