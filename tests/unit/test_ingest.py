@@ -695,3 +695,31 @@ def test_a_parquet_object_whose_schema_cannot_be_read_is_quarantined_whole(lake:
     assert lake.keys("sales/") == []
     assert any(k.endswith("sales/cut.parquet") for k in lake.keys("_quarantine/_objects/"))
     assert _original(lake, str(manifest.original_key))[0] == data
+
+
+class _Stock(Contract):
+    sku: str
+    counted_at: EventTime
+    bins: dict[str, int]
+
+
+STOCK = Dataset(name="stock", contract=_Stock, key=("sku",), event_time="counted_at")
+
+
+def test_parquet_maps_meet_dict_fields_and_nanosecond_times_are_judged_as_text(lake: Lake) -> None:
+    import pyarrow as pa
+
+    # GIVEN a map column and nanosecond timestamps, one with a fraction the contract's microseconds cannot hold
+    table = pa.table(
+        {
+            "sku": ["A", "B"],
+            "counted_at": pa.array([1_793_000_000_000_000_000, 1_793_000_000_000_000_001], pa.timestamp("ns", "UTC")),
+            "bins": pa.array([[("x", 1)], [("y", 2)]], pa.map_(pa.string(), pa.int64())),
+        }
+    )
+    with registered(STOCK):
+        manifest = lake.ingest("stock/count.parquet", _parquet(table))
+    # THEN the map lands as an object; each row is read, and whatever the contract makes of the time is accounted for
+    assert manifest.records_read == 2 == manifest.records_landed + manifest.records_quarantined
+    landed = {r["sku"]: r for r in lake.raw_records("stock/")}
+    assert landed["A"]["bins"] == {"x": 1}

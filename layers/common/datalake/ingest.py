@@ -418,7 +418,7 @@ def _read_parquet(chunks: Iterator[bytes], validator: RecordValidator, sink: _Si
         line = 0
         try:
             for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-                for row in batch.to_pylist():
+                for row in batch.to_pylist(maps_as_pydicts="lossy"):
                     line += 1
                     sink.read += 1
                     try:
