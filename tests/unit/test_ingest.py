@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import hashlib
 import importlib.util
 import json
 from collections.abc import Iterator
@@ -196,7 +197,8 @@ def test_unreadable_objects_are_quarantined_whole(lake: Lake, key: str, body: by
 def test_zero_byte_objects_and_folders_are_skipped(lake: Lake) -> None:
     assert lake.ingest("sales/", b"").status is IngestStatus.SKIPPED
     assert lake.ingest("sales/empty.jsonl", b"").status is IngestStatus.SKIPPED
-    assert lake.ingest("sales/blank.jsonl", b"\n \n").status is IngestStatus.SKIPPED
+    blank = lake.ingest("sales/blank.jsonl", b"\n \n")
+    assert blank.status is IngestStatus.SKIPPED and blank.original_key is None
     assert lake.keys("") == []
 
 
@@ -529,7 +531,9 @@ def test_every_object_is_kept_byte_for_byte_and_each_record_names_it(lake: Lake,
     # AND its metadata says where it came from, which version, when it was ingested and its digest
     assert metadata["source-bucket"] == "landing" and metadata["source-version-id"] == ref.version_id
     assert metadata["source-key"] == key.replace(" ", "%20").replace("+", "%2B")
-    assert metadata["ingested-at"] == "2026-11-02T12:00:00.000000Z" and metadata["sha256"] == manifest.sha256
+    assert (
+        metadata["ingested-at"] == "2026-11-02T12:00:00.000000Z" and hashlib.sha256(kept).hexdigest() == manifest.sha256
+    )
     # AND every landed and every quarantined record names that original
     assert [r["_original_key"] for r in lake.raw_records()] == [expected]
     assert [r["_original_key"] for r in lake.raw_records("_quarantine/sales/")] == [expected]
@@ -723,3 +727,28 @@ def test_parquet_maps_meet_dict_fields_and_nanosecond_times_are_judged_as_text(l
     assert manifest.records_read == 2 == manifest.records_landed + manifest.records_quarantined
     landed = {r["sku"]: r for r in lake.raw_records("stock/")}
     assert landed["A"]["bins"] == {"x": 1}
+
+
+def test_nothing_lands_when_the_original_cannot_be_kept(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the raw zone refuses the copy of the original
+    from botocore.client import BaseClient
+
+    from datalake.exceptions import TransientError
+
+    real = BaseClient._make_api_call
+
+    def failing_copy(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "CopyObject" and str(params.get("Key", "")).startswith("_originals/"):
+            raise lake.clients.s3.exceptions.ClientError({"Error": {"Code": "SlowDown", "Message": "x"}}, operation)
+        return real(self, operation, params)
+
+    ref = lake.put("sales/later.jsonl", _jsonl(SALE))
+    with monkeypatch.context() as patch:
+        patch.setattr(BaseClient, "_make_api_call", failing_copy)
+        # WHEN the object is ingested THEN the ingestion fails to be retried, and no record names a missing original
+        with pytest.raises(TransientError, match="keeping the original"):
+            ingest_object(ref, settings=lake.settings, clients=lake.clients, now=NOW)
+    assert lake.keys("sales/") == [] and lake.keys("_originals/") == []
+    # AND its retry keeps the original and lands the record
+    retried = ingest_object(ref, settings=lake.settings, clients=lake.clients, now=NOW)
+    assert retried.status is IngestStatus.LANDED and lake.keys("_originals/") == [retried.original_key]

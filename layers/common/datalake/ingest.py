@@ -11,7 +11,8 @@ import json
 import logging
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, cast
@@ -520,24 +521,28 @@ def ingest_object(
         return _record(manifest, settings, clients)
 
     if replay_from is None:
-        body, arrived = _open(ref, clients)
+        body, arrived, size = _open(ref, clients)
         target = original_key(dataset.name, arrived.astimezone(UTC).date(), ref.output_token, file_name(ref.key))
         base["original_key"] = target
     else:
-        body, _ = _open(ObjectRef(raw_bucket, replay_from), clients)
+        body, _, size = _open(ObjectRef(raw_bucket, replay_from), clients)
         target = base["original_key"] = base["replayed_from"] = replay_from
     chunks, stats = open_object(body, _limits(settings))
     sink = _Sink(ref, dataset, ingested_at, settings.gzip_level, target)
-    keep = functools.partial(_keep_original, ref, dataset, target, settings, clients, ingested_at)
+    keep = functools.partial(_keep_original, ref, dataset, target, size, settings, clients, ingested_at)
+    keeping: Future[None] | None = None
     try:
         head, chunks = _peek(chunks)
         if not head.strip():
             logger.info("skipping %s: no content", ref.object_id)
+            empty = {**base, "original_key": None}  # nothing but whitespace arrived: no original is kept
             return _record(
-                Manifest(**base, dataset=dataset.name, status=IngestStatus.SKIPPED, reason="empty object"),
+                Manifest(**empty, dataset=dataset.name, status=IngestStatus.SKIPPED, reason="empty object"),
                 settings,
                 clients,
             )
+        # The copy is server side: it runs while the records are read, and is awaited before anything names it.
+        keeping = _in_background(keep)
         fmt = detect_format(ref.key, head)
         if fmt is Format.JSON_LINES:
             fmt, chunks = json_shape(chunks, settings.max_line_bytes)
@@ -556,7 +561,10 @@ def ingest_object(
             _read_csv(chunks, validator, sink, settings.max_line_bytes)
     except ObjectRejectedError as exc:
         sink.discard()
-        keep(stats, "")  # not read to its end: no digest of the whole object
+        if keeping is None:  # refused before its first bytes were judged (a gzip bomb in the first chunk)
+            keep()
+        else:
+            keeping.result()
         manifest = _reject_object(ref, dataset, exc, base, clients, raw_bucket, stats=stats, read=sink.read)
         return _record(manifest, settings, clients)
 
@@ -566,7 +574,8 @@ def ingest_object(
         raise AccountingError(f"{ref.object_id}: read {sink.read} != landed {landed} + quarantined {quarantined}")
     sha256 = _drained(chunks, stats)
     original = _claim_content(ref, dataset, sha256, settings, clients, ingested_at) if sink.read else None
-    keep(stats, stats.sha256)
+    if keeping is not None:
+        keeping.result()
     if original is not None:
         sink.discard()
         return _record(_duplicate_manifest(base, dataset, fmt, stats, original), settings, clients)
@@ -662,8 +671,8 @@ def _duplicate_manifest(
     )
 
 
-def _open(ref: ObjectRef, clients: AwsClients) -> tuple[Any, dt.datetime]:
-    """The object's body, and when it arrived (its `LastModified`)."""
+def _open(ref: ObjectRef, clients: AwsClients) -> tuple[Any, dt.datetime, int]:
+    """The object's body, when it arrived (its `LastModified`) and its size."""
     kwargs: dict[str, str] = {"Bucket": ref.bucket, "Key": ref.key}
     if ref.version_id and ref.version_id != "null":
         kwargs["VersionId"] = ref.version_id
@@ -671,18 +680,26 @@ def _open(ref: ObjectRef, clients: AwsClients) -> tuple[Any, dt.datetime]:
         response = clients.s3.get_object(**kwargs)  # type: ignore[arg-type]
     except ClientError as exc:
         raise aws_error(exc, f"reading {ref.object_id}") from exc
-    return response["Body"], response["LastModified"]
+    return response["Body"], response["LastModified"], int(response["ContentLength"])
+
+
+def _in_background(work: Callable[[], None]) -> Future[None]:
+    """Run `work` in a thread of its own; the future's `result()` waits for it and raises what it raised."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keep-original")
+    try:
+        return pool.submit(work)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _keep_original(
     ref: ObjectRef,
     dataset: Dataset,
     target: str,
+    size: int,
     settings: Settings,
     clients: AwsClients,
     ingested_at: dt.datetime,
-    stats: StreamStats,
-    sha256: str,
 ) -> None:
     """Keep the object byte for byte under `target` in the raw zone (once: a retry or a replay finds it there)."""
     provenance = Provenance(
@@ -692,13 +709,12 @@ def _keep_original(
         source_etag=ref.etag,
         dataset=dataset.name,
         ingested_at=iso_stamp(ingested_at),
-        sha256=sha256,
     )
     keep_object(
         bucket=ref.bucket,
         key=ref.key,
         version_id=ref.version_id,
-        size=ref.size if ref.size is not None else stats.bytes_read,
+        size=size,
         target=target,
         provenance=provenance,
         source_version=ref.source_version,

@@ -39,7 +39,6 @@ ORIGINAL_METADATA = (
     "source-version",
     "dataset",
     "ingested-at",
-    "sha256",
 )
 """The user metadata of an original (`x-amz-meta-*`). `source-key` is percent-encoded (metadata is ASCII)."""
 _ALREADY_THERE = frozenset({"PreconditionFailed", "412"})
@@ -71,7 +70,6 @@ class Provenance:
     source_etag: str
     dataset: str
     ingested_at: str
-    sha256: str
 
     def metadata(self, source_version: str) -> dict[str, str]:
         """The original's user metadata (ASCII only: the key is percent-encoded)."""
@@ -83,7 +81,6 @@ class Provenance:
             "source-version": source_version,
             "dataset": self.dataset,
             "ingested-at": self.ingested_at,
-            "sha256": self.sha256,
         }
 
     @classmethod
@@ -96,7 +93,6 @@ class Provenance:
             source_etag=metadata.get("source-etag", ""),
             dataset=metadata.get("dataset", ""),
             ingested_at=metadata.get("ingested-at", ""),
-            sha256=metadata.get("sha256", ""),
         )
 
 
