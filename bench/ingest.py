@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "common")]
@@ -94,6 +95,13 @@ def _child(code: str, *args: str, env: dict[str, str]) -> dict[str, float]:
     return figures
 
 
+def _forget_originals(s3: Any) -> None:
+    """Remove the original an earlier run kept (ADR 0018), so every run pays for keeping it, as a new object does."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket="raw", Prefix="_originals/"):
+        for obj in page.get("Contents", []):
+            s3.delete_object(Bucket="raw", Key=obj["Key"])
+
+
 def main() -> None:
     """Measure and print the table."""
     import logging
@@ -142,6 +150,7 @@ def main() -> None:
         for attempt in range(args.repeat):
             print(f"run {attempt + 1}/{args.repeat} ...", file=sys.stderr)
             baseline.append(_child(CHILD_BASELINE, str(source), str(Path(folder) / "out.parquet"), env=env))
+            _forget_originals(s3)
             engine.append(_child(CHILD_ENGINE, "landing", "sales/bench.jsonl", str(size), env=env))
             assert engine[-1]["records"] == args.rows == baseline[-1]["records"]
         big: dict[str, float] | None = None

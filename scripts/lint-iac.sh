@@ -124,7 +124,7 @@ step_sam_build() {
 }
 
 # The template after the SAM transform, twice: under the parameters' defaults, and with the defaults flipped that
-# switch on the optional resources (Firehose delivery, MSK, the alert e-mail, zone replication). Written once a
+# switch on the optional resources (Firehose delivery, MSK, the alert e-mail, zone replication, Object Lock). Written once a
 # run, for checkov and parliament both.
 TRANSFORMED=".aws-sam/transformed"
 transform_template() {
@@ -136,7 +136,7 @@ transform_template() {
     "${TOOLS}/sam/bin/python" scripts/sam_transform.py "${TEMPLATE}" "${out}/optional-resources.yaml" \
         --region "${REGION}" --set StreamDelivery=firehose --set AlertEmail=alerts@example.com \
         --set "MskClusterArn=arn:aws:kafka:${REGION}:123456789012:cluster/example/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d-1" \
-        --set ReplicaRawBucketArn=arn:aws:s3:::example-replica-raw \
+        --set ReplicaRawBucketArn=arn:aws:s3:::example-replica-raw --set RawOriginalsRetentionDays=30 \
         --set ReplicaCuratedBucketArn=arn:aws:s3:::example-replica-curated \
         --set "ReplicaKmsKeyArn=arn:aws:kms:us-west-2:123456789012:key/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d" ||
         return 1

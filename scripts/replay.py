@@ -3,10 +3,13 @@
     python scripts/replay.py --stack-name STACK quarantine [--dataset sales] [--since 2026-11-01] [--json]
     python scripts/replay.py --stack-name STACK replay --object _quarantine/sales/year=…/file.json.gz
     python scripts/replay.py --stack-name STACK replay --dataset sales corrected.jsonl [--of QUARANTINE_KEY]
+    python scripts/replay.py --stack-name STACK originals --dataset sales --from 2026-11-01 [--to 2026-11-07]
 
 The buckets and the manifests table come from the stack's outputs (`LandingBucketName`, `RawBucketName`,
 `ManifestsTableName`). A replay is put in landing under `<dataset>/_replay/<UTC stamp>/<name>`, which the stack
 ingests as any upload; the script waits for its manifest and marks it with `replay_of` and `replayed_at`.
+`originals` re-ingests, with the current contract, the originals the raw zone kept for the dataset on those arrival
+days (`datalake.replay.replay_originals`, ADR 0018): their outputs overwrite the first ingestion's.
 Credentials and region come from the environment, as for the AWS CLI (`AWS_PROFILE`, `AWS_REGION`).
 """
 
@@ -65,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--of", help="the quarantine key FILE corrects (recorded in the manifest)")
     replay.add_argument("--object", action="append", default=[], metavar="QUARANTINE_KEY")
     replay.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for each manifest")
+    originals = sub.add_parser("originals", help="re-ingest a dataset's kept originals for a range of arrival days")
+    originals.add_argument("--dataset", required=True)
+    originals.add_argument("--from", dest="start", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
+    originals.add_argument("--to", dest="end", type=dt.date.fromisoformat, help="YYYY-MM-DD (default: --from)")
     args = parser.parse_args(argv)
     try:
         session = boto3.Session()
@@ -80,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             print(json.dumps(document, indent=2, default=str) if args.json else _text(document))
             return 0
+        if args.action == "originals":
+            return _replay_originals(session, outputs, args.dataset, args.start, args.end or args.start)
         if bool(args.file) == bool(args.object) or (args.file and not args.dataset):
             raise ReplayError("replay takes FILE with --dataset, or --object QUARANTINE_KEY (repeatable)")
         sources: list[tuple[str, str, bytes, str]] = []
@@ -119,6 +128,25 @@ def main(argv: list[str] | None = None) -> int:
     except (ReplayError, ClientError, BotoCoreError, OSError, KeyError) as exc:
         print(f"replay: error: {exc}", file=sys.stderr)
         return 1
+
+
+def _replay_originals(session: Any, outputs: dict[str, str], dataset: str, start: dt.date, end: dt.date) -> int:
+    """Re-ingest the dataset's originals for the days, one JSON line per original; 1 when some wait for a restore."""
+    from datalake.aws import AwsClients
+    from datalake.replay import replay_originals
+    from datalake.settings import Settings
+
+    settings = Settings(
+        raw_bucket=outputs["RawBucketName"],
+        manifests_table=outputs["ManifestsTableName"],
+        idempotency_table=outputs["IdempotencyTableName"],
+    )
+    report = replay_originals(dataset, start, end, settings=settings, clients=AwsClients.from_session(session))
+    for replayed in report.replayed:
+        print(json.dumps(vars(replayed), default=list))
+    for key in report.archived:
+        print(f"{key}: in S3 Glacier; restore it (aws s3api restore-object), then replay again", file=sys.stderr)
+    return 1 if report.archived else 0
 
 
 def _text(document: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import hashlib
 import importlib.util
 import json
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ import pytest
 from moto import mock_aws
 
 from datalake.aws import AwsClients
+from datalake.contracts import Dataset, registered
+from datalake.contracts.base import Contract, EventTime
 from datalake.ingest import IngestStatus, Manifest, ObjectRef, ingest_object
 from datalake.settings import Settings
 from tests.conftest import ROOT, load_event
@@ -176,7 +179,9 @@ def test_line_over_the_cap_is_quarantined_without_losing_the_rest(lake: Lake) ->
         ("no-such-dataset/x.jsonl", b'{"a":1}\n', "unknown dataset"),
         ("sales/t.jsonl.gz", gzip.compress(bytes(range(256)) * 400)[:-12], "truncated gzip"),
         ("sales/bomb.jsonl.gz", gzip.compress(b" " * 50_000_000), "gzip bomb"),
-        ("sales/x.parquet", b"PAR1\x00\x00", "unsupported format"),
+        ("sales/x.parquet", b"PAR1\x00\x00", "unreadable Parquet"),
+        ("sales/x.csv", b"PAR1\x00\x00", "unreadable Parquet"),
+        ("sales/x.bin", b"\x00\x01binary", "unsupported format"),
     ],
 )
 def test_unreadable_objects_are_quarantined_whole(lake: Lake, key: str, body: bytes, reason: str) -> None:
@@ -192,7 +197,8 @@ def test_unreadable_objects_are_quarantined_whole(lake: Lake, key: str, body: by
 def test_zero_byte_objects_and_folders_are_skipped(lake: Lake) -> None:
     assert lake.ingest("sales/", b"").status is IngestStatus.SKIPPED
     assert lake.ingest("sales/empty.jsonl", b"").status is IngestStatus.SKIPPED
-    assert lake.ingest("sales/blank.jsonl", b"\n \n").status is IngestStatus.SKIPPED
+    blank = lake.ingest("sales/blank.jsonl", b"\n \n")
+    assert blank.status is IngestStatus.SKIPPED and blank.original_key is None
     assert lake.keys("") == []
 
 
@@ -413,3 +419,336 @@ def test_content_claims_stay_out_of_the_quality_gates_manifest_scan(lake: Lake) 
     landed, unmatched, (received, quarantined) = landed_for(session, "manifests", "sales", first.output_keys)
     # THEN it counts the original once: neither the claim item nor the duplicate's manifest adds to it
     assert (landed, unmatched, received, quarantined) == (1, (), 1, 0)
+
+
+# ----------------------------------------------------------------------------------------------- deep nesting
+
+
+class _Size(Contract):
+    width_cm: float
+
+
+class _Parcel(Contract):
+    """A contract with nested and list fields: the fast path leaves their values to pydantic."""
+
+    parcel_id: str
+    sent_at: EventTime
+    size: _Size | None = None
+    tags: list[str] | None = None
+
+
+PARCELS = Dataset(name="parcels", contract=_Parcel, key=("parcel_id",), event_time="sent_at")
+DEPTH = 20_000
+DEEP_VALUES = {
+    "list": b"[" * DEPTH + b"]" * DEPTH,
+    "object": b'{"a":' * DEPTH + b"1" + b"}" * DEPTH,
+}
+
+
+def _parcel(n: int) -> dict[str, Any]:
+    return {"parcel_id": f"P{n}", "sent_at": "2026-11-01T10:00:00Z", "tags": ["fragile"]}
+
+
+def _deep_parcel(field: str, value: bytes) -> bytes:
+    return b'{"parcel_id":"P2","sent_at":"2026-11-01T10:00:00Z","' + field.encode() + b'":' + value + b"}"
+
+
+def _deep_bodies(field: str, value: bytes) -> dict[str, bytes]:
+    good, other, deep = json.dumps(_parcel(1)).encode(), json.dumps(_parcel(3)).encode(), _deep_parcel(field, value)
+    lines = good + b"\n" + deep + b"\n" + other + b"\n"
+    return {
+        "parcels/deep.jsonl": lines,
+        "parcels/deep.jsonl.gz": gzip.compress(lines),
+        "parcels/deep-first.jsonl": deep + b"\n" + good + b"\n" + other + b"\n",
+        "parcels/deep.json": b"[" + good + b",\n" + deep + b",\n" + other + b"]",
+        "parcels/deep-documents.json": json.dumps(_parcel(1), indent=2).encode() + b"\n" + deep + b"\n" + other,
+    }
+
+
+@pytest.mark.parametrize("field", ["tags", "size", "unexpected"])
+@pytest.mark.parametrize("shape", sorted(DEEP_VALUES))
+@pytest.mark.parametrize("key", sorted(_deep_bodies("tags", b"1")))
+def test_a_20000_deep_value_is_quarantined_as_its_record_and_the_rest_lands(
+    lake: Lake, key: str, shape: str, field: str
+) -> None:
+    # GIVEN an object of three records whose second holds a value nested 20,000 deep (in JSON lines, gzip, an
+    # array, pretty documents), under a field with a nested type, a list field, or a field the contract lacks
+    body = _deep_bodies(field, DEEP_VALUES[shape])[key]
+    lake.settings = lake.settings.model_copy(update={"max_line_bytes": 1 << 20})
+    with registered(PARCELS):
+        # WHEN it is ingested
+        manifest = lake.ingest(key, body)
+    # THEN that record is quarantined with a reason, the two others land, and the counts reconcile
+    assert (manifest.records_read, manifest.records_landed, manifest.records_quarantined) == (3, 2, 1)
+    assert manifest.status is IngestStatus.PARTIAL
+    assert sorted(r["parcel_id"] for r in lake.raw_records("parcels/")) == ["P1", "P3"]
+    (rejected,) = lake.raw_records("_quarantine/parcels/")
+    assert rejected["_line"] == (1 if "first" in key else 2) and rejected["_errors"][0]["type"] in {
+        "json_invalid",
+        "nesting_too_deep",
+    }
+    assert "recursion limit" in rejected["_errors"][0]["msg"] or "nested" in rejected["_errors"][0]["msg"]
+
+
+def test_a_csv_cell_holding_a_deep_value_is_judged_as_text(lake: Lake) -> None:
+    # GIVEN a CSV row whose list column holds 20,000-deep JSON text
+    deep = DEEP_VALUES["list"].decode()
+    body = f'parcel_id,sent_at,tags\nP1,2026-11-01T10:00:00Z,\nP2,2026-11-01T10:00:00Z,"{deep}"\n'.encode()
+    lake.settings = lake.settings.model_copy(update={"max_line_bytes": 1 << 20})
+    with registered(PARCELS):
+        manifest = lake.ingest("parcels/deep.csv", body)
+    # THEN that row is quarantined with the contract's reason and the other lands
+    assert (manifest.records_read, manifest.records_landed, manifest.records_quarantined) == (2, 1, 1)
+
+
+# ------------------------------------------------------------------------------------------ originals (ADR 0018)
+
+
+def _original(lake: Lake, key: str) -> tuple[bytes, dict[str, str]]:
+    response = lake.clients.s3.get_object(Bucket="raw", Key=key)
+    return response["Body"].read(), response["Metadata"]
+
+
+def _arrival_day(lake: Lake, ref: ObjectRef) -> str:
+    head = lake.clients.s3.head_object(Bucket="landing", Key=ref.key, VersionId=ref.version_id)
+    return f"year={head['LastModified']:%Y}/month={head['LastModified']:%m}/day={head['LastModified']:%d}"
+
+
+@pytest.mark.parametrize("key", ["sales/store exports + web.jsonl.gz", "sales/plain.jsonl"])
+def test_every_object_is_kept_byte_for_byte_and_each_record_names_it(lake: Lake, key: str) -> None:
+    # GIVEN an object of one valid and one invalid sale (gzip or plain)
+    body = _jsonl(SALE, SALE | {"transaction_id": "T2", "quantity": 0})
+    data = gzip.compress(body) if key.endswith(".gz") else body
+    ref = lake.put(key, data)
+    # WHEN it is ingested
+    manifest = ingest_object(ref, settings=lake.settings, clients=lake.clients, now=NOW)
+    # THEN the raw zone keeps its bytes under _originals/<dataset>/<arrival day>/<ingestion id>/<file name>
+    name = key.rsplit("/", 1)[-1]
+    expected = f"_originals/sales/{_arrival_day(lake, ref)}/{ref.output_token}/{name}"
+    assert manifest.original_key == expected and lake.keys("_originals/") == [expected]
+    kept, metadata = _original(lake, expected)
+    assert kept == data
+    # AND its metadata says where it came from, which version, when it was ingested and its digest
+    assert metadata["source-bucket"] == "landing" and metadata["source-version-id"] == ref.version_id
+    assert metadata["source-key"] == key.replace(" ", "%20").replace("+", "%2B")
+    assert (
+        metadata["ingested-at"] == "2026-11-02T12:00:00.000000Z" and hashlib.sha256(kept).hexdigest() == manifest.sha256
+    )
+    # AND every landed and every quarantined record names that original
+    assert [r["_original_key"] for r in lake.raw_records()] == [expected]
+    assert [r["_original_key"] for r in lake.raw_records("_quarantine/sales/")] == [expected]
+
+
+def test_a_redelivered_event_keeps_one_original(lake: Lake) -> None:
+    # GIVEN an object ingested once
+    ref = lake.put("sales/twice.jsonl", _jsonl(SALE))
+    first = ingest_object(ref, settings=lake.settings, clients=lake.clients, now=NOW)
+    # WHEN the same version is ingested again, a day later (a redelivered event, a retry)
+    again = ingest_object(ref, settings=lake.settings, clients=lake.clients, now=NOW + dt.timedelta(days=1))
+    # THEN the original is kept once, one version, with its first ingestion's metadata; the data once too
+    assert again.original_key == first.original_key
+    versions = lake.clients.s3.list_object_versions(Bucket="raw", Prefix="_originals/").get("Versions", [])
+    assert len(versions) == 1
+    assert _original(lake, str(first.original_key))[1]["ingested-at"] == "2026-11-02T12:00:00.000000Z"
+    assert len(lake.raw_records()) == 1
+
+
+def test_objects_quarantined_whole_and_content_duplicates_are_kept_too(lake: Lake) -> None:
+    # GIVEN a truncated gzip and two objects with the same bytes
+    broken = gzip.compress(_jsonl(SALE) * 200)[:-12]
+    rejected = lake.ingest("sales/broken.jsonl.gz", broken)
+    first = lake.ingest("sales/a.jsonl", _jsonl(SALE))
+    duplicate = lake.ingest("sales/b.jsonl", _jsonl(SALE))
+    # THEN each is kept as it arrived under its own ingestion id
+    assert rejected.status is IngestStatus.QUARANTINED and duplicate.status is IngestStatus.DUPLICATE
+    kept = {str(m.original_key): m for m in (rejected, first, duplicate)}
+    assert sorted(kept) == lake.keys("_originals/")
+    assert _original(lake, str(rejected.original_key))[0] == broken
+    assert _original(lake, str(duplicate.original_key))[0] == _jsonl(SALE)
+
+
+def test_originals_get_object_lock_retention_when_the_stack_turns_it_on(lake: Lake) -> None:
+    # GIVEN a raw bucket with Object Lock and a retention of 30 days for originals
+    lake.clients.s3.create_bucket(Bucket="locked-raw", ObjectLockEnabledForBucket=True)
+    lake.settings = lake.settings.model_copy(
+        update={"raw_bucket": "locked-raw", "originals_retention_days": 30, "originals_retention_mode": "COMPLIANCE"}
+    )
+    # WHEN an object is ingested
+    manifest = lake.ingest("sales/locked.jsonl", _jsonl(SALE))
+    # THEN its original is retained in compliance mode for 30 days from its ingestion; its records are not locked
+    head = lake.clients.s3.head_object(Bucket="locked-raw", Key=str(manifest.original_key))
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    assert head["ObjectLockRetainUntilDate"].date() == (NOW + dt.timedelta(days=30)).date()
+    assert "ObjectLockMode" not in lake.clients.s3.head_object(Bucket="locked-raw", Key=manifest.output_keys[0])
+
+
+# ------------------------------------------------------------------------------------------------ Parquet input
+
+
+def _parquet(table: Any, **options: Any) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, **options)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _sales_table(rows: list[dict[str, Any]], *, tz: str | None = "UTC") -> Any:
+    import pyarrow as pa
+
+    schema = pa.schema(
+        [
+            ("transaction_id", pa.string()),
+            ("event_time", pa.timestamp("us", tz=tz)),
+            ("customer_id", pa.string()),
+            ("product_id", pa.string()),
+            ("store_id", pa.string()),
+            ("region", pa.string()),
+            ("quantity", pa.int64()),
+            ("unit_price", pa.decimal128(12, 2)),
+            ("currency", pa.string()),
+            ("payment_method", pa.string()),
+            ("channel", pa.string()),
+        ]
+    )
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _typed_sale(n: int, **changes: Any) -> dict[str, Any]:
+    from decimal import Decimal
+
+    moment = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC) + dt.timedelta(minutes=n)
+    return SALE | {"transaction_id": f"T{n}", "event_time": moment, "unit_price": Decimal("19.99")} | changes
+
+
+def test_parquet_rows_are_judged_one_by_one_and_land_canonical(lake: Lake) -> None:
+    # GIVEN a Parquet object of three sales, the second with a quantity its contract refuses
+    data = _parquet(_sales_table([_typed_sale(1), _typed_sale(2, quantity=0), _typed_sale(3)]))
+    # WHEN it is ingested
+    manifest = lake.ingest("sales/export.parquet", data)
+    # THEN each row is judged by the contract: two land, one is quarantined with its reason and its values
+    assert (manifest.format, manifest.records_read, manifest.records_landed, manifest.records_quarantined) == (
+        "parquet",
+        3,
+        2,
+        1,
+    )
+    landed = sorted(lake.raw_records(), key=lambda r: r["_line"])
+    assert [(r["transaction_id"], r["_line"]) for r in landed] == [("T1", 1), ("T3", 3)]
+    assert landed[0]["event_time"] == "2026-11-01T08:01:00Z" and landed[0]["unit_price"] == 19.99
+    assert landed[0]["_original_key"] == manifest.original_key
+    (rejected,) = lake.raw_records("_quarantine/sales/")
+    assert rejected["_line"] == 2 and rejected["_errors"][0]["loc"] == "quantity"
+    assert json.loads(rejected["_raw"])["transaction_id"] == "T2"
+    # AND the Parquet object itself is kept byte for byte
+    assert _original(lake, str(manifest.original_key))[0] == data
+
+
+def test_parquet_is_read_in_batches_across_row_groups(lake: Lake) -> None:
+    # GIVEN 40,000 rows in row groups of 7,000, one in every 1,000 invalid
+    rows = [_typed_sale(n, quantity=0 if n % 1000 == 0 else 1) for n in range(1, 40_001)]
+    manifest = lake.ingest("sales/big.parquet", _parquet(_sales_table(rows), row_group_size=7_000))
+    # THEN every row is accounted for
+    assert (manifest.records_read, manifest.records_landed, manifest.records_quarantined) == (40_000, 39_960, 40)
+    assert sorted(r["_line"] for r in lake.raw_records("_quarantine/sales/"))[:2] == [1000, 2000]
+
+
+def test_parquet_timestamps_without_a_zone_are_refused_as_the_contract_refuses_naive_text(lake: Lake) -> None:
+    rows = [_typed_sale(1, event_time=dt.datetime(2026, 11, 1, 8, 0))]
+    manifest = lake.ingest("sales/naive.parquet", _parquet(_sales_table(rows, tz=None)))
+    assert (manifest.records_landed, manifest.records_quarantined) == (0, 1)
+    assert lake.raw_records("_quarantine/sales/")[0]["_errors"][0]["loc"] == "event_time"
+
+
+def test_parquet_nested_values_and_nulls_are_judged_like_json(lake: Lake) -> None:
+    import pyarrow as pa
+
+    # GIVEN parcels with a struct and a list column, one row with a list of the wrong item type
+    table = pa.Table.from_pylist(
+        [
+            {"parcel_id": "P1", "sent_at": dt.datetime(2026, 11, 1, tzinfo=dt.UTC), "size": {"width_cm": 2.5}},
+            {"parcel_id": "P2", "sent_at": dt.datetime(2026, 11, 1, tzinfo=dt.UTC), "tags": ["a", "b"]},
+            {"parcel_id": "P3", "sent_at": None},
+        ],
+        schema=pa.schema(
+            [
+                ("parcel_id", pa.string()),
+                ("sent_at", pa.timestamp("ms", tz="UTC")),
+                ("size", pa.struct([("width_cm", pa.float64())])),
+                ("tags", pa.list_(pa.string())),
+            ]
+        ),
+    )
+    with registered(PARCELS):
+        manifest = lake.ingest("parcels/nested.parquet", _parquet(table))
+    # THEN the nested values land, and a row missing its event time is quarantined
+    assert (manifest.records_landed, manifest.records_quarantined) == (2, 1)
+    landed = {r["parcel_id"]: r for r in lake.raw_records("parcels/")}
+    assert landed["P1"]["size"] == {"width_cm": 2.5} and landed["P2"]["tags"] == ["a", "b"]
+
+
+def test_a_parquet_object_whose_schema_cannot_be_read_is_quarantined_whole(lake: Lake) -> None:
+    # GIVEN a Parquet file cut short (its footer, which holds the schema, is gone)
+    data = _parquet(_sales_table([_typed_sale(1), _typed_sale(2)]))[:-20]
+    # WHEN it is ingested
+    manifest = lake.ingest("sales/cut.parquet", data)
+    # THEN the whole object is quarantined with the reason, nothing lands, and its original is kept
+    assert manifest.status is IngestStatus.QUARANTINED
+    assert manifest.reason is not None and manifest.reason.startswith("unreadable Parquet")
+    assert lake.keys("sales/") == []
+    assert any(k.endswith("sales/cut.parquet") for k in lake.keys("_quarantine/_objects/"))
+    assert _original(lake, str(manifest.original_key))[0] == data
+
+
+class _Stock(Contract):
+    sku: str
+    counted_at: EventTime
+    bins: dict[str, int]
+
+
+STOCK = Dataset(name="stock", contract=_Stock, key=("sku",), event_time="counted_at")
+
+
+def test_parquet_maps_meet_dict_fields_and_nanosecond_times_are_judged_as_text(lake: Lake) -> None:
+    import pyarrow as pa
+
+    # GIVEN a map column and nanosecond timestamps, one with a fraction the contract's microseconds cannot hold
+    table = pa.table(
+        {
+            "sku": ["A", "B"],
+            "counted_at": pa.array([1_793_000_000_000_000_000, 1_793_000_000_000_000_001], pa.timestamp("ns", "UTC")),
+            "bins": pa.array([[("x", 1)], [("y", 2)]], pa.map_(pa.string(), pa.int64())),
+        }
+    )
+    with registered(STOCK):
+        manifest = lake.ingest("stock/count.parquet", _parquet(table))
+    # THEN the map lands as an object; each row is read, and whatever the contract makes of the time is accounted for
+    assert manifest.records_read == 2 == manifest.records_landed + manifest.records_quarantined
+    landed = {r["sku"]: r for r in lake.raw_records("stock/")}
+    assert landed["A"]["bins"] == {"x": 1}
+
+
+def test_nothing_lands_when_the_original_cannot_be_kept(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the raw zone refuses the copy of the original
+    from botocore.client import BaseClient
+
+    from datalake.exceptions import TransientError
+
+    real = BaseClient._make_api_call
+
+    def failing_copy(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "CopyObject" and str(params.get("Key", "")).startswith("_originals/"):
+            raise lake.clients.s3.exceptions.ClientError({"Error": {"Code": "SlowDown", "Message": "x"}}, operation)
+        return real(self, operation, params)
+
+    ref = lake.put("sales/later.jsonl", _jsonl(SALE))
+    with monkeypatch.context() as patch:
+        patch.setattr(BaseClient, "_make_api_call", failing_copy)
+        # WHEN the object is ingested THEN the ingestion fails to be retried, and no record names a missing original
+        with pytest.raises(TransientError, match="keeping the original"):
+            ingest_object(ref, settings=lake.settings, clients=lake.clients, now=NOW)
+    assert lake.keys("sales/") == [] and lake.keys("_originals/") == []
+    # AND its retry keeps the original and lands the record
+    retried = ingest_object(ref, settings=lake.settings, clients=lake.clients, now=NOW)
+    assert retried.status is IngestStatus.LANDED and lake.keys("_originals/") == [retried.original_key]

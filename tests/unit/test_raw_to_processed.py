@@ -63,7 +63,12 @@ def write_raw(
     path = folder / f"{name}.json.gz"
     with gzip.open(path, "wt") as out:
         for line, record in enumerate(records, 1):
-            lineage = {"_source_key": f"{dataset}/{name}.jsonl", "_source_version": "v1", "_line": line}
+            lineage = {
+                "_source_key": f"{dataset}/{name}.jsonl",
+                "_source_version": "v1",
+                "_line": line,
+                "_original_key": f"_originals/{dataset}/year=2026/month=11/day=20/0123456789ab/{name}.jsonl",
+            }
             out.write(json.dumps({"_ingested_at": "2026-11-20T10:00:00.000000Z", **record, **lineage}) + "\n")
     os.utime(path, (modified.timestamp(), modified.timestamp()))
     return path
@@ -384,7 +389,13 @@ def test_a_reference_change_makes_the_datasets_that_look_it_up_read_their_histor
 def raw_frame(spark: SparkSession, dataset: str, records: list[Mapping[str, Any]], tmp_path: Path) -> Any:
     """Raw records read the way the job reads them: JSON lines with the all-string raw schema."""
     path = tmp_path / f"{dataset}.jsonl"
-    lineage = {"_source_key": "k", "_source_version": "v", "_line": 1, "_ingested_at": "2026-11-20T10:00:00Z"}
+    lineage = {
+        "_source_key": "k",
+        "_source_version": "v",
+        "_line": 1,
+        "_ingested_at": "2026-11-20T10:00:00Z",
+        "_original_key": "_originals/k",
+    }
     path.write_text("".join(json.dumps({**lineage, **r}) + "\n" for r in records))
     return spark.read.schema(job.raw_schema(get_dataset(dataset))).json(str(path))
 
@@ -489,6 +500,8 @@ def test_sales_carry_exact_revenue_and_no_reference_attributes(spark: SparkSessi
     assert row["revenue"] == Decimal("59.97") and out.schema["revenue"].dataType == T.DecimalType(18, 2)
     assert (row["event_date"], row["event_hour"]) == (date(2026, 11, 3), 1)
     assert "product_name" not in out.columns and "customer_segment" not in out.columns
+    # AND the raw record's `_original_key` stays in raw: processed keeps its lineage columns (ADR 0018)
+    assert "_original_key" not in out.columns
 
 
 @pytest.mark.slow

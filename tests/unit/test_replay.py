@@ -9,12 +9,14 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from datalake.contracts import Dataset, registered
+from datalake.contracts.base import Contract, EventTime, Format
 from datalake.replay import (
     ReplayError,
     record_replay,
@@ -169,3 +171,159 @@ def test_the_script_refuses_an_unknown_stack(s3: Any, capsys: pytest.CaptureFixt
     assert _script().main(["--stack-name", "missing", "quarantine"]) == 1
     assert capsys.readouterr().err.startswith("replay: error: ")
     assert Path(ROOT / "scripts" / "replay.py").exists()
+
+
+# ----------------------------------------------------------------------------------- re-ingestion from originals
+
+
+class _ReadingV1(Contract):
+    reading_id: str
+    taken_at: EventTime
+    unit: Literal["cm"]
+
+
+class _ReadingV2(Contract):
+    reading_id: str
+    taken_at: EventTime
+    unit: Literal["cm", "mm"]
+
+
+READINGS_V1 = Dataset("readings", _ReadingV1, ("reading_id",), "taken_at", formats=frozenset({Format.JSON_LINES}))
+READINGS_V2 = Dataset("readings", _ReadingV2, ("reading_id",), "taken_at", version="1.1.0")
+READINGS = b"".join(
+    json.dumps({"reading_id": f"R{n}", "taken_at": "2026-11-01T10:00:00Z", "unit": unit}).encode() + b"\n"
+    for n, unit in ((1, "cm"), (2, "mm"), (3, "cm"))
+)
+
+
+@pytest.fixture
+def lake() -> Iterator[Any]:
+    from tests.unit.test_ingest import _create_lake
+
+    with mock_aws():
+        yield _create_lake()
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def _replay(lake: Any, *, start: dt.date | None = None, end: dt.date | None = None) -> Any:
+    from datalake.replay import replay_originals
+
+    return replay_originals(
+        "readings", start or _today(), end or _today(), settings=lake.settings, clients=lake.clients, now=REPLAY_AT
+    )
+
+
+REPLAY_AT = dt.datetime(2026, 11, 5, 9, 0, tzinfo=dt.UTC)
+
+
+def test_replaying_originals_after_a_contract_change_lands_what_was_refused_without_duplicates(lake: Any) -> None:
+    # GIVEN three readings ingested under a contract that refuses the unit `mm`
+    with registered(READINGS_V1):
+        first = lake.ingest("readings/day.jsonl", READINGS)
+    assert (first.records_landed, first.records_quarantined) == (2, 1)
+    # WHEN the contract accepts it and the day's originals are replayed (twice: a replay may be repeated)
+    with registered(READINGS_V2):
+        report = _replay(lake)
+        again = _replay(lake)
+    # THEN every reading is in raw once, in the same object the first ingestion wrote, and the quarantine is gone
+    (replayed,) = report.replayed
+    assert (replayed.status, replayed.records_landed, replayed.records_quarantined) == ("LANDED", 3, 0)
+    assert replayed.original_key == first.original_key and replayed.object_id == first.object_id
+    assert replayed.removed == tuple(first.quarantine_keys)
+    assert again.replayed[0].removed == ()
+    records = lake.raw_records("readings/")
+    assert sorted(r["reading_id"] for r in records) == ["R1", "R2", "R3"]
+    assert lake.keys("readings/") == first.output_keys and lake.keys("_quarantine/") == []
+    assert {r["_source_key"] for r in records} == {"readings/day.jsonl"}
+    assert {r["_original_key"] for r in records} == {first.original_key}
+    assert {r["_ingested_at"] for r in records} == {"2026-11-05T09:00:00.000000Z"}
+    # AND the manifest says it was replayed from the original, which is still kept once
+    stored = lake.manifest(first.object_id)
+    assert stored["replayed_from"] == first.original_key and stored["contract_version"] == "1.1.0"
+    versions = lake.clients.s3.list_object_versions(Bucket="raw", Prefix="_originals/").get("Versions", [])
+    assert len(versions) == 1
+
+
+def test_an_object_quarantined_whole_lands_on_replay_and_leaves_quarantine(lake: Any) -> None:
+    # GIVEN a JSON array refused whole: the dataset accepted only JSON lines then
+    array = json.dumps([json.loads(line) for line in READINGS.splitlines()]).encode()
+    with registered(READINGS_V1):
+        first = lake.ingest("readings/array.json", array)
+    assert first.status.value == "QUARANTINED" and lake.keys("_quarantine/_objects/")
+    # WHEN its formats widen and the day is replayed
+    with registered(READINGS_V2):
+        (replayed,) = _replay(lake).replayed
+    # THEN it lands, and its whole-object quarantine copy and reason are removed
+    assert (replayed.status, replayed.records_landed) == ("LANDED", 3)
+    assert lake.keys("_quarantine/") == []
+
+
+def test_the_range_selects_originals_by_arrival_day_and_archived_ones_are_listed(lake: Any) -> None:
+    # GIVEN an object ingested today, and one original that S3 moved to Glacier
+    with registered(READINGS_V1):
+        first = lake.ingest("readings/day.jsonl", READINGS)
+    archived = str(first.original_key).replace("/day.jsonl", "/archived.jsonl")
+    lake.clients.s3.put_object(Bucket="raw", Key=archived, Body=READINGS, StorageClass="GLACIER")
+    with registered(READINGS_V2):
+        # WHEN yesterday is replayed THEN nothing is; WHEN today is, the archived original waits for its restore
+        assert _replay(lake, start=_today() - dt.timedelta(days=1), end=_today() - dt.timedelta(days=1)).replayed == []
+        report = _replay(lake)
+    assert [r.original_key for r in report.replayed] == [first.original_key] and report.archived == [archived]
+    with pytest.raises(ReplayError, match="starts after it ends"):
+        _replay(lake, start=_today(), end=_today() - dt.timedelta(days=1))
+
+
+def test_a_kept_stream_batch_is_replayed_into_the_same_objects(lake: Any) -> None:
+    # GIVEN a stream batch of readings ingested under the first contract
+    from datalake.streaming import StreamIngestion, StreamRecord
+
+    lines = READINGS.splitlines()
+    with registered(READINGS_V1):
+        ingestion = StreamIngestion(READINGS_V1, settings=lake.settings, clients=lake.clients, now=REPLAY_AT)
+        arrived = dt.datetime.now(dt.UTC).timestamp()
+        for n, line in enumerate(lines):
+            ingestion.add(StreamRecord("kinesis://readings", "shardId-0", 100 + n, line, arrived))
+        (first,) = ingestion.flush().manifests
+    assert (first.records_landed, first.records_quarantined) == (2, 1)
+    # WHEN the day's originals are replayed under the contract that accepts `mm`
+    with registered(READINGS_V2):
+        (replayed,) = _replay(lake).replayed
+    # THEN the batch's three records land once (an object named by the records it holds replaces the first
+    # ingestion's), and what the first ingestion wrote is gone
+    assert (replayed.original_key, replayed.object_id) == (first.original_key, first.object_id)
+    assert (replayed.records_landed, replayed.records_quarantined) == (3, 0)
+    assert sorted(r["reading_id"] for r in lake.raw_records("readings/")) == ["R1", "R2", "R3"]
+    assert set(replayed.removed) == {*first.output_keys, *first.quarantine_keys}
+    assert len(lake.keys("readings/")) == 1 and lake.keys("_quarantine/") == []
+
+
+def test_the_script_replays_a_deployed_stacks_originals(lake: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN a stack whose raw zone kept an object's original
+    outputs = {"RawBucketName": "raw", "ManifestsTableName": "manifests", "IdempotencyTableName": "idempotency"}
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {name: {"Value": value} for name, value in outputs.items()},
+    }
+    boto3.client("cloudformation", region_name="us-east-1").create_stack(
+        StackName="lake", TemplateBody=json.dumps(template)
+    )
+    with registered(READINGS_V1):
+        first = lake.ingest("readings/day.jsonl", READINGS)
+    # WHEN the script replays the day under the new contract
+    with registered(READINGS_V2):
+        code = _script().main(["--stack-name", "lake", "originals", "--dataset", "readings", "--from", str(_today())])
+    # THEN it prints what each original gave
+    assert code == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line) | {"removed": []} == {
+        "original_key": first.original_key,
+        "object_id": first.object_id,
+        "status": "LANDED",
+        "records_read": 3,
+        "records_landed": 3,
+        "records_quarantined": 0,
+        "removed": [],
+    }

@@ -120,11 +120,12 @@ def test_raw_table_is_hive_json_with_the_canonical_timestamp_formats() -> None:
         "SerializationLibrary": "org.apache.hive.hcatalog.data.JsonSerDe",
         "Parameters": {"serialization.format": "1", "timestamp.formats": schemas.TIMESTAMP_FORMATS},
     }
-    assert [c["Name"] for c in descriptor["Columns"]][-4:] == [
+    assert [c["Name"] for c in descriptor["Columns"]][-5:] == [
         "_source_key",
         "_source_version",
         "_line",
         "_ingested_at",
+        "_original_key",
     ]
     assert {c["Name"]: c["Type"] for c in descriptor["Columns"]}["unit_price"] == "decimal(12,2)"
 

@@ -258,7 +258,7 @@ def test_a_terminal_write_failure_fails_the_invocation(lake: Lake, fail_puts: Ca
 
 def _without_source(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(
-        ({k: v for k, v in r.items() if k not in ("_source_key", "_source_version")} for r in records),
+        ({k: v for k, v in r.items() if k not in ("_source_key", "_source_version", "_original_key")} for r in records),
         key=lambda r: str(r.get("event_id", r.get("_raw"))),
     )
 
@@ -380,3 +380,57 @@ def test_a_batch_of_no_record_or_of_two_datasets_is_refused() -> None:
         batch_dataset(mixed, "lakebox-")
     with pytest.raises(TerminalError, match="one dataset, not none"):
         batch_dataset({"Records": []}, "lakebox-")
+
+
+def test_a_record_holding_a_20000_deep_value_is_quarantined_and_the_batch_lands(lake: Lake) -> None:
+    # GIVEN a stream batch of three records of a dataset with a list field, the second nested 20,000 deep
+    from tests.unit.test_ingest import DEEP_VALUES, PARCELS, _deep_parcel, _parcel
+
+    payloads: list[dict[str, Any] | bytes] = [_parcel(1), _deep_parcel("tags", DEEP_VALUES["list"]), _parcel(3)]
+    settings = lake.settings.model_copy(update={"max_line_bytes": 1 << 20})
+    # WHEN it is ingested
+    response, manifests = ingest_batch(
+        kinesis_event(payloads), PARCELS, settings=settings, clients=lake.clients, now=NOW
+    )
+    # THEN no record fails: the deep one is quarantined with its reason and the two others land
+    assert response == {"batchItemFailures": []}
+    (manifest,) = manifests
+    assert (manifest.records_landed, manifest.records_quarantined, manifest.records_failed) == (2, 1, 0)
+    (rejected,) = lake.records("_quarantine/parcels/")
+    assert "recursion limit" in rejected["_errors"][0]["msg"]
+
+
+def test_each_batch_is_kept_byte_for_byte_once_and_its_records_name_it(lake: Lake) -> None:
+    # GIVEN a batch of a valid click, a poison payload that is not JSON, and a repeat of the first
+    payloads: list[dict[str, Any] | bytes] = [click(1), b"\x00not json\n{", click(1)]
+    event = kinesis_event(payloads)
+    # WHEN it is ingested, then delivered again
+    _, [manifest] = lake.ingest(event)
+    _, [again] = lake.ingest(copy.deepcopy(event))
+    # THEN the raw zone keeps the batch once under _originals/, every payload's bytes recoverable as delivered
+    assert manifest.original_key is not None and manifest.original_key == again.original_key
+    assert manifest.original_key.startswith("_originals/clickstream/year=")
+    assert manifest.original_key.endswith("/clicks-shardId-000000000003-1000-1002.jsonl.gz")
+    versions = lake.clients.s3.list_object_versions(Bucket="raw", Prefix="_originals/").get("Versions", [])
+    assert len(versions) == 1
+    kept = gzip.decompress(lake.clients.s3.get_object(Bucket="raw", Key=manifest.original_key)["Body"].read())
+    lines = [json.loads(line) for line in kept.splitlines()]
+    assert [base64.b64decode(line["data"]) for line in lines] == [
+        p if isinstance(p, bytes) else json.dumps(p).encode() for p in payloads
+    ]
+    assert [line["position"] for line in lines] == ["1000", "1001", "1002"]
+    # AND every landed and quarantined record names that original
+    assert {r["_original_key"] for r in lake.records()} == {manifest.original_key}
+    assert {r["_original_key"] for r in lake.records("_quarantine/")} == {manifest.original_key}
+
+
+def test_a_batch_whose_original_cannot_be_kept_is_retried_whole(
+    lake: Lake, fail_puts: Callable[[Callable[[str], bool], str], list[str]]
+) -> None:
+    # GIVEN the raw zone refuses the batch's original
+    refused = fail_puts(lambda key: key.startswith("_originals/"), "SlowDown")
+    # WHEN a batch is ingested
+    response, [manifest] = lake.ingest(kinesis_event([click(1), click(2)]))
+    # THEN every record is reported failed (to be retried) and nothing lands without its original
+    assert response == {"batchItemFailures": [{"itemIdentifier": "1000"}, {"itemIdentifier": "1001"}]}
+    assert refused and manifest.records_failed == 2 and lake.keys("clickstream/") == []

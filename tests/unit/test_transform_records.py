@@ -102,10 +102,12 @@ def manifests() -> Iterator[AwsClients]:
             AttributeDefinitions=[{"AttributeName": "object_id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
+        session.client("s3").create_bucket(Bucket="raw")
+        session.client("s3").put_bucket_versioning(Bucket="raw", VersioningConfiguration={"Status": "Enabled"})
         yield AwsClients.from_session(session)
 
 
-SETTINGS = Settings(manifests_table="manifests", stream_prefix="lakebox-")
+SETTINGS = Settings(manifests_table="manifests", stream_prefix="lakebox-", raw_bucket="raw")
 
 
 def _items(clients: AwsClients) -> list[dict[str, Any]]:
@@ -170,6 +172,7 @@ def test_handler_returns_firehose_response(
 ) -> None:
     monkeypatch.setenv("DL_STREAM_PREFIX", "lakebox-")
     monkeypatch.setenv("DL_MANIFESTS_TABLE", "manifests")
+    monkeypatch.setenv("DL_RAW_BUCKET", "raw")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "transform_records")
     spec = importlib.util.spec_from_file_location("transform_records_app", ROOT / "functions/transform_records/app.py")
     assert spec and spec.loader
@@ -178,3 +181,45 @@ def test_handler_returns_firehose_response(
     response = module.lambda_handler(load_event("transform_records/firehose_clickstream"), lambda_context)
     assert [r["result"] for r in response["records"]] == ["Ok", "Ok", "ProcessingFailed", "Dropped"]
     assert len(_items(manifests)) == 1
+
+
+def test_a_record_holding_a_20000_deep_value_fails_processing_alone() -> None:
+    # GIVEN a Firehose batch of a dataset with a list field whose second record is nested 20,000 deep
+    from tests.unit.test_ingest import DEEP_VALUES, PARCELS, _deep_parcel, _parcel
+
+    event = load_event("transform_records/firehose_clickstream")
+    payloads = [
+        json.dumps(_parcel(1)).encode(),
+        _deep_parcel("tags", DEEP_VALUES["object"]),
+        json.dumps(_parcel(3)).encode(),
+    ]
+    event["records"] = [
+        {**event["records"][0], "recordId": f"r{i}", "data": base64.b64encode(p).decode()}
+        for i, p in enumerate(payloads)
+    ]
+    # WHEN it is transformed
+    response, counts = transform_records(KinesisFirehoseEvent(event), PARCELS, now=NOW)
+    # THEN only that record fails processing, with the parser's reason counted
+    assert [r["result"] for r in response.asdict()["records"]] == ["Ok", "ProcessingFailed", "Ok"]
+    assert counts.errors == {"json_invalid": 1}
+
+
+def test_each_batch_is_kept_as_delivered_once_and_its_records_name_it(manifests: AwsClients) -> None:
+    # GIVEN the sample batch, transformed, then retried by Firehose
+    event = load_event("transform_records/firehose_clickstream")
+    response, _, manifest = transform_batch(KinesisFirehoseEvent(event), settings=SETTINGS, clients=manifests, now=NOW)
+    again = transform_batch(
+        KinesisFirehoseEvent({**event, "invocationId": "another"}), settings=SETTINGS, clients=manifests, now=NOW
+    )
+    # THEN the raw zone keeps the batch once, every record's bytes recoverable, under the batch's token
+    key = manifest.original_key
+    assert key is not None and key == again[2].original_key and f"/{manifest.batch}/" in key
+    versions = manifests.s3.list_object_versions(Bucket="raw", Prefix="_originals/clickstream/").get("Versions", [])
+    assert len(versions) == 1
+    import gzip
+
+    kept = gzip.decompress(manifests.s3.get_object(Bucket="raw", Key=key)["Body"].read()).splitlines()
+    assert [json.loads(line)["data"] for line in kept] == [r["data"] for r in event["records"]]
+    # AND every record Firehose writes to raw names it
+    ok = [json.loads(base64.b64decode(r["data"])) for r in response.asdict()["records"] if r["result"] == "Ok"]
+    assert {r["_original_key"] for r in ok} == {key}

@@ -6,9 +6,12 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import gzip
 import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from aws_lambda_powertools.utilities.data_classes.kinesis_firehose_event import (
     KinesisFirehoseDataTransformationRecord,
@@ -22,7 +25,8 @@ from pydantic import BaseModel, ConfigDict
 from datalake.aws import AwsClients, aws_error
 from datalake.contracts import Dataset
 from datalake.exceptions import TransientError
-from datalake.landing import lineage_prefix, lineage_suffix, with_lineage
+from datalake.landing import iso_stamp, lineage_prefix, lineage_suffix, with_lineage
+from datalake.originals import keep_bytes, original_key
 from datalake.settings import Settings
 from datalake.streaming import key_decoder_for, stream_dataset
 from datalake.validation import RecordError, validator_for
@@ -80,7 +84,7 @@ def output_prefix(dataset: str, keys: dict[str, str]) -> str:
 
 
 def transform_records(
-    event: KinesisFirehoseEvent, dataset: Dataset, *, now: dt.datetime | None = None
+    event: KinesisFirehoseEvent, dataset: Dataset, *, now: dt.datetime | None = None, original_key: str | None = None
 ) -> tuple[KinesisFirehoseDataTransformationResponse, TransformCounts]:
     """Judge each record of a Firehose transformation batch against the dataset's contract.
 
@@ -97,6 +101,8 @@ def transform_records(
         The dataset of every record of the delivery stream.
     now
         The ingestion time (for tests); defaults to the current UTC time.
+    original_key
+        Where the raw zone keeps the batch as delivered (`_original_key` of every `Ok` record, ADR 0018).
 
     Returns
     -------
@@ -105,7 +111,7 @@ def transform_records(
     """
     validator = validator_for(dataset)
     keys = key_decoder_for(dataset)
-    suffix = lineage_suffix(now or dt.datetime.now(UTC))
+    suffix = lineage_suffix(now or dt.datetime.now(UTC), original_key)
     stream = (event.source_kinesis_stream_arn or event.delivery_stream_arn).rsplit("/", 1)[-1]
     scheme = "kinesis" if event.source_kinesis_stream_arn else "firehose"
     response = KinesisFirehoseDataTransformationResponse()
@@ -174,11 +180,17 @@ class FirehoseManifest(BaseModel):
     contract_version: str
     output_prefixes: dict[str, int]
     errors: dict[str, int] = {}
+    original_key: str | None = None
+    """Where the raw zone keeps the batch's records as delivered (`_originals/…`, ADR 0018)."""
     ingested_at: str
 
 
 def batch_manifest(
-    event: KinesisFirehoseEvent, dataset: Dataset, counts: TransformCounts, ingested_at: dt.datetime
+    event: KinesisFirehoseEvent,
+    dataset: Dataset,
+    counts: TransformCounts,
+    ingested_at: dt.datetime,
+    original_key: str | None = None,
 ) -> FirehoseManifest:
     """The manifest of one transformation batch, from its counts."""
     delivery_stream = event.delivery_stream_arn.rsplit("/", 1)[-1]
@@ -201,6 +213,7 @@ def batch_manifest(
         contract_version=dataset.version,
         output_prefixes=dict(sorted(counts.partitions.items())),
         errors=dict(sorted(counts.errors.items())),
+        original_key=original_key,
         ingested_at=ingested_at.isoformat(),
     )
 
@@ -223,13 +236,58 @@ def transform_batch(
     """
     ingested_at = now or dt.datetime.now(UTC)
     dataset = delivery_dataset(event, settings.stream_prefix)
-    response, counts = transform_records(event, dataset, now=ingested_at)
-    manifest = batch_manifest(event, dataset, counts, ingested_at)
+    original = keep_batch(event, dataset, settings=settings, clients=clients, now=ingested_at)
+    response, counts = transform_records(event, dataset, now=ingested_at, original_key=original)
+    manifest = batch_manifest(event, dataset, counts, ingested_at, original)
     try:
         clients.dynamodb.Table(settings.require("manifests_table")).put_item(Item=manifest.model_dump(mode="json"))
     except ClientError as exc:
         raise TransientError(str(aws_error(exc, f"recording the manifest of {manifest.object_id}"))) from exc
     return response, counts, manifest
+
+
+def keep_batch(
+    event: KinesisFirehoseEvent, dataset: Dataset, *, settings: Settings, clients: AwsClients, now: dt.datetime
+) -> str | None:
+    """Keep the batch's records as delivered under `_originals/` (once: a retried batch has the same token).
+
+    One JSON line per record: its id, arrival time, shard and sequence number when read from Kinesis, and its data
+    in base64 (the exact bytes). Returns the original's key; None for an empty batch.
+
+    Raises
+    ------
+    TransientError, TerminalError
+        The original could not be written: the invocation fails and Firehose retries the batch.
+    """
+    records = list(event.records)
+    if not records:
+        return None
+    delivery_stream = event.delivery_stream_arn.rsplit("/", 1)[-1]
+    token = batch_token([r.record_id for r in records])
+    arrived = dt.datetime.fromtimestamp(records[0].approximate_arrival_timestamp / 1000, UTC)
+    target = original_key(dataset.name, arrived.date(), token, f"{delivery_stream}-{token}.jsonl.gz")
+    lines = []
+    for record in records:
+        metadata = record.metadata
+        line = {"record_id": record.record_id, "arrived_at": record.approximate_arrival_timestamp, "data": record.data}
+        if metadata:
+            line |= {"shard": metadata.shard_id, "sequence_number": metadata.sequence_number}
+        lines.append(json.dumps(line).encode() + b"\n")
+    keep_bytes(
+        gzip.compress(b"".join(lines), compresslevel=6, mtime=0),
+        target=target,
+        metadata={
+            "source": quote(event.source_kinesis_stream_arn or event.delivery_stream_arn, safe="/:"),
+            "delivery-stream": delivery_stream,
+            "records": str(len(records)),
+            "dataset": dataset.name,
+            "ingested-at": iso_stamp(now),
+        },
+        settings=settings,
+        clients=clients,
+        now=now,
+    )
+    return target
 
 
 def _fail(

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import hashlib
 import io
 import json
 import logging
-from collections.abc import Iterator
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, cast
 from urllib.parse import unquote_plus
 
 import ijson
+import msgspec
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
@@ -29,6 +34,7 @@ from datalake.exceptions import (
 from datalake.landing import (
     ENCODER,
     QUARANTINE_PREFIX,
+    SPOOL_BYTES,
     PartitionFile,
     iso_stamp,
     lineage_prefix,
@@ -39,6 +45,7 @@ from datalake.landing import (
     upload,
     with_lineage,
 )
+from datalake.originals import Provenance, file_name, keep_object, original_key
 from datalake.readers import (
     CappedChunkStream,
     ChunkStream,
@@ -140,6 +147,10 @@ class Manifest(BaseModel):
     event_dates: list[str] = []
     reason: str | None = None
     duplicate_of: str | None = None
+    original_key: str | None = None
+    """Where the raw zone keeps the object byte for byte (`_originals/…`, ADR 0018); None for an object not kept."""
+    replayed_from: str | None = None
+    """Set when this ingestion re-read the kept original (`datalake.replay.replay_originals`)."""
     ingested_at: str
 
 
@@ -150,7 +161,7 @@ def dataset_name(key: str) -> str:
 
 def _stem(key: str) -> str:
     name = key.rsplit("/", 1)[-1]
-    for suffix in (".gz", ".gzip", ".jsonl", ".ndjson", ".json", ".csv"):
+    for suffix in (".gz", ".gzip", ".jsonl", ".ndjson", ".json", ".csv", ".parquet"):
         name = name.removesuffix(suffix)
     cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     return cleaned[:80] or "object"
@@ -164,18 +175,21 @@ class _Sink:
     dataset: Dataset
     ingested_at: dt.datetime
     gzip_level: int
+    original_key: str | None = None
     read: int = 0
     landed_files: dict[dt.date, PartitionFile] = field(default_factory=dict)
     quarantine_file: PartitionFile | None = None
 
     def __post_init__(self) -> None:
         self._mid = lineage_prefix(self.ref.key, self.ref.source_version)
-        self._end = lineage_suffix(self.ingested_at)
+        self._end = lineage_suffix(self.ingested_at, self.original_key)
         self._lineage = {
             "_source_key": self.ref.key,
             "_source_version": self.ref.source_version,
             "_ingested_at": iso_stamp(self.ingested_at),
         }
+        if self.original_key is not None:
+            self._lineage["_original_key"] = self.original_key
         self._name = f"{_stem(self.ref.key)}-{self.ref.output_token}.json.gz"
 
     def _file_for(self, day: dt.date) -> PartitionFile:
@@ -285,12 +299,9 @@ def _read_json_array(chunks: Iterator[bytes], validator: RecordValidator, sink: 
     try:
         for index, item in enumerate(ijson.items(ChunkStream(chunks), "item", use_float=False), start=1):
             sink.read += 1
-            document = ENCODER.encode(item)
-            verdict = validator.check_json(document)
-            if verdict.event_time is not None and isinstance(item, dict):
-                sink.land_json(index, verdict.document(document), verdict.event_time)
-            else:
-                sink.reject(index, document, verdict.errors)
+            document = _encoded(index, item, sink)
+            if document is not None:
+                _route_item(index, item, document, validator, sink)
     except ijson.JSONError as exc:
         raise ObjectRejectedError("malformed JSON array", str(exc)) from exc
     except UnicodeDecodeError as exc:
@@ -313,7 +324,9 @@ def _read_json_documents(chunks: Iterator[bytes], validator: RecordValidator, si
         for index, item in enumerate(values, start=1):
             stream.mark()
             sink.read += 1
-            document = ENCODER.encode(item)
+            document = _encoded(index, item, sink)
+            if document is None:
+                continue
             if len(document) > max_bytes:
                 raise ObjectRejectedError(
                     "document too large", f"JSON document {index} holds {len(document)} bytes, over the {max_bytes} cap"
@@ -323,6 +336,20 @@ def _read_json_documents(chunks: Iterator[bytes], validator: RecordValidator, si
         raise ObjectRejectedError("malformed JSON document", str(exc)) from exc
     except UnicodeDecodeError as exc:
         raise ObjectRejectedError("not valid UTF-8", str(exc)) from exc
+
+
+NESTING_TOO_DEEP = RecordError(
+    "$", "value nested too deep to be re-encoded (recursion limit exceeded)", "nesting_too_deep"
+)
+
+
+def _encoded(index: int, item: object, sink: _Sink) -> bytes | None:
+    """A parsed JSON value re-encoded; None when it is nested too deep to encode, and then quarantined as such."""
+    try:
+        return ENCODER.encode(item)
+    except RecursionError:
+        sink.reject(index, f"<a JSON value nested deeper than {sys.getrecursionlimit()} levels>", [NESTING_TOO_DEEP])
+        return None
 
 
 def _route_item(index: int, item: object, document: bytes, validator: RecordValidator, sink: _Sink) -> None:
@@ -357,6 +384,63 @@ def _read_csv(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink, 
         raise ObjectRejectedError("not valid UTF-8", str(exc)) from exc
 
 
+PARQUET_BATCH_ROWS = 16_384
+"""Rows read from a Parquet object at a time (within a row group): memory stays within one batch."""
+
+
+def _parquet_value(value: Any) -> Any:
+    """JSON for what `to_pylist` gives beyond msgspec's types (a nanosecond timestamp comes as a pandas Timestamp)."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"a Parquet value of type {type(value).__name__} has no JSON form")
+
+
+_PARQUET_ENCODER = msgspec.json.Encoder(decimal_format="number", enc_hook=_parquet_value)
+
+
+def _read_parquet(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink, max_bytes: int) -> None:
+    """Judge every row of a Parquet object as the JSON object of its values, `_line` its 1-based row number.
+
+    Parquet keeps its schema in a footer at the end, so the object is spooled to a temporary file (disk past a few
+    MiB) and read back in batches of `PARQUET_BATCH_ROWS`. A file whose footer or schema cannot be read, or whose
+    pages cannot be decoded, is rejected whole (`unreadable Parquet`).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+        for chunk in chunks:
+            spool.write(chunk)
+        spool.seek(0)
+        try:
+            parquet = pq.ParquetFile(spool)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise ObjectRejectedError("unreadable Parquet", f"cannot read its footer or schema: {exc}") from exc
+        line = 0
+        try:
+            for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+                for row in batch.to_pylist(maps_as_pydicts="lossy"):
+                    line += 1
+                    sink.read += 1
+                    try:
+                        document = _PARQUET_ENCODER.encode(row)
+                    except RecursionError:
+                        sink.reject(line, "<a Parquet row nested too deep to encode>", [NESTING_TOO_DEEP])
+                        continue
+                    except TypeError as exc:
+                        sink.reject(line, repr(row)[:1024], [RecordError("$", str(exc), "parquet_type")])
+                        continue
+                    if len(document) > max_bytes:
+                        error = RecordError(
+                            "$", f"row of {len(document)} bytes exceeds the {max_bytes} byte cap", "line_too_long"
+                        )
+                        sink.reject(line, document[:1024], [error])
+                        continue
+                    _route_item(line, row, document, validator, sink)
+        except (pa.ArrowException, OSError) as exc:
+            raise ObjectRejectedError("unreadable Parquet", f"after row {line}: {exc}") from exc
+
+
 def _peek(chunks: Iterator[bytes]) -> tuple[bytes, Iterator[bytes]]:
     head = b""
     buffered: list[bytes] = []
@@ -383,7 +467,12 @@ def _limits(settings: Settings) -> Limits:
 
 
 def ingest_object(
-    ref: ObjectRef, *, settings: Settings, clients: AwsClients, now: dt.datetime | None = None
+    ref: ObjectRef,
+    *,
+    settings: Settings,
+    clients: AwsClients,
+    now: dt.datetime | None = None,
+    replay_from: str | None = None,
 ) -> Manifest:
     """Ingest one landed object version: land valid records in raw, quarantine the rest, record a manifest.
 
@@ -397,6 +486,9 @@ def ingest_object(
         AWS clients; their endpoint decides whether this is AWS or lakebox.
     now
         The ingestion time (for tests); defaults to the current UTC time.
+    replay_from
+        The raw-zone key of the object's kept original, to read instead of the landed object (a replay, ADR 0018):
+        the ingestion keeps `ref`'s identity, so its outputs overwrite those of the first ingestion.
 
     Returns
     -------
@@ -428,18 +520,29 @@ def ingest_object(
         )
         return _record(manifest, settings, clients)
 
-    body = _open(ref, clients)
+    if replay_from is None:
+        body, arrived, size = _open(ref, clients)
+        target = original_key(dataset.name, arrived.astimezone(UTC).date(), ref.output_token, file_name(ref.key))
+        base["original_key"] = target
+    else:
+        body, _, size = _open(ObjectRef(raw_bucket, replay_from), clients)
+        target = base["original_key"] = base["replayed_from"] = replay_from
     chunks, stats = open_object(body, _limits(settings))
-    sink = _Sink(ref, dataset, ingested_at, settings.gzip_level)
+    sink = _Sink(ref, dataset, ingested_at, settings.gzip_level, target)
+    keep = functools.partial(_keep_original, ref, dataset, target, size, settings, clients, ingested_at)
+    keeping: Future[None] | None = None
     try:
         head, chunks = _peek(chunks)
         if not head.strip():
             logger.info("skipping %s: no content", ref.object_id)
+            empty = {**base, "original_key": None}  # nothing but whitespace arrived: no original is kept
             return _record(
-                Manifest(**base, dataset=dataset.name, status=IngestStatus.SKIPPED, reason="empty object"),
+                Manifest(**empty, dataset=dataset.name, status=IngestStatus.SKIPPED, reason="empty object"),
                 settings,
                 clients,
             )
+        # The copy is server side: it runs while the records are read, and is awaited before anything names it.
+        keeping = _in_background(keep)
         fmt = detect_format(ref.key, head)
         if fmt is Format.JSON_LINES:
             fmt, chunks = json_shape(chunks, settings.max_line_bytes)
@@ -452,10 +555,16 @@ def ingest_object(
             _read_json_array(chunks, validator, sink)
         elif fmt is Format.JSON_DOCUMENT:
             _read_json_documents(chunks, validator, sink, settings.max_line_bytes)
+        elif fmt is Format.PARQUET:
+            _read_parquet(chunks, validator, sink, settings.max_line_bytes)
         else:
             _read_csv(chunks, validator, sink, settings.max_line_bytes)
     except ObjectRejectedError as exc:
         sink.discard()
+        if keeping is None:  # refused before its first bytes were judged (a gzip bomb in the first chunk)
+            keep()
+        else:
+            keeping.result()
         manifest = _reject_object(ref, dataset, exc, base, clients, raw_bucket, stats=stats, read=sink.read)
         return _record(manifest, settings, clients)
 
@@ -463,9 +572,10 @@ def ingest_object(
     if sink.read != landed + quarantined:
         sink.discard()
         raise AccountingError(f"{ref.object_id}: read {sink.read} != landed {landed} + quarantined {quarantined}")
-    original = (
-        _claim_content(ref, dataset, _drained(chunks, stats), settings, clients, ingested_at) if sink.read else None
-    )
+    sha256 = _drained(chunks, stats)
+    original = _claim_content(ref, dataset, sha256, settings, clients, ingested_at) if sink.read else None
+    if keeping is not None:
+        keeping.result()
     if original is not None:
         sink.discard()
         return _record(_duplicate_manifest(base, dataset, fmt, stats, original), settings, clients)
@@ -561,14 +671,57 @@ def _duplicate_manifest(
     )
 
 
-def _open(ref: ObjectRef, clients: AwsClients) -> Any:
+def _open(ref: ObjectRef, clients: AwsClients) -> tuple[Any, dt.datetime, int]:
+    """The object's body, when it arrived (its `LastModified`) and its size."""
     kwargs: dict[str, str] = {"Bucket": ref.bucket, "Key": ref.key}
     if ref.version_id and ref.version_id != "null":
         kwargs["VersionId"] = ref.version_id
     try:
-        return clients.s3.get_object(**kwargs)["Body"]  # type: ignore[arg-type]
+        response = clients.s3.get_object(**kwargs)  # type: ignore[arg-type]
     except ClientError as exc:
         raise aws_error(exc, f"reading {ref.object_id}") from exc
+    return response["Body"], response["LastModified"], int(response["ContentLength"])
+
+
+def _in_background(work: Callable[[], None]) -> Future[None]:
+    """Run `work` in a thread of its own; the future's `result()` waits for it and raises what it raised."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keep-original")
+    try:
+        return pool.submit(work)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _keep_original(
+    ref: ObjectRef,
+    dataset: Dataset,
+    target: str,
+    size: int,
+    settings: Settings,
+    clients: AwsClients,
+    ingested_at: dt.datetime,
+) -> None:
+    """Keep the object byte for byte under `target` in the raw zone (once: a retry or a replay finds it there)."""
+    provenance = Provenance(
+        source_bucket=ref.bucket,
+        source_key=ref.key,
+        source_version_id=ref.version_id,
+        source_etag=ref.etag,
+        dataset=dataset.name,
+        ingested_at=iso_stamp(ingested_at),
+    )
+    keep_object(
+        bucket=ref.bucket,
+        key=ref.key,
+        version_id=ref.version_id,
+        size=size,
+        target=target,
+        provenance=provenance,
+        source_version=ref.source_version,
+        settings=settings,
+        clients=clients,
+        now=ingested_at,
+    )
 
 
 def _reject_object(

@@ -57,9 +57,13 @@ def lineage_prefix(source_key: str, source_version: str) -> bytes:
     )
 
 
-def lineage_suffix(ingested_at: dt.datetime) -> bytes:
-    """The lineage fields after `_line`'s value, closing the object and the line."""
-    return b',"_ingested_at":"' + iso_stamp(ingested_at).encode() + b'"}\n'
+def lineage_suffix(ingested_at: dt.datetime, original_key: str | None = None) -> bytes:
+    """The lineage fields after `_line`'s value, closing the object and the line.
+
+    `original_key` is the raw-zone key of the original the record was read from (`_original_key`, ADR 0018).
+    """
+    original = b"" if original_key is None else b',"_original_key":' + json.dumps(original_key).encode()
+    return b',"_ingested_at":"' + iso_stamp(ingested_at).encode() + b'"' + original + b"}\n"
 
 
 def with_lineage(document: bytes, prefix: bytes, line: int, suffix: bytes) -> bytes:

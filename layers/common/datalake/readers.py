@@ -226,16 +226,25 @@ class CappedChunkStream(ChunkStream):
         return n
 
 
-_SUFFIX_FORMATS = {".jsonl": Format.JSON_LINES, ".ndjson": Format.JSON_LINES, ".csv": Format.CSV}
+_SUFFIX_FORMATS = {
+    ".jsonl": Format.JSON_LINES,
+    ".ndjson": Format.JSON_LINES,
+    ".csv": Format.CSV,
+    ".parquet": Format.PARQUET,
+}
+PARQUET_MAGIC = b"PAR1"
 
 
 def detect_format(key: str, head: bytes) -> Format | None:
     """Tell the format from the content's first significant byte and, failing that, the key's suffix.
 
-    CSV is known by its suffix (`.csv`, ignoring `.gz`); any other object starting with `[` is a JSON array and
-    with `{` JSON (lines or documents: `json_shape` tells which). Content that starts otherwise under a
-    `.jsonl`/`.ndjson` key stays JSON lines, so each line is judged (and quarantined) on its own.
+    Parquet is known by its magic bytes `PAR1` whatever the key; CSV by its suffix (`.csv`, ignoring `.gz`); any
+    other object starting with `[` is a JSON array and with `{` JSON (lines or documents: `json_shape` tells which).
+    Content that starts otherwise under a `.jsonl`/`.ndjson` key stays JSON lines, so each line is judged (and
+    quarantined) on its own; under a `.parquet` key it is Parquet, and quarantined whole as unreadable.
     """
+    if head.startswith(PARQUET_MAGIC):
+        return Format.PARQUET
     name = key.lower().removesuffix(".gz").removesuffix(".gzip")
     if name.endswith(".csv"):
         return Format.CSV
@@ -272,6 +281,8 @@ def _complete(line: bytes) -> bool:
         msgspec.json.decode(line)
     except msgspec.DecodeError:
         return False
+    except RecursionError:
+        return True  # a value too deep to build, on one line: the line is judged (and quarantined) on its own
     return True
 
 

@@ -1,4 +1,5 @@
-"""Quarantine, inspected and repaired: counts by dataset and reason, and replays of corrected records into landing.
+"""Quarantine, inspected and repaired: counts by dataset and reason, and replays of corrected records into landing;
+and re-ingestion of a dataset's kept originals for a range of days (`replay_originals`).
 
 The same functions serve the local lake (`lakebox quarantine`, `lakebox replay`) and a deployed stack
 (`scripts/replay.py`, from the stack's outputs): they take clients, bucket and table names, nothing else.
@@ -12,12 +13,16 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datalake.exceptions import DataLakeError
 from datalake.landing import QUARANTINE_PREFIX
+
+if TYPE_CHECKING:
+    from datalake.aws import AwsClients
+    from datalake.settings import Settings
 
 REPLAY_FOLDER = "_replay"
 _DAY = re.compile(r"/year=(\d{4})/month=(\d{2})/day=(\d{2})/")
@@ -217,3 +222,189 @@ def record_replay(table: Any, object_id: str, replay_of: str, *, now: dt.datetim
         ReturnValues="ALL_NEW",
     )
     return dict(response["Attributes"])
+
+
+# ----------------------------------------------------------------------------------- re-ingestion from originals
+
+_ARCHIVED = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+
+
+@dataclass(frozen=True)
+class ReplayedOriginal:
+    """One original re-ingested: its key, the manifest it produced, and the stale outputs it removed."""
+
+    original_key: str
+    object_id: str
+    status: str
+    records_read: int
+    records_landed: int
+    records_quarantined: int
+    removed: tuple[str, ...] = ()
+
+
+@dataclass
+class OriginalsReplay:
+    """What `replay_originals` did: the originals re-ingested, and those it could not read yet."""
+
+    replayed: list[ReplayedOriginal] = field(default_factory=list)
+    archived: list[str] = field(default_factory=list)
+    """Originals in S3 Glacier: restore them (`aws s3api restore-object`), then replay again."""
+
+
+def _days(start: dt.date, end: dt.date) -> Iterator[dt.date]:
+    day = start
+    while day <= end:
+        yield day
+        day += dt.timedelta(days=1)
+
+
+def _original_keys(s3: Any, bucket: str, dataset: str, start: dt.date, end: dt.date) -> Iterator[dict[str, Any]]:
+    from datalake.originals import originals_prefix
+
+    paginator = s3.get_paginator("list_objects_v2")
+    for day in _days(start, end):
+        for page in paginator.paginate(Bucket=bucket, Prefix=originals_prefix(dataset, day)):
+            yield from sorted(page.get("Contents", []), key=lambda o: str(o["Key"]))
+
+
+def _restored(head: Mapping[str, Any]) -> bool:
+    return head.get("StorageClass") not in _ARCHIVED or 'ongoing-request="false"' in str(head.get("Restore", ""))
+
+
+def _remove_stale(s3: Any, bucket: str, before: dict[str, Any] | None, after: Iterable[str]) -> tuple[str, ...]:
+    """Delete the outputs the earlier ingestion wrote that the replay did not write again (a record that moved from
+    raw to quarantine or back, a whole-object quarantine the replay now reads)."""
+    if not before:
+        return ()
+    kept = set(after)
+    stale = [str(k) for k in [*(before.get("output_keys") or []), *(before.get("quarantine_keys") or [])]]
+    stale = [k for k in stale if k not in kept]
+    stale += [f"{k}.reason.json" for k in stale if k.startswith(f"{QUARANTINE_PREFIX}/_objects/")]
+    for key in stale:
+        s3.delete_object(Bucket=bucket, Key=key)
+    return tuple(stale)
+
+
+def replay_originals(
+    dataset: str,
+    start: dt.date,
+    end: dt.date,
+    *,
+    settings: Settings,
+    clients: AwsClients,
+    now: dt.datetime | None = None,
+) -> OriginalsReplay:
+    """Re-ingest, with the dataset's current contract, every original of `dataset` that arrived from `start` to `end`.
+
+    Each original is read from the raw zone (`_originals/…`, ADR 0018) under the identity of the object or stream
+    batch it was kept from, so its outputs overwrite those of the first ingestion: nothing is duplicated, and outputs
+    the replay no longer writes are removed. A file's manifest is recorded again with `replayed_from` and announced
+    with a `FileIngested` event; the pipeline then rebuilds the dates it names. Originals already moved to S3 Glacier
+    are listed in `archived`, to be restored first.
+
+    Parameters
+    ----------
+    dataset
+        The dataset whose originals to replay.
+    start, end
+        The first and last day (UTC) the originals arrived, inclusive: the layout's `year=/month=/day=`.
+    settings, clients
+        The stack's raw bucket, manifests table and event bus, and the clients to reach them.
+    now
+        The ingestion time recorded (for tests).
+
+    Raises
+    ------
+    ReplayError
+        When `start` is after `end`, or the dataset is unknown.
+    """
+    from datalake.contracts import get_dataset
+    from datalake.exceptions import UnknownDatasetError
+    from datalake.ingest import ObjectRef, ingest_object
+    from datalake.originals import Provenance
+
+    if start > end:
+        raise ReplayError(f"the range starts after it ends ({start} > {end})")
+    try:
+        get_dataset(dataset)
+    except UnknownDatasetError as exc:
+        raise ReplayError(str(exc)) from exc
+    raw = settings.require("raw_bucket")
+    table = clients.dynamodb.Table(settings.require("manifests_table"))
+    report = OriginalsReplay()
+    for obj in _original_keys(clients.s3, raw, dataset, start, end):
+        key = str(obj["Key"])
+        head = clients.s3.head_object(Bucket=raw, Key=key)
+        if not _restored(head):
+            report.archived.append(key)
+            continue
+        metadata = head.get("Metadata") or {}
+        if "source-bucket" not in metadata:
+            report.replayed.append(_replay_batch(key, dataset, metadata, settings, clients, now))
+            continue
+        provenance = Provenance.from_metadata(metadata)
+        ref = ObjectRef(
+            provenance.source_bucket,
+            provenance.source_key,
+            provenance.source_version_id,
+            provenance.source_etag,
+            int(head["ContentLength"]),
+        )
+        before = table.get_item(Key={"object_id": ref.object_id}, ConsistentRead=True).get("Item")
+        manifest = ingest_object(ref, settings=settings, clients=clients, now=now, replay_from=key)
+        removed = _remove_stale(clients.s3, raw, before, [*manifest.output_keys, *manifest.quarantine_keys])
+        report.replayed.append(
+            ReplayedOriginal(
+                key,
+                manifest.object_id,
+                manifest.status.value,
+                manifest.records_read,
+                manifest.records_landed,
+                manifest.records_quarantined,
+                removed,
+            )
+        )
+    return report
+
+
+def _replay_batch(
+    key: str, dataset: str, metadata: dict[str, str], settings: Settings, clients: AwsClients, now: dt.datetime | None
+) -> ReplayedOriginal:
+    """Re-ingest a kept stream batch: its records, as delivered, through the stream ingestion again."""
+    import base64
+    from urllib.parse import unquote
+
+    from datalake.contracts import get_dataset
+    from datalake.streaming import StreamIngestion, StreamRecord
+
+    source_key = unquote(metadata.get("source", ""))
+    source, _, partition = source_key.rpartition("/")
+    if not source or not partition:
+        raise ReplayError(f"{key} records no source stream (metadata `source`)")
+    raw = settings.require("raw_bucket")
+    body = clients.s3.get_object(Bucket=raw, Key=key)["Body"].read()
+    ingestion = StreamIngestion(get_dataset(dataset), settings=settings, clients=clients, now=now)
+    table = clients.dynamodb.Table(settings.require("manifests_table"))
+    records = [json.loads(line) for line in gzip.decompress(body).splitlines() if line.strip()]
+    for record in records:
+        ingestion.add(
+            StreamRecord(
+                source, partition, int(record["position"]), base64.b64decode(record["data"]), record["arrived_at"]
+            )
+        )
+    object_id = f"{source_key}#{records[0]['position']}-{records[-1]['position']}" if records else key
+    before = table.get_item(Key={"object_id": object_id}, ConsistentRead=True).get("Item")
+    result = ingestion.flush()
+    if result.failed or result.terminal:
+        raise ReplayError(f"{key}: {len(result.failed)} records could not be written; replay it again")
+    (manifest,) = result.manifests
+    removed = _remove_stale(clients.s3, raw, before, [*manifest.output_keys, *manifest.quarantine_keys])
+    return ReplayedOriginal(
+        key,
+        manifest.object_id,
+        manifest.status.value,
+        manifest.records_read,
+        manifest.records_landed,
+        manifest.records_quarantined,
+        removed,
+    )

@@ -34,8 +34,10 @@ LINEAGE_COLUMNS: Final[tuple[Column, ...]] = (
     ("_source_version", "string"),
     ("_line", "bigint"),
     ("_ingested_at", "timestamp"),
+    ("_original_key", "string"),
 )
-"""The lineage fields ingestion appends to every raw record."""
+"""The lineage fields ingestion appends to every raw record (`_original_key`: the kept original, ADR 0018; the
+Spark job reads the others, so processed Parquet keeps its columns)."""
 JSON_SERDE: Final = "org.apache.hive.hcatalog.data.JsonSerDe"
 """The Hive JSON SerDe: deterministic on Athena (the OpenX SerDe's results may not be), `timestamp.formats` aware."""
 TIMESTAMP_FORMATS: Final = "yyyy-MM-dd'T'HH:mm:ss.SSSSSSZZ,yyyy-MM-dd'T'HH:mm:ssZZ"

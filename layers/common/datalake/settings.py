@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -47,6 +49,9 @@ class Settings(BaseSettings):
     source_api_page_size: int = Field(default=500, gt=0, le=10_000)
     source_api_timeout_seconds: float = Field(default=10.0, gt=0)
     freshness_max_age_hours: float = Field(default=48.0, gt=0)
+    originals_retention_days: int = Field(default=0, ge=0)
+    """Object Lock retention given to each original kept in the raw zone; 0 (the default) sets none."""
+    originals_retention_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
 
     def require(self, name: str) -> str:
         """Return the named resource setting, or raise `ConfigurationError` naming its variable."""

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import binascii
 import datetime as dt
 import gzip
 import hashlib
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeAlias, cast
+from urllib.parse import quote
 
 import msgspec
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
@@ -36,6 +39,7 @@ from datalake.landing import (
     upload,
     with_lineage,
 )
+from datalake.originals import keep_bytes, original_key
 from datalake.settings import Settings
 from datalake.validation import RecordError, validator_for
 
@@ -230,9 +234,12 @@ class StreamManifest(BaseModel):
     quarantine_keys: list[str] = []
     event_hours: list[str] = []
     failure: str | None = None
+    original_key: str | None = None
+    """Where the raw zone keeps this batch's records byte for byte (`_originals/…`, ADR 0018)."""
     ingested_at: str
 
 
+_BATCH_LINE = msgspec.json.Encoder()
 _EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=UTC)
 _HOUR = dt.timedelta(hours=1)
 
@@ -273,6 +280,8 @@ class _Partition:
     handled_before: frozenset[int]
     ledger_found: bool
     positions: list[int] = field(default_factory=list)
+    received: list[StreamRecord] = field(default_factory=list)
+    """Every record delivered, as delivered: the batch's original."""
     landed: dict[int, _Output] = field(default_factory=dict)
     """Outputs by event hour (hours since the epoch)."""
     quarantined: _Output = field(default_factory=_Output)
@@ -428,6 +437,7 @@ class StreamIngestion:
         """
         part = self._partition(record)
         part.positions.append(record.position)
+        part.received.append(record)
         if part.blocked is not None:
             raise part.blocked
         if part.first_arrival is None:
@@ -502,6 +512,16 @@ class StreamIngestion:
             self._record(manifest)
             return manifest, {}, None
         name = f"{_clean(part.source.split('://', 1)[-1])}-{_clean(part.partition)}"
+        original, problem = self._keep_batch(part, name)
+        if problem is not None:
+            # Nothing is written without its original: every record of the partition is retried.
+            failed_all = {(part.source_key, p): problem for p in part.positions}
+            terminal_all = problem[1] if isinstance(problem[1], TerminalError) else None
+            manifest = self._manifest(part, 0, 0, len(part.positions), [], [], terminal_all)
+            self._settle(part, min(part.positions), part.handled_before)
+            self._record(manifest)
+            return manifest, failed_all, terminal_all
+        tail = b',"_original_key":' + json.dumps(original).encode() + b"}\n"
         failed: dict[Identity, ExceptionInfo] = {}
         handled: set[int] = {*part.duplicates, *part.replayed}
         output_keys: list[str] = []
@@ -520,7 +540,7 @@ class StreamIngestion:
             name_q = f"h{day.hour:02d}-{name}-{token}.json.gz"
             outputs.append((quarantine_key(self.dataset.name, day.date(), name_q), part.quarantined, False))
         with ThreadPoolExecutor(max_workers=max(1, min(UPLOAD_THREADS, len(outputs)))) as pool:
-            written = list(pool.map(lambda o: self._write(o[0], o[1]), outputs))
+            written = list(pool.map(lambda o: self._write(o[0], o[1], tail), outputs))
         for (key, output, is_raw), info in zip(outputs, written, strict=True):
             if info is not None:
                 logger.warning("writing %s failed: %s", key, info[1])
@@ -536,7 +556,9 @@ class StreamIngestion:
                 quarantine_keys.append(key)
                 quarantined += len(output.positions)
 
-        manifest = self._manifest(part, landed, quarantined, len(failed), output_keys, quarantine_keys, terminal)
+        manifest = self._manifest(
+            part, landed, quarantined, len(failed), output_keys, quarantine_keys, terminal, original
+        )
         handled |= part.handled_before
         if terminal is not None or (failed and self.retries_whole_batch):
             # The whole batch fails and comes back from its first record (perhaps bisected).
@@ -553,11 +575,52 @@ class StreamIngestion:
             raise
         return manifest, failed, terminal
 
-    def _write(self, key: str, output: _Output) -> ExceptionInfo | None:
-        """Write one object; return the error that stopped it, if any."""
+    def _keep_batch(self, part: _Partition, name: str) -> tuple[str, ExceptionInfo | None]:
+        """Keep the partition's delivered records byte for byte under `_originals/` (once per distinct batch).
+
+        One JSON line per record: its position, arrival time and payload in base64 (the payload's exact bytes).
+        The key derives from the batch's positions, so a redelivered batch finds its original there already.
+        """
+        first, last = min(part.positions), max(part.positions)
+        arrival = part.received[0].arrived_at
+        day = dt.datetime.fromtimestamp(arrival, UTC).date()
+        target = original_key(
+            self.dataset.name, day, _token(part.source_key, part.positions), f"{name}-{first}-{last}.jsonl.gz"
+        )
+        lines = b"".join(
+            _BATCH_LINE.encode(
+                {"position": str(r.position), "arrived_at": r.arrived_at, "data": base64.b64encode(r.data).decode()}
+            )
+            + b"\n"
+            for r in part.received
+        )
+        metadata = {
+            "source": quote(part.source_key, safe="/:"),
+            "first-position": str(first),
+            "last-position": str(last),
+            "records": str(len(part.received)),
+            "dataset": self.dataset.name,
+            "ingested-at": self._stamp,
+        }
+        try:
+            keep_bytes(
+                gzip.compress(lines, compresslevel=6, mtime=0),
+                target=target,
+                metadata=metadata,
+                settings=self.settings,
+                clients=self.clients,
+                now=self.ingested_at,
+            )
+        except (TransientError, TerminalError) as exc:
+            logger.warning("keeping the batch %s failed: %s", target, exc)
+            return target, (type(exc), exc, exc.__traceback__)
+        return target, None
+
+    def _write(self, key: str, output: _Output, tail: bytes) -> ExceptionInfo | None:
+        """Write one object, each line closed by `tail` (the `_original_key`); return the error that stopped it."""
         object_file = PartitionFile(key, self.settings.gzip_level)
         for line in output.lines:
-            object_file.add(line)
+            object_file.add(line[:-2] + tail)
         try:
             upload(self.clients, self._raw_bucket, object_file)
         except (TransientError, TerminalError) as exc:
@@ -585,6 +648,7 @@ class StreamIngestion:
         output_keys: list[str],
         quarantine_keys: list[str],
         terminal: TerminalError | None,
+        original: str | None = None,
     ) -> StreamManifest:
         first, last = min(part.positions), max(part.positions)
         read = landed + quarantined
@@ -620,6 +684,7 @@ class StreamIngestion:
             quarantine_keys=quarantine_keys,
             event_hours=hours,
             failure=str(terminal) if terminal else None,
+            original_key=original,
             ingested_at=self.ingested_at.isoformat(),
         )
 

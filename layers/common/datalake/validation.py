@@ -443,7 +443,8 @@ class RecordValidator:
             return None
         try:
             record = self._decode(line)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            # RecursionError: a value nested too deep for msgspec; pydantic's parser stops it with its own reason
             return None
         for get, match in self._raw_checks:
             raw = get(record)  # None: an optional decimal the record leaves out (a JSON null is Raw(b"null"))

@@ -19,6 +19,8 @@ class Format(StrEnum):
     JSON_DOCUMENT = "json-document"
     """One JSON value per record, however many lines it spans (a pretty-printed object, or several in a row)."""
     CSV = "csv"
+    PARQUET = "parquet"
+    """Apache Parquet, read with pyarrow in row batches; each row is judged as the JSON object of its values."""
 
 
 class Delivery(StrEnum):
