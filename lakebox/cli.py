@@ -581,7 +581,7 @@ def _check_input(input_: Any) -> None:
 def cmd_execute(args: argparse.Namespace) -> int:
     """Run one of the template's state machines on the local stack, from its ASL file."""
     from lakebox.errors import LakeboxError
-    from lakebox.runs import note_of, state_timings
+    from lakebox.runs import held_note, note_of, run_status, state_timings
 
     try:
         input_ = json.loads(args.input) if args.input else {}
@@ -592,12 +592,13 @@ def cmd_execute(args: argparse.Namespace) -> int:
         if logical_id == "PipelineStateMachine":
             _check_input(input_)
         execution = box.execute(logical_id, input_, execution_name=args.name, progress=progress)
-    note = note_of(execution)
+    note = held_note(execution) or note_of(execution)
+    status = run_status(execution)
     if args.json:
         _print_json(
             {
                 "name": execution.name,
-                "status": execution.status,
+                "status": status,
                 "note": note,
                 "error": execution.error,
                 "cause": execution.cause,
@@ -607,14 +608,14 @@ def cmd_execute(args: argparse.Namespace) -> int:
         )
     else:
         _print_table(
-            f"{args.state_machine} {execution.name}: {execution.status}",
+            f"{args.state_machine} {execution.name}: {status}",
             state_timings(execution),
             ("state", "seconds", "attempts", "retries"),
         )
         if execution.error:
             print(f"{execution.error}: {execution.cause}")
         elif note:
-            print(f"{execution.status}: {note}")
+            print(f"{status}: {note}")
         else:
             print(json.dumps(execution.output, indent=2, default=str))
     return 0 if execution.status == "SUCCEEDED" else EXIT_FAILED
