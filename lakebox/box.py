@@ -423,8 +423,11 @@ class Lakebox:
         """Run one of the template's state machines to completion on this box, and record the run.
 
         The run (status, per-state timings, error) is written to `.lakebox/runs/<name>.json` for `lakebox runs`.
+        Ctrl-C ends it ABORTED, recorded as such.
         """
         from lakebox.alarms import record_execution
+        from lakebox.errors import RunAborted
+        from lakebox.interrupts import InterruptWatch
         from lakebox.runs import record_run, with_progress
         from lakebox.sfn import run_execution
 
@@ -433,15 +436,22 @@ class Lakebox:
         registry = integrations or self.integrations()
         if progress is not None:
             registry = with_progress(registry, progress)
-        execution = run_execution(
-            definition,
-            input_ if input_ is not None else {},
-            registry,
-            name=execution_name or f"lakebox-{uuid.uuid4().hex[:12]}",
-            state_machine_arn=str(self.stack.ref(logical_id)),
-        )
+        # Ctrl-C stops the run as StopExecution would: ABORTED, no failure path (ADR 0017)
+        with InterruptWatch().watching() as interrupted:
+            execution = run_execution(
+                definition,
+                input_ if input_ is not None else {},
+                registry,
+                name=execution_name or f"lakebox-{uuid.uuid4().hex[:12]}",
+                state_machine_arn=str(self.stack.ref(logical_id)),
+                stop=interrupted,
+            )
         record_run(state_home(self.root) / RUNS_DIR, logical_id, execution)
         record_execution(self.stack, str(self.stack.ref(logical_id)), execution.status)
+        if execution.status == "ABORTED":
+            raise RunAborted(
+                f"run {execution.name} stopped by Ctrl-C and recorded ABORTED; the next run picks up what it processed"
+            )
         return execution
 
     def _start_execution(self, state_machine: str, input_: Any) -> Any:

@@ -1246,12 +1246,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pydantic import ValidationError
 
     from datalake.exceptions import DataLakeError
-    from lakebox.errors import LakeboxError
+    from lakebox.errors import LakeboxError, RunAborted
 
     args = build_parser().parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     try:
         return int(args.func(args))
+    except RunAborted as exc:
+        print(f"lakebox: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -56,8 +56,13 @@ def local_spark() -> SparkSession:
     SparkSession
         Created on first use (about 4 s), shared by every job run and test afterwards.
     """
+    import signal
+
     from pyspark.sql import SparkSession
 
+    from lakebox.interrupts import rewatch
+
+    before = signal.getsignal(signal.SIGINT)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     log_config = Path(__file__).with_name("log4j2.properties")
@@ -75,6 +80,7 @@ def local_spark() -> SparkSession:
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
+    rewatch(before)  # PySpark's SIGINT handler cancels its jobs; a run's Ctrl-C watch stays in front of it
     return spark
 
 

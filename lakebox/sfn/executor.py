@@ -97,6 +97,7 @@ def run_execution(
     clock: Clock | None = None,
     rng: random.Random | None = None,
     max_workers: int | None = None,
+    stop: threading.Event | None = None,
 ) -> Execution:
     """Run a state machine to completion and return its execution record.
 
@@ -121,10 +122,14 @@ def run_execution(
         Upper bound on threads for Map and Parallel; ``1`` runs branches and iterations sequentially.
         ``None`` honours each state's MaxConcurrency (capped at 16).
 
+    stop
+        Set to stop the execution (as StopExecution does): no further state starts, and the execution ends
+        ``ABORTED``. A ``KeyboardInterrupt`` that reaches the executor stops it the same way.
+
     Returns
     -------
     Execution
-        Status ``SUCCEEDED`` with its output, or ``FAILED`` with error and cause, and the event history.
+        Status ``SUCCEEDED`` with its output, ``FAILED`` with error and cause, or ``ABORTED``; and the event history.
 
     Raises
     ------
@@ -168,8 +173,15 @@ def run_execution(
     }
     run = _Run(execution, registry, clock, rng or random.Random(), max_workers, base_context)
     run.record("ExecutionStarted", input=execution_input)
+    root = _Scope() if stop is None else _Scope(_flag=stop)
     try:
-        output = _run_machine(run, document, execution_input, _Scope())
+        output = _run_machine(run, document, execution_input, root)
+    except (_Aborted, KeyboardInterrupt):
+        root.abort()
+        execution.status = "ABORTED"
+        execution.stop_date = clock.now()
+        execution.record(execution.stop_date, "ExecutionAborted", None)
+        return execution
     except StatesError as err:
         execution.status, execution.error, execution.cause = "FAILED", err.error, err.cause
         execution.stop_date = clock.now()

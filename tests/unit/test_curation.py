@@ -429,7 +429,8 @@ def test_a_held_dataset_holds_only_the_tables_reading_it(handler: ModuleType, la
     # GIVEN every table known, and a run whose gate failed customers while sales passed
     now = dt.datetime(2026, 10, 3, tzinfo=dt.UTC)
     _ledger("curated", Ledger(tables={t.name: TableEntry() for t in curated_tables()}))
-    _summary("processed", "run-1", {"sales": {"partitions": ["2026-10-01"]}, "customers": {"partitions": ["2026-10-01"]}})
+    delivered = {"partitions": ["2026-10-01"]}
+    _summary("processed", "run-1", {"sales": delivered, "customers": delivered})
     _verdict("run-1", "customers", False, now)
     _verdict("run-1b", "sales", True, now)
 
