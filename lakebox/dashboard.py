@@ -119,7 +119,7 @@ def pipeline_health(box: Lakebox, *, now: dt.datetime | None = None) -> dict[str
                 "forecast": str(forecast.get("status", "")),
             }
         )
-        if item.get("status") == "SUCCEEDED" and started >= latest_start:
+        if item.get("status") in ("SUCCEEDED", "PARTIAL") and started >= latest_start:
             latest_start, latest_queries = started, list(summary.get("queries") or [])
     runs.sort(key=lambda r: r["started_at"])
     ingestion: dict[tuple[str, str], dict[str, Any]] = {}
