@@ -128,3 +128,24 @@ def test_json_output_keeps_types_and_says_null() -> None:
     assert json.dumps(json_value(value)) == (
         '{"money": 12.5, "count": 3, "day": "2026-11-02", "none": null, "rows": [[1, null]]}'
     )
+
+
+def test_a_run_stopped_by_ctrl_c_is_one_line_and_exit_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN `lakebox execute` whose run is stopped by Ctrl-C (the box recorded it ABORTED and says so)
+    from lakebox import cli
+    from lakebox.errors import RunAborted
+
+    def stopped(args: object) -> int:
+        raise RunAborted("run r1 stopped by Ctrl-C and recorded ABORTED; the next run picks up what it processed")
+
+    monkeypatch.setattr(cli, "cmd_execute", stopped)
+
+    # WHEN the command runs THEN it exits 130 with that one line and no traceback
+    assert cli.main(["execute", "PipelineStateMachine"]) == 130
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "lakebox: run r1 stopped by Ctrl-C and recorded ABORTED; the next run picks up what it processed"
+    ]
+    assert captured.out == ""
