@@ -30,6 +30,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from lakebox.interrupts import interrupted, rewatch
+
 if TYPE_CHECKING:
     import boto3
     from mypy_boto3_s3 import S3Client
@@ -59,8 +61,6 @@ def local_spark() -> SparkSession:
     import signal
 
     from pyspark.sql import SparkSession
-
-    from lakebox.interrupts import rewatch
 
     before = signal.getsignal(signal.SIGINT)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -321,7 +321,7 @@ def execute_script(session: boto3.Session, script_location: str, args: Mapping[s
             module.run(local_spark(), local_args)
         # A job run fails whatever the script raises, as on Glue; the error becomes the run's ErrorMessage.
         except Exception as exc:
-            logger.warning("job script %s failed", script_location, exc_info=True)
+            logger.warning("job script %s failed", script_location, exc_info=not interrupted())
             error: str | None = f"{type(exc).__name__}: {exc}"
         else:
             error = None
