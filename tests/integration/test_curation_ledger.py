@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -280,20 +281,21 @@ def test_ctrl_c_during_a_run_records_it_aborted_and_the_next_run_picks_everythin
 
     # WHEN the run is started as `lakebox execute` starts it
     integrations = lake.integrations().with_middleware(ctrl_c_in_spark)
-    with pytest.raises(RunAborted, match="ctrl-c-run stopped by Ctrl-C and recorded ABORTED"):
+    name = f"ctrl-c-{uuid.uuid4().hex[:8]}"  # the box records runs where `lakebox runs` reads them
+    with pytest.raises(RunAborted, match=f"{name} stopped by Ctrl-C and recorded ABORTED"):
         lake.box.execute(
             "PipelineStateMachine",
             {"datasets": DATASETS, "forecast": False},
-            execution_name="ctrl-c-run",
+            execution_name=name,
             integrations=integrations,
         )
 
     # THEN it is recorded ABORTED, took no failure path, sent no alert, and the failed-runs alarm stays quiet
-    (run,) = [r for r in list_runs(state_home(lake.box.root) / RUNS_DIR) if r["name"] == "ctrl-c-run"]
+    (run,) = [r for r in list_runs(state_home(lake.box.root) / RUNS_DIR) if r["name"] == name]
     assert run["status"] == "ABORTED"
     assert not {"Glue Job Failed", "Record Failure", "Alert Failure"} & {s["state"] for s in run["states"]}
-    assert lake.run_item("ctrl-c-run") is None
-    assert [a for a in lake.alerts() if a.get("run_id") == "ctrl-c-run"] == []
+    assert lake.run_item(name) is None
+    assert [a for a in lake.alerts() if a.get("run_id") == name] == []
     states = {state.name: state.state for state in alarm_states(lake.box.stack)}
     assert states["PipelineExecutionsFailedAlarm"] != "ALARM"
 
