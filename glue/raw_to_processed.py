@@ -685,6 +685,9 @@ class JobPlan:
 
     options: JobOptions
     datasets: tuple[DatasetPlan, ...]
+    dependents: tuple[str, ...] = ()
+    """Datasets outside the run that look up a reference dataset with new raw files in it: the dates of their rows
+    that the change touches are in the summary's `reference_dates`, for curation to rebuild (ADR 0017)."""
 
     def inputs(self, store: FileStore) -> list[str]:
         """URIs the run reads: raw files, processed roots (folders, ending in `/`) and watermarks.
@@ -701,6 +704,10 @@ class JobPlan:
             watermark = self.options.watermark_uri(plan.dataset)
             if store.exists(watermark):
                 uris.append(watermark)
+        for name in self.dependents:
+            root = f"{self.options.processed_path}{name}/"
+            if store.exists(root):
+                uris.append(root)
         return list(dict.fromkeys(uris))
 
 
@@ -748,7 +755,13 @@ def build_plan(options: JobOptions, store: FileStore, now: datetime) -> JobPlan:
             lk.dataset for lk in get_dataset(name).lookups if lk.dataset in plans and plans[lk.dataset].raw_files
         )
         out.append(replace(plan, references_changed=changed))
-    return JobPlan(options, tuple(out))
+    delivered = {name for name, plan in plans.items() if plan.raw_files}
+    dependents = tuple(
+        name
+        for name, dataset in sorted(REGISTRY.items())
+        if name not in plans and any(lk.dataset in delivered for lk in dataset.lookups)
+    )
+    return JobPlan(options, tuple(out), dependents)
 
 
 @dataclass(frozen=True)
@@ -1184,7 +1197,8 @@ def run(spark: SparkSession, args: Mapping[str, str]) -> dict[str, Any]:
         (`rows_existing`), `duplicates_dropped` (= rows_in + rows_existing - rows_out), `rows_out`, the
         `partitions` (event dates) written and those emptied and removed (`partitions_removed`, where every row
         moved to another date), the `reference_dates` whose curated rows a reference change touches, the
-        `raw_files` read (keys relative to the raw root), `skipped_files` and the watermark moves.
+        `raw_files` read (keys relative to the raw root), `skipped_files` and the watermark moves; and, for the
+        datasets outside the run that look up a changed reference dataset, the dates it touches (`reference_dates`).
     """
     started = datetime.now(UTC)
     options = JobOptions.from_args(args)
@@ -1193,7 +1207,9 @@ def run(spark: SparkSession, args: Mapping[str, str]) -> dict[str, Any]:
     plan = build_plan(options, store, started)
     results: dict[str, dict[str, Any]] = {}
     changed: dict[str, DataFrame] = {}
-    referenced = {lk.dataset for p in plan.datasets for lk in get_dataset(p.dataset).lookups}
+    looking_up = [*(p.dataset for p in plan.datasets), *plan.dependents]
+    referenced = {lk.dataset for name in looking_up for lk in get_dataset(name).lookups}
+    reference_dates: dict[str, list[str]] = {}
     try:
         for dataset_plan in plan.datasets:
             results[dataset_plan.dataset], new = process_dataset(spark, store, options, dataset_plan, changed)
@@ -1201,6 +1217,10 @@ def run(spark: SparkSession, args: Mapping[str, str]) -> dict[str, Any]:
                 changed[dataset_plan.dataset] = new
             elif new is not None:
                 new.unpersist()
+        for name in plan.dependents:
+            touched = touched_by_references(spark, store, options, get_dataset(name), changed)
+            if touched:
+                reference_dates[name] = [d.isoformat() for d in touched]
     finally:
         for frame in changed.values():
             frame.unpersist()
@@ -1209,6 +1229,7 @@ def run(spark: SparkSession, args: Mapping[str, str]) -> dict[str, Any]:
         "started_at": started.isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),
         "datasets": results,
+        "reference_dates": reference_dates,
     }
     store.write_text(options.summary_uri(), json.dumps(summary, indent=2))
     for dataset_plan in plan.datasets:

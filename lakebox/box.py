@@ -390,7 +390,10 @@ class Lakebox:
         """Run one of the template's state machines to completion on this box, and record the run.
 
         The run (status, per-state timings, error) is written to the home's `runs/<name>.json` for `lakebox runs`.
+        Ctrl-C ends it ABORTED, recorded as such.
         """
+        from lakebox.errors import RunAborted
+        from lakebox.services.interrupts import InterruptWatch
         from lakebox.sfn import run_execution
         from lakebox.sfn.distributed import Boto3ObjectStore
 
@@ -399,17 +402,24 @@ class Lakebox:
         registry = integrations or self.integrations()
         if progress is not None:
             registry = with_progress(registry, progress)
-        execution = run_execution(
-            definition,
-            input_ if input_ is not None else {},
-            registry,
-            name=execution_name or f"lakebox-{uuid.uuid4().hex[:12]}",
-            state_machine_arn=str(self.stack.ref(logical_id)),
-            callbacks=self.task_tokens,
-            objects=Boto3ObjectStore(self.session),
-        )
+        # Ctrl-C stops the run as StopExecution would: ABORTED, no failure path (ADR 0017)
+        with InterruptWatch().watching() as interrupted:
+            execution = run_execution(
+                definition,
+                input_ if input_ is not None else {},
+                registry,
+                name=execution_name or f"lakebox-{uuid.uuid4().hex[:12]}",
+                state_machine_arn=str(self.stack.ref(logical_id)),
+                callbacks=self.task_tokens,
+                objects=Boto3ObjectStore(self.session),
+                stop=interrupted,
+            )
         record_run(self.home.runs, logical_id, execution)
         self.metrics.record_execution(str(self.stack.ref(logical_id)), execution.status)
+        if execution.status == "ABORTED":
+            raise RunAborted(
+                f"run {execution.name} stopped by Ctrl-C and recorded ABORTED; the next run picks up what it processed"
+            )
         return execution
 
     def _start_execution(self, state_machine: str, input_: Any) -> Any:

@@ -551,7 +551,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 def cmd_execute(args: argparse.Namespace) -> int:
     """Run one of the template's state machines on the local stack, from its ASL file."""
     from lakebox.errors import LakeboxError
-    from lakebox.home.runs import note_of, state_timings
+    from lakebox.home.runs import held_note, note_of, run_status, state_timings
 
     try:
         input_ = json.loads(args.input) if args.input else {}
@@ -564,12 +564,13 @@ def cmd_execute(args: argparse.Namespace) -> int:
 
             check_pipeline_input(input_, engine_names(box.stack, logical_id))
         execution = box.execute(logical_id, input_, execution_name=args.name, progress=progress)
-    note = note_of(execution)
+    note = held_note(execution) or note_of(execution)
+    status = run_status(execution)
     if args.json:
         _print_json(
             {
                 "name": execution.name,
-                "status": execution.status,
+                "status": status,
                 "note": note,
                 "error": execution.error,
                 "cause": execution.cause,
@@ -579,14 +580,14 @@ def cmd_execute(args: argparse.Namespace) -> int:
         )
     else:
         _print_table(
-            f"{args.state_machine} {execution.name}: {execution.status}",
+            f"{args.state_machine} {execution.name}: {status}",
             state_timings(execution),
             ("state", "seconds", "attempts", "retries"),
         )
         if execution.error:
             print(f"{execution.error}: {execution.cause}")
         elif note:
-            print(f"{execution.status}: {note}")
+            print(f"{status}: {note}")
         else:
             print(json.dumps(execution.output, indent=2, default=str))
     return 0 if execution.status == "SUCCEEDED" else EXIT_FAILED
@@ -1160,12 +1161,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pydantic import ValidationError
 
     from datalake.exceptions import DataLakeError
-    from lakebox.errors import LakeboxError
+    from lakebox.errors import LakeboxError, RunAborted
 
     args = build_parser().parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     try:
         return int(args.func(args))
+    except RunAborted as exc:
+        print(f"lakebox: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -11,7 +11,6 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from datalake.aws import AwsClients
-from datalake.exceptions import QualityGateFailed
 from datalake.observability import FRESHNESS_METRIC, freshness_seconds
 from datalake.quality import QualityGateRequest, check_quality
 from datalake.settings import Settings
@@ -26,13 +25,10 @@ clients = AwsClients.from_session()
 @tracer.capture_lambda_handler
 @event_parser(model=QualityGateRequest)
 def lambda_handler(event: QualityGateRequest, context: LambdaContext) -> dict[str, Any]:
-    """Check the run's datasets; return the report, or raise `QualityGateFailed` carrying it."""
-    try:
-        report = check_quality(clients, settings, event.datasets, event.run_id, now=event.as_of)
-    except QualityGateFailed as failed:
-        record_freshness(failed.report)
-        raise
-    logger.info("quality gate passed", extra={"run_id": event.run_id, "datasets": event.datasets})
+    """Check the run's datasets; return the report, which names the datasets held back (ADR 0017)."""
+    report = check_quality(clients, settings, event.datasets, event.run_id, now=event.as_of)
+    held = [d.dataset for d in report.datasets if not d.passed]
+    logger.info("quality gate checked", extra={"run_id": event.run_id, "datasets": event.datasets, "held": held})
     document: dict[str, Any] = report.model_dump(mode="json")
     record_freshness(document)
     return document

@@ -98,6 +98,7 @@ def run_queries(run: Runner, database: str) -> dict[str, Dataset]:
 
 STATUS_COLOURS: Mapping[str, str] = {
     "SUCCEEDED": "#2e7d32",
+    "PARTIAL": "#ef6c00",
     "FAILED": "#c62828",
     "TIMED_OUT": "#c62828",
     "ABORTED": "#ef6c00",
@@ -132,7 +133,9 @@ def pipeline_health(box: Lakebox, *, now: dt.datetime | None = None) -> dict[str
             }
         )
         built = [q for q in summary.get("queries") or [] if isinstance(q, dict) and q.get("step") in ("build", None)]
-        if item.get("status") == "SUCCEEDED" and built:  # a run with nothing to do says nothing of the queries
+        if (
+            item.get("status") in ("SUCCEEDED", "PARTIAL") and built
+        ):  # a run with nothing to do says nothing of the queries
             queried.append((started, str(item["run_id"]), built))
     runs.sort(key=lambda r: r["started_at"])
     ingestion: dict[tuple[str, str], dict[str, Any]] = {}

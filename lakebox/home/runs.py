@@ -54,6 +54,24 @@ def note_of(execution: Execution) -> str | None:
     return None
 
 
+def run_status(execution: Execution) -> str:
+    """The run's status: the execution's, except PARTIAL for a successful run that held datasets back (ADR 0017)."""
+    output = execution.output if isinstance(execution.output, dict) else {}
+    if execution.status == "SUCCEEDED" and output.get("status") == "PARTIAL":
+        return "PARTIAL"
+    return execution.status
+
+
+def held_note(execution: Execution) -> str | None:
+    """`held: table (dataset: rule), …` for a PARTIAL run."""
+    output = execution.output if isinstance(execution.output, dict) else {}
+    held = output.get("held") or []
+    if run_status(execution) != "PARTIAL" or not isinstance(held, list):
+        return None
+    parts = [f"{h.get('table')} ({'; '.join(h.get('reasons') or [])})" for h in held if isinstance(h, dict)]
+    return "held: " + ", ".join(parts) if parts else "held: " + ", ".join(output.get("held_datasets") or {})
+
+
 def run_document(state_machine: str, execution: Execution) -> dict[str, Any]:
     """The run as `lakebox runs --json` shows it."""
     output = execution.output if isinstance(execution.output, dict) else {}
@@ -61,13 +79,14 @@ def run_document(state_machine: str, execution: Execution) -> dict[str, Any]:
     return {
         "name": execution.name,
         "state_machine": state_machine,
-        "status": execution.status,
+        "status": run_status(execution),
         "started": _iso(execution.start_date),
         "stopped": _iso(execution.stop_date),
         "seconds": round(seconds, 3) if seconds is not None else None,
         "input": execution.input,
         "datasets": output.get("datasets"),
-        "note": note_of(execution),
+        "note": held_note(execution) or note_of(execution),
+        "held": output.get("held") or None,
         "error": execution.error,
         "cause": execution.cause,
         "states": state_timings(execution),

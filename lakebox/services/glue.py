@@ -30,6 +30,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from lakebox.cfn.artifacts import REPO
+from lakebox.services.interrupts import interrupted, rewatch
 from lakebox.services.s3uri import split_s3_uri
 
 if TYPE_CHECKING:
@@ -55,8 +56,11 @@ def local_spark() -> SparkSession:
     SparkSession
         Created on first use (about 4 s), shared by every job run and test afterwards.
     """
+    import signal
+
     from pyspark.sql import SparkSession
 
+    before = signal.getsignal(signal.SIGINT)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     log_config = Path(__file__).with_name("log4j2.properties")
@@ -74,6 +78,7 @@ def local_spark() -> SparkSession:
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
+    rewatch(before)  # PySpark's SIGINT handler cancels its jobs; a run's Ctrl-C watch stays in front of it
     return spark
 
 
@@ -306,7 +311,7 @@ def execute_script(session: boto3.Session, script_location: str, args: Mapping[s
             module.run(local_spark(), local_args)
         # A job run fails whatever the script raises, as on Glue; the error becomes the run's ErrorMessage.
         except Exception as exc:
-            logger.warning("job script %s failed", script_location, exc_info=True)
+            logger.warning("job script %s failed", script_location, exc_info=not interrupted())
             error: str | None = f"{type(exc).__name__}: {exc}"
         else:
             error = None

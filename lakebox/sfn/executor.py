@@ -134,6 +134,7 @@ def run_execution(
     max_workers: int | None = None,
     callbacks: TaskTokens | None = None,
     objects: distributed.ObjectStore | None = None,
+    stop: threading.Event | None = None,
 ) -> Execution:
     """Run a state machine to completion and return its execution record.
 
@@ -163,11 +164,15 @@ def run_execution(
         ``send_task_success``/``send_task_failure``/``send_task_heartbeat``.
     objects
         The S3 a Distributed Map's ``ItemReader`` reads and its ``ResultWriter`` writes.
+    stop
+        Set to stop the execution (as StopExecution does): no further state starts, and the execution ends
+        ``ABORTED``. A ``KeyboardInterrupt`` that reaches the executor stops it the same way.
 
     Returns
     -------
     Execution
-        Status ``SUCCEEDED`` with its output, or ``FAILED`` with error and cause, and the event history.
+        Status ``SUCCEEDED`` with its output, ``FAILED`` with error and cause, ``TIMED_OUT`` or ``ABORTED``; and the
+        event history.
 
     Raises
     ------
@@ -225,13 +230,20 @@ def run_execution(
     if document.get("TimeoutSeconds") is not None:
         run.deadline = started + timedelta(seconds=float(document["TimeoutSeconds"]))
     run.record("ExecutionStarted", input=execution_input)
+    root = _Scope() if stop is None else _Scope(_flag=stop)
     try:
-        output = _run_machine(run, document, execution_input, _Scope(), VariableScope())
+        output = _run_machine(run, document, execution_input, root, VariableScope())
         run.check_deadline()
     except _ExecutionTimedOut as err:
         execution.status, execution.error, execution.cause = "TIMED_OUT", err.error, err.cause
         execution.stop_date = clock.now()
         execution.record(execution.stop_date, "ExecutionTimedOut", None, error=err.error, cause=err.cause)
+        return execution
+    except (_Aborted, KeyboardInterrupt):
+        root.abort()
+        execution.status = "ABORTED"
+        execution.stop_date = clock.now()
+        execution.record(execution.stop_date, "ExecutionAborted", None)
         return execution
     except StatesError as err:
         execution.status, execution.error, execution.cause = "FAILED", err.error, err.cause

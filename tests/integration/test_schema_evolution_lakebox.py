@@ -21,6 +21,7 @@ from datalake.schemas import JSON_SERDE, TIMESTAMP_FORMATS
 from lakebox.services import glue
 from lakebox.sfn import CompressedClock, Execution, run_execution
 from lakebox.sfn.integrations import glue_start_job_run_sync
+from tests.integration.differential import curated_differences
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -125,6 +126,11 @@ class Lake:
         return item
 
 
+SALES_HEADER = (
+    "transaction_id,event_time,customer_id,product_id,store_id,region,quantity,unit_price,currency,"
+    "payment_method,channel"
+)
+UNITS = "SELECT sum(units) FROM daily_sales_by_region"
 RAW_QUERY = "SELECT customer_id, signup_date, updated_at, _ingested_at FROM raw_customers ORDER BY customer_id"
 TIERS_RAW = "SELECT customer_id, loyalty_tier FROM raw_customers ORDER BY customer_id, updated_at"
 TIERS_PROCESSED = "SELECT customer_id, loyalty_tier FROM customers ORDER BY customer_id, updated_at"
@@ -146,13 +152,7 @@ def runs(local_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             ["P1,Lamp,home,19.90,EUR,true,2026-11-01T00:00:00Z"],
             "products",
         )
-        lake.put_csv(
-            "sales.csv",
-            "transaction_id,event_time,customer_id,product_id,store_id,region,quantity,unit_price,currency,"
-            "payment_method,channel",
-            [f"T1,{recent},C1,P1,S1,north,2,19.90,EUR,card,store"],
-            "sales",
-        )
+        lake.put_csv("sales.csv", SALES_HEADER, [f"T1,{recent},C1,P1,S1,north,2,19.90,EUR,card,store"], "sales")
         lake.put_csv(
             "v1.csv",
             HEADER_V1,
@@ -181,9 +181,14 @@ def runs(local_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                 "customer_id,name,segment,region,signup_date,updated_at",
                 ["C4,Di,enterprise,east,2025-07-07,2026-11-28T08:00:00Z"],
             )
+            # sales keep arriving while the customers contract is refused: they must flow (ADR 0017)
+            lake.put_csv("sales-2.csv", SALES_HEADER, [f"T2,{recent},C1,P1,S1,north,3,19.90,EUR,card,store"], "sales")
             third = lake.run("contract-2-0-0")
-            snapshots["2.0.0"] = lake.snapshot(third, {"processed": TIERS_PROCESSED})
+            snapshots["2.0.0"] = lake.snapshot(third, {"processed": TIERS_PROCESSED, "units": UNITS})
             snapshots["2.0.0"].queries["run_item"] = [tuple(lake.run_item("contract-2-0-0").items())]
+            snapshots["2.0.0"].queries["differences"] = [
+                (line,) for line in curated_differences(local_stack, ["daily_sales_by_region", "product_performance"])
+            ]
         yield snapshots
     finally:
         monkeypatch.undo()
@@ -256,23 +261,31 @@ def test_an_additive_contract_version_flows_end_to_end(runs: dict[str, Snapshot]
     assert all(after.columns(n) == before.columns(n) for n in curated)
 
 
-def test_a_breaking_contract_version_is_refused_by_the_gate_and_promotes_nothing(runs: dict[str, Snapshot]) -> None:
-    # GIVEN 1.1.0 processed, then 2.0.0 (country removed, signup_date a date) records landed
+def test_a_breaking_contract_version_is_held_by_the_gate_while_the_other_datasets_flow(
+    runs: dict[str, Snapshot],
+) -> None:
+    # GIVEN 1.1.0 processed, then 2.0.0 (country removed, signup_date a date) records landed, and a new sale
     before, after = runs["1.1.0"], runs["2.0.0"]
 
-    # THEN the run failed at the quality gate, naming the fields and both versions
-    assert (after.execution.status, after.execution.error) == ("FAILED", "QualityGateFailed")
-    cause = str(after.execution.cause)
-    assert "from contract 1.1.0 to 2.0.0" in cause
-    assert "country (string) is in 1.1.0 but not in 2.0.0" in cause
-    assert "signup_date is timestamp in 1.1.0 but date in 2.0.0" in cause
+    # THEN the run is PARTIAL: customers is held at the gate, naming the fields and both versions
+    assert after.execution.status == "SUCCEEDED", (after.execution.error, after.execution.cause)
+    summary = after.execution.output
+    assert summary["status"] == "PARTIAL"
+    (held,) = summary["held"]
+    assert (held["table"], held["datasets"]) == ("customer_aggregates", ["customers"])
+    reasons = " ".join(held["reasons"])
+    assert "from contract 1.1.0 to 2.0.0" in reasons
+    assert "country (string) is in 1.1.0 but not in 2.0.0" in reasons
+    assert "signup_date is timestamp in 1.1.0 but date in 2.0.0" in reasons
     item = dict(after.queries["run_item"][0])
-    assert (item["status"], item["failed_state"], item["error"]) == ("FAILED", "Check Quality", "QualityGateFailed")
+    assert item["status"] == "PARTIAL"
 
-    # AND nothing was written: processed and curated objects, and both tables, are as 1.1.0 left them
-    assert {z: after.objects[z] for z in ("processed", "curated")} == {
-        z: before.objects[z] for z in ("processed", "curated")
-    }
+    # AND nothing of customers was written: its processed objects and the table reading it are as 1.1.0 left them
+    def customers_only(objects: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in objects.items() if k.startswith(("customers/", "customer_aggregates/"))}
+
+    for zone in ("processed", "curated"):
+        assert customers_only(after.objects[zone]) == customers_only(before.objects[zone])
     # AND the 2.0.0 records are kept in raw, and the watermark stays so that they are read once compatible
     assert len(after.objects["raw"]) == len(before.objects["raw"]) + 1
     assert after.objects["watermark"] == before.objects["watermark"]
@@ -280,3 +293,7 @@ def test_a_breaking_contract_version_is_refused_by_the_gate_and_promotes_nothing
     for table in ("raw_customers", "customers"):
         assert after.columns(table) == before.columns(table)
         assert after.tables[table]["Parameters"]["contract_version"] == "1.1.0"
+
+    # AND the sale flowed into the tables that do not read customers, which equal their SQL over processed
+    assert after.queries["units"] == [(5,)]
+    assert after.queries["differences"] == []

@@ -34,6 +34,7 @@ from datalake.curation import (
     sql_text,
 )
 from datalake.exceptions import TerminalError
+from datalake.ledger import LEDGER_KEY, Ledger, RunVerdicts, TableEntry, Verdict
 
 ROOT = Path(__file__).resolve().parents[2]
 DAYS = [dt.date(2026, 10, 25) + dt.timedelta(days=n) for n in range(3)]
@@ -197,6 +198,16 @@ def _summary(bucket: str, run_id: str, datasets: dict[str, Any]) -> None:
     boto3.client("s3").put_object(Bucket=bucket, Key=f"_runs/{run_id}/summary.json", Body=body)
 
 
+def _ledger(bucket: str, ledger: Ledger) -> None:
+    boto3.client("s3").put_object(Bucket=bucket, Key=LEDGER_KEY, Body=ledger.model_dump_json().encode())
+
+
+def _verdict(run_id: str, dataset: str, passed: bool, at: dt.datetime) -> None:
+    verdict = Verdict(run_id=run_id, passed=passed, checked_at=at, reasons=[] if passed else ["freshness: stale"])
+    body = RunVerdicts(run_id=run_id, recorded_at=at, datasets={dataset: verdict}).model_dump_json().encode()
+    boto3.client("s3").put_object(Bucket="processed", Key=f"_runs/{run_id}/quality.json", Body=body)
+
+
 def test_run_changes_come_from_the_spark_run_summary() -> None:
     # GIVEN the Spark job's run summary THEN the sales dates and the changed datasets come from it
     with mock_aws():
@@ -253,6 +264,7 @@ def handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "plan_curation")
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket="processed")
+        boto3.client("s3").create_bucket(Bucket="curated")
         yield _load_handler()
 
 
@@ -274,8 +286,10 @@ def test_handler_plans_the_dates_the_spark_run_wrote(handler: ModuleType, lambda
 
 
 def test_handler_takes_an_explicit_window_without_reading_the_summary(handler: ModuleType, lambda_context: Any) -> None:
-    # GIVEN a backfill request with a window and no summary in S3, THEN the window's dates are planned
+    # GIVEN a ledger that knows every table, a backfill request with a window and no summary in S3
+    _ledger("curated", Ledger(tables={t.name: TableEntry() for t in curated_tables()}))
     event = {"run_id": "backfill-1", "window": {"start": "2026-10-01", "end": "2026-10-02"}}
+    # THEN the window's dates are planned
     result = handler.lambda_handler(event, lambda_context)
     assert result["dates"] == ["2026-10-01", "2026-10-02"]
     assert {"daily_sales_by_region", "clickstream_hourly"} <= {q["table"] for q in result["queries"]}
@@ -382,3 +396,79 @@ def test_each_partitioned_table_rebuilds_the_dates_of_the_dataset_that_feeds_it(
     # AND the clickstream tables are published date by date, never re-pointed whole
     publish = next(s.query for s in plan.queries if s.name == "clickstream_hourly/publish")
     assert "PARTITION (event_date = '2026-10-27') LOCATION 's3://c-b/clickstream_hourly/runs/exec_9/" in publish
+
+
+# ------------------------------------------------------------------------------------------- the ledger
+
+
+def _write_ledger_of(result: dict[str, Any]) -> None:
+    """What the pipeline's Record Curation step does once the tables are published."""
+    boto3.client("s3").put_object(Bucket="curated", Key=result["ledger_key"], Body=result["ledger"].encode())
+
+
+def test_a_run_the_ledger_has_not_absorbed_is_rebuilt_by_the_next(handler: ModuleType, lambda_context: Any) -> None:
+    # GIVEN a first run planned and recorded, then a run whose curation never completed (no ledger written)
+    _summary("processed", "run-1", {"sales": {"partitions": ["2026-10-01"]}})
+    _write_ledger_of(handler.lambda_handler({"run_id": "run-1"}, lambda_context))
+    _summary("processed", "run-2", {"sales": {"partitions": ["2026-10-02"]}})
+    handler.lambda_handler({"run_id": "run-2"}, lambda_context)
+
+    # WHEN a third run with nothing new is planned
+    _summary("processed", "run-3", {"sales": {"partitions": []}})
+    third = handler.lambda_handler({"run_id": "run-3"}, lambda_context)
+
+    # THEN it rebuilds what run-2 left behind, and once recorded a fourth finds nothing to do
+    assert third["dates"] == ["2026-10-02"] and third["status"] == "SUCCEEDED"
+    assert "customer_aggregates" in third["tables"]
+    _write_ledger_of(third)
+    _summary("processed", "run-4", {"sales": {"partitions": []}})
+    assert handler.lambda_handler({"run_id": "run-4"}, lambda_context)["queries"] == []
+
+
+def test_a_held_dataset_holds_only_the_tables_reading_it(handler: ModuleType, lambda_context: Any) -> None:
+    # GIVEN every table known, and a run whose gate failed customers while sales passed
+    now = dt.datetime(2026, 10, 3, tzinfo=dt.UTC)
+    _ledger("curated", Ledger(tables={t.name: TableEntry() for t in curated_tables()}))
+    delivered = {"partitions": ["2026-10-01"]}
+    _summary("processed", "run-1", {"sales": delivered, "customers": delivered})
+    _verdict("run-1", "customers", False, now)
+    _verdict("run-1b", "sales", True, now)
+
+    # WHEN the run is planned
+    held = handler.lambda_handler({"run_id": "run-1"}, lambda_context)
+
+    # THEN customer_aggregates is held with the reason, the sales tables are built, and the run is PARTIAL
+    assert held["status"] == "PARTIAL"
+    assert [(h["table"], h["datasets"]) for h in held["held"]] == [("customer_aggregates", ["customers"])]
+    assert held["held_datasets"] == {"customers": ["freshness: stale"]}
+    assert {"daily_sales_by_region", "product_performance"} <= set(held["tables"])
+    assert "customer_aggregates" not in {q["table"] for q in held["queries"]}
+    _write_ledger_of(held)
+
+    # AND once a later run passes customers, the held table absorbs the held run's changes
+    _summary("processed", "run-2", {"customers": {"partitions": []}})
+    _verdict("run-2", "customers", True, now + dt.timedelta(hours=1))
+    released = handler.lambda_handler({"run_id": "run-2"}, lambda_context)
+    assert released["status"] == "SUCCEEDED" and released["held"] == []
+    assert released["tables"] == ["customer_aggregates"]
+
+
+def test_a_reference_only_run_rebuilds_the_dates_it_touches(handler: ModuleType, lambda_context: Any) -> None:
+    # GIVEN every table known, and a run that processed only products, touching sales of two dates
+    _ledger("curated", Ledger(tables={t.name: TableEntry() for t in curated_tables()}))
+    body = {"run_id": "ref-1", "datasets": {"products": {"partitions": ["2026-09-01"]}}}
+    body["reference_dates"] = {"sales": ["2026-10-01", "2026-10-05"]}
+    boto3.client("s3").put_object(Bucket="processed", Key="_runs/ref-1/summary.json", Body=json.dumps(body).encode())
+
+    # WHEN it is planned THEN the sales tables rebuild those dates
+    result = handler.lambda_handler({"run_id": "ref-1", "datasets": ["products"]}, lambda_context)
+    assert result["dates"] == ["2026-10-01", "2026-10-05"]
+    assert {"daily_sales_by_region", "product_performance"} <= set(result["tables"])
+
+
+def test_the_sql_names_the_datasets_a_table_reads() -> None:
+    # GIVEN the curated SQL THEN a table's inputs include the reference datasets its views read
+    tables = {t.name: t for t in curated_tables()}
+    assert tables["product_performance"].reads == {"sales", "products"}
+    assert tables["customer_aggregates"].reads == {"sales", "customers"}
+    assert tables["daily_sales_by_region"].reads == {"sales"}

@@ -172,3 +172,24 @@ def test_the_engines_lakebox_accepts_are_the_state_machines_choose_engine_routes
         check_pipeline_input({"engine": engine}, engine_names(stack))
     with pytest.raises(LakeboxError, match=r"must be glue or emr-serverless, not 'emr'"):
         check_pipeline_input({"engine": "emr"}, engine_names(stack))
+
+
+def test_a_run_stopped_by_ctrl_c_is_one_line_and_exit_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN `lakebox execute` whose run is stopped by Ctrl-C (the box recorded it ABORTED and says so)
+    from lakebox import cli
+    from lakebox.errors import RunAborted
+
+    def stopped(args: object) -> int:
+        raise RunAborted("run r1 stopped by Ctrl-C and recorded ABORTED; the next run picks up what it processed")
+
+    monkeypatch.setattr(cli, "cmd_execute", stopped)
+
+    # WHEN the command runs THEN it exits 130 with that one line and no traceback
+    assert cli.main(["execute", "PipelineStateMachine"]) == 130
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "lakebox: run r1 stopped by Ctrl-C and recorded ABORTED; the next run picks up what it processed"
+    ]
+    assert captured.out == ""

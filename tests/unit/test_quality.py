@@ -20,7 +20,8 @@ from moto import mock_aws
 
 from datalake.aws import AwsClients
 from datalake.contracts import REGISTRY, get_dataset
-from datalake.exceptions import QualityGateFailed, TerminalError
+from datalake.exceptions import TerminalError
+from datalake.ledger import load_run_verdicts
 from datalake.quality import (
     BASELINE,
     Freshness,
@@ -312,18 +313,19 @@ def test_gate_passes_when_processed_partitions_reconcile_with_manifests(lake: La
     assert freshness.observed["age_hours"] == 2.0
 
 
-def test_gate_failure_raises_with_the_whole_report(lake: Lake) -> None:
+def test_gate_failure_holds_the_dataset_and_writes_its_verdict(lake: Lake) -> None:
     # GIVEN a partition whose revenue is wrong on one row
     lake.put_partition("2026-11-02", sales_table(["T1", "T2"], revenues=["20.00", "1.00"]))
 
     # WHEN the gate checks the run
-    with pytest.raises(QualityGateFailed) as caught:
-        check_quality(AwsClients.from_session(lake.session), lake.settings, ["sales"], "run-1", now=NOW)
+    report = check_quality(AwsClients.from_session(lake.session), lake.settings, ["sales"], "run-1", now=NOW)
 
-    # THEN the error names the rule and carries the report
-    assert "sales.revenue_equals_quantity_x_unit_price" in str(caught.value)
-    assert caught.value.report["passed"] is False
-    assert caught.value.report["datasets"][0]["dataset"] == "sales"
+    # THEN the report holds sales back, naming the rule, and the verdict is written beside the run's summary
+    assert report.passed is False
+    assert [f for f in report.failures() if f.startswith("sales.revenue_equals_quantity_x_unit_price")]
+    verdicts = load_run_verdicts(lake.session.client("s3"), lake.settings.require("processed_bucket"), "run-1")
+    assert verdicts is not None and verdicts.datasets["sales"].passed is False
+    assert any(r.startswith("revenue_equals_quantity_x_unit_price") for r in verdicts.datasets["sales"].reasons)
 
 
 def test_gate_naming_no_dataset_checks_every_registered_one(lake: Lake) -> None:

@@ -572,3 +572,49 @@ def test_history_records_every_state_and_task_event_in_order() -> None:
     assert [event.id for event in execution.history] == list(range(1, 10))
     assert execution.describe()["status"] == "SUCCEEDED"
     assert execution.describe()["output"] == {"x": 1}
+
+
+# --- Stop (Ctrl-C) ----------------------------------------------------------------------------------------
+
+
+def _stopped_in_work(raise_interrupt: bool) -> tuple[Any, list[str]]:
+    """A task that is stopped while it runs (the stop event set, then an error or an interrupt), with a Catch."""
+    stop = threading.Event()
+    reached: list[str] = []
+
+    def work(parameters: Any, task: TaskContext) -> Any:
+        stop.set()
+        if raise_interrupt:
+            raise KeyboardInterrupt
+        raise TaskError("States.TaskFailed", "Py4JError: An error occurred while calling o1.collectToPython")
+
+    def record_failure(parameters: Any, task: TaskContext) -> Any:
+        reached.append("Record Failure")
+        return {}
+
+    definition = {
+        "StartAt": "Work",
+        "States": {
+            "Work": {
+                "Type": "Task",
+                "Resource": "arn:local:work",
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Record Failure"}],
+                "End": True,
+            },
+            "Record Failure": {"Type": "Task", "Resource": "arn:local:record", "End": True},
+        },
+    }
+    integrations = Integrations({"arn:local:work": work, "arn:local:record": record_failure})
+    return run_execution(definition, {}, integrations, clock=ManualClock(), stop=stop), reached
+
+
+@pytest.mark.parametrize("raise_interrupt", [False, True], ids=["task-failed-by-the-interrupt", "keyboard-interrupt"])
+def test_a_stopped_execution_ends_aborted_without_taking_its_catch(raise_interrupt: bool) -> None:
+    # GIVEN a run stopped while a task runs (the task then fails, or the interrupt reaches the executor)
+    execution, reached = _stopped_in_work(raise_interrupt)
+
+    # THEN the execution is ABORTED, as StopExecution leaves it, and no later state ran
+    assert execution.status == "ABORTED"
+    assert (execution.error, execution.output) == (None, None)
+    assert reached == []
+    assert [e.type for e in execution.events()][-1] == "ExecutionAborted"

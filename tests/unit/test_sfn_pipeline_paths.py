@@ -69,6 +69,7 @@ TRAIN = "arn:aws:states:::sagemaker:createTrainingJob.sync"
 TRANSFORM = "arn:aws:states:::sagemaker:createTransformJob.sync"
 FORECAST_QUERIES = "forecast queries"
 CURATED = ("daily_sales_by_region", "customer_aggregates", "product_performance")
+LEDGER = "_ledger/curation.json"
 
 
 class QualityGateFailed(Exception):
@@ -94,6 +95,7 @@ class FakeServices:
     glue_state: str = "SUCCEEDED"
     quality_fails: bool = False
     failing_table: str | None = None
+    holds_customers: bool = False
     training_failures: int = 0
     calls: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
 
@@ -205,7 +207,19 @@ class FakeServices:
             {"name": f"{name}/build", "table": name, "step": "build", "query": f"CREATE TABLE {name} AS SELECT 1"}
             for name in CURATED
         ]
-        return {"run_id": payload["run_id"], "dates": ["2026-01-01"], "changed": ["sales"], "queries": queries}
+        held = [{"table": "customer_aggregates", "datasets": ["customers"], "reasons": ["customers: stale"]}]
+        return {
+            "run_id": payload["run_id"],
+            "status": "PARTIAL" if self.holds_customers else "SUCCEEDED",
+            "dates": ["2026-01-01"],
+            "changed": ["sales"],
+            "tables": list(CURATED),
+            "held": held if self.holds_customers else [],
+            "held_datasets": {"customers": ["freshness: stale"]} if self.holds_customers else {},
+            "queries": queries,
+            "ledger_key": "_ledger/curation.json",
+            "ledger": '{"tables": {}}',
+        }
 
     def start_query_execution(self, **parameters: Any) -> dict[str, Any]:
         forecast = "sales_forecast" in parameters["QueryString"]
@@ -592,7 +606,8 @@ def test_forecast_exports_trains_predicts_and_publishes_after_the_curated_tables
     assert (export["WorkGroup"], publish["WorkGroup"]) == ("ml_data", "analytics")
 
     # AND the transform request was written where the transform job reads it, encrypted with the lake's key
-    (put,) = services.calls[PUT_OBJECT]
+    ledger, put = services.calls[PUT_OBJECT]
+    assert (ledger["Bucket"], ledger["Key"]) == ("curated", "_ledger/curation.json")
     assert (put["Bucket"], put["Key"]) == ("curated", "_ml/sales_forecast/requests/run_1/request.jsonl")
     assert json.loads(put["Body"]) == {"horizon": 14}
     assert put["SSEKMSKeyId"] == SUBSTITUTIONS["DataLakeKeyArn"]
@@ -679,4 +694,36 @@ def test_forecast_disabled_by_the_input_is_skipped(switch: Any) -> None:
     assert execution.output["forecast"] == {"status": "SKIPPED"}
     assert "Skip Forecast" in execution.states_entered()
     assert services.calls[SUBSTITUTIONS["PlanForecastFunctionArn"]] == []
-    assert services.calls[TRAIN] == [] and services.calls[PUT_OBJECT] == []
+    assert services.calls[TRAIN] == [] and [put["Key"] for put in services.calls[PUT_OBJECT]] == [LEDGER]
+
+
+def test_a_run_holding_a_dataset_back_ends_partial_and_says_so() -> None:
+    # GIVEN a plan that holds customer_aggregates back (the gate holds customers)
+    services = FakeServices(holds_customers=True)
+
+    # WHEN the pipeline runs
+    execution, _ = run_pipeline(services)
+
+    # THEN the execution succeeds, but the run is PARTIAL in its summary, the runs table, the alert and the event
+    assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    assert execution.output["status"] == "PARTIAL"
+    assert execution.output["held"][0]["table"] == "customer_aggregates"
+    assert run_item(services)["status"] == "PARTIAL"
+    (alert,) = services.calls[SNS]
+    assert alert["Subject"].startswith("Data lake pipeline run partial")
+    assert alert["MessageAttributes"]["status"]["StringValue"] == "PARTIAL"
+    (event,) = services.calls[EVENTS]
+    assert event["Entries"][0]["DetailType"] == "PipelineRunPartial"
+    # AND the ledger was written after the tables were built
+    entered = execution.states_entered()
+    assert entered.index("Build Curated Tables") < entered.index("Record Curation") < entered.index("Summarize Run")
+
+
+def test_a_run_with_nothing_held_is_announced_as_succeeded() -> None:
+    # GIVEN services that all work WHEN the pipeline runs THEN the event and runs item say SUCCEEDED
+    services = FakeServices()
+    execution, _ = run_pipeline(services, input={"datasets": ["sales"], "forecast": False})
+    assert execution.output["status"] == "SUCCEEDED"
+    assert run_item(services)["status"] == "SUCCEEDED"
+    (event,) = services.calls[EVENTS]
+    assert event["Entries"][0]["DetailType"] == "PipelineRunSucceeded"

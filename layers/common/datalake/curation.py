@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Final
@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from datalake.aws import AwsClients
 from datalake.contracts import REGISTRY, Dataset
+from datalake.ledger import LEDGER_KEY, Backlog, advance, ledger_document, load_backlog, processed_dates
 from datalake.runs import load_run_summary
 from datalake.settings import Settings
 
@@ -26,6 +27,7 @@ MAX_DATES: Final = 3660
 _IDENTIFIER: Final = re.compile(r"^[a-z_][a-z0-9_]{0,254}$")
 _PLACEHOLDER: Final = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 _HEADER: Final = re.compile(r"^--\s*(name|description):\s*(.+)$", re.MULTILINE)
+_READS: Final = re.compile(r"\{\{\s*database\s*\}\}\.([a-z_][a-z0-9_]*)")
 
 
 @dataclass(frozen=True)
@@ -42,12 +44,21 @@ class CuratedTable:
         Processed datasets whose change calls for a rebuild: the dataset that declares it, and those it reads.
     dataset
         The dataset that declares it; a partitioned table's dates are that dataset's.
+    inputs
+        Every dataset its SQL reads, directly or through a reference view (`<dataset>_history`, `_current`): a
+        dataset the gate holds holds the tables it is an input of (ADR 0017). Its sources when empty.
     """
 
     name: str
     partition_column: str | None
     sources: frozenset[str]
     dataset: str = ""
+    inputs: frozenset[str] = frozenset()
+
+    @property
+    def reads(self) -> frozenset[str]:
+        """The datasets the table's rows depend on: its inputs and its sources."""
+        return self.inputs | self.sources
 
 
 def curated_tables(registry: Mapping[str, Dataset] = REGISTRY) -> tuple[CuratedTable, ...]:
@@ -67,8 +78,26 @@ def curated_tables(registry: Mapping[str, Dataset] = REGISTRY) -> tuple[CuratedT
             if unknown:
                 raise ValueError(f"curated table {table.name!r} of {name} reads unknown datasets {unknown}")
             sources = frozenset({name, *table.reads})
-            tables[table.name] = CuratedTable(_identifier(table.name, "table"), table.partition_column, sources, name)
+            inputs = _sql_inputs(table.name, registry)
+            tables[table.name] = CuratedTable(
+                _identifier(table.name, "table"), table.partition_column, sources, name, inputs
+            )
     return tuple(tables.values())
+
+
+def _sql_inputs(table: str, registry: Mapping[str, Dataset]) -> frozenset[str]:
+    """The registered datasets `curated/<table>.sql` reads, by name or through their reference views."""
+    try:
+        text = sql_text(f"curated/{table}.sql")
+    except FileNotFoundError:
+        return frozenset()
+    found = set()
+    for name in _READS.findall(text):
+        for candidate in (name, name.removesuffix("_history"), name.removesuffix("_current")):
+            if candidate in registry:
+                found.add(candidate)
+                break
+    return frozenset(found)
 
 
 @dataclass(frozen=True)
@@ -164,6 +193,47 @@ class CurationPlan(BaseModel):
     queries: list[Statement]
 
 
+class HeldTable(BaseModel):
+    """A curated table left as it is because the gate holds a dataset it reads: which, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    table: str
+    datasets: list[str]
+    reasons: list[str]
+    pending_runs: int
+    """Processing runs whose changes wait for it (they are built once the datasets pass)."""
+
+
+class LedgerPlan(BaseModel):
+    """The curation plan of a pipeline run over the ledger's backlog (ADR 0017)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    status: str
+    """SUCCEEDED when every table is caught up with processed; PARTIAL when the gate holds a dataset."""
+    dates: list[dt.date]
+    changed: list[str]
+    tables: list[str]
+    """The tables this run rebuilds."""
+    held: list[HeldTable]
+    held_datasets: dict[str, list[str]]
+    """Datasets the gate holds, with the failed rules of their latest verdict."""
+    queries: list[Statement]
+    ledger_key: str
+    ledger: str
+    """The ledger to write once the queries have published the tables (JSON text)."""
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    """What each table rebuilds: its dates (partitioned tables) or whole."""
+
+    dates: Mapping[str, Sequence[dt.date]]
+    whole: frozenset[str]
+
+
 @dataclass(frozen=True)
 class NamedQuery:
     """A saved question from `sql/named`: its title, description and SQL (tables unqualified)."""
@@ -242,6 +312,7 @@ def plan_statements(
     changed: Collection[str],
     tables: Sequence[CuratedTable] | None = None,
     dates_by_dataset: Mapping[str, Sequence[dt.date]] | None = None,
+    by_table: TablePlan | None = None,
 ) -> list[Statement]:
     """Render the statements that rebuild the curated tables for one run, in the order they must run.
 
@@ -262,6 +333,8 @@ def plan_statements(
     dates_by_dataset
         When given, a date-partitioned table rebuilds the dates of the dataset that feeds it (none when absent)
         instead of `dates`: a run that changed one dataset's dates leaves the other datasets' tables alone.
+    by_table
+        When given, what each table rebuilds (the ledger's backlog, ADR 0017), instead of `dates` and `changed`.
 
     Returns
     -------
@@ -277,12 +350,17 @@ def plan_statements(
     token = run_token(run_id)
     statements: list[Statement] = []
     for table in curated_tables() if tables is None else tables:
-        days = every if dates_by_dataset is None else sorted(set(dates_by_dataset.get(table.dataset, ())))
+        if by_table is not None:
+            days = sorted(set(by_table.dates.get(table.name, ())))
+            rebuild_whole = table.name in by_table.whole
+        else:
+            days = every if dates_by_dataset is None else sorted(set(dates_by_dataset.get(table.dataset, ())))
+            rebuild_whole = bool(table.sources & set(changed))
         if len(days) > MAX_DATES:
             raise ValueError(f"a plan rebuilds at most {MAX_DATES} dates, not {len(days)}")
         if table.partition_column is not None and days:
             statements.extend(_partitioned(table, database, curated_bucket, token, days))
-        elif table.partition_column is None and table.sources & set(changed):
+        elif table.partition_column is None and rebuild_whole:
             statements.extend(_whole(table, database, curated_bucket, token))
     if not statements:
         return []
@@ -321,27 +399,116 @@ def plan_run(request: CurationRequest, *, database: str, curated_bucket: str, ch
     return CurationPlan(run_id=request.run_id, dates=days, changed=sorted(changed), queries=queries)
 
 
-def plan_curation(request: CurationRequest, *, settings: Settings, clients: AwsClients) -> CurationPlan:
-    """The curation entry point: the request's own dates or window when it names them, else the run's changes.
+def plan_curation(request: CurationRequest, *, settings: Settings, clients: AwsClients) -> LedgerPlan:
+    """The curation entry point: rebuild whatever curated has not absorbed of processed (ADR 0017).
+
+    Every table the gate does not hold rebuilds the changes of every processing run it has not absorbed (its dates,
+    or whole), plus the request's own dates or window when it names them; a table the ledger does not know yet is
+    rebuilt from every processed partition. Tables reading a held dataset are left as they are and listed.
 
     Parameters
     ----------
     request
-        What the pipeline passes (the run id, and optionally dates or a window to rebuild).
+        What the pipeline passes (the run id, and optionally dates or a window to rebuild as well).
     settings
-        Needs `processed_bucket` (the run summary) and `curated_bucket`; `glue_database`.
+        Needs `processed_bucket` (run summaries, verdicts, partitions) and `curated_bucket` (the ledger);
+        `glue_database`.
     clients
-        AWS clients (S3 for the run summary).
+        AWS clients (S3).
     """
-    explicit = request.dates is not None or request.window is not None
-    changes = (
-        RunChanges({}, frozenset())
-        if explicit
-        else run_changes(clients.s3, settings.require("processed_bucket"), request.run_id)
+    processed = settings.require("processed_bucket")
+    curated = settings.require("curated_bucket")
+    backlog = load_backlog(clients.s3, processed, curated)
+    tables = curated_tables()
+    wanted = table_plan(backlog, tables, request, lambda dataset: processed_dates(clients.s3, processed, dataset))
+    held = held_tables(backlog, tables)
+    on_hold = {entry.table for entry in held}
+    queries = plan_statements(
+        database=settings.glue_database,
+        curated_bucket=curated,
+        run_id=request.run_id,
+        dates=[],
+        changed=[],
+        tables=[table for table in tables if table.name not in on_hold],
+        by_table=wanted,
     )
-    return plan_run(
-        request, database=settings.glue_database, curated_bucket=settings.require("curated_bucket"), changes=changes
+    built = [table.name for table in tables if table.name not in on_hold]
+    ledger = advance(backlog, built, [table.name for table in tables], request.run_id, dt.datetime.now(dt.UTC))
+    rebuilt = sorted({*wanted.dates, *wanted.whole} - on_hold)
+    changed = sorted(
+        {name for summary in backlog.summaries.values() for name, part in summary.datasets.items() if part.changed}
     )
+    return LedgerPlan(
+        run_id=request.run_id,
+        status="PARTIAL" if backlog.held() else "SUCCEEDED",
+        dates=sorted({day for name, days in wanted.dates.items() if name not in on_hold for day in days}),
+        changed=changed,
+        tables=rebuilt,
+        held=held,
+        held_datasets={name: verdict.reasons for name, verdict in backlog.held().items()},
+        queries=queries,
+        ledger_key=LEDGER_KEY,
+        ledger=ledger_document(ledger),
+    )
+
+
+def table_plan(
+    backlog: Backlog,
+    tables: Sequence[CuratedTable],
+    request: CurationRequest,
+    partitions_of: Callable[[str], Sequence[dt.date]],
+) -> TablePlan:
+    """What each table rebuilds to absorb the backlog (held tables included; the caller leaves them out).
+
+    A partitioned table rebuilds, for every run it has not absorbed, the dates its dataset's rows were written to,
+    emptied of, or whose reference data changed (in that dataset's part of the summary or, for a run that did not
+    process it, the summary's `reference_dates`); a table the ledger lacks rebuilds every processed partition of
+    its dataset (`partitions_of`). A whole table is rebuilt when a run it has not absorbed changed a dataset it
+    reads, or when the ledger lacks it. The request's dates or window are added for the datasets it names (every
+    table when it names none).
+    """
+    explicit = sorted({*(request.dates or []), *(request.window.dates() if request.window else [])})
+    named = set(request.datasets)
+    forced = request.dates is not None or request.window is not None
+    dates: dict[str, list[dt.date]] = {}
+    whole: set[str] = set()
+    for table in tables:
+        pending = [backlog.summaries[run] for run in backlog.pending(table.name) if run in backlog.summaries]
+        asked = forced and (not named or table.dataset in named or bool(table.reads & named))
+        if table.partition_column is None:
+            touched = any(
+                part.changed for summary in pending for name, part in summary.datasets.items() if name in table.reads
+            )
+            if touched or not backlog.known(table.name) or asked:
+                whole.add(table.name)
+            continue
+        days: set[dt.date] = set(explicit) if asked and (not named or table.dataset in named) else set()
+        if not backlog.known(table.name):
+            days.update(partitions_of(table.dataset))
+        for summary in pending:
+            part = summary.datasets.get(table.dataset)
+            if part is not None:
+                days.update(part.partitions, part.partitions_removed, part.reference_dates)
+            days.update(summary.reference_dates.get(table.dataset, ()))
+        if days:
+            dates[table.name] = sorted(days)
+    return TablePlan(dates, frozenset(whole))
+
+
+def held_tables(backlog: Backlog, tables: Sequence[CuratedTable]) -> list[HeldTable]:
+    """The tables that read a dataset the gate holds, with the datasets and their failed rules."""
+    held = backlog.held()
+    found = []
+    for table in tables:
+        blocked = sorted(table.reads & set(held))
+        if blocked:
+            reasons = [f"{name}: {reason}" for name in blocked for reason in held[name].reasons or ["held"]]
+            found.append(
+                HeldTable(
+                    table=table.name, datasets=blocked, reasons=reasons, pending_runs=len(backlog.pending(table.name))
+                )
+            )
+    return found
 
 
 def run_changes(s3: S3Client, processed_bucket: str, run_id: str) -> RunChanges:

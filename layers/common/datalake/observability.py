@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 FRESHNESS_METRIC: Final = "DataFreshnessSeconds"
+HELD_TABLES_METRIC: Final = "CuratedTablesHeld"
+"""Curated tables a run left behind because the gate holds a dataset they read (ADR 0017)."""
 
 
 def freshness_seconds(report: Mapping[str, Any]) -> dict[str, float]:

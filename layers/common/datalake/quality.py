@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from datalake.aws import AwsClients
 from datalake.contracts import REGISTRY, Dataset, get_dataset
 from datalake.contracts.base import Check
-from datalake.exceptions import QualityGateFailed, TerminalError
+from datalake.exceptions import TerminalError
+from datalake.ledger import RunVerdicts, Verdict, write_run_verdicts
 from datalake.runs import DatasetRun, load_run_summary
 from datalake.settings import Settings
 
@@ -619,7 +620,10 @@ def check_quality(
     run_id: str,
     now: datetime | None = None,
 ) -> QualityReport:
-    """Check every dataset's partitions of a run; raise `QualityGateFailed` when any rule fails.
+    """Check every dataset's partitions of a run and write the verdicts beside the run's summary.
+
+    A dataset that fails a rule is held back from curation (ADR 0017): the report says so, the run goes on for the
+    others, and the curation planner leaves the tables that read it as they are until a run passes it.
 
     Parameters
     ----------
@@ -637,12 +641,10 @@ def check_quality(
     Returns
     -------
     QualityReport
-        The passing report.
+        The report; `passed` is False when a dataset is held back.
 
     Raises
     ------
-    QualityGateFailed
-        When a rule fails; `report` holds the whole report.
     TerminalError
         When the job left no summary for the run, or did not process a dataset.
     """
@@ -683,8 +685,25 @@ def check_quality(
     report = QualityReport(
         run_id=run_id, passed=all(r.passed for r in reports), checked_at=checked_at, datasets=reports
     )
+    write_run_verdicts(clients.s3, bucket, verdicts_of(report))
     if not report.passed:
-        failures = report.failures()
-        logger.warning("quality gate failed for run %s: %s", run_id, failures)
-        raise QualityGateFailed(f"quality gate failed: {'; '.join(failures)}", report.model_dump(mode="json"))
+        logger.warning("quality gate holds back for run %s: %s", run_id, report.failures())
     return report
+
+
+def verdicts_of(report: QualityReport) -> RunVerdicts:
+    """The gate's verdict per dataset, as the curation ledger reads it (ADR 0017)."""
+    recorded = datetime.now(UTC)
+    return RunVerdicts(
+        run_id=report.run_id,
+        recorded_at=recorded,
+        datasets={
+            d.dataset: Verdict(
+                run_id=report.run_id,
+                passed=d.passed,
+                checked_at=recorded,
+                reasons=[f"{r.rule}: {r.message}" for r in d.rules if not r.passed],
+            )
+            for d in report.datasets
+        },
+    )

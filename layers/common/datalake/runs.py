@@ -63,6 +63,8 @@ class RunSummary(BaseModel):
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     datasets: dict[str, DatasetRun] = Field(default_factory=dict)
+    reference_dates: dict[str, list[dt.date]] = Field(default_factory=dict)
+    """Per dataset the run did not process, the dates of its rows whose lookup key a reference change touched."""
 
 
 def summary_key(run_id: str) -> str:
