@@ -554,7 +554,8 @@ def test_the_templates_state_machine_runs_from_the_sdk_with_history_and_a_run_re
     # THEN it ran on lakebox's executor, with its history, and `lakebox runs` records it
     assert described["status"] == "SUCCEEDED", described
     assert json.loads(described["output"])["status"] == "SUCCEEDED"
-    events = states.get_execution_history(executionArn=execution)["events"]
+    pages = states.get_paginator("get_execution_history").paginate(executionArn=execution)
+    events = [event for page in pages for event in page["events"]]
     assert events[0]["type"] == "ExecutionStarted" and events[-1]["type"] == "ExecutionSucceeded"
     assert any(e["type"] == "TaskStateEntered" for e in events)
     listed = states.list_executions(stateMachineArn=arn)["executions"]
