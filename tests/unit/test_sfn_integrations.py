@@ -11,15 +11,23 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from lakebox.sfn import ManualClock, TaskContext, TaskError, run_execution
+from lakebox.sfn import Integrations, ManualClock, TaskContext, TaskError, run_execution
 from lakebox.sfn.integrations import (
+    EVENTS_PUT_EVENTS,
+    LAMBDA_FUNCTION,
+    LAMBDA_INVOKE,
+    AwsSdk,
+    DeliverEvent,
+    Invoke,
+    SdkOverride,
     athena_start_query_execution_sync,
     emr_serverless_start_job_run_sync,
     error_prefix,
+    events_put_events,
     glue_start_job_run_sync,
     json_safe,
+    lambda_function,
     lambda_invoke,
-    local_integrations,
 )
 
 TASK = TaskContext("Task", "arn:aws:states:::test", {})
@@ -39,8 +47,20 @@ def _no_invoke(function: str, payload: Any) -> Any:
     raise AssertionError("no Lambda expected")
 
 
-def _run(definition: dict[str, Any], session: boto3.Session, data: Any = None, **kwargs: Any) -> Any:
-    integrations = local_integrations(session, invoke=kwargs.pop("invoke", _no_invoke), **kwargs)
+def _run(
+    definition: dict[str, Any],
+    session: boto3.Session,
+    data: Any = None,
+    *,
+    invoke: Invoke = _no_invoke,
+    sdk_overrides: dict[str, SdkOverride] | None = None,
+    deliver_event: DeliverEvent | None = None,
+) -> Any:
+    integrations = Integrations.serving(AwsSdk(session, sdk_overrides))
+    integrations.register(LAMBDA_INVOKE, lambda_invoke(invoke))
+    integrations.register(LAMBDA_FUNCTION, lambda_function(invoke))
+    if deliver_event is not None:
+        integrations.register(EVENTS_PUT_EVENTS, events_put_events(deliver=deliver_event))
     return run_execution(definition, data or {}, integrations, clock=ManualClock())
 
 
