@@ -27,7 +27,7 @@ from sqlglot.schema import MappingSchema
 
 from datalake.contracts import REGISTRY
 from datalake.curation import curated_tables, reference_views, render, sql_text
-from lakebox.trino_decimal import DIVIDE_MACRO, exact_decimals
+from lakebox.services.athena.trino_decimal import DIVIDE_MACRO, exact_decimals
 
 SCHEMA = "lake"
 
@@ -133,7 +133,7 @@ def _rows(columns: list[str], rows: list[tuple[Any, ...]], order: list[str]) -> 
 
 def published_table(box: Any, table: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     """The published table as Athena answers `SELECT *`; no columns when it does not exist yet."""
-    from lakebox.athena import QueryFailedError
+    from lakebox.services.athena import QueryFailedError
 
     database = str(box.stack.parameters["GlueDatabaseName"])
     workgroup = str(box.stack.ref("AnalyticsWorkGroup"))

@@ -375,3 +375,23 @@ def test_json_safe_turns_datetimes_and_bytes_into_json_values() -> None:
 
     value = {"at": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC), "blob": b"\x00\x01", "items": (1, 2)}
     assert json_safe(value) == {"at": "2026-01-02T03:04:05.000Z", "blob": "AAE=", "items": [1, 2]}
+
+
+def test_a_later_task_service_takes_over_what_an_earlier_one_serves(session: boto3.Session) -> None:
+    # GIVEN the boto3 fallback, then a local bus serving events:putEvents (in the order the box wires them)
+    delivered: list[str] = []
+
+    class Bus:
+        def task_handlers(self) -> dict[str, Any]:
+            return {EVENTS_PUT_EVENTS: events_put_events(deliver=lambda event, bus: delivered.append(bus))}
+
+    integrations = Integrations.serving(AwsSdk(session), Bus())
+    parameters = {"Entries": [{"Source": "s", "DetailType": "X", "Detail": {}, "EventBusName": "lake"}]}
+
+    # WHEN a task puts an event
+    execution = run_execution(_task(EVENTS_PUT_EVENTS, parameters), {}, integrations, clock=ManualClock())
+
+    # THEN the local bus received it, and the fallback still serves the rest (aws-sdk:* among them)
+    assert execution.status == "SUCCEEDED"
+    assert delivered == ["lake"]
+    assert "arn:aws:states:::aws-sdk:*" in integrations.patterns()
