@@ -39,8 +39,9 @@ from lakebox.services.metrics import MetricStore
 
 if TYPE_CHECKING:
     from lakebox.services.athena import AthenaEngine
-    from lakebox.services.crawler import Crawlers
+    from lakebox.services.crawler import Crawlers, LocalCrawler
     from lakebox.services.endpoint import LocalEndpoint
+    from lakebox.services.glue import SparkJobs
     from lakebox.services.governance import Access
     from lakebox.services.sagemaker import LocalSageMaker
     from lakebox.services.serve import ServiceRouter
@@ -313,51 +314,31 @@ class Lakebox:
     def integrations(self) -> Integrations:
         """Every task of the template's state machines on this box, served by this box's own services.
 
-        Lambda through the box's one Lambda runtime; Glue and EMR Serverless jobs on local PySpark
-        (`lakebox.services.glue`); Athena on the box's DuckDB engine; `glue:startCrawler`/`glue:getCrawler` by the
-        local crawler with the box's crawler state; SageMaker jobs by the box's local SageMaker; `events:putEvents`
-        through the box's event bus; SNS, DynamoDB and every other `aws-sdk` action through boto3 on the endpoint.
+        Each service is a `lakebox.sfn.TaskService`: the generic fallback first (SNS, DynamoDB, `events:putEvents`
+        and every other `aws-sdk` action through boto3 on the endpoint), then the box's own services take over the
+        resources they serve: Lambda on the box's one Lambda runtime, Glue and EMR Serverless jobs on local PySpark,
+        Athena on the box's DuckDB engine, `glue:startCrawler`/`glue:getCrawler` on the box's crawler state,
+        SageMaker jobs on the box's local SageMaker, `events:putEvents` through the box's event bus.
         """
-        from lakebox.services import crawler, glue, sagemaker
-        from lakebox.sfn.integrations import SdkOverride, local_integrations
+        from lakebox.sfn import Integrations
+        from lakebox.sfn.integrations import AwsSdk
 
-        session, crawlers = self.session, self.crawlers
+        services = (AwsSdk(self.session), self.lambdas, self.jobs, self.athena, self.crawler, self.sagemaker, self.bus)
+        return Integrations.serving(*services)
 
-        def run_glue_job(job_name: str, arguments: dict[str, str]) -> dict[str, Any]:
-            return glue.run_glue_job(session, job_name, arguments)
+    @functools.cached_property
+    def jobs(self) -> SparkJobs:
+        """The stack's Glue and EMR Serverless jobs, run on local PySpark."""
+        from lakebox.services.glue import SparkJobs
 
-        def run_emr_job(application_id: str, role_arn: str, job_driver: dict[str, Any]) -> dict[str, Any]:
-            return glue.run_emr_job(session, application_id, role_arn, job_driver)
+        return SparkJobs(self.session)
 
-        overrides: dict[str, SdkOverride] = {
-            "glue:startCrawler": lambda p: crawler.start_crawler(session, str(p["Name"]), crawlers),
-            "glue:getCrawler": lambda p: crawler.get_crawler(session, str(p["Name"]), crawlers),
-        }
-        lambdas, stack = self.lambdas, self.stack
+    @functools.cached_property
+    def crawler(self) -> LocalCrawler:
+        """The stack's Glue crawlers, run here; their state is the box's `crawlers`, kept with the lake."""
+        from lakebox.services.crawler import LocalCrawler
 
-        def invoke(function: str, payload: Any) -> Any:
-            # a function the template does not define fails the task as Lambda does, with a catchable error
-            from lakebox.cfn.stack import StackError
-            from lakebox.sfn import TaskError
-            from lakebox.sfn.errors import LAMBDA_RESOURCE_NOT_FOUND
-
-            try:
-                stack.function(function)
-            except StackError as exc:
-                raise TaskError(LAMBDA_RESOURCE_NOT_FOUND, f"Function not found: {function}") from exc
-            return lambdas.invoke(function, payload)
-
-        integrations = local_integrations(
-            session,
-            invoke=invoke,
-            run_glue_job=run_glue_job,
-            run_emr_job=run_emr_job,
-            athena=self.athena,
-            sdk_overrides=overrides,
-            deliver_event=self.bus.put,
-        )
-        sagemaker.register(integrations, self.sagemaker)
-        return integrations
+        return LocalCrawler(self.session, self.crawlers)
 
     @functools.cached_property
     def sagemaker(self) -> LocalSageMaker:

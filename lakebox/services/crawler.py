@@ -23,12 +23,15 @@ import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
 from lakebox.services.s3uri import split_s3_uri
+from lakebox.sfn.integrations import STATES, client_errors, json_safe
 
 if TYPE_CHECKING:
     import boto3
     from mypy_boto3_glue import GlueClient
     from mypy_boto3_glue.type_defs import PartitionInputTypeDef, StorageDescriptorTypeDef, TableInputTypeDef
     from mypy_boto3_s3 import S3Client
+
+    from lakebox.sfn.registry import Handler, TaskContext
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +138,29 @@ class Crawlers:
 
 _DIRECT = Crawlers()
 """For callers without a box of their own (a box passes its `Crawlers`)."""
+START_CRAWLER = f"{STATES}aws-sdk:glue:startCrawler"
+GET_CRAWLER = f"{STATES}aws-sdk:glue:getCrawler"
+
+
+class LocalCrawler:
+    """The crawler of one box: its crawls run here, their state kept in the box's `Crawlers`; a TaskService."""
+
+    def __init__(self, session: boto3.Session, crawlers: Crawlers) -> None:
+        self.session = session
+        self.crawlers = crawlers
+
+    def task_handlers(self) -> dict[str, Handler]:
+        """``aws-sdk:glue:startCrawler`` (a crawl run to its end) and ``aws-sdk:glue:getCrawler`` (its state)."""
+
+        def start(parameters: Any, task: TaskContext) -> Any:
+            with client_errors("Glue"):
+                return json_safe(start_crawler(self.session, str(parameters["Name"]), self.crawlers))
+
+        def get(parameters: Any, task: TaskContext) -> Any:
+            with client_errors("Glue"):
+                return json_safe(get_crawler(self.session, str(parameters["Name"]), self.crawlers))
+
+        return {START_CRAWLER: start, GET_CRAWLER: get}
 
 
 def start_crawler(session: boto3.Session, name: str, crawlers: Crawlers | None = None) -> dict[str, Any]:

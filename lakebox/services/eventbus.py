@@ -14,11 +14,13 @@ from urllib.parse import quote_plus
 from moto.events.models import EventPattern
 
 from lakebox.cfn.stack import ACCOUNT_ID, REGION, Stack
+from lakebox.sfn.integrations import EVENTS_PUT_EVENTS, events_put_events
 
 if TYPE_CHECKING:
     import boto3
 
     from lakebox.services.lambdas import LambdaRuntime
+    from lakebox.sfn.registry import Handler
 
 
 logger = logging.getLogger(__name__)
@@ -169,6 +171,10 @@ class EventBus:
             if rule.bus == bus and rule.matches(event):
                 deliveries.extend(self._deliver(rule, target, event) for target in rule.targets)
         return deliveries
+
+    def task_handlers(self) -> dict[str, Handler]:
+        """``events:putEvents`` onto this bus (a TaskService): each entry goes through the template's rules here."""
+        return {EVENTS_PUT_EVENTS: events_put_events(deliver=self.put)}
 
     def _deliver(self, rule: Rule, target: Target, event: dict[str, Any]) -> Delivery:
         if target.kind == "function":

@@ -32,12 +32,20 @@ from typing import TYPE_CHECKING, Any
 from lakebox.cfn.artifacts import REPO
 from lakebox.services.interrupts import interrupted, rewatch
 from lakebox.services.s3uri import split_s3_uri
+from lakebox.sfn.integrations import (
+    EMR_SERVERLESS_START_JOB_RUN_SYNC,
+    GLUE_START_JOB_RUN_SYNC,
+    emr_serverless_start_job_run_sync,
+    glue_start_job_run_sync,
+)
 
 if TYPE_CHECKING:
     import boto3
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
     from pyspark.sql import SparkSession
+
+    from lakebox.sfn.registry import Handler
 
 logger = logging.getLogger(__name__)
 
@@ -422,3 +430,25 @@ def run_emr_job(
         "ExecutionTime": seconds,
         **({"ErrorMessage": outcome.error} if outcome.error else {}),
     }
+
+
+class SparkJobs:
+    """The jobs of one box's local AWS (Glue and EMR Serverless) run on local PySpark; a TaskService."""
+
+    def __init__(self, session: boto3.Session) -> None:
+        self.session = session
+
+    def task_handlers(self) -> dict[str, Handler]:
+        """``glue:startJobRun.sync`` and ``emr-serverless:startJobRun.sync``, each run to its end here."""
+        session = self.session
+
+        def run_glue(job_name: str, arguments: dict[str, str]) -> dict[str, Any]:
+            return run_glue_job(session, job_name, arguments)
+
+        def run_emr(application_id: str, role_arn: str, job_driver: dict[str, Any]) -> dict[str, Any]:
+            return run_emr_job(session, application_id, role_arn, job_driver)
+
+        return {
+            GLUE_START_JOB_RUN_SYNC: glue_start_job_run_sync(run_glue),
+            EMR_SERVERLESS_START_JOB_RUN_SYNC: emr_serverless_start_job_run_sync(run_emr),
+        }

@@ -19,13 +19,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from lakebox.cfn.stack import StackError
 from lakebox.errors import LakeboxError
+from lakebox.sfn.errors import LAMBDA_RESOURCE_NOT_FOUND, TaskError
+from lakebox.sfn.integrations import LAMBDA_FUNCTION, LAMBDA_INVOKE, lambda_function, lambda_invoke
 
 if TYPE_CHECKING:
     import boto3
 
     from lakebox.cfn.stack import FunctionSpec, Stack
     from lakebox.services.metrics import MetricStore
+    from lakebox.sfn.registry import Handler
 
 REGION = "us-east-1"
 _INVOKE_LOCK = threading.RLock()
@@ -182,6 +186,18 @@ class LambdaRuntime:
             finally:
                 self.metrics.record_invocation(spec.name, failed)
         return json.loads(json.dumps(result, default=str))
+
+    def task_handlers(self) -> dict[str, Handler]:
+        """The executor's Lambda tasks (``lambda:invoke`` and a function ARN as the Resource) on this runtime."""
+        return {LAMBDA_INVOKE: lambda_invoke(self._invoke_task), LAMBDA_FUNCTION: lambda_function(self._invoke_task)}
+
+    def _invoke_task(self, function: str, payload: Any) -> Any:
+        # a function the template does not define fails the task as Lambda does, with a catchable error
+        try:
+            self.stack.function(function)
+        except StackError as exc:
+            raise TaskError(LAMBDA_RESOURCE_NOT_FOUND, f"Function not found: {function}") from exc
+        return self.invoke(function, payload)
 
     def _module(self, spec: FunctionSpec) -> ModuleType:
         module = self._modules.get(spec.logical_id)

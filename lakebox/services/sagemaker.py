@@ -35,7 +35,7 @@ from botocore.exceptions import ClientError
 from lakebox.services.s3uri import split_s3_uri
 from lakebox.sfn.errors import TASK_FAILED, TaskError
 from lakebox.sfn.integrations import STATES, client_errors, json_safe
-from lakebox.sfn.registry import Handler, Integrations, TaskContext
+from lakebox.sfn.registry import Handler, TaskContext
 
 if TYPE_CHECKING:
     import boto3
@@ -133,6 +133,14 @@ class LocalSageMaker:
     @property
     def _s3(self) -> S3Client:
         return self.session.client("s3")
+
+    def task_handlers(self) -> dict[str, Handler]:
+        """The executor's SageMaker tasks (a TaskService): the training and transform ``.sync`` jobs and CreateModel."""
+        return {
+            CREATE_TRAINING_JOB_SYNC: create_training_job_sync(self),
+            CREATE_TRANSFORM_JOB_SYNC: create_transform_job_sync(self),
+            CREATE_MODEL: create_model(self),
+        }
 
     # ------------------------------------------------------------------ training
     def create_training_job(self, **request: Any) -> dict[str, Any]:
@@ -613,11 +621,3 @@ def _failure(describe: Mapping[str, Any], key: str, started: float) -> dict[str,
         "FailureReason": describe.get("FailureReason", ""),
         "seconds": round(time.monotonic() - started, 1),
     }
-
-
-def register(integrations: Integrations, sagemaker: LocalSageMaker) -> Integrations:
-    """Add the SageMaker tasks to a registry (the training and transform ``.sync`` jobs and CreateModel)."""
-    integrations.register(CREATE_TRAINING_JOB_SYNC, create_training_job_sync(sagemaker))
-    integrations.register(CREATE_TRANSFORM_JOB_SYNC, create_transform_job_sync(sagemaker))
-    integrations.register(CREATE_MODEL, create_model(sagemaker))
-    return integrations

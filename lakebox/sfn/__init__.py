@@ -6,7 +6,7 @@ from lakebox.sfn.clock import Clock, CompressedClock, ManualClock, SystemClock
 from lakebox.sfn.errors import DefinitionError, StatesError, TaskError, UnsupportedFeatureError
 from lakebox.sfn.executor import run_execution
 from lakebox.sfn.history import Execution, HistoryEvent
-from lakebox.sfn.registry import Fault, Integrations, TaskContext, inject_faults
+from lakebox.sfn.registry import Fault, Integrations, TaskContext, TaskService, inject_faults
 from lakebox.sfn.validation import validate_definition
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "SystemClock",
     "TaskContext",
     "TaskError",
+    "TaskService",
     "UnsupportedFeatureError",
     "inject_faults",
     "run_execution",

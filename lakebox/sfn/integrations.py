@@ -1,4 +1,4 @@
-"""Task resources mapped to local services: in-process Lambda, local Spark jobs, DuckDB Athena, boto3 on moto."""
+"""Task handlers shaped like Step Functions' integrations, built from callables; the boto3 fallback `AwsSdk`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError, ParamValidationError
 from botocore.model import ListShape, MapShape, Shape, StructureShape
 
 from lakebox.sfn.errors import RUNTIME, TASK_FAILED, StatesError, TaskError
-from lakebox.sfn.registry import Handler, Integrations, TaskContext
+from lakebox.sfn.registry import Handler, TaskContext
 
 if TYPE_CHECKING:
     import boto3
@@ -376,16 +376,16 @@ def sns_publish(clients: _Clients) -> Handler:
     return handler
 
 
-def events_put_events(clients: _Clients, deliver: DeliverEvent | None = None) -> Handler:
+def events_put_events(clients: _Clients | None = None, deliver: DeliverEvent | None = None) -> Handler:
     """``arn:aws:states:::events:putEvents``; a non-string ``Detail`` is sent as its JSON text.
 
     Parameters
     ----------
     clients
-        Where the boto3 ``events`` client comes from.
+        Where the boto3 ``events`` client comes from (needed when ``deliver`` is not given).
     deliver
         When given, ``deliver(event, bus_name)`` receives each entry as an EventBridge event instead of the
-        local endpoint (lakebox's bus matches the template's rules and calls their targets).
+        endpoint (lakebox's bus matches the template's rules and calls their targets).
 
     Returns
     -------
@@ -404,9 +404,11 @@ def events_put_events(clients: _Clients, deliver: DeliverEvent | None = None) ->
         response: dict[str, Any]
         if deliver is not None:
             response = {"Entries": [{"EventId": _deliver(deliver, entry)} for entry in entries], "FailedEntryCount": 0}
-        else:
+        elif clients is not None:
             with client_errors("EventBridge"):
                 response = _without_metadata(clients.get("events").put_events(Entries=entries))
+        else:
+            raise StatesError(RUNTIME, f"{task.resource}: no event bus and no events client to put events on")
         if response.get("FailedEntryCount"):
             failed = [entry for entry in list(response.get("Entries") or []) if "ErrorCode" in entry]
             raise TaskError("EventBridge.FailedEntry", json.dumps(failed))
@@ -527,59 +529,29 @@ def _from_sdk(value: Any, shape: Shape | None) -> Any:
     return json_safe(value)
 
 
-# --- the registry lakebox uses ---------------------------------------------------------------------------
+# --- the generic fallback ------------------------------------------------------------------------------
 
 
-def local_integrations(
-    session: boto3.Session,
-    *,
-    invoke: Invoke,
-    run_glue_job: RunGlueJob | None = None,
-    run_emr_job: RunEmrJob | None = None,
-    athena: AthenaLike | None = None,
-    sdk_overrides: Mapping[str, SdkOverride] | None = None,
-    deliver_event: DeliverEvent | None = None,
-) -> Integrations:
-    """Build the registry that runs a state machine's tasks on local services.
+class AwsSdk:
+    """The tasks any boto3 session serves: SNS, EventBridge, DynamoDB and every ``aws-sdk`` action (a TaskService).
 
     Parameters
     ----------
     session
-        A boto3 session whose clients reach the local endpoint (SNS, EventBridge, DynamoDB, aws-sdk tasks).
-    invoke
-        Runs a Lambda handler in process: ``invoke(function_name_or_arn, payload) -> result``.
-    run_glue_job
-        Runs a Glue job to completion; without it ``glue:startJobRun.sync`` is not available.
-    run_emr_job
-        Runs an EMR Serverless job to completion; without it ``emr-serverless:startJobRun.sync`` is not available.
-    athena
-        Runs Athena queries; without it the Athena tasks are not available.
-    sdk_overrides
+        A boto3 session whose clients reach the endpoint.
+    overrides
         Local implementations of ``aws-sdk`` actions, keyed ``"<service>:<action>"``.
-    deliver_event
-        Where ``events:putEvents`` entries go instead of the endpoint (lakebox's event bus).
-
-    Returns
-    -------
-    Integrations
-        The registry; a definition using an unavailable resource fails validation naming the state.
     """
-    clients = _Clients(session)
-    integrations = Integrations()
-    integrations.register(LAMBDA_INVOKE, lambda_invoke(invoke))
-    integrations.register(LAMBDA_FUNCTION, lambda_function(invoke))
-    if run_glue_job is not None:
-        integrations.register(GLUE_START_JOB_RUN_SYNC, glue_start_job_run_sync(run_glue_job))
-    if run_emr_job is not None:
-        integrations.register(EMR_SERVERLESS_START_JOB_RUN_SYNC, emr_serverless_start_job_run_sync(run_emr_job))
-    if athena is not None:
-        integrations.register(ATHENA_START_QUERY_EXECUTION_SYNC, athena_start_query_execution_sync(athena))
-        integrations.register(ATHENA_START_QUERY_EXECUTION, athena_start_query_execution(athena))
-        if hasattr(athena, "get_query_results"):
-            integrations.register(ATHENA_GET_QUERY_RESULTS, athena_get_query_results(athena))
-    integrations.register(SNS_PUBLISH, sns_publish(clients))
-    integrations.register(EVENTS_PUT_EVENTS, events_put_events(clients, deliver_event))
-    for action in DYNAMODB_ACTIONS:
-        integrations.register(f"{STATES}dynamodb:{action}", dynamodb_action(clients, action))
-    integrations.register(AWS_SDK, aws_sdk(clients, sdk_overrides))
-    return integrations
+
+    def __init__(self, session: boto3.Session, overrides: Mapping[str, SdkOverride] | None = None) -> None:
+        self._clients = _Clients(session)
+        self._overrides = dict(overrides or {})
+
+    def task_handlers(self) -> dict[str, Handler]:
+        """``sns:publish``, ``events:putEvents``, the DynamoDB item actions and ``aws-sdk:*``, through boto3."""
+        clients = self._clients
+        handlers = {SNS_PUBLISH: sns_publish(clients), EVENTS_PUT_EVENTS: events_put_events(clients)}
+        for action in DYNAMODB_ACTIONS:
+            handlers[f"{STATES}dynamodb:{action}"] = dynamodb_action(clients, action)
+        handlers[AWS_SDK] = aws_sdk(clients, self._overrides)
+        return handlers

@@ -1,4 +1,4 @@
-"""The task integration registry (resource ARN pattern -> handler) and fault injection at the task boundary."""
+"""The task integration registry (resource ARN pattern -> handler), the services that fill it, and fault injection."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import fnmatch
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from lakebox.sfn.errors import TaskError
 
@@ -25,6 +25,14 @@ Handler = Callable[[Any, TaskContext], Any]
 Middleware = Callable[[Handler], Handler]
 
 
+class TaskService(Protocol):
+    """A service that serves Task states: the one shape in which anything meets the executor."""
+
+    def task_handlers(self) -> Mapping[str, Handler]:
+        """The resource patterns (exact ARNs or globs) this service answers, each with its handler."""
+        ...
+
+
 class Integrations:
     """Maps Task ``Resource`` ARNs to handlers.
 
@@ -36,6 +44,21 @@ class Integrations:
     def __init__(self, handlers: Mapping[str, Handler] | None = None) -> None:
         self._handlers: dict[str, Handler] = dict(handlers or {})
         self._middleware: tuple[Middleware, ...] = ()
+
+    @classmethod
+    def serving(cls, *services: TaskService) -> Integrations:
+        """Return a registry of the handlers of ``services``; a later service takes over a pattern an earlier serves.
+
+        Parameters
+        ----------
+        *services
+            The services, the generic ones first (``aws-sdk:*`` through boto3), then the local ones that take over.
+        """
+        integrations = cls()
+        for service in services:
+            for pattern, handler in service.task_handlers().items():
+                integrations.register(pattern, handler)
+        return integrations
 
     def register(self, pattern: str, handler: Handler) -> None:
         """Register ``handler`` for the resources matching ``pattern`` (replacing any handler for it)."""

@@ -11,15 +11,23 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from lakebox.sfn import ManualClock, TaskContext, TaskError, run_execution
+from lakebox.sfn import Integrations, ManualClock, TaskContext, TaskError, run_execution
 from lakebox.sfn.integrations import (
+    EVENTS_PUT_EVENTS,
+    LAMBDA_FUNCTION,
+    LAMBDA_INVOKE,
+    AwsSdk,
+    DeliverEvent,
+    Invoke,
+    SdkOverride,
     athena_start_query_execution_sync,
     emr_serverless_start_job_run_sync,
     error_prefix,
+    events_put_events,
     glue_start_job_run_sync,
     json_safe,
+    lambda_function,
     lambda_invoke,
-    local_integrations,
 )
 
 TASK = TaskContext("Task", "arn:aws:states:::test", {})
@@ -39,8 +47,20 @@ def _no_invoke(function: str, payload: Any) -> Any:
     raise AssertionError("no Lambda expected")
 
 
-def _run(definition: dict[str, Any], session: boto3.Session, data: Any = None, **kwargs: Any) -> Any:
-    integrations = local_integrations(session, invoke=kwargs.pop("invoke", _no_invoke), **kwargs)
+def _run(
+    definition: dict[str, Any],
+    session: boto3.Session,
+    data: Any = None,
+    *,
+    invoke: Invoke = _no_invoke,
+    sdk_overrides: dict[str, SdkOverride] | None = None,
+    deliver_event: DeliverEvent | None = None,
+) -> Any:
+    integrations = Integrations.serving(AwsSdk(session, sdk_overrides))
+    integrations.register(LAMBDA_INVOKE, lambda_invoke(invoke))
+    integrations.register(LAMBDA_FUNCTION, lambda_function(invoke))
+    if deliver_event is not None:
+        integrations.register(EVENTS_PUT_EVENTS, events_put_events(deliver=deliver_event))
     return run_execution(definition, data or {}, integrations, clock=ManualClock())
 
 
@@ -355,3 +375,23 @@ def test_json_safe_turns_datetimes_and_bytes_into_json_values() -> None:
 
     value = {"at": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC), "blob": b"\x00\x01", "items": (1, 2)}
     assert json_safe(value) == {"at": "2026-01-02T03:04:05.000Z", "blob": "AAE=", "items": [1, 2]}
+
+
+def test_a_later_task_service_takes_over_what_an_earlier_one_serves(session: boto3.Session) -> None:
+    # GIVEN the boto3 fallback, then a local bus serving events:putEvents (in the order the box wires them)
+    delivered: list[str] = []
+
+    class Bus:
+        def task_handlers(self) -> dict[str, Any]:
+            return {EVENTS_PUT_EVENTS: events_put_events(deliver=lambda event, bus: delivered.append(bus))}
+
+    integrations = Integrations.serving(AwsSdk(session), Bus())
+    parameters = {"Entries": [{"Source": "s", "DetailType": "X", "Detail": {}, "EventBusName": "lake"}]}
+
+    # WHEN a task puts an event
+    execution = run_execution(_task(EVENTS_PUT_EVENTS, parameters), {}, integrations, clock=ManualClock())
+
+    # THEN the local bus received it, and the fallback still serves the rest (aws-sdk:* among them)
+    assert execution.status == "SUCCEEDED"
+    assert delivered == ["lake"]
+    assert "arn:aws:states:::aws-sdk:*" in integrations.patterns()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from datalake.contracts import REGISTRY
-from lakebox.services.sagemaker import register as register_sagemaker
+from lakebox.services.sagemaker import LocalSageMaker
 from lakebox.sfn import (
     Execution,
     Fault,
@@ -111,7 +111,8 @@ class FakeServices:
         registry.register(ATHENA, athena_start_query_execution_sync(self))
         for resource in (SNS, EVENTS, PUT_ITEM, PUT_OBJECT):
             registry.register(resource, self.recorder(resource))
-        register_sagemaker(registry, self)  # type: ignore[arg-type]
+        for pattern, handler in LocalSageMaker.task_handlers(self).items():  # type: ignore[arg-type]
+            registry.register(pattern, handler)
         return registry
 
     def recorder(self, resource: str) -> Any:

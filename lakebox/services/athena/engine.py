@@ -41,12 +41,22 @@ from lakebox.services.athena.model import (
 from lakebox.services.athena.scan import _name_outputs
 from lakebox.services.athena.trino import UTC, check_function_names
 from lakebox.services.athena.types import _athena_type, _column_info, _normalized_select
+from lakebox.sfn.integrations import (
+    ATHENA_GET_QUERY_RESULTS,
+    ATHENA_START_QUERY_EXECUTION,
+    ATHENA_START_QUERY_EXECUTION_SYNC,
+    athena_get_query_results,
+    athena_start_query_execution,
+    athena_start_query_execution_sync,
+)
 
 if TYPE_CHECKING:
     import boto3
     from mypy_boto3_athena import AthenaClient
     from mypy_boto3_glue import GlueClient
     from mypy_boto3_s3 import S3Client
+
+    from lakebox.sfn.registry import Handler
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +114,14 @@ class AthenaEngine(DdlMixin):
         self._partition_lists: dict[tuple[str, str], list[_Partition]] = {}
 
     # ------------------------------------------------------------------ API
+
+    def task_handlers(self) -> dict[str, Handler]:
+        """The executor's Athena tasks on this engine (a TaskService): start a query, to its end or not, and results."""
+        return {
+            ATHENA_START_QUERY_EXECUTION_SYNC: athena_start_query_execution_sync(self),
+            ATHENA_START_QUERY_EXECUTION: athena_start_query_execution(self),
+            ATHENA_GET_QUERY_RESULTS: athena_get_query_results(self),
+        }
 
     def start_query_execution(
         self,
