@@ -384,7 +384,11 @@ class AthenaApi:
         return {"QueryExecutions": found, "UnprocessedQueryExecutionIds": missing}
 
     def get_query_results(self, params: dict[str, Any]) -> dict[str, Any]:
-        """GetQueryResults: the engine's pages (typed ColumnInfo, the header row first, NextToken)."""
+        """GetQueryResults: the engine's pages (typed ColumnInfo, the header row first, NextToken).
+
+        With `LakeboxTypedRows: true` (`lakebox query`'s request, see `lakebox.services.athena_result`), the whole
+        result at once with its values carried without loss, in place of the pages.
+        """
         execution_id = _required(params, "QueryExecutionId")
         described = self.describe(execution_id)
         state = described["Status"]["State"]
@@ -396,6 +400,8 @@ class AthenaApi:
                     f" ({reason})" if reason else ""
                 )
             raise ServiceError("InvalidRequestException", message)
+        if params.get("LakeboxTypedRows") is True:
+            return self.engine.typed_results(execution_id)
         max_results = params.get("MaxResults")
         if max_results is not None and not 1 <= int(max_results) <= 1000:
             raise ServiceError("InvalidRequestException", "MaxResults must be between 1 and 1000")

@@ -26,7 +26,6 @@ from lakebox.services.athena.model import (
     MAX_RESULTS,
     QueryFailedError,
     QueryHistory,
-    QueryResult,
     _Context,
     _Execution,
     _FileMeta,
@@ -41,6 +40,7 @@ from lakebox.services.athena.model import (
 from lakebox.services.athena.scan import _name_outputs
 from lakebox.services.athena.trino import UTC, check_function_names
 from lakebox.services.athena.types import _athena_type, _column_info, _normalized_select
+from lakebox.services.athena_result import QueryResult, encode_value
 
 if TYPE_CHECKING:
     import boto3
@@ -190,6 +190,26 @@ class AthenaEngine(DdlMixin):
         if data_start + len(chunk) < len(outcome.rows):
             response["NextToken"] = str(data_start + len(chunk))
         return response
+
+    def typed_results(self, QueryExecutionId: str) -> dict[str, Any]:
+        """A finished query's whole result with its values as `encode_value` carries them (`LakeboxTypedRows`)."""
+        execution = self._execution(QueryExecutionId)
+        if execution.state != "SUCCEEDED" or execution.outcome is None:
+            raise _client_error(
+                "InvalidRequestException",
+                f"Query has not yet finished. Current state: {execution.state}",
+                "GetQueryResults",
+            )
+        outcome = execution.outcome
+        return {
+            "LakeboxTypedRows": {
+                "Columns": [name for name, _ in outcome.columns],
+                "Types": [kind for _, kind in outcome.columns],
+                "Rows": [[encode_value(v) for v in row] for row in outcome.rows],
+                "DataScannedInBytes": outcome.bytes_scanned,
+                "OutputLocation": execution.output_location,
+            }
+        }
 
     def stop_query_execution(self, QueryExecutionId: str) -> dict[str, Any]:
         """Queries here finish before their start returns, so stopping one changes nothing."""
