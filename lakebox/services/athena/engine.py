@@ -112,17 +112,20 @@ class AthenaEngine(DdlMixin):
         ResultConfiguration: dict[str, Any] | None = None,
         WorkGroup: str | None = None,
         execution_id: str | None = None,
+        workgroup_config: dict[str, Any] | None = None,
         **_: Any,
     ) -> dict[str, Any]:
         """Run one statement to completion and return its GetQueryExecution description.
 
         `execution_id` names the execution (a new id when omitted): the endpoint answers with it before the run ends.
+        `workgroup_config` is the workgroup's configuration when the caller has just read it and checked the
+        workgroup is enabled (the endpoint's Athena does, for each query), so it is not read twice.
 
         A statement that fails ends in state FAILED (or CANCELLED past the workgroup's bytes-scanned cutoff)
         with Athena's reason; only request errors (unknown workgroup, no output location) raise ``ClientError``.
         """
         workgroup = WorkGroup or "primary"
-        config = self._workgroup(workgroup)
+        config = self._workgroup(workgroup) if workgroup_config is None else workgroup_config
         output = self._output_prefix(config, ResultConfiguration or {})
         context = QueryExecutionContext or {}
         database = str(context.get("Database") or self._default_database).lower()

@@ -4,6 +4,7 @@ them, statement splitting, the query errors and SQL quoting."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import threading
 from collections import OrderedDict
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 import duckdb
+from sqlglot import exp
 
 from datalake.exceptions import TerminalError
 from lakebox.services import s3uri
@@ -29,6 +31,17 @@ _VIEW_PREFIX: Final = "/* Presto View: "
 _VIEW_SUFFIX: Final = " */"
 _MAX_VIEW_DEPTH: Final = 16
 _UPLOAD_THREADS: Final = 8
+
+
+def data_type(text: str | exp.DType, dialect: str | None = None) -> exp.DataType:
+    """`exp.DataType.build(text, dialect=dialect)`, parsed once per text: a query builds the same few types for
+    every literal and column, and parsing them is most of the fixed cost of translating it. A fresh copy each call."""
+    return _parsed_type(text, dialect).copy()
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_type(text: str | exp.DType, dialect: str | None) -> exp.DataType:
+    return exp.DataType.build(text, dialect=dialect)
 
 
 class QueryFailedError(TerminalError):
