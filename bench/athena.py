@@ -6,7 +6,8 @@ table is written once as Parquet, uploaded to a moto server and registered as a 
 through the local Athena engine (`StartQueryExecution`, its `EngineExecutionTimeInMillis`, results read back with
 `GetQueryResults`), natively in DuckDB over the same S3 objects (httpfs against the same endpoint) and natively over
 the local copies of the files. Every answer is checked against the official one. Times are medians of `--repeat`.
-Finally `lakebox query "SELECT 1"` runs as a subprocess (the wall time a user waits; median of `--repeat`).
+Finally `lakebox query "SELECT 1"` runs as a subprocess with a `lakebox up` running (started in a temporary
+`LAKEBOX_HOME` and stopped at the end): the wall time a user waits, median of `--repeat`.
 
 Prints a table per query, then `athena_vs_duckdb=R` (sum of the Athena engine's medians over the sum of DuckDB's on
 S3) with the other figures, and last `athena_vs_duckdb=R query_wall_s=S correct=N/22`.
@@ -228,19 +229,51 @@ def register(session: Any, tpch: Tpch) -> dict[str, str]:
 
 
 def query_wall(repeat: int) -> float:
-    """Median wall seconds of `lakebox query "SELECT 1"` run as a subprocess from the repository root."""
+    """Median wall seconds of `lakebox query "SELECT 1"` run as a subprocess from the repository root, with a
+    `lakebox up` running (started here in a temporary LAKEBOX_HOME, stopped at the end): the wait of a user who
+    keeps `up` running."""
+    import json
+    import signal
+    import socket
+
     command = shutil.which("lakebox", path=str(Path(sys.executable).parent))
     argv = [command] if command else [sys.executable, "-m", "lakebox.cli"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
-    seconds = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        done = subprocess.run(
-            [*argv, "query", "SELECT 1"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    with tempfile.TemporaryDirectory(prefix="bench-query-") as folder:
+        home = Path(folder) / "lake"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env["LAKEBOX_HOME"] = str(home)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        log = (Path(folder) / "up.log").open("w")
+        up = subprocess.Popen(
+            [*argv, "up", "--port", str(port), "--quiet"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
-        seconds.append(time.perf_counter() - start)
-        if done.returncode != 0:
-            raise SystemExit(f"lakebox query failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+        try:
+            deadline = time.monotonic() + 300
+            while True:
+                try:
+                    if json.loads((home / "endpoint.json").read_text())["pid"] == up.pid:
+                        break
+                except (OSError, ValueError, KeyError):
+                    pass
+                if up.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"lakebox up did not start: {(Path(folder) / 'up.log').read_text()[-1000:]}")
+                time.sleep(0.2)
+            seconds = []
+            for _ in range(repeat):
+                start = time.perf_counter()
+                done = subprocess.run(
+                    [*argv, "query", "SELECT 1"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+                )
+                seconds.append(time.perf_counter() - start)
+                if done.returncode != 0:
+                    raise SystemExit(f"lakebox query failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+        finally:
+            if up.poll() is None:
+                up.send_signal(signal.SIGTERM)
+                up.wait(60)
+            log.close()
     return statistics.median(seconds)
 
 

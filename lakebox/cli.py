@@ -173,6 +173,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from lakebox.app.put import registered_datasets
     from lakebox.app.up import start_watch
     from lakebox.box import LOCAL_DEFAULTS, open_box
+    from lakebox.cfn.stack import REGION
     from lakebox.errors import LakeboxError
     from lakebox.home import LakeHome, find_root
     from lakebox.home.up import UpRecord, running_up
@@ -199,6 +200,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             {**LOCAL_DEFAULTS, **parameters},
             dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             registered_datasets(),
+            workgroup=str(box.stack.ref("AnalyticsWorkGroup")),
+            region=REGION,
         )
         path = record.write(home)
         stack = box.stack
@@ -383,7 +386,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- run
 def add_run_arguments(run: argparse.ArgumentParser) -> None:
     """The options of `lakebox run`: the sample's size and shape, the streaming phase, the dashboard's path."""
-    from lakebox.app.demo import OPTION_HELP
+    from lakebox.app.options import OPTION_HELP
 
     run.add_argument("--rows", type=positive_int, default=20_000, help=OPTION_HELP["rows"])
     run.add_argument("--bad-rate", type=share, default=0.02, help="share of invalid records")
@@ -637,11 +640,24 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    """Run Athena SQL on the local stack's catalog (DuckDB underneath) and print the rows."""
-    from lakebox.app.query import query
+    """Run Athena SQL on the local stack's catalog (DuckDB underneath) and print the rows.
 
-    with _box(args) as box:
-        result = query(box, args.sql, workgroup=args.workgroup, persona=args.as_persona)
+    With `lakebox up` running, the query goes to its endpoint's Athena (no stack is loaded here); as a persona
+    (`--as`), or with `--parameter`, it runs in this process, where the persona's grants are enforced.
+    """
+    from lakebox.home import LakeHome, find_root
+    from lakebox.home.up import running_up
+
+    up = None if args.as_persona or args.parameter else running_up(LakeHome.of(find_root()))
+    if up is not None and up.workgroup:
+        from lakebox.app.query_up import query_up
+
+        result = query_up(up, args.sql, workgroup=args.workgroup)
+    else:
+        from lakebox.app.query import query
+
+        with _box(args) as box:
+            result = query(box, args.sql, workgroup=args.workgroup, persona=args.as_persona)
     columns = list(result.columns)
     rows = [dict(zip(columns, row, strict=True)) for row in result.rows]
     if args.json:
@@ -1059,7 +1075,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--as",
         dest="as_persona",
         metavar="PERSONA",
-        help="run as a persona's role (analyst, ml, bi): its Lake Formation grants and workgroups apply",
+        help="run as a persona's role (analyst, ml, bi): its Lake Formation grants and workgroups apply (this runs "
+        "in this process even with lakebox up running: the endpoint's Athena does not apply a persona's grants)",
     )
 
     quarantine = add("quarantine", cmd_quarantine, "quarantined records: counts by dataset and reason, samples")
@@ -1157,11 +1174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run a sub-command; an error is one line on stderr and a non-zero exit (`--debug`: traceback)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-    from pydantic import ValidationError
-
-    from datalake.exceptions import DataLakeError
-    from lakebox.errors import LakeboxError, RunAborted
+    from lakebox.errors import RunAborted
 
     args = build_parser().parse_args(argv)
     debug = bool(getattr(args, "debug", False))
@@ -1174,19 +1187,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except (LakeboxError, DataLakeError, OSError, ValueError, ClientError, BotoCoreError, ValidationError) as exc:
-        if debug:
-            raise
-        print(f"lakebox: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_FAILED
     except Exception as exc:
         if debug:
             raise
+        if isinstance(exc, _user_errors()):
+            print(f"lakebox: error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_FAILED
         print(
             f"lakebox: internal error: {type(exc).__name__}: {_one_line(exc)} (--debug shows the traceback)",
             file=sys.stderr,
         )
         return EXIT_FAILED
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The errors told as one line: lakebox's and the project's, and those of botocore and pydantic when the command
+    loaded them (an exception of a library not imported cannot have been raised, so none is imported here)."""
+    from lakebox.errors import LakeboxError
+
+    kinds: list[type[BaseException]] = [LakeboxError, OSError, ValueError]
+    for module, names in (
+        ("datalake.exceptions", ("DataLakeError",)),
+        ("botocore.exceptions", ("ClientError", "BotoCoreError")),
+        ("pydantic", ("ValidationError",)),
+    ):
+        loaded = sys.modules.get(module)
+        kinds.extend(getattr(loaded, name) for name in names if loaded is not None and hasattr(loaded, name))
+    return tuple(kinds)
 
 
 def _one_line(exc: BaseException) -> str:

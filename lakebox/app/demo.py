@@ -31,10 +31,6 @@ OpenBox = Callable[[Mapping[str, str]], contextlib.AbstractContextManager["Lakeb
 """Opens the box the demo runs on, given the parameters lakebox sets itself (the sample API's URL)."""
 
 
-OPTION_HELP = {"rows": "sales rows to generate", "api_rows": "sales the sample source API serves"}
-"""The help of the options that speak of the example datasets (the CLI's generic code names none)."""
-
-
 @dataclass(frozen=True)
 class DemoParams:
     """The sample's size and shape, the streaming phase, and where the dashboard goes (the options of `run`)."""

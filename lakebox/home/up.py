@@ -26,6 +26,10 @@ class UpRecord:
     started_at: str = ""
     datasets: list[str] | None = None
     """The datasets registered when it started: the ones its ingestion knows (None: not recorded)."""
+    workgroup: str | None = None
+    """The Athena workgroup `lakebox query` runs in by default (the template's AnalyticsWorkGroup)."""
+    region: str | None = None
+    """The region its endpoint's services answer for."""
 
     @classmethod
     def read(cls, home: LakeHome) -> UpRecord | None:
@@ -41,6 +45,8 @@ class UpRecord:
                 parameters,
                 str(data.get("started_at", "")),
                 [str(d) for d in datasets] if isinstance(datasets, list) else None,
+                str(data["workgroup"]) if data.get("workgroup") else None,
+                str(data["region"]) if data.get("region") else None,
             )
         except FileNotFoundError:
             return None

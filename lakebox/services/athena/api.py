@@ -225,7 +225,7 @@ class AthenaApi:
             if token and token in self._tokens:
                 return {"QueryExecutionId": self._tokens[token]}
         workgroup = str(params.get("WorkGroup") or "primary")
-        self._check_request(workgroup, params.get("ResultConfiguration") or {})
+        config = self._check_request(workgroup, params.get("ResultConfiguration") or {})
         if params.get("ExecutionParameters"):
             query = _bind(query, [str(p) for p in params["ExecutionParameters"]])
         context = dict(params.get("QueryExecutionContext") or {})
@@ -240,7 +240,7 @@ class AthenaApi:
                 self._tokens[token] = execution_id
         thread = threading.Thread(
             target=self._run,
-            args=(execution_id, query, context, params.get("ResultConfiguration"), workgroup),
+            args=(execution_id, query, context, params.get("ResultConfiguration"), workgroup, config),
             name=f"athena-{execution_id[:8]}",
             daemon=True,
         )
@@ -249,8 +249,10 @@ class AthenaApi:
         thread.start()
         return {"QueryExecutionId": execution_id}
 
-    def _check_request(self, workgroup: str, result: dict[str, Any]) -> None:
-        """Athena refuses at once an unknown or disabled workgroup and a query with nowhere to write its results."""
+    def _check_request(self, workgroup: str, result: dict[str, Any]) -> dict[str, Any]:
+        """Athena refuses at once an unknown or disabled workgroup and a query with nowhere to write its results.
+
+        Returns the workgroup's configuration, which the engine then runs the query with (read once a query)."""
         try:
             group = self._athena().get_work_group(WorkGroup=workgroup)["WorkGroup"]
         except ClientError as exc:
@@ -264,6 +266,7 @@ class AthenaApi:
                 "No output location provided. An output location is required either through the Workgroup result "
                 "configuration setting or as an API input.",
             )
+        return dict(config)
 
     def _run(
         self,
@@ -272,6 +275,7 @@ class AthenaApi:
         context: dict[str, Any],
         result: dict[str, Any] | None,
         workgroup: str,
+        config: dict[str, Any],
     ) -> None:
         try:
             described = self.engine.start_query_execution(
@@ -280,6 +284,7 @@ class AthenaApi:
                 ResultConfiguration=result,
                 WorkGroup=workgroup,
                 execution_id=execution_id,
+                workgroup_config=config,
             )["QueryExecution"]
             if described["Status"]["State"] == "SUCCEEDED" and described.get("SubstatementType") in _WRITES_MANIFEST:
                 self._write_manifest(described)
@@ -384,7 +389,11 @@ class AthenaApi:
         return {"QueryExecutions": found, "UnprocessedQueryExecutionIds": missing}
 
     def get_query_results(self, params: dict[str, Any]) -> dict[str, Any]:
-        """GetQueryResults: the engine's pages (typed ColumnInfo, the header row first, NextToken)."""
+        """GetQueryResults: the engine's pages (typed ColumnInfo, the header row first, NextToken).
+
+        With `LakeboxTypedRows: true` (`lakebox query`'s request, see `lakebox.services.athena_result`), the whole
+        result at once with its values carried without loss, in place of the pages.
+        """
         execution_id = _required(params, "QueryExecutionId")
         described = self.describe(execution_id)
         state = described["Status"]["State"]
@@ -396,6 +405,8 @@ class AthenaApi:
                     f" ({reason})" if reason else ""
                 )
             raise ServiceError("InvalidRequestException", message)
+        if params.get("LakeboxTypedRows") is True:
+            return self.engine.typed_results(execution_id)
         max_results = params.get("MaxResults")
         if max_results is not None and not 1 <= int(max_results) <= 1000:
             raise ServiceError("InvalidRequestException", "MaxResults must be between 1 and 1000")

@@ -26,7 +26,6 @@ from lakebox.services.athena.model import (
     MAX_RESULTS,
     QueryFailedError,
     QueryHistory,
-    QueryResult,
     _Context,
     _Execution,
     _FileMeta,
@@ -41,6 +40,7 @@ from lakebox.services.athena.model import (
 from lakebox.services.athena.scan import _name_outputs
 from lakebox.services.athena.trino import UTC, check_function_names
 from lakebox.services.athena.types import _athena_type, _column_info, _normalized_select
+from lakebox.services.athena_result import QueryResult, encode_value
 from lakebox.sfn.integrations import (
     ATHENA_GET_QUERY_RESULTS,
     ATHENA_START_QUERY_EXECUTION,
@@ -130,17 +130,20 @@ class AthenaEngine(DdlMixin):
         ResultConfiguration: dict[str, Any] | None = None,
         WorkGroup: str | None = None,
         execution_id: str | None = None,
+        workgroup_config: dict[str, Any] | None = None,
         **_: Any,
     ) -> dict[str, Any]:
         """Run one statement to completion and return its GetQueryExecution description.
 
         `execution_id` names the execution (a new id when omitted): the endpoint answers with it before the run ends.
+        `workgroup_config` is the workgroup's configuration when the caller has just read it and checked the
+        workgroup is enabled (the endpoint's Athena does, for each query), so it is not read twice.
 
         A statement that fails ends in state FAILED (or CANCELLED past the workgroup's bytes-scanned cutoff)
         with Athena's reason; only request errors (unknown workgroup, no output location) raise ``ClientError``.
         """
         workgroup = WorkGroup or "primary"
-        config = self._workgroup(workgroup)
+        config = self._workgroup(workgroup) if workgroup_config is None else workgroup_config
         output = self._output_prefix(config, ResultConfiguration or {})
         context = QueryExecutionContext or {}
         database = str(context.get("Database") or self._default_database).lower()
@@ -208,6 +211,26 @@ class AthenaEngine(DdlMixin):
         if data_start + len(chunk) < len(outcome.rows):
             response["NextToken"] = str(data_start + len(chunk))
         return response
+
+    def typed_results(self, QueryExecutionId: str) -> dict[str, Any]:
+        """A finished query's whole result with its values as `encode_value` carries them (`LakeboxTypedRows`)."""
+        execution = self._execution(QueryExecutionId)
+        if execution.state != "SUCCEEDED" or execution.outcome is None:
+            raise _client_error(
+                "InvalidRequestException",
+                f"Query has not yet finished. Current state: {execution.state}",
+                "GetQueryResults",
+            )
+        outcome = execution.outcome
+        return {
+            "LakeboxTypedRows": {
+                "Columns": [name for name, _ in outcome.columns],
+                "Types": [kind for _, kind in outcome.columns],
+                "Rows": [[encode_value(v) for v in row] for row in outcome.rows],
+                "DataScannedInBytes": outcome.bytes_scanned,
+                "OutputLocation": execution.output_location,
+            }
+        }
 
     def stop_query_execution(self, QueryExecutionId: str) -> dict[str, Any]:
         """Queries here finish before their start returns, so stopping one changes nothing."""

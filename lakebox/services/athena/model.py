@@ -4,16 +4,16 @@ them, statement splitting, the query errors and SQL quoting."""
 from __future__ import annotations
 
 import datetime as dt
-import math
+import functools
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 import duckdb
+from sqlglot import exp
 
 from datalake.exceptions import TerminalError
 from lakebox.services import s3uri
@@ -33,6 +33,17 @@ _MAX_VIEW_DEPTH: Final = 16
 _UPLOAD_THREADS: Final = 8
 
 
+def data_type(text: str | exp.DType, dialect: str | None = None) -> exp.DataType:
+    """`exp.DataType.build(text, dialect=dialect)`, parsed once per text: a query builds the same few types for
+    every literal and column, and parsing them is most of the fixed cost of translating it. A fresh copy each call."""
+    return _parsed_type(text, dialect).copy()
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_type(text: str | exp.DType, dialect: str | None) -> exp.DataType:
+    return exp.DataType.build(text, dialect=dialect)
+
+
 class QueryFailedError(TerminalError):
     """An Athena query ended in FAILED or CANCELLED; the message is Athena's state change reason."""
 
@@ -41,48 +52,6 @@ class QueryFailedError(TerminalError):
         self.execution_id = execution_id
         self.state = state
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    """A finished query: its columns, Python rows, the bytes it scanned and its execution id."""
-
-    columns: tuple[str, ...]
-    types: tuple[str, ...]
-    rows: list[tuple[Any, ...]]
-    bytes_scanned: int
-    execution_id: str
-    output_location: str | None = None
-
-    def to_rows(self) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
-        """Return `(column names, rows)` as the CLI prints them."""
-        return self.columns, self.rows
-
-    def to_json(self) -> dict[str, Any]:
-        """The result as a JSON document: columns with their Athena types, rows as objects, decimals as exact
-        strings (``"2.50"``, never the float 2.5), times as ISO-8601 text, an empty string kept apart from null."""
-        return {
-            "columns": list(self.columns),
-            "types": list(self.types),
-            "rows": [{c: _json_value(v) for c, v in zip(self.columns, row, strict=True)} for row in self.rows],
-            "bytes_scanned": self.bytes_scanned,
-        }
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_value(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):  # NaN and infinities have no JSON form
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    return value
 
 
 class _QueryError(Exception):

@@ -24,7 +24,7 @@ from lakebox.services.athena.functions import (
     java_format_to_printf,
     java_to_strftime,
 )
-from lakebox.services.athena.model import _QueryError
+from lakebox.services.athena.model import _QueryError, data_type
 
 __all__ = ["UTC", "check_function_names", "check_strict", "trino_semantics", "unnest_arrays"]
 
@@ -214,7 +214,7 @@ def check_strict(tree: exp.Expr) -> None:
             if _category(node.this) == "string" or _category(node.args.get("expression")) == "string":
                 args = [a for a in (node.args.get("expression"), node.this) if isinstance(a, exp.Expr)]
                 unit = exp.Literal.string(_unit(node).lower())
-                unit.type = exp.DataType.build("VARCHAR")
+                unit.type = data_type("VARCHAR")
                 _unexpected(node, _DATE_FUNCTIONS[type(node)], [unit, *args])
         elif isinstance(node, tuple(_STRING_FUNCTIONS)):
             if _category(node.this) in {"number", "time", "boolean"}:
@@ -328,7 +328,7 @@ def _zones(tree: exp.Expr) -> dict[str, str]:
 
 def _zoned(node: exp.Expr, zone: str) -> exp.Expr:
     node.meta[_ZONE] = zone
-    node.type = exp.DataType.build("TIMESTAMPTZ")
+    node.type = data_type("TIMESTAMPTZ")
     return node
 
 
@@ -356,8 +356,8 @@ def _call(name: str, *args: exp.Expr) -> exp.Anonymous:
 
 
 def _cast(node: exp.Expr, to: str) -> exp.Cast:
-    cast = exp.Cast(this=node, to=exp.DataType.build(to, dialect="duckdb"))
-    cast.type = exp.DataType.build(to, dialect="duckdb")
+    cast = exp.Cast(this=node, to=data_type(to, dialect="duckdb"))
+    cast.type = data_type(to, dialect="duckdb")
     return cast
 
 

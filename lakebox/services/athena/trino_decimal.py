@@ -31,6 +31,8 @@ from typing import Final, TypeVar
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope, traverse_scope, walk_in_scope
 
+from lakebox.services.athena.model import data_type
+
 __all__ = ["DIVIDE_MACRO", "DecimalPlanError", "exact_decimals"]
 
 MAX_PRECISION: Final = 38
@@ -72,8 +74,8 @@ class _Num:
 
     def data_type(self) -> exp.DataType:
         if self.integer:
-            return exp.DataType.build(_INTEGER_TYPES[self.precision])
-        return exp.DataType.build(f"DECIMAL({self.precision}, {self.scale})")
+            return data_type(_INTEGER_TYPES[self.precision])
+        return data_type(f"DECIMAL({self.precision}, {self.scale})")
 
 
 def exact_decimals(tree: _Tree) -> _Tree:
@@ -210,7 +212,7 @@ _NARROW_DIGITS: Final = 18
 
 
 def _integer(value: int, kind: str) -> exp.Expr:
-    return _cast(exp.Literal.number(value), exp.DataType.build(kind, dialect="duckdb"))
+    return _cast(exp.Literal.number(value), data_type(kind, dialect="duckdb"))
 
 
 def _unscaled_wide(node: exp.Expr, kind: _Num, shift: int) -> exp.Expr:
@@ -218,9 +220,9 @@ def _unscaled_wide(node: exp.Expr, kind: _Num, shift: int) -> exp.Expr:
     value: exp.Expr
     if kind.scale:
         scaled = exp.Mul(this=_widened(node, kind.scale), expression=_integer(10**kind.scale, "HUGEINT"))
-        value = _cast(scaled, exp.DataType.build("HUGEINT", dialect="duckdb"))
+        value = _cast(scaled, data_type("HUGEINT", dialect="duckdb"))
     else:
-        value = _cast(node.copy(), exp.DataType.build("HUGEINT", dialect="duckdb"))
+        value = _cast(node.copy(), data_type("HUGEINT", dialect="duckdb"))
     return exp.Mul(this=value, expression=_integer(10**shift, "HUGEINT")) if shift else value
 
 
@@ -233,7 +235,7 @@ def _unscaled_narrow(node: exp.Expr, kind: _Num, shift: int) -> exp.Expr:
     overflow its `DECIMAL(18, s)` result type. The powers of ten are plain literals: a BIGINT-typed factor would
     make DuckDB widen the fraction's product to a 128-bit DECIMAL(38, s).
     """
-    bigint = exp.DataType.build("BIGINT")
+    bigint = data_type("BIGINT")
     value: exp.Expr
     if kind.scale:
         narrow = node.copy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING, Any, Final
 
@@ -72,6 +73,7 @@ def _convert(column: str, glue_type: str, *, strict: bool) -> str:
 # ------------------------------------------------------------------ types
 
 
+@functools.lru_cache(maxsize=1024)
 def glue_to_duckdb(glue_type: str) -> str:
     """The DuckDB type for a Glue (Hive) column type such as ``decimal(12,2)`` or ``struct<a:int>``."""
     try:
@@ -153,6 +155,7 @@ _SIMPLE_HIVE: Final = {
 }
 
 
+@functools.lru_cache(maxsize=1024)
 def _duckdb_to_glue(duck_type: str) -> str:
     """The Glue (Hive) type a DuckDB result type is stored as."""
     if duck_type.upper() == "NULL":
