@@ -18,6 +18,17 @@ ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _module_environment() -> Iterator[None]:
+    """No endpoint or profile left by an earlier module reaches this module's own fixtures; restored afterwards."""
+    saved = dict(os.environ)
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "LAKEBOX_HOME"):
+        os.environ.pop(name, None)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(autouse=True)
 def _aws_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Fake credentials and a region for every test; the environment is restored afterwards."""
@@ -103,11 +114,13 @@ def run_cli(home: Path, *args: str, stdin: str | None = None, timeout: float = 6
 
 
 @pytest.fixture(scope="module")
-def local_stack() -> Iterator[Any]:
-    """The template's stack on a moto server of its own (one per test module)."""
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The template's stack on a moto server of its own, with a lake home of its own (one per test module): its
+    runs, logs and metrics are the module's alone, so no test sees what another module's box recorded."""
     from lakebox.runtime import lakebox
 
     saved = dict(os.environ)
+    os.environ["LAKEBOX_HOME"] = str(tmp_path_factory.mktemp("lakebox-home"))
     with lakebox(ROOT, reuse=False) as box:
         yield box
     os.environ.clear()

@@ -156,8 +156,9 @@ SHAPES = (
         json.dumps(PARCELS, indent=2),
         len(PARCELS),
         "parcel_id",
+        # element_at: items[1] fails on an empty list, as it does in Athena
         "parcel_id, sent_at, sender.name, sender.address.city, sender.address.lat, cardinality(items),"
-        " items[1].price, items[1].packed_at, labels",
+        " element_at(items, 1).price, element_at(items, 1).packed_at, labels",
         lambda m: (
             m.parcel_id,
             utc(m.sent_at),

@@ -213,6 +213,7 @@ def test_csv_sourced_raw_table_is_typed_from_the_contract(runs: dict[str, Snapsh
         "_source_version": "string",
         "_line": "bigint",
         "_ingested_at": "timestamp",
+        "_original_key": "string",
     }
     serde = table["StorageDescriptor"]["SerdeInfo"]
     assert serde["SerializationLibrary"] == JSON_SERDE

@@ -435,8 +435,16 @@ def plan_curation(request: CurationRequest, *, settings: Settings, clients: AwsC
     built = [table.name for table in tables if table.name not in on_hold]
     ledger = advance(backlog, built, [table.name for table in tables], request.run_id, dt.datetime.now(dt.UTC))
     rebuilt = sorted({*wanted.dates, *wanted.whole} - on_hold)
+    # news only: what runs some table has not absorbed changed (absorbed runs stay listed until the horizon folds them)
+    pending = {run for table in tables for run in backlog.pending(table.name)}
     changed = sorted(
-        {name for summary in backlog.summaries.values() for name, part in summary.datasets.items() if part.changed}
+        {
+            name
+            for run, summary in backlog.summaries.items()
+            if run in pending
+            for name, part in summary.datasets.items()
+            if part.changed
+        }
     )
     return LedgerPlan(
         run_id=request.run_id,
