@@ -648,13 +648,16 @@ def test_a_users_callback_state_machine_is_answered_with_send_task_success_failu
     )
     queue_url = sqs.create_queue(QueueName="workers")["QueueUrl"]
 
-    def next_token() -> str:
+    def next_token(execution: str) -> str:
+        """The worker's side: the task token the execution's task sent to the queue."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             messages = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", [])
             if messages:
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
                 return str(messages[0]["Body"])
+            described = states.describe_execution(executionArn=execution)
+            assert described["status"] == "RUNNING", (described.get("error"), described.get("cause"))
         raise AssertionError("no task token reached the worker queue")
 
     # GIVEN a state machine of the user's, created through the SDK (an invalid one is refused by its code)
@@ -668,7 +671,7 @@ def test_a_users_callback_state_machine_is_answered_with_send_task_success_failu
     assert {"callback-worker", "lakebox-PipelineStateMachine"} <= set(listed)
     # WHEN the worker completes one execution's task with SendTaskSuccess
     answered = states.start_execution(stateMachineArn=arn, name="answered", input='{"order": 7}')["executionArn"]
-    states.send_task_success(taskToken=next_token(), output='{"shipped": true}')
+    states.send_task_success(taskToken=next_token(answered), output='{"shipped": true}')
     described = wait_execution(states, answered, 60)
     # THEN the execution succeeds with the worker's output
     assert described["status"] == "SUCCEEDED", described
@@ -679,14 +682,14 @@ def test_a_users_callback_state_machine_is_answered_with_send_task_success_failu
     assert history.count("TaskSucceeded") == 2 and history[-1] == "ExecutionSucceeded"
     # WHEN another's worker answers SendTaskFailure
     refused = states.start_execution(stateMachineArn=arn, name="refused")["executionArn"]
-    states.send_task_failure(taskToken=next_token(), error="Worker.Refused", cause="out of stock")
+    states.send_task_failure(taskToken=next_token(refused), error="Worker.Refused", cause="out of stock")
     described = wait_execution(states, refused, 60)
     # THEN the failure is caught by the Catch
     assert described["status"] == "SUCCEEDED", described
     assert json.loads(described["output"])["refusal"] == {"Error": "Worker.Refused", "Cause": "out of stock"}
     # WHEN a third is stopped while its task waits for the worker
     stopped = states.start_execution(stateMachineArn=arn, name="stopped")["executionArn"]
-    token = next_token()
+    token = next_token(stopped)
     states.stop_execution(executionArn=stopped, error="Operator", cause="cancelled")
     # THEN the executor ends it ABORTED (its history ends ExecutionAborted) and the late answer is refused
     deadline = time.monotonic() + 30

@@ -437,3 +437,30 @@ def test_list_executions_lists_the_runs_recorded_by_lakebox_execute(tmp_path: Pa
     ]
     assert listed[1]["executionArn"] == arn.replace(":stateMachine:", ":execution:") + ":from-the-cli"
     assert box.call("ListExecutions", stateMachineArn=arn, statusFilter="FAILED")["executions"] == []
+
+
+def test_an_aws_sdk_callback_task_calls_the_action_and_waits_for_its_token() -> None:
+    import boto3
+    from moto import mock_aws
+
+    from lakebox.sfn import ManualClock, run_execution
+    from lakebox.sfn.integrations import local_integrations
+
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        sqs = session.client("sqs")
+        queue_url = sqs.create_queue(QueueName="workers")["QueueUrl"]
+        integrations = local_integrations(session, invoke=lambda function, payload: None)
+        state = {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::aws-sdk:sqs:sendMessage.waitForTaskToken",
+            "Parameters": {"QueueUrl": queue_url, "MessageBody.$": "$$.Task.Token"},
+            "TimeoutSeconds": 60,
+            "End": True,
+        }
+        # WHEN an aws-sdk task with .waitForTaskToken runs and nobody answers
+        execution = run_execution({"StartAt": "Ask", "States": {"Ask": state}}, {}, integrations, clock=ManualClock())
+        # THEN it sent its token with the SDK action (not an action named "sendMessage.waitForTaskToken") and waited
+        submitted = execution.events("TaskSubmitted")[0].details["taskToken"]
+        assert sqs.receive_message(QueueUrl=queue_url)["Messages"][0]["Body"] == submitted
+        assert (execution.status, execution.error) == ("FAILED", "States.Timeout"), execution.cause
