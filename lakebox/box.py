@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import json
 import logging
 import os
 import threading
@@ -30,7 +31,7 @@ from lakebox.cfn.stack import REGION, Stack
 from lakebox.errors import LakeboxError
 from lakebox.home import LakeHome, find_root
 from lakebox.home.journal import Journal, object_id_of
-from lakebox.home.runs import record_run, with_progress
+from lakebox.home.runs import list_runs, record_run, with_progress
 from lakebox.home.state import LockSuperseded, StateStore, exclusive
 from lakebox.home.up import UpRecord, answers, running_up, wait_for_up
 from lakebox.services.eventbus import Delivery, EventBus
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from lakebox.services.governance import Access
     from lakebox.services.sagemaker import LocalSageMaker
     from lakebox.services.serve import ServiceRouter
+    from lakebox.services.stepfunctions_api import StateMachineInfo
     from lakebox.services.watch import ObjectWatch
     from lakebox.sfn import Execution, Integrations
 
@@ -196,6 +198,7 @@ class Lakebox:
         from lakebox.services.lambda_api import LambdaApi
         from lakebox.services.logs_api import LogsApi
         from lakebox.services.stepfunctions_api import StepFunctionsApi, state_machines_of
+        from lakebox.sfn import validate_definition
 
         def data_catalogs() -> list[dict[str, Any]]:
             return list(athena_backends[ACCOUNT_ID][REGION].list_data_catalogs())
@@ -204,8 +207,10 @@ class Lakebox:
         created = dt.datetime.now(dt.UTC)
         states = StepFunctionsApi(
             machines=lambda: state_machines_of(self.stack, created),
-            execute=lambda machine, input_, name: self.execute(machine, input_, execution_name=name),
+            execute=self._execute_served,
             callbacks=self.task_tokens,
+            validate=lambda definition: validate_definition(definition, self.integrations()),
+            recorded_runs=lambda: list_runs(self.home.runs),
         )
 
         def lakeformation() -> Any:
@@ -227,6 +232,15 @@ class Lakebox:
         for api in (athena, states, lambdas, LogsApi(self.stack, self.home.logs), events, grants, metrics):
             router.register(api)
             self._served.append(api)
+
+    def _execute_served(self, machine: StateMachineInfo, input_: Any, name: str, stop: threading.Event) -> Execution:
+        """An execution started on the endpoint: a template's state machine, or one created there."""
+        if machine.logical_id:
+            return self.execute(machine.logical_id, input_, execution_name=name, stop=stop)
+        definition = json.loads(machine.definition)
+        return self.execute(
+            machine.name, input_, execution_name=name, stop=stop, definition=definition, state_machine_arn=machine.arn
+        )
 
     def stop_serving(self, timeout: float = 60.0) -> None:
         """Stop serving the box's services on the endpoint, once the work they started has ended."""
@@ -367,37 +381,48 @@ class Lakebox:
         execution_name: str | None = None,
         progress: Progress | None = None,
         integrations: Integrations | None = None,
+        stop: threading.Event | None = None,
+        definition: dict[str, Any] | None = None,
+        state_machine_arn: str | None = None,
     ) -> Execution:
         """Run one of the template's state machines to completion on this box, and record the run.
 
         The run (status, per-state timings, error) is written to the home's `runs/<name>.json` for `lakebox runs`.
-        Ctrl-C ends it ABORTED, recorded as such.
+        Ctrl-C ends it ABORTED, recorded as such; a caller that gives `stop` stops it by setting that event instead
+        (StopExecution on the endpoint), and gets the ABORTED execution back. A state machine created on the
+        endpoint runs from its `definition` and `state_machine_arn`, recorded under its `name`.
         """
         from lakebox.errors import RunAborted
         from lakebox.services.interrupts import InterruptWatch
         from lakebox.sfn import run_execution
         from lakebox.sfn.distributed import Boto3ObjectStore
 
-        logical_id = self.state_machine_id(name)
-        definition, _ = self.stack.state_machine(logical_id)
+        if definition is None:
+            logical_id = self.state_machine_id(name)
+            definition, _ = self.stack.state_machine(logical_id)
+            state_machine_arn = str(self.stack.ref(logical_id))
+        else:
+            logical_id = name
+            state_machine_arn = state_machine_arn or name
         registry = integrations or self.integrations()
         if progress is not None:
             registry = with_progress(registry, progress)
         # Ctrl-C stops the run as StopExecution would: ABORTED, no failure path (ADR 0017)
-        with InterruptWatch().watching() as interrupted:
+        watch = contextlib.nullcontext(stop) if stop is not None else InterruptWatch().watching()
+        with watch as stopping:
             execution = run_execution(
                 definition,
                 input_ if input_ is not None else {},
                 registry,
                 name=execution_name or f"lakebox-{uuid.uuid4().hex[:12]}",
-                state_machine_arn=str(self.stack.ref(logical_id)),
+                state_machine_arn=state_machine_arn,
                 callbacks=self.task_tokens,
                 objects=Boto3ObjectStore(self.session),
-                stop=interrupted,
+                stop=stopping,
             )
         record_run(self.home.runs, logical_id, execution)
-        self.metrics.record_execution(str(self.stack.ref(logical_id)), execution.status)
-        if execution.status == "ABORTED":
+        self.metrics.record_execution(state_machine_arn, execution.status)
+        if execution.status == "ABORTED" and stop is None:
             raise RunAborted(
                 f"run {execution.name} stopped by Ctrl-C and recorded ABORTED; the next run picks up what it processed"
             )

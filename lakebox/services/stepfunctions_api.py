@@ -1,5 +1,5 @@
-"""Step Functions on the endpoint: the template's state machines, run by lakebox's ASL executor with the run records
-`lakebox execute` writes; executions start at once and run in a thread of their own."""
+"""Step Functions on the endpoint: the template's state machines and those created there, run by lakebox's ASL
+executor with the run records `lakebox execute` writes; executions start at once and run in a thread of their own."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ _NAME: Final = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 
 @dataclass(frozen=True)
 class StateMachineInfo:
-    """One of the template's state machines as the endpoint lists it."""
+    """A state machine as the endpoint lists it: one of the template's (its logical id), or one created on the
+    endpoint (no logical id)."""
 
     logical_id: str
     arn: str
@@ -70,6 +71,7 @@ class _Run:
     failure: tuple[str, str] | None = None
     aborted: dt.datetime | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -81,19 +83,28 @@ class StepFunctionsApi:
     machines
         The template's state machines.
     execute
-        Runs one to completion on the box and records the run: (logical id, input, execution name) to the finished
-        execution (`Lakebox.execute`).
+        Runs one to completion on the box and records the run: (state machine, input, execution name, stop event) to
+        the finished execution (`Lakebox.execute`); setting the event stops it (ABORTED).
     callbacks
         The executor's waiting tasks, for SendTaskSuccess/Failure/Heartbeat; without it those operations answer
         `UnsupportedOperation`.
+    validate
+        Checks a definition given to CreateStateMachine/UpdateStateMachine (the executor's `validate_definition` with
+        the box's integrations); without it those operations answer `UnsupportedOperation`.
+    recorded_runs
+        The runs recorded in the home (`lakebox.home.runs.list_runs`), listed by ListExecutions beside the runs
+        started here.
     """
 
     machines: Callable[[], list[StateMachineInfo]]
-    execute: Callable[[str, Any, str], Execution]
+    execute: Callable[[StateMachineInfo, Any, str, threading.Event], Execution]
     callbacks: TaskCallbacks | None = None
+    validate: Callable[[dict[str, Any]], None] | None = None
+    recorded_runs: Callable[[], list[dict[str, Any]]] | None = None
     signing_names: tuple[str, ...] = ("states",)
     target_prefixes: tuple[str, ...] = ("AWSStepFunctions",)
     _runs: dict[str, _Run] = field(default_factory=dict)
+    _created: dict[str, StateMachineInfo] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handle(self, request: AwsRequest) -> AwsResponse | AwsRequest:
@@ -110,6 +121,9 @@ class StepFunctionsApi:
         return {
             "ListStateMachines": self.list_state_machines,
             "DescribeStateMachine": self.describe_state_machine,
+            "CreateStateMachine": self.create_state_machine,
+            "UpdateStateMachine": self.update_state_machine,
+            "DeleteStateMachine": self.delete_state_machine,
             "StartExecution": self.start_execution,
             "DescribeExecution": self.describe_execution,
             "ListExecutions": self.list_executions,
@@ -121,19 +135,108 @@ class StepFunctionsApi:
         }
 
     # ------------------------------------------------------------------ state machines
+    def _all_machines(self) -> list[StateMachineInfo]:
+        with self._lock:
+            created = list(self._created.values())
+        return [*self.machines(), *created]
+
     def _machine(self, arn: str | None) -> StateMachineInfo:
-        for machine in self.machines():
+        for machine in self._all_machines():
             if machine.arn == arn:
                 return machine
         raise ServiceError("StateMachineDoesNotExist", f"State Machine Does Not Exist: '{arn}'")
 
     def list_state_machines(self, params: dict[str, Any]) -> dict[str, Any]:
-        """ListStateMachines: the template's."""
+        """ListStateMachines: the template's and those created on the endpoint."""
         items = [
             {"stateMachineArn": m.arn, "name": m.name, "type": m.type, "creationDate": m.created.isoformat()}
-            for m in sorted(self.machines(), key=lambda m: m.name)
+            for m in sorted(self._all_machines(), key=lambda m: m.name)
         ]
         return _page(items, params, "stateMachines")
+
+    def _checked_definition(self, operation: str, text: Any) -> str:
+        """The definition as the executor will run it, or Step Functions' InvalidDefinition naming the problem."""
+        from lakebox.sfn.errors import DefinitionError, UnsupportedFeatureError
+
+        if self.validate is None:
+            raise unsupported("Step Functions", operation)
+        try:
+            document = json.loads(str(text))
+        except ValueError as exc:
+            raise ServiceError("InvalidDefinition", f"Invalid State Machine Definition: 'INVALID_JSON: {exc}'") from exc
+        if not isinstance(document, dict):
+            raise ServiceError(
+                "InvalidDefinition", "Invalid State Machine Definition: 'the definition is not an object'"
+            )
+        try:
+            self.validate(document)
+        except (DefinitionError, UnsupportedFeatureError) as exc:
+            raise ServiceError("InvalidDefinition", f"Invalid State Machine Definition: '{exc}'") from exc
+        return json.dumps(document, indent=2)
+
+    def create_state_machine(self, params: dict[str, Any]) -> dict[str, Any]:
+        """CreateStateMachine: a state machine of the user's, kept by this endpoint (not across a restart).
+
+        Its definition is checked by the executor's validation with the box's integrations: Lambda tasks reach the
+        template's functions, `aws-sdk` tasks the endpoint. Creating the same machine again answers its ARN; the same
+        name with another definition or role is StateMachineAlreadyExists, as on AWS.
+        """
+        from lakebox.cfn.stack import ACCOUNT_ID, REGION
+
+        name = str(params.get("name") or "")
+        if not _NAME.match(name):
+            raise ServiceError("InvalidName", f"Invalid Name: '{name}'")
+        role_arn = _role_arn(params.get("roleArn"))
+        kind = str(params.get("type") or "STANDARD")
+        if kind not in {"STANDARD", "EXPRESS"}:
+            raise ServiceError("ValidationException", f"Value '{kind}' at 'type' must be STANDARD or EXPRESS")
+        definition = self._checked_definition("CreateStateMachine", params.get("definition"))
+        arn = f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:{name}"
+        machine = StateMachineInfo("", arn, definition, role_arn, kind, dt.datetime.now(dt.UTC))
+        existing = next((m for m in self.machines() if m.arn == arn), None)
+        with self._lock:
+            existing = existing or self._created.get(arn)
+            if existing is not None:
+                same = (existing.definition, existing.role_arn, existing.type) == (definition, role_arn, kind)
+                if not same:
+                    raise ServiceError("StateMachineAlreadyExists", f"State Machine Already Exists: '{arn}'")
+                machine = existing
+            else:
+                self._created[arn] = machine
+        return {"stateMachineArn": machine.arn, "creationDate": machine.created.isoformat()}
+
+    def _created_machine(self, operation: str, arn: Any) -> StateMachineInfo:
+        machine = self._machine(arn)
+        if machine.logical_id:
+            raise ServiceError(
+                "ValidationException",
+                f"{operation}: '{arn}' is the template's state machine {machine.logical_id}; change it in "
+                "template.yaml and restart `lakebox up`",
+            )
+        return machine
+
+    def update_state_machine(self, params: dict[str, Any]) -> dict[str, Any]:
+        """UpdateStateMachine of a machine created on the endpoint: new executions run the new definition or role."""
+        machine = self._created_machine("UpdateStateMachine", params.get("stateMachineArn"))
+        if params.get("definition") is None and params.get("roleArn") is None:
+            raise ServiceError("MissingRequiredParameter", "Either the definition or the roleArn must be specified")
+        definition = machine.definition
+        if params.get("definition") is not None:
+            definition = self._checked_definition("UpdateStateMachine", params["definition"])
+        role_arn = _role_arn(params["roleArn"]) if params.get("roleArn") is not None else machine.role_arn
+        updated = StateMachineInfo("", machine.arn, definition, role_arn, machine.type, machine.created)
+        with self._lock:
+            if machine.arn not in self._created:
+                raise ServiceError("StateMachineDoesNotExist", f"State Machine Does Not Exist: '{machine.arn}'")
+            self._created[machine.arn] = updated
+        return {"updateDate": dt.datetime.now(dt.UTC).isoformat()}
+
+    def delete_state_machine(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DeleteStateMachine of a machine created on the endpoint (its running executions run to their end)."""
+        machine = self._created_machine("DeleteStateMachine", params.get("stateMachineArn"))
+        with self._lock:
+            self._created.pop(machine.arn, None)
+        return {}
 
     def describe_state_machine(self, params: dict[str, Any]) -> dict[str, Any]:
         """DescribeStateMachine: the definition with its substitutions applied, as deployed."""
@@ -160,7 +263,7 @@ class StepFunctionsApi:
             document = json.loads(text) if text else {}
         except ValueError as exc:
             raise ServiceError("InvalidExecutionInput", f"Invalid State Machine Execution Input: '{exc}'") from exc
-        arn = machine.arn.replace(":stateMachine:", ":execution:", 1) + f":{name}"
+        arn = _execution_arn(machine, name)
         run = _Run(arn, name, machine, document, dt.datetime.now(dt.UTC))
         with self._lock:
             if arn in self._runs:
@@ -171,7 +274,7 @@ class StepFunctionsApi:
 
     def _run(self, run: _Run) -> None:
         try:
-            run.execution = self.execute(run.machine.logical_id, run.input, run.name)
+            run.execution = self.execute(run.machine, run.input, run.name, run.stop)
         except Exception as exc:  # the executor refused the definition or an integration broke: the run fails
             logger.exception("execution %s could not run", run.arn)
             run.failure = ("States.Runtime", f"{type(exc).__name__}: {exc}")
@@ -190,18 +293,53 @@ class StepFunctionsApi:
         return _describe(self._find(params.get("executionArn")))
 
     def list_executions(self, params: dict[str, Any]) -> dict[str, Any]:
-        """ListExecutions of one state machine, newest first, optionally of one status."""
+        """ListExecutions of one state machine, newest first, optionally of one status: the runs started here and
+        those `lakebox execute` (or an earlier `up`) recorded in the home's runs."""
         machine = self._machine(params.get("stateMachineArn"))
         wanted = params.get("statusFilter")
         with self._lock:
             runs = [r for r in self._runs.values() if r.machine.arn == machine.arn]
-        items = []
-        for run in sorted(runs, key=lambda r: r.started, reverse=True):
+        listed: list[tuple[dt.datetime, dict[str, Any]]] = []
+        for run in runs:
             described = _describe(run)
-            if wanted and described["status"] != wanted:
-                continue
-            items.append({k: described[k] for k in described if k not in {"input", "output", "error", "cause"}})
+            listed.append(
+                (run.started, {k: described[k] for k in described if k not in {"input", "output", "error", "cause"}})
+            )
+        served = {run.arn for run in runs}
+        for item in self._recorded(machine):
+            if item["executionArn"] not in served:
+                listed.append((dt.datetime.fromisoformat(item["startDate"]), item))
+        items = [item for _, item in sorted(listed, key=lambda pair: pair[0], reverse=True)]
+        if wanted:
+            items = [item for item in items if item["status"] == wanted]
         return _page(items, params, "executions")
+
+    def _recorded(self, machine: StateMachineInfo) -> list[dict[str, Any]]:
+        """The machine's runs recorded in the home, as ListExecutions lists them.
+
+        A record names a template's machine by logical id and a machine created on the endpoint by its name.
+        """
+        if self.recorded_runs is None:
+            return []
+        template_ids = {m.logical_id for m in self.machines()}
+        mine = {machine.logical_id} if machine.logical_id else {machine.name} - template_ids
+        items = []
+        for record in self.recorded_runs():
+            name, started = record.get("name"), record.get("started")
+            if record.get("state_machine") not in mine or not name or not started:
+                continue
+            status = str(record.get("status") or "")
+            item: dict[str, Any] = {
+                "executionArn": _execution_arn(machine, str(name)),
+                "stateMachineArn": machine.arn,
+                "name": str(name),
+                "status": "SUCCEEDED" if status == "PARTIAL" else status,  # PARTIAL is lakebox's, of a success
+                "startDate": _timestamp(str(started)),
+            }
+            if record.get("stopped"):
+                item["stopDate"] = _timestamp(str(record["stopped"]))
+            items.append(item)
+        return items
 
     def get_execution_history(self, params: dict[str, Any]) -> dict[str, Any]:
         """GetExecutionHistory: the executor's events in Step Functions' shape (only ExecutionStarted while running)."""
@@ -224,14 +362,16 @@ class StepFunctionsApi:
         return _page(events, params, "events")
 
     def stop_execution(self, params: dict[str, Any]) -> dict[str, Any]:
-        """StopExecution: a running execution ends ABORTED (the task running now completes; nothing after it is
-        reported); a finished one is refused as Step Functions refuses it."""
+        """StopExecution: a running execution ends ABORTED. The executor stops it at the next state (a task waiting
+        for its token stops waiting at once; another task running now completes, its result unused); a finished one
+        is refused as Step Functions refuses it."""
         run = self._find(params.get("executionArn"))
         now = dt.datetime.now(dt.UTC)
         if run.done.is_set():
             raise ServiceError("ValidationException", f"Execution is not running: '{run.arn}'")
         run.aborted = now
         run.failure = (str(params.get("error") or ""), str(params.get("cause") or ""))
+        run.stop.set()
         return {"stopDate": now.isoformat()}
 
     # ------------------------------------------------------------------ callbacks
@@ -360,6 +500,22 @@ def _event(event: HistoryEvent, include_data: bool) -> dict[str, Any]:
             shaped["resource"] = ":".join(parts[6:]) if len(parts) > 6 else resource
         out[key] = shaped
     return out
+
+
+def _execution_arn(machine: StateMachineInfo, name: str) -> str:
+    return machine.arn.replace(":stateMachine:", ":execution:", 1) + f":{name}"
+
+
+def _timestamp(text: str) -> str:
+    """A run record's time (`...Z`) as the API's ISO 8601."""
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).isoformat()
+
+
+def _role_arn(value: Any) -> str:
+    text = str(value or "")
+    if not re.match(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+", text):
+        raise ServiceError("InvalidArn", f"Invalid Arn: 'Resource type not valid in this context: {text}'")
+    return text
 
 
 def _page(items: list[Any], params: dict[str, Any], key: str) -> dict[str, Any]:

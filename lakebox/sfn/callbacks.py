@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lakebox.sfn.clock import Clock, wait_for
+from lakebox.sfn.clock import Clock, ManualClock, wait_for
 from lakebox.sfn.errors import HEARTBEAT_TIMEOUT, TIMEOUT, StatesError
 
 MAX_OUTPUT_BYTES = 256 * 1024
+STOP_POLL_SECONDS = 0.1
+"""How often a task waiting for its token looks whether its execution was stopped."""
 
 
 class TaskTokenError(Exception):
@@ -84,8 +87,18 @@ class TaskTokens:
             entry.outcome = outcome
             entry.event.set()
 
-    def wait(self, token: str, clock: Clock, timeout: float | None, heartbeat: float | None) -> Any:
+    def wait(
+        self,
+        token: str,
+        clock: Clock,
+        timeout: float | None,
+        heartbeat: float | None,
+        check: Callable[[], None] | None = None,
+    ) -> Any:
         """Wait for the token's answer and return the output sent with SendTaskSuccess.
+
+        ``check`` is called while waiting (every ``STOP_POLL_SECONDS`` of real time): whatever it raises (the
+        executor's abort when the execution is stopped) ends the wait, and the token is no longer answered.
 
         Raises
         ------
@@ -97,6 +110,13 @@ class TaskTokens:
         started = last_beat = clock.now()
         beats = 0
         while True:
+            if check is not None:
+                try:
+                    check()
+                except BaseException:
+                    with self._lock:
+                        entry.closed = entry.closed or "the execution was stopped"
+                    raise
             with self._lock:
                 if entry.outcome is not None:
                     kind, value = entry.outcome
@@ -117,4 +137,6 @@ class TaskTokens:
                 with self._lock:
                     entry.closed = error
                 raise StatesError(error, "the task did not answer in time (no SendTaskSuccess or SendTaskFailure)")
+            if check is not None and not isinstance(clock, ManualClock):
+                budget = STOP_POLL_SECONDS if budget is None else min(budget, STOP_POLL_SECONDS)
             wait_for(clock, entry.event, budget)

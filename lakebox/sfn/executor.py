@@ -549,7 +549,7 @@ def _run_task(
                 run.callbacks.open(token)
                 handler(parameters, task)  # the resource hands the token on; its own answer is not the result
                 run.record("TaskSubmitted", name, resource=resource, taskToken=token)
-                result = _json_copy(run.callbacks.wait(token, run.clock, timeout, heartbeat))
+                result = _json_copy(run.callbacks.wait(token, run.clock, timeout, heartbeat, scope.check))
             else:
                 called = run.clock.now()
                 result = _json_copy(handler(parameters, task))

@@ -496,7 +496,7 @@ def _sdk_target(resource: str) -> tuple[str, str]:
     parts = resource.removeprefix(f"{STATES}aws-sdk:").split(":")
     if len(parts) != 2 or not all(parts):
         raise StatesError(RUNTIME, f"{resource} is not an aws-sdk:<service>:<action> resource")
-    return parts[0], parts[1].removesuffix(".sync")
+    return parts[0], parts[1].removesuffix(".sync").removesuffix(".waitForTaskToken")
 
 
 def _to_sdk(value: Any, shape: Shape | None) -> Any:

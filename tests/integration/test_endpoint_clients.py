@@ -14,6 +14,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -104,16 +105,22 @@ def run_sql(client_: Any, sql: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def running_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     """`lakebox up` in a process of its own, with a seed table made through its Athena."""
     home = tmp_path_factory.mktemp("endpoint") / "lake"
     up = Up(home, _free_port())
     try:
         described = run_sql(athena(up.endpoint), SEED_SQL)
         assert described["Status"]["State"] == "SUCCEEDED", described["Status"]
-        yield up.endpoint
+        yield up
     finally:
         up.stop()
+
+
+@pytest.fixture(scope="module")
+def endpoint(running_up: Up) -> str:
+    """The endpoint of the module's `lakebox up`."""
+    return running_up.endpoint
 
 
 # ---------------------------------------------------------------------- boto3 at the project's pin (JSON 1.1)
@@ -531,14 +538,30 @@ def test_the_readme_use_your_own_tools_commands_run_against_lakebox_up(endpoint:
 
 
 # ---------------------------------------------------------------------- Step Functions
-def test_the_templates_state_machine_runs_from_the_sdk_with_history_and_a_run_record(endpoint: str) -> None:
-    states = boto3.client(
+def stepfunctions(endpoint: str) -> Any:
+    return boto3.client(
         "stepfunctions",
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="x",
         aws_secret_access_key="x",
     )
+
+
+def wait_execution(states: Any, execution: str, timeout: float = 600) -> dict[str, Any]:
+    """Poll DescribeExecution until the execution leaves RUNNING, as the Step Functions SDK's users do."""
+    deadline = time.monotonic() + timeout
+    while (described := states.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, described
+        time.sleep(0.2)
+    result: dict[str, Any] = described
+    return result
+
+
+def test_the_templates_state_machine_runs_from_the_sdk_with_history_and_a_run_record(
+    running_up: Up, endpoint: str
+) -> None:
+    states = stepfunctions(endpoint)
     # GIVEN the template's state machine, there from `up` on
     machines = {m["name"]: m["stateMachineArn"] for m in states.list_state_machines()["stateMachines"]}
     arn = machines["lakebox-PipelineStateMachine"]
@@ -564,11 +587,130 @@ def test_the_templates_state_machine_runs_from_the_sdk_with_history_and_a_run_re
         states.start_execution(stateMachineArn=arn, name="from-the-sdk")
     with pytest.raises(ClientError, match="ExecutionDoesNotExist"):
         states.describe_execution(executionArn=execution + "-not")
+    # WHEN `lakebox execute` runs the same state machine on the running `up`
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    environment["LAKEBOX_HOME"] = str(running_up.home)
+    executed = subprocess.run(
+        [sys.executable, "-m", "lakebox.cli", "execute", "PipelineStateMachine", "--name", "from-the-cli"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert executed.returncode == 0, f"{executed.stdout}\n{executed.stderr}"
+    # THEN ListExecutions lists its recorded run too, newest first
+    listed = states.list_executions(stateMachineArn=arn)["executions"]
+    assert [(e["name"], e["status"]) for e in listed] == [("from-the-cli", "SUCCEEDED"), ("from-the-sdk", "SUCCEEDED")]
     # AND an operation not served is an error naming it, never an empty success
     with pytest.raises(ClientError) as raised:
-        states.create_state_machine(name="other", definition="{}", roleArn="arn:aws:iam::123456789012:role/x")
+        states.create_activity(name="worker")
     assert raised.value.response["Error"]["Code"] == "UnsupportedOperation"
-    assert "CreateStateMachine" in raised.value.response["Error"]["Message"]
+    assert "CreateActivity" in raised.value.response["Error"]["Message"]
+
+
+ROLE = "arn:aws:iam::123456789012:role/worker"
+
+
+def callback_machine(queue_url: str) -> dict[str, Any]:
+    """A user's state machine: a Lambda task on a template function, then a task that hands its token to a worker
+    through SQS (an aws-sdk task on the endpoint) and waits for SendTaskSuccess or SendTaskFailure."""
+    event = json.loads((ROOT / "events" / "tag_table" / "tables_created.json").read_text())
+    return {
+        "StartAt": "Tag Tables",
+        "States": {
+            "Tag Tables": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": "lakebox-TagTableFunction", "Payload": event},
+                "ResultSelector": {"database.$": "$.Payload.database"},
+                "ResultPath": "$.tagged",
+                "Next": "Ask Worker",
+            },
+            "Ask Worker": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::aws-sdk:sqs:sendMessage.waitForTaskToken",
+                "Parameters": {"QueueUrl": queue_url, "MessageBody.$": "$$.Task.Token"},
+                "ResultPath": "$.worker",
+                "Catch": [{"ErrorEquals": ["Worker.Refused"], "ResultPath": "$.refusal", "Next": "Refused"}],
+                "End": True,
+            },
+            "Refused": {"Type": "Pass", "End": True},
+        },
+    }
+
+
+def test_a_users_callback_state_machine_is_answered_with_send_task_success_failure_and_stopped(endpoint: str) -> None:
+    states = stepfunctions(endpoint)
+    sqs = boto3.client(
+        "sqs", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    queue_url = sqs.create_queue(QueueName="workers")["QueueUrl"]
+
+    def next_token(execution: str) -> str:
+        """The worker's side: the task token the execution's task sent to the queue."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            messages = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", [])
+            if messages:
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
+                return str(messages[0]["Body"])
+            described = states.describe_execution(executionArn=execution)
+            assert described["status"] == "RUNNING", (described.get("error"), described.get("cause"))
+        raise AssertionError("no task token reached the worker queue")
+
+    # GIVEN a state machine of the user's, created through the SDK (an invalid one is refused by its code)
+    with pytest.raises(ClientError) as raised:
+        states.create_state_machine(name="broken", definition='{"StartAt": "Nowhere", "States": {}}', roleArn=ROLE)
+    assert raised.value.response["Error"]["Code"] == "InvalidDefinition"
+    arn = states.create_state_machine(
+        name="callback-worker", definition=json.dumps(callback_machine(queue_url)), roleArn=ROLE
+    )["stateMachineArn"]
+    listed = [m["name"] for m in states.list_state_machines()["stateMachines"]]
+    assert {"callback-worker", "lakebox-PipelineStateMachine"} <= set(listed)
+    # WHEN the worker completes one execution's task with SendTaskSuccess
+    answered = states.start_execution(stateMachineArn=arn, name="answered", input='{"order": 7}')["executionArn"]
+    states.send_task_success(taskToken=next_token(answered), output='{"shipped": true}')
+    described = wait_execution(states, answered, 60)
+    # THEN the execution succeeds with the worker's output
+    assert described["status"] == "SUCCEEDED", described
+    output = json.loads(described["output"])
+    assert output["order"] == 7 and output["worker"] == {"shipped": True}
+    assert output["tagged"] == {"database": DATABASE}, "the Lambda task ran the template's function"
+    history = [e["type"] for e in states.get_execution_history(executionArn=answered, maxResults=1000)["events"]]
+    assert history.count("TaskSucceeded") == 2 and history[-1] == "ExecutionSucceeded"
+    # WHEN another's worker answers SendTaskFailure
+    refused = states.start_execution(stateMachineArn=arn, name="refused")["executionArn"]
+    states.send_task_failure(taskToken=next_token(refused), error="Worker.Refused", cause="out of stock")
+    described = wait_execution(states, refused, 60)
+    # THEN the failure is caught by the Catch
+    assert described["status"] == "SUCCEEDED", described
+    assert json.loads(described["output"])["refusal"] == {"Error": "Worker.Refused", "Cause": "out of stock"}
+    # WHEN a third is stopped while its task waits for the worker
+    stopped = states.start_execution(stateMachineArn=arn, name="stopped")["executionArn"]
+    token = next_token(stopped)
+    states.stop_execution(executionArn=stopped, error="Operator", cause="cancelled")
+    # THEN the executor ends it ABORTED (its history ends ExecutionAborted) and the late answer is refused
+    deadline = time.monotonic() + 30
+    while (events := states.get_execution_history(executionArn=stopped, reverseOrder=True)["events"])[0][
+        "type"
+    ] == "ExecutionStarted":
+        assert time.monotonic() < deadline, events
+        time.sleep(0.2)
+    assert events[0]["type"] == "ExecutionAborted"
+    assert states.describe_execution(executionArn=stopped)["status"] == "ABORTED"
+    with pytest.raises(ClientError) as raised:
+        states.send_task_success(taskToken=token, output="{}")
+    assert raised.value.response["Error"]["Code"] == "TaskTimedOut"
+    statuses = {e["name"]: e["status"] for e in states.list_executions(stateMachineArn=arn)["executions"]}
+    assert statuses == {"answered": "SUCCEEDED", "refused": "SUCCEEDED", "stopped": "ABORTED"}
+    # AND the machine is updated and deleted through the SDK
+    states.update_state_machine(stateMachineArn=arn, roleArn="arn:aws:iam::123456789012:role/other")
+    assert states.describe_state_machine(stateMachineArn=arn)["roleArn"].endswith("role/other")
+    states.delete_state_machine(stateMachineArn=arn)
+    with pytest.raises(ClientError, match="StateMachineDoesNotExist"):
+        states.describe_state_machine(stateMachineArn=arn)
 
 
 # ---------------------------------------------------------------------- Lambda
