@@ -311,6 +311,21 @@ def generate(folder: Path, spec: SampleSpec) -> list[Generated]:
     ]
 
 
+def write_sample(folder: Path, spec: SampleSpec) -> list[Generated]:
+    """`lakebox sample`: the files the README's workflow puts, uncompressed, into `folder`.
+
+    `products.csv`, `customers.csv`, `sales.jsonl` and `clickstream.json`; existing files of those names are
+    replaced, nothing else in `folder` is touched.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        write_products(folder / "products.csv", spec),
+        write_customers(folder / "customers.csv", spec),
+        write_sales(folder / "sales.jsonl", spec),
+        write_clickstream(folder / "clickstream.json", spec),
+    ]
+
+
 def to_bytes(lines: Iterator[bytes]) -> bytes:
     """Join generated lines into one JSON-lines payload."""
     buffer = io.BytesIO()
