@@ -322,12 +322,13 @@ class Lakebox:
         from lakebox.sfn.integrations import SdkOverride, local_integrations
 
         session, crawlers = self.session, self.crawlers
+        spark_log = self.home.logs / "spark.log"
 
         def run_glue_job(job_name: str, arguments: dict[str, str]) -> dict[str, Any]:
-            return glue.run_glue_job(session, job_name, arguments)
+            return glue.run_glue_job(session, job_name, arguments, spark_log=spark_log)
 
         def run_emr_job(application_id: str, role_arn: str, job_driver: dict[str, Any]) -> dict[str, Any]:
-            return glue.run_emr_job(session, application_id, role_arn, job_driver)
+            return glue.run_emr_job(session, application_id, role_arn, job_driver, spark_log=spark_log)
 
         overrides: dict[str, SdkOverride] = {
             "glue:startCrawler": lambda p: crawler.start_crawler(session, str(p["Name"]), crawlers),

@@ -26,6 +26,8 @@ EXIT_ALL_QUARANTINED = 3
 """`put`: an object landed nothing because it was quarantined, whole (malformed, unsupported) or record by record."""
 
 SUMMARY_COLUMNS = ("key", "dataset", "status", "read", "landed", "quarantined", "reason")
+SHORT_VALUE = 12
+"""Values up to this many characters (dates, statuses, counts) keep one line in a table; longer ones fold."""
 PULL_COLUMNS = ("schedule", "status", "records", "pages", "landing_key", "watermark_after", "error")
 
 
@@ -112,11 +114,19 @@ def _print_table(title: str, rows: list[dict[str, Any]], columns: Sequence[str])
     from rich.table import Table
 
     table = Table(title=title, title_justify="left", expand=False)
-    for column in columns:
+    cells = [["" if row.get(c) is None else str(row.get(c)) for c in columns] for row in rows]
+    for index, column in enumerate(columns):
         numeric = bool(rows) and all(isinstance(r.get(column), int | float | Decimal) for r in rows)
-        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
-    for row in rows:
-        table.add_row(*("" if row.get(c) is None else escape(str(row.get(c))) for c in columns))
+        # a short value (a date, a status, a number) is never split; a longer one folds onto more lines
+        widest = max([len(column), *(len(cell[index]) for cell in cells)])
+        table.add_column(
+            column,
+            justify="right" if numeric else "left",
+            overflow="fold",
+            min_width=widest if widest <= SHORT_VALUE else None,
+        )
+    for cell in cells:
+        table.add_row(*(escape(value) for value in cell))
     Console(width=_width()).print(table)
 
 
@@ -147,17 +157,37 @@ def _progress(enabled: bool = True) -> Iterator[Callable[[str], None]]:
         yield log
         return
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with stage_progress(Console(stderr=True), time.monotonic) as show:
+        yield show
+
+
+@contextlib.contextmanager
+def stage_progress(console: Any, clock: Callable[[], float]) -> Iterator[Callable[[str], None]]:
+    """A live line: spinner, the stage's own elapsed time (restarted at each stage), the stage, the whole's time.
+
+    Both times tick while a stage runs (a Spark job of minutes shows its minutes), read from `clock`.
+    """
+    from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    began = clock()
+
+    class InAll(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text(f"({clock() - began:,.0f}s in all)", style="dim")
 
     with Progress(
         SpinnerColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.description}"),
-        console=Console(stderr=True),
+        InAll(),
+        console=console,
         transient=True,
+        get_time=clock,
     ) as bar:
         task = bar.add_task("starting", total=None)
-        yield lambda text: bar.update(task, description=text)
+        yield lambda text: bar.reset(task, description=text)
 
 
 def _box(args: argparse.Namespace, progress: Callable[[str], None] | None = None, **kwargs: Any) -> Any:
@@ -416,17 +446,9 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     """Write the sample files the README's workflow puts (sales, products, customers, clickstream) to a folder."""
-    from lakebox.app.sample import SampleSpec, write_sample
+    from lakebox.app.sample import put_sample_spec, write_sample
 
-    rows = max(1, args.rows)
-    spec = SampleSpec(
-        sales=rows,
-        products=max(5, rows // 20),
-        customers=max(10, rows // 5),
-        clicks=rows,
-        bad_rate=args.bad_rate,
-        seed=args.seed,
-    )
+    spec = put_sample_spec(args.rows, bad_rate=args.bad_rate, seed=args.seed)
     written = [
         {"file": str(g.path), "dataset": g.dataset, "records": g.records, "bad": g.bad}
         for g in write_sample(Path(args.folder), spec)

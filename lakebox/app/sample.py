@@ -311,6 +311,21 @@ def generate(folder: Path, spec: SampleSpec) -> list[Generated]:
     ]
 
 
+def put_sample_spec(rows: int, *, bad_rate: float = 0.02, seed: int = 7, now: dt.datetime | None = None) -> SampleSpec:
+    """What `lakebox sample` writes: `rows` sales over the last 7 days to the hour, products and customers in
+    proportion (every sale's product and customer among them), as many click events as sales."""
+    end = (now or dt.datetime.now(dt.UTC)).replace(minute=0, second=0, microsecond=0)
+    return SampleSpec(
+        sales=rows,
+        products=max(5, rows // 20),
+        customers=max(10, rows // 5),
+        clicks=rows,
+        bad_rate=bad_rate,
+        seed=seed,
+        end=end,
+    )
+
+
 def write_sample(folder: Path, spec: SampleSpec) -> list[Generated]:
     """`lakebox sample`: the files the README's workflow puts, uncompressed, into `folder`.
 
