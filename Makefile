@@ -9,9 +9,12 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): requirements/dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) is required" >&2; exit 1; }
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/dev.txt
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@test -x $(BIN)/python || { echo "make: creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo "make: installing dependencies into $(VENV) (minutes the first time; a line a package)"
+	@set -o pipefail; $(BIN)/pip install --disable-pip-version-check --progress-bar off -r requirements/dev.txt \
+		| sed -un 's/^Collecting \([^ ]*\).*/  \1/p'
+	@$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@echo "make: dependencies installed"
 	@touch $(STAMP)
 
 run: $(STAMP)

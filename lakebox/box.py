@@ -345,7 +345,7 @@ class Lakebox:
         """The stack's Glue and EMR Serverless jobs, run on local PySpark."""
         from lakebox.services.glue import SparkJobs
 
-        return SparkJobs(self.session)
+        return SparkJobs(self.session, spark_log=self.home.logs / "spark.log")
 
     @functools.cached_property
     def crawler(self) -> LocalCrawler:

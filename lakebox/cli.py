@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     pass
@@ -26,6 +26,8 @@ EXIT_ALL_QUARANTINED = 3
 """`put`: an object landed nothing because it was quarantined, whole (malformed, unsupported) or record by record."""
 
 SUMMARY_COLUMNS = ("key", "dataset", "status", "read", "landed", "quarantined", "reason")
+SHORT_VALUE = 12
+"""Values up to this many characters (dates, statuses, counts) keep one line in a table; longer ones fold."""
 PULL_COLUMNS = ("schedule", "status", "records", "pages", "landing_key", "watermark_after", "error")
 
 
@@ -112,12 +114,27 @@ def _print_table(title: str, rows: list[dict[str, Any]], columns: Sequence[str])
     from rich.table import Table
 
     table = Table(title=title, title_justify="left", expand=False)
-    for column in columns:
+    cells = [["" if row.get(c) is None else str(row.get(c)) for c in columns] for row in rows]
+    for index, column in enumerate(columns):
         numeric = bool(rows) and all(isinstance(r.get(column), int | float | Decimal) for r in rows)
-        table.add_column(column, justify="right" if numeric else "left")
-    for row in rows:
-        table.add_row(*("" if row.get(c) is None else escape(str(row.get(c))) for c in columns))
-    Console(width=200 if not sys.stdout.isatty() else None).print(table)
+        # a short value (a date, a status, a number) is never split; a longer one folds onto more lines
+        widest = max([len(column), *(len(cell[index]) for cell in cells)])
+        table.add_column(
+            column,
+            justify="right" if numeric else "left",
+            overflow="fold",
+            min_width=widest if widest <= SHORT_VALUE else None,
+        )
+    for cell in cells:
+        table.add_row(*(escape(value) for value in cell))
+    Console(width=_width()).print(table)
+
+
+def _width() -> int | None:
+    """The width tables fit: the terminal's (or `COLUMNS`); 200 when printing to a pipe or file."""
+    import os
+
+    return None if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit() else 200
 
 
 @contextlib.contextmanager
@@ -140,17 +157,37 @@ def _progress(enabled: bool = True) -> Iterator[Callable[[str], None]]:
         yield log
         return
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with stage_progress(Console(stderr=True), time.monotonic) as show:
+        yield show
+
+
+@contextlib.contextmanager
+def stage_progress(console: Any, clock: Callable[[], float]) -> Iterator[Callable[[str], None]]:
+    """A live line: spinner, the stage's own elapsed time (restarted at each stage), the stage, the whole's time.
+
+    Both times tick while a stage runs (a Spark job of minutes shows its minutes), read from `clock`.
+    """
+    from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    began = clock()
+
+    class InAll(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text(f"({clock() - began:,.0f}s in all)", style="dim")
 
     with Progress(
         SpinnerColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.description}"),
-        console=Console(stderr=True),
+        InAll(),
+        console=console,
         transient=True,
+        get_time=clock,
     ) as bar:
         task = bar.add_task("starting", total=None)
-        yield lambda text: bar.update(task, description=text)
+        yield lambda text: bar.reset(task, description=text)
 
 
 def _box(args: argparse.Namespace, progress: Callable[[str], None] | None = None, **kwargs: Any) -> Any:
@@ -410,6 +447,22 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--dashboard", metavar="PATH", help="where to write the dashboard (.lakebox/dashboard.html)")
 
 
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Write the sample files the README's workflow puts (sales, products, customers, clickstream) to a folder."""
+    from lakebox.app.sample import put_sample_spec, write_sample
+
+    spec = put_sample_spec(args.rows, bad_rate=args.bad_rate, seed=args.seed)
+    written = [
+        {"file": str(g.path), "dataset": g.dataset, "records": g.records, "bad": g.bad}
+        for g in write_sample(Path(args.folder), spec)
+    ]
+    if args.json:
+        _print_json(written)
+    else:
+        _print_table(f"sample data in {args.folder}", written, ("file", "dataset", "records", "bad"))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """The whole pipeline on generated sample data (see `lakebox.app.demo`), printed."""
     from lakebox.app.demo import DemoParams, run_demo
@@ -454,8 +507,29 @@ def cmd_run(args: argparse.Namespace) -> int:
             _print_table("curated.sales_forecast", [dict(zip(columns, v, strict=True)) for v in values], columns)
         _print_table("pipeline run", [run_summary], list(run_summary))
         print(f"dashboard: {report.dashboard}")
-        print('the lake is kept: try `lakebox query "SELECT * FROM daily_sales_by_region LIMIT 5"`, `lakebox runs`')
+        print(kept_lake_hint())
     return 0 if report.ok else EXIT_FAILED
+
+
+def invocation() -> str:
+    """How this shell runs lakebox: `lakebox` when it is on PATH, else the venv's script (`.venv/bin/lakebox`)."""
+    import os
+    import shutil
+
+    script = Path(sys.executable).parent / "lakebox"
+    if not script.exists():
+        return f"{sys.executable} -m lakebox.cli"
+    on_path = shutil.which("lakebox")
+    if on_path and Path(on_path).resolve() == script.resolve():
+        return "lakebox"
+    relative = os.path.relpath(script.absolute(), Path.cwd())
+    return relative if not relative.startswith("..") else str(script.absolute())
+
+
+def kept_lake_hint() -> str:
+    """What `lakebox run` ends with: commands to try, spelled as this shell can run them."""
+    command = invocation()
+    return f'the lake is kept: try `{command} query "SELECT * FROM daily_sales_by_region LIMIT 5"`, `{command} runs`'
 
 
 def _run_summary(execution: Any) -> dict[str, Any]:
@@ -680,28 +754,43 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         exported = 0
         if args.export:
             exported = quarantine.export(box, Path(args.export), dataset=args.dataset, since=args.since)
+        states = quarantine.objects(box, report)
     samples = quarantine.sample_rows(report)
+    counts = quarantine.count_rows(report, states)
     if args.json:
         _print_json(
-            {"counts": report.rows(), "samples": samples, "objects": report.objects, "exported": exported or None}
+            {
+                "counts": counts,
+                "samples": samples,
+                "objects": report.objects,
+                "object_states": [o.row() for o in states],
+                "exported": exported or None,
+            }
         )
         return 0
     total = sum(report.counts.values())
+    left = sum(r["outstanding"] for r in counts)
     _print_table(
-        f"quarantine: {total:,} records in {len(report.objects)} objects",
-        report.rows(),
-        ("dataset", "reason", "records"),
+        f"quarantine: {total:,} records in {len(report.objects)} objects, {left:,} outstanding (not replayed)",
+        counts,
+        ("dataset", "reason", "records", "outstanding"),
     )
+    if states:
+        _print_table(
+            "objects (QUARANTINE_KEY)", [o.row() for o in states], ("key", "records", "state", "replay_manifest")
+        )
     if samples:
         _print_table(
             "samples",
             [{**s, "record": str(s["record"] or "")[:100]} for s in samples],
             ("dataset", "reason", "source", "line", "detail", "record"),
         )
-        print(
-            "replay: lakebox replay --object QUARANTINE_KEY, or fix an export (--export FILE) and "
-            "lakebox replay FILE --dataset DATASET"
-        )
+    if any(o.state == "outstanding" for o in states):
+        command = invocation()
+        print("replay an object as it is (QUARANTINE_KEY: a key above):")
+        print(f"  {command} replay --object QUARANTINE_KEY")
+        print("or fix its records (--export FILE), then:")
+        print(f"  {command} replay FILE --dataset DATASET --of QUARANTINE_KEY")
     if args.export:
         print(f"exported {exported:,} records to {args.export}")
     return 0
@@ -987,9 +1076,16 @@ def cmd_alarms(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line: what is wrong, and the command that shows the help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {' '.join(message.split())} (help: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The command line: one sub-command a verb."""
-    parser = argparse.ArgumentParser(
+    """The command line: one sub-command a verb (sub-commands are `_Parser`s too)."""
+    parser = _Parser(
         prog="lakebox",
         description=__doc__,
         epilog="Exit status: 0 ok, 1 failed or refused (one line on stderr), 2 bad command line, "
@@ -1053,6 +1149,17 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument(
         "--stage", metavar="FILE", help="upload FILE under the key the (S3) event names, and point the event at it"
     )
+
+    sample = add(
+        "sample",
+        cmd_sample,
+        "write sample files to put: sales.jsonl, products.csv, customers.csv, clickstream.json",
+        parameters=False,
+    )
+    sample.add_argument("folder", nargs="?", default=".", metavar="FOLDER", help="where to write them (default: .)")
+    sample.add_argument("--rows", type=positive_int, default=1_000, help="sales records (default 1,000)")
+    sample.add_argument("--bad-rate", type=share, default=0.02, help="share of invalid records (quarantined)")
+    sample.add_argument("--seed", type=int, default=7)
 
     add_run_arguments(add("run", cmd_run, "the whole pipeline on generated sample data, kept in the local lake"))
 

@@ -97,10 +97,13 @@ def load_event(name: str) -> dict[str, Any]:
     return data
 
 
-def run_cli(home: Path, *args: str, stdin: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    home: Path, *args: str, stdin: str | None = None, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `lakebox ARGS` in a process of its own, with its lake in `home` (never the project's `.lakebox/`)."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     environment["LAKEBOX_HOME"] = str(home)
+    environment.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "lakebox.cli", *args],
         cwd=ROOT,

@@ -311,6 +311,36 @@ def generate(folder: Path, spec: SampleSpec) -> list[Generated]:
     ]
 
 
+def put_sample_spec(rows: int, *, bad_rate: float = 0.02, seed: int = 7, now: dt.datetime | None = None) -> SampleSpec:
+    """What `lakebox sample` writes: `rows` sales over the last 7 days to the hour, products and customers in
+    proportion (every sale's product and customer among them), as many click events as sales."""
+    end = (now or dt.datetime.now(dt.UTC)).replace(minute=0, second=0, microsecond=0)
+    return SampleSpec(
+        sales=rows,
+        products=max(5, rows // 20),
+        customers=max(10, rows // 5),
+        clicks=rows,
+        bad_rate=bad_rate,
+        seed=seed,
+        end=end,
+    )
+
+
+def write_sample(folder: Path, spec: SampleSpec) -> list[Generated]:
+    """`lakebox sample`: the files the README's workflow puts, uncompressed, into `folder`.
+
+    `products.csv`, `customers.csv`, `sales.jsonl` and `clickstream.json`; existing files of those names are
+    replaced, nothing else in `folder` is touched.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        write_products(folder / "products.csv", spec),
+        write_customers(folder / "customers.csv", spec),
+        write_sales(folder / "sales.jsonl", spec),
+        write_clickstream(folder / "clickstream.json", spec),
+    ]
+
+
 def to_bytes(lines: Iterator[bytes]) -> bytes:
     """Join generated lines into one JSON-lines payload."""
     buffer = io.BytesIO()

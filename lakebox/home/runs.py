@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,8 +116,7 @@ def list_runs(folder: Path, *, limit: int | None = None) -> list[dict[str, Any]]
 
 
 def with_progress(integrations: Integrations, progress: Callable[[str], None]) -> Integrations:
-    """The registry, reporting each task as it starts (state name and the run's elapsed time)."""
-    began = time.monotonic()
+    """The registry, reporting each task as it starts (its state name; the progress line keeps the times)."""
     last: list[str] = [""]
 
     def middleware(handler: Handler) -> Handler:
@@ -127,7 +125,7 @@ def with_progress(integrations: Integrations, progress: Callable[[str], None]) -
             text = f"{task.state_name}{retry}"
             if text != last[0]:
                 last[0] = text
-                progress(f"{text} ({time.monotonic() - began:,.0f}s into the run)")
+                progress(text)
             return handler(parameters, task)
 
         return reporting

@@ -56,8 +56,11 @@ THREADS = 8
 
 
 @lru_cache(maxsize=1)
-def local_spark() -> SparkSession:
+def local_spark(log_file: Path | None = None) -> SparkSession:
     """The process's one local SparkSession: `local[2]`, UTC, few shuffle partitions, no UI.
+
+    Spark's own log (warnings and errors) goes to `log_file` when one is given (the box's `logs/spark.log`), so
+    a terminal holds only lakebox's progress; without one, errors only, on stderr. The first call decides.
 
     Returns
     -------
@@ -71,7 +74,7 @@ def local_spark() -> SparkSession:
     before = signal.getsignal(signal.SIGINT)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    log_config = Path(__file__).with_name("log4j2.properties")
+    log_config = _log_config(log_file) if log_file is not None else Path(__file__).with_name("log4j2.properties")
     spark = (
         SparkSession.builder.master("local[2]")
         .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log_config}")
@@ -85,9 +88,28 @@ def local_spark() -> SparkSession:
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         .getOrCreate()
     )
-    spark.sparkContext.setLogLevel("ERROR")
+    spark.sparkContext.setLogLevel("WARN" if log_file is not None else "ERROR")
     rewatch(before)  # PySpark's SIGINT handler cancels its jobs; a run's Ctrl-C watch stays in front of it
     return spark
+
+
+def _log_config(log_file: Path) -> Path:
+    """A log4j2 configuration that appends Spark's warnings and errors to `log_file` (written beside it)."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    config = log_file.with_name(f"{log_file.stem}-log4j2.properties")
+    config.write_text(
+        "# Spark's own log, kept apart from the terminal (lakebox prints its own progress).\n"
+        "rootLogger.level = warn\n"
+        "rootLogger.appenderRef.file.ref = file\n"
+        "appender.file.type = File\n"
+        "appender.file.name = file\n"
+        f"appender.file.fileName = {log_file.absolute()}\n"
+        "appender.file.append = true\n"
+        "appender.file.layout.type = PatternLayout\n"
+        "appender.file.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex\n",
+        encoding="utf-8",
+    )
+    return config
 
 
 # ------------------------------------------------------------------------------------------ local S3 access
@@ -277,7 +299,13 @@ def _script_arguments(module: ModuleType, argv: Sequence[str]) -> dict[str, str]
     return parse(argv)
 
 
-def execute_script(session: boto3.Session, script_location: str, args: Mapping[str, str] | Sequence[str]) -> Outcome:
+def execute_script(
+    session: boto3.Session,
+    script_location: str,
+    args: Mapping[str, str] | Sequence[str],
+    *,
+    spark_log: Path | None = None,
+) -> Outcome:
     """Run a job script's `run(spark, args)` locally with staged inputs; any failure is a failed outcome.
 
     Parameters
@@ -289,6 +317,8 @@ def execute_script(session: boto3.Session, script_location: str, args: Mapping[s
     args
         Job arguments, names without `--` (as Glue passes them); or a spark-submit argv (as EMR Serverless passes
         it), which the script's own `parse_arguments(argv)` turns into those names, as it does when it runs there.
+    spark_log
+        Where Spark's own log goes (see `local_spark`); None: errors on stderr.
 
     Returns
     -------
@@ -316,7 +346,7 @@ def execute_script(session: boto3.Session, script_location: str, args: Mapping[s
             for name, value in pinned.items():
                 local_args.setdefault(name, value)
             staged = stage(s3, mirrors, inputs)
-            module.run(local_spark(), local_args)
+            module.run(local_spark(spark_log), local_args)
         # A job run fails whatever the script raises, as on Glue; the error becomes the run's ErrorMessage.
         except Exception as exc:
             logger.warning("job script %s failed", script_location, exc_info=not interrupted())
@@ -336,7 +366,13 @@ def _millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def run_glue_job(session: boto3.Session, job_name: str, arguments: Mapping[str, str] | None = None) -> dict[str, Any]:
+def run_glue_job(
+    session: boto3.Session,
+    job_name: str,
+    arguments: Mapping[str, str] | None = None,
+    *,
+    spark_log: Path | None = None,
+) -> dict[str, Any]:
     """Run a Glue job of the local catalog the way `glue:startJobRun.sync` would, and return its JobRun.
 
     Parameters
@@ -361,7 +397,7 @@ def run_glue_job(session: boto3.Session, job_name: str, arguments: Mapping[str, 
     args = {name.removeprefix("--"): value for name, value in merged.items()}
     args.update(JOB_NAME=job_name, JOB_RUN_ID=run_id)
     started = datetime.now(UTC)
-    outcome = execute_script(session, job["Command"]["ScriptLocation"], args)
+    outcome = execute_script(session, job["Command"]["ScriptLocation"], args, spark_log=spark_log)
     completed = datetime.now(UTC)
     run: dict[str, Any] = {
         "Id": run_id,
@@ -383,7 +419,12 @@ def run_glue_job(session: boto3.Session, job_name: str, arguments: Mapping[str, 
 
 
 def run_emr_job(
-    session: boto3.Session, application_id: str, execution_role_arn: str, job_driver: Mapping[str, Any]
+    session: boto3.Session,
+    application_id: str,
+    execution_role_arn: str,
+    job_driver: Mapping[str, Any],
+    *,
+    spark_log: Path | None = None,
 ) -> dict[str, Any]:
     """Run an EMR Serverless Spark job the way `emr-serverless:startJobRun.sync` would.
 
@@ -410,7 +451,7 @@ def run_emr_job(
     args = list(submit.get("entryPointArguments", []))
     run_id = uuid.uuid4().hex[:16]
     started = datetime.now(UTC)
-    outcome = execute_script(session, submit["entryPoint"], args)
+    outcome = execute_script(session, submit["entryPoint"], args, spark_log=spark_log)
     completed = datetime.now(UTC)
     seconds = max(1, round(outcome.seconds))
     return {
@@ -435,18 +476,19 @@ def run_emr_job(
 class SparkJobs:
     """The jobs of one box's local AWS (Glue and EMR Serverless) run on local PySpark; a TaskService."""
 
-    def __init__(self, session: boto3.Session) -> None:
+    def __init__(self, session: boto3.Session, *, spark_log: Path | None = None) -> None:
         self.session = session
+        self.spark_log = spark_log  # where Spark's own log lines go (the box's logs folder), not the terminal
 
     def task_handlers(self) -> dict[str, Handler]:
         """``glue:startJobRun.sync`` and ``emr-serverless:startJobRun.sync``, each run to its end here."""
-        session = self.session
+        session, spark_log = self.session, self.spark_log
 
         def run_glue(job_name: str, arguments: dict[str, str]) -> dict[str, Any]:
-            return run_glue_job(session, job_name, arguments)
+            return run_glue_job(session, job_name, arguments, spark_log=spark_log)
 
         def run_emr(application_id: str, role_arn: str, job_driver: dict[str, Any]) -> dict[str, Any]:
-            return run_emr_job(session, application_id, role_arn, job_driver)
+            return run_emr_job(session, application_id, role_arn, job_driver, spark_log=spark_log)
 
         return {
             GLUE_START_JOB_RUN_SYNC: glue_start_job_run_sync(run_glue),

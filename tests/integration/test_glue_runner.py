@@ -235,3 +235,35 @@ def test_a_failing_script_is_a_failed_run_not_an_exception(aws: Aws, tmp_path: P
     assert blank["ErrorMessage"] == "TerminalError: missing job arguments: --raw_path"
     assert unplanned["ErrorMessage"].startswith("LookupError:")
     assert aws.keys("") == set()
+
+
+SPARK_LOGS = """
+import sys
+from pathlib import Path
+from lakebox.services.glue import local_spark
+spark = local_spark(Path(sys.argv[1]))
+jvm = spark.sparkContext._jvm
+jvm.org.apache.logging.log4j.LogManager.getLogger("org.apache.spark.lakebox").error("spark-says-marker")
+jvm.org.apache.logging.log4j.LogManager.shutdown()
+spark.range(3).count()
+"""
+
+
+def test_sparks_own_log_goes_to_the_log_file_not_the_terminal(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    log = tmp_path / "logs" / "spark.log"
+    # GIVEN the local SparkSession started with the box's log file, and Spark logging an error
+    ran = subprocess.run(
+        [sys.executable, "-c", SPARK_LOGS, str(log)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    # THEN the line is in the log file, and the terminal (stderr) does not show it
+    assert "spark-says-marker" in log.read_text(), ran.stderr[-2000:]
+    assert "spark-says-marker" not in ran.stderr + ran.stdout

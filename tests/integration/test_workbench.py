@@ -44,6 +44,13 @@ def _sales_lines(good: int, bad: int) -> str:
     return "".join(json.dumps(r) + "\n" for r in records)
 
 
+def _first_column(table_text: str, title: str) -> str:
+    """The first column of the table titled `title`, its folded lines joined: what a reader copies."""
+    lines = table_text.split(title, 1)[1].splitlines()
+    cells = [line.split("│")[1].strip() for line in lines if line.startswith("│") and line.count("│") > 2]
+    return "".join(cells)
+
+
 def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -308,7 +315,9 @@ def test_quarantine_fix_replay_lands_the_records_and_the_manifest_records_the_re
     report = run_cli(home, "quarantine", "--dataset", "sales", "--json", "--export", str(tmp_path / "bad.jsonl"))
     assert report.returncode == 0, report.stderr
     document = json.loads(report.stdout)
-    assert document["counts"] == [{"dataset": "sales", "reason": "quantity: greater_than", "records": 3}]
+    assert document["counts"] == [
+        {"dataset": "sales", "reason": "quantity: greater_than", "records": 3, "outstanding": 3}
+    ]
     assert document["samples"][0]["line"] is not None and document["samples"][0]["source"] == "sales/sales.jsonl"
     quarantine_key = document["objects"][0]
     # WHEN the exported records are fixed and replayed
@@ -331,6 +340,34 @@ def test_quarantine_fix_replay_lands_the_records_and_the_manifest_records_the_re
         del os.environ["LAKEBOX_HOME"]
     replays = [i for i in items if i.get("replay_of") == quarantine_key]
     assert len(replays) == 1 and "/_replay/" in str(replays[0]["key"]) and int(replays[0]["records_landed"]) == 3
+    # AND the quarantine shows the object as replayed, by that manifest, with nothing outstanding
+    after = json.loads(run_cli(home, "quarantine", "--dataset", "sales", "--json").stdout)
+    assert after["counts"][0] | {"records": 3, "outstanding": 0} == after["counts"][0]
+    assert after["object_states"] == [
+        {
+            "key": quarantine_key,
+            "dataset": "sales",
+            "records": 3,
+            "state": "replayed",
+            "replay_manifest": replays[0]["object_id"],
+            "replayed_at": replays[0]["replayed_at"],
+        }
+    ]
+
+
+def test_quarantine_without_json_shows_the_keys_replay_takes(tmp_path: Path) -> None:
+    home = tmp_path / "lake"
+    source = tmp_path / "sales.jsonl"
+    source.write_text(_sales_lines(2, 2))
+    assert run_cli(home, "put", str(source), "--dataset", "sales").returncode == 0
+    key = json.loads(run_cli(home, "quarantine", "--json").stdout)["objects"][0]
+    # WHEN the quarantine is shown as a table, at 80 columns
+    shown = run_cli(home, "quarantine", env={"COLUMNS": "80"})
+    # THEN the key `lakebox replay --object` takes is in it whole (folded, not cut), outstanding
+    assert shown.returncode == 0, shown.stderr
+    assert key in _first_column(shown.stdout, "objects"), shown.stdout
+    assert "outstanding" in shown.stdout
+    assert max(len(line) for line in shown.stdout.splitlines()) <= 80, shown.stdout
 
 
 # ---------------------------------------------------------------------- errors: one line, an exit code, no traceback

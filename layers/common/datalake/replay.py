@@ -52,6 +52,8 @@ class QuarantineReport:
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     samples: list[QuarantinedRecord] = field(default_factory=list)
     objects: list[str] = field(default_factory=list)
+    by_object: dict[str, Counter[tuple[str, str]]] = field(default_factory=dict)
+    """Each quarantine object's records, by dataset and reason (what a replay of that object would account for)."""
 
     def rows(self) -> list[dict[str, Any]]:
         """`{"dataset", "reason", "records"}` rows, largest first."""
@@ -144,9 +146,11 @@ def scan_quarantine(
     kept: Counter[tuple[str, str]] = Counter()
     for obj in quarantine_objects(s3, raw_bucket, dataset=dataset, since=since):
         report.objects.append(str(obj["Key"]))
+        held = report.by_object.setdefault(str(obj["Key"]), Counter())
         for record in records_of(s3, raw_bucket, obj):
             group = (record.dataset, record.reason)
             report.counts[group] += 1
+            held[group] += 1
             if kept[group] < samples:
                 kept[group] += 1
                 report.samples.append(record)

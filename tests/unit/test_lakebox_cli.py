@@ -1,0 +1,116 @@
+"""The command line's own behaviour: usage errors, tables at a terminal's width (no box is opened)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lakebox import cli
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["nosuch"], "lakebox: error: argument command: invalid choice: 'nosuch'"),
+        (["run", "--rows", "-5"], "lakebox run: error: argument --rows: -5 is not above zero"),
+        ([], "lakebox: error: the following arguments are required: command"),
+        (["query"], "lakebox query: error: the following arguments are required: sql"),
+    ],
+)
+def test_a_usage_error_is_one_line_with_the_command_that_helps(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == cli.EXIT_USAGE
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(expected), lines[0]
+    helper = "lakebox --help" if expected.startswith("lakebox:") else f"lakebox {argv[0]} --help"
+    assert lines[0].endswith(f"(help: {helper})"), lines[0]
+
+
+def test_the_hint_after_run_names_a_command_that_works_outside_the_venv(monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    venv_script = Path(sys.executable).parent / "lakebox"
+    if not venv_script.exists():
+        pytest.skip("lakebox is not installed as a script next to this interpreter")
+    # GIVEN a shell in the project whose PATH does not hold the venv (no `activate`)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert shutil.which("lakebox") is None
+    hint = cli.kept_lake_hint()
+    # THEN the hint spells each command so that this shell runs it
+    command = hint.split("`")[1].split(" query ")[0]
+    assert command != "lakebox"
+    ran = subprocess.run([*command.split(), "--help"], capture_output=True, text=True, check=False, cwd=root)
+    assert ran.returncode == 0, ran.stderr
+    assert "usage: lakebox" in ran.stdout
+
+
+def _first_column(text: str) -> str:
+    """The first column of the first table in `text`, its folded lines joined."""
+    body = text.split("┩", 1)[1].split("└", 1)[0]
+    return "".join(line.split("│")[1].strip() for line in body.splitlines() if line.startswith("│"))
+
+
+def test_tables_fit_80_columns_and_keep_every_value_whole(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    run = {
+        "execution": "lakebox-run-20261207T070000-9f2c4d6e8a0b4c1d",
+        "status": "SUCCEEDED",
+        "seconds": 123.4,
+        "datasets": "sales, products, customers, clickstream",
+        "bytes_scanned": 123_456_789,
+        "note": "curated 5 tables; nothing skipped",
+    }
+    forecast = [
+        {
+            "forecast_date": f"2026-12-{day:02d}",
+            "region": "central",
+            "forecast": 1234.5,
+            "lower": 1000.1,
+            "upper": 1500.9,
+        }
+        for day in range(8, 11)
+    ]
+    cli._print_table("pipeline run", [run], list(run))
+    cli._print_table("curated.sales_forecast", forecast, list(forecast[0]))
+    printed = capsys.readouterr().out
+    assert max(len(line) for line in printed.splitlines()) <= 80, printed
+    assert "…" not in printed
+    # every short value (a date, a status) stays on one line, whole
+    for value in ("SUCCEEDED", "2026-12-08", "2026-12-10"):
+        assert any(value in line for line in printed.splitlines()), printed
+    # and a long one folds onto lines that, put together, give it back
+    assert _first_column(printed) == run["execution"]
+
+
+def test_the_progress_line_shows_each_stage_its_own_live_time_and_the_whole(tmp_path: object) -> None:
+    import io
+
+    from rich.console import Console
+
+    now = [100.0]
+    console = Console(file=io.StringIO(), force_terminal=True, width=100)
+    # GIVEN a run whose first stage is shown at once, and a Spark job that starts 5 s later
+    with cli.stage_progress(console, lambda: now[0]) as show:
+        show("Ingest")
+        now[0] += 5
+        show("Run Spark Job")
+        # WHEN the Spark job has run for 2 minutes 5 seconds
+        now[0] += 125
+        bar = console._live_stack[0]  # the live display the progress draws
+        with console.capture() as captured:
+            console.print(bar.renderable)
+    line = captured.get()
+    # THEN the line says how long this stage has run, and the run as a whole
+    assert "Run Spark Job" in line
+    assert "0:02:05" in line, line
+    assert "(130s in all)" in line, line
