@@ -1150,14 +1150,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--stage", metavar="FILE", help="upload FILE under the key the (S3) event names, and point the event at it"
     )
 
+    from lakebox.app.options import SAMPLE_HELP
+
     sample = add(
         "sample",
         cmd_sample,
-        "write sample files to put: sales.jsonl, products.csv, customers.csv, clickstream.json",
+        SAMPLE_HELP["command"],
         parameters=False,
     )
     sample.add_argument("folder", nargs="?", default=".", metavar="FOLDER", help="where to write them (default: .)")
-    sample.add_argument("--rows", type=positive_int, default=1_000, help="sales records (default 1,000)")
+    sample.add_argument("--rows", type=positive_int, default=1_000, help=SAMPLE_HELP["rows"])
     sample.add_argument("--bad-rate", type=share, default=0.02, help="share of invalid records (quarantined)")
     sample.add_argument("--seed", type=int, default=7)
 

@@ -7,3 +7,9 @@ from __future__ import annotations
 
 OPTION_HELP = {"rows": "sales rows to generate", "api_rows": "sales the sample source API serves"}
 """The help of `lakebox run`'s options that speak of the example datasets."""
+
+SAMPLE_HELP = {
+    "command": "write sample files to put: sales.jsonl, products.csv, customers.csv, clickstream.json",
+    "rows": "sales records (default 1,000)",
+}
+"""The help of `lakebox sample` and of its options that speak of the example datasets."""

@@ -22,6 +22,7 @@ DOMAIN = {
     "layers/common/datalake/contracts": "the dataset declarations themselves",
     "lakebox/app/sample.py": "the sample data `lakebox run` generates for the example datasets",
     "lakebox/app/demo.py": "`lakebox run`, the demo over that sample data",
+    "lakebox/app/options.py": "the help of the options of `lakebox run` and `lakebox sample`, which speak of that data",
     "lakebox/app/source_api.py": "the sample source API, which serves the example sales",
     "lakebox/app/dashboard.py": "the KPI page over the example curated tables (its SQL is in sql/dashboard/)",
     "layers/common/datalake/forecast.py": "the sales forecast, a consumer of the curated sales tables",

@@ -443,14 +443,14 @@ def test_an_aws_sdk_callback_task_calls_the_action_and_waits_for_its_token() -> 
     import boto3
     from moto import mock_aws
 
-    from lakebox.sfn import ManualClock, run_execution
-    from lakebox.sfn.integrations import local_integrations
+    from lakebox.sfn import Integrations, ManualClock, run_execution
+    from lakebox.sfn.integrations import AwsSdk
 
     with mock_aws():
         session = boto3.Session(region_name="us-east-1")
         sqs = session.client("sqs")
         queue_url = sqs.create_queue(QueueName="workers")["QueueUrl"]
-        integrations = local_integrations(session, invoke=lambda function, payload: None)
+        integrations = Integrations.serving(AwsSdk(session))
         state = {
             "Type": "Task",
             "Resource": "arn:aws:states:::aws-sdk:sqs:sendMessage.waitForTaskToken",
