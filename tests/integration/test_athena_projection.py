@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -59,6 +60,8 @@ def lake() -> Iterator[Lake]:
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
+    # moto keeps one state per process, shared by every server in it: start from an empty account
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AWS_ENDPOINT_URL", endpoint)
         session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
