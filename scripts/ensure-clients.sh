@@ -8,6 +8,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/pinned-venv.sh
+source scripts/pinned-venv.sh
 
 PYTHON="${PYTHON:-python3.11}"
 CLIENTS=".tools/clients"
@@ -27,21 +29,7 @@ fail() {
 
 ensure_client() {
     # ensure_client NAME REQUIREMENTS: a venv at .tools/clients/NAME holding REQUIREMENTS, rebuilt if they changed.
-    local name="$1" requirements="$2"
-    local venv="${CLIENTS}/${name}" stamp="${CLIENTS}/${name}/.pinned"
-    if [[ -f "${stamp}" && "$(cat "${stamp}")" == "${requirements}" && -x "${venv}/bin/python" ]]; then
-        return 0
-    fi
-    command -v "${PYTHON}" >/dev/null || fail "${PYTHON} is required to install ${requirements}"
-    echo "    installing ${requirements} into ${venv}"
-    rm -rf "${venv}"
-    local log="${CLIENTS}/${name}.install.log"
-    # shellcheck disable=SC2086 # the requirements are words
-    if ! { "${PYTHON}" -m venv "${venv}" && "${venv}/bin/pip" install ${requirements}; } >"${log}" 2>&1; then
-        tail -n 40 "${log}" >&2
-        fail "could not install ${requirements} (full log: ${log})"
-    fi
-    echo "${requirements}" >"${stamp}"
+    pinned_venv "${CLIENTS}/$1" "$2"
 }
 
 mkdir -p "${CLIENTS}"

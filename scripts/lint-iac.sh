@@ -10,6 +10,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/pinned-venv.sh
+source scripts/pinned-venv.sh
 
 CFN_LINT_VERSION="1.58.0"
 SAM_CLI_VERSION="1.170.0"
@@ -64,22 +66,7 @@ wanted() {
 
 ensure_tool() {
     # ensure_tool NAME REQUIREMENT: a venv at .tools/NAME holding REQUIREMENT (pip form), rebuilt if the pin changed.
-    local name="$1" requirement="$2"
-    local venv="${TOOLS}/${name}" stamp="${TOOLS}/${name}/.pinned"
-    if [[ -f "${stamp}" && "$(cat "${stamp}")" == "${requirement}" && -x "${venv}/bin/python" ]]; then
-        return 0
-    fi
-    command -v "${PYTHON}" >/dev/null || fail "${PYTHON} is required to install ${requirement}"
-    echo "    installing ${requirement} into ${venv}"
-    rm -rf "${venv}"
-    local log="${TOOLS}/${name}.install.log"
-    if ! { "${PYTHON}" -m venv "${venv}" &&
-        "${venv}/bin/pip" install --upgrade pip &&
-        "${venv}/bin/pip" install "${requirement}"; } >"${log}" 2>&1; then
-        tail -n 40 "${log}" >&2
-        fail "could not install ${requirement} (full log: ${log})"
-    fi
-    echo "${requirement}" >"${stamp}"
+    pinned_venv "${TOOLS}/$1" "$2"
 }
 
 install_tools() {
