@@ -43,7 +43,7 @@ from typing import Annotated, Any, Literal, Protocol, Union, get_args, get_origi
 import boto3
 from pydantic import AwareDatetime, BaseModel, NaiveDatetime
 from pydantic.fields import FieldInfo
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -993,14 +993,75 @@ def read_history(spark: SparkSession, store: FileStore, root: str, columns: Sequ
     return spark.read.option("basePath", root).parquet(root).select(*columns, PARTITION_COLUMN)
 
 
-def _count_by_day(df: DataFrame) -> dict[date, int]:
-    return {row[0]: int(row[1]) for row in df.groupBy(PARTITION_COLUMN).count().collect()}
-
-
 def write_partitions(df: DataFrame, dataset: Dataset, path: str) -> None:
     """Write Parquet (snappy) partitioned by `event_date`, one file per date; only those dates are replaced."""
     ordered = df.repartition(PARTITION_COLUMN).sortWithinPartitions(*dataset.record_key)
     ordered.write.mode("overwrite").partitionBy(PARTITION_COLUMN).option("compression", "snappy").parquet(path)
+
+
+@dataclass(frozen=True)
+class CheckedCounts:
+    """What one aggregate over the checked raw rows tells: valid rows per event date, problem rows by reason."""
+
+    valid_by_day: Mapping[date, int]
+    rows_quarantined: int
+    reasons: Mapping[str, int]
+
+
+def count_checked(checked: DataFrame, dataset: Dataset) -> CheckedCounts:
+    """Count `transform_check`'s output in one Spark job: valid rows per event date, problem rows per reason.
+
+    One `groupBy` over (set of problems, event date of a valid row) answers both: the rows with no problem give the
+    dates the run rewrites and their new rows, the others the quarantine's row count and the count of each reason.
+    """
+    valid = F.size(PROBLEMS_COLUMN) == 0
+    event_date = F.to_date(_typed(T.StructField(dataset.event_time, T.TimestampType())))
+    day = F.when(valid, event_date).alias(PARTITION_COLUMN)
+    valid_by_day: dict[date, int] = {}
+    reasons: dict[str, int] = {}
+    quarantined = 0
+    for problems, when, count in checked.groupBy(PROBLEMS_COLUMN, day).count().collect():
+        if not problems:
+            valid_by_day[when] = valid_by_day.get(when, 0) + int(count)
+            continue
+        quarantined += int(count)
+        for reason in problems:
+            reasons[str(reason)] = reasons.get(str(reason), 0) + int(count)
+    return CheckedCounts(valid_by_day, quarantined, dict(sorted(reasons.items())))
+
+
+class OutputCounts:
+    """Rows and event dates of a DataFrame, gathered while a later action (the write) runs: no pass of their own."""
+
+    def __init__(self, name: str) -> None:
+        self._observation = Observation(name)
+
+    def observe(self, df: DataFrame) -> DataFrame:
+        """`df`, counted (and its `event_date`s collected, when it has the column) by the next action that runs it."""
+        dates = F.to_json(F.array_sort(F.collect_set(F.col(PARTITION_COLUMN).cast("string"))))
+        if PARTITION_COLUMN not in df.columns:
+            dates = F.lit("[]")
+        return df.observe(self._observation, F.count(F.lit(1)).alias("rows"), dates.alias("dates"))
+
+    @property
+    def rows(self) -> int:
+        """Rows that went through (after the action ran)."""
+        return int(self._observation.get["rows"])
+
+    @property
+    def dates(self) -> list[date]:
+        """Distinct event dates that went through, in order."""
+        return [date.fromisoformat(d) for d in json.loads(self._observation.get["dates"] or "[]")]
+
+
+def quarantine_rows(checked: DataFrame, options: JobOptions, dataset: Dataset) -> None:
+    """Write the rows `transform_check` found problems in, as received, with their reasons.
+
+    They go to `<processed>/_quarantine/<dataset>/run_id=<run>/` (gzip JSON lines: the raw values, the raw file,
+    `_problems`), so that every record read is accounted for: processed or quarantined here.
+    """
+    bad = checked.where(F.size(PROBLEMS_COLUMN) > 0)
+    bad.coalesce(1).write.mode("overwrite").option("compression", "gzip").json(options.quarantine_uri(dataset.name))
 
 
 def read_raw(spark: SparkSession, dataset: Dataset, files: Sequence[FileInfo]) -> DataFrame:
@@ -1010,24 +1071,14 @@ def read_raw(spark: SparkSession, dataset: Dataset, files: Sequence[FileInfo]) -
     return raw.withColumn(RAW_FILE_COLUMN, F.input_file_name())
 
 
-def quarantine_rows(checked: DataFrame, dataset: Dataset, options: JobOptions) -> tuple[int, dict[str, int]]:
-    """Write the rows `transform_check` found problems in, as received, with their reasons; count them by reason.
-
-    They go to `<processed>/_quarantine/<dataset>/run_id=<run>/` (gzip JSON lines: the raw values, the raw file,
-    `_problems`), so that every record read is accounted for: processed or quarantined here.
-    """
-    bad = checked.where(F.size(PROBLEMS_COLUMN) > 0)
-    # One Spark job: the rows per distinct set of problems give both the row count and the count of each reason.
-    combinations = bad.groupBy(PROBLEMS_COLUMN).count().collect()
-    if not combinations:
-        return 0, {}
-    rows = sum(int(row[1]) for row in combinations)
-    reasons: dict[str, int] = {}
-    for problems, count in combinations:
-        for reason in problems:
-            reasons[str(reason)] = reasons.get(str(reason), 0) + int(count)
-    bad.coalesce(1).write.mode("overwrite").option("compression", "gzip").json(options.quarantine_uri(dataset.name))
-    return rows, dict(sorted(reasons.items()))
+def moved_dates(spark: SparkSession, store: FileStore, root: str, dataset: Dataset, new: DataFrame) -> set[date]:
+    """Dates of the processed partitions under `root` that hold a record key of `new` (records it may move)."""
+    history = read_history(spark, store, root, dataset.record_key)
+    if history is None:
+        return set()
+    keys = new.select(*dataset.record_key).distinct()
+    found = history.join(keys, on=list(dataset.record_key), how="left_semi").select(PARTITION_COLUMN).distinct()
+    return {row[0] for row in found.collect()}
 
 
 def touched_by_references(
@@ -1059,11 +1110,17 @@ def process_dataset(
     options: JobOptions,
     plan: DatasetPlan,
     changed: Mapping[str, DataFrame],
+    *,
+    keep_new: bool = False,
 ) -> tuple[dict[str, Any], DataFrame | None]:
     """Read, check, type, deduplicate across history and write one dataset's new data.
 
-    Returns its part of the summary and its new valid rows, persisted (what the datasets that look it up need to
-    know changed; the caller unpersists them), or None when it had no new data.
+    Returns its part of the summary and its new valid rows (what the datasets that look it up need to know changed;
+    persisted when `keep_new`, and the caller unpersists them), or None when it had no new data.
+
+    Spark work per dataset: one aggregate over the checked rows (valid rows per date, quarantine reasons), the
+    quarantine's write when a row has a problem, the history's key scan when a processed history exists, and the
+    write, whose rows and dates (and the rewritten partitions' former rows) are counted while it runs.
     """
     dataset = get_dataset(plan.dataset)
     table = f"{options.table_prefix}{dataset.name}"
@@ -1111,37 +1168,35 @@ def process_dataset(
         return summary, None
     checked = transform_check(read_raw(spark, dataset, plan.raw_files), dataset).persist()
     new: DataFrame | None = None
-    out: DataFrame | None = None
     try:
-        rows_quarantined, reasons = quarantine_rows(checked, dataset, options)
-        new = transform_cast(checked.where(F.size(PROBLEMS_COLUMN) == 0), dataset).persist()
+        counted = count_checked(checked, dataset)
+        if counted.rows_quarantined:
+            quarantine_rows(checked, options, dataset)
+        new = transform_cast(checked.where(F.size(PROBLEMS_COLUMN) == 0), dataset)
+        if keep_new:
+            new = new.persist()
         root = f"{options.processed_path}{dataset.name}/"
-        history = read_history(spark, store, root, dataset.record_key)
-        new_days = _count_by_day(new.select(F.to_date(dataset.event_time).alias(PARTITION_COLUMN)))
-        moved: set[date] = set()
-        if history is not None:
-            keys = new.select(*dataset.record_key).distinct()
-            moved = {
-                row[0]
-                for row in history.join(keys, on=list(dataset.record_key), how="left_semi")
-                .select(PARTITION_COLUMN)
-                .distinct()
-                .collect()
-            }
-        rewrite = sorted(set(new_days) | moved)
+        moved = moved_dates(spark, store, root, dataset, new) if counted.valid_by_day else set()
+        rewrite = sorted(set(counted.valid_by_day) | moved)
         existing_paths = [
             uri for d in rewrite if store.exists(uri := options.partition_uri(options.processed_path, dataset.name, d))
         ]
+        existing_counts, out_counts = OutputCounts(f"{dataset.name}_existing"), OutputCounts(f"{dataset.name}_out")
         existing = read_processed(spark, dataset, existing_paths)
-        rows_existing = existing.count() if existing_paths else 0
-        out = transform_processed(new, existing, dataset).persist()
-        out_days = _count_by_day(out)
+        if existing_paths:
+            existing = existing_counts.observe(existing)
+        processed = transform_processed(new, existing, dataset)
+        out_days: list[date] = []
+        rows_existing = rows_out = 0
+        if rewrite:
+            write_partitions(out_counts.observe(processed), dataset, root)
+            rows_existing = existing_counts.rows if existing_paths else 0
+            rows_out, out_days = out_counts.rows, out_counts.dates
         removed = sorted(
             d
             for d in rewrite
             if d not in out_days and options.partition_uri(options.processed_path, dataset.name, d) in existing_paths
         )
-        write_partitions(out, dataset, root)
         for day in removed:
             store.delete(options.partition_uri(options.processed_path, dataset.name, day))
         if options.update_catalog:
@@ -1149,31 +1204,32 @@ def process_dataset(
                 boto3.client("glue"),
                 options.database,
                 table,
-                out.schema,
+                processed.schema,
                 location,
-                sorted(out_days),
+                out_days,
                 removed,
                 parameters=versions,
             )
     except BaseException:
-        if new is not None:
+        if new is not None and keep_new:
             new.unpersist()
         raise
     finally:
         checked.unpersist()
-        if out is not None:
-            out.unpersist()
-    rows_in, rows_out = sum(new_days.values()), sum(out_days.values())
+    rows_in = sum(counted.valid_by_day.values())
     summary.update(
-        rows_read=rows_in + rows_quarantined,
-        rows_quarantined=rows_quarantined,
+        rows_read=rows_in + counted.rows_quarantined,
+        rows_quarantined=counted.rows_quarantined,
         rows_in=rows_in,
         rows_existing=rows_existing,
         duplicates_dropped=rows_in + rows_existing - rows_out,
         rows_out=rows_out,
-        partitions=[d.isoformat() for d in sorted(out_days)],
+        partitions=[d.isoformat() for d in out_days],
         partitions_removed=[d.isoformat() for d in removed],
-        quarantine={"location": options.quarantine_uri(dataset.name) if rows_quarantined else None, "reasons": reasons},
+        quarantine={
+            "location": options.quarantine_uri(dataset.name) if counted.rows_quarantined else None,
+            "reasons": dict(counted.reasons),
+        },
     )
     return summary, new
 
@@ -1212,7 +1268,10 @@ def run(spark: SparkSession, args: Mapping[str, str]) -> dict[str, Any]:
     reference_dates: dict[str, list[str]] = {}
     try:
         for dataset_plan in plan.datasets:
-            results[dataset_plan.dataset], new = process_dataset(spark, store, options, dataset_plan, changed)
+            keep = dataset_plan.dataset in referenced
+            results[dataset_plan.dataset], new = process_dataset(
+                spark, store, options, dataset_plan, changed, keep_new=keep
+            )
             if new is not None and dataset_plan.dataset in referenced:
                 changed[dataset_plan.dataset] = new
             elif new is not None:

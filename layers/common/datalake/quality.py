@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from datalake.aws import AwsClients
@@ -32,6 +34,7 @@ from datalake.settings import Settings
 
 if TYPE_CHECKING:
     import boto3
+    from mypy_boto3_s3.client import S3Client
 
 logger = logging.getLogger(__name__)
 
@@ -550,47 +553,113 @@ def landed_for(
     return landed, tuple(sorted(wanted - matched)), (received, quarantined)
 
 
-def read_partitions(
-    session: boto3.Session, bucket: str, dataset: str, days: Sequence[str], columns: Sequence[str]
-) -> pa.Table:
-    """Read only `columns` of the processed partitions `days` of a dataset (awswrangler); empty when none."""
-    import awswrangler as wr
+READ_THREADS = 8
+"""Processed files fetched at once by the gate."""
 
-    paths: list[str] = []
-    for day in days:
-        listed = wr.s3.list_objects(
-            f"s3://{bucket}/{dataset}/event_date={day}/", suffix=".parquet", boto3_session=session
-        )
-        paths += listed
-    if not paths:
+
+@dataclass(frozen=True)
+class ProcessedFiles:
+    """The Parquet files of a dataset's processed zone, by `event_date` partition, from one listing."""
+
+    bucket: str
+    by_day: Mapping[str, tuple[str, ...]]
+
+    @property
+    def days(self) -> list[str]:
+        """Every partition holding a file, in order."""
+        return sorted(self.by_day)
+
+
+def list_processed(s3: S3Client, bucket: str, dataset: str) -> ProcessedFiles:
+    """List a dataset's processed Parquet files once (a paginated listing, not one call per partition)."""
+    by_day: dict[str, list[str]] = {}
+    prefix = f"{dataset}/"
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            key = str(item["Key"])
+            folder, _, name = key[len(prefix) :].rpartition("/")
+            if not folder.startswith("event_date=") or "/" in folder or name.startswith(("_", ".")):
+                continue
+            if name.endswith(".parquet"):
+                by_day.setdefault(folder.removeprefix("event_date="), []).append(key)
+    return ProcessedFiles(bucket, {day: tuple(sorted(keys)) for day, keys in by_day.items()})
+
+
+def _read_file(s3: S3Client, bucket: str, key: str, columns: Sequence[str]) -> pa.Table:
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    parquet = pq.ParquetFile(pa.BufferReader(body))
+    present = [c for c in columns if c in parquet.schema_arrow.names]
+    return parquet.read(columns=present)
+
+
+def read_files(s3: S3Client, files: ProcessedFiles, days: Mapping[str, Sequence[str]]) -> dict[str, pa.Table]:
+    """Per partition of `days`, the given columns of its files (all fetched at once); a column a file lacks is null."""
+    wanted = [(day, key, columns) for day, columns in days.items() if columns for key in files.by_day.get(day, ())]
+    if not wanted:
+        return {}
+    with ThreadPoolExecutor(min(READ_THREADS, len(wanted))) as pool:
+        tables = list(pool.map(lambda item: _read_file(s3, files.bucket, item[1], item[2]), wanted))
+    by_day: dict[str, list[pa.Table]] = {}
+    for (day, _, _), table in zip(wanted, tables, strict=True):
+        by_day.setdefault(day, []).append(table)
+    return {day: _complete(parts, days[day]) for day, parts in by_day.items()}
+
+
+def _complete(tables: Sequence[pa.Table], columns: Sequence[str]) -> pa.Table:
+    merged = pa.concat_tables(tables, promote_options="default")
+    for name in columns:
+        if name not in merged.column_names:
+            merged = merged.append_column(name, pa.nulls(merged.num_rows))
+    return merged.select(list(columns))
+
+
+def _concat(tables: Sequence[pa.Table], columns: Sequence[str]) -> pa.Table:
+    if not tables:
         return pa.table({c: pa.array([], pa.null()) for c in columns})
-    frame = wr.s3.read_parquet(path=paths, columns=list(columns), boto3_session=session, dtype_backend="pyarrow")
-    return pa.Table.from_pandas(frame, preserve_index=False)
+    return _complete(tables, columns)
 
 
-def processed_days(session: boto3.Session, bucket: str, dataset: Dataset) -> list[str]:
-    """Every `event_date` partition the processed zone holds for `dataset`, in order."""
-    import awswrangler as wr
+@dataclass(frozen=True)
+class ProcessedReads:
+    """What the rules read from the processed zone of one dataset, each file fetched once."""
 
-    folders = wr.s3.list_directories(f"s3://{bucket}/{dataset.name}/", boto3_session=session)
-    return sorted(f.rstrip("/").rsplit("event_date=", 1)[1] for f in folders if "event_date=" in f)
-
-
-def read_history_keys(session: boto3.Session, bucket: str, dataset: Dataset) -> pa.Table:
-    """The record-key columns of every processed partition (Parquet column projection: the keys' bytes only)."""
-    return read_partitions(session, bucket, dataset.name, processed_days(session, bucket, dataset), dataset.record_key)
+    data: pa.Table
+    history: pa.Table | None
+    latest_event_time: datetime | None
 
 
-def latest_event_time(session: boto3.Session, bucket: str, dataset: Dataset) -> datetime | None:
-    """The newest event time in the processed zone: the max over its latest `event_date` partition."""
-    days = processed_days(session, bucket, dataset)
-    if not days:
-        return None
-    table = read_partitions(session, bucket, dataset.name, days[-1:], [dataset.event_time])
-    latest = pc.max(table.column(dataset.event_time)).as_py() if table.num_rows else None
-    if latest is None:
-        return None
-    return latest if latest.tzinfo else latest.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+def read_processed(
+    s3: S3Client,
+    bucket: str,
+    dataset: Dataset,
+    run_days: Sequence[str],
+    columns: Sequence[str],
+    *,
+    history: bool,
+    latest: bool,
+) -> ProcessedReads:
+    """Read the run's partitions (`columns`), the key columns of every other partition, the latest event time.
+
+    One listing of the dataset's processed files; each file is fetched once, for every column the rules need of it:
+    the run's partitions give the rules' columns (and their keys to the history), the other partitions only their
+    key columns (uniqueness spans all of history), the latest partition its event times.
+    """
+    files = list_processed(s3, bucket, dataset.name)
+    keys = list(dataset.record_key) if history else []
+    latest_day = files.days[-1] if latest and files.days else None
+    wanted: dict[str, list[str]] = {day: [*columns, *keys] for day in run_days}
+    for day in files.days if history else []:
+        wanted.setdefault(day, list(keys))
+    if latest_day is not None:
+        wanted.setdefault(latest_day, []).append(dataset.event_time)
+    tables = read_files(s3, files, {day: list(dict.fromkeys(cols)) for day, cols in wanted.items()})
+    data = _concat([tables[d] for d in run_days if d in tables], columns)
+    keys_table = _concat([t.select(keys) for t in tables.values()], keys) if history else None
+    newest: datetime | None = None
+    if latest_day is not None and latest_day in tables:
+        value = pc.max(tables[latest_day].column(dataset.event_time)).as_py()
+        newest = None if value is None else value if value.tzinfo else value.replace(tzinfo=UTC)
+    return ProcessedReads(data=data, history=keys_table, latest_event_time=newest)
 
 
 # --------------------------------------------------------------------------------------------------- gate
@@ -668,16 +737,19 @@ def check_quality(
         landed, unmatched, (received, quarantined) = landed_for(session, manifests, name, job.raw_files)
         needs_latest = any(isinstance(r, Freshness) for r in rules)
         needs_history = any(isinstance(r, KeyUnique) for r in rules)
+        reads = read_processed(
+            clients.s3, bucket, dataset, job.partitions, columns, history=needs_history, latest=needs_latest
+        )
         obs = Observations(
             dataset=dataset,
-            data=read_partitions(session, bucket, name, job.partitions, columns),
+            data=reads.data,
             job=job,
-            history=read_history_keys(session, bucket, dataset) if needs_history else None,
+            history=reads.history,
             records_landed=landed,
             records_received=received,
             records_quarantined_at_ingestion=quarantined,
             raw_files_without_manifest=unmatched,
-            latest_event_time=latest_event_time(session, bucket, dataset) if needs_latest else None,
+            latest_event_time=reads.latest_event_time,
             now=checked_at,
             freshness_max_age_hours=settings.freshness_max_age_hours,
         )
