@@ -426,3 +426,40 @@ def test_firehose_files_are_matched_to_their_batch_manifests_by_prefix(lake: Lak
     assert landed == 3 + 4
     assert unmatched == (read[3],)
     assert (received, quarantined) == (6 + 4, 1)
+
+
+def test_gate_reads_history_keys_and_latest_partition_beyond_the_run_partitions(lake: Lake) -> None:
+    # GIVEN a clean run partition, while T1 also lies in an older partition the run did not write, and a later
+    # partition (outside the run) holds the newest event
+    lake.put_partition("2026-11-02", sales_table(["T1", "T2"], times=[NOW - timedelta(hours=30)] * 2))
+    lake.put_partition("2026-10-30", sales_table(["T1", "T8"], times=[NOW - timedelta(days=24)] * 2))
+    lake.put_partition(
+        "2026-11-20", sales_table(["T5", "T6"], times=[NOW - timedelta(hours=5), NOW - timedelta(hours=3)])
+    )
+    lake.put_partition("2026-11-20", sales_table(["T7"], [1], ["1.00"]), name="part-1.snappy.parquet")
+
+    # WHEN the gate checks the run
+    report = check_quality(AwsClients.from_session(lake.session), lake.settings, ["sales"], "run-1", now=NOW)
+
+    # THEN uniqueness spans every partition (one repeated key), the row rules judge only the run's partition, and
+    # freshness reads the newest event of the latest partition, both of its files
+    (dataset,) = report.datasets
+    rules = {r.rule: r for r in dataset.rules}
+    assert [r.rule for r in dataset.rules if not r.passed] == ["key_unique"]
+    assert rules["key_unique"].observed == {"duplicate_rows": 1, "distinct_keys": 6}
+    assert rules["row_count"].observed["processed_rows"] == 2
+    assert rules["freshness"].observed["age_hours"] == 2.0
+
+
+def test_gate_reads_a_column_an_older_file_lacks_as_null(lake: Lake) -> None:
+    # GIVEN the run's partition in two files, the older written before `revenue` existed
+    lake.put_partition("2026-11-02", sales_table(["T1"], [2], ["10.00"]).drop_columns(["revenue"]))
+    lake.put_partition("2026-11-02", sales_table(["T2"], [3], ["19.99"]), name="part-1.snappy.parquet")
+
+    # WHEN the gate checks the run
+    report = check_quality(AwsClients.from_session(lake.session), lake.settings, ["sales"], "run-1", now=NOW)
+
+    # THEN both files are read, and the row without revenue fails the product check
+    rules = {r.rule: r for r in report.datasets[0].rules}
+    assert rules["row_count"].observed["processed_rows"] == 2
+    assert rules["revenue_equals_quantity_x_unit_price"].observed == {"violations": 1}
