@@ -554,15 +554,25 @@ def _run_summary(execution: Any) -> dict[str, Any]:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    """Write the dashboard page from the lake's curated tables and pipeline records."""
-    from lakebox.app.dashboard import write_dashboard
+    """Write the dashboard page from the lake's curated tables and pipeline records (reused when nothing changed)."""
+    from lakebox.app.dashboard import build_dashboard
 
-    with _box(args) as box:
-        path = write_dashboard(box, Path(args.out) if args.out else None)
+    with _progress() as progress, _box(args, progress) as box:
+        report = build_dashboard(box, Path(args.out) if args.out else None, progress=progress)
+    generated = report.generated_at.strftime("%Y-%m-%d %H:%M:%S UTC")
     if args.json:
-        _print_json({"dashboard": str(path)})
+        _print_json(
+            {
+                "dashboard": str(report.path),
+                "reused": report.reused,
+                "generated_at": report.generated_at.isoformat(),
+                "queries": report.queries,
+            }
+        )
+    elif report.reused:
+        print(f"dashboard: {report.path} (nothing changed since it was written at {generated})")
     else:
-        print(f"dashboard: {path}")
+        print(f"dashboard: {report.path} ({report.queries} queries, {report.seconds:.1f}s)")
     return 0
 
 
