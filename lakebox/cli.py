@@ -637,6 +637,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- execute, runs, query
 def cmd_execute(args: argparse.Namespace) -> int:
     """Run one of the template's state machines on the local stack, from its ASL file."""
+    from lakebox.app.execute_up import RunReport
     from lakebox.errors import LakeboxError
     from lakebox.home.runs import held_note, note_of, run_status, state_timings
 
@@ -650,34 +651,47 @@ def cmd_execute(args: argparse.Namespace) -> int:
             from lakebox.app.pipeline import check_pipeline_input, engine_names
 
             check_pipeline_input(input_, engine_names(box.stack, logical_id))
-        execution = box.execute(logical_id, input_, execution_name=args.name, progress=progress)
-    note = held_note(execution) or note_of(execution)
-    status = run_status(execution)
+        if box.up is not None:  # the run goes to up's process: its SparkSession serves every run (ADR 0025)
+            from lakebox.app.execute_up import execute_on_up
+
+            report = execute_on_up(box, logical_id, input_, name=args.name, progress=progress)
+        else:
+            execution = box.execute(logical_id, input_, execution_name=args.name, progress=progress)
+            report = RunReport(
+                name=execution.name,
+                status=execution.status,
+                run_status=run_status(execution),
+                note=held_note(execution) or note_of(execution),
+                error=execution.error,
+                cause=execution.cause,
+                output=execution.output,
+                states=state_timings(execution),
+            )
     if args.json:
         _print_json(
             {
-                "name": execution.name,
-                "status": status,
-                "note": note,
-                "error": execution.error,
-                "cause": execution.cause,
-                "output": execution.output,
-                "states": state_timings(execution),
+                "name": report.name,
+                "status": report.run_status,
+                "note": report.note,
+                "error": report.error,
+                "cause": report.cause,
+                "output": report.output,
+                "states": report.states,
             }
         )
     else:
         _print_table(
-            f"{args.state_machine} {execution.name}: {status}",
-            state_timings(execution),
+            f"{args.state_machine} {report.name}: {report.run_status}",
+            report.states,
             ("state", "seconds", "attempts", "retries"),
         )
-        if execution.error:
-            print(f"{execution.error}: {execution.cause}")
-        elif note:
-            print(f"{status}: {note}")
+        if report.error:
+            print(f"{report.error}: {report.cause}")
+        elif report.note:
+            print(f"{report.run_status}: {report.note}")
         else:
-            print(json.dumps(execution.output, indent=2, default=str))
-    return 0 if execution.status == "SUCCEEDED" else EXIT_FAILED
+            print(json.dumps(report.output, indent=2, default=str))
+    return 0 if report.status == "SUCCEEDED" else EXIT_FAILED
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
