@@ -273,10 +273,13 @@ def test_the_dashboard_is_reused_when_nothing_changed_and_rebuilt_when_something
     assert not rebuilt.reused and rebuilt.queries == 7
 
 
-def test_a_second_run_with_nothing_new_trains_nothing_and_says_so(box: Any, run: Execution) -> None:
+def test_a_second_run_with_nothing_new_trains_nothing_and_says_so(
+    box: Any, run: Execution, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from lakebox.home.runs import note_of
 
-    # GIVEN the lake after a run that trained and published a forecast
+    # GIVEN the lake after a run that trained and published a forecast (the job's own clients reach the box)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", box.endpoint)
     trained = dict(box.sagemaker.training_jobs)
     assert trained
 
