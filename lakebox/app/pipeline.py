@@ -133,4 +133,4 @@ def check_pipeline_input(input_: Any, engines: Sequence[str]) -> None:
         raise LakeboxError(f'--input "engine" must be {names}, not {engine!r}')
     poll = input_.get("crawler_poll_seconds")
     if poll is not None and (isinstance(poll, bool) or not isinstance(poll, int) or poll < 0):
-        raise LakeboxError(f'--input "crawler_poll_seconds" must be a whole number of seconds (0 or more), not {poll!r}')
+        raise LakeboxError(f'--input "crawler_poll_seconds" must be whole seconds (0 or more), not {poll!r}')
