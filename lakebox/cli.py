@@ -538,7 +538,9 @@ def _run_summary(execution: Any) -> dict[str, Any]:
     queries = output.get("queries") or []
     scanned = sum(int(q.get("bytes_scanned", 0) or 0) for q in queries if isinstance(q, dict))
     forecast = output.get("forecast") or {}
-    metrics = {m.get("MetricName"): m.get("Value") for m in forecast.get("metrics") or [] if isinstance(m, dict)}
+    published = forecast.get("published")
+    in_use: dict[str, Any] = published if isinstance(published, dict) else forecast  # the kept one when UNCHANGED
+    metrics = {m.get("MetricName"): m.get("Value") for m in in_use.get("metrics") or [] if isinstance(m, dict)}
     return {
         "run": execution.name,
         "status": execution.status,
