@@ -12,7 +12,8 @@ history: the sum over its entries of exit minus entry), the Spark job's actions 
 the job script calls, grouped by its line in the script, with the Spark jobs it launched, plus the staging between the
 local S3 and the job's folders), and a bare PySpark job run in the same process on the same raw files (read the JSON,
 write Parquet) as the floor the Spark stage is compared with (`spark_vs_bare`). The last line is
-`pipeline_s=S spark_vs_bare=R max_curated_scan_pct=P` for the last size.
+`pipeline_s=S spark_vs_bare=R max_curated_scan_pct=P` for the last size. Then the same pipeline runs again on the
+same box with nothing new (`nothing_new_s`, target 10 s or less, and the forecast not retrained), with its states.
 
 `.venv/bin/python bench/pipeline.py --history-days 0 1 10 30 [--rows 100000 1000000]` measures the processed
 stage alone (the Spark job's `run` on local files) as history grows: for each size, a processed zone holding that
@@ -292,6 +293,16 @@ def measure(rows: int, days: int = 56) -> dict[str, Any]:
                 state_machine_arn=str(box.stack.ref("PipelineStateMachine")),
             )
             seconds["pipeline total"] = time.perf_counter() - start
+        again: Any = None
+        if execution.succeeded:
+            start = time.perf_counter()
+            again = run_execution(
+                definition,
+                {"datasets": DATASETS},
+                integrations,
+                state_machine_arn=str(box.stack.ref("PipelineStateMachine")),
+            )
+            seconds["nothing new"] = time.perf_counter() - start
         bare = bare_spark_job(box.session, box.bucket("RawBucket"), DATASETS) if execution.succeeded else {}
     if execution.status != "SUCCEEDED":
         raise SystemExit(f"pipeline {execution.status}: {execution.error}: {execution.cause}")
@@ -302,7 +313,10 @@ def measure(rows: int, days: int = 56) -> dict[str, Any]:
     if forecast.get("status") != "SUCCEEDED":
         raise SystemExit(f"forecast {forecast.get('status')}: {forecast.get('error')}: {forecast.get('cause')}")
     metrics = {str(m["MetricName"]): float(m["Value"]) for m in forecast.get("metrics") or []}
+    if again.status != "SUCCEEDED":
+        raise SystemExit(f"second run {again.status}: {again.error}: {again.cause}")
     return {
+        "again": again,
         "seconds": dict(seconds),
         "scanned": dict(scanned),
         "raw_json_bytes": raw_json_bytes,
@@ -337,6 +351,13 @@ def print_profile(result: dict[str, Any]) -> None:
     print(f"| {'bare job: JSON read, Parquet write':<40} | {bare['seconds']:>8.2f} |")
     print(f"| {'bare job: copying its raw files first':<40} | {bare['staging']:>8.2f} |")
     print(f"| {'spark_vs_bare':<40} | {spark / bare['seconds']:>8.2f} |")
+    again = result["again"]
+    forecast = (again.output.get("forecast") or {}).get("status")
+    print(f"\nThe same pipeline again, nothing new: {result['seconds']['nothing new']:.2f} s, forecast {forecast}")
+    print(f"\n| {'state (nothing new)':<30} | {'entries':>7} | {'wall s':>8} |")
+    print(f"|{'-' * 32}|{'-' * 9}|{'-' * 10}|")
+    for state, entries, seconds in state_profile(again):
+        print(f"| {state:<30} | {entries:>7} | {seconds:>8.2f} |")
 
 
 HISTORY_START = dt.date(2026, 1, 1)
@@ -494,6 +515,7 @@ def main() -> None:
         print(f"| {'ratio model / naive':<24} | {model / naive:>8.3f} |")
         figures.append(f"pipeline_s_{rows}={result['seconds']['pipeline total']:.1f}")
         figures.append(f"forecast_s_{rows}={result['seconds'].get('forecast', 0.0):.1f}")
+        figures.append(f"nothing_new_s_{rows}={result['seconds']['nothing new']:.1f}")
         figures.append(f"smape_model_{rows}={model:.2f} smape_naive_{rows}={naive:.2f}")
         spark_vs_bare = result["seconds"].get("spark", 0.0) / result["bare"]["seconds"]
         max_scan = max((100 * scanned / raw for scanned in result["scanned"].values()), default=0.0)

@@ -538,7 +538,9 @@ def _run_summary(execution: Any) -> dict[str, Any]:
     queries = output.get("queries") or []
     scanned = sum(int(q.get("bytes_scanned", 0) or 0) for q in queries if isinstance(q, dict))
     forecast = output.get("forecast") or {}
-    metrics = {m.get("MetricName"): m.get("Value") for m in forecast.get("metrics") or [] if isinstance(m, dict)}
+    published = forecast.get("published")
+    in_use: dict[str, Any] = published if isinstance(published, dict) else forecast  # the kept one when UNCHANGED
+    metrics = {m.get("MetricName"): m.get("Value") for m in in_use.get("metrics") or [] if isinstance(m, dict)}
     return {
         "run": execution.name,
         "status": execution.status,
@@ -554,15 +556,25 @@ def _run_summary(execution: Any) -> dict[str, Any]:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    """Write the dashboard page from the lake's curated tables and pipeline records."""
-    from lakebox.app.dashboard import write_dashboard
+    """Write the dashboard page from the lake's curated tables and pipeline records (reused when nothing changed)."""
+    from lakebox.app.dashboard import build_dashboard
 
-    with _box(args) as box:
-        path = write_dashboard(box, Path(args.out) if args.out else None)
+    with _progress() as progress, _box(args, progress) as box:
+        report = build_dashboard(box, Path(args.out) if args.out else None, progress=progress)
+    generated = report.generated_at.strftime("%Y-%m-%d %H:%M:%S UTC")
     if args.json:
-        _print_json({"dashboard": str(path)})
+        _print_json(
+            {
+                "dashboard": str(report.path),
+                "reused": report.reused,
+                "generated_at": report.generated_at.isoformat(),
+                "queries": report.queries,
+            }
+        )
+    elif report.reused:
+        print(f"dashboard: {report.path} (nothing changed since it was written at {generated})")
     else:
-        print(f"dashboard: {path}")
+        print(f"dashboard: {report.path} ({report.queries} queries, {report.seconds:.1f}s)")
     return 0
 
 
@@ -627,6 +639,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- execute, runs, query
 def cmd_execute(args: argparse.Namespace) -> int:
     """Run one of the template's state machines on the local stack, from its ASL file."""
+    from lakebox.app.execute_up import RunReport
     from lakebox.errors import LakeboxError
     from lakebox.home.runs import held_note, note_of, run_status, state_timings
 
@@ -640,34 +653,47 @@ def cmd_execute(args: argparse.Namespace) -> int:
             from lakebox.app.pipeline import check_pipeline_input, engine_names
 
             check_pipeline_input(input_, engine_names(box.stack, logical_id))
-        execution = box.execute(logical_id, input_, execution_name=args.name, progress=progress)
-    note = held_note(execution) or note_of(execution)
-    status = run_status(execution)
+        if box.up is not None:  # the run goes to up's process: its SparkSession serves every run (ADR 0025)
+            from lakebox.app.execute_up import execute_on_up
+
+            report = execute_on_up(box, logical_id, input_, name=args.name, progress=progress)
+        else:
+            execution = box.execute(logical_id, input_, execution_name=args.name, progress=progress)
+            report = RunReport(
+                name=execution.name,
+                status=execution.status,
+                run_status=run_status(execution),
+                note=held_note(execution) or note_of(execution),
+                error=execution.error,
+                cause=execution.cause,
+                output=execution.output,
+                states=state_timings(execution),
+            )
     if args.json:
         _print_json(
             {
-                "name": execution.name,
-                "status": status,
-                "note": note,
-                "error": execution.error,
-                "cause": execution.cause,
-                "output": execution.output,
-                "states": state_timings(execution),
+                "name": report.name,
+                "status": report.run_status,
+                "note": report.note,
+                "error": report.error,
+                "cause": report.cause,
+                "output": report.output,
+                "states": report.states,
             }
         )
     else:
         _print_table(
-            f"{args.state_machine} {execution.name}: {status}",
-            state_timings(execution),
+            f"{args.state_machine} {report.name}: {report.run_status}",
+            report.states,
             ("state", "seconds", "attempts", "retries"),
         )
-        if execution.error:
-            print(f"{execution.error}: {execution.cause}")
-        elif note:
-            print(f"{status}: {note}")
+        if report.error:
+            print(f"{report.error}: {report.cause}")
+        elif report.note:
+            print(f"{report.run_status}: {report.note}")
         else:
-            print(json.dumps(execution.output, indent=2, default=str))
-    return 0 if execution.status == "SUCCEEDED" else EXIT_FAILED
+            print(json.dumps(report.output, indent=2, default=str))
+    return 0 if report.status == "SUCCEEDED" else EXIT_FAILED
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

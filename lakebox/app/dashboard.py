@@ -3,16 +3,20 @@
 The business charts come from the SQL in `datalake/sql/dashboard/` (the queries the QuickSight datasets of
 template.yaml carry), run on the local Athena; the health section from the runs and manifests tables. Charts are
 Vega-Lite specifications built with Altair and rendered in the page by the vega-embed bundle that vl-convert ships,
-inlined once, so the file opens with no network.
+inlined once, so the file opens with no network. A page is reused when nothing it shows changed since it was written
+(ADR 0025): the key is a digest of the curated zone's objects, the runs and manifests, the persona's access, the SQL
+and this module, kept beside the page; only then are the queries and the rendering skipped.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
+import hashlib
 import html
 import json
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,6 +27,7 @@ if TYPE_CHECKING:
     import altair as alt
 
     from lakebox.box import Lakebox
+    from lakebox.services.governance import Access
 
 _HEADER = re.compile(r"^--\s*(name|description):\s*(.+)$", re.MULTILINE)
 _PLACEHOLDER = re.compile(r"\{\{\s*database\s*\}\}")
@@ -78,12 +83,15 @@ def _json_value(value: Any) -> Any:
 Runner = Callable[[str], tuple[Sequence[str], Sequence[Sequence[Any]], int]]
 
 
-def run_queries(run: Runner, database: str) -> dict[str, Dataset]:
+def run_queries(run: Runner, database: str, progress: Callable[[str], None] | None = None) -> dict[str, Dataset]:
     """Run every dashboard query; a query that fails (a table not built yet) gives a dataset with its reason."""
     from datalake.exceptions import DataLakeError
 
     datasets = {}
-    for key, query in dashboard_queries().items():
+    queries = dashboard_queries()
+    for number, (key, query) in enumerate(queries.items(), start=1):
+        if progress is not None:
+            progress(f"query {number}/{len(queries)}: {query.name}")
         try:
             columns, rows, scanned = run(query.sql(database))
         except DataLakeError as exc:
@@ -111,13 +119,32 @@ QUARANTINE_WARNING = 0.05
 """A dataset whose quarantined share of records exceeds this is flagged for a look."""
 
 
-def pipeline_health(box: Lakebox, *, now: dt.datetime | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class HealthRecords:
+    """What the health section is computed from: the items of the runs and manifests tables."""
+
+    runs: list[dict[str, Any]]
+    manifests: list[dict[str, Any]]
+
+    @classmethod
+    def scan(cls, box: Lakebox) -> HealthRecords:
+        """Scan both tables of the box."""
+        dynamodb = box.session.resource("dynamodb")
+        return cls(
+            _scan(dynamodb.Table(str(box.stack.ref("RunsTable")))),
+            _scan(dynamodb.Table(str(box.stack.ref("ManifestsTable")))),
+        )
+
+
+def pipeline_health(
+    box: Lakebox, *, now: dt.datetime | None = None, records: HealthRecords | None = None
+) -> dict[str, Any]:
     """Runs and durations, records per dataset and day, quarantine rates, freshness and bytes scanned per query."""
     now = now or dt.datetime.now(dt.UTC)
-    dynamodb = box.session.resource("dynamodb")
+    records = records or HealthRecords.scan(box)
     runs: list[dict[str, Any]] = []
     queried: list[tuple[str, str, list[Any]]] = []
-    for item in _scan(dynamodb.Table(str(box.stack.ref("RunsTable")))):
+    for item in records.runs:
         started, finished = str(item.get("started_at", "")), str(item.get("finished_at", ""))
         summary = json.loads(str(item.get("summary") or "{}"))
         forecast = summary.get("forecast") or {}
@@ -141,7 +168,7 @@ def pipeline_health(box: Lakebox, *, now: dt.datetime | None = None) -> dict[str
     ingestion: dict[tuple[str, str], dict[str, Any]] = {}
     freshness: dict[str, str] = {}
     files: dict[str, dict[str, int]] = {}
-    for item in _scan(dynamodb.Table(str(box.stack.ref("ManifestsTable")))):
+    for item in records.manifests:
         if not item.get("dataset"):  # content claims (`content#...`) are bookkeeping, not ingestions
             continue
         dataset = str(item["dataset"])
@@ -702,18 +729,45 @@ BI_PERSONA = "bi"
 """The persona the page reads as: QuickSight's role in the template (its Lake Formation grants apply here too)."""
 
 
-def write_dashboard(box: Lakebox, out: Path | None = None, *, persona: str = BI_PERSONA) -> Path:
-    """Run the dashboard queries as `persona` and the health scans on the box; write the page; return its path.
+@dataclass(frozen=True)
+class DashboardReport:
+    """What `lakebox dashboard` did: the page, whether it was reused as it was, the queries run, the time taken."""
 
-    The queries run in the persona's workgroup with its Lake Formation grants enforced, as QuickSight's data source
-    runs them with its role: a table the persona may not read fails its chart with Athena's reason.
+    path: Path
+    reused: bool
+    generated_at: dt.datetime
+    queries: int
+    seconds: float
+
+
+def build_dashboard(
+    box: Lakebox,
+    out: Path | None = None,
+    *,
+    persona: str = BI_PERSONA,
+    progress: Callable[[str], None] | None = None,
+) -> DashboardReport:
+    """Write the dashboard page, or reuse the one written last when nothing it shows changed since (ADR 0025).
+
+    The queries run as `persona`, in its workgroup with its Lake Formation grants enforced, as QuickSight's data
+    source runs them with its role: a table the persona may not read fails its chart with Athena's reason. The page
+    is reused when its key (`page_key`) is the one recorded beside it and the file is the one written then.
     """
     from lakebox.services import governance
 
+    started = time.monotonic()
+    say = progress or (lambda _: None)
+    path = out or box.home.dashboard
     database = str(box.stack.parameters.get("GlueDatabaseName", "data_lake_db"))
     access = governance.access_for(box.stack, persona)
     workgroup = access.workgroups[0]
     governance.check_workgroup(access, workgroup)
+    say("dashboard: checking what changed since the last page")
+    records = HealthRecords.scan(box)
+    key = page_key(box, records, access=access, database=database)
+    kept = _reusable(path, key)
+    if kept is not None:
+        return DashboardReport(path, True, kept, 0, time.monotonic() - started)
     engine = box.athena_as(access, database)
 
     def run(sql: str) -> tuple[Sequence[str], Sequence[Sequence[Any]], int]:
@@ -721,11 +775,60 @@ def write_dashboard(box: Lakebox, out: Path | None = None, *, persona: str = BI_
         return result.columns, result.rows, result.bytes_scanned
 
     try:
-        datasets = run_queries(run, database)
+        datasets = run_queries(run, database, lambda step: say(f"dashboard: {step}"))
     finally:
         engine.close()
-    page = render(datasets, pipeline_health(box), generated_at=dt.datetime.now(dt.UTC))
-    path = out or box.home.dashboard
+    say("dashboard: drawing the charts")
+    generated_at = dt.datetime.now(dt.UTC)
+    page = render(datasets, pipeline_health(box, now=generated_at, records=records), generated_at=generated_at)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
-    return path
+    _key_file(path).write_text(
+        json.dumps({"key": key, "page": _digest(page.encode()), "generated_at": generated_at.isoformat()}),
+        encoding="utf-8",
+    )
+    return DashboardReport(path, False, generated_at, len(datasets), time.monotonic() - started)
+
+
+def write_dashboard(box: Lakebox, out: Path | None = None, *, persona: str = BI_PERSONA) -> Path:
+    """Write (or reuse, see `build_dashboard`) the dashboard page; return its path."""
+    return build_dashboard(box, out, persona=persona).path
+
+
+def page_key(box: Lakebox, records: HealthRecords, *, access: Access, database: str) -> str:
+    """A digest of everything the page shows but the time: the curated zone's objects (what the queries read), the
+    runs and manifests, the persona and its access, the database, the dashboard SQL and this module's code."""
+    digest = hashlib.sha256()
+    persona = [access.persona, access.role, sorted(access.readable), list(access.workgroups), access.enforced]
+    digest.update(json.dumps([persona, access.role_name, database]).encode())
+    digest.update(Path(__file__).read_bytes())
+    for key, query in sorted(dashboard_queries().items()):
+        digest.update(f"\n{key}\n{query.template}".encode())
+    s3 = box.session.client("s3")
+    bucket = box.bucket("CuratedBucket")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            digest.update(f"\n{item['Key']}\t{item.get('ETag', '')}\t{item.get('Size', 0)}".encode())
+    for items in (records.runs, records.manifests):
+        rows = sorted(json.dumps(item, sort_keys=True, default=str) for item in items)
+        digest.update("\n".join(rows).encode())
+    return digest.hexdigest()
+
+
+def _key_file(page: Path) -> Path:
+    return page.with_name(f".{page.name}.key.json")
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _reusable(page: Path, key: str) -> dt.datetime | None:
+    """When the page at `page` was written, if it was written for `key` and is still as written; else None."""
+    try:
+        recorded = json.loads(_key_file(page).read_text(encoding="utf-8"))
+        if recorded.get("key") != key or recorded.get("page") != _digest(page.read_bytes()):
+            return None
+        return dt.datetime.fromisoformat(str(recorded["generated_at"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lakebox.app.dashboard import write_dashboard
+from lakebox.app.dashboard import build_dashboard
 from lakebox.app.pipeline import forecast_rows, headline_rows
 from lakebox.app.sample import SampleSpec, generate
 from lakebox.app.source_api import API_ID_OFFSET, install_secret, sample_sales, serve
@@ -123,6 +123,5 @@ def run_demo(params: DemoParams, open_box: OpenBox, progress: Callable[[str], No
             progress("reading the curated tables")
             report.curated = headline_rows(box) if execution.status == "SUCCEEDED" else {}
             report.forecast = forecast_rows(box, execution.output) if execution.status == "SUCCEEDED" else None
-            progress("writing the dashboard")
-            report.dashboard = write_dashboard(box, params.dashboard)
+            report.dashboard = build_dashboard(box, params.dashboard, progress=progress).path
     return report

@@ -95,9 +95,9 @@ FORECAST_ROWS = (
 
 
 def forecast_rows(box: Lakebox, summary: Any, workgroup: str | None = None) -> tuple[list[str], list[list[Any]]] | None:
-    """The forecast a run published (None when its forecast was skipped or failed)."""
+    """The forecast a run published, or kept because its input did not change (None when skipped or failed)."""
     forecast = summary.get("forecast") if isinstance(summary, dict) else None
-    if not isinstance(forecast, dict) or forecast.get("status") != "SUCCEEDED":
+    if not isinstance(forecast, dict) or forecast.get("status") not in ("SUCCEEDED", "UNCHANGED"):
         return None
     result = box.athena.query(FORECAST_ROWS, workgroup=workgroup or str(box.stack.ref("AnalyticsWorkGroup")))
     return list(result.columns), [list(r) for r in result.rows]
@@ -115,7 +115,8 @@ def headline_rows(box: Lakebox, workgroup: str | None = None) -> dict[str, tuple
 
 
 def check_pipeline_input(input_: Any, engines: Sequence[str]) -> None:
-    """Refuse what the pipeline would fail on later: unknown datasets, an engine its Choose Engine state has not."""
+    """Refuse what the pipeline would fail on later: unknown datasets, an engine its Choose Engine state has not, a
+    crawler poll interval its Wait state cannot wait."""
     from datalake.contracts import get_dataset
 
     if not isinstance(input_, dict):
@@ -130,3 +131,6 @@ def check_pipeline_input(input_: Any, engines: Sequence[str]) -> None:
     if engine is not None and engine not in engines:
         names = " or ".join([", ".join(engines[:-1]), engines[-1]] if len(engines) > 1 else engines)
         raise LakeboxError(f'--input "engine" must be {names}, not {engine!r}')
+    poll = input_.get("crawler_poll_seconds")
+    if poll is not None and (isinstance(poll, bool) or not isinstance(poll, int) or poll < 0):
+        raise LakeboxError(f'--input "crawler_poll_seconds" must be whole seconds (0 or more), not {poll!r}')

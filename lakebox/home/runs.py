@@ -49,7 +49,9 @@ def note_of(execution: Execution) -> str | None:
     if execution.status != "SUCCEEDED" or "changed" not in output:
         return None
     if not output.get("changed") and not output.get("queries"):
-        return "nothing to do: no new data since the last run"
+        forecast = output.get("forecast")
+        unchanged = isinstance(forecast, dict) and forecast.get("status") == "UNCHANGED"
+        return "nothing to do: no new data since the last run" + ("; the forecast is unchanged" if unchanged else "")
     return None
 
 

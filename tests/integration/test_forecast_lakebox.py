@@ -241,6 +241,66 @@ def test_dashboard_reads_as_the_bi_persona(
     assert 'data-chart="revenue_by_region"' not in page
 
 
+def test_the_dashboard_is_reused_when_nothing_changed_and_rebuilt_when_something_did(
+    box: Any, run: Execution, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lakebox.app.dashboard import build_dashboard
+
+    # GIVEN a page written once, with its progress shown
+    out = tmp_path / "reuse.html"
+    said: list[str] = []
+    first = build_dashboard(box, out, progress=said.append)
+    written = out.read_bytes()
+    assert not first.reused and first.queries == 7
+    assert "dashboard: query 1/7: Clickstream events" in said and said[-1] == "dashboard: drawing the charts"
+
+    # WHEN it is asked for again with nothing changed (and any Athena query would fail the test)
+    real_athena_as = box.athena_as
+    monkeypatch.setattr(box, "athena_as", lambda *a, **k: pytest.fail("a reused page runs no query"))
+    again = build_dashboard(box, out)
+
+    # THEN the page is the one written, reused without a query
+    assert again.reused and again.queries == 0 and again.generated_at == first.generated_at
+    assert out.read_bytes() == written
+
+    # AND once the curated zone changes (a new object in it), the page is built again
+    monkeypatch.setattr(box, "athena_as", real_athena_as)
+    box.session.client("s3").put_object(Bucket=box.bucket("CuratedBucket"), Key="_probe/changed.txt", Body=b"1")
+    try:
+        rebuilt = build_dashboard(box, out)
+    finally:
+        box.session.client("s3").delete_object(Bucket=box.bucket("CuratedBucket"), Key="_probe/changed.txt")
+    assert not rebuilt.reused and rebuilt.queries == 7
+
+
+def test_a_second_run_with_nothing_new_trains_nothing_and_says_so(
+    box: Any, run: Execution, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lakebox.home.runs import note_of
+
+    # GIVEN the lake after a run that trained and published a forecast (the job's own clients reach the box)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", box.endpoint)
+    trained = dict(box.sagemaker.training_jobs)
+    assert trained
+
+    # WHEN the pipeline runs again with nothing new
+    again = execute(box, "PipelineStateMachine", {"datasets": ["sales", "products", "customers", "clickstream"]})
+
+    # THEN it succeeds, rebuilt no curated table and created no SageMaker job: the published forecast stays
+    assert again.status == "SUCCEEDED", (again.error, again.cause)
+    assert again.output["queries"] == [] and again.output["changed"] == []
+    assert box.sagemaker.training_jobs == trained
+    assert "Train Forecast Model" not in again.states_entered()
+    forecast = again.output["forecast"]
+    assert forecast["status"] == "UNCHANGED"
+    assert forecast["published"]["model_version"] == run.output["forecast"]["model_version"]
+    # AND it did not wait for a crawl already over, and says there was nothing to do
+    assert "Wait For Crawler" not in again.states_entered()
+    assert note_of(again) == "nothing to do: no new data since the last run; the forecast is unchanged"
+    rows = query(box, "SELECT DISTINCT model_version FROM sales_forecast")
+    assert rows == [{"model_version": run.output["forecast"]["model_version"]}]
+
+
 def _specs(dom: str) -> dict[str, Any]:
     """The Vega-Lite specifications the page embedded (its `const specs = ...;` line)."""
     found = re.search(r"const specs = (\{.*?\});\n", dom, flags=re.S)

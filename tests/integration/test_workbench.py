@@ -176,8 +176,11 @@ class Up:
             return False
 
     def s3(self) -> Any:
+        return self.client("s3")
+
+    def client(self, service: str) -> Any:
         return boto3.client(
-            "s3",
+            service,
             endpoint_url=self.endpoint,
             aws_access_key_id="x",
             aws_secret_access_key="x",
@@ -266,16 +269,22 @@ def test_the_readme_path_up_put_out_of_order_execute_query(up_home: Path, tmp_pa
         _wait(lambda: "customers/customers.csv" in up.output(), what="the customers upload")
         # WHEN the pipeline runs, then runs again with nothing new
         first = run_cli(up_home, "execute", "PipelineStateMachine", "--json")
-        second = run_cli(up_home, "execute", "PipelineStateMachine", "--json")
+        second = run_cli(up_home, "execute", "PipelineStateMachine", "--name", "nothing-new", "--json")
         query = run_cli(up_home, "query", "--json", "SELECT sum(transactions) AS n FROM daily_sales_by_region")
         runs = run_cli(up_home, "runs", "--json")
+        # (both ran in up's process, on its one SparkSession: up's Step Functions knows the execution it ran)
+        sfn = up.client("stepfunctions")
+        (machine,) = [m for m in sfn.list_state_machines()["stateMachines"] if "Pipeline" in m["stateMachineArn"]]
+        arn = machine["stateMachineArn"].replace(":stateMachine:", ":execution:") + ":nothing-new"
+        described = sfn.describe_execution(executionArn=arn)
     finally:
         up.stop()
+    assert described["status"] == "SUCCEEDED"
     # THEN the first run builds the curated tables, the second has nothing to do, both SUCCEEDED
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr
     assert json.loads(first.stdout)["status"] == "SUCCEEDED"
     assert second.returncode == 0, second.stderr
-    assert json.loads(second.stdout)["note"].startswith("nothing to do")
+    assert json.loads(second.stdout)["note"].startswith("nothing to do: no new data since the last run")
     assert query.returncode == 0, query.stderr
     # every valid sale reaches the curated table once (the generator repeats a few sales: deduplicated on the key)
     curated = json.loads(query.stdout)["rows"][0]["n"]

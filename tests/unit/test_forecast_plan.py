@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
+from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 from pydantic import ValidationError
 
-from datalake.forecast import ForecastRequest, job_base_name, plan_forecast
+from datalake.forecast import (
+    RECORD_KEY,
+    ForecastRequest,
+    job_base_name,
+    plan_forecast,
+    plan_forecast_run,
+    training_sources,
+)
 
 
 def plan(**request: Any) -> Any:
@@ -87,10 +98,12 @@ def test_handler_returns_the_plan_for_the_sample_pipeline_event(
     spec = importlib.util.spec_from_file_location("plan_forecast_app", path)
     assert spec is not None and spec.loader is not None
     app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket="curated-b")
+        spec.loader.exec_module(app)
 
-    # WHEN it is invoked
-    document = app.lambda_handler(load_event("plan_forecast/pipeline_run"), lambda_context)
+        # WHEN it is invoked
+        document = app.lambda_handler(load_event("plan_forecast/pipeline_run"), lambda_context)
 
     # THEN it answers with JSON the state machine reads: a valid job name, the request and the statements
     assert (
@@ -101,3 +114,82 @@ def test_handler_returns_the_plan_for_the_sample_pipeline_event(
     assert document["request"] == {"horizon": 14}
     assert [s["step"] for s in document["export"]] == ["clean", "export", "cleanup"]
     assert document["training_uri"].startswith("s3://curated-b/_ml/sales_forecast/training/")
+    # AND, no forecast being published yet, it is to be trained
+    assert (document["unchanged"], document["previous"]) == (False, None)
+    assert len(document["fingerprint"]) == 64
+
+
+# --- skipping training when nothing changed (ADR 0025) -----------------------------------------------------------
+
+
+@pytest.fixture
+def s3() -> Iterator[Any]:
+    """A curated bucket holding one built partition of daily_sales_by_region."""
+    with mock_aws():
+        client = boto3.client("s3")
+        client.create_bucket(Bucket="curated-b")
+        client.put_object(
+            Bucket="curated-b", Key="daily_sales_by_region/runs/r1/sale_date=2026-11-01/part-0", Body=b"1"
+        )
+        yield client
+
+
+def plan_run(s3: Any, **request: Any) -> Any:
+    values = {"run_id": "lakebox-3f2a", "as_of": "2026-11-20", **request}
+    return plan_forecast_run(
+        ForecastRequest.model_validate(values), database="data_lake_db", curated_bucket="curated-b", s3=s3
+    )
+
+
+def publish(s3: Any, fingerprint: str) -> None:
+    """What the state machine's Record Forecast writes once a forecast is published."""
+    record = {"status": "SUCCEEDED", "model_version": "sales-forecast-r1-0", "fingerprint": fingerprint}
+    s3.put_object(Bucket="curated-b", Key=RECORD_KEY, Body=json.dumps(record).encode())
+
+
+def test_the_forecast_is_unchanged_when_its_input_is_the_published_ones(s3: Any) -> None:
+    # GIVEN a forecast published from the current curated input, for the same day
+    publish(s3, plan_run(s3).fingerprint)
+
+    # WHEN the next run plans its forecast
+    found = plan_run(s3, run_id="lakebox-next")
+
+    # THEN it is unchanged, naming the published forecast
+    assert found.unchanged is True
+    assert found.previous["model_version"] == "sales-forecast-r1-0"
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"as_of": "2026-11-21"}, "a new day moves the window"),
+        ({"forecast_horizon": 21}, "another horizon"),
+        ({"training_days": 90}, "another window length"),
+        ({"retrain": True}, "asked to retrain"),
+        ({"rebuilt": True}, "a curated partition rebuilt"),
+    ],
+)
+def test_the_forecast_is_trained_again_when_its_input_changed(s3: Any, change: dict[str, Any], why: str) -> None:
+    # GIVEN a forecast published from the current curated input
+    publish(s3, plan_run(s3).fingerprint)
+
+    # WHEN something it trains on changes
+    if change.pop("rebuilt", False):
+        s3.put_object(Bucket="curated-b", Key="daily_sales_by_region/runs/r2/sale_date=2026-11-01/part-0", Body=b"2")
+
+    # THEN the next run trains again
+    assert plan_run(s3, **change).unchanged is False, why
+
+
+def test_other_curated_tables_do_not_change_the_forecast_input(s3: Any) -> None:
+    # GIVEN a published forecast WHEN a table the training does not read is rebuilt THEN it stays unchanged
+    publish(s3, plan_run(s3).fingerprint)
+    s3.put_object(Bucket="curated-b", Key="customer_aggregates/runs/r2/part-0", Body=b"2")
+    assert training_sources() == ("daily_sales_by_region",)
+    assert plan_run(s3).unchanged is True
+
+
+def test_an_unreadable_record_means_training_again(s3: Any) -> None:
+    # GIVEN a record without a fingerprint (an older pipeline's, or damaged) WHEN planning THEN it trains
+    s3.put_object(Bucket="curated-b", Key=RECORD_KEY, Body=b'{"status": "SUCCEEDED"}')
+    assert plan_run(s3).unchanged is False

@@ -174,6 +174,16 @@ def test_the_engines_lakebox_accepts_are_the_state_machines_choose_engine_routes
         check_pipeline_input({"engine": "emr"}, engine_names(stack))
 
 
+@pytest.mark.parametrize("poll", ["5", -1, 1.5, True])
+def test_a_crawler_poll_interval_the_wait_state_cannot_wait_is_refused(stack: Stack, poll: Any) -> None:
+    from lakebox.app.pipeline import check_pipeline_input, engine_names
+
+    # WHEN the input sets the crawler's poll interval to what Wait's SecondsPath rejects THEN lakebox refuses it first
+    with pytest.raises(LakeboxError, match="crawler_poll_seconds"):
+        check_pipeline_input({"crawler_poll_seconds": poll}, engine_names(stack))
+    check_pipeline_input({"crawler_poll_seconds": 0}, engine_names(stack))
+
+
 def test_a_run_stopped_by_ctrl_c_is_one_line_and_exit_130(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

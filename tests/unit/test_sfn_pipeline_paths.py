@@ -97,6 +97,8 @@ class FakeServices:
     failing_table: str | None = None
     holds_customers: bool = False
     training_failures: int = 0
+    forecast_published: dict[str, Any] | None = None
+    """The record of a published forecast trained on this run's very input (the planner then says unchanged)."""
     calls: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
 
     def integrations(self) -> Integrations:
@@ -197,6 +199,10 @@ class FakeServices:
                 "output_uri": "s3://curated/sales_forecast/runs/run_1/",
                 "hyperparameters": {"horizon": str(payload["forecast_horizon"])},
                 "publish": [{"name": "sales_forecast/publish", "query": "CREATE TABLE sales_forecast AS SELECT 1"}],
+                "fingerprint": "f1",
+                "unchanged": self.forecast_published is not None,
+                "previous": self.forecast_published,
+                "record_key": "_ml/sales_forecast/published.json",
             }
         if function.endswith("check-quality"):
             if self.quality_fails:
@@ -301,14 +307,14 @@ def test_happy_path_processes_catalogs_checks_curates_and_notifies() -> None:
         "Choose Engine",
         "Run Spark Job",
         "Catalog Raw",
-        "Wait For Crawler",
         "Get Crawler",
         "Check Crawler State",
         "Wait For Crawler",
         "Get Crawler",
         "Check Crawler State",
+        "Check Last Crawl",
     ]
-    assert clock.sleeps == [30.0, 30.0]
+    assert clock.sleeps == [30.0]
 
     # AND the Spark job got the datasets as JSON and the run id, on the Glue engine
     ((job_name, arguments),) = services.calls[GLUE]
@@ -322,6 +328,7 @@ def test_happy_path_processes_catalogs_checks_curates_and_notifies() -> None:
         "engine": "glue",
         "forecast": "true",
         "forecast_horizon": "14",
+        "crawler_poll_seconds": 30,
         "run_id": "run-1",
         "execution_id": execution_arn,
     }
@@ -347,7 +354,7 @@ def test_happy_path_processes_catalogs_checks_curates_and_notifies() -> None:
     assert [query["name"] for query in summary["queries"]] == [f"{name}/build" for name in CURATED]
     assert [query["bytes_scanned"] for query in summary["queries"]] == [1000 + len(name) for name in CURATED]
     assert summary["started_at"] == "2026-01-01T00:00:00.000Z"
-    assert summary["finished_at"] == "2026-01-01T00:01:00.000Z"
+    assert summary["finished_at"] == "2026-01-01T00:00:30.000Z"
     (publish,) = services.calls[SNS]
     assert publish["TopicArn"] == SUBSTITUTIONS["AlertsTopicArn"]
     assert json.loads(publish["Message"]) == summary
@@ -379,7 +386,7 @@ def test_glue_fails_twice_then_succeeds_after_counted_retries() -> None:
     delays = [event.details["delaySeconds"] for event in execution.events("TaskRetry", "Run Spark Job")]
     assert 0 <= delays[0] <= 30
     assert 0 <= delays[1] <= 60
-    assert clock.sleeps == [*delays, 30.0, 30.0]
+    assert clock.sleeps == [*delays, 30.0]
     assert len(services.calls[GLUE]) == 1  # the two faults never reached the job
     assert len(services.calls[ATHENA]) == 3
 
@@ -598,6 +605,8 @@ def test_forecast_exports_trains_predicts_and_publishes_after_the_curated_tables
         "Predict Forecast",
         "Publish Forecast",
         "Summarize Forecast",
+        "Record Forecast",
+        "Forecast Published",
     ]
     assert [s for s in entered if s in forecast_states] == forecast_states
     assert entered.index("Build Curated Tables") < entered.index("Choose Forecast") < entered.index("Summarize Run")
@@ -607,7 +616,7 @@ def test_forecast_exports_trains_predicts_and_publishes_after_the_curated_tables
     assert (export["WorkGroup"], publish["WorkGroup"]) == ("ml_data", "analytics")
 
     # AND the transform request was written where the transform job reads it, encrypted with the lake's key
-    ledger, put = services.calls[PUT_OBJECT]
+    ledger, put, record = services.calls[PUT_OBJECT]
     assert (ledger["Bucket"], ledger["Key"]) == ("curated", "_ledger/curation.json")
     assert (put["Bucket"], put["Key"]) == ("curated", "_ml/sales_forecast/requests/run_1/request.jsonl")
     assert json.loads(put["Body"]) == {"horizon": 14}
@@ -642,6 +651,12 @@ def test_forecast_exports_trains_predicts_and_publishes_after_the_curated_tables
     assert forecast["model_version"] == "sales-forecast-run-1-0"
     metrics = {m["MetricName"]: m["Value"] for m in forecast["metrics"]}
     assert metrics == {"backtest:smape_model": 8.5, "backtest:smape_seasonal_naive": 12.0}
+
+    # AND once published, the forecast was recorded with its input's fingerprint for the next run to compare with
+    assert (record["Bucket"], record["Key"]) == ("curated", "_ml/sales_forecast/published.json")
+    assert record["SSEKMSKeyId"] == SUBSTITUTIONS["DataLakeKeyArn"]
+    assert json.loads(record["Body"]) == {key: value for key, value in forecast.items()}
+    assert (forecast["fingerprint"], forecast["run_id"]) == ("f1", "run-1")
 
 
 def test_training_fails_twice_then_succeeds_with_a_new_job_name_each_time() -> None:
@@ -682,6 +697,67 @@ def test_training_fails_always_alerts_and_leaves_the_curated_tables_and_the_run_
     assert json.loads(alert["Message"])["status"] == "FAILED"
     assert json.loads(summary["Message"])["forecast"]["status"] == "FAILED"
     assert run_item(services)["status"] == "SUCCEEDED"
+
+
+def test_a_crawl_already_over_is_not_waited_for() -> None:
+    # GIVEN a crawler whose crawl is over when first asked (lakebox's crawler finishes before startCrawler returns)
+    services = FakeServices(crawler_states=["READY"])
+
+    # WHEN the pipeline runs
+    execution, clock = run_pipeline(services)
+
+    # THEN it read the crawler's state once and went on, without a single wait
+    assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    assert "Wait For Crawler" not in execution.states_entered()
+    assert clock.sleeps == []
+    assert len(services.calls[GET_CRAWLER]) == 1
+
+
+def test_the_crawler_poll_interval_comes_from_the_input() -> None:
+    # GIVEN a crawl that runs for two polls WHEN a run asks to poll every 5 s
+    services = FakeServices(crawler_states=["RUNNING", "RUNNING", "READY"])
+    execution, clock = run_pipeline(services, input={"datasets": ["sales"], "crawler_poll_seconds": 5})
+
+    # THEN it waited 5 s between polls, only while the crawl ran
+    assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    assert clock.sleeps == [5.0, 5.0]
+
+
+def test_a_forecast_whose_input_did_not_change_is_not_trained_again() -> None:
+    # GIVEN a published forecast trained on the very input this run would train on
+    published = {"status": "SUCCEEDED", "model_version": "sales-forecast-run-0-0", "fingerprint": "f1"}
+    services = FakeServices(forecast_published=published)
+
+    # WHEN the pipeline runs
+    execution, _ = run_pipeline(services)
+
+    # THEN nothing of the forecast ran past its plan: no export, training, transform, publication or record
+    assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    assert "Forecast Unchanged" in execution.states_entered()
+    assert services.calls[TRAIN] == [] and services.calls[TRANSFORM] == []
+    assert services.calls[FORECAST_QUERIES] == []
+    assert [put["Key"] for put in services.calls[PUT_OBJECT]] == [LEDGER]
+
+    # AND the summary says the forecast is unchanged, naming the published one
+    forecast = execution.output["forecast"]
+    assert forecast["status"] == "UNCHANGED"
+    assert forecast["published"] == published
+    assert run_item(services)["status"] == "SUCCEEDED"
+
+
+def test_a_failed_forecast_record_leaves_the_forecast_published_and_the_run_succeeded() -> None:
+    # GIVEN an S3 that refuses the forecast's record
+    services = FakeServices()
+    fault = Fault(PUT_OBJECT, "S3.AccessDeniedException", "denied", state="Record Forecast")
+
+    # WHEN the pipeline runs
+    execution, _ = run_pipeline(services, fault)
+
+    # THEN the forecast is reported published, with the record's error (the next run trains again)
+    assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    forecast = execution.output["forecast"]
+    assert forecast["status"] == "SUCCEEDED"
+    assert forecast["record_error"]["Error"] == "S3.AccessDeniedException"
 
 
 @pytest.mark.parametrize("switch", [False, "false"])

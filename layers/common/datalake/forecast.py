@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from datalake.aws import aws_error, error_code
 from datalake.curation import Statement, render, run_token, sql_text
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 TABLE: Final = "sales_forecast"
 MODEL: Final = "forecast"
@@ -18,6 +24,11 @@ ML_PREFIX: Final = f"_ml/{TABLE}"
 """Where in the curated bucket the forecast's training data, requests, checkpoints and models live."""
 MAX_JOB_BASE: Final = 50
 """SageMaker job names take 63 characters; the state machine appends `-<retry>` and `-t<retry>`."""
+TRAINING_SQL: Final = "ml/sales_forecast_training.sql"
+RECORD_KEY: Final = f"{ML_PREFIX}/published.json"
+"""The last published forecast (the run summary's `forecast` with its input's fingerprint), in the curated bucket;
+the pipeline writes it once a forecast is published, and the planner compares the next run's input with it."""
+_SOURCE: Final = re.compile(r"\{\{\s*database\s*\}\}\.(\w+)")
 
 
 class ForecastRequest(BaseModel):
@@ -31,6 +42,8 @@ class ForecastRequest(BaseModel):
     training_days: int = Field(default=365, ge=28, le=3660)
     as_of: dt.date | None = None
     """The run's day (UTC today when omitted): training data ends the day before it, the forecast starts on it."""
+    retrain: bool = False
+    """Train even when the training input is the one the published forecast was trained on."""
 
 
 class ForecastPlan(BaseModel):
@@ -52,6 +65,13 @@ class ForecastPlan(BaseModel):
     output_uri: str
     hyperparameters: dict[str, str]
     publish: list[Statement]
+    fingerprint: str = ""
+    """SHA-256 of the training input: the window, the horizon and the objects of the tables the export reads."""
+    unchanged: bool = False
+    """The published forecast was trained on this very input: the state machine skips training (ADR 0025)."""
+    previous: dict[str, Any] | None = None
+    """The published forecast's record (`RECORD_KEY`), when there is one."""
+    record_key: str = RECORD_KEY
 
 
 def job_base_name(run_id: str) -> str:
@@ -128,6 +148,77 @@ def plan_forecast(request: ForecastRequest, *, database: str, curated_bucket: st
         hyperparameters={"horizon": str(request.forecast_horizon)},
         publish=publish,
     )
+
+
+def training_sources() -> tuple[str, ...]:
+    """The curated tables the training export reads (named in its SQL as `{{ database }}.<table>`)."""
+    return tuple(dict.fromkeys(_SOURCE.findall(sql_text(TRAINING_SQL))))
+
+
+def input_fingerprint(s3: S3Client, curated_bucket: str, plan: ForecastPlan) -> str:
+    """SHA-256 of what the training sees: the window and horizon, and every object under its source tables' folders.
+
+    A rebuilt partition is written to a new folder (curated builds never overwrite), so any change to the tables
+    changes the listing; an unchanged listing means the export would read the same bytes.
+
+    Raises
+    ------
+    TransientError, TerminalError
+        When S3 cannot list a table's folder.
+    """
+    digest = hashlib.sha256()
+    window = [plan.training_start.isoformat(), plan.training_end.isoformat(), plan.request.get("horizon")]
+    digest.update(json.dumps([window, plan.hyperparameters], sort_keys=True).encode())
+    paginator = s3.get_paginator("list_objects_v2")
+    for table in training_sources():
+        try:
+            for page in paginator.paginate(Bucket=curated_bucket, Prefix=f"{table}/"):
+                for item in page.get("Contents", []):
+                    digest.update(f"\n{item['Key']}\t{item.get('ETag', '')}\t{item.get('Size', 0)}".encode())
+        except ClientError as exc:
+            raise aws_error(exc, f"listing s3://{curated_bucket}/{table}/") from exc
+    return digest.hexdigest()
+
+
+def load_forecast_record(s3: S3Client, curated_bucket: str) -> dict[str, Any] | None:
+    """The published forecast's record; None when none was written or it carries no fingerprint (then retrain).
+
+    Raises
+    ------
+    TransientError, TerminalError
+        When S3 fails otherwise than with a missing object.
+    """
+    try:
+        body = s3.get_object(Bucket=curated_bucket, Key=RECORD_KEY)["Body"].read()
+    except ClientError as exc:
+        if error_code(exc) in {"NoSuchKey", "404"}:
+            return None
+        raise aws_error(exc, f"reading s3://{curated_bucket}/{RECORD_KEY}") from exc
+    try:
+        record = _Record.model_validate_json(body)
+    except ValidationError:
+        return None
+    return record.model_dump(mode="json")
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    fingerprint: str = Field(min_length=1)
+
+
+def plan_forecast_run(request: ForecastRequest, *, database: str, curated_bucket: str, s3: S3Client) -> ForecastPlan:
+    """Plan the forecast step of one run and say whether it may skip training (ADR 0025).
+
+    The plan of `plan_forecast`, with the fingerprint of its training input; `unchanged` when the published forecast
+    was trained on the same fingerprint (and the request does not ask to retrain), with that forecast's record as
+    `previous`.
+    """
+    plan = plan_forecast(request, database=database, curated_bucket=curated_bucket)
+    fingerprint = input_fingerprint(s3, curated_bucket, plan)
+    previous = load_forecast_record(s3, curated_bucket)
+    unchanged = previous is not None and previous["fingerprint"] == fingerprint and not request.retrain
+    return plan.model_copy(update={"fingerprint": fingerprint, "unchanged": unchanged, "previous": previous})
 
 
 def _statement(step: str, template: str, /, **values: str) -> Statement:

@@ -1,0 +1,89 @@
+"""`lakebox execute` while `lakebox up` runs: the execution runs in `up`, on its endpoint's Step Functions.
+
+`up` keeps one process for the box, so its one SparkSession (and DuckDB, and the imported handlers) serve every
+run: a command that ran the execution in its own process paid the JVM's start every time. The command starts the
+execution with StartExecution, waits on DescribeExecution, stops it with StopExecution on Ctrl-C, and reads the
+run's record (`lakebox runs`: states, timings, note) that `up` writes when it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lakebox.errors import LakeboxError, RunAborted
+from lakebox.home.runs import list_runs
+
+if TYPE_CHECKING:
+    from lakebox.box import Lakebox
+
+POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """A finished run as `lakebox execute` prints it."""
+
+    name: str
+    status: str
+    """The execution's status (SUCCEEDED, FAILED, TIMED_OUT, ABORTED)."""
+    run_status: str
+    """The run's: PARTIAL for a successful run that held datasets back (ADR 0017)."""
+    note: str | None
+    error: str | None
+    cause: str | None
+    output: Any
+    states: list[dict[str, Any]]
+
+
+def execute_on_up(
+    box: Lakebox,
+    logical_id: str,
+    input_: Any,
+    *,
+    name: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> RunReport:
+    """Run one of the template's state machines in the running `up` and wait for its end.
+
+    Raises
+    ------
+    RunAborted
+        When Ctrl-C stopped it (StopExecution; `up` records it ABORTED).
+    LakeboxError
+        When `up` finished the run without recording it.
+    """
+    sfn = box.session.client("stepfunctions")
+    name = name or f"lakebox-{uuid.uuid4().hex[:12]}"
+    started = sfn.start_execution(
+        stateMachineArn=str(box.stack.ref(logical_id)), name=name, input=json.dumps(input_ if input_ else {})
+    )
+    arn = started["executionArn"]
+    if progress is not None:
+        progress(f"running in lakebox up ({name})")
+    try:
+        while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        sfn.stop_execution(executionArn=arn, cause="stopped by Ctrl-C")
+        raise RunAborted(
+            f"run {name} stopped by Ctrl-C and recorded ABORTED; the next run picks up what it processed"
+        ) from None
+    record = next((run for run in list_runs(box.home.runs) if run.get("name") == name), None)
+    if record is None:
+        raise LakeboxError(f"lakebox up ended run {name} ({described['status']}) without recording it")
+    output = json.loads(described["output"]) if described.get("output") else None
+    return RunReport(
+        name=name,
+        status=str(described["status"]),
+        run_status=str(record.get("status") or described["status"]),
+        note=record.get("note"),
+        error=described.get("error"),
+        cause=described.get("cause"),
+        output=output,
+        states=list(record.get("states") or []),
+    )
