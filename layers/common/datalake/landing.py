@@ -110,6 +110,15 @@ class PartitionFile:
             self._gzip.write(b"".join(self._pending))
             self._pending.clear()
 
+    def add_text(self, text: memoryview, ending: bytes, records: int) -> None:
+        """Append `records` complete lines given as one text followed by `ending`."""
+        if self._pending:
+            self._gzip.write(b"".join(self._pending))
+            self._pending.clear()
+        self._gzip.write(text)
+        self._gzip.write(ending)
+        self.records += records
+
     def finish(self) -> IO[bytes]:
         """Close the gzip stream and return the spooled object, rewound."""
         if self._pending:
