@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import functools
-import io
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,6 +35,8 @@ __all__ = ["BLOCK_BYTES", "BlockVerdict", "ColumnarPlan", "blocks", "columnar_pl
 
 BLOCK_BYTES = 8 * 1024 * 1024
 """Bytes of complete lines judged at a time: memory stays within a few blocks whatever the object's size."""
+READ_BLOCK_BYTES = 1024 * 1024
+"""The JSON reader's own block: a block is parsed in pieces of this size, in parallel."""
 SPLIT_WAYS = 8
 """A block the reader refuses is judged again as this many smaller blocks, down to `PER_RECORD_LINES`."""
 PER_RECORD_LINES = 64
@@ -79,7 +80,7 @@ class ColumnarPlan:
         self._parse = pj.ParseOptions(
             explicit_schema=self._schema, unexpected_field_behavior="error", newlines_in_values=False
         )
-        self._read = pj.ReadOptions(block_size=BLOCK_BYTES + (1 << 20), use_threads=True)
+        self._read = pj.ReadOptions(block_size=READ_BLOCK_BYTES, use_threads=True)
 
     def judge(self, block: bytes, lines: int) -> BlockVerdict | None:
         """Judge a block of `lines` complete lines, each ending in `}` and a newline.
@@ -95,7 +96,7 @@ class ColumnarPlan:
         import pyarrow.json as pj
 
         try:
-            table = pj.read_json(io.BytesIO(block), read_options=self._read, parse_options=self._parse)
+            table = pj.read_json(pa.BufferReader(block), read_options=self._read, parse_options=self._parse)
         except (pa.ArrowException, UnicodeDecodeError, ValueError):
             return None
         if table.num_rows != lines:
@@ -117,12 +118,13 @@ class ColumnarPlan:
                     return None
                 if spec.name == self._event_time:
                     days = pc.cast(instants, pa.date32())
-            passed = functools.reduce(pc.and_kleene, conditions) if conditions else None
             if spec.null_ok:
+                if not conditions:
+                    continue
                 # a null (or absent) value passes whatever its checks say of it
-                passed = pc.is_null(column) if passed is None else pc.or_kleene(pc.is_null(column), passed)
+                passed = pc.or_kleene(pc.is_null(column), functools.reduce(pc.and_kleene, conditions))
             else:
-                passed = pc.is_valid(column) if passed is None else pc.and_kleene(pc.is_valid(column), passed)
+                passed = functools.reduce(pc.and_kleene, [pc.is_valid(column), *conditions])
             ok = passed if ok is None else pc.and_kleene(ok, passed)
         import numpy as np
 
@@ -183,16 +185,19 @@ def blocks(chunks: Iterator[bytes], max_line: int, block_bytes: int = BLOCK_BYTE
         size += len(chunk)
         if size < block_bytes:
             continue
-        data = b"".join(pending)
-        cut = data.rfind(b"\n") + 1
-        if cut == 0 and size <= max_line + block_bytes:
-            pending = [data]
-            continue
-        if cut == 0:
-            cut = len(data)
-        yield data[:cut]
-        pending = [data[cut:]] if cut < len(data) else []
-        size = len(data) - cut
+        cut = chunk.rfind(b"\n") + 1
+        if cut:
+            # one copy: the chunks before the last, and the last up to its last newline
+            pending[-1] = chunk[:cut] if cut < len(chunk) else chunk
+            yield b"".join(pending)
+            pending = [chunk[cut:]] if cut < len(chunk) else []
+            size = len(chunk) - cut
+        elif size > max_line + block_bytes:
+            data = b"".join(pending)
+            cut = data.rfind(b"\n") + 1 or len(data)
+            yield data[:cut]
+            pending = [data[cut:]] if cut < len(data) else []
+            size = len(data) - cut
     data = b"".join(pending)
     if data:
         yield data if data.endswith(b"\n") else data + b"\n"
@@ -257,7 +262,7 @@ def columnar_plan(dataset: Dataset) -> ColumnarPlan | None:
     except _Unsupported:
         return None
     event = next(f for f in fields if f.name == dataset.event_time)
-    return plan if event.time else None
+    return plan if event.time and not event.null_ok else None
 
 
 def _compile_patterns(fields: list[_Field]) -> None:
