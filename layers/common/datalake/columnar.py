@@ -252,7 +252,9 @@ def output_groups(
 def columnar_plan(dataset: Dataset) -> ColumnarPlan | None:
     """The dataset's columnar plan, or None when pyarrow is missing or a field's type has no vectorised check."""
     try:
-        import pyarrow  # noqa: F401
+        import numpy  # noqa: F401
+        import pyarrow.compute  # noqa: F401
+        import pyarrow.json  # noqa: F401
     except ImportError:  # pragma: no cover - pyarrow comes with the SDK for pandas layer and the dev environment
         return None
     try:
