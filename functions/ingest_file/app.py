@@ -28,7 +28,10 @@ clients = AwsClients.from_session()
 idempotency = IdempotencyConfig(
     event_key_jmespath="[bucket, key, version_id || etag]", expires_after_seconds=settings.idempotency_ttl_seconds
 )
-persistence = DynamoDBPersistenceLayer(table_name=settings.require("idempotency_table"), boto3_session=clients.session)
+# the idempotency records go through the engine's own DynamoDB client: one client fewer to build at init
+persistence = DynamoDBPersistenceLayer(
+    table_name=settings.require("idempotency_table"), boto3_client=clients.dynamodb.meta.client
+)
 
 
 @idempotent_function(  # type: ignore[untyped-decorator]

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BLOCK_BYTES", "BlockVerdict", "ColumnarPlan", "blocks", "columnar_plan"]
 
-BLOCK_BYTES = 8 * 1024 * 1024
+BLOCK_BYTES = 4 * 1024 * 1024
 """Bytes of complete lines judged at a time: memory stays within a few blocks whatever the object's size."""
 READ_BLOCK_BYTES = 1024 * 1024
 """The JSON reader's own block: a block is parsed in pieces of this size, in parallel."""
@@ -126,11 +126,21 @@ class ColumnarPlan:
             else:
                 passed = functools.reduce(pc.and_kleene, [pc.is_valid(column), *conditions])
             ok = passed if ok is None else pc.and_kleene(ok, passed)
+        passed = pc.fill_null(ok, arrow_scalar("false", pa.bool_())).cast(pa.uint8()).combine_chunks()
+        dates = pc.fill_null(days.cast(pa.int32()), arrow_scalar("0", pa.int32())).combine_chunks()
         import numpy as np
 
-        mask = np.asarray(pc.fill_null(ok, False).to_numpy(zero_copy_only=False), dtype=bool)
-        day_numbers = np.asarray(pc.fill_null(days, 0).cast(pa.int32()).to_numpy(zero_copy_only=False))
+        mask = _numpy_view(passed, np.uint8).astype(bool)
+        day_numbers = _numpy_view(dates, np.int32)
         return BlockVerdict(mask, day_numbers)
+
+
+def _numpy_view(array: Any, dtype: Any) -> Any:
+    """A numeric Arrow array without nulls as numpy, over its own buffer (its `to_numpy` would import pandas)."""
+    import numpy as np
+
+    values = np.frombuffer(array.buffers()[1], dtype=dtype)
+    return values[array.offset : array.offset + len(array)]
 
 
 def _line_array(block: bytes, lines: int) -> Any:
@@ -149,6 +159,33 @@ class BlockVerdict:
 
     ok: npt.NDArray[np.bool_]
     days: npt.NDArray[np.int32]
+
+
+def arrow_array(values: list[Any], arrow_type: Any) -> Any:
+    """An Arrow array of str, bytes or int values, built from buffers (`pa.array` would import pandas when present)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if pa.types.is_integer(arrow_type):
+        return _from_numpy(np.asarray(values, dtype=np.int64))
+    data = [v.encode() if isinstance(v, str) else v for v in values]
+    offsets = np.zeros(len(data) + 1, dtype=np.int32)
+    offsets[1:] = np.cumsum([len(v) for v in data])
+    return pa.Array.from_buffers(arrow_type, len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
+
+
+def arrow_scalar(text: str, arrow_type: Any) -> Any:
+    """An Arrow scalar of `arrow_type` cast from its text (`pa.scalar`, and a Python value passed to a kernel, would
+    import pandas when present)."""
+    import pyarrow as pa
+
+    return arrow_array([text], pa.string()).cast(arrow_type)[0]
+
+
+def _from_numpy(values: npt.NDArray[np.int64]) -> Any:
+    import pyarrow as pa
+
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
 
 
 def newline_positions(block: bytes) -> npt.NDArray[np.int64]:
@@ -214,11 +251,12 @@ def output_groups(
 ) -> Iterator[tuple[memoryview, int]]:
     """The lines of `rows` with their lineage (`line[:-1] + head + line number + tail`), one text per group of rows.
 
-    `rows[a:b]` for each `(a, b)` of `bounds` is one group; line numbers are `first_line` plus the row's index. One
-    `take` over the block's own bytes builds every group: element i of the view is `}` and newline (of the line
-    before, or of a prefix) followed by line i without its closing `}`; each row's element is followed by `head`, its
-    number and `tail` without its closing `}` and newline, which the next row's element supplies. A group's text is
-    thus its span of the result without the first two bytes, followed by `}` and a newline (yielded as the count).
+    `rows[a:b]` for each `(a, b)` of `bounds` is one group, rows in ascending order within it; line numbers are
+    `first_line` plus the row's index. One `take` over the block's own bytes builds every group: element i > 0 of the
+    view is the `}` and newline ending line i - 1 followed by line i without its closing `}` (element 0 is line 0
+    without it); each row's element is followed by `head`, its number and `tail` without its closing `}` and newline,
+    which the next row's element supplies. A group's text is thus its span of the result, less the two bytes that
+    close a line outside the group, followed by `}` and a newline.
 
     Yields
     ------
@@ -229,23 +267,23 @@ def output_groups(
     import pyarrow as pa
 
     n = len(ends)
-    framed = b"}\n" + block
     offsets = np.empty(n + 1, dtype=np.int32)
     offsets[0] = 0
-    offsets[1:] = ends + 1  # in `framed`, the `}` of line i sits at ends[i] + 1
-    view = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(framed)])
-    numbers = pa.array(np.arange(first_line, first_line + n, dtype=np.int64)).cast(pa.string()).cast(pa.binary())
-    parts = pa.concat_arrays([view, pa.array([head, tail.removesuffix(b"}\n")], pa.binary()), numbers])
+    offsets[1:] = ends - 1  # the `}` closing line i sits right before its newline
+    view = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(block)])
+    numbers = _from_numpy(np.arange(first_line, first_line + n, dtype=np.int64)).cast(pa.string()).cast(pa.binary())
+    parts = pa.concat_arrays([view, arrow_array([head, tail.removesuffix(b"}\n")], pa.binary()), numbers])
     order = np.empty(len(rows) * 4, dtype=np.int64)
     order[0::4] = rows
     order[1::4] = n
     order[2::4] = n + 2 + rows
     order[3::4] = n + 1
-    joined = parts.take(pa.array(order))
+    joined = parts.take(_from_numpy(order))
     spans = np.frombuffer(joined.buffers()[1], dtype=np.int32)[joined.offset :]
     data = memoryview(joined.buffers()[2])
     for a, b in bounds:
-        yield data[int(spans[4 * a]) + 2 : int(spans[4 * b])], b - a
+        skip = 0 if rows[a] == 0 else 2
+        yield data[int(spans[4 * a]) + skip : int(spans[4 * b])], b - a
 
 
 @functools.cache
@@ -253,7 +291,7 @@ def columnar_plan(dataset: Dataset) -> ColumnarPlan | None:
     """The dataset's columnar plan, or None when pyarrow is missing or a field's type has no vectorised check."""
     try:
         import numpy  # noqa: F401
-        import pyarrow.compute  # noqa: F401
+        import pyarrow.compute
         import pyarrow.json  # noqa: F401
     except ImportError:  # pragma: no cover - pyarrow comes with the SDK for pandas layer and the dev environment
         return None
@@ -363,7 +401,7 @@ def _member_of(name: str, values: list[Any], null_ok: bool) -> _Field:
     import pyarrow.compute as pc
 
     arrow_type = pa.string() if isinstance(values[0], str) else pa.int64()
-    allowed = pa.array(values, arrow_type)
+    allowed = arrow_array(values, arrow_type)
     return _Field(name, arrow_type, null_ok, (lambda c: pc.is_in(c, value_set=allowed),))
 
 
@@ -384,12 +422,13 @@ def _string_checks(kwargs: dict[str, Any]) -> tuple[Callable[[Any], Any], ...]:
 
 
 def _length_within(column: Any, *, low: int | None, high: int | None) -> Any:
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     length = pc.utf8_length(column)
-    conditions = [pc.greater_equal(length, low)] if low is not None else []
+    conditions = [pc.greater_equal(length, arrow_scalar(str(low), pa.int32()))] if low is not None else []
     if high is not None:
-        conditions.append(pc.less_equal(length, high))
+        conditions.append(pc.less_equal(length, arrow_scalar(str(high), pa.int32())))
     return functools.reduce(pc.and_kleene, conditions)
 
 
@@ -402,11 +441,12 @@ def _bound_checks(kwargs: dict[str, Any], arrow_type: Any) -> tuple[Callable[[An
     for key, kernel in kernels.items():
         if key in kwargs:
             bound = kwargs[key]
-            if pa.types.is_decimal(arrow_type):
-                bound = Decimal(str(bound))
-                if bound.as_tuple().exponent < -arrow_type.scale or bound.adjusted() >= arrow_type.precision:
-                    raise _Unsupported("decimal bound outside the column's type")
-            scalar = pa.scalar(bound, arrow_type)
+            text = format(Decimal(str(bound)), "f") if pa.types.is_decimal(arrow_type) else repr(bound)
+            try:
+                # a scalar cast from text (`pa.scalar` would import pandas when present)
+                scalar = arrow_scalar(text, arrow_type)
+            except (pa.ArrowException, ValueError) as exc:
+                raise _Unsupported(f"bound {bound!r} does not fit {arrow_type}") from exc
             checks.append(functools.partial(_compare, kernel=kernel, bound=scalar))
     return tuple(checks)
 

@@ -19,7 +19,6 @@ from enum import StrEnum
 from typing import Any, cast
 from urllib.parse import unquote_plus
 
-import ijson
 import msgspec
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
@@ -375,6 +374,8 @@ def _slow_line(line: Line, line_no: int, validator: RecordValidator, sink: _Sink
 
 
 def _read_json_array(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink) -> None:
+    import ijson
+
     try:
         for index, item in enumerate(ijson.items(ChunkStream(chunks), "item", use_float=False), start=1):
             sink.read += 1
@@ -397,6 +398,8 @@ def _read_json_documents(chunks: Iterator[bytes], validator: RecordValidator, si
     No value may exceed `max_bytes` (the line cap): past it the object is rejected whole (`document too large`),
     before the value is held in memory.
     """
+    import ijson
+
     stream = CappedChunkStream(chunks, max_bytes + _JSON_BUFFER)
     values = ijson.items(stream, "", multiple_values=True, use_float=False, buf_size=_JSON_BUFFER)
     try:
