@@ -6,6 +6,7 @@ import datetime as dt
 import gzip
 import json
 from collections import Counter
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from unittest import mock
@@ -13,6 +14,7 @@ from unittest import mock
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from moto import mock_aws
 from pydantic import Field, StringConstraints
 
 from datalake import ingest
@@ -23,6 +25,7 @@ from datalake.ingest import ObjectRef, _Sink
 from datalake.readers import iter_line_batches
 from datalake.validation import RecordValidator, validator_for
 from lakebox.app.sample import SampleSpec, sales_lines
+from tests.unit.test_ingest import Lake, _create_lake
 
 NOW = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.UTC)
 MAX_LINE = 4096
@@ -286,3 +289,54 @@ def test_the_columnar_checks_pass_the_canonical_spellings_of_every_mapped_type()
     odd = plan.judge(exponent + b"\n", 1)
     assert odd is not None and odd.ok.tolist() == [False]
     assert RecordValidator(METER).check_json(exponent).ok
+
+
+@pytest.fixture
+def lake() -> Iterator[Lake]:
+    with mock_aws():
+        yield _create_lake()
+
+
+def _landed(lake: Lake, manifest: Any) -> list[Counter[str]]:
+    """The raw and quarantine lines of an ingestion, less the lineage naming its object version."""
+
+    def lines(keys: list[str]) -> Counter[str]:
+        found: Counter[str] = Counter()
+        for key in keys:
+            body = lake.clients.s3.get_object(Bucket="raw", Key=key)["Body"].read()
+            for line in gzip.decompress(body).splitlines():
+                record = {k: v for k, v in json.loads(line).items() if k not in ("_source_version", "_original_key")}
+                found[json.dumps(record, sort_keys=True)] += 1
+        return found
+
+    return [lines(manifest.output_keys), lines(manifest.quarantine_keys)]
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "status"),
+    [
+        ("sales/empty.jsonl", b"", "SKIPPED"),
+        ("sales/blank.jsonl", b"\n \n", "SKIPPED"),
+        ("sales/header.csv", (",".join(SALE) + "\r\n").encode(), "SKIPPED"),
+        ("sales/mixed.jsonl", None, "PARTIAL"),
+        ("sales/mixed.jsonl.gz", None, "PARTIAL"),
+    ],
+    ids=["empty", "blank", "csv-header-only", "mixed", "mixed-gzip"],
+)
+def test_an_object_lands_the_same_through_either_path(
+    lake: Lake, key: str, body: bytes | None, status: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an object: empty, blank, a CSV header alone, or sample sales with one defect in ten
+    lines = b"\n".join(line for line, _ in sales_lines(SampleSpec(sales=1_500, bad_rate=0.1)))
+    if body is None:
+        body = gzip.compress(lines, mtime=0) if key.endswith(".gz") else lines
+    # WHEN it is ingested with the columnar path, and again (a new version, other bytes) with the per-record path
+    columnar = lake.ingest(key, body)
+    monkeypatch.setattr(ingest, "columnar_plan", lambda dataset: None)
+    again = gzip.compress(lines, mtime=1) if key.endswith(".gz") else body + b"\n"
+    per_record = lake.ingest(key, again)
+    # THEN the manifests agree on status and counts, and the same lines land and are quarantined
+    assert columnar.status == per_record.status == status
+    counts = ("records_read", "records_landed", "records_quarantined", "event_dates")
+    assert [getattr(columnar, c) for c in counts] == [getattr(per_record, c) for c in counts]
+    assert _landed(lake, columnar) == _landed(lake, per_record)
