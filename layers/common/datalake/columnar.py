@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BLOCK_BYTES", "BlockVerdict", "ColumnarPlan", "blocks", "columnar_plan"]
 
-BLOCK_BYTES = 4 * 1024 * 1024
+BLOCK_BYTES = 2 * 1024 * 1024
 """Bytes of complete lines judged at a time: memory stays within a few blocks whatever the object's size."""
 READ_BLOCK_BYTES = 1024 * 1024
 """The JSON reader's own block: a block is parsed in pieces of this size, in parallel."""
@@ -43,12 +43,11 @@ PER_RECORD_LINES = 64
 """A refused block of at most this many lines goes to the per-record path whole."""
 
 TIME_PATTERN = (
-    r"^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?"
-    r"(?:Z|[+-](?:0\d|1[0-7]):[0-5]\d)$"
+    r"^(?:000[2-9]|00[1-9]\d|0[1-9]\d\d|[1-8]\d{3}|9[0-8]\d\d|99[0-8]\d)-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+    r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?(?:Z|[+-](?:0\d|1[0-7]):[0-5]\d)$"
 )
-"""`validation.CANONICAL_TIME` with its fields' ranges spelt out (RE2, ASCII digits): the reader's cast then refuses
-only days past their month's end, and the years 0000, 0001 and 9999 are left to the contract as the fast path does."""
-_EDGE_YEARS = r"^(?:0000|0001|9999)-"
+"""`validation.CANONICAL_TIME` with each field's range spelt out (RE2, ASCII digits), in the years 0002-9998 as the
+fast path takes them: the reader's cast then refuses only days past their month's end."""
 _BLANK = r"[ \t]*"
 
 
@@ -82,8 +81,8 @@ class ColumnarPlan:
         )
         self._read = pj.ReadOptions(block_size=READ_BLOCK_BYTES, use_threads=True)
 
-    def judge(self, block: bytes, lines: int) -> BlockVerdict | None:
-        """Judge a block of `lines` complete lines, each ending in `}` and a newline.
+    def judge(self, block: bytes, ends: npt.NDArray[np.int64]) -> BlockVerdict | None:
+        """Judge a block of complete lines, each ending in `}` and a newline (at the offsets `ends`).
 
         Returns
         -------
@@ -99,6 +98,7 @@ class ColumnarPlan:
             table = pj.read_json(pa.BufferReader(block), read_options=self._read, parse_options=self._parse)
         except (pa.ArrowException, UnicodeDecodeError, ValueError):
             return None
+        lines = len(ends)
         if table.num_rows != lines:
             return None
         ok: Any = None
@@ -109,7 +109,7 @@ class ColumnarPlan:
             conditions: list[Any] = [check(column) for check in spec.checks]
             if spec.text_pattern is not None:
                 if line_text is None:
-                    line_text = _line_array(block, lines)
+                    line_text = _line_array(block, ends)
                 conditions.append(pc.match_substring_regex(line_text, spec.text_pattern))
             if spec.time:
                 try:
@@ -143,14 +143,14 @@ def _numpy_view(array: Any, dtype: Any) -> Any:
     return values[array.offset : array.offset + len(array)]
 
 
-def _line_array(block: bytes, lines: int) -> Any:
+def _line_array(block: bytes, ends: npt.NDArray[np.int64]) -> Any:
     """The block's lines as an Arrow string array over the block's own bytes (each keeps its newline)."""
     import numpy as np
     import pyarrow as pa
 
-    offsets = np.zeros(lines + 1, dtype=np.int32)
-    offsets[1:] = newline_positions(block) + 1
-    return pa.Array.from_buffers(pa.string(), lines, [None, pa.py_buffer(offsets), pa.py_buffer(block)])
+    offsets = np.zeros(len(ends) + 1, dtype=np.int32)
+    offsets[1:] = ends + 1
+    return pa.Array.from_buffers(pa.string(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(block)])
 
 
 @dataclass(frozen=True)
@@ -362,10 +362,7 @@ def _typed(name: str, tp: Any, metadata: list[Any], null_ok: bool) -> _Field:
             tp is dt.datetime and not metadata
         ):
             raise _Unsupported("constrained datetime")
-        checks = (
-            lambda c: pc.match_substring_regex(c, TIME_PATTERN),
-            lambda c: pc.invert(pc.match_substring_regex(c, _EDGE_YEARS)),
-        )
+        checks = (lambda c: pc.match_substring_regex(c, TIME_PATTERN),)
         return _Field(name, pa.string(), null_ok, checks, time=True)
     if tp is bool:
         if metadata:
@@ -391,7 +388,9 @@ def _typed(name: str, tp: Any, metadata: list[Any], null_ok: bool) -> _Field:
             raise _Unsupported("decimal wider than 38 digits")
         arrow_type = pa.decimal128(rule.max_digits, rule.decimal_places)
         number = rf"-?\d{{1,{rule.max_digits - rule.decimal_places}}}(?:\.\d{{1,{rule.decimal_places}}})?"
-        text = rf'(?:^|[{{,]){_BLANK}"{name}"{_BLANK}:{_BLANK}(?:{number}|"{number}"){_BLANK}[,}}]'
+        # the key's text, quoted and followed by a colon, can only be the key itself: a string holding it would have
+        # its quotes escaped, and the reader refuses repeated keys
+        text = rf'"{name}"{_BLANK}:{_BLANK}(?:{number}|"{number}"){_BLANK}[,}}]'
         return _Field(name, arrow_type, null_ok, _bound_checks(kwargs, arrow_type), text_pattern=text)
     raise _Unsupported(f"type {tp}")
 

@@ -289,7 +289,7 @@ def _judge_block(
     import numpy as np
 
     ends = newline_positions(block)
-    verdict = plan.judge(block, len(ends)) if lines_ready(block, ends, max_line) else None
+    verdict = plan.judge(block, ends) if lines_ready(block, ends, max_line) else None
     if verdict is None:
         if len(ends) <= PER_RECORD_LINES:
             return _judge_lines(iter_line_batches((b"", block), max_line), line_no, validator, sink, max_line)
