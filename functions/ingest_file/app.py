@@ -28,10 +28,7 @@ clients = AwsClients.from_session()
 idempotency = IdempotencyConfig(
     event_key_jmespath="[bucket, key, version_id || etag]", expires_after_seconds=settings.idempotency_ttl_seconds
 )
-# the idempotency records go through the engine's own DynamoDB client: one client fewer to build at init
-persistence = DynamoDBPersistenceLayer(
-    table_name=settings.require("idempotency_table"), boto3_client=clients.dynamodb.meta.client
-)
+persistence = DynamoDBPersistenceLayer(table_name=settings.require("idempotency_table"), boto3_session=clients.session)
 
 
 @idempotent_function(  # type: ignore[untyped-decorator]
