@@ -1,7 +1,11 @@
-"""Benchmark: the file-ingestion engine beside pyarrow's JSON-to-Parquet streaming, and its peak memory.
+"""Benchmark: the file-ingestion engine beside pyarrow's JSON-to-Parquet streaming, its memory, init and size.
 
 Run with `make bench` (or `.venv/bin/python bench/ingest.py [--rows N] [--repeat K] [--big-rows N]`). Each
-measurement runs in a fresh child process so its peak RSS is its own; S3 is a moto server in this process.
+measurement runs in a fresh child process so its peak RSS is its own; S3 is a moto server in this process. Both the
+baseline and the engine import pyarrow before their clocks start. Handler init is the time a fresh process takes to
+import `functions/ingest_file/app.py` (module init included), against a bare `import boto3; boto3.client("s3")`.
+The ingest function's unzipped size is its code, CommonLayer (the closure of `layers/common/requirements.txt` as
+installed here, plus the datalake package) and the AWS SDK for pandas layer's published size.
 Prints a table, then one line of `key=value` figures.
 """
 
@@ -34,6 +38,7 @@ CHILD_ENGINE = (
     PEAK_RSS
     + """
 import json, sys, time, boto3
+import numpy, pyarrow.compute, pyarrow.json  # imported before the clock, as the baseline imports pyarrow
 from datalake.aws import AwsClients
 from datalake.ingest import ObjectRef, ingest_object
 from datalake.settings import Settings
@@ -70,6 +75,97 @@ seconds = time.perf_counter() - start
 print(json.dumps({"seconds": seconds, "records": rows, "rss_mb": peak_rss_mb()}))
 """
 )
+
+
+CHILD_BOTO3 = """
+import time
+start = time.perf_counter()
+import boto3
+boto3.client("s3")
+print(time.perf_counter() - start)
+"""
+
+CHILD_HANDLER = """
+import sys, time
+start = time.perf_counter()
+sys.path.insert(0, sys.argv[1])
+import app
+print(time.perf_counter() - start)
+"""
+
+SDK_PANDAS_LAYER_MB = 204.0
+"""Unzipped size of the AWS SDK for pandas layer, the largest recent release (3.16.1: 204 MB; 3.15 and 3.16.0:
+167 MB), as measured in aws/aws-sdk-pandas issue 3331. Lambda's limit is 262,144,000 bytes for a function with
+its layers."""
+LAMBDA_UNZIPPED_LIMIT_MB = 262.144
+
+
+def _installed_mb(requirements: list[str]) -> float:
+    """Bytes (MB) the requirements and everything they require take once installed, as installed here."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    seen: dict[str, int] = {}
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        req = todo.pop()
+        try:
+            dist = metadata.distribution(req.name)
+        except metadata.PackageNotFoundError:
+            continue
+        name = dist.metadata["Name"].lower()
+        if name in seen:
+            continue
+        seen[name] = sum(f.size or 0 for f in dist.files or [])
+        for spec in dist.requires or []:
+            dep = Requirement(spec)
+            if dep.marker is None or any(dep.marker.evaluate({"extra": e}) for e in (req.extras or {""})):
+                todo.append(dep)
+    return sum(seen.values()) / 1e6
+
+
+def _tree_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts) / 1e6
+
+
+def function_size_mb() -> dict[str, float]:
+    """The ingest function's unzipped size, by part: its code, CommonLayer, the SDK for pandas layer."""
+    lines = (ROOT / "layers" / "common" / "requirements.txt").read_text().splitlines()
+    requirements = [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+    common = _installed_mb(requirements) + _tree_mb(ROOT / "layers" / "common" / "datalake")
+    return {
+        "function": _tree_mb(ROOT / "functions" / "ingest_file"),
+        "common_layer": common,
+        "sdk_pandas_layer": SDK_PANDAS_LAYER_MB,
+    }
+
+
+def _timed(code: str, *args: str, env: dict[str, str], repeat: int) -> float:
+    """The median of `repeat` fresh processes' own timing of `code` (printed as its last line)."""
+    runs = []
+    for _ in range(repeat):
+        result = subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=False, timeout=300
+        )
+        if result.returncode != 0:
+            raise SystemExit(f"benchmark child failed:\n{result.stderr[-3000:]}")
+        runs.append(float(result.stdout.strip().splitlines()[-1]))
+    return statistics.median(runs)
+
+
+def init_seconds(env: dict[str, str], repeat: int) -> tuple[float, float]:
+    """Handler init and a bare boto3 S3 client's init, each the median over fresh processes."""
+    handler_env = {
+        **env,
+        "DL_RAW_BUCKET": "raw",
+        "DL_MANIFESTS_TABLE": "manifests",
+        "DL_IDEMPOTENCY_TABLE": "idempotency",
+        "POWERTOOLS_SERVICE_NAME": "ingest_file",
+    }
+    handler = _timed(CHILD_HANDLER, str(ROOT / "functions" / "ingest_file"), env=handler_env, repeat=repeat)
+    bare = _timed(CHILD_BOTO3, env=env, repeat=repeat)
+    return handler, bare
 
 
 def _write_clean_sales(path: Path, rows: int) -> None:
@@ -163,6 +259,9 @@ def main() -> None:
             big = _child(CHILD_ENGINE, "landing", "sales/big.jsonl", str(args.big_rows), env=env)
             assert big["records"] == args.big_rows
     server.stop()
+    print("handler init ...", file=sys.stderr)
+    handler_init, boto3_init = init_seconds(env, max(args.repeat, 5))
+    sizes = function_size_mb()
 
     mb = size / 1e6
     for name, runs in (
@@ -182,8 +281,19 @@ def main() -> None:
             f"| {'ingest engine, ' + format(args.big_rows, ',') + ' rows':<58} | {big['seconds']:>8.2f} | "
             f"{args.big_rows / big['seconds']:>11,.0f} | {'':>7} | {big['rss_mb']:>11.0f} |"
         )
+    print(
+        f"\nhandler init {handler_init * 1000:.0f} ms, bare boto3.client('s3') {boto3_init * 1000:.0f} ms"
+        " (medians over fresh processes)"
+    )
+    total = sum(sizes.values())
+    parts = ", ".join(f"{name} {value:.1f}" for name, value in sizes.items())
+    verdict = "within" if total <= LAMBDA_UNZIPPED_LIMIT_MB else "OVER"
+    print(f"ingest function unzipped with its layers: {total:.1f} MB ({parts}); {verdict} Lambda's 262.1 MB")
     rss_big = f"{big['rss_mb']:.0f}" if big else "n/a"
-    print(f"\ningest_vs_baseline={ratio:.2f} peak_rss_mb_1m={rows_out[1][4]:.0f} peak_rss_mb_5m={rss_big}")
+    print(
+        f"\ningest_vs_baseline={ratio:.2f} peak_rss_mb_1m={rows_out[1][4]:.0f} peak_rss_mb_5m={rss_big} "
+        f"init_vs_boto3={handler_init / boto3_init:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import datetime as dt
 import functools
 import hashlib
 import io
+import itertools
 import json
 import logging
 import sys
@@ -18,12 +19,21 @@ from enum import StrEnum
 from typing import Any, cast
 from urllib.parse import unquote_plus
 
-import ijson
 import msgspec
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
 from datalake.aws import AwsClients, aws_error, error_code
+from datalake.columnar import (
+    PER_RECORD_LINES,
+    SPLIT_WAYS,
+    ColumnarPlan,
+    blocks,
+    columnar_plan,
+    lines_ready,
+    newline_positions,
+    output_groups,
+)
 from datalake.contracts import Dataset, Format, get_dataset
 from datalake.exceptions import (
     AccountingError,
@@ -47,6 +57,7 @@ from datalake.landing import (
 )
 from datalake.originals import Provenance, file_name, keep_object, original_key
 from datalake.readers import (
+    UTF8_BOM,
     CappedChunkStream,
     ChunkStream,
     Limits,
@@ -207,6 +218,11 @@ class _Sink:
         """Land complete lines (lineage already appended) in one event-date partition."""
         self._file_for(day).add_many(lines)
 
+    def land_text(self, day: dt.date, text: memoryview, records: int) -> None:
+        """Land `records` complete lines (lineage appended) in one event-date partition, as one text whose last line
+        lacks its closing `}` and newline (`columnar.output_groups`)."""
+        self._file_for(day).add_text(text, b"}\n", records)
+
     def land_json(self, line_no: int, document: bytes, event_time: dt.datetime) -> None:
         """Land a JSON object (as received when canonical, else re-encoded: `Verdict.document`) with its lineage."""
         self._file_for(event_time.astimezone(UTC).date()).add(with_lineage(document, self._mid, line_no, self._end))
@@ -243,12 +259,77 @@ _BLANK = frozenset(b" \t\r\n\f\v")
 
 
 def _read_json_lines(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink, max_line: int) -> None:
-    """Judge and route every line; the common case (valid, fast path) stays in a tight per-batch loop."""
+    """Judge and route every line: blocks of lines by the columnar path when the contract maps to one (ADR 0026),
+    the lines it cannot judge (and every line of a contract it cannot express) one by one."""
+    plan = columnar_plan(validator.dataset)
+    if plan is None:
+        _judge_lines(iter_line_batches(chunks, max_line), 0, validator, sink, max_line)
+        return
+    line_no = 0
+    for block in blocks(chunks, max_line):
+        if line_no == 0:
+            block = block.removeprefix(UTF8_BOM)
+        if not block.endswith(b"\n"):
+            # a line over the cap is still open: the rest of the object is split line by line, as it streams
+            rest = itertools.chain((b"", block), chunks)
+            _judge_lines(iter_line_batches(rest, max_line), line_no, validator, sink, max_line)
+            return
+        line_no = _judge_block(block, line_no, plan, validator, sink, max_line)
+
+
+def _judge_block(
+    block: bytes, line_no: int, plan: ColumnarPlan, validator: RecordValidator, sink: _Sink, max_line: int
+) -> int:
+    """Judge a block of complete lines that follows line `line_no`; return the number of its last line.
+
+    A block the columnar path refuses (a value of another type, a blank or oversized line, broken JSON) is judged
+    again in smaller blocks, and below `PER_RECORD_LINES` lines one line at a time; rows whose values a vectorised
+    check refuses are judged one at a time, the rest land as one text per event date.
+    """
+    import numpy as np
+
+    ends = newline_positions(block)
+    verdict = plan.judge(block, ends) if lines_ready(block, ends, max_line) else None
+    if verdict is None:
+        if len(ends) <= PER_RECORD_LINES:
+            return _judge_lines(iter_line_batches((b"", block), max_line), line_no, validator, sink, max_line)
+        starts = [0, *(int(e) + 1 for e in ends)]
+        step = -(-len(ends) // SPLIT_WAYS)
+        for first in range(0, len(ends), step):
+            last = min(first + step, len(ends))
+            line_no = _judge_block(block[starts[first] : starts[last]], line_no, plan, validator, sink, max_line)
+        return line_no
+    good = np.flatnonzero(verdict.ok)
+    if len(good):
+        good = good[np.argsort(verdict.days[good], kind="stable")]
+        days = verdict.days[good]
+        cuts = [0, *(int(c) for c in np.flatnonzero(np.diff(days)) + 1), len(good)]
+        bounds = list(itertools.pairwise(cuts))
+        mid, end = sink.lineage_parts
+        texts = output_groups(block, ends, good, bounds, line_no + 1, mid, end)
+        for (first, _), (text, count) in zip(bounds, texts, strict=True):
+            sink.land_text(_EPOCH + dt.timedelta(days=int(days[first])), text, count)
+        sink.read += len(good)
+    line_starts = np.concatenate(([0], ends[:-1] + 1))
+    for row in np.flatnonzero(~verdict.ok):
+        line = block[int(line_starts[row]) : int(ends[row])]
+        _slow_line(line, line_no + 1 + int(row), validator, sink, max_line)
+    return line_no + len(ends)
+
+
+_EPOCH = dt.date(1970, 1, 1)
+_EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _judge_lines(
+    batches: Iterator[list[Line]], line_no: int, validator: RecordValidator, sink: _Sink, max_line: int
+) -> int:
+    """Judge lines one by one (those after line `line_no`); the common case (valid, fast path) stays in a tight
+    per-batch loop. Returns the number of the last line."""
     fast = validator.fast_event_time
     mid, end = sink.lineage_parts
     pending: dict[int, list[bytes]] = {}
-    line_no = 0
-    for batch in iter_line_batches(chunks, max_line):
+    for batch in batches:
         verdicts = [fast(line) if line.__class__ is bytes else None for line in batch]
         for line, event_time in zip(batch, verdicts, strict=True):
             line_no += 1
@@ -272,10 +353,7 @@ def _read_json_lines(chunks: Iterator[bytes], validator: RecordValidator, sink: 
         for day, lines in pending.items():
             sink.land_lines(_EPOCH + dt.timedelta(days=day), lines)
         pending.clear()
-
-
-_EPOCH = dt.date(1970, 1, 1)
-_EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=UTC)
+    return line_no
 
 
 def _slow_line(line: Line, line_no: int, validator: RecordValidator, sink: _Sink, max_line: int) -> None:
@@ -296,6 +374,8 @@ def _slow_line(line: Line, line_no: int, validator: RecordValidator, sink: _Sink
 
 
 def _read_json_array(chunks: Iterator[bytes], validator: RecordValidator, sink: _Sink) -> None:
+    import ijson
+
     try:
         for index, item in enumerate(ijson.items(ChunkStream(chunks), "item", use_float=False), start=1):
             sink.read += 1
@@ -318,6 +398,8 @@ def _read_json_documents(chunks: Iterator[bytes], validator: RecordValidator, si
     No value may exceed `max_bytes` (the line cap): past it the object is rejected whole (`document too large`),
     before the value is held in memory.
     """
+    import ijson
+
     stream = CappedChunkStream(chunks, max_bytes + _JSON_BUFFER)
     values = ijson.items(stream, "", multiple_values=True, use_float=False, buf_size=_JSON_BUFFER)
     try:

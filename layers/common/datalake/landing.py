@@ -19,6 +19,9 @@ from datalake.validation import RecordError
 UTC = dt.UTC
 QUARANTINE_PREFIX = "_quarantine"
 SPOOL_BYTES = 8 * 1024 * 1024
+PART_SPOOL_BYTES = 2 * 1024 * 1024
+"""Compressed bytes an output object keeps in memory before spilling to disk: an ingestion writes one object per event
+date, so this times the number of dates bounds what its outputs hold in memory."""
 CONTENT_TYPE = "application/x-ndjson"
 SINGLE_PUT_BYTES = 8 * 1024 * 1024
 """Objects up to this size are written with one PutObject; larger ones with a managed multipart upload."""
@@ -90,7 +93,7 @@ class PartitionFile:
     def __init__(self, key: str, level: int) -> None:
         self.key = key
         self.records = 0
-        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
+        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=PART_SPOOL_BYTES)  # noqa: SIM115
         self._gzip: Any = igzip.IGzipFile(fileobj=self._spool, mode="wb", compresslevel=level)  # type: ignore[no-untyped-call]
         self._pending: list[bytes] = []
 
@@ -109,6 +112,15 @@ class PartitionFile:
         if len(self._pending) >= _FLUSH_LINES:
             self._gzip.write(b"".join(self._pending))
             self._pending.clear()
+
+    def add_text(self, text: memoryview, ending: bytes, records: int) -> None:
+        """Append `records` complete lines given as one text followed by `ending`."""
+        if self._pending:
+            self._gzip.write(b"".join(self._pending))
+            self._pending.clear()
+        self._gzip.write(text)
+        self._gzip.write(ending)
+        self.records += records
 
     def finish(self) -> IO[bytes]:
         """Close the gzip stream and return the spooled object, rewound."""
