@@ -151,7 +151,7 @@ def spark_action_profile() -> Iterator[ActionProfile]:
     """
     import importlib
 
-    from lakebox import glue as local_glue
+    from lakebox.services import glue as local_glue
     from lakebox.services.glue import local_spark
 
     profile = ActionProfile()

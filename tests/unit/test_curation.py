@@ -157,7 +157,10 @@ def test_curated_select_columns_equal_the_declared_table_columns_in_order() -> N
         partitioned = ddl.find(exp.PartitionedByProperty)
         keys = [c.name for c in partitioned.this.expressions] if partitioned else []
         select = sqlglot.parse_one(
-            render(sql_text(f"curated/{table.name}.sql"), {"database": "d", "dates": "DATE '2026-01-01'"}),
+            render(
+                sql_text(f"curated/{table.name}.sql"),
+                {"database": "d", "dates": "DATE '2026-01-01'", "steady_dates": "NULL", "versioned_dates": "NULL"},
+            ),
             read="athena",
         )
         assert isinstance(select, exp.Select)
