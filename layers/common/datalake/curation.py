@@ -361,9 +361,9 @@ def plan_statements(
     by_table
         When given, what each table rebuilds (the ledger's backlog, ADR 0017), instead of `dates` and `changed`.
     version_dates
-        Per versioned dataset, every date one of its versions begins on (`version_start_dates`); a table's query reads the
-        rows of its other dates without their event time (ADR 0027). A dataset absent (or None): every date is taken
-        as one where a version may begin, so every row is enriched at its own event time.
+        Per versioned dataset, every date one of its versions begins on (`version_start_dates`); a table's query
+        reads the rows of its other dates without their event time (ADR 0027). A dataset absent (or None): every date
+        is taken as one where a version may begin, so every row is enriched at its own event time.
 
     Returns
     -------
