@@ -2,7 +2,8 @@
 
 The published tables are read through the local Athena (catalog, partitions, run folders: what an analyst sees).
 The expected rows come from the processed zone alone: its Parquet files copied out of S3 and read by a DuckDB of
-our own, the curated SQL (`sql/curated/<table>.sql`, every processed date for a partitioned table) and the
+our own, the curated SQL (`sql/curated/<table>.sql`, every processed date for a partitioned table, each row enriched
+at its own event time; a table reading another curated table reads it as computed here) and the
 reference views (`sql/views/`), transpiled from Trino with sqlglot and Trino's decimal arithmetic. Nothing of the
 plan, the ledger or the run history takes part: after a run that ends SUCCEEDED the two must be equal, whatever
 happened before (ADR 0017).
@@ -11,7 +12,6 @@ happened before (ADR 0017).
 from __future__ import annotations
 
 import datetime as dt
-import re
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
@@ -90,25 +90,22 @@ def expected_tables(
             con.execute(f"CREATE VIEW {SCHEMA}.{view.name} AS {_trino(select, con)}")
         found: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {}
         for table in curated_tables():
-            if wanted is not None and table.name not in wanted:
-                continue
+            # every table, in declaration order: a table may read the curated tables declared before it
             text = sql_text(f"curated/{table.name}.sql")
-            if not _reads(text) <= set(dates):
+            if not table.reads <= set(dates):
                 found[table.name] = ([], [])
                 continue
             days = dates[table.dataset] if table.partition_column else []
             listed = ", ".join(f"DATE '{day.isoformat()}'" for day in days) or "NULL"
-            select = render(text, {"database": SCHEMA, "dates": listed})
-            cursor = con.execute(_trino(select, con))
-            found[table.name] = ([d[0] for d in cursor.description], cursor.fetchall())
+            # every date enriched at each row's own event time: the reference the steady-date shortcut must equal
+            values = {"database": SCHEMA, "dates": listed, "versioned_dates": listed, "steady_dates": "NULL"}
+            select = _trino(render(text, values), con)
+            con.execute(f"CREATE TABLE {SCHEMA}.{table.name} AS {select}")
+            cursor = con.execute(f"SELECT * FROM {SCHEMA}.{table.name}")
+            if wanted is None or table.name in wanted:
+                found[table.name] = ([d[0] for d in cursor.description], cursor.fetchall())
         con.close()
         return found
-
-
-def _reads(sql: str) -> set[str]:
-    """The datasets a curated query reads, by name or through a reference view."""
-    names = re.findall(r"\{\{\s*database\s*\}\}\.([a-z_][a-z0-9_]*)", sql)
-    return {re.sub(r"_(history|current)$", "", name) for name in names}
 
 
 def _value(value: Any) -> Any:

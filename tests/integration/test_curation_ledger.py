@@ -193,7 +193,7 @@ def test_a_dataset_failing_the_gate_is_held_then_released(lake: Lake) -> None:
     summary = partial.output
     assert summary["status"] == "PARTIAL"
     held = {h["table"]: h for h in summary["held"]}
-    assert set(held) == {"daily_sales_by_region", "product_performance", "customer_aggregates"}
+    assert set(held) == {"daily_sales_by_region", "product_performance", "customer_daily_sales", "customer_aggregates"}
     assert held["daily_sales_by_region"]["datasets"] == ["sales"]
     assert any("freshness" in reason for reason in held["daily_sales_by_region"]["reasons"])
     item = lake.run_item("sales-stale")

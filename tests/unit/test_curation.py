@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib.util
 import json
@@ -32,6 +33,7 @@ from datalake.curation import (
     run_changes,
     run_token,
     sql_text,
+    versioned_days,
 )
 from datalake.exceptions import TerminalError
 from datalake.ledger import LEDGER_KEY, Ledger, RunVerdicts, TableEntry, Verdict
@@ -157,7 +159,10 @@ def test_curated_select_columns_equal_the_declared_table_columns_in_order() -> N
         partitioned = ddl.find(exp.PartitionedByProperty)
         keys = [c.name for c in partitioned.this.expressions] if partitioned else []
         select = sqlglot.parse_one(
-            render(sql_text(f"curated/{table.name}.sql"), {"database": "d", "dates": "DATE '2026-01-01'"}),
+            render(
+                sql_text(f"curated/{table.name}.sql"),
+                {"database": "d", "dates": "DATE '2026-01-01'", "steady_dates": "NULL", "versioned_dates": "NULL"},
+            ),
             read="athena",
         )
         assert isinstance(select, exp.Select)
@@ -475,3 +480,73 @@ def test_the_sql_names_the_datasets_a_table_reads() -> None:
     assert tables["product_performance"].reads == {"sales", "products"}
     assert tables["customer_aggregates"].reads == {"sales", "customers"}
     assert tables["daily_sales_by_region"].reads == {"sales"}
+
+
+# ------------------------------------------------------------------------------- steady and versioned dates
+
+
+def _build(result: dict[str, Any], table: str) -> str:
+    return str(next(q["query"] for q in result["queries"] if q["name"] == f"{table}/build"))
+
+
+def _products_partition(day: str) -> None:
+    boto3.client("s3").put_object(Bucket="processed", Key=f"products/event_date={day}/part-0.parquet", Body=b"x")
+
+
+def test_a_date_no_product_version_begins_on_is_enriched_without_event_times(
+    handler: ModuleType, lambda_context: Any
+) -> None:
+    # GIVEN every table known, products with versions beginning on 2026-09-30 and 2026-10-02 (their processed
+    # partitions), and a run that wrote sales of three dates
+    _ledger("curated", Ledger(tables={t.name: TableEntry() for t in curated_tables()}))
+    _products_partition("2026-09-30")
+    _products_partition("2026-10-02")
+    _summary("processed", "run-1", {"sales": {"partitions": ["2026-10-01", "2026-10-02", "2026-10-03"]}})
+    # WHEN it is planned
+    build = _build(handler.lambda_handler({"run_id": "run-1"}, lambda_context), "product_performance")
+    # THEN product_performance reads event times (each sale's own version) only on the date a version begins
+    assert "WHERE s.event_date IN (DATE '2026-10-02')" in build
+    assert "WHERE s.event_date IN (DATE '2026-10-01', DATE '2026-10-03')" in build
+
+
+def test_without_product_versions_on_its_dates_no_sale_event_time_is_read(
+    handler: ModuleType, lambda_context: Any
+) -> None:
+    # GIVEN products whose only versions began before the sales, and a run that wrote sales of one date
+    _ledger("curated", Ledger(tables={t.name: TableEntry() for t in curated_tables()}))
+    _products_partition("2026-01-01")
+    _summary("processed", "run-1", {"sales": {"partitions": ["2026-10-01"]}})
+    # WHEN it is planned THEN the per-sale branch reads no partition at all
+    build = _build(handler.lambda_handler({"run_id": "run-1"}, lambda_context), "product_performance")
+    assert "WHERE s.event_date IN (NULL)" in build
+    assert "WHERE s.event_date IN (DATE '2026-10-01')" in build
+
+
+def test_versioned_days_are_every_day_unless_the_version_dates_are_known() -> None:
+    tables = {t.name: t for t in curated_tables()}
+    days = [dt.date(2026, 10, 1), dt.date(2026, 10, 2)]
+    performance = tables["product_performance"]
+    # GIVEN a table enriched through products_history THEN unknown version dates make every day versioned
+    assert performance.history == {"products"}
+    assert versioned_days(performance, days, None) == days
+    assert versioned_days(performance, days, {"customers": [days[0]]}) == days
+    # AND known ones keep only the days a version begins on
+    assert versioned_days(performance, days, {"products": [days[1], dt.date(2026, 1, 1)]}) == [days[1]]
+    assert versioned_days(performance, days, {"products": []}) == []
+    # AND a table read without history views has no versioned day
+    assert versioned_days(tables["daily_sales_by_region"], days, None) == []
+
+
+def test_a_table_reading_a_curated_table_reads_its_datasets_and_must_be_declared_after_it() -> None:
+    # GIVEN customer_aggregates, which reads customer_daily_sales THEN it reads sales through it, and is held with it
+    tables = [t.name for t in curated_tables()]
+    assert tables.index("customer_daily_sales") < tables.index("customer_aggregates")
+    assert {t.name: t for t in curated_tables()}["customer_aggregates"].inputs == {"sales", "customers"}
+    # AND declared before the table it reads, it is refused
+    sales = REGISTRY["sales"]
+    reordered = tuple(sorted(sales.curated, key=lambda c: c.name != "customer_aggregates"))
+    with (
+        registered(dataclasses.replace(sales, curated=reordered)),
+        pytest.raises(ValueError, match="reads curated table 'customer_daily_sales', which is declared after it"),
+    ):
+        curated_tables()

@@ -45,8 +45,12 @@ class CuratedTable:
     dataset
         The dataset that declares it; a partitioned table's dates are that dataset's.
     inputs
-        Every dataset its SQL reads, directly or through a reference view (`<dataset>_history`, `_current`): a
-        dataset the gate holds holds the tables it is an input of (ADR 0017). Its sources when empty.
+        Every dataset its SQL reads, directly, through a reference view (`<dataset>_history`, `_current`) or through
+        a curated table declared before it: a dataset the gate holds holds the tables it is an input of (ADR 0017).
+        Its sources when empty.
+    history
+        The versioned datasets its SQL reads through their `<dataset>_history` view (point-in-time enrichment): on a
+        date none of their versions begins, every row of the day takes the version valid at its start (ADR 0027).
     """
 
     name: str
@@ -54,6 +58,7 @@ class CuratedTable:
     sources: frozenset[str]
     dataset: str = ""
     inputs: frozenset[str] = frozenset()
+    history: frozenset[str] = frozenset()
 
     @property
     def reads(self) -> frozenset[str]:
@@ -64,40 +69,59 @@ class CuratedTable:
 def curated_tables(registry: Mapping[str, Dataset] = REGISTRY) -> tuple[CuratedTable, ...]:
     """Every curated table the registered datasets declare, by dataset name, then in declaration order.
 
+    A table may read curated tables declared before it (its plan's statements run after theirs); it then reads
+    whatever they read.
+
     Raises
     ------
     ValueError
-        When two datasets declare the same table, or a table reads a dataset that is not registered.
+        When two datasets declare the same table, a table reads a dataset that is not registered, or a table reads a
+        curated table declared after it.
     """
     tables: dict[str, CuratedTable] = {}
+    declared: dict[str, str] = {}
     for name, dataset in sorted(registry.items()):
         for table in dataset.curated:
-            if table.name in tables:
-                raise ValueError(f"curated table {table.name!r} is declared by {tables[table.name].dataset} and {name}")
+            if table.name in declared:
+                raise ValueError(f"curated table {table.name!r} is declared by {declared[table.name]} and {name}")
+            declared[table.name] = name
+    for name, dataset in sorted(registry.items()):
+        for table in dataset.curated:
             unknown = sorted(set(table.reads) - set(registry))
             if unknown:
                 raise ValueError(f"curated table {table.name!r} of {name} reads unknown datasets {unknown}")
             sources = frozenset({name, *table.reads})
-            inputs = _sql_inputs(table.name, registry)
+            inputs, history = _sql_inputs(table.name, registry, tables, declared)
             tables[table.name] = CuratedTable(
-                _identifier(table.name, "table"), table.partition_column, sources, name, inputs
+                _identifier(table.name, "table"), table.partition_column, sources, name, inputs, history
             )
     return tuple(tables.values())
 
 
-def _sql_inputs(table: str, registry: Mapping[str, Dataset]) -> frozenset[str]:
-    """The registered datasets `curated/<table>.sql` reads, by name or through their reference views."""
+def _sql_inputs(
+    table: str, registry: Mapping[str, Dataset], earlier: Mapping[str, CuratedTable], declared: Collection[str]
+) -> tuple[frozenset[str], frozenset[str]]:
+    """The registered datasets `curated/<table>.sql` reads (by name, through their reference views, or through the
+    curated tables declared before it), and those it reads through their history views."""
     try:
         text = sql_text(f"curated/{table}.sql")
     except FileNotFoundError:
-        return frozenset()
-    found = set()
+        return frozenset(), frozenset()
+    found: set[str] = set()
+    history: set[str] = set()
     for name in _READS.findall(text):
+        if name in earlier:
+            found.update(earlier[name].reads)
+            continue
+        if name in declared:
+            raise ValueError(f"curated table {table!r} reads curated table {name!r}, which is declared after it")
         for candidate in (name, name.removesuffix("_history"), name.removesuffix("_current")):
             if candidate in registry:
                 found.add(candidate)
+                if name.endswith("_history") and candidate != name:
+                    history.add(candidate)
                 break
-    return frozenset(found)
+    return frozenset(found), frozenset(history)
 
 
 @dataclass(frozen=True)
@@ -313,6 +337,7 @@ def plan_statements(
     tables: Sequence[CuratedTable] | None = None,
     dates_by_dataset: Mapping[str, Sequence[dt.date]] | None = None,
     by_table: TablePlan | None = None,
+    version_dates: Mapping[str, Collection[dt.date]] | None = None,
 ) -> list[Statement]:
     """Render the statements that rebuild the curated tables for one run, in the order they must run.
 
@@ -335,6 +360,10 @@ def plan_statements(
         instead of `dates`: a run that changed one dataset's dates leaves the other datasets' tables alone.
     by_table
         When given, what each table rebuilds (the ledger's backlog, ADR 0017), instead of `dates` and `changed`.
+    version_dates
+        Per versioned dataset, every date one of its versions begins on (`version_start_dates`); a table's query
+        reads the rows of its other dates without their event time (ADR 0027). A dataset absent (or None): every date
+        is taken as one where a version may begin, so every row is enriched at its own event time.
 
     Returns
     -------
@@ -359,7 +388,7 @@ def plan_statements(
         if len(days) > MAX_DATES:
             raise ValueError(f"a plan rebuilds at most {MAX_DATES} dates, not {len(days)}")
         if table.partition_column is not None and days:
-            statements.extend(_partitioned(table, database, curated_bucket, token, days))
+            statements.extend(_partitioned(table, database, curated_bucket, token, days, version_dates))
         elif table.partition_column is None and rebuild_whole:
             statements.extend(_whole(table, database, curated_bucket, token))
     if not statements:
@@ -423,14 +452,17 @@ def plan_curation(request: CurationRequest, *, settings: Settings, clients: AwsC
     wanted = table_plan(backlog, tables, request, lambda dataset: processed_dates(clients.s3, processed, dataset))
     held = held_tables(backlog, tables)
     on_hold = {entry.table for entry in held}
+    building = [table for table in tables if table.name not in on_hold]
+    enriched = {name for table in building if wanted.dates.get(table.name) for name in table.history}
     queries = plan_statements(
         database=settings.glue_database,
         curated_bucket=curated,
         run_id=request.run_id,
         dates=[],
         changed=[],
-        tables=[table for table in tables if table.name not in on_hold],
+        tables=building,
         by_table=wanted,
+        version_dates=version_start_dates(clients.s3, processed, enriched),
     )
     built = [table.name for table in tables if table.name not in on_hold]
     ledger = advance(backlog, built, [table.name for table in tables], request.run_id, dt.datetime.now(dt.UTC))
@@ -553,7 +585,12 @@ def run_token(run_id: str) -> str:
 
 
 def _partitioned(
-    table: CuratedTable, database: str, bucket: str, token: str, days: list[dt.date]
+    table: CuratedTable,
+    database: str,
+    bucket: str,
+    token: str,
+    days: list[dt.date],
+    version_dates: Mapping[str, Collection[dt.date]] | None,
 ) -> Iterator[Statement]:
     column = table.partition_column
     assert column is not None
@@ -564,7 +601,14 @@ def _partitioned(
     yield _statement(table.name, "clean", "rebuild/drop_stage.sql", database=database, stage=stage)
     chunks = [days[i : i + MAX_PARTITIONS_PER_QUERY] for i in range(0, len(days), MAX_PARTITIONS_PER_QUERY)]
     for number, chunk in enumerate(chunks):
-        select = _select(f"curated/{table.name}.sql", database, dates=_date_list(chunk))
+        versioned = versioned_days(table, chunk, version_dates)
+        select = _select(
+            f"curated/{table.name}.sql",
+            database,
+            dates=_date_list(chunk),
+            steady_dates=_date_list([day for day in chunk if day not in versioned]),
+            versioned_dates=_date_list(versioned),
+        )
         if number == 0:
             yield _statement(
                 table.name,
@@ -634,7 +678,39 @@ def _select(path: str, database: str, **values: str) -> str:
 
 
 def _date_list(days: Sequence[dt.date]) -> str:
-    return ", ".join(f"DATE '{day.isoformat()}'" for day in days)
+    """The dates as SQL literals for an `IN (...)` list; `NULL` (no row matches, no partition is read) when empty."""
+    return ", ".join(f"DATE '{day.isoformat()}'" for day in days) or "NULL"
+
+
+def versioned_days(
+    table: CuratedTable, days: Sequence[dt.date], version_dates: Mapping[str, Collection[dt.date]] | None
+) -> list[dt.date]:
+    """The days among `days` on which a version of a dataset the table reads through its history view may begin.
+
+    On the other days (`steady_dates` in the table's SQL) the version valid at the start of the day is valid all day,
+    so the query enriches the day's rows without reading their event time (ADR 0027). Every day is versioned when
+    the version dates of one of those datasets are unknown.
+    """
+    if not table.history:
+        return []
+    begun: set[dt.date] = set()
+    for name in table.history:
+        known = None if version_dates is None else version_dates.get(name)
+        if known is None:
+            return list(days)
+        begun.update(known)
+    return [day for day in days if day in begun]
+
+
+def version_start_dates(s3: S3Client, processed_bucket: str, datasets: Collection[str]) -> dict[str, list[dt.date]]:
+    """Per versioned dataset, every date one of its versions begins on: its processed partitions, when the dataset
+    is partitioned by its version field (a version begins at its version field's time); others are left out."""
+    found: dict[str, list[dt.date]] = {}
+    for name in sorted(datasets):
+        dataset = REGISTRY.get(name)
+        if dataset is not None and dataset.version_field is not None and dataset.version_field == dataset.event_time:
+            found[name] = processed_dates(s3, processed_bucket, name)
+    return found
 
 
 def _identifier(value: str, what: str) -> str:

@@ -55,6 +55,8 @@ DATASET = Dataset(
     curated=(
         Curated("daily_sales_by_region", partition_column="sale_date"),
         Curated("product_performance", partition_column="sale_date"),
+        # one row per customer, day and currency: what customer_aggregates sums instead of every sale (ADR 0027)
+        Curated("customer_daily_sales", partition_column="sale_date"),
         Curated("customer_aggregates", reads=("customers",)),
     ),
 )

@@ -1,17 +1,18 @@
 -- customer_aggregates: each customer's purchasing history, with their current segment and region.
--- Grain: one row per (customer_id, currency). Rebuilt whole by every run that processed sales or customers.
+-- Grain: one row per (customer_id, currency). Rebuilt whole by every run that processed sales or customers, from
+-- customer_daily_sales (one row per customer, currency and day, rebuilt before it for the dates the run touched).
 WITH spend AS (
     SELECT
-        s.customer_id AS customer_id,
-        s.currency AS currency,
-        COUNT(*) AS transactions,
-        SUM(s.quantity) AS units,
-        SUM(s.revenue) AS revenue,
-        MIN(s.event_date) AS first_purchase_date,
-        MAX(s.event_date) AS last_purchase_date,
-        COUNT(DISTINCT s.event_date) AS active_days
-    FROM {{ database }}.sales AS s
-    GROUP BY s.customer_id, s.currency
+        d.customer_id AS customer_id,
+        d.currency AS currency,
+        SUM(d.transactions) AS transactions,
+        SUM(d.units) AS units,
+        SUM(d.revenue) AS revenue,
+        MIN(d.sale_date) AS first_purchase_date,
+        MAX(d.sale_date) AS last_purchase_date,
+        COUNT(DISTINCT d.sale_date) AS active_days
+    FROM {{ database }}.customer_daily_sales AS d
+    GROUP BY d.customer_id, d.currency
 )
 SELECT
     sp.customer_id AS customer_id,

@@ -5,6 +5,9 @@
 -- cost is point-in-time too: each sale costs quantity x the unit_cost of the product version valid at its event_time,
 -- when that version has a unit_cost in the sale's currency; a day's cost (and profit = revenue - cost) is null unless
 -- every sale of the product that day has one (a partial sum would overstate the profit).
+-- Point in time without reading every sale's event time (ADR 0027): on a date no product version begins (steady_dates),
+-- the version valid at the start of the day is valid all day, so the day's sales are summed per product first and take
+-- that version; on the other dates (versioned_dates) each sale takes the version valid at its event_time.
 WITH sold AS (
     SELECT
         s.event_date AS sale_date,
@@ -22,9 +25,9 @@ WITH sold AS (
         ON h.product_id = s.product_id
         AND (h.valid_from IS NULL OR s.event_time >= h.valid_from)
         AND (h.valid_to IS NULL OR s.event_time < h.valid_to)
-    WHERE s.event_date IN ({{ dates }})
+    WHERE s.event_date IN ({{ versioned_dates }})
 ),
-daily AS (
+versioned AS (
     SELECT
         d.sale_date AS sale_date,
         d.product_id AS product_id,
@@ -38,6 +41,42 @@ daily AS (
         CASE WHEN COUNT(d.cost) = COUNT(*) THEN SUM(d.cost) END AS cost
     FROM sold AS d
     GROUP BY d.sale_date, d.product_id, d.currency
+),
+summed AS (
+    SELECT
+        s.event_date AS sale_date,
+        s.product_id AS product_id,
+        s.currency AS currency,
+        COUNT(*) AS transactions,
+        COUNT(DISTINCT s.customer_id) AS customers,
+        SUM(s.quantity) AS units,
+        SUM(s.revenue) AS revenue
+    FROM {{ database }}.sales AS s
+    WHERE s.event_date IN ({{ steady_dates }})
+    GROUP BY s.event_date, s.product_id, s.currency
+),
+steady AS (
+    SELECT
+        m.sale_date AS sale_date,
+        m.product_id AS product_id,
+        m.currency AS currency,
+        COALESCE(h.name, 'unknown') AS product_name,
+        COALESCE(h.category, 'unknown') AS category,
+        m.transactions AS transactions,
+        m.customers AS customers,
+        m.units AS units,
+        m.revenue AS revenue,
+        CASE WHEN h.currency = m.currency THEN m.units * h.unit_cost END AS cost
+    FROM summed AS m
+    LEFT JOIN {{ database }}.products_history AS h
+        ON h.product_id = m.product_id
+        AND (h.valid_from IS NULL OR CAST(m.sale_date AS timestamp) >= h.valid_from)
+        AND (h.valid_to IS NULL OR CAST(m.sale_date AS timestamp) < h.valid_to)
+),
+daily AS (
+    SELECT * FROM versioned
+    UNION ALL
+    SELECT * FROM steady
 )
 SELECT
     d.product_id AS product_id,
