@@ -29,6 +29,10 @@ SUMMARY_COLUMNS = ("key", "dataset", "status", "read", "landed", "quarantined", 
 SHORT_VALUE = 12
 """Values up to this many characters (dates, statuses, counts) keep one line in a table; longer ones fold."""
 PULL_COLUMNS = ("schedule", "status", "records", "pages", "landing_key", "watermark_after", "error")
+SHOWN = 20
+"""Rows a long listing shows (the newest first) unless `--all`; a last line says how many more there are."""
+PAGER = "less -FRX"
+"""The pager when `$PAGER` is unset: it quits at once when the output fits the screen."""
 
 
 # ---------------------------------------------------------------------- argument types and output
@@ -134,7 +138,71 @@ def _width() -> int | None:
     """The width tables fit: the terminal's (or `COLUMNS`); 200 when printing to a pipe or file."""
     import os
 
+    paged = getattr(sys.stdout, "columns", None)  # output held for the pager keeps the terminal's width
+    if isinstance(paged, int):
+        return paged
     return None if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit() else 200
+
+
+def _more(shown: int, total: int, how: str = "--all to show all") -> None:
+    """The line under a listing cut to its first rows: how many more, and how to see them."""
+    if total > shown:
+        print(f"… and {total - shown:,} more; {how}")
+
+
+class _PagerBuffer:
+    """Standard output held for the pager: text, with the width of the terminal it stands in for."""
+
+    def __init__(self, columns: int) -> None:
+        import io
+
+        self.columns = columns
+        self.text = io.StringIO()
+
+    def write(self, text: str) -> int:
+        return self.text.write(text)
+
+    def flush(self) -> None:
+        """Nothing to flush: the text goes out when the command ends."""
+
+    def isatty(self) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def paged(enabled: bool = True) -> Iterator[None]:
+    """Print through `$PAGER` (`less -FRX` when unset) what is taller than the terminal.
+
+    Only when standard output is a terminal: never to a pipe or a file, never with `CI` set (a CI log), and not when
+    `PAGER` is empty or `cat`. Shorter output, and output when the pager cannot be started, is printed as it is.
+    """
+    import os
+    import shlex
+    import shutil
+    import subprocess
+
+    pager = os.environ.get("PAGER", PAGER)
+    if not enabled or not sys.stdout.isatty() or os.environ.get("CI") or pager.strip() in ("", "cat"):
+        yield
+        return
+    size = shutil.get_terminal_size()
+    real, buffer = sys.stdout, _PagerBuffer(size.columns)
+    sys.stdout = buffer
+    try:
+        yield
+    finally:
+        sys.stdout = real
+        text = buffer.text.getvalue()
+        shown = False
+        if text.count("\n") >= size.lines:
+            try:
+                subprocess.run(shlex.split(pager), input=text, text=True, check=False)
+                shown = True
+            except OSError:  # no such pager: print it
+                shown = False
+        if not shown:
+            real.write(text)
+            real.flush()
 
 
 @contextlib.contextmanager
@@ -503,12 +571,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         for table, (columns, values) in curated.items():
             _print_table(f"curated.{table}", [dict(zip(columns, v, strict=True)) for v in values], columns)
         if forecast:
-            columns, values = forecast
-            _print_table("curated.sales_forecast", [dict(zip(columns, v, strict=True)) for v in values], columns)
+            title, rows = forecast_by_region(*forecast)
+            _print_table(title, rows, list(rows[0]) if rows else ["forecast_date"])
         _print_table("pipeline run", [run_summary], list(run_summary))
         print(f"dashboard: {report.dashboard}")
         print(kept_lake_hint())
     return 0 if report.ok else EXIT_FAILED
+
+
+def forecast_by_region(columns: Sequence[str], values: Sequence[Sequence[Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """The forecast summarised for a terminal: one row a date, one column a region (and currency, when there are
+    several) holding `yhat` rounded to whole units; its intervals are a query away (the title says which)."""
+    rows = [dict(zip(columns, v, strict=True)) for v in values]
+    several = len({r["currency"] for r in rows}) > 1
+    table: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        column = f"{row['region']} {row['currency']}" if several else str(row["region"])
+        line = table.setdefault(str(row["forecast_date"]), {"forecast_date": str(row["forecast_date"])})
+        line[column] = round(float(row["yhat"])) if row["yhat"] is not None else None
+    currency = "" if several or not rows else f" {rows[0]['currency']}"
+    title = (
+        f"curated.sales_forecast: revenue{currency} forecast by region (intervals: {invocation()} query "
+        '"SELECT * FROM sales_forecast ORDER BY forecast_date, region")'
+    )
+    return title, [table[day] for day in sorted(table)]
 
 
 def invocation() -> str:
@@ -702,7 +788,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from lakebox.home import LakeHome, find_root
     from lakebox.home.runs import list_runs
 
-    runs = list_runs(LakeHome.of(find_root()).runs, limit=args.limit)
+    recorded = list_runs(LakeHome.of(find_root()).runs)
+    limit = None if args.all or args.name else args.limit
+    runs = recorded[:limit] if limit else recorded
     if args.name:
         runs = [r for r in runs if r["name"] == args.name]
         if not runs:
@@ -732,10 +820,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
         for r in runs
     ]
     _print_table(
-        f"{len(rows)} runs (newest first; lakebox runs NAME for per-state timings)",
+        f"{len(recorded)} runs (newest first; lakebox runs NAME for per-state timings)",
         rows,
         list(rows[0]) if rows else ["run"],
     )
+    _more(len(rows), len(recorded), "--all to show all, --limit N for the newest N")
     return 0
 
 
@@ -802,9 +891,14 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         ("dataset", "reason", "records", "outstanding"),
     )
     if states:
+        listed = sorted(states, key=lambda o: o.state != "outstanding")  # outstanding first, in the report's order
+        listed = listed if args.all else listed[:SHOWN]
         _print_table(
-            "objects (QUARANTINE_KEY)", [o.row() for o in states], ("key", "records", "state", "replay_manifest")
+            f"{len(states)} objects (QUARANTINE_KEY; outstanding first)",
+            [o.row() for o in listed],
+            ("key", "records", "state", "replay_manifest"),
         )
+        _more(len(listed), len(states))
     if samples:
         _print_table(
             "samples",
@@ -989,11 +1083,12 @@ def _dataset_new(args: argparse.Namespace) -> int:
         }
         for f in inferred.model.fields
     ]
-    put_name = sample.path.name if sample.path.suffix.lower() in {".csv", ".jsonl", ".json", ".ndjson"} else None
+    # the sample as the user named it, so that the `put` step runs where `dataset new` ran
+    put_name = str(sample.path) if sample.path.suffix.lower() in {".csv", ".jsonl", ".json", ".ndjson"} else None
     steps = [
         f"review {shown}: every guess is marked in a comment",
         "make test  (the registry finds the new module; every contract is checked)",
-        f".venv/bin/lakebox put {put_name or sample.path.name + ' (named *.csv)'} --dataset {args.name}",
+        f".venv/bin/lakebox put {put_name or str(sample.path) + ' (named *.csv)'} --dataset {args.name}",
         ".venv/bin/lakebox execute PipelineStateMachine",
     ]
     if not registered:
@@ -1121,10 +1216,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(
-        name: str, func: Command, help_text: str, *, parameters: bool = True, json_flag: bool = True
+        name: str,
+        func: Command,
+        help_text: str,
+        *,
+        parameters: bool = True,
+        json_flag: bool = True,
+        pages: bool = False,
     ) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=help_text)
-        command.set_defaults(func=func, parameter=[])
+        command.set_defaults(func=func, parameter=[], pages=pages)
         command.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error"
         )
@@ -1199,11 +1300,12 @@ def build_parser() -> argparse.ArgumentParser:
     execute.add_argument("--input", help="execution input (JSON)")
     execute.add_argument("--name", help="execution name (default: a new unique name)")
 
-    runs = add("runs", cmd_runs, "pipeline history: status, per-state timings, error", parameters=False)
+    runs = add("runs", cmd_runs, "pipeline history: status, per-state timings, error", parameters=False, pages=True)
     runs.add_argument("name", nargs="?", help="one run's per-state timings")
-    runs.add_argument("--limit", type=positive_int, default=20, help="newest runs to show")
+    runs.add_argument("--limit", type=positive_int, default=SHOWN, help=f"newest runs to show (default {SHOWN})")
+    runs.add_argument("--all", action="store_true", help="show every recorded run")
 
-    query = add("query", cmd_query, "run Athena SQL against the local catalog")
+    query = add("query", cmd_query, "run Athena SQL against the local catalog", pages=True)
     query.add_argument("sql")
     query.add_argument("--workgroup", help="Athena workgroup (default: the template's AnalyticsWorkGroup)")
     query.add_argument(
@@ -1214,13 +1316,16 @@ def build_parser() -> argparse.ArgumentParser:
         "in this process even with lakebox up running: the endpoint's Athena does not apply a persona's grants)",
     )
 
-    quarantine = add("quarantine", cmd_quarantine, "quarantined records: counts by dataset and reason, samples")
+    quarantine = add(
+        "quarantine", cmd_quarantine, "quarantined records: counts by dataset and reason, samples", pages=True
+    )
     quarantine.add_argument("--dataset", help="one dataset only")
     quarantine.add_argument("--since", type=moment, help="quarantined since (ISO date/time, or 2h, 3d)")
     quarantine.add_argument("--samples", type=int, default=3, help="sample records for each reason")
     quarantine.add_argument(
         "--export", metavar="FILE", help="write the quarantined records' original text to FILE, one a line"
     )
+    quarantine.add_argument("--all", action="store_true", help=f"list every object (default: the first {SHOWN})")
 
     replay = add(
         "replay", cmd_replay, "re-ingest corrected records or quarantined objects; the manifest records the replay"
@@ -1232,7 +1337,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--object", action="append", metavar="QUARANTINE_KEY", help="replay a quarantine object as it is (repeatable)"
     )
 
-    logs = add("logs", cmd_logs, "a function's structured logs", parameters=False)
+    logs = add("logs", cmd_logs, "a function's structured logs", parameters=False, pages=True)
     logs.add_argument("function", help="logical id or name of the function")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
     logs.add_argument(
@@ -1255,7 +1360,7 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--from-start", action="store_true", help="also deliver what earlier runs put in the stream")
     stream.add_argument("--seed", type=int, default=7)
 
-    alarms = add("alarms", cmd_alarms, "evaluate the template's alarms on the metrics lakebox recorded")
+    alarms = add("alarms", cmd_alarms, "evaluate the template's alarms on the metrics lakebox recorded", pages=True)
     alarms.add_argument("--alarm-only", action="store_true", help="list only the alarms in state ALARM")
 
     catalog = add("catalog", cmd_catalog, "back up the Glue catalog to the artifacts bucket, list or restore backups")
@@ -1287,6 +1392,7 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--rows", type=positive_int, default=10_000, help="sample records to read (default 10,000)")
     new.add_argument("--json", action="store_true", help="print JSON (typed values, null for none)")
     listing = actions.add_parser("list", help="the registered datasets: key, event time, formats, deliveries")
+    listing.set_defaults(pages=True)
     listing.add_argument("--json", action="store_true", help="print JSON (typed values, null for none)")
     for action in (new, listing):
         action.add_argument(
@@ -1314,7 +1420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     try:
-        return int(args.func(args))
+        with paged(bool(getattr(args, "pages", False)) and not getattr(args, "follow", False)):
+            return int(args.func(args))
     except RunAborted as exc:
         print(f"lakebox: {exc}", file=sys.stderr)
         return 130

@@ -9,7 +9,8 @@ OPTION_HELP = {"rows": "sales rows to generate", "api_rows": "sales the sample s
 """The help of `lakebox run`'s options that speak of the example datasets."""
 
 SAMPLE_HELP = {
-    "command": "write sample files to put: sales.jsonl, products.csv, customers.csv, clickstream.json",
+    "command": "write sample files to put (sales.jsonl, products.csv, customers.csv, clickstream.json) and orders.csv, "
+    "a dataset to add with `lakebox dataset new`",
     "rows": "sales records (default 1,000)",
 }
 """The help of `lakebox sample` and of its options that speak of the example datasets."""

@@ -326,11 +326,39 @@ def put_sample_spec(rows: int, *, bad_rate: float = 0.02, seed: int = 7, now: dt
     )
 
 
+def order_rows(spec: SampleSpec) -> list[dict[str, str]]:
+    """Orders of the sample's customers, a dataset the registry does not have: the sample `lakebox dataset new`
+    starts from (one order per ten sales, at least ten; every row valid)."""
+    rng = random.Random(spec.seed + 4)
+    customers = customer_ids(spec)
+    moments = sorted(_ts(rng, spec) for _ in range(max(10, spec.sales // 10)))
+    return [
+        {
+            "order_id": f"O{n:07d}",
+            "ordered_at": _iso(moment),
+            "customer_id": rng.choice(customers),
+            "channel": rng.choice(CHANNELS),
+            "items": str(rng.randint(1, 6)),
+            "amount": f"{rng.uniform(5, 900):.2f}",
+            "currency": CURRENCY,
+        }
+        for n, moment in enumerate(moments, start=1)
+    ]
+
+
+def write_orders(path: Path, spec: SampleSpec) -> Generated:
+    """Write the orders sample as CSV (a dataset to add with `lakebox dataset new orders --from <path>`)."""
+    rows = order_rows(spec)
+    _write_csv(path, rows)
+    return Generated(path, "orders", len(rows), 0)
+
+
 def write_sample(folder: Path, spec: SampleSpec) -> list[Generated]:
     """`lakebox sample`: the files the README's workflow puts, uncompressed, into `folder`.
 
-    `products.csv`, `customers.csv`, `sales.jsonl` and `clickstream.json`; existing files of those names are
-    replaced, nothing else in `folder` is touched.
+    `products.csv`, `customers.csv`, `sales.jsonl` and `clickstream.json`, and `orders.csv` (a dataset not yet
+    registered, for `lakebox dataset new`); existing files of those names are replaced, nothing else in `folder` is
+    touched.
     """
     folder.mkdir(parents=True, exist_ok=True)
     return [
@@ -338,6 +366,7 @@ def write_sample(folder: Path, spec: SampleSpec) -> list[Generated]:
         write_customers(folder / "customers.csv", spec),
         write_sales(folder / "sales.jsonl", spec),
         write_clickstream(folder / "clickstream.json", spec),
+        write_orders(folder / "orders.csv", spec),
     ]
 
 

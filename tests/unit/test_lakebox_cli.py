@@ -114,3 +114,34 @@ def test_the_progress_line_shows_each_stage_its_own_live_time_and_the_whole(tmp_
     assert "Run Spark Job" in line
     assert "0:02:05" in line, line
     assert "(130s in all)" in line, line
+
+
+def test_the_forecast_after_run_is_one_row_a_date_and_fits_80_columns(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    regions = ("central", "east", "north", "online", "south", "west")
+    columns = ["forecast_date", "region", "currency", "yhat", "yhat_lower", "yhat_upper", "model_version"]
+    # GIVEN a 14-day forecast of six regions (84 rows), as `lakebox run` reads it from sales_forecast
+    values = [
+        [f"2026-12-{day:02d}", region, "USD", 12345.678 + day, 10000.0, 15000.0, "sales-forecast-run-0"]
+        for day in range(8, 22)
+        for region in regions
+    ]
+    # WHEN it is summarised and printed
+    title, rows = cli.forecast_by_region(columns, values)
+    cli._print_table(title, rows, list(rows[0]))
+    printed = capsys.readouterr().out
+    # THEN one row a date, a column a region, whole numbers, within 80 columns, and the query for the intervals
+    assert len(rows) == 14 and list(rows[0]) == ["forecast_date", *regions]
+    assert rows[0]["central"] == 12354
+    assert max(len(line) for line in printed.splitlines()) <= 80, printed
+    assert "2026-12-21" in printed and "…" not in printed
+    assert 'query "SELECT * FROM sales_forecast ORDER BY forecast_date, region"' in title
+
+
+def test_a_forecast_in_several_currencies_keeps_them_apart() -> None:
+    columns = ["forecast_date", "region", "currency", "yhat", "yhat_lower", "yhat_upper", "model_version"]
+    values = [["2026-12-08", "north", currency, 10.4, 9, 11, "m"] for currency in ("EUR", "USD")]
+    _, rows = cli.forecast_by_region(columns, values)
+    assert rows == [{"forecast_date": "2026-12-08", "north EUR": 10, "north USD": 10}]

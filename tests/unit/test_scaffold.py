@@ -158,7 +158,7 @@ def test_a_csv_sample_becomes_a_clean_registered_contract_that_ingests_its_own_s
     # AND the output says what was guessed, what was assumed and what to do next
     assert "guessed key: order_id" in generated.output and "guessed event time: ordered_at" in generated.output
     assert "read as UTC" in generated.output and "make test" in generated.output
-    assert "lakebox put orders.csv --dataset orders" in generated.output
+    assert f"lakebox put {sample} --dataset orders" in generated.output  # the sample as named, to run as printed
     # AND registered, the validator accepts every sample row and a real ingestion of the file lands them all
     with registered(dataset):
         assert get_dataset("orders") is dataset
