@@ -2,10 +2,12 @@
 
 Run with `.venv/bin/python bench/athena.py [--sf 0.01] [--repeat 3]`. DuckDB's `tpch` extension (the PyPI package
 `duckdb-extension-tpch`) generates the data and holds the official queries and answers (sf 0.01, 0.1 and 1). Each
-table is written once as Parquet, uploaded to a moto server and registered as a Glue table; then every query runs
+table is written once as Parquet, uploaded to the local endpoint and registered as a Glue table; then every query runs
 through the local Athena engine (`StartQueryExecution`, its `EngineExecutionTimeInMillis`, results read back with
 `GetQueryResults`), natively in DuckDB over the same S3 objects (httpfs against the same endpoint) and natively over
-the local copies of the files. Every answer is checked against the official one. Times are medians of `--repeat`.
+the local copies of the files. Every answer is checked against the official one. Times are medians of `--repeat`,
+after one warm-up run of each query on each path. The moto server is lakebox's endpoint, whose record of changes
+lets the engine keep what it read between queries, as it does in a box.
 Finally `lakebox query "SELECT 1"` runs as a subprocess with a `lakebox up` running (started in a temporary
 `LAKEBOX_HOME` and stopped at the end): the wall time a user waits, median of `--repeat`.
 
@@ -290,13 +292,12 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     import boto3
-    from moto.server import ThreadedMotoServer
+
+    from lakebox.services.endpoint import LocalEndpoint
 
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+    server = LocalEndpoint().start()
+    endpoint = server.url
     os.environ["AWS_ENDPOINT_URL"] = endpoint
     try:
         with tempfile.TemporaryDirectory(prefix="bench-tpch-") as folder:
@@ -304,7 +305,9 @@ def main() -> None:
             tpch = generate(args.sf, Path(folder))
             session = boto3.Session(region_name="us-east-1")
             uris = register(session, tpch)
-            engine = athena_engine_class()(session, default_output=RESULTS, default_database=DATABASE)
+            engine = athena_engine_class()(
+                session, default_output=RESULTS, default_database=DATABASE, changes=server.changes
+            )
             on_s3 = _native(_duckdb_on_s3(endpoint), uris)
             local = _native(__import__("duckdb").connect(), {t: str(p) for t, p in tpch.files.items()})
             results = run_queries(tpch, engine, on_s3, local, args.repeat)

@@ -297,6 +297,9 @@ class ScanMixin:
     _footers: dict[tuple[str, str], _FileMeta]
     _tables: dict[tuple[str, str], _Table]
     _partition_lists: dict[tuple[str, str], list[_Partition]]
+    _listings: dict[tuple[str, str], list[_S3Object]]
+    _listed: list[tuple[tuple[str, str], list[_S3Object]]]
+    _projected: bool
     _strict: bool
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
@@ -371,6 +374,7 @@ class ScanMixin:
             ctx.views += 1
             view = f"__lb_source_{ctx.views}"
             ctx.cursor.execute(f"CREATE TEMP VIEW {view} AS {sql}")
+            ctx.bound.append((view, sql))
             scanned += nbytes
             replacement = exp.Table(this=exp.to_identifier(view))
             replacement.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
@@ -405,6 +409,9 @@ class ScanMixin:
     def _table(self, database: str, name: str) -> _Table:
         cached = self._tables.get((database, name))
         if cached is not None:
+            denial = self._authorize(database, name, dict(cached.raw)) if self._authorize is not None else None
+            if denial:
+                raise _QueryError(denial)
             return cached
         try:
             raw = self._glue.get_table(DatabaseName=database, Name=name)["Table"]
@@ -434,6 +441,7 @@ class ScanMixin:
         """The partitions a query reads: the projection's when ``projection.enabled``, else the catalog's."""
         if not is_projected(table):
             return self._partitions(table)
+        self._projected = True  # its partitions may depend on the time of the query (NOW in a date range)
         injected = injected_values(where, alias, {name for name, _ in table.partition_keys})
         return projected_partitions(table, injected)
 
@@ -537,9 +545,18 @@ class ScanMixin:
         return {o.uri: self._footers[(o.uri, o.etag)] for o in objects}
 
     def _list(self, location: str) -> list[_S3Object]:
+        """The objects under `location`, from the engine's listing cache while nothing under it changed (the list
+        is shared: never modify it)."""
         bucket, prefix = split_s3_uri(location)
         if prefix and not prefix.endswith("/"):
             prefix += "/"
+        cached = self._listings.get((bucket, prefix))
+        if cached is None:
+            cached = self._listings[(bucket, prefix)] = self._list_objects(bucket, prefix)
+        self._listed.append(((bucket, prefix), cached))
+        return cached
+
+    def _list_objects(self, bucket: str, prefix: str) -> list[_S3Object]:
         found: list[_S3Object] = []
         paginator = self._s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
