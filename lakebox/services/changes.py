@@ -69,7 +69,13 @@ class ChangeLog:
             oldest = self._recent[0][0] if self._recent else self._version + 1
             if version + 1 < oldest:
                 return self._version, (EVERYTHING,)
-            return self._version, [change for number, change in self._recent if number > version]
+            missed: list[Change] = []
+            for number, change in reversed(self._recent):
+                if number <= version:
+                    break
+                missed.append(change)
+            missed.reverse()
+            return self._version, missed
 
 
 def change_of(environ: dict[str, Any], signing_name: str | None) -> Change:

@@ -378,11 +378,13 @@ class AthenaEngine(DdlMixin):
 
     def _read_workgroup(self, name: str) -> dict[str, Any]:
         try:
-            group = self._athena.get_work_group(WorkGroup=name)["WorkGroup"]
+            group = self._athena.get_work_group(WorkGroup=name).get("WorkGroup")
         except ClientError as exc:
             raise _client_error(
                 "InvalidRequestException", f"WorkGroup {name} is not found.", "StartQueryExecution"
             ) from exc
+        if group is None:  # moto answers a deleted workgroup's name with no workgroup
+            raise _client_error("InvalidRequestException", f"WorkGroup {name} is not found.", "StartQueryExecution")
         if group.get("State", "ENABLED") != "ENABLED":
             raise _client_error("InvalidRequestException", f"WorkGroup {name} is disabled.", "StartQueryExecution")
         return dict(group.get("Configuration") or {})
