@@ -43,7 +43,7 @@ from lakebox.services.athena.model import (
 )
 from lakebox.services.athena.scan import _name_outputs
 from lakebox.services.athena.trino import UTC, check_function_names
-from lakebox.services.athena.types import _athena_type, _column_info, _normalized_select
+from lakebox.services.athena.types import _athena_shaped, _athena_type, _column_info
 from lakebox.services.athena_result import QueryResult, encode_value
 from lakebox.sfn.integrations import (
     ATHENA_GET_QUERY_RESULTS,
@@ -486,8 +486,11 @@ class AthenaEngine(DdlMixin):
         _name_outputs(ast)
         prepared = self._prepare(ast, ctx)
         self._check_cutoff(prepared.bytes_scanned, ctx)
-        sql = _normalized_select(prepared.sql, ctx.cursor, keep_zoned=True)
-        relation = ctx.cursor.sql(sql)
+        relation = ctx.cursor.sql(prepared.sql)
+        shape = [(name, str(kind)) for name, kind in zip(relation.columns, relation.types, strict=True)]
+        sql = _athena_shaped(prepared.sql, shape, keep_zoned=True)
+        if sql != prepared.sql:
+            relation = ctx.cursor.sql(sql)
         columns = [(name, _athena_type(str(kind))) for name, kind in zip(relation.columns, relation.types, strict=True)]
         rows = relation.fetchall()
         translation = _Translation(
