@@ -136,6 +136,9 @@ class AthenaEngine(DdlMixin):
         self._listings: dict[tuple[str, str], list[_S3Object]] = {}
         self._listed: list[tuple[tuple[str, str], list[_S3Object]]] = []
         self._projected = False
+        self._serial = 0
+        self._kept: duckdb.DuckDBPyConnection | None = None
+        self._kept_views: set[str] = set()
         self._translations: OrderedDict[tuple[str, str], _Translation] = OrderedDict()
         self._writer: ThreadPoolExecutor | None = None
 
@@ -295,6 +298,9 @@ class AthenaEngine(DdlMixin):
     def close(self) -> None:
         """Close the DuckDB database behind the engine."""
         with self._lock:
+            if self._kept is not None:
+                self._kept.close()
+                self._kept, self._kept_views = None, set()
             if self._db is not None:
                 self._db.close()
                 self._db = None
@@ -349,7 +355,7 @@ class AthenaEngine(DdlMixin):
             self._listings.get(key) is listed for key, listed in found.listings
         )
         if not fresh:
-            del self._translations[(text, database)]
+            self._drop_translation((text, database))
             return None
         self._translations.move_to_end((text, database))
         return found
@@ -357,9 +363,18 @@ class AthenaEngine(DdlMixin):
     def _keep_translation(self, text: str, ctx: _Context, translation: _Translation) -> None:
         if self._changes is None or self._authorize is not None or self._projected or _VOLATILE.search(text):
             return
+        if (text, ctx.database) in self._translations:
+            self._drop_translation((text, ctx.database))
         self._translations[(text, ctx.database)] = translation
         while len(self._translations) > _TRANSLATIONS:
-            self._translations.popitem(last=False)
+            self._drop_translation(next(iter(self._translations)))
+
+    def _drop_translation(self, key: tuple[str, str]) -> None:
+        translation = self._translations.pop(key)
+        for view, _ in translation.views:
+            if view in self._kept_views and self._kept is not None:
+                self._kept.execute(f"DROP VIEW IF EXISTS {view}")
+                self._kept_views.discard(view)
 
     # ------------------------------------------------------------ execution
 
@@ -506,11 +521,16 @@ class AthenaEngine(DdlMixin):
         return _Outcome("DML", "SELECT", columns, _zoned(rows, translation), prepared.bytes_scanned)
 
     def _rerun(self, translation: _Translation, ctx: _Context) -> _Outcome:
-        """Run a kept SELECT translation: its views bound again, no catalog read, no listing, no planning."""
+        """Run a kept SELECT translation on the cursor keeping its views: no catalog read, listing or planning."""
         self._check_cutoff(translation.bytes_scanned, ctx)
-        for view, sql in translation.views:
-            ctx.cursor.execute(f"CREATE TEMP VIEW {view} AS {sql}")
-        rows = ctx.cursor.execute(translation.sql).fetchall()
+        if self._kept is None:
+            self._kept = self._connection().cursor()
+            self._kept.execute("SET TimeZone = 'UTC'")
+        for view, sql in translation.views:  # made once: DuckDB binds a view (reads its files' schemas) when made
+            if view not in self._kept_views:
+                self._kept.execute(f"CREATE TEMP VIEW {view} AS {sql}")
+                self._kept_views.add(view)
+        rows = self._kept.execute(translation.sql).fetchall()
         columns = list(translation.columns)
         return _Outcome("DML", "SELECT", columns, _zoned(rows, translation), translation.bytes_scanned)
 

@@ -300,6 +300,7 @@ class ScanMixin:
     _listings: dict[tuple[str, str], list[_S3Object]]
     _listed: list[tuple[tuple[str, str], list[_S3Object]]]
     _projected: bool
+    _serial: int
     _strict: bool
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
@@ -372,7 +373,8 @@ class ScanMixin:
                 pruned = self._read_partitions(table, None, alias) if table.partition_keys else []
             sql, nbytes = self._source_sql(table, used, pruned)
             ctx.views += 1
-            view = f"__lb_source_{ctx.views}"
+            self._serial += 1  # a name no other statement's view has: a kept translation's views live on
+            view = f"__lb_source_{self._serial}"
             ctx.cursor.execute(f"CREATE TEMP VIEW {view} AS {sql}")
             ctx.bound.append((view, sql))
             scanned += nbytes
