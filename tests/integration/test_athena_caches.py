@@ -18,11 +18,14 @@ from botocore.exceptions import ClientError
 
 from lakebox.services.athena import AthenaEngine, QueryFailedError
 from lakebox.services.endpoint import LocalEndpoint
+from tests.unit.athena_conformance import Case, differences, load_cases
+from tests.unit.test_athena_conformance import run
 
 pytestmark = pytest.mark.integration
 
 DATABASE = "cached"
 BUCKET = "lake"
+CASES = load_cases()
 PARQUET = {
     "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
     "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
@@ -251,3 +254,14 @@ def test_without_a_record_of_changes_every_query_reads_afresh(session: boto3.Ses
         assert _sum(athena, "SELECT sum(n) FROM apart") == [(3,)]
     finally:
         athena.close()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_a_kept_translation_answers_as_the_first_run(engine: AthenaEngine, case: Case) -> None:
+    # GIVEN a conformance query run once (translated, and its translation kept)
+    first = run(engine, case.sql)
+    # WHEN it runs again from what the engine kept
+    again = run(engine, case.sql)
+    # THEN its values, types and error are the same, and still the ones Trino documents
+    assert again == first
+    assert differences(case, *again) == [], case.ref

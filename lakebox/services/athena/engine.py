@@ -430,7 +430,7 @@ class AthenaEngine(DdlMixin):
             cursor.execute("SET TimeZone = 'UTC'")
             outcome = self._dispatch(execution.query, context)
             # Athena counts publishing the results as service processing time, not the engine's
-            execution.engine_ms = int((time.perf_counter() - started) * 1000)
+            execution.engine_ms = round((time.perf_counter() - started) * 1000)
             execution.outcome = outcome
             execution.output_location = self._write_results(execution, outcome, config)
             execution.state = "SUCCEEDED"
@@ -451,7 +451,7 @@ class AthenaEngine(DdlMixin):
                 execution.state, execution.reason = "FAILED", "GENERIC_INTERNAL_ERROR: the local engine failed"
             cursor.close()
             if execution.state != "SUCCEEDED":
-                execution.engine_ms = int((time.perf_counter() - started) * 1000)
+                execution.engine_ms = round((time.perf_counter() - started) * 1000)
             execution.planning_ms = int(context.planning_ms)
             execution.completed = dt.datetime.now(dt.UTC)
 

@@ -386,7 +386,7 @@ class ScanMixin:
         for source, replacement in replacements:
             source.replace(replacement)
         # After the sources are bound: a map's UNNEST becomes a subquery, whose outer columns no scope counts.
-        return _Prepared(unnest_arrays(_trino_maps(tree)).sql(dialect="duckdb"), scanned, zones)
+        return _Prepared(unnest_arrays(_trino_maps(tree)).sql(dialect="duckdb", copy=False), scanned, zones)
 
     def _inline_views(self, query: exp.Query, database: str) -> exp.Query:
         for _ in range(_MAX_VIEW_DEPTH):
