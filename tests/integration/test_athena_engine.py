@@ -1,4 +1,4 @@
-"""Athena on DuckDB against the local endpoint (moto): catalog resolution, pruning, bytes scanned, CTAS, and the curated plan."""
+"""Athena on DuckDB against the local endpoint: catalog resolution, pruning, bytes scanned, CTAS, the curated plan."""
 
 from __future__ import annotations
 
