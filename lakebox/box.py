@@ -169,7 +169,11 @@ class Lakebox:
 
         database = str(self.stack.parameters.get("GlueDatabaseName", "default"))
         return AthenaEngine(
-            self.session, default_database=database, history=self.query_history, on_query=self.metrics.record_query
+            self.session,
+            default_database=database,
+            history=self.query_history,
+            on_query=self.metrics.record_query,
+            changes=self.server.changes if self.server is not None else None,
         )
 
     def athena_as(self, access: Access, database: str) -> AthenaEngine:

@@ -107,12 +107,14 @@ def query_up(up: UpRecord, sql: str, *, workgroup: str | None = None) -> QueryRe
     athena = AthenaOnEndpoint(up.endpoint, up.region or "us-east-1")
     try:
         chosen = workgroup or up.workgroup
-        known = [wg["Name"] for wg in athena.call("ListWorkGroups", {})["WorkGroups"]]
-        if chosen not in known:
-            raise LakeboxError(f"unknown workgroup {chosen!r} (workgroups: {', '.join(sorted(known))})")
-        execution_id = str(
-            athena.call("StartQueryExecution", {"QueryString": sql, "WorkGroup": chosen})["QueryExecutionId"]
-        )
+        try:
+            started = athena.call("StartQueryExecution", {"QueryString": sql, "WorkGroup": chosen})
+        except LakeboxError:  # the workgroups are listed only to name them when the one asked for is not there
+            known = [wg["Name"] for wg in athena.call("ListWorkGroups", {})["WorkGroups"]]
+            if chosen not in known:
+                raise LakeboxError(f"unknown workgroup {chosen!r} (workgroups: {', '.join(sorted(known))})") from None
+            raise
+        execution_id = str(started["QueryExecutionId"])
         pause = 0.002
         while True:
             status = athena.call("GetQueryExecution", {"QueryExecutionId": execution_id})["QueryExecution"]["Status"]

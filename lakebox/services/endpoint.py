@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from lakebox.errors import LakeboxError
-from lakebox.services.serve import ServiceRouter, respond
+from lakebox.services.changes import Change, ChangeLog, change_of
+from lakebox.services.serve import ServiceRouter, respond, signing_name
 
 _READ_ACTIONS = ("Get", "Describe", "List", "Query", "Scan", "BatchGet", "Head", "Search")
 
@@ -64,6 +65,16 @@ def _changes_state(environ: dict[str, Any]) -> bool:
     return not action.startswith(_READ_ACTIONS)
 
 
+def _change(environ: dict[str, Any]) -> Change | None:
+    """What the request may change (None for a read); moto's own API (a reset, a replay) may change everything."""
+    moto_api = str(environ.get("PATH_INFO", "")).startswith("/moto-api")
+    if moto_api and environ.get("REQUEST_METHOD") not in ("GET", "HEAD", "OPTIONS"):
+        return change_of(environ, None)
+    if not _changes_state(environ):
+        return None
+    return change_of(environ, signing_name(environ))
+
+
 def _check_free(host: str, port: int) -> None:
     """Fail at once, in one line, when the port is taken (werkzeug would print two lines and exit)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -84,7 +95,7 @@ class LocalEndpoint:
     Binding happens in the constructor, so a busy port is an immediate `LakeboxError` rather than a thread that
     never becomes ready. `services` routes the requests of the services the box serves itself (see
     lakebox.services.serve); moto answers the rest. `writes` counts the requests that may have changed state (what
-    a snapshot waits for).
+    a snapshot waits for); `changes` says what each may have changed, once it is answered (what caches check).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -95,6 +106,7 @@ class LocalEndpoint:
         self.gate = Gate()
         self.services = ServiceRouter()
         self.writes = 0
+        self.changes = ChangeLog()
         self._count = threading.Lock()
         self._app = DomainDispatcherApplication(create_backend_app)
         if port:
@@ -109,6 +121,14 @@ class LocalEndpoint:
         return f"http://{self.host}:{self.port}"
 
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        change = _change(environ)
+        try:
+            return self._answer(environ, start_response)
+        finally:
+            if change is not None:
+                self.changes.record(change)
+
+    def _answer(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         # The box's own services answer first, outside the gate: their work calls this endpoint again.
         answered, environ = self.services.route(environ)
         if answered is not None:

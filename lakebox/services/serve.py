@@ -181,6 +181,11 @@ def _content_type(request: AwsRequest) -> str:
     return "application/x-amz-json-1.1" if request.target else "application/json"
 
 
+def signing_name(environ: dict[str, Any]) -> str | None:
+    """The service a request is signed for (SigV4's credential scope), None when it names none."""
+    return _scope(environ)[0]
+
+
 def _scope(environ: dict[str, Any]) -> tuple[str | None, str]:
     """(signing name, region) from SigV4's Authorization header or a presigned URL's credential."""
     match = _SCOPE.search(str(environ.get("HTTP_AUTHORIZATION", "")))

@@ -1,4 +1,4 @@
-"""Athena on DuckDB against a moto server: catalog resolution, pruning, bytes scanned, CTAS, and the curated plan."""
+"""Athena on DuckDB against the local endpoint: catalog resolution, pruning, bytes scanned, CTAS, the curated plan."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
 from datalake.curation import plan_statements
 from lakebox.services.athena import AthenaEngine, QueryFailedError
+from lakebox.services.endpoint import LocalEndpoint
 
 pytestmark = pytest.mark.integration
 
@@ -113,10 +113,8 @@ class Lake:
 @pytest.fixture(scope="module")
 def lake() -> Iterator[Lake]:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+    server = LocalEndpoint().start()
+    endpoint = server.url
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AWS_ENDPOINT_URL", endpoint)
         session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
@@ -128,7 +126,10 @@ def lake() -> Iterator[Lake]:
         _write_processed(session, "sales", sales, SALES_SCHEMA, "event_date")
         _write_processed(session, "customers", customers, CUSTOMERS_SCHEMA, "event_date")
         _write_processed(session, "products", products, PRODUCTS_SCHEMA, "event_date")
-        engine = AthenaEngine(session, default_output="s3://results/athena/", default_database=DATABASE)
+        # the box's engine: it keeps what it read between queries, checked against the endpoint's changes
+        engine = AthenaEngine(
+            session, default_output="s3://results/athena/", default_database=DATABASE, changes=server.changes
+        )
         yield Lake(endpoint, session, engine, pd.DataFrame(sales), pd.DataFrame(customers))
         engine.close()
     server.stop()

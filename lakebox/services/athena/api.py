@@ -254,12 +254,10 @@ class AthenaApi:
 
         Returns the workgroup's configuration, which the engine then runs the query with (read once a query)."""
         try:
-            group = self._athena().get_work_group(WorkGroup=workgroup)["WorkGroup"]
+            config = self.engine.workgroup_config(workgroup)
         except ClientError as exc:
-            raise ServiceError("InvalidRequestException", f"WorkGroup {workgroup} is not found.") from exc
-        if group.get("State", "ENABLED") != "ENABLED":
-            raise ServiceError("InvalidRequestException", f"WorkGroup {workgroup} is disabled.")
-        config = group.get("Configuration") or {}
+            error = exc.response.get("Error", {})
+            raise ServiceError(str(error.get("Code")), str(error.get("Message"))) from exc
         if not (config.get("ResultConfiguration") or {}).get("OutputLocation") and not result.get("OutputLocation"):
             raise ServiceError(
                 "InvalidRequestException",

@@ -56,6 +56,7 @@ def _to_table(database: str, raw: dict[str, Any]) -> _Table:
         serde_parameters=dict(serde_info.get("Parameters") or {}),
         parameters=dict(raw.get("Parameters") or {}),
         view=view,
+        raw=raw,
     )
 
 

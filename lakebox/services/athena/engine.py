@@ -10,7 +10,9 @@ import re
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
@@ -33,13 +35,15 @@ from lakebox.services.athena.model import (
     _Outcome,
     _Partition,
     _QueryError,
+    _S3Object,
     _split_statements,
     _Table,
+    _Translation,
     split_s3_uri,
 )
 from lakebox.services.athena.scan import _name_outputs
 from lakebox.services.athena.trino import UTC, check_function_names
-from lakebox.services.athena.types import _athena_type, _column_info, _normalized_select
+from lakebox.services.athena.types import _athena_shaped, _athena_type, _column_info
 from lakebox.services.athena_result import QueryResult, encode_value
 from lakebox.sfn.integrations import (
     ATHENA_GET_QUERY_RESULTS,
@@ -56,9 +60,16 @@ if TYPE_CHECKING:
     from mypy_boto3_glue import GlueClient
     from mypy_boto3_s3 import S3Client
 
+    from lakebox.services.changes import Change, ChangeLog
     from lakebox.sfn.registry import Handler
 
 logger = logging.getLogger(__name__)
+
+_TRANSLATIONS: Final = 256
+"""Distinct SELECTs whose translation the engine keeps (least recently run forgotten first)."""
+_VOLATILE: Final = re.compile(r"\b(current_\w+|now|localtime|localtimestamp|rand|random|uuid|shuffle)\b", re.IGNORECASE)
+"""Functions whose value changes from run to run: a query naming one is translated every time (its partitions are
+pruned with the value of the moment)."""
 
 
 class AthenaEngine(DdlMixin):
@@ -84,6 +95,11 @@ class AthenaEngine(DdlMixin):
     strict
         Refuse what Athena refuses (``'1' = 1``, ``concat`` with a number, an array subscript out of bounds, a missing
         map key, unknown functions) with Athena's error; off, DuckDB's lenient answers come back instead.
+    changes
+        The endpoint's record of what changed (`lakebox.services.changes`), when the engine runs beside it: the
+        engine then keeps what it read (workgroups, Glue tables and partitions, S3 listings, each SELECT's
+        translation) from one query to the next, and forgets what a change may have touched. Without it, every
+        query reads them afresh.
     """
 
     def __init__(
@@ -96,6 +112,7 @@ class AthenaEngine(DdlMixin):
         on_query: Callable[[str, int, int], None] | None = None,
         history: QueryHistory | None = None,
         strict: bool = True,
+        changes: ChangeLog | None = None,
     ) -> None:
         self._strict = strict
         self.history = history if history is not None else QueryHistory()
@@ -112,6 +129,18 @@ class AthenaEngine(DdlMixin):
         self._footers: dict[tuple[str, str], _FileMeta] = {}
         self._tables: dict[tuple[str, str], _Table] = {}
         self._partition_lists: dict[tuple[str, str], list[_Partition]] = {}
+        self._changes = changes
+        self._seen = 0
+        self._generation = 0
+        self._workgroups: dict[str, dict[str, Any]] = {}
+        self._listings: dict[tuple[str, str], list[_S3Object]] = {}
+        self._listed: list[tuple[tuple[str, str], list[_S3Object]]] = []
+        self._projected = False
+        self._serial = 0
+        self._kept: duckdb.DuckDBPyConnection | None = None
+        self._kept_views: set[str] = set()
+        self._translations: OrderedDict[tuple[str, str], _Translation] = OrderedDict()
+        self._writer: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ API
 
@@ -143,7 +172,9 @@ class AthenaEngine(DdlMixin):
         with Athena's reason; only request errors (unknown workgroup, no output location) raise ``ClientError``.
         """
         workgroup = WorkGroup or "primary"
-        config = self._workgroup(workgroup) if workgroup_config is None else workgroup_config
+        with self._lock:
+            self._sync()
+            config = self._workgroup(workgroup) if workgroup_config is None else workgroup_config
         output = self._output_prefix(config, ResultConfiguration or {})
         context = QueryExecutionContext or {}
         database = str(context.get("Database") or self._default_database).lower()
@@ -267,9 +298,83 @@ class AthenaEngine(DdlMixin):
     def close(self) -> None:
         """Close the DuckDB database behind the engine."""
         with self._lock:
+            if self._kept is not None:
+                self._kept.close()
+                self._kept, self._kept_views = None, set()
             if self._db is not None:
                 self._db.close()
                 self._db = None
+            if self._writer is not None:
+                self._writer.shutdown()
+                self._writer = None
+
+    def workgroup_config(self, name: str) -> dict[str, Any]:
+        """The configuration of an enabled workgroup, or the ``ClientError`` Athena answers StartQueryExecution with
+        (an unknown or disabled workgroup)."""
+        if not self._lock.acquire(blocking=False):  # a query is running: read it afresh rather than wait
+            return self._read_workgroup(name)
+        try:
+            self._sync()
+            return dict(self._workgroup(name))
+        finally:
+            self._lock.release()
+
+    # ------------------------------------------------------------ caches
+
+    def _sync(self) -> None:
+        """Forget what changed on the endpoint since the last look (everything, when there is no record of it)."""
+        if self._changes is None:
+            self._forget_catalog()
+            self._workgroups.clear()
+            self._listings.clear()
+            return
+        self._seen, changes = self._changes.since(self._seen)
+        for change in changes:
+            self._forget(change)
+
+    def _forget(self, change: Change) -> None:
+        if change.service in {None, "glue"}:
+            self._forget_catalog()
+        if change.service in {None, "athena"}:
+            self._workgroups.clear()
+        if change.service in {None, "s3"}:
+            for key in [k for k in self._listings if change.touches(*k)]:
+                del self._listings[key]
+
+    def _forget_catalog(self) -> None:
+        self._generation += 1
+        self._tables.clear()
+        self._partition_lists.clear()
+
+    def _translation(self, text: str, database: str) -> _Translation | None:
+        """The kept translation of a SELECT, when nothing it was read from changed since."""
+        found = self._translations.get((text, database))
+        if found is None:
+            return None
+        fresh = found.generation == self._generation and all(
+            self._listings.get(key) is listed for key, listed in found.listings
+        )
+        if not fresh:
+            self._drop_translation((text, database))
+            return None
+        self._translations.move_to_end((text, database))
+        return found
+
+    def _keep_translation(self, text: str, ctx: _Context, translation: _Translation) -> None:
+        if self._changes is None or self._authorize is not None or self._projected or _VOLATILE.search(text):
+            return
+        if (text, ctx.database) in self._translations:
+            self._drop_translation((text, ctx.database))
+        self._translations[(text, ctx.database)] = translation
+        while len(self._translations) > _TRANSLATIONS:
+            self._drop_translation(next(iter(self._translations)))
+
+    def _drop_translation(self, key: tuple[str, str]) -> None:
+        translation = self._translations.pop(key)
+        for view, _ in translation.views:
+            if view in self._kept_views and self._kept is not None:
+                self._kept.execute(f"DROP VIEW IF EXISTS {view}")
+                self._kept_views.discard(view)
 
     # ------------------------------------------------------------ execution
 
@@ -282,12 +387,19 @@ class AthenaEngine(DdlMixin):
         return execution
 
     def _workgroup(self, name: str) -> dict[str, Any]:
+        if name not in self._workgroups:
+            self._workgroups[name] = self._read_workgroup(name)
+        return self._workgroups[name]
+
+    def _read_workgroup(self, name: str) -> dict[str, Any]:
         try:
-            group = self._athena.get_work_group(WorkGroup=name)["WorkGroup"]
+            group = self._athena.get_work_group(WorkGroup=name).get("WorkGroup")
         except ClientError as exc:
             raise _client_error(
                 "InvalidRequestException", f"WorkGroup {name} is not found.", "StartQueryExecution"
             ) from exc
+        if group is None:  # moto answers a deleted workgroup's name with no workgroup
+            raise _client_error("InvalidRequestException", f"WorkGroup {name} is not found.", "StartQueryExecution")
         if group.get("State", "ENABLED") != "ENABLED":
             raise _client_error("InvalidRequestException", f"WorkGroup {name} is disabled.", "StartQueryExecution")
         return dict(group.get("Configuration") or {})
@@ -310,13 +422,15 @@ class AthenaEngine(DdlMixin):
 
     def _run(self, execution: _Execution, cutoff: int | None, config: dict[str, Any]) -> None:
         started = time.perf_counter()
-        self._tables.clear()
-        self._partition_lists.clear()
+        self._sync()
+        self._listed, self._projected = [], False
         cursor = self._connection().cursor()
         context = _Context(execution.execution_id, execution.database, execution.output_prefix, cursor, cutoff)
         try:
             cursor.execute("SET TimeZone = 'UTC'")
             outcome = self._dispatch(execution.query, context)
+            # Athena counts publishing the results as service processing time, not the engine's
+            execution.engine_ms = round((time.perf_counter() - started) * 1000)
             execution.outcome = outcome
             execution.output_location = self._write_results(execution, outcome, config)
             execution.state = "SUCCEEDED"
@@ -336,7 +450,8 @@ class AthenaEngine(DdlMixin):
             if execution.state == "RUNNING":
                 execution.state, execution.reason = "FAILED", "GENERIC_INTERNAL_ERROR: the local engine failed"
             cursor.close()
-            execution.engine_ms = int((time.perf_counter() - started) * 1000)
+            if execution.state != "SUCCEEDED":
+                execution.engine_ms = round((time.perf_counter() - started) * 1000)
             execution.planning_ms = int(context.planning_ms)
             execution.completed = dt.datetime.now(dt.UTC)
 
@@ -347,6 +462,9 @@ class AthenaEngine(DdlMixin):
         if len(statements) > 1:
             raise _QueryError(f"Only one sql statement is allowed. Got: {query.strip()}")
         text = statements[0]
+        translation = self._translation(text, ctx.database)
+        if translation is not None:
+            return self._rerun(translation, ctx)
         words = text.split(None, 3)
         head = " ".join(w.upper() for w in words[:2])
         if head == "ALTER TABLE":
@@ -366,7 +484,7 @@ class AthenaEngine(DdlMixin):
         if isinstance(ast, exp.Query):
             if self._strict:
                 check_function_names(text)
-            return self._select(ast, ctx)
+            return self._select(ast, ctx, text)
         if isinstance(ast, exp.Create):
             return self._create(ast, ctx)
         if isinstance(ast, exp.Insert):
@@ -379,17 +497,42 @@ class AthenaEngine(DdlMixin):
 
     # ---------------------------------------------------------------- SELECT
 
-    def _select(self, ast: exp.Query, ctx: _Context) -> _Outcome:
+    def _select(self, ast: exp.Query, ctx: _Context, text: str) -> _Outcome:
         _name_outputs(ast)
         prepared = self._prepare(ast, ctx)
         self._check_cutoff(prepared.bytes_scanned, ctx)
-        relation = ctx.cursor.sql(_normalized_select(prepared.sql, ctx.cursor, keep_zoned=True))
+        relation = ctx.cursor.sql(prepared.sql)
+        shape = [(name, str(kind)) for name, kind in zip(relation.columns, relation.types, strict=True)]
+        sql = _athena_shaped(prepared.sql, shape, keep_zoned=True)
+        if sql != prepared.sql:
+            relation = ctx.cursor.sql(sql)
         columns = [(name, _athena_type(str(kind))) for name, kind in zip(relation.columns, relation.types, strict=True)]
         rows = relation.fetchall()
-        zoned = [(i, prepared.zones.get(name, UTC)) for i, (name, kind) in enumerate(columns) if kind.endswith("zone")]
-        if zoned:
-            rows = [_in_zones(row, zoned) for row in rows]
-        return _Outcome("DML", "SELECT", columns, rows, prepared.bytes_scanned)
+        translation = _Translation(
+            views=tuple(ctx.bound),
+            sql=sql,
+            columns=tuple(columns),
+            zones=prepared.zones,
+            bytes_scanned=prepared.bytes_scanned,
+            generation=self._generation,
+            listings=tuple(self._listed),
+        )
+        self._keep_translation(text, ctx, translation)
+        return _Outcome("DML", "SELECT", columns, _zoned(rows, translation), prepared.bytes_scanned)
+
+    def _rerun(self, translation: _Translation, ctx: _Context) -> _Outcome:
+        """Run a kept SELECT translation on the cursor keeping its views: no catalog read, listing or planning."""
+        self._check_cutoff(translation.bytes_scanned, ctx)
+        if self._kept is None:
+            self._kept = self._connection().cursor()
+            self._kept.execute("SET TimeZone = 'UTC'")
+        for view, sql in translation.views:  # made once: DuckDB binds a view (reads its files' schemas) when made
+            if view not in self._kept_views:
+                self._kept.execute(f"CREATE TEMP VIEW {view} AS {sql}")
+                self._kept_views.add(view)
+        rows = self._kept.execute(translation.sql).fetchall()
+        columns = list(translation.columns)
+        return _Outcome("DML", "SELECT", columns, _zoned(rows, translation), translation.bytes_scanned)
 
     # -------------------------------------------------------------- results
 
@@ -405,21 +548,38 @@ class AthenaEngine(DdlMixin):
             extra["ServerSideEncryption"] = "AES256"
         if outcome.statement_type == "DML":
             key = f"{prefix}{execution.execution_id}.csv"
-            body = _csv(outcome)
             metadata = json.dumps(
                 {"ColumnInfo": [_column_info(n, t) for n, t in outcome.columns], "RowCount": len(outcome.rows)}
             )
-            self._s3.put_object(Bucket=bucket, Key=f"{key}.metadata", Body=metadata.encode(), **extra)
-        else:
-            key = f"{prefix}{execution.execution_id}.txt"
+            # the two objects are written at once: the metadata beside the CSV, which is built meanwhile
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="athena-results")
+            beside = self._writer.submit(
+                self._s3.put_object, Bucket=bucket, Key=f"{key}.metadata", Body=metadata.encode(), **extra
+            )
+            try:
+                self._s3.put_object(Bucket=bucket, Key=key, Body=_csv(outcome).encode(), **extra)
+            finally:
+                beside.result()
+            return f"s3://{bucket}/{key}"
+        key = f"{prefix}{execution.execution_id}.txt"
+        if outcome.columns:
             body = "".join("\t".join("" if v is None else _text(v) for v in row) + "\n" for row in outcome.rows)
-            if not outcome.columns:
-                return f"s3://{bucket}/{key}"
-        self._s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), **extra)
+            self._s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), **extra)
         return f"s3://{bucket}/{key}"
 
 
 # ------------------------------------------------------- values and text
+
+
+def _zoned(rows: list[tuple[Any, ...]], translation: _Translation) -> list[tuple[Any, ...]]:
+    """Rows whose ``timestamp with time zone`` values are shown in the zone the query gave them."""
+    zoned = [
+        (i, translation.zones.get(name, UTC))
+        for i, (name, kind) in enumerate(translation.columns)
+        if kind.endswith("zone")
+    ]
+    return [_in_zones(row, zoned) for row in rows] if zoned else rows
 
 
 def _in_zones(row: tuple[Any, ...], zoned: list[tuple[int, str]]) -> tuple[Any, ...]:

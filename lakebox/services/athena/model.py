@@ -175,6 +175,8 @@ class _Table:
     serde_parameters: dict[str, str]
     parameters: dict[str, str]
     view: dict[str, Any] | None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The Glue table as GetTable answered it (what a grant check is given)."""
 
     @property
     def qualified(self) -> str:
@@ -218,6 +220,8 @@ class _Context:
     cutoff: int | None
     views: int = 0
     planning_ms: float = 0.0
+    bound: list[tuple[str, str]] = field(default_factory=list)
+    """The views this statement bound its tables to, as (name, DuckDB SQL), in the order they were made."""
 
 
 @dataclass(frozen=True)
@@ -226,6 +230,23 @@ class _Prepared:
     bytes_scanned: int
     zones: dict[str, str] = field(default_factory=dict)
     """The time zone of each output column holding a ``timestamp with time zone``, by name."""
+
+
+@dataclass(frozen=True)
+class _Translation:
+    """A SELECT as the engine ran it: what to run again while nothing it was read from has changed.
+
+    `generation` is the engine's catalog generation when it was made; `listings` the S3 listings its files came
+    from, each the very list the engine's listing cache held (a listing that changed is another list).
+    """
+
+    views: tuple[tuple[str, str], ...]
+    sql: str
+    columns: tuple[tuple[str, str], ...]
+    zones: dict[str, str]
+    bytes_scanned: int
+    generation: int
+    listings: tuple[tuple[tuple[str, str], list[_S3Object]], ...]
 
 
 def _iso(moment: dt.datetime) -> str:

@@ -297,6 +297,10 @@ class ScanMixin:
     _footers: dict[tuple[str, str], _FileMeta]
     _tables: dict[tuple[str, str], _Table]
     _partition_lists: dict[tuple[str, str], list[_Partition]]
+    _listings: dict[tuple[str, str], list[_S3Object]]
+    _listed: list[tuple[tuple[str, str], list[_S3Object]]]
+    _projected: bool
+    _serial: int
     _strict: bool
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
@@ -369,8 +373,10 @@ class ScanMixin:
                 pruned = self._read_partitions(table, None, alias) if table.partition_keys else []
             sql, nbytes = self._source_sql(table, used, pruned)
             ctx.views += 1
-            view = f"__lb_source_{ctx.views}"
+            self._serial += 1  # a name no other statement's view has: a kept translation's views live on
+            view = f"__lb_source_{self._serial}"
             ctx.cursor.execute(f"CREATE TEMP VIEW {view} AS {sql}")
+            ctx.bound.append((view, sql))
             scanned += nbytes
             replacement = exp.Table(this=exp.to_identifier(view))
             replacement.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
@@ -380,7 +386,7 @@ class ScanMixin:
         for source, replacement in replacements:
             source.replace(replacement)
         # After the sources are bound: a map's UNNEST becomes a subquery, whose outer columns no scope counts.
-        return _Prepared(unnest_arrays(_trino_maps(tree)).sql(dialect="duckdb"), scanned, zones)
+        return _Prepared(unnest_arrays(_trino_maps(tree)).sql(dialect="duckdb", copy=False), scanned, zones)
 
     def _inline_views(self, query: exp.Query, database: str) -> exp.Query:
         for _ in range(_MAX_VIEW_DEPTH):
@@ -405,6 +411,9 @@ class ScanMixin:
     def _table(self, database: str, name: str) -> _Table:
         cached = self._tables.get((database, name))
         if cached is not None:
+            denial = self._authorize(database, name, dict(cached.raw)) if self._authorize is not None else None
+            if denial:
+                raise _QueryError(denial)
             return cached
         try:
             raw = self._glue.get_table(DatabaseName=database, Name=name)["Table"]
@@ -434,6 +443,7 @@ class ScanMixin:
         """The partitions a query reads: the projection's when ``projection.enabled``, else the catalog's."""
         if not is_projected(table):
             return self._partitions(table)
+        self._projected = True  # its partitions may depend on the time of the query (NOW in a date range)
         injected = injected_values(where, alias, {name for name, _ in table.partition_keys})
         return projected_partitions(table, injected)
 
@@ -537,9 +547,18 @@ class ScanMixin:
         return {o.uri: self._footers[(o.uri, o.etag)] for o in objects}
 
     def _list(self, location: str) -> list[_S3Object]:
+        """The objects under `location`, from the engine's listing cache while nothing under it changed (the list
+        is shared: never modify it)."""
         bucket, prefix = split_s3_uri(location)
         if prefix and not prefix.endswith("/"):
             prefix += "/"
+        cached = self._listings.get((bucket, prefix))
+        if cached is None:
+            cached = self._listings[(bucket, prefix)] = self._list_objects(bucket, prefix)
+        self._listed.append(((bucket, prefix), cached))
+        return cached
+
+    def _list_objects(self, bucket: str, prefix: str) -> list[_S3Object]:
         found: list[_S3Object] = []
         paginator = self._s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):

@@ -30,7 +30,11 @@ def _normalized_select(sql: str, cursor: duckdb.DuckDBPyConnection, *, keep_zone
 
     With `keep_zoned`, a ``timestamp with time zone`` stays one (a SELECT's result; a table cannot store it).
     """
-    shape = _describe(cursor, sql)
+    return _athena_shaped(sql, _describe(cursor, sql), keep_zoned=keep_zoned)
+
+
+def _athena_shaped(sql: str, shape: list[tuple[str, str]], *, keep_zoned: bool = False) -> str:
+    """`_normalized_select` of a query whose (name, DuckDB type) columns are known already."""
     exprs = []
     changed = False
     for name, kind in shape:

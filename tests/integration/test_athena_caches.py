@@ -1,0 +1,267 @@
+"""The engine keeps what it read between queries, and never answers from it once the table changed: new partitions,
+new or overwritten files, a table dropped or written again by CTAS, a schema or a workgroup changed."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from typing import Any
+from unittest import mock
+
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
+
+from lakebox.services.athena import AthenaEngine, QueryFailedError
+from lakebox.services.endpoint import LocalEndpoint
+from tests.unit.athena_conformance import Case, differences, load_cases
+from tests.unit.test_athena_conformance import run
+
+pytestmark = pytest.mark.integration
+
+DATABASE = "cached"
+BUCKET = "lake"
+CASES = load_cases()
+PARQUET = {
+    "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+    "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+    "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"},
+}
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[LocalEndpoint]:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = LocalEndpoint().start()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ENDPOINT_URL", server.url)
+        session = _session()
+        session.client("s3").create_bucket(Bucket=BUCKET)
+        session.client("glue").create_database(DatabaseInput={"Name": DATABASE})
+        yield server
+    server.stop()
+
+
+@pytest.fixture
+def session(endpoint: LocalEndpoint, monkeypatch: pytest.MonkeyPatch) -> boto3.Session:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.url)
+    return _session()
+
+
+@pytest.fixture
+def engine(endpoint: LocalEndpoint, session: boto3.Session) -> Iterator[AthenaEngine]:
+    athena = AthenaEngine(
+        session, default_output=f"s3://{BUCKET}/results/", default_database=DATABASE, changes=endpoint.changes
+    )
+    yield athena
+    athena.close()
+
+
+def _session() -> boto3.Session:
+    return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+
+
+def _parquet(values: list[int]) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"n": pa.array(values, pa.int64())}), buffer)
+    return buffer.getvalue()
+
+
+def _table(session: boto3.Session, name: str, *, partitioned: bool = False, columns: tuple[str, ...] = ("n",)) -> None:
+    session.client("glue").create_table(
+        DatabaseName=DATABASE,
+        TableInput={
+            "Name": name,
+            "TableType": "EXTERNAL_TABLE",
+            "Parameters": {"classification": "parquet"},
+            "PartitionKeys": [{"Name": "d", "Type": "string"}] if partitioned else [],
+            "StorageDescriptor": {
+                "Columns": [{"Name": c, "Type": "bigint"} for c in columns],
+                "Location": f"s3://{BUCKET}/{name}/",
+                **PARQUET,
+            },
+        },
+    )
+
+
+def _add_partition(session: boto3.Session, table: str, day: str, values: list[int]) -> None:
+    session.client("s3").put_object(Bucket=BUCKET, Key=f"{table}/d={day}/part-0.parquet", Body=_parquet(values))
+    session.client("glue").create_partition(
+        DatabaseName=DATABASE,
+        TableName=table,
+        PartitionInput={
+            "Values": [day],
+            "StorageDescriptor": {
+                "Columns": [{"Name": "n", "Type": "bigint"}],
+                "Location": f"s3://{BUCKET}/{table}/d={day}/",
+                **PARQUET,
+            },
+        },
+    )
+
+
+def _sum(engine: AthenaEngine, sql: str) -> Any:
+    return engine.query(sql).rows
+
+
+def test_a_repeated_query_reads_neither_the_catalog_nor_the_listing(
+    session: boto3.Session, engine: AthenaEngine
+) -> None:
+    # GIVEN a table queried once
+    _table(session, "repeated")
+    session.client("s3").put_object(Bucket=BUCKET, Key="repeated/a.parquet", Body=_parquet([1, 2, 3]))
+    sql = "SELECT sum(n) AS total FROM repeated"
+    assert _sum(engine, sql) == [(6,)]
+    # WHEN the same query runs again with nothing changed
+    calls: list[str] = []
+    real = BaseClient._make_api_call
+
+    def counted(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        calls.append(operation)
+        return real(client, operation, params)
+
+    with mock.patch.object(BaseClient, "_make_api_call", counted):
+        assert _sum(engine, sql) == [(6,)]
+    # THEN it only writes its results: no workgroup, table or partition read, no listing
+    assert sorted(calls) == ["PutObject", "PutObject"]
+
+
+def test_new_files_are_read_by_the_next_query(session: boto3.Session, engine: AthenaEngine) -> None:
+    # GIVEN an unpartitioned table of one file, queried
+    _table(session, "grows")
+    s3 = session.client("s3")
+    s3.put_object(Bucket=BUCKET, Key="grows/a.parquet", Body=_parquet([1, 2]))
+    sql = "SELECT count(*) AS rows, sum(n) AS total FROM grows"
+    assert _sum(engine, sql) == [(2, 3)]
+    assert _sum(engine, sql) == [(2, 3)]  # run again from its kept translation
+    # WHEN another client adds a file, THEN the same query counts it
+    s3.put_object(Bucket=BUCKET, Key="grows/b.parquet", Body=_parquet([10]))
+    assert _sum(engine, sql) == [(3, 13)]
+    # WHEN a file is overwritten in place, THEN its new rows are read
+    s3.put_object(Bucket=BUCKET, Key="grows/a.parquet", Body=_parquet([100, 200, 300]))
+    assert _sum(engine, sql) == [(4, 610)]
+    # WHEN a file is deleted, THEN it is no longer read
+    s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": "grows/b.parquet"}]})
+    assert _sum(engine, sql) == [(3, 600)]
+
+
+def test_a_new_partition_is_read_by_the_next_query(session: boto3.Session, engine: AthenaEngine) -> None:
+    # GIVEN a partitioned table of one day, queried in full and pruned
+    _table(session, "daily", partitioned=True)
+    _add_partition(session, "daily", "2026-12-01", [1, 2])
+    full, pruned = "SELECT sum(n) FROM daily", "SELECT sum(n) FROM daily WHERE d >= '2026-12-02'"
+    assert (_sum(engine, full), _sum(engine, pruned)) == ([(3,)], [(None,)])
+    # WHEN a day is added (its file, then its partition in the catalog)
+    _add_partition(session, "daily", "2026-12-02", [40])
+    # THEN both queries read it
+    assert (_sum(engine, full), _sum(engine, pruned)) == ([(43,)], [(40,)])
+
+
+def test_a_changed_schema_is_read_by_the_next_query(session: boto3.Session, engine: AthenaEngine) -> None:
+    # GIVEN a table of one column, queried with *
+    _table(session, "widened")
+    session.client("s3").put_object(Bucket=BUCKET, Key="widened/a.parquet", Body=_parquet([7]))
+    assert engine.query("SELECT * FROM widened").columns == ("n",)
+    # WHEN the catalog gains a column (the files hold none of it)
+    glue = session.client("glue")
+    table = glue.get_table(DatabaseName=DATABASE, Name="widened")["Table"]
+    storage = {
+        **table["StorageDescriptor"],
+        "Columns": [{"Name": "n", "Type": "bigint"}, {"Name": "m", "Type": "bigint"}],
+    }
+    glue.update_table(
+        DatabaseName=DATABASE,
+        TableInput={"Name": "widened", "StorageDescriptor": storage, "Parameters": table.get("Parameters", {})},
+    )
+    # THEN the next query has it, empty
+    result = engine.query("SELECT * FROM widened")
+    assert (result.columns, result.rows) == (("n", "m"), [(7, None)])
+
+
+def test_a_dropped_table_and_one_written_again_are_seen(session: boto3.Session, engine: AthenaEngine) -> None:
+    # GIVEN a table written by CTAS, queried
+    engine.query(
+        f"CREATE TABLE {DATABASE}.written WITH (external_location = 's3://{BUCKET}/written/') AS SELECT 1 AS n"
+    )
+    sql = "SELECT sum(n) FROM written"
+    assert _sum(engine, sql) == [(1,)]
+    # WHEN another client drops it from the catalog, THEN the query fails as Athena's does
+    session.client("glue").delete_table(DatabaseName=DATABASE, Name="written")
+    with pytest.raises(QueryFailedError, match="TABLE_NOT_FOUND"):
+        engine.query(sql)
+    # WHEN its files are removed and a CTAS writes it again with other rows, THEN the query reads those
+    s3 = session.client("s3")
+    for item in s3.list_objects_v2(Bucket=BUCKET, Prefix="written/")["Contents"]:
+        s3.delete_object(Bucket=BUCKET, Key=item["Key"])
+    engine.query(
+        f"CREATE TABLE {DATABASE}.written WITH (external_location = 's3://{BUCKET}/written/') "
+        "AS SELECT * FROM (VALUES 5, 6) AS t(n)"
+    )
+    assert _sum(engine, sql) == [(11,)]
+
+
+def test_a_view_redefined_is_read_by_the_next_query(session: boto3.Session, engine: AthenaEngine) -> None:
+    # GIVEN a view over a table, queried
+    _table(session, "viewed")
+    session.client("s3").put_object(Bucket=BUCKET, Key="viewed/a.parquet", Body=_parquet([1, 2, 3]))
+    engine.query(f"CREATE OR REPLACE VIEW {DATABASE}.small AS SELECT n FROM viewed WHERE n < 2")
+    assert _sum(engine, "SELECT count(*) FROM small") == [(1,)]
+    # WHEN the view is replaced, THEN the same query reads the new definition
+    engine.query(f"CREATE OR REPLACE VIEW {DATABASE}.small AS SELECT n FROM viewed WHERE n < 3")
+    assert _sum(engine, "SELECT count(*) FROM small") == [(2,)]
+
+
+def test_a_changed_workgroup_applies_to_the_next_query(session: boto3.Session, engine: AthenaEngine) -> None:
+    # GIVEN a workgroup that enforces its results location, where a query ran
+    athena = session.client("athena")
+
+    def workgroup(folder: str) -> None:
+        athena.create_work_group(
+            Name="enforced",
+            Configuration={
+                "EnforceWorkGroupConfiguration": True,
+                "ResultConfiguration": {"OutputLocation": f"s3://{BUCKET}/{folder}/"},
+            },
+        )
+
+    workgroup("first")
+    assert str(engine.query("SELECT 1", workgroup="enforced").output_location).startswith(f"s3://{BUCKET}/first/")
+    # WHEN the workgroup is made again with another location
+    athena.delete_work_group(WorkGroup="enforced", RecursiveDeleteOption=True)
+    workgroup("second")
+    # THEN the next query writes its results there
+    assert str(engine.query("SELECT 1", workgroup="enforced").output_location).startswith(f"s3://{BUCKET}/second/")
+    # WHEN it is deleted, THEN the next query fails as Athena's request does
+    athena.delete_work_group(WorkGroup="enforced", RecursiveDeleteOption=True)
+    with pytest.raises(ClientError, match="WorkGroup enforced is not found"):
+        engine.query("SELECT 1", workgroup="enforced")
+
+
+def test_without_a_record_of_changes_every_query_reads_afresh(session: boto3.Session) -> None:
+    # GIVEN an engine that runs apart from the endpoint (no record of its changes)
+    athena = AthenaEngine(session, default_output=f"s3://{BUCKET}/results/", default_database=DATABASE)
+    try:
+        _table(session, "apart")
+        s3 = session.client("s3")
+        s3.put_object(Bucket=BUCKET, Key="apart/a.parquet", Body=_parquet([1]))
+        assert _sum(athena, "SELECT sum(n) FROM apart") == [(1,)]
+        # WHEN a file is added, THEN the next query reads it
+        s3.put_object(Bucket=BUCKET, Key="apart/b.parquet", Body=_parquet([2]))
+        assert _sum(athena, "SELECT sum(n) FROM apart") == [(3,)]
+    finally:
+        athena.close()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_a_kept_translation_answers_as_the_first_run(engine: AthenaEngine, case: Case) -> None:
+    # GIVEN a conformance query run once (translated, and its translation kept)
+    first = run(engine, case.sql)
+    # WHEN it runs again from what the engine kept
+    again = run(engine, case.sql)
+    # THEN its values, types and error are the same, and still the ones Trino documents
+    assert again == first
+    assert differences(case, *again) == [], case.ref
