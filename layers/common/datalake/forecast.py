@@ -180,6 +180,14 @@ def input_fingerprint(s3: S3Client, curated_bucket: str, plan: ForecastPlan) -> 
     return digest.hexdigest()
 
 
+class _Record(BaseModel):
+    """The part of a published forecast's record the planner reads; the rest is kept as written."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    fingerprint: str = Field(min_length=1)
+
+
 def load_forecast_record(s3: S3Client, curated_bucket: str) -> dict[str, Any] | None:
     """The published forecast's record; None when none was written or it carries no fingerprint (then retrain).
 
@@ -199,12 +207,6 @@ def load_forecast_record(s3: S3Client, curated_bucket: str) -> dict[str, Any] | 
     except ValidationError:
         return None
     return record.model_dump(mode="json")
-
-
-class _Record(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="allow")
-
-    fingerprint: str = Field(min_length=1)
 
 
 def plan_forecast_run(request: ForecastRequest, *, database: str, curated_bucket: str, s3: S3Client) -> ForecastPlan:
