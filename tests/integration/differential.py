@@ -12,6 +12,7 @@ happened before (ADR 0017).
 from __future__ import annotations
 
 import datetime as dt
+import re
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
@@ -89,11 +90,18 @@ def expected_tables(
             select = render(sql_text(view.template), {"database": SCHEMA, **view.values})
             con.execute(f"CREATE VIEW {SCHEMA}.{view.name} AS {_trino(select, con)}")
         found: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {}
-        for table in curated_tables():
-            # every table, in declaration order: a table may read the curated tables declared before it
+        declared = curated_tables()
+        needed = {t.name for t in declared} if wanted is None else set(wanted)
+        for table in reversed(declared):  # and the curated tables those read, declared before them
+            if table.name in needed:
+                needed.update(_curated_reads(table.name) & {t.name for t in declared})
+        for table in declared:
+            if table.name not in needed:
+                continue
             text = sql_text(f"curated/{table.name}.sql")
             if not table.reads <= set(dates):
-                found[table.name] = ([], [])
+                if wanted is None or table.name in wanted:
+                    found[table.name] = ([], [])
                 continue
             days = dates[table.dataset] if table.partition_column else []
             listed = ", ".join(f"DATE '{day.isoformat()}'" for day in days) or "NULL"
@@ -106,6 +114,11 @@ def expected_tables(
                 found[table.name] = ([d[0] for d in cursor.description], cursor.fetchall())
         con.close()
         return found
+
+
+def _curated_reads(table: str) -> set[str]:
+    """The tables a curated query names (datasets, reference views and curated tables alike)."""
+    return set(re.findall(r"\{\{\s*database\s*\}\}\.([a-z_][a-z0-9_]*)", sql_text(f"curated/{table}.sql")))
 
 
 def _value(value: Any) -> Any:
