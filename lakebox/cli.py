@@ -28,6 +28,8 @@ EXIT_ALL_QUARANTINED = 3
 SUMMARY_COLUMNS = ("key", "dataset", "status", "read", "landed", "quarantined", "reason")
 SHORT_VALUE = 12
 """Values up to this many characters (dates, statuses, counts) keep one line in a table; longer ones fold."""
+NARROWEST = 6
+"""The fewest characters a folding column is given; a one-row table with more columns than fit so is turned."""
 PULL_COLUMNS = ("schedule", "status", "records", "pages", "landing_key", "watermark_after", "error")
 SHOWN = 20
 """Rows a long listing shows (the newest first) unless `--all`; a last line says how many more there are."""
@@ -117,21 +119,47 @@ def _print_table(title: str, rows: list[dict[str, Any]], columns: Sequence[str])
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", expand=False)
+    console = Console(width=_width())
     cells = [["" if row.get(c) is None else str(row.get(c)) for c in columns] for row in rows]
-    for index, column in enumerate(columns):
+    if len(rows) == 1 and len(columns) * (NARROWEST + 3) + 1 > console.width:
+        # one record too wide for the screen reads better as a field a line than as columns cut to slivers
+        _print_table(title, [{"field": c, "value": cells[0][i]} for i, c in enumerate(columns)], ("field", "value"))
+        return
+    table = Table(title=title, title_justify="left", expand=False)
+    for column, fixed in zip(columns, _column_widths(columns, cells, console.width), strict=True):
         numeric = bool(rows) and all(isinstance(r.get(column), int | float | Decimal) for r in rows)
-        # a short value (a date, a status, a number) is never split; a longer one folds onto more lines
-        widest = max([len(column), *(len(cell[index]) for cell in cells)])
-        table.add_column(
-            column,
-            justify="right" if numeric else "left",
-            overflow="fold",
-            min_width=widest if widest <= SHORT_VALUE else None,
-        )
+        table.add_column(column, justify="right" if numeric else "left", overflow="fold", width=fixed)
     for cell in cells:
         table.add_row(*(escape(value) for value in cell))
-    Console(width=_width()).print(table)
+    console.print(table)
+
+
+def _column_widths(columns: Sequence[str], cells: list[list[str]], width: int) -> list[int | None]:
+    """Each column's width when the table would be wider than the screen (None: its natural width, it fits).
+
+    A short value (a date, a status, a number) is never split, a header may wrap at its spaces, and the columns of
+    longer values share what is left, folding; when even the short ones do not fit, the widest of them fold too.
+    """
+    natural = [max([len(column), *(len(cell[i]) for cell in cells)]) for i, column in enumerate(columns)]
+    room = width - 3 * len(columns) - 1  # what the borders and padding leave
+    if sum(natural) <= room:
+        return [None] * len(columns)
+    least: list[int | None] = []
+    for index, column in enumerate(columns):
+        widest = max([*(len(word) for word in column.split() or [column]), *(len(cell[index]) for cell in cells)])
+        least.append(widest if widest <= SHORT_VALUE else None)
+    while sum(w or NARROWEST for w in least) > room and any(least):
+        least[max(range(len(least)), key=lambda i: least[i] or 0)] = None
+    folding = [i for i, w in enumerate(least) if w is None]
+    left = max(room - sum(w or 0 for w in least), NARROWEST * len(folding))
+    widths = [w or NARROWEST for w in least]
+    while folding and left > sum(widths[i] for i in folding):  # share what is left, none past its natural width
+        growing = [i for i in folding if widths[i] < natural[i]]
+        if not growing:
+            break
+        for i in growing[: left - sum(widths[j] for j in folding)]:
+            widths[i] += 1
+    return list(widths)
 
 
 def _width() -> int | None:

@@ -28,7 +28,7 @@ def _record_runs(home: Path, count: int = RUNS) -> list[str]:
     for n in range(count):
         name = f"lakebox-run-{n:03d}"
         started = f"2026-12-07T08:{n:02d}:00+00:00"
-        document = {
+        document: dict[str, object] = {
             "name": name,
             "state_machine": "PipelineStateMachine",
             "status": "SUCCEEDED" if n % 4 else "FAILED",

@@ -145,3 +145,46 @@ def test_a_forecast_in_several_currencies_keeps_them_apart() -> None:
     values = [["2026-12-08", "north", currency, 10.4, 9, 11, "m"] for currency in ("EUR", "USD")]
     _, rows = cli.forecast_by_region(columns, values)
     assert rows == [{"forecast_date": "2026-12-08", "north EUR": 10, "north USD": 10}]
+
+
+def test_the_tables_lakebox_run_ends_with_keep_their_right_border_at_80_columns(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    # GIVEN the ingestion table and the one-row run summary `lakebox run` prints (seven and ten columns)
+    ingested = [
+        {
+            "key": key,
+            "dataset": key.split("/")[0],
+            "status": "PARTIAL",
+            "read": 2001,
+            "landed": 2000,
+            "quarantined": 1,
+            "expected bad": 1,
+        }
+        for key in ("products/products.csv", "clickstream/clickstream.json", "sales/api/20261207T092921Z.jsonl.gz")
+    ]
+    run = {
+        "run": "lakebox-6c5cf76c1b73",
+        "status": "SUCCEEDED",
+        "datasets": "clickstream,customers,products,sales",
+        "dates": 57,
+        "curated queries": 33,
+        "bytes scanned": 257482,
+        "forecast": "SUCCEEDED",
+        "smape model": 46.161,
+        "smape seasonal naive": 47.5,
+        "error": None,
+    }
+    # WHEN they are printed at 80 columns
+    cli._print_table("ingested", ingested, list(ingested[0]))
+    cli._print_table("pipeline run", [run], list(run))
+    printed = capsys.readouterr().out
+    lines = [line for line in printed.splitlines() if line.strip() and line[0] in "┏┃┡│└"]
+    # THEN no table is cut by the screen's edge: every line fits and ends with the table's right border
+    assert all(len(line) <= 80 and line.rstrip()[-1] in "┓┃┩│┘" for line in lines), printed
+    # AND the run summary, too wide as columns, is a field a line, each value whole
+    for field, value in run.items():
+        assert any(field in line and (value is None or str(value) in line) for line in lines), (field, printed)
+    # AND the ingestion's short values (counts, statuses) stay whole while the keys fold
+    assert all(any("PARTIAL" in line and "2000" in line for line in lines) for _ in ingested)
