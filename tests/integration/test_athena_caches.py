@@ -182,6 +182,22 @@ def test_a_changed_schema_is_read_by_the_next_query(session: boto3.Session, engi
     assert (result.columns, result.rows) == (("n", "m"), [(7, None)])
 
 
+def test_a_sampled_query_runs_again_on_its_kept_view_until_the_table_changes(
+    session: boto3.Session, engine: AthenaEngine
+) -> None:
+    # GIVEN a table read through TABLESAMPLE (its source stays a view), run twice: the second time on the kept view
+    _table(session, "sampled")
+    s3 = session.client("s3")
+    s3.put_object(Bucket=BUCKET, Key="sampled/a.parquet", Body=_parquet([1, 2, 3]))
+    sql = "SELECT count(*), sum(n) FROM sampled TABLESAMPLE BERNOULLI (100)"
+    assert _sum(engine, sql) == [(3, 6)]
+    assert _sum(engine, sql) == [(3, 6)]
+    # WHEN a file is added, THEN the kept view is dropped with its translation and the new file is read
+    s3.put_object(Bucket=BUCKET, Key="sampled/b.parquet", Body=_parquet([4]))
+    assert _sum(engine, sql) == [(4, 10)]
+    assert _sum(engine, sql) == [(4, 10)]
+
+
 def test_a_dropped_table_and_one_written_again_are_seen(session: boto3.Session, engine: AthenaEngine) -> None:
     # GIVEN a table written by CTAS, queried
     engine.query(

@@ -4,6 +4,7 @@ views inlined, Trino decimal and map semantics applied."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from importlib import resources
@@ -351,6 +352,8 @@ class ScanMixin:
         zones = trino_semantics(tree, strict=self._strict)
         scanned = 0
         replacements: list[tuple[exp.Table, exp.Table]] = []
+        sources: dict[str, str] = {}
+        samples: set[str] = set()
         # A table's columns can be read in more than one scope: an UNNEST (a UDTF scope) sees the sources of the
         # query it is joined in and reads their nested columns; its partitions are pruned in its own scope.
         reads: dict[int, tuple[exp.Table, str, _Table, set[str] | None, list[_Partition] | None]] = {}
@@ -375,18 +378,31 @@ class ScanMixin:
             ctx.views += 1
             self._serial += 1  # a name no other statement's view has: a kept translation's views live on
             view = f"__lb_source_{self._serial}"
-            ctx.cursor.execute(f"CREATE TEMP VIEW {view} AS {sql}")
-            ctx.bound.append((view, sql))
+            sources[view] = sql
             scanned += nbytes
             replacement = exp.Table(this=exp.to_identifier(view))
             replacement.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
             if source.args.get("sample") is not None:  # TABLESAMPLE applies to the bound view
                 replacement.set("sample", source.args["sample"].copy())
+                samples.add(view)
             replacements.append((source, replacement))
         for source, replacement in replacements:
             source.replace(replacement)
         # After the sources are bound: a map's UNNEST becomes a subquery, whose outer columns no scope counts.
-        return _Prepared(unnest_arrays(_trino_maps(tree)).sql(dialect="duckdb", copy=False), scanned, zones)
+        text = unnest_arrays(_trino_maps(tree)).sql(dialect="duckdb", copy=False)
+        return _Prepared(self._bind_sources(text, sources, samples, ctx), scanned, zones)
+
+    def _bind_sources(self, text: str, sources: dict[str, str], samples: set[str], ctx: _Context) -> str:
+        """Each source's SQL in place of its name in `text` (a subquery: DuckDB binds it with the query), or, when
+        sampled or its name is not written exactly once, a view of the statement's cursor (bound when made)."""
+        for view, sql in sources.items():
+            found = list(re.finditer(rf"\b{view}\b", text))
+            if view not in samples and len(found) == 1:
+                text = f"{text[: found[0].start()]}({sql}){text[found[0].end() :]}"
+            else:
+                ctx.cursor.execute(f"CREATE TEMP VIEW {view} AS {sql}")
+                ctx.bound.append((view, sql))
+        return text
 
     def _inline_views(self, query: exp.Query, database: str) -> exp.Query:
         for _ in range(_MAX_VIEW_DEPTH):
