@@ -95,7 +95,9 @@ class ColumnarPlan:
         import pyarrow.json as pj
 
         try:
-            table = pj.read_json(pa.BufferReader(block), read_options=self._read, parse_options=self._parse)
+            table = pj.read_json(
+                pa.BufferReader(block), read_options=self._read, parse_options=self._parse, memory_pool=_pool()
+            )
         except (pa.ArrowException, UnicodeDecodeError, ValueError):
             return None
         lines = len(ends)
@@ -452,3 +454,12 @@ def _bound_checks(kwargs: dict[str, Any], arrow_type: Any) -> tuple[Callable[[An
 
 def _compare(column: Any, *, kernel: Callable[[Any, Any], Any], bound: Any) -> Any:
     return kernel(column, bound)
+
+
+@functools.cache
+def _pool() -> Any:
+    """The allocator of parsed blocks: the system's, which hands a freed block back at once (Arrow's default keeps
+    freed memory for reuse, and the process's peak would carry it through the uploads that follow)."""
+    import pyarrow as pa
+
+    return pa.system_memory_pool()
