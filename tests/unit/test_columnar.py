@@ -340,3 +340,20 @@ def test_an_object_lands_the_same_through_either_path(
     counts = ("records_read", "records_landed", "records_quarantined", "event_dates")
     assert [getattr(columnar, c) for c in counts] == [getattr(per_record, c) for c in counts]
     assert _landed(lake, columnar) == _landed(lake, per_record)
+
+
+def test_the_timestamp_pattern_takes_the_years_the_fast_path_takes_and_no_other() -> None:
+    # GIVEN the columnar timestamp pattern (RE2 syntax, which Python's `re` reads the same way here)
+    import re
+
+    from datalake.columnar import TIME_PATTERN
+
+    pattern = re.compile(TIME_PATTERN)
+    # WHEN every year is tried THEN exactly 0002-9998 match (0000, 0001 and 9999 are left to the contract)
+    years = [y for y in range(10_000) if pattern.match(f"{y:04d}-01-01T00:00:00Z")]
+    assert (years[0], years[-1], len(years)) == (2, 9998, 9997)
+    # AND the fields' ranges hold: no month 13, day 32, hour 24, second 60 or offset of 18 hours
+    for text in ("2026-13-01T00:00:00Z", "2026-01-32T00:00:00Z", "2026-01-01T24:00:00Z", "2026-01-01T00:00:60Z"):
+        assert pattern.match(text) is None, text
+    assert pattern.match("2026-01-01T00:00:00+18:00") is None
+    assert pattern.match("2026-01-01T00:00:00.123456-17:59")

@@ -31,7 +31,18 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-__all__ = ["BLOCK_BYTES", "BlockVerdict", "ColumnarPlan", "blocks", "columnar_plan"]
+__all__ = [
+    "BLOCK_BYTES",
+    "PER_RECORD_LINES",
+    "SPLIT_WAYS",
+    "BlockVerdict",
+    "ColumnarPlan",
+    "blocks",
+    "columnar_plan",
+    "lines_ready",
+    "newline_positions",
+    "output_groups",
+]
 
 BLOCK_BYTES = 2 * 1024 * 1024
 """Bytes of complete lines judged at a time: memory stays within a few blocks whatever the object's size."""
@@ -43,8 +54,8 @@ PER_RECORD_LINES = 64
 """A refused block of at most this many lines goes to the per-record path whole."""
 
 TIME_PATTERN = (
-    r"^(?:000[2-9]|00[1-9]\d|0[1-9]\d\d|[1-8]\d{3}|9[0-8]\d\d|99[0-8]\d)-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
-    r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?(?:Z|[+-](?:0\d|1[0-7]):[0-5]\d)$"
+    r"^(?:000[2-9]|00[1-9]\d|0[1-9]\d\d|[1-8]\d{3}|9[0-8]\d\d|99[0-8]\d|999[0-8])-(?:0[1-9]|1[0-2])-"
+    r"(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?(?:Z|[+-](?:0\d|1[0-7]):[0-5]\d)$"
 )
 """`validation.CANONICAL_TIME` with each field's range spelt out (RE2, ASCII digits), in the years 0002-9998 as the
 fast path takes them: the reader's cast then refuses only days past their month's end."""
