@@ -253,6 +253,49 @@ def blocks(chunks: Iterator[bytes], max_line: int, block_bytes: int = BLOCK_BYTE
         yield data if data.endswith(b"\n") else data + b"\n"
 
 
+def prefetched(items: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
+    """`items`, produced by a thread of their own up to `depth` ahead (reading, hashing and decompressing the next
+    block while this one is judged). A block without its final newline ends the production: the caller then reads
+    the rest of the source itself. What the producer raises is raised here."""
+    import queue
+    import threading
+
+    ready: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: bytes | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer(item) or not item.endswith(b"\n"):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            offer(exc)
+            return
+        offer(None)
+
+    thread = threading.Thread(target=produce, name="read-blocks", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if not item.endswith(b"\n"):
+                break
+    finally:
+        stop.set()
+        thread.join()
+
+
 def output_groups(
     block: bytes,
     ends: npt.NDArray[np.int64],
