@@ -340,3 +340,59 @@ def test_an_object_lands_the_same_through_either_path(
     counts = ("records_read", "records_landed", "records_quarantined", "event_dates")
     assert [getattr(columnar, c) for c in counts] == [getattr(per_record, c) for c in counts]
     assert _landed(lake, columnar) == _landed(lake, per_record)
+
+
+def test_the_timestamp_pattern_takes_the_years_the_fast_path_takes_and_no_other() -> None:
+    # GIVEN the columnar timestamp pattern (RE2 syntax, which Python's `re` reads the same way here)
+    import re
+
+    from datalake.columnar import TIME_PATTERN
+
+    pattern = re.compile(TIME_PATTERN)
+    # WHEN every year is tried THEN exactly 0002-9998 match (0000, 0001 and 9999 are left to the contract)
+    years = [y for y in range(10_000) if pattern.match(f"{y:04d}-01-01T00:00:00Z")]
+    assert (years[0], years[-1], len(years)) == (2, 9998, 9997)
+    # AND the fields' ranges hold: no month 13, day 32, hour 24, second 60 or offset of 18 hours
+    for text in ("2026-13-01T00:00:00Z", "2026-01-32T00:00:00Z", "2026-01-01T24:00:00Z", "2026-01-01T00:00:60Z"):
+        assert pattern.match(text) is None, text
+    assert pattern.match("2026-01-01T00:00:00+18:00") is None
+    assert pattern.match("2026-01-01T00:00:00.123456-17:59")
+
+
+def test_blocks_read_ahead_arrive_in_order_and_carry_the_readers_error() -> None:
+    from datalake.columnar import prefetched
+    from datalake.exceptions import ObjectRejectedError
+
+    # GIVEN blocks read ahead by a thread WHEN they are consumed THEN they come in order, and stop at an open line
+    assert list(prefetched(iter([b"a\n", b"b\n", b"c\n"]))) == [b"a\n", b"b\n", b"c\n"]
+    rest = iter([b"a\n", b"open", b"never read\n"])
+    assert list(prefetched(rest)) == [b"a\n", b"open"]
+    assert list(rest) == [b"never read\n"]
+
+    # AND an error of the reader (a gzip bomb found in the third block) is raised where the blocks are consumed
+    def bomb() -> Iterator[bytes]:
+        yield b"a\n"
+        yield b"b\n"
+        raise ObjectRejectedError("gzip bomb", "too large")
+
+    seen = []
+    with pytest.raises(ObjectRejectedError):
+        for block in prefetched(bomb()):
+            seen.append(block)
+    assert seen == [b"a\n", b"b\n"]
+    # AND a consumer that stops early does not leave the reader waiting
+    endless = prefetched(iter([b"x\n"] * 1000))
+    assert next(endless) == b"x\n"
+    endless.close()
+
+
+def test_an_object_rejected_mid_stream_is_quarantined_whole(lake: Lake) -> None:
+    # GIVEN a gzip object that expands past the decompressed cap after some valid lines
+    import dataclasses
+
+    lines = b"".join(json.dumps(SALE | {"transaction_id": f"T{i}"}).encode() + b"\n" for i in range(20_000))
+    settings = dataclasses.replace(lake, settings=lake.settings.model_copy(update={"max_decompressed_bytes": 1 << 20}))
+    # WHEN it is ingested THEN the object is quarantined whole with its reason, nothing landed
+    manifest = settings.ingest("sales/big.jsonl.gz", gzip.compress(lines))
+    assert manifest.status == "QUARANTINED" and manifest.reason and "gzip bomb" in manifest.reason
+    assert manifest.output_keys == []

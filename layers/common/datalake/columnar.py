@@ -31,7 +31,18 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-__all__ = ["BLOCK_BYTES", "BlockVerdict", "ColumnarPlan", "blocks", "columnar_plan"]
+__all__ = [
+    "BLOCK_BYTES",
+    "PER_RECORD_LINES",
+    "SPLIT_WAYS",
+    "BlockVerdict",
+    "ColumnarPlan",
+    "blocks",
+    "columnar_plan",
+    "lines_ready",
+    "newline_positions",
+    "output_groups",
+]
 
 BLOCK_BYTES = 2 * 1024 * 1024
 """Bytes of complete lines judged at a time: memory stays within a few blocks whatever the object's size."""
@@ -43,8 +54,8 @@ PER_RECORD_LINES = 64
 """A refused block of at most this many lines goes to the per-record path whole."""
 
 TIME_PATTERN = (
-    r"^(?:000[2-9]|00[1-9]\d|0[1-9]\d\d|[1-8]\d{3}|9[0-8]\d\d|99[0-8]\d)-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
-    r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?(?:Z|[+-](?:0\d|1[0-7]):[0-5]\d)$"
+    r"^(?:000[2-9]|00[1-9]\d|0[1-9]\d\d|[1-8]\d{3}|9[0-8]\d\d|99[0-8]\d|999[0-8])-(?:0[1-9]|1[0-2])-"
+    r"(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?(?:Z|[+-](?:0\d|1[0-7]):[0-5]\d)$"
 )
 """`validation.CANONICAL_TIME` with each field's range spelt out (RE2, ASCII digits), in the years 0002-9998 as the
 fast path takes them: the reader's cast then refuses only days past their month's end."""
@@ -95,7 +106,9 @@ class ColumnarPlan:
         import pyarrow.json as pj
 
         try:
-            table = pj.read_json(pa.BufferReader(block), read_options=self._read, parse_options=self._parse)
+            table = pj.read_json(
+                pa.BufferReader(block), read_options=self._read, parse_options=self._parse, memory_pool=_pool()
+            )
         except (pa.ArrowException, UnicodeDecodeError, ValueError):
             return None
         lines = len(ends)
@@ -238,6 +251,49 @@ def blocks(chunks: Iterator[bytes], max_line: int, block_bytes: int = BLOCK_BYTE
     data = b"".join(pending)
     if data:
         yield data if data.endswith(b"\n") else data + b"\n"
+
+
+def prefetched(items: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
+    """`items`, produced by a thread of their own up to `depth` ahead (reading, hashing and decompressing the next
+    block while this one is judged). A block without its final newline ends the production: the caller then reads
+    the rest of the source itself. What the producer raises is raised here."""
+    import queue
+    import threading
+
+    ready: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: bytes | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer(item) or not item.endswith(b"\n"):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            offer(exc)
+            return
+        offer(None)
+
+    thread = threading.Thread(target=produce, name="read-blocks", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if not item.endswith(b"\n"):
+                break
+    finally:
+        stop.set()
+        thread.join()
 
 
 def output_groups(
@@ -452,3 +508,12 @@ def _bound_checks(kwargs: dict[str, Any], arrow_type: Any) -> tuple[Callable[[An
 
 def _compare(column: Any, *, kernel: Callable[[Any, Any], Any], bound: Any) -> Any:
     return kernel(column, bound)
+
+
+@functools.cache
+def _pool() -> Any:
+    """The allocator of parsed blocks: the system's, which hands a freed block back at once (Arrow's default keeps
+    freed memory for reuse, and the process's peak would carry it through the uploads that follow)."""
+    import pyarrow as pa
+
+    return pa.system_memory_pool()

@@ -33,6 +33,7 @@ from datalake.columnar import (
     lines_ready,
     newline_positions,
     output_groups,
+    prefetched,
 )
 from datalake.contracts import Dataset, Format, get_dataset
 from datalake.exceptions import (
@@ -266,7 +267,7 @@ def _read_json_lines(chunks: Iterator[bytes], validator: RecordValidator, sink: 
         _judge_lines(iter_line_batches(chunks, max_line), 0, validator, sink, max_line)
         return
     line_no = 0
-    for block in blocks(chunks, max_line):
+    for block in prefetched(blocks(chunks, max_line)):
         if line_no == 0:
             block = block.removeprefix(UTF8_BOM)
         if not block.endswith(b"\n"):
