@@ -999,42 +999,45 @@ def write_partitions(df: DataFrame, dataset: Dataset, path: str) -> None:
     ordered.write.mode("overwrite").partitionBy(PARTITION_COLUMN).option("compression", "snappy").parquet(path)
 
 
-@dataclass(frozen=True)
 class CheckedCounts:
-    """What one aggregate over the checked raw rows tells: valid rows per event date, problem rows by reason."""
+    """Rows read and rows with a problem, gathered while the first action over the checked rows runs."""
 
-    valid_by_day: Mapping[date, int]
-    rows_quarantined: int
-    reasons: Mapping[str, int]
+    def __init__(self, name: str) -> None:
+        self._observation = Observation(f"{name}_{uuid.uuid4().hex[:8]}")  # unique in the session
+
+    def observe(self, checked: DataFrame) -> DataFrame:
+        """`checked`, counted by the next action that reads all of it (the write, or the history's key scan)."""
+        problem = F.size(PROBLEMS_COLUMN) > 0
+        return checked.observe(
+            self._observation, F.count(F.lit(1)).alias("rows"), F.count_if(problem).alias("quarantined")
+        )
+
+    @property
+    def rows(self) -> int:
+        """Raw rows read."""
+        return int(self._observation.get["rows"])
+
+    @property
+    def quarantined(self) -> int:
+        """Raw rows with a problem."""
+        return int(self._observation.get["quarantined"])
 
 
-def count_checked(checked: DataFrame, dataset: Dataset) -> CheckedCounts:
-    """Count `transform_check`'s output in one Spark job: valid rows per event date, problem rows per reason.
-
-    One `groupBy` over (set of problems, event date of a valid row) answers both: the rows with no problem give the
-    dates the run rewrites and their new rows, the others the quarantine's row count and the count of each reason.
-    """
-    valid = F.size(PROBLEMS_COLUMN) == 0
-    event_date = F.to_date(_typed(T.StructField(dataset.event_time, T.TimestampType())))
-    day = F.when(valid, event_date).alias(PARTITION_COLUMN)
-    valid_by_day: dict[date, int] = {}
+def quarantine_reasons(checked: DataFrame) -> dict[str, int]:
+    """Rows per reason among the rows `transform_check` found problems in (one Spark job, run only when some did)."""
+    bad = checked.where(F.size(PROBLEMS_COLUMN) > 0)
     reasons: dict[str, int] = {}
-    quarantined = 0
-    for problems, when, count in checked.groupBy(PROBLEMS_COLUMN, day).count().collect():
-        if not problems:
-            valid_by_day[when] = valid_by_day.get(when, 0) + int(count)
-            continue
-        quarantined += int(count)
+    for problems, count in bad.groupBy(PROBLEMS_COLUMN).count().collect():
         for reason in problems:
             reasons[str(reason)] = reasons.get(str(reason), 0) + int(count)
-    return CheckedCounts(valid_by_day, quarantined, dict(sorted(reasons.items())))
+    return dict(sorted(reasons.items()))
 
 
 class OutputCounts:
     """Rows and event dates of a DataFrame, gathered while a later action (the write) runs: no pass of their own."""
 
     def __init__(self, name: str) -> None:
-        self._observation = Observation(name)
+        self._observation = Observation(f"{name}_{uuid.uuid4().hex[:8]}")  # unique in the session
 
     def observe(self, df: DataFrame) -> DataFrame:
         """`df`, counted (and its `event_date`s collected, when it has the column) by the next action that runs it."""
@@ -1118,9 +1121,12 @@ def process_dataset(
     Returns its part of the summary and its new valid rows (what the datasets that look it up need to know changed;
     persisted when `keep_new`, and the caller unpersists them), or None when it had no new data.
 
-    Spark work per dataset: one aggregate over the checked rows (valid rows per date, quarantine reasons), the
-    quarantine's write when a row has a problem, the history's key scan when a processed history exists, and the
-    write, whose rows and dates (and the rewritten partitions' former rows) are counted while it runs.
+    Spark work per dataset: the history's key scan when a processed history exists, then the write, which counts
+    while it runs the raw rows read and those with a problem, the rewritten partitions' former rows, and its own
+    rows and dates (`Observation`s: no pass of their own); and only when some row has a problem, the count of each
+    reason and the quarantine's write. The dates rewritten are the raw files' (a valid row is dated in its raw
+    partition) and those a record moves from; a date whose rows were all set aside and that held no rows before
+    is not written.
     """
     dataset = get_dataset(plan.dataset)
     table = f"{options.table_prefix}{dataset.name}"
@@ -1166,18 +1172,24 @@ def process_dataset(
                 parameters=versions,
             )
         return summary, None
-    checked = transform_check(read_raw(spark, dataset, plan.raw_files), dataset).persist()
+    root = f"{options.processed_path}{dataset.name}/"
+    history = store.exists(root)
+    checked = transform_check(read_raw(spark, dataset, plan.raw_files), dataset)
+    if history:
+        checked = checked.persist()  # read twice: the history's key scan, then the write
+    read_counts = CheckedCounts(f"{dataset.name}_read")
     new: DataFrame | None = None
     try:
-        counted = count_checked(checked, dataset)
-        if counted.rows_quarantined:
-            quarantine_rows(checked, options, dataset)
-        new = transform_cast(checked.where(F.size(PROBLEMS_COLUMN) == 0), dataset)
+        valid = F.size(PROBLEMS_COLUMN) == 0
+        new = transform_cast(checked.where(valid), dataset)
         if keep_new:
             new = new.persist()
-        root = f"{options.processed_path}{dataset.name}/"
-        moved = moved_dates(spark, store, root, dataset, new) if counted.valid_by_day else set()
-        rewrite = sorted(set(counted.valid_by_day) | moved)
+        moved = moved_dates(spark, store, root, dataset, new) if history else set()
+        # The rows read are counted by the write, through a DataFrame of its own: metrics are not gathered on the
+        # broadcast side of a join (the history's key scan) nor under a cached plan (`new` kept for the lookups).
+        counted_new = transform_cast(read_counts.observe(checked).where(valid), dataset)
+        # Valid rows are dated in their raw partition (`transform_check`): the raw files' dates bound the new rows'.
+        rewrite = sorted(set(plan.dates) | moved)
         existing_paths = [
             uri for d in rewrite if store.exists(uri := options.partition_uri(options.processed_path, dataset.name, d))
         ]
@@ -1185,13 +1197,15 @@ def process_dataset(
         existing = read_processed(spark, dataset, existing_paths)
         if existing_paths:
             existing = existing_counts.observe(existing)
-        processed = transform_processed(new, existing, dataset)
-        out_days: list[date] = []
-        rows_existing = rows_out = 0
-        if rewrite:
-            write_partitions(out_counts.observe(processed), dataset, root)
-            rows_existing = existing_counts.rows if existing_paths else 0
-            rows_out, out_days = out_counts.rows, out_counts.dates
+        processed = transform_processed(counted_new, existing, dataset)
+        write_partitions(out_counts.observe(processed), dataset, root)
+        rows_read, rows_quarantined = read_counts.rows, read_counts.quarantined
+        rows_existing = existing_counts.rows if existing_paths else 0
+        rows_out, out_days = out_counts.rows, out_counts.dates
+        reasons: dict[str, int] = {}
+        if rows_quarantined:
+            reasons = quarantine_reasons(checked)
+            quarantine_rows(checked, options, dataset)
         removed = sorted(
             d
             for d in rewrite
@@ -1216,10 +1230,10 @@ def process_dataset(
         raise
     finally:
         checked.unpersist()
-    rows_in = sum(counted.valid_by_day.values())
+    rows_in = rows_read - rows_quarantined
     summary.update(
-        rows_read=rows_in + counted.rows_quarantined,
-        rows_quarantined=counted.rows_quarantined,
+        rows_read=rows_read,
+        rows_quarantined=rows_quarantined,
         rows_in=rows_in,
         rows_existing=rows_existing,
         duplicates_dropped=rows_in + rows_existing - rows_out,
@@ -1227,8 +1241,8 @@ def process_dataset(
         partitions=[d.isoformat() for d in out_days],
         partitions_removed=[d.isoformat() for d in removed],
         quarantine={
-            "location": options.quarantine_uri(dataset.name) if counted.rows_quarantined else None,
-            "reasons": dict(counted.reasons),
+            "location": options.quarantine_uri(dataset.name) if rows_quarantined else None,
+            "reasons": reasons,
         },
     )
     return summary, new

@@ -607,6 +607,40 @@ def test_what_the_job_cannot_digest_is_quarantined_with_its_reason_and_the_run_g
 
 
 @pytest.mark.slow
+def test_rows_quarantined_beside_processed_history_are_counted_and_leave_the_history_as_it_was(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # GIVEN T1 and T2 processed on 11-02
+    write_raw(tmp_path, "sales", "2026-11-02", "first", [sale("T1"), sale("T2")], T0)
+    job.run(spark, job_args(tmp_path))
+
+    # WHEN a later delivery brings, for 11-02, T3 and an unreadable quantity, and for 11-03 only a missing field
+    later = T0 + timedelta(minutes=1)
+    write_raw(tmp_path, "sales", "2026-11-02", "second", [sale("T3", 2), sale("T4", "many")], later)
+    lone = sale("T5", event_time="2026-11-03T10:00:00Z")
+    del lone["customer_id"]
+    write_raw(tmp_path, "sales", "2026-11-03", "third", [lone], later)
+    summary = job.run(spark, job_args(tmp_path))
+
+    # THEN every row read is processed or quarantined with its reason, the counts reconcile with the partitions
+    # (existing + read - quarantined - duplicates = rows out), and no partition is written for a date whose only
+    # row was set aside
+    counts = summary["datasets"]["sales"]
+    assert (counts["rows_read"], counts["rows_quarantined"], counts["rows_in"]) == (3, 2, 1)
+    assert (counts["rows_existing"], counts["duplicates_dropped"], counts["rows_out"]) == (2, 0, 3)
+    assert counts["quarantine"]["reasons"] == {"customer_id: missing": 1, "quantity: not a int": 1}
+    assert counts["partitions"] == ["2026-11-02"] and counts["partitions_removed"] == []
+    assert [(r["transaction_id"], r["quantity"]) for r in processed_rows(spark, tmp_path)] == [
+        ("T1", 1),
+        ("T2", 1),
+        ("T3", 2),
+    ]
+    assert not (tmp_path / "processed" / "sales" / "event_date=2026-11-03").exists()
+    quarantined = spark.read.json(counts["quarantine"]["location"]).collect()
+    assert sorted(r["transaction_id"] for r in quarantined) == ["T4", "T5"]
+
+
+@pytest.mark.slow
 def test_a_correction_that_moves_a_sale_to_another_date_leaves_one_row_and_removes_the_old(
     spark: SparkSession, tmp_path: Path
 ) -> None:

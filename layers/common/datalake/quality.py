@@ -7,7 +7,9 @@ produced those raw files (matched on their `output_keys`) give `records_landed`.
 landed + quarantined at ingestion; landed = rows the job read = processed + quarantined at processing; and the
 partitions must hold exactly `rows_existing + records_landed - rows_quarantined - duplicates_dropped` rows. A raw
 file only partly read, a file with no manifest, or rows lost or doubled on the way all break an equality. Keys
-are checked for uniqueness over the whole processed zone, as the job deduplicates over all of history."""
+are checked for uniqueness over the whole processed zone, as the job deduplicates over all of history. The gate
+reads the processed files itself (one listing, each file fetched once for the columns the rules need of it,
+ADR 0024), so that it stays a check on what the job wrote rather than on what the job says it wrote."""
 
 from __future__ import annotations
 
