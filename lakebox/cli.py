@@ -628,7 +628,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 def cmd_execute(args: argparse.Namespace) -> int:
     """Run one of the template's state machines on the local stack, from its ASL file."""
     from lakebox.errors import LakeboxError
-    from lakebox.home.runs import held_note, note_of, run_status, state_timings
+    from lakebox.home.runs import run_note, run_status, state_timings
 
     try:
         input_ = json.loads(args.input) if args.input else {}
@@ -641,7 +641,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
 
             check_pipeline_input(input_, engine_names(box.stack, logical_id))
         execution = box.execute(logical_id, input_, execution_name=args.name, progress=progress)
-    note = held_note(execution) or note_of(execution)
+    note = run_note(execution)
     status = run_status(execution)
     if args.json:
         _print_json(
