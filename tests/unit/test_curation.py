@@ -525,6 +525,22 @@ def test_a_table_whose_inputs_were_never_processed_waits_for_them_and_is_built_w
     assert "products_history/view" not in {q["name"] for q in second["queries"]}
 
 
+def test_a_new_partitioned_table_with_no_date_yet_is_declared_for_the_tables_reading_it(
+    handler: ModuleType, lambda_context: Any
+) -> None:
+    # GIVEN a fresh lake (no ledger) where every dataset was processed, none with a row yet
+    _summary("processed", "run-1", {name: {"partitions": []} for name in REGISTRY})
+
+    # WHEN the run is planned
+    result = handler.lambda_handler({"run_id": "run-1"}, lambda_context)
+
+    # THEN customer_daily_sales (no date to build) is still declared, before customer_aggregates reads it, whole
+    names = [q["name"] for q in result["queries"]]
+    assert "customer_daily_sales/build" not in names
+    assert names.index("customer_daily_sales/table") < names.index("customer_aggregates/build")
+    assert result["status"] == "SUCCEEDED" and result["waiting"] == []
+
+
 def test_a_reference_only_run_rebuilds_the_dates_it_touches(handler: ModuleType, lambda_context: Any) -> None:
     # GIVEN every table known, and a run that processed only products, touching sales of two dates
     _ledger("curated", Ledger(tables={t.name: TableEntry() for t in curated_tables()}))

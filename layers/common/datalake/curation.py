@@ -266,10 +266,12 @@ class LedgerPlan(BaseModel):
 
 @dataclass(frozen=True)
 class TablePlan:
-    """What each table rebuilds: its dates (partitioned tables) or whole."""
+    """What each table rebuilds: its dates (partitioned tables) or whole; and the partitioned tables to declare even
+    with no date to build (the ledger does not know them yet), so that the tables reading them find them, empty."""
 
     dates: Mapping[str, Sequence[dt.date]]
     whole: frozenset[str]
+    declare: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -407,6 +409,8 @@ def plan_statements(
             raise ValueError(f"a plan rebuilds at most {MAX_DATES} dates, not {len(days)}")
         if table.partition_column is not None and days:
             statements.extend(_partitioned(table, database, curated_bucket, token, days, version_dates))
+        elif table.partition_column is not None and by_table is not None and table.name in by_table.declare:
+            statements.append(_declare(table, database, curated_bucket))
         elif table.partition_column is None and rebuild_whole:
             statements.extend(_whole(table, database, curated_bucket, token))
     if not statements:
@@ -531,7 +535,8 @@ def table_plan(
     A partitioned table rebuilds, for every run it has not absorbed, the dates its dataset's rows were written to,
     emptied of, or whose reference data changed (in that dataset's part of the summary or, for a run that did not
     process it, the summary's `reference_dates`); a table the ledger lacks rebuilds every processed partition of
-    its dataset (`partitions_of`). A whole table is rebuilt when a run it has not absorbed changed a dataset it
+    its dataset (`partitions_of`), and is declared even when there is none (a table reading it then finds it
+    empty). A whole table is rebuilt when a run it has not absorbed changed a dataset it
     reads, or when the ledger lacks it. The request's dates or window are added for the datasets it names (every
     table when it names none).
     """
@@ -540,6 +545,7 @@ def table_plan(
     forced = request.dates is not None or request.window is not None
     dates: dict[str, list[dt.date]] = {}
     whole: set[str] = set()
+    declare: set[str] = set()
     for table in tables:
         pending = [backlog.summaries[run] for run in backlog.pending(table.name) if run in backlog.summaries]
         asked = forced and (not named or table.dataset in named or bool(table.reads & named))
@@ -553,6 +559,7 @@ def table_plan(
         days: set[dt.date] = set(explicit) if asked and (not named or table.dataset in named) else set()
         if not backlog.known(table.name):
             days.update(partitions_of(table.dataset))
+            declare.add(table.name)
         for summary in pending:
             part = summary.datasets.get(table.dataset)
             if part is not None:
@@ -560,7 +567,7 @@ def table_plan(
             days.update(summary.reference_dates.get(table.dataset, ()))
         if days:
             dates[table.name] = sorted(days)
-    return TablePlan(dates, frozenset(whole))
+    return TablePlan(dates, frozenset(whole), frozenset(declare))
 
 
 def held_tables(backlog: Backlog, tables: Sequence[CuratedTable]) -> list[HeldTable]:
@@ -709,6 +716,12 @@ def _partitioned(
             partitions=located,
         )
     yield _statement(table.name, "cleanup", "rebuild/drop_stage.sql", database=database, stage=stage)
+
+
+def _declare(table: CuratedTable, database: str, bucket: str) -> Statement:
+    """Create a partitioned table with no partition yet (its SQL over no processed row is empty)."""
+    location = f"s3://{bucket}/{table.name}/"
+    return _statement(table.name, "table", f"curated/{table.name}.table.sql", database=database, location=location)
 
 
 def _whole(table: CuratedTable, database: str, bucket: str, token: str) -> Iterator[Statement]:
