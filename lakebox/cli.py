@@ -755,7 +755,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
     """Run one of the template's state machines on the local stack, from its ASL file."""
     from lakebox.app.execute_up import RunReport
     from lakebox.errors import LakeboxError
-    from lakebox.home.runs import held_note, note_of, run_status, state_timings
+    from lakebox.home.runs import run_note, run_status, state_timings
 
     try:
         input_ = json.loads(args.input) if args.input else {}
@@ -777,7 +777,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
                 name=execution.name,
                 status=execution.status,
                 run_status=run_status(execution),
-                note=held_note(execution) or note_of(execution),
+                note=run_note(execution),
                 error=execution.error,
                 cause=execution.cause,
                 output=execution.output,

@@ -73,6 +73,23 @@ def held_note(execution: Execution) -> str | None:
     return "held: " + ", ".join(parts) if parts else "held: " + ", ".join(output.get("held_datasets") or {})
 
 
+def waiting_note(execution: Execution) -> str | None:
+    """`waiting: table (waiting for input: dataset), …` for a successful run that left tables waiting for inputs."""
+    output = execution.output if isinstance(execution.output, dict) else {}
+    waiting = output.get("waiting") or []
+    if execution.status != "SUCCEEDED" or not isinstance(waiting, list):
+        return None
+    parts = [f"{w.get('table')} ({w.get('reason')})" for w in waiting if isinstance(w, dict)]
+    return "waiting: " + ", ".join(parts) if parts else None
+
+
+def run_note(execution: Execution) -> str | None:
+    """What a reader should know of the run in one line: the tables it held and those waiting for inputs, or that
+    there was nothing to do."""
+    notes = [note for note in (held_note(execution), waiting_note(execution)) if note]
+    return "; ".join(notes) if notes else note_of(execution)
+
+
 def run_document(state_machine: str, execution: Execution) -> dict[str, Any]:
     """The run as `lakebox runs --json` shows it."""
     output = execution.output if isinstance(execution.output, dict) else {}
@@ -86,8 +103,9 @@ def run_document(state_machine: str, execution: Execution) -> dict[str, Any]:
         "seconds": round(seconds, 3) if seconds is not None else None,
         "input": execution.input,
         "datasets": output.get("datasets"),
-        "note": held_note(execution) or note_of(execution),
+        "note": run_note(execution),
         "held": output.get("held") or None,
+        "waiting": output.get("waiting") or None,
         "error": execution.error,
         "cause": execution.cause,
         "states": state_timings(execution),

@@ -270,7 +270,20 @@ def handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket="processed")
         boto3.client("s3").create_bucket(Bucket="curated")
+        _catalog(*REGISTRY)  # a lake where every dataset was processed once (its catalog table exists)
         yield _load_handler()
+
+
+def _catalog(*datasets: str) -> None:
+    """The processed tables the Spark job declares in the catalog the first time it processes each dataset."""
+    glue = boto3.client("glue")
+    if "lake" not in {d["Name"] for d in glue.get_databases()["DatabaseList"]}:
+        glue.create_database(DatabaseInput={"Name": "lake"})
+    for name in datasets:
+        glue.create_table(
+            DatabaseName="lake",
+            TableInput={"Name": name, "StorageDescriptor": {"Location": f"s3://processed/{name}/", "Columns": []}},
+        )
 
 
 def test_handler_plans_the_dates_the_spark_run_wrote(handler: ModuleType, lambda_context: Any) -> None:
@@ -459,6 +472,73 @@ def test_a_held_dataset_holds_only_the_tables_reading_it(handler: ModuleType, la
     released = handler.lambda_handler({"run_id": "run-2"}, lambda_context)
     assert released["status"] == "SUCCEEDED" and released["held"] == []
     assert released["tables"] == ["customer_aggregates"]
+
+
+def test_a_table_whose_inputs_were_never_processed_waits_for_them_and_is_built_whole_once_they_arrive(
+    handler: ModuleType, lambda_context: Any
+) -> None:
+    # GIVEN a fresh lake (no ledger) where only sales was ever processed: no catalog table for the other datasets
+    glue = boto3.client("glue")
+    for name in sorted(set(REGISTRY) - {"sales"}):
+        glue.delete_table(DatabaseName="lake", Name=name)
+    _summary("processed", "run-1", {"sales": {"partitions": ["2026-10-01"]}})
+    boto3.client("s3").put_object(Bucket="processed", Key="sales/event_date=2026-10-01/part-0.parquet", Body=b"x")
+
+    # WHEN the run is planned
+    first = handler.lambda_handler({"run_id": "run-1", "datasets": ["sales"]}, lambda_context)
+
+    # THEN the tables reading only sales are built, the others wait for their inputs, named, and are not failed
+    assert first["status"] == "SUCCEEDED" and first["held"] == []
+    assert first["tables"] == ["customer_daily_sales", "daily_sales_by_region"]
+    waiting = {w["table"]: w for w in first["waiting"]}
+    assert set(waiting) == {"clickstream_hourly", "daily_active_users", "product_performance", "customer_aggregates"}
+    assert waiting["customer_aggregates"]["datasets"] == ["customers"]
+    assert waiting["customer_aggregates"]["reason"] == "waiting for input: customers"
+    assert waiting["clickstream_hourly"]["reason"] == "waiting for input: clickstream"
+    # AND no statement reads a dataset that is not in the catalog, views included
+    planned = {q["table"] for q in first["queries"]}
+    assert planned == {"customer_daily_sales", "daily_sales_by_region"}
+    assert not any(
+        re.search(rf"\blake\.{name}(_history|_current)?\b", q["query"])
+        for q in first["queries"]
+        for name in ("products", "customers", "clickstream")
+    )
+    # AND the ledger marks only the built tables absorbed, so nothing of the waiting ones counts as done
+    ledger = Ledger.model_validate_json(first["ledger"])
+    assert set(ledger.tables) == {"customer_daily_sales", "daily_sales_by_region"}
+    _write_ledger_of(first)
+
+    # WHEN customers arrives in a later run
+    _catalog("customers")
+    _summary("processed", "run-2", {"customers": {"partitions": ["2026-09-01"]}})
+    second = handler.lambda_handler({"run_id": "run-2", "datasets": ["customers"]}, lambda_context)
+
+    # THEN customer_aggregates is built whole, the sales tables (absorbed, untouched) are not rebuilt
+    assert second["status"] == "SUCCEEDED"
+    assert second["tables"] == ["customer_aggregates"]
+    assert {w["table"] for w in second["waiting"]} == {
+        "clickstream_hourly",
+        "daily_active_users",
+        "product_performance",
+    }
+    assert "customers_history/view" in {q["name"] for q in second["queries"]}
+    assert "products_history/view" not in {q["name"] for q in second["queries"]}
+
+
+def test_a_new_partitioned_table_with_no_date_yet_is_declared_for_the_tables_reading_it(
+    handler: ModuleType, lambda_context: Any
+) -> None:
+    # GIVEN a fresh lake (no ledger) where every dataset was processed, none with a row yet
+    _summary("processed", "run-1", {name: {"partitions": []} for name in REGISTRY})
+
+    # WHEN the run is planned
+    result = handler.lambda_handler({"run_id": "run-1"}, lambda_context)
+
+    # THEN customer_daily_sales (no date to build) is still declared, before customer_aggregates reads it, whole
+    names = [q["name"] for q in result["queries"]]
+    assert "customer_daily_sales/build" not in names
+    assert names.index("customer_daily_sales/table") < names.index("customer_aggregates/build")
+    assert result["status"] == "SUCCEEDED" and result["waiting"] == []
 
 
 def test_a_reference_only_run_rebuilds_the_dates_it_touches(handler: ModuleType, lambda_context: Any) -> None:

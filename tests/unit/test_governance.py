@@ -68,7 +68,7 @@ def test_people_read_only_their_zones_and_never_raw(template: dict[str, Any]) ->
         assert set().union(*grants[role].values()) <= {"SELECT", "DESCRIBE"}
 
 
-def test_every_grant_is_a_tag_expression_except_describe_for_the_tagger_and_the_backup(
+def test_every_grant_is_a_tag_expression_except_describe_for_the_tagger_the_backup_and_the_planner(
     template: dict[str, Any],
 ) -> None:
     for logical_id, resource in template["Resources"].items():
@@ -77,7 +77,11 @@ def test_every_grant_is_a_tag_expression_except_describe_for_the_tagger_and_the_
         assert resource.get("Condition") == "UseLakeFormation", logical_id
         kinds = set(resource["Properties"]["Resource"])
         if "Table" in kinds:
-            assert logical_id in ("TagTableTablePermissions", "BackupCatalogTablePermissions")
+            assert logical_id in (
+                "TagTableTablePermissions",
+                "BackupCatalogTablePermissions",
+                "PlanCurationTablePermissions",
+            )
             assert resource["Properties"]["Permissions"] == ["DESCRIBE"]
 
 

@@ -223,6 +223,7 @@ class FakeServices:
             "tables": list(CURATED),
             "held": held if self.holds_customers else [],
             "held_datasets": {"customers": ["freshness: stale"]} if self.holds_customers else {},
+            "waiting": [],
             "queries": queries,
             "ledger_key": "_ledger/curation.json",
             "ledger": '{"tables": {}}',

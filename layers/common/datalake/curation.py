@@ -9,15 +9,17 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Final
 
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from datalake.aws import AwsClients
+from datalake.aws import AwsClients, aws_error, error_code
 from datalake.contracts import REGISTRY, Dataset
 from datalake.ledger import LEDGER_KEY, Backlog, advance, ledger_document, load_backlog, processed_dates
 from datalake.runs import load_run_summary
 from datalake.settings import Settings
 
 if TYPE_CHECKING:
+    from mypy_boto3_glue.client import GlueClient
     from mypy_boto3_s3.client import S3Client
 
 MAX_PARTITIONS_PER_QUERY: Final = 100
@@ -229,6 +231,16 @@ class HeldTable(BaseModel):
     """Processing runs whose changes wait for it (they are built once the datasets pass)."""
 
 
+class WaitingTable(BaseModel):
+    """A curated table not built yet because a dataset it reads was never processed (no catalog table): which."""
+
+    model_config = ConfigDict(frozen=True)
+
+    table: str
+    datasets: list[str]
+    reason: str
+
+
 class LedgerPlan(BaseModel):
     """The curation plan of a pipeline run over the ledger's backlog (ADR 0017)."""
 
@@ -244,6 +256,8 @@ class LedgerPlan(BaseModel):
     held: list[HeldTable]
     held_datasets: dict[str, list[str]]
     """Datasets the gate holds, with the failed rules of their latest verdict."""
+    waiting: list[WaitingTable] = Field(default_factory=list)
+    """Tables left out because a dataset they read has no processed table yet; built whole once it has one."""
     queries: list[Statement]
     ledger_key: str
     ledger: str
@@ -252,10 +266,12 @@ class LedgerPlan(BaseModel):
 
 @dataclass(frozen=True)
 class TablePlan:
-    """What each table rebuilds: its dates (partitioned tables) or whole."""
+    """What each table rebuilds: its dates (partitioned tables) or whole; and the partitioned tables to declare even
+    with no date to build (the ledger does not know them yet), so that the tables reading them find them, empty."""
 
     dates: Mapping[str, Sequence[dt.date]]
     whole: frozenset[str]
+    declare: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -338,6 +354,7 @@ def plan_statements(
     dates_by_dataset: Mapping[str, Sequence[dt.date]] | None = None,
     by_table: TablePlan | None = None,
     version_dates: Mapping[str, Collection[dt.date]] | None = None,
+    available: Collection[str] | None = None,
 ) -> list[Statement]:
     """Render the statements that rebuild the curated tables for one run, in the order they must run.
 
@@ -364,6 +381,9 @@ def plan_statements(
         Per versioned dataset, every date one of its versions begins on (`version_start_dates`); a table's query
         reads the rows of its other dates without their event time (ADR 0027). A dataset absent (or None): every date
         is taken as one where a version may begin, so every row is enriched at its own event time.
+    available
+        When given, the datasets whose processed table exists: only their reference views are rendered (a view over a
+        missing table cannot be created). Every dataset's by default.
 
     Returns
     -------
@@ -389,6 +409,8 @@ def plan_statements(
             raise ValueError(f"a plan rebuilds at most {MAX_DATES} dates, not {len(days)}")
         if table.partition_column is not None and days:
             statements.extend(_partitioned(table, database, curated_bucket, token, days, version_dates))
+        elif table.partition_column is not None and by_table is not None and table.name in by_table.declare:
+            statements.append(_declare(table, database, curated_bucket))
         elif table.partition_column is None and rebuild_whole:
             statements.extend(_whole(table, database, curated_bucket, token))
     if not statements:
@@ -403,6 +425,7 @@ def plan_statements(
             select=_select(view.template, database, **view.values),
         )
         for view in reference_views()
+        if available is None or view.values["source"] in available
     ]
     return views + statements
 
@@ -443,12 +466,16 @@ def plan_curation(request: CurationRequest, *, settings: Settings, clients: AwsC
         Needs `processed_bucket` (run summaries, verdicts, partitions) and `curated_bucket` (the ledger);
         `glue_database`.
     clients
-        AWS clients (S3).
+        AWS clients (S3, and Glue for the catalog's processed tables).
     """
     processed = settings.require("processed_bucket")
     curated = settings.require("curated_bucket")
     backlog = load_backlog(clients.s3, processed, curated)
-    tables = curated_tables()
+    every = curated_tables()
+    available = processed_tables(clients.glue, settings.glue_database, {name for t in every for name in t.reads})
+    waiting = waiting_tables(every, available)
+    left_out = {entry.table for entry in waiting}
+    tables = [table for table in every if table.name not in left_out]
     wanted = table_plan(backlog, tables, request, lambda dataset: processed_dates(clients.s3, processed, dataset))
     held = held_tables(backlog, tables)
     on_hold = {entry.table for entry in held}
@@ -463,9 +490,13 @@ def plan_curation(request: CurationRequest, *, settings: Settings, clients: AwsC
         tables=building,
         by_table=wanted,
         version_dates=version_start_dates(clients.s3, processed, enriched),
+        available=available,
     )
-    built = [table.name for table in tables if table.name not in on_hold]
-    ledger = advance(backlog, built, [table.name for table in tables], request.run_id, dt.datetime.now(dt.UTC))
+    built = [table.name for table in building]
+    # a waiting table the ledger never knew is built whole from every partition once its inputs exist: the runs
+    # before then need not wait for it to fold into the horizon (one it knew keeps them, as a held table does)
+    tracked = [table.name for table in every if table.name not in left_out or backlog.known(table.name)]
+    ledger = advance(backlog, built, tracked, request.run_id, dt.datetime.now(dt.UTC))
     rebuilt = sorted({*wanted.dates, *wanted.whole} - on_hold)
     # news only: what runs some table has not absorbed changed (absorbed runs stay listed until the horizon folds them)
     pending = {run for table in tables for run in backlog.pending(table.name)}
@@ -486,6 +517,7 @@ def plan_curation(request: CurationRequest, *, settings: Settings, clients: AwsC
         tables=rebuilt,
         held=held,
         held_datasets={name: verdict.reasons for name, verdict in backlog.held().items()},
+        waiting=waiting,
         queries=queries,
         ledger_key=LEDGER_KEY,
         ledger=ledger_document(ledger),
@@ -503,7 +535,8 @@ def table_plan(
     A partitioned table rebuilds, for every run it has not absorbed, the dates its dataset's rows were written to,
     emptied of, or whose reference data changed (in that dataset's part of the summary or, for a run that did not
     process it, the summary's `reference_dates`); a table the ledger lacks rebuilds every processed partition of
-    its dataset (`partitions_of`). A whole table is rebuilt when a run it has not absorbed changed a dataset it
+    its dataset (`partitions_of`), and is declared even when there is none (a table reading it then finds it
+    empty). A whole table is rebuilt when a run it has not absorbed changed a dataset it
     reads, or when the ledger lacks it. The request's dates or window are added for the datasets it names (every
     table when it names none).
     """
@@ -512,6 +545,7 @@ def table_plan(
     forced = request.dates is not None or request.window is not None
     dates: dict[str, list[dt.date]] = {}
     whole: set[str] = set()
+    declare: set[str] = set()
     for table in tables:
         pending = [backlog.summaries[run] for run in backlog.pending(table.name) if run in backlog.summaries]
         asked = forced and (not named or table.dataset in named or bool(table.reads & named))
@@ -525,6 +559,7 @@ def table_plan(
         days: set[dt.date] = set(explicit) if asked and (not named or table.dataset in named) else set()
         if not backlog.known(table.name):
             days.update(partitions_of(table.dataset))
+            declare.add(table.name)
         for summary in pending:
             part = summary.datasets.get(table.dataset)
             if part is not None:
@@ -532,7 +567,7 @@ def table_plan(
             days.update(summary.reference_dates.get(table.dataset, ()))
         if days:
             dates[table.name] = sorted(days)
-    return TablePlan(dates, frozenset(whole))
+    return TablePlan(dates, frozenset(whole), frozenset(declare))
 
 
 def held_tables(backlog: Backlog, tables: Sequence[CuratedTable]) -> list[HeldTable]:
@@ -548,6 +583,40 @@ def held_tables(backlog: Backlog, tables: Sequence[CuratedTable]) -> list[HeldTa
                     table=table.name, datasets=blocked, reasons=reasons, pending_runs=len(backlog.pending(table.name))
                 )
             )
+    return found
+
+
+def processed_tables(glue: GlueClient, database: str, datasets: Collection[str]) -> frozenset[str]:
+    """The datasets among `datasets` whose processed table is in the catalog (the Spark job declares it the first time
+    it processes the dataset, rows or none).
+
+    Raises
+    ------
+    TransientError
+        When Glue throttles or fails transiently.
+    TerminalError
+        When the catalog cannot be read (e.g. access denied).
+    """
+    found = set()
+    for name in sorted(datasets):
+        try:
+            glue.get_table(DatabaseName=database, Name=name)
+        except ClientError as exc:
+            if error_code(exc) == "EntityNotFoundException":
+                continue
+            raise aws_error(exc, f"reading the catalog table {database}.{name}") from exc
+        found.add(name)
+    return frozenset(found)
+
+
+def waiting_tables(tables: Sequence[CuratedTable], available: Collection[str]) -> list[WaitingTable]:
+    """The tables reading a dataset that has no processed table yet: they are neither built nor failed, they wait."""
+    found = []
+    for table in tables:
+        missing = sorted(table.reads - set(available))
+        if missing:
+            reason = f"waiting for input: {', '.join(missing)}"
+            found.append(WaitingTable(table=table.name, datasets=missing, reason=reason))
     return found
 
 
@@ -647,6 +716,12 @@ def _partitioned(
             partitions=located,
         )
     yield _statement(table.name, "cleanup", "rebuild/drop_stage.sql", database=database, stage=stage)
+
+
+def _declare(table: CuratedTable, database: str, bucket: str) -> Statement:
+    """Create a partitioned table with no partition yet (its SQL over no processed row is empty)."""
+    location = f"s3://{bucket}/{table.name}/"
+    return _statement(table.name, "table", f"curated/{table.name}.table.sql", database=database, location=location)
 
 
 def _whole(table: CuratedTable, database: str, bucket: str, token: str) -> Iterator[Statement]:
