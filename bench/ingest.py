@@ -158,6 +158,13 @@ def init_seconds(env: dict[str, str], repeat: int) -> tuple[float, float]:
     """Handler init and a bare boto3 S3 client's init, each the median over fresh processes."""
     handler_env = {
         **env,
+        # What Lambda sets in every function's environment and the libraries read at import: with it the X-Ray SDK
+        # takes its Lambda path (no sampling-rule poller, so no X-Ray clients built) and Tracer is on, patching the
+        # AWS SDK as it does under the template's `Tracing: Active`.
+        "LAMBDA_TASK_ROOT": str(ROOT / "functions" / "ingest_file"),
+        "AWS_LAMBDA_FUNCTION_NAME": "ingest_file",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
         "DL_RAW_BUCKET": "raw",
         "DL_MANIFESTS_TABLE": "manifests",
         "DL_IDEMPOTENCY_TABLE": "idempotency",

@@ -259,6 +259,17 @@ def test_handler_ingests_the_object_an_event_names(handler: tuple[ModuleType, La
     assert result["key"] == "sales/store exports + web.jsonl" and result["records_landed"] == 1
 
 
+def test_handler_import_builds_only_the_idempotency_client(
+    handler: tuple[ModuleType, Lake], lambda_context: Any
+) -> None:
+    module, lake = handler
+    # init builds none of the engine's clients (the idempotency store builds its own DynamoDB client)
+    assert not {"s3", "dynamodb", "events"} & set(vars(module.clients))
+    ref = lake.put("sales/first.jsonl", _jsonl(SALE))
+    assert module.lambda_handler(_event_for(ref), lambda_context)["records_landed"] == 1
+    assert {"s3", "dynamodb", "events"} <= set(vars(module.clients))
+
+
 def test_same_event_delivered_three_times_lands_once(handler: tuple[ModuleType, Lake], lambda_context: Any) -> None:
     # GIVEN an object and its event
     module, lake = handler

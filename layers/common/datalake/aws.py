@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -19,41 +20,57 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+_BUILDING = threading.Lock()
+"""Held while a client is built: a boto3 session is not safe to build clients from in two threads at once, and the
+engine's worker threads may be the first to ask for one."""
 
 
 @dataclass(frozen=True)
 class AwsClients:
-    """The engine's AWS clients, sharing one session (and so one endpoint and credentials), built once per process.
+    """The engine's AWS clients, sharing one session (and so one endpoint, credentials and loaded service models),
+    each built once per process on first use.
 
-    S3, DynamoDB and EventBridge are built with the object; Glue and Lake Formation on first use, by the few
-    functions that need them.
+    A handler builds this object at module level, so a function pays for the clients it calls and no others: a
+    function that never sends an event builds no EventBridge client, one that reads only DynamoDB loads no S3 model.
     """
 
     session: boto3.Session
-    s3: S3Client
-    dynamodb: DynamoDBServiceResource
-    events: EventBridgeClient
 
     @classmethod
     def from_session(cls, session: boto3.Session | None = None) -> AwsClients:
-        """Build the clients; the endpoint comes from the standard `AWS_ENDPOINT_URL` variables when set."""
-        session = session or boto3.Session()
-        return cls(
-            session=session,
-            s3=session.client("s3", config=_CONFIG),
-            dynamodb=session.resource("dynamodb", config=_CONFIG),
-            events=session.client("events", config=_CONFIG),
-        )
+        """The clients of `session` (a new default session when none); the endpoint comes from the standard
+        `AWS_ENDPOINT_URL` variables when set."""
+        return cls(session=session or boto3.Session())
+
+    @cached_property
+    def s3(self) -> S3Client:
+        """The S3 client."""
+        with _BUILDING:
+            return self.session.client("s3", config=_CONFIG)
+
+    @cached_property
+    def dynamodb(self) -> DynamoDBServiceResource:
+        """The DynamoDB resource (tables)."""
+        with _BUILDING:
+            return self.session.resource("dynamodb", config=_CONFIG)
+
+    @cached_property
+    def events(self) -> EventBridgeClient:
+        """The EventBridge client."""
+        with _BUILDING:
+            return self.session.client("events", config=_CONFIG)
 
     @cached_property
     def glue(self) -> GlueClient:
         """The Glue client (the catalog)."""
-        return self.session.client("glue", config=_CONFIG)
+        with _BUILDING:
+            return self.session.client("glue", config=_CONFIG)
 
     @cached_property
     def lakeformation(self) -> LakeFormationClient:
         """The Lake Formation client (LF-Tags)."""
-        return self.session.client("lakeformation", config=_CONFIG)
+        with _BUILDING:
+            return self.session.client("lakeformation", config=_CONFIG)
 
 
 def error_code(exc: Any) -> str:
