@@ -3,7 +3,8 @@
 Run with `make bench` (or `.venv/bin/python bench/ingest.py [--rows N] [--repeat K] [--big-rows N]`). Each
 measurement runs in a fresh child process so its peak RSS is its own; S3 is a moto server in this process. Both the
 baseline and the engine import pyarrow before their clocks start. Handler init is the time a fresh process takes to
-import `functions/ingest_file/app.py` (module init included), against a bare `import boto3; boto3.client("s3")`.
+import `functions/ingest_file/app.py` (module init included) with the variables Lambda sets, against a bare
+`import boto3; boto3.client("s3")`.
 The ingest function's unzipped size is its code, CommonLayer (the closure of `layers/common/requirements.txt` as
 installed here, plus the datalake package) and the AWS SDK for pandas layer's published size.
 Prints a table, then one line of `key=value` figures.
