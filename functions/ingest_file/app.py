@@ -21,7 +21,9 @@ from datalake.ingest import IngestStatus, Manifest, ObjectRef, ingest_object
 from datalake.settings import Settings
 
 logger = Logger()
-tracer = Tracer()
+# Only the AWS SDK: this function calls nothing else a tracer could patch, and patching everything would import
+# requests, sqlite3 and the SQL drivers the SDK for pandas layer ships just to wrap them.
+tracer = Tracer(patch_modules=("botocore",))
 metrics = Metrics()
 settings = Settings()
 clients = AwsClients.from_session()

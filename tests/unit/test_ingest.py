@@ -7,6 +7,9 @@ import gzip
 import hashlib
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -763,3 +766,32 @@ def test_nothing_lands_when_the_original_cannot_be_kept(lake: Lake, monkeypatch:
     # AND its retry keeps the original and lands the record
     retried = ingest_object(ref, settings=lake.settings, clients=lake.clients, now=NOW)
     assert retried.status is IngestStatus.LANDED and lake.keys("_originals/") == [retried.original_key]
+
+
+def test_handler_init_on_lambda_traces_the_aws_sdk_without_importing_other_libraries() -> None:
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import app\n"
+        "from aws_xray_sdk.core.patcher import _PATCHED_MODULES\n"
+        "print(sorted(_PATCHED_MODULES), 'requests' in sys.modules, 'sqlite3' in sys.modules)"
+    )
+    env = {
+        **os.environ,
+        "LAMBDA_TASK_ROOT": str(ROOT / "functions" / "ingest_file"),
+        "AWS_LAMBDA_FUNCTION_NAME": "ingest_file",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "DL_RAW_BUCKET": "raw",
+        "DL_MANIFESTS_TABLE": "manifests",
+        "DL_IDEMPOTENCY_TABLE": "idempotency",
+        "POWERTOOLS_SERVICE_NAME": "ingest_file",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "layers" / "common")]),
+    }
+    env.pop("POWERTOOLS_TRACE_DISABLED", None)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "functions" / "ingest_file")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert result.stdout.split("\n")[0] == "['botocore'] False False"
