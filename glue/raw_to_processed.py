@@ -13,9 +13,11 @@ DynamicFrame sources and exist neither on EMR Serverless nor locally): the job r
 after the time stored in `<processed>/_watermarks/<dataset>.json` (or after `--since`) and older than
 `--settle_seconds` (set it to the longest ingestion, so an object still being written is left for the next
 run), and moves the watermark once the run's summary is written to `<processed>/_runs/<run_id>/summary.json`.
-Files are listed and small objects read through Hadoop's FileSystem, so `s3://` on Glue/EMR and `file://`
-staging folders locally behave the same. `staging_plan` exposes that plan to a local runtime, which stages
-exactly those inputs. `awsglue` is imported only in the `__main__` bootstrap.
+Files are listed and small objects read through Hadoop's FileSystem on `s3://` (Glue, EMR), and with plain file
+calls on the `file://` folders a local runtime stages (the same listing, times to the millisecond), so a local run
+plans without the JVM: `run` takes the session or a function making it, and a run with nothing new writes its
+summary without starting Spark. `staging_plan` exposes the plan to a local runtime, which stages exactly those
+inputs. `awsglue` is imported only in the `__main__` bootstrap.
 
 Arguments (without the leading `--`): `raw_path`, `processed_path` (URIs of the zones' roots),
 `catalog_processed_path` and `catalog_raw_path` (the locations the catalog records, default `processed_path` and
