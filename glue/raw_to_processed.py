@@ -13,9 +13,11 @@ DynamicFrame sources and exist neither on EMR Serverless nor locally): the job r
 after the time stored in `<processed>/_watermarks/<dataset>.json` (or after `--since`) and older than
 `--settle_seconds` (set it to the longest ingestion, so an object still being written is left for the next
 run), and moves the watermark once the run's summary is written to `<processed>/_runs/<run_id>/summary.json`.
-Files are listed and small objects read through Hadoop's FileSystem, so `s3://` on Glue/EMR and `file://`
-staging folders locally behave the same. `staging_plan` exposes that plan to a local runtime, which stages
-exactly those inputs. `awsglue` is imported only in the `__main__` bootstrap.
+Files are listed and small objects read through Hadoop's FileSystem on `s3://` (Glue, EMR), and with plain file
+calls on the `file://` folders a local runtime stages (the same listing, times to the millisecond), so a local run
+plans without the JVM: `run` takes the session or a function making it, and a run with nothing new writes its
+summary without starting Spark. `staging_plan` exposes the plan to a local runtime, which stages exactly those
+inputs. `awsglue` is imported only in the `__main__` bootstrap.
 
 Arguments (without the leading `--`): `raw_path`, `processed_path` (URIs of the zones' roots),
 `catalog_processed_path` and `catalog_raw_path` (the locations the catalog records, default `processed_path` and
@@ -29,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,8 +40,10 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from graphlib import TopologicalSorter
+from pathlib import Path
 from types import NoneType, UnionType
 from typing import Annotated, Any, Literal, Protocol, Union, get_args, get_origin
+from urllib.parse import unquote, urlsplit
 
 import boto3
 from pydantic import AwareDatetime, BaseModel, NaiveDatetime
@@ -575,6 +580,58 @@ class HadoopStore:
             fs.delete(path, True)
 
 
+class LocalFileStore:
+    """`FileStore` over local folders (`file://` URIs or paths): what a local runtime stages; no JVM needed to plan."""
+
+    @staticmethod
+    def _path(uri: str) -> Path:
+        parts = urlsplit(uri)
+        return Path(unquote(parts.path)) if parts.scheme == "file" else Path(uri)
+
+    def list_files(self, prefix: str) -> list[FileInfo]:
+        """Every file under `prefix`, recursively; empty when the folder does not exist."""
+        root = self._path(prefix)
+        if not root.is_dir():
+            return []
+        base = _folder(prefix)
+        files = []
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                relative = path.relative_to(root).as_posix()
+                # Milliseconds, as Hadoop's FileSystem gives them: watermarks compare alike whichever store wrote them.
+                modified = datetime.fromtimestamp(path.stat().st_mtime_ns // 1_000_000 / 1000, UTC)
+                files.append(FileInfo(base + relative, relative, path.stat().st_size, modified))
+        return files
+
+    def exists(self, uri: str) -> bool:
+        """Whether a file or folder exists at `uri`."""
+        return self._path(uri).exists()
+
+    def read_text(self, uri: str) -> str | None:
+        """The UTF-8 text at `uri`, or None."""
+        path = self._path(uri)
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+    def write_text(self, uri: str, text: str) -> None:
+        """Write `text` to `uri`, replacing it."""
+        path = self._path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+    def delete(self, uri: str) -> None:
+        """Delete `uri` recursively."""
+        path = self._path(uri)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def is_local(uri: str) -> bool:
+    """Whether `uri` names a local file (`file://` or a plain path) rather than an object store's."""
+    return urlsplit(uri).scheme in ("", "file")
+
+
 # -------------------------------------------------------------------------------------------------- plan
 
 
@@ -1107,6 +1164,55 @@ def touched_by_references(
     return sorted(row[0] for row in touched.distinct().collect())
 
 
+def dataset_summary(options: JobOptions, dataset: Dataset, plan: DatasetPlan) -> dict[str, Any]:
+    """One dataset's part of the run summary before anything is read: its files and watermark, nothing processed."""
+    table = f"{options.table_prefix}{dataset.name}"
+    summary: dict[str, Any] = {
+        "table": table,
+        "rows_read": 0,
+        "rows_quarantined": 0,
+        "rows_in": 0,
+        "rows_existing": 0,
+        "duplicates_dropped": 0,
+        "rows_out": 0,
+        "partitions": [],
+        "partitions_removed": [],
+        "reference_dates": [],
+        "quarantine": {"location": None, "reasons": {}},
+        "raw_files": [f"{dataset.name}/{f.relative}" for f in plan.raw_files],
+        "skipped_files": [f"{dataset.name}/{f.relative}" for f in plan.skipped_files],
+        "watermark": {"previous": plan.watermark.isoformat() if plan.watermark else None},
+    }
+    high_water = plan.high_water
+    summary["watermark"]["current"] = high_water.isoformat() if high_water else summary["watermark"]["previous"]
+    return summary
+
+
+def unchanged_summary(
+    options: JobOptions, plan: DatasetPlan, changed: Mapping[str, DataFrame]
+) -> dict[str, Any] | None:
+    """The summary of a dataset with nothing to do, when telling it needs no Spark; None when it does.
+
+    Nothing to do: no new raw files and no reference dataset changed in this run. With the catalog kept, its
+    processed table must already be declared from this contract version (then the table and the schema the job
+    would compute are the ones an earlier run recorded); the raw table is declared as `check_schema` does, and a
+    breaking change there is left to the full path, which refuses it.
+    """
+    dataset = get_dataset(plan.dataset)
+    if plan.raw_files or any(lk.dataset in changed for lk in dataset.lookups):
+        return None
+    if options.update_catalog:
+        glue = boto3.client("glue")
+        table = schemas.get_table(glue, options.database, f"{options.table_prefix}{dataset.name}")
+        recorded = (table or {}).get("Parameters") or {}
+        if table is None or any(recorded.get(k) != v for k, v in schemas.version_parameters(dataset).items()):
+            return None
+        raw = schemas.declare_raw_table(glue, options.database, f"{options.catalog_raw_path}{dataset.name}/", dataset)
+        if raw.breaking:
+            return None
+    return dataset_summary(options, dataset, plan)
+
+
 def process_dataset(
     spark: SparkSession,
     store: FileStore,
@@ -1130,24 +1236,7 @@ def process_dataset(
     """
     dataset = get_dataset(plan.dataset)
     table = f"{options.table_prefix}{dataset.name}"
-    summary: dict[str, Any] = {
-        "table": table,
-        "rows_read": 0,
-        "rows_quarantined": 0,
-        "rows_in": 0,
-        "rows_existing": 0,
-        "duplicates_dropped": 0,
-        "rows_out": 0,
-        "partitions": [],
-        "partitions_removed": [],
-        "reference_dates": [],
-        "quarantine": {"location": None, "reasons": {}},
-        "raw_files": [f"{dataset.name}/{f.relative}" for f in plan.raw_files],
-        "skipped_files": [f"{dataset.name}/{f.relative}" for f in plan.skipped_files],
-        "watermark": {"previous": plan.watermark.isoformat() if plan.watermark else None},
-    }
-    high_water = plan.high_water
-    summary["watermark"]["current"] = high_water.isoformat() if high_water else summary["watermark"]["previous"]
+    summary = dataset_summary(options, dataset, plan)
     summary["reference_dates"] = [d.isoformat() for d in touched_by_references(spark, store, options, dataset, changed)]
     location = f"{options.catalog_processed_path}{dataset.name}/"
     versions = schemas.version_parameters(dataset)
@@ -1248,13 +1337,33 @@ def process_dataset(
     return summary, new
 
 
-def run(spark: SparkSession, args: Mapping[str, str]) -> dict[str, Any]:
+ACCEPTS_SESSION_FACTORY = True
+"""`run` takes a function that makes the session: a local runtime then starts Spark only when a run has work."""
+
+
+class LazySession:
+    """The run's SparkSession, made and configured on first use: a run with nothing new never starts Spark."""
+
+    def __init__(self, spark: SparkSession | Callable[[], SparkSession]) -> None:
+        self._given = spark
+        self._session: SparkSession | None = None
+
+    def __call__(self) -> SparkSession:
+        if self._session is None:
+            session = self._given if isinstance(self._given, SparkSession) else self._given()
+            _configure(session)
+            self._session = session
+        return self._session
+
+
+def run(spark: SparkSession | Callable[[], SparkSession], args: Mapping[str, str]) -> dict[str, Any]:
     """Process the new raw data of each dataset into the processed zone and the catalog.
 
     Parameters
     ----------
     spark
-        The session (Glue's, EMR Serverless's or a local one).
+        The session (Glue's, EMR Serverless's or a local one), or a function making it, called only when a dataset
+        has work (on local roots the plan is read without the JVM).
     args
         Job arguments without the leading `--` (see the module docstring).
 
@@ -1272,8 +1381,9 @@ def run(spark: SparkSession, args: Mapping[str, str]) -> dict[str, Any]:
     """
     started = datetime.now(UTC)
     options = JobOptions.from_args(args)
-    _configure(spark)
-    store = HadoopStore(spark)
+    session = LazySession(spark)
+    local = is_local(options.raw_path) and is_local(options.processed_path)
+    store: FileStore = LocalFileStore() if local else HadoopStore(session())
     plan = build_plan(options, store, started)
     results: dict[str, dict[str, Any]] = {}
     changed: dict[str, DataFrame] = {}
@@ -1282,16 +1392,20 @@ def run(spark: SparkSession, args: Mapping[str, str]) -> dict[str, Any]:
     reference_dates: dict[str, list[str]] = {}
     try:
         for dataset_plan in plan.datasets:
+            unchanged = unchanged_summary(options, dataset_plan, changed)
+            if unchanged is not None:  # nothing to do: no Spark started for it (none at all when nothing is new)
+                results[dataset_plan.dataset] = unchanged
+                continue
             keep = dataset_plan.dataset in referenced
             results[dataset_plan.dataset], new = process_dataset(
-                spark, store, options, dataset_plan, changed, keep_new=keep
+                session(), store, options, dataset_plan, changed, keep_new=keep
             )
             if new is not None and dataset_plan.dataset in referenced:
                 changed[dataset_plan.dataset] = new
             elif new is not None:
                 new.unpersist()
         for name in plan.dependents:
-            touched = touched_by_references(spark, store, options, get_dataset(name), changed)
+            touched = touched_by_references(session(), store, options, get_dataset(name), changed)
             if touched:
                 reference_dates[name] = [d.isoformat() for d in touched]
     finally:

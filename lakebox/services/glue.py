@@ -8,6 +8,8 @@ and EMR 7), then mirrors what the job changed back: new or rewritten files are u
 `/`, `args`: arguments to pin when the roots move), so staging stays bounded by the job's own watermark. The
 script's boto3 calls (the catalog) reach the local AWS through `AWS_ENDPOINT_URL`, as every client here does;
 `--extra-py-files` is not fetched because the process already imports `datalake` from the layer's source.
+A script that sets `ACCEPTS_SESSION_FACTORY` is given a function making the session instead of the session, so a
+run with nothing to do never starts the JVM.
 """
 
 from __future__ import annotations
@@ -346,7 +348,10 @@ def execute_script(
             for name, value in pinned.items():
                 local_args.setdefault(name, value)
             staged = stage(s3, mirrors, inputs)
-            module.run(local_spark(spark_log), local_args)
+            if getattr(module, "ACCEPTS_SESSION_FACTORY", False):  # Spark starts only if the job has work
+                module.run(lambda: local_spark(spark_log), local_args)
+            else:
+                module.run(local_spark(spark_log), local_args)
         # A job run fails whatever the script raises, as on Glue; the error becomes the run's ErrorMessage.
         except Exception as exc:
             logger.warning("job script %s failed", script_location, exc_info=not interrupted())

@@ -295,6 +295,37 @@ def test_the_readme_path_up_put_out_of_order_execute_query(up_home: Path, tmp_pa
 
 
 @pytest.mark.slow
+def test_a_second_execute_with_nothing_new_says_so_and_starts_no_spark_without_up(tmp_path: Path) -> None:
+    from lakebox.app.sample import generate
+
+    home = tmp_path / "lake"
+    end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    files = {g.dataset: g for g in generate(tmp_path / "data", SampleSpec(sales=200, seed=4, end=end))}
+    # GIVEN a small lake (no lakebox up), its pipeline run once
+    for dataset in ("products", "customers", "sales"):
+        result = run_cli(home, "put", str(files[dataset].path), "--dataset", dataset, "--json")
+        assert result.returncode == 0, result.stderr
+    first = run_cli(home, "execute", "PipelineStateMachine", "--json")
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr
+    assert json.loads(first.stdout)["status"] == "SUCCEEDED"
+    spark_config = home / "logs" / "spark-log4j2.properties"  # written when the process starts its SparkSession
+    assert spark_config.exists()
+    spark_config.unlink()
+
+    # WHEN `lakebox execute` runs again on the same data
+    second = run_cli(home, "execute", "PipelineStateMachine", "--json")
+
+    # THEN it succeeds, says nothing was new, and its process never started Spark
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr
+    report = json.loads(second.stdout)
+    assert report["status"] == "SUCCEEDED"
+    assert report["note"].startswith("nothing to do: no new data since the last run"), report["note"]
+    assert not spark_config.exists()
+    text = run_cli(home, "runs")
+    assert "nothing to do" in text.stdout
+
+
+@pytest.mark.slow
 def test_run_leaves_a_lake_that_query_runs_and_quarantine_read_without_up(tmp_path: Path) -> None:
     home = tmp_path / "lake"
     # GIVEN `lakebox run` (what `make run` does), finished

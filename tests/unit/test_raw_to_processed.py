@@ -554,6 +554,39 @@ def test_later_batches_dedup_against_processed_data_and_reruns_replace_identical
 
 
 @pytest.mark.slow
+def test_a_run_with_nothing_new_writes_its_summary_without_starting_spark(spark: SparkSession, tmp_path: Path) -> None:
+    # GIVEN a lake whose raw files were all processed
+    write_raw(tmp_path, "sales", "2026-11-02", "first", [sale("T1", 1), sale("T2", 2)], T0)
+    first = job.run(spark, job_args(tmp_path))
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "processed" / "sales").rglob("*.parquet"))
+    made: list[SparkSession] = []
+
+    def make_session() -> SparkSession:
+        made.append(spark)
+        return spark
+
+    # WHEN the job runs again, given a function making the session rather than the session
+    again = job.run(make_session, job_args(tmp_path, run_id="second"))
+
+    # THEN no session was made, and the summary says nothing was read, with the watermark where it was
+    assert made == []
+    counts = again["datasets"]["sales"]
+    assert (counts["raw_files"], counts["rows_read"], counts["rows_out"], counts["partitions"]) == ([], 0, 0, [])
+    assert counts["watermark"]["previous"] == counts["watermark"]["current"] == T0.isoformat()
+    assert first["datasets"]["sales"]["rows_out"] == 2
+    written = json.loads((tmp_path / "processed" / "_runs" / "second" / "summary.json").read_text())
+    assert written["datasets"]["sales"]["raw_files"] == []
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "processed" / "sales").rglob("*.parquet")) == before
+
+    # AND WHEN a new file arrives, the session is made and the file processed
+    moment = T0 + timedelta(minutes=1)
+    write_raw(tmp_path, "sales", "2026-11-03", "second", [sale("T3", 1, event_time="2026-11-03T08:00:00Z")], moment)
+    third = job.run(make_session, job_args(tmp_path, run_id="third"))
+    assert made == [spark]
+    assert third["datasets"]["sales"]["rows_out"] == 1
+
+
+@pytest.mark.slow
 def test_what_the_job_cannot_digest_is_quarantined_with_its_reason_and_the_run_goes_on(
     spark: SparkSession, tmp_path: Path
 ) -> None:
