@@ -1021,6 +1021,9 @@ def _configure(spark: SparkSession) -> None:
     for mode in ("datetimeRebaseModeInWrite", "datetimeRebaseModeInRead", "int96RebaseModeInWrite"):
         spark.conf.set(f"spark.sql.parquet.{mode}", "CORRECTED")
     spark.conf.set("spark.sql.parquet.int96RebaseModeInRead", "CORRECTED")
+    # Deduplication keeps the first row per record key (`transform_deduplicate`): Spark 3.5 would sort every row
+    # before the shuffle too, to drop ranked-out rows early, a whole extra sort for batches with few duplicates.
+    spark.conf.set("spark.sql.optimizer.windowGroupLimitThreshold", "-1")
     hadoop = spark.sparkContext._jsc.hadoopConfiguration()
     hadoop.set("mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
 
@@ -1051,8 +1054,12 @@ def read_history(spark: SparkSession, store: FileStore, root: str, columns: Sequ
 
 
 def write_partitions(df: DataFrame, dataset: Dataset, path: str) -> None:
-    """Write Parquet (snappy) partitioned by `event_date`, one file per date; only those dates are replaced."""
-    ordered = df.repartition(PARTITION_COLUMN).sortWithinPartitions(*dataset.record_key)
+    """Write Parquet (snappy) partitioned by `event_date`, one file per date; only those dates are replaced.
+
+    Rows are sorted by date then record key: the writer needs them grouped by date and would otherwise sort them
+    again by date alone, dropping the record-key order.
+    """
+    ordered = df.repartition(PARTITION_COLUMN).sortWithinPartitions(PARTITION_COLUMN, *dataset.record_key)
     ordered.write.mode("overwrite").partitionBy(PARTITION_COLUMN).option("compression", "snappy").parquet(path)
 
 
@@ -1240,8 +1247,9 @@ def process_dataset(
     summary["reference_dates"] = [d.isoformat() for d in touched_by_references(spark, store, options, dataset, changed)]
     location = f"{options.catalog_processed_path}{dataset.name}/"
     versions = schemas.version_parameters(dataset)
-    if options.update_catalog:
-        change = check_schema(boto3.client("glue"), spark, options, dataset)
+    glue = boto3.client("glue") if options.update_catalog else None
+    if glue is not None:
+        change = check_schema(glue, spark, options, dataset)
         if change.changes or change.previous_version != change.version:
             summary["schema_change"] = change.model_dump(mode="json")
         if change.breaking:
@@ -1250,9 +1258,9 @@ def process_dataset(
             summary["watermark"]["current"] = summary["watermark"]["previous"]
             return summary, None
     if not plan.raw_files:
-        if options.update_catalog:
+        if glue is not None:
             update_catalog(
-                boto3.client("glue"),
+                glue,
                 options.database,
                 table,
                 processed_schema(spark, dataset),
@@ -1302,9 +1310,9 @@ def process_dataset(
         )
         for day in removed:
             store.delete(options.partition_uri(options.processed_path, dataset.name, day))
-        if options.update_catalog:
+        if glue is not None:
             summary["catalog_partitions_added"] = update_catalog(
-                boto3.client("glue"),
+                glue,
                 options.database,
                 table,
                 processed.schema,
