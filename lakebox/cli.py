@@ -755,7 +755,6 @@ def cmd_execute(args: argparse.Namespace) -> int:
     """Run one of the template's state machines on the local stack, from its ASL file."""
     from lakebox.app.execute_up import RunReport
     from lakebox.errors import LakeboxError
-    from lakebox.home.runs import run_note, run_status, state_timings
 
     try:
         input_ = json.loads(args.input) if args.input else {}
@@ -772,17 +771,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
 
             report = execute_on_up(box, logical_id, input_, name=args.name, progress=progress)
         else:
-            execution = box.execute(logical_id, input_, execution_name=args.name, progress=progress)
-            report = RunReport(
-                name=execution.name,
-                status=execution.status,
-                run_status=run_status(execution),
-                note=run_note(execution),
-                error=execution.error,
-                cause=execution.cause,
-                output=execution.output,
-                states=state_timings(execution),
-            )
+            report = RunReport.of(box.execute(logical_id, input_, execution_name=args.name, progress=progress))
     if args.json:
         _print_json(
             {

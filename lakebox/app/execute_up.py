@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lakebox.errors import LakeboxError, RunAborted
-from lakebox.home.runs import list_runs
+from lakebox.home.runs import find_run, run_note, run_status, state_timings
 
 if TYPE_CHECKING:
     from lakebox.box import Lakebox
+    from lakebox.sfn import Execution
 
 POLL_SECONDS = 0.2
 
@@ -38,6 +39,20 @@ class RunReport:
     cause: str | None
     output: Any
     states: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, execution: Execution) -> RunReport:
+        """The report of an execution run in this process."""
+        return cls(
+            name=execution.name,
+            status=execution.status,
+            run_status=run_status(execution),
+            note=run_note(execution),
+            error=execution.error,
+            cause=execution.cause,
+            output=execution.output,
+            states=state_timings(execution),
+        )
 
 
 def execute_on_up(
@@ -73,7 +88,7 @@ def execute_on_up(
         raise RunAborted(
             f"run {name} stopped by Ctrl-C and recorded ABORTED; the next run picks up what it processed"
         ) from None
-    record = next((run for run in list_runs(box.home.runs) if run.get("name") == name), None)
+    record = find_run(box.home.runs, name)
     if record is None:
         raise LakeboxError(f"lakebox up ended run {name} ({described['status']}) without recording it")
     output = json.loads(described["output"]) if described.get("output") else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -133,6 +134,18 @@ def list_runs(folder: Path, *, limit: int | None = None) -> list[dict[str, Any]]
         except (OSError, ValueError):
             continue
     return runs
+
+
+def find_run(folder: Path, name: str) -> dict[str, Any] | None:
+    """The recorded run named `name` (the newest, should a name repeat), reading only its own file."""
+    for path in sorted(folder.glob(f"*-{glob.escape(name)}.json"), reverse=True):
+        try:
+            document: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if document.get("name") == name:
+            return document
+    return None
 
 
 def with_progress(integrations: Integrations, progress: Callable[[str], None]) -> Integrations:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from datalake.exceptions import TerminalError, TransientError
 
@@ -71,6 +72,23 @@ class AwsClients:
         """The Lake Formation client (LF-Tags)."""
         with _BUILDING:
             return self.session.client("lakeformation", config=_CONFIG)
+
+
+def read_object(s3: S3Client, bucket: str, key: str) -> bytes | None:
+    """The object's bytes, or None when there is no such object.
+
+    Raises
+    ------
+    TransientError, TerminalError
+        When S3 fails otherwise than with a missing object.
+    """
+    try:
+        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if error_code(exc) in {"NoSuchKey", "404"}:
+            return None
+        raise aws_error(exc, f"reading s3://{bucket}/{key}") from exc
+    return body
 
 
 def error_code(exc: Any) -> str:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Final
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from datalake.aws import aws_error, error_code
+from datalake.aws import aws_error, read_object
 from datalake.curation import Statement, render, run_token, sql_text
 
 if TYPE_CHECKING:
@@ -196,12 +196,9 @@ def load_forecast_record(s3: S3Client, curated_bucket: str) -> dict[str, Any] | 
     TransientError, TerminalError
         When S3 fails otherwise than with a missing object.
     """
-    try:
-        body = s3.get_object(Bucket=curated_bucket, Key=RECORD_KEY)["Body"].read()
-    except ClientError as exc:
-        if error_code(exc) in {"NoSuchKey", "404"}:
-            return None
-        raise aws_error(exc, f"reading s3://{curated_bucket}/{RECORD_KEY}") from exc
+    body = read_object(s3, curated_bucket, RECORD_KEY)
+    if body is None:
+        return None
     try:
         record = _Record.model_validate_json(body)
     except ValidationError:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Final
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from datalake.aws import aws_error, error_code
+from datalake.aws import aws_error, read_object
 from datalake.exceptions import TerminalError
 from datalake.runs import RunSummary, load_run_summary
 
@@ -104,12 +104,9 @@ def load_ledger(s3: S3Client, curated_bucket: str) -> Ledger:
     TransientError
         When S3 throttles or fails transiently.
     """
-    try:
-        body = s3.get_object(Bucket=curated_bucket, Key=LEDGER_KEY)["Body"].read()
-    except ClientError as exc:
-        if error_code(exc) in {"NoSuchKey", "404"}:
-            return Ledger()
-        raise aws_error(exc, f"reading s3://{curated_bucket}/{LEDGER_KEY}") from exc
+    body = read_object(s3, curated_bucket, LEDGER_KEY)
+    if body is None:
+        return Ledger()
     try:
         return Ledger.model_validate_json(body)
     except ValidationError as exc:
@@ -136,14 +133,8 @@ def processing_runs(s3: S3Client, processed_bucket: str, after: dt.datetime | No
 
 def load_run_verdicts(s3: S3Client, processed_bucket: str, run_id: str) -> RunVerdicts | None:
     """The gate's verdicts of a run; None when the gate did not judge it (the run stopped before)."""
-    key = f"{RUNS_PREFIX}{run_id}/{VERDICT_FILE}"
-    try:
-        body = s3.get_object(Bucket=processed_bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if error_code(exc) in {"NoSuchKey", "404"}:
-            return None
-        raise aws_error(exc, f"reading s3://{processed_bucket}/{key}") from exc
-    return RunVerdicts.model_validate_json(body)
+    body = read_object(s3, processed_bucket, f"{RUNS_PREFIX}{run_id}/{VERDICT_FILE}")
+    return None if body is None else RunVerdicts.model_validate_json(body)
 
 
 def write_run_verdicts(s3: S3Client, processed_bucket: str, verdicts: RunVerdicts) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from datalake.aws import aws_error, error_code
+from datalake.aws import read_object
 from datalake.exceptions import TerminalError
 from datalake.schemas import SchemaChange
 
@@ -83,13 +82,10 @@ def load_run_summary(s3: S3Client, processed_bucket: str, run_id: str) -> RunSum
         When S3 throttles or fails transiently.
     """
     key = summary_key(run_id)
-    try:
-        body = s3.get_object(Bucket=processed_bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if error_code(exc) in {"NoSuchKey", "404"}:
-            raise TerminalError(
-                f"run {run_id} has no processing summary at s3://{processed_bucket}/{key}: "
-                f"was the job given --run_id {run_id}?"
-            ) from exc
-        raise aws_error(exc, f"reading s3://{processed_bucket}/{key}") from exc
+    body = read_object(s3, processed_bucket, key)
+    if body is None:
+        raise TerminalError(
+            f"run {run_id} has no processing summary at s3://{processed_bucket}/{key}: "
+            f"was the job given --run_id {run_id}?"
+        )
     return RunSummary.model_validate_json(body)
