@@ -597,10 +597,10 @@ class LocalFileStore:
         files = []
         for path in sorted(root.rglob("*")):
             if path.is_file():
-                relative = path.relative_to(root).as_posix()
+                relative, stat = path.relative_to(root).as_posix(), path.stat()
                 # Milliseconds, as Hadoop's FileSystem gives them: watermarks compare alike whichever store wrote them.
-                modified = datetime.fromtimestamp(path.stat().st_mtime_ns // 1_000_000 / 1000, UTC)
-                files.append(FileInfo(base + relative, relative, path.stat().st_size, modified))
+                modified = datetime.fromtimestamp(stat.st_mtime_ns // 1_000_000 / 1000, UTC)
+                files.append(FileInfo(base + relative, relative, stat.st_size, modified))
         return files
 
     def exists(self, uri: str) -> bool:
