@@ -26,22 +26,10 @@ from datalake.readers import iter_line_batches
 from datalake.validation import RecordValidator, validator_for
 from lakebox.app.sample import SampleSpec, sales_lines
 from tests.unit.test_ingest import Lake, _create_lake
+from tests.unit.test_validation import BASE as SALE
 
 NOW = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.UTC)
 MAX_LINE = 4096
-SALE: dict[str, Any] = {
-    "transaction_id": "T1",
-    "event_time": "2026-11-01T10:00:00Z",
-    "customer_id": "C1",
-    "product_id": "P1",
-    "store_id": "S1",
-    "region": "north",
-    "quantity": 2,
-    "unit_price": 19.99,
-    "currency": "USD",
-    "payment_method": "card",
-    "channel": "store",
-}
 
 
 def _outputs(sink: _Sink) -> tuple[int, dict[dt.date, Counter[bytes]], Counter[bytes]]:
