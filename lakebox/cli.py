@@ -303,6 +303,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from lakebox.app.pipeline import engine_names
     from lakebox.app.put import registered_datasets
     from lakebox.app.up import start_watch
     from lakebox.box import LOCAL_DEFAULTS, open_box
@@ -335,6 +336,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             registered_datasets(),
             workgroup=str(box.stack.ref("AnalyticsWorkGroup")),
             region=REGION,
+            state_machines={
+                lid: str(box.stack.ref(lid))
+                for lid, resource in box.stack.resources.items()
+                if "StateMachine" in resource["Type"] and box.stack.active(lid)
+            },
+            engines=engine_names(box.stack),
         )
         path = record.write(home)
         stack = box.stack
@@ -760,18 +767,34 @@ def cmd_execute(args: argparse.Namespace) -> int:
         input_ = json.loads(args.input) if args.input else {}
     except json.JSONDecodeError as exc:
         raise LakeboxError(f"--input is not JSON: {exc}") from exc
-    with _progress() as progress, _box(args, progress) as box:
-        logical_id = box.state_machine_id(args.state_machine)
+    from lakebox.app.pipeline import check_pipeline_input
+    from lakebox.home import LakeHome, find_root
+    from lakebox.home.up import running_up
+
+    home = LakeHome.of(find_root())
+    up = None if args.parameter else running_up(home)
+    if up is not None and up.state_machines and up.region:
+        # up's record names its state machines: hand the run over without loading the stack here (ADR 0025)
+        from lakebox.app.execute_up import execute_with_record, resolve_state_machine
+
+        logical_id, arn = resolve_state_machine(up, args.state_machine)
         if logical_id == "PipelineStateMachine":
-            from lakebox.app.pipeline import check_pipeline_input, engine_names
+            check_pipeline_input(input_, up.engines)
+        with _progress() as progress:
+            report = execute_with_record(up, home.runs, arn, input_, name=args.name, progress=progress)
+    else:
+        with _progress() as progress, _box(args, progress) as box:
+            logical_id = box.state_machine_id(args.state_machine)
+            if logical_id == "PipelineStateMachine":
+                from lakebox.app.pipeline import engine_names
 
-            check_pipeline_input(input_, engine_names(box.stack, logical_id))
-        if box.up is not None:  # the run goes to up's process: its SparkSession serves every run (ADR 0025)
-            from lakebox.app.execute_up import execute_on_up
+                check_pipeline_input(input_, engine_names(box.stack, logical_id))
+            if box.up is not None:  # the run goes to up's process: its SparkSession serves every run (ADR 0025)
+                from lakebox.app.execute_up import execute_on_up
 
-            report = execute_on_up(box, logical_id, input_, name=args.name, progress=progress)
-        else:
-            report = RunReport.of(box.execute(logical_id, input_, execution_name=args.name, progress=progress))
+                report = execute_on_up(box, logical_id, input_, name=args.name, progress=progress)
+            else:
+                report = RunReport.of(box.execute(logical_id, input_, execution_name=args.name, progress=progress))
     if args.json:
         _print_json(
             {

@@ -19,10 +19,15 @@ from lakebox.errors import LakeboxError, RunAborted
 from lakebox.home.runs import find_run, run_note, run_status, state_timings
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from lakebox.box import Lakebox
+    from lakebox.home.up import UpRecord
     from lakebox.sfn import Execution
 
 POLL_SECONDS = 0.2
+_LOCAL_KEY = "lakebox"
+"""The box's local credentials (`lakebox.box.FAKE_CREDENTIALS`); the endpoint accepts any."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,56 @@ def execute_on_up(
     name: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> RunReport:
-    """Run one of the template's state machines in the running `up` and wait for its end.
+    """Run one of the template's state machines in the running `up` and wait for its end (see `run_on_up`)."""
+    sfn = box.session.client("stepfunctions")
+    return run_on_up(sfn, str(box.stack.ref(logical_id)), box.home.runs, input_, name=name, progress=progress)
+
+
+def resolve_state_machine(up: UpRecord, name: str) -> tuple[str, str]:
+    """`(logical id, ARN)` of the template's state machine `up` recorded under `name`: logical id, name or ARN.
+
+    Raises
+    ------
+    LakeboxError
+        When `up` has no such state machine (the message names those it has).
+    """
+    for logical_id, arn in up.state_machines.items():
+        if name in (logical_id, arn, arn.rpartition(":")[2]):
+            return logical_id, arn
+    raise LakeboxError(
+        f"no state machine {name!r} in template.yaml (state machines: {', '.join(sorted(up.state_machines))})"
+    )
+
+
+def execute_with_record(
+    up: UpRecord,
+    runs: Path,
+    arn: str,
+    input_: Any,
+    *,
+    name: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> RunReport:
+    """`execute_on_up` from `up`'s record alone: no stack, engine or moto is imported in this process."""
+    import boto3
+
+    session = boto3.session.Session(
+        aws_access_key_id=_LOCAL_KEY, aws_secret_access_key=_LOCAL_KEY, region_name=up.region or "us-east-1"
+    )
+    sfn = session.client("stepfunctions", endpoint_url=up.endpoint)
+    return run_on_up(sfn, arn, runs, input_, name=name, progress=progress)
+
+
+def run_on_up(
+    sfn: Any,
+    arn: str,
+    runs: Path,
+    input_: Any,
+    *,
+    name: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> RunReport:
+    """Start state machine `arn` on `up`'s Step Functions, wait for its end, and read the run `up` recorded in `runs`.
 
     Raises
     ------
@@ -72,11 +126,8 @@ def execute_on_up(
     LakeboxError
         When `up` finished the run without recording it.
     """
-    sfn = box.session.client("stepfunctions")
     name = name or f"lakebox-{uuid.uuid4().hex[:12]}"
-    started = sfn.start_execution(
-        stateMachineArn=str(box.stack.ref(logical_id)), name=name, input=json.dumps(input_ if input_ else {})
-    )
+    started = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(input_ if input_ else {}))
     arn = started["executionArn"]
     if progress is not None:
         progress(f"running in lakebox up ({name})")
@@ -88,7 +139,7 @@ def execute_on_up(
         raise RunAborted(
             f"run {name} stopped by Ctrl-C and recorded ABORTED; the next run picks up what it processed"
         ) from None
-    record = find_run(box.home.runs, name)
+    record = find_run(runs, name)
     if record is None:
         raise LakeboxError(f"lakebox up ended run {name} ({described['status']}) without recording it")
     output = json.loads(described["output"]) if described.get("output") else None

@@ -30,6 +30,10 @@ class UpRecord:
     """The Athena workgroup `lakebox query` runs in by default (the template's AnalyticsWorkGroup)."""
     region: str | None = None
     """The region its endpoint's services answer for."""
+    state_machines: dict[str, str] = field(default_factory=dict)
+    """The template's state machines on its endpoint: logical id → ARN (`lakebox execute` needs no stack then)."""
+    engines: list[str] = field(default_factory=list)
+    """The Spark engines the pipeline's Choose Engine state routes (what `--input "engine"` may name)."""
 
     @classmethod
     def read(cls, home: LakeHome) -> UpRecord | None:
@@ -39,6 +43,7 @@ class UpRecord:
             data = json.loads(path.read_text())
             parameters = dict(data.get("parameters") or {})
             datasets = data.get("datasets")
+            machines = data.get("state_machines") or {}
             return cls(
                 str(data["endpoint"]),
                 int(data.get("pid", 0)),
@@ -47,6 +52,8 @@ class UpRecord:
                 [str(d) for d in datasets] if isinstance(datasets, list) else None,
                 str(data["workgroup"]) if data.get("workgroup") else None,
                 str(data["region"]) if data.get("region") else None,
+                {str(k): str(v) for k, v in machines.items()} if isinstance(machines, dict) else {},
+                [str(e) for e in data.get("engines") or []],
             )
         except FileNotFoundError:
             return None

@@ -269,7 +269,9 @@ def test_the_readme_path_up_put_out_of_order_execute_query(up_home: Path, tmp_pa
         _wait(lambda: "customers/customers.csv" in up.output(), what="the customers upload")
         # WHEN the pipeline runs, then runs again with nothing new
         first = run_cli(up_home, "execute", "PipelineStateMachine", "--json")
-        second = run_cli(up_home, "execute", "PipelineStateMachine", "--name", "nothing-new", "--json")
+        # (by its physical name: up's record resolves it, the command loads no stack)
+        second = run_cli(up_home, "execute", "lakebox-PipelineStateMachine", "--name", "nothing-new", "--json")
+        refused = run_cli(up_home, "execute", "PipelineStateMachine", "--input", '{"engine": "emr"}')
         query = run_cli(up_home, "query", "--json", "SELECT sum(transactions) AS n FROM daily_sales_by_region")
         runs = run_cli(up_home, "runs", "--json")
         # (both ran in up's process, on its one SparkSession: up's Step Functions knows the execution it ran)
@@ -285,6 +287,7 @@ def test_the_readme_path_up_put_out_of_order_execute_query(up_home: Path, tmp_pa
     assert json.loads(first.stdout)["status"] == "SUCCEEDED"
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["note"].startswith("nothing to do: no new data since the last run")
+    assert refused.returncode == 1 and "must be glue or emr-serverless, not 'emr'" in refused.stderr
     assert query.returncode == 0, query.stderr
     # every valid sale reaches the curated table once (the generator repeats a few sales: deduplicated on the key)
     curated = json.loads(query.stdout)["rows"][0]["n"]

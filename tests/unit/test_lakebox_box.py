@@ -174,6 +174,34 @@ def test_the_engines_lakebox_accepts_are_the_state_machines_choose_engine_routes
         check_pipeline_input({"engine": "emr"}, engine_names(stack))
 
 
+def test_up_records_its_state_machines_and_execute_resolves_them_without_a_stack(tmp_path: Path) -> None:
+    from lakebox.app.execute_up import resolve_state_machine
+    from lakebox.home import LakeHome
+
+    # GIVEN up's record of the template's state machines and the pipeline's engines, written and read back
+    arn = "arn:aws:states:us-east-1:123456789012:stateMachine:lakebox-PipelineStateMachine"
+    home = LakeHome(tmp_path)
+    UpRecord(
+        "http://127.0.0.1:9",
+        1,
+        region="us-east-1",
+        state_machines={"PipelineStateMachine": arn},
+        engines=["glue", "emr-serverless"],
+    ).write(home)
+    up = UpRecord.read(home)
+    assert up is not None and up.engines == ["glue", "emr-serverless"]
+    # WHEN `lakebox execute` names it by logical id, physical name or ARN THEN each resolves to the same machine
+    for name in ("PipelineStateMachine", "lakebox-PipelineStateMachine", arn):
+        assert resolve_state_machine(up, name) == ("PipelineStateMachine", arn)
+    # AND an unknown name is the same one-line error the stack gives
+    with pytest.raises(LakeboxError, match=r"no state machine 'Nope' in template.yaml \(state machines: Pipeline"):
+        resolve_state_machine(up, "Nope")
+    # AND a record written before these fields existed reads as empty (execute then loads the stack)
+    home.endpoint.write_text(json.dumps({"endpoint": "http://127.0.0.1:9", "pid": 1}))
+    old = UpRecord.read(home)
+    assert old is not None and old.state_machines == {} and old.engines == []
+
+
 @pytest.mark.parametrize("poll", ["5", -1, 1.5, True])
 def test_a_crawler_poll_interval_the_wait_state_cannot_wait_is_refused(stack: Stack, poll: Any) -> None:
     from lakebox.app.pipeline import check_pipeline_input, engine_names
