@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
+import functools
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any
 
 import msgspec
@@ -87,52 +90,107 @@ def quarantine_line(lineage: dict[str, Any], raw: bytes | str, errors: Sequence[
     return ENCODER.encode({**lineage, "_errors": [e.as_dict() for e in errors], "_raw": text}) + b"\n"
 
 
-class PartitionFile:
-    """One output object being built: gzip JSON lines spooled to memory, then to disk past a few MiB."""
+class Writer:
+    """A thread that compresses and spools output objects while the caller judges the next records.
 
-    def __init__(self, key: str, level: int) -> None:
+    Work runs in the order given, at most `depth` items behind the caller (each holds a block's text, so memory stays
+    within a few blocks); compression (ISA-L) and the spool's writes release the GIL. What a work item raises is
+    raised by the next `submit` or by `drain`.
+    """
+
+    def __init__(self, depth: int = 2) -> None:
+        self._depth = depth
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: collections.deque[Future[None]] = collections.deque()
+
+    def submit(self, work: Callable[[], None]) -> None:
+        """Run `work` after what was submitted before it; wait while more than `depth` items are queued."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write-outputs")
+        self._pending.append(self._pool.submit(work))
+        while len(self._pending) > self._depth:
+            self._pending.popleft().result()
+
+    def drain(self) -> None:
+        """Wait for every submitted item; raise the first error one raised."""
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Wait for what runs, drop what waits, and end the thread (errors are the caller's to have drained)."""
+        for future in self._pending:
+            future.cancel()
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+class PartitionFile:
+    """One output object being built: gzip JSON lines spooled to memory, then to disk past a few MiB.
+
+    With a `writer`, compression runs on the writer's thread: every write goes through it, in order.
+    """
+
+    def __init__(self, key: str, level: int, writer: Writer | None = None) -> None:
         self.key = key
         self.records = 0
         self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=PART_SPOOL_BYTES)  # noqa: SIM115
         self._gzip: Any = igzip.IGzipFile(fileobj=self._spool, mode="wb", compresslevel=level)  # type: ignore[no-untyped-call]
         self._pending: list[bytes] = []
+        self._writer = writer
+
+    def _write(self, data: bytes) -> None:
+        if self._writer is None:
+            self._gzip.write(data)
+        else:
+            self._writer.submit(functools.partial(self._gzip.write, data))
 
     def add(self, line: bytes) -> None:
         """Append one complete line (ending in a newline)."""
         self._pending.append(line)
         self.records += 1
         if len(self._pending) >= _FLUSH_LINES:
-            self._gzip.write(b"".join(self._pending))
-            self._pending.clear()
+            self._flush()
 
     def add_many(self, lines: list[bytes]) -> None:
         """Append complete lines (each ending in a newline)."""
         self._pending.extend(lines)
         self.records += len(lines)
         if len(self._pending) >= _FLUSH_LINES:
-            self._gzip.write(b"".join(self._pending))
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._write(b"".join(self._pending))
             self._pending.clear()
 
-    def add_text(self, text: memoryview, ending: bytes, records: int) -> None:
-        """Append `records` complete lines given as one text followed by `ending`."""
-        if self._pending:
-            self._gzip.write(b"".join(self._pending))
-            self._pending.clear()
-        self._gzip.write(text)
-        self._gzip.write(ending)
+    def reserve(self, records: int) -> None:
+        """Count `records` complete lines whose text the caller gives to `write_text` next (through the writer when
+        there is one): the lines added before them are handed on first, so the file keeps their order."""
+        self._flush()
         self.records += records
+
+    def write_text(self, text: Any) -> None:
+        """Compress bytes-like text now, on the calling thread: the writer's own, when the file has a writer."""
+        self._gzip.write(text)
 
     def finish(self) -> IO[bytes]:
         """Close the gzip stream and return the spooled object, rewound."""
-        if self._pending:
-            self._gzip.write(b"".join(self._pending))
-            self._pending.clear()
+        self._flush()
+        if self._writer is not None:
+            self._writer.drain()
         self._gzip.close()
         self._spool.seek(0)
         return self._spool
 
     def discard(self) -> None:
         """Drop the object without writing it."""
+        if self._writer is not None:
+            self._writer.close()
         self._gzip.close()
         self._spool.close()
 
