@@ -261,11 +261,17 @@ def prefetched(items: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
     return _read_ahead(items, lambda item: item.endswith(b"\n"), depth)
 
 
-def prefetched_lines(items: Iterator[bytes], depth: int = 2) -> Iterator[tuple[bytes, npt.NDArray[np.int64]]]:
-    """As `prefetched`, each block with the offsets of its newlines (`newline_positions`), found on the producer's
-    thread too (numpy releases the GIL)."""
-    found = ((item, newline_positions(item)) for item in items)
-    return _read_ahead(found, lambda item: item[0].endswith(b"\n"), depth)
+def prefetched_lines(
+    items: Iterator[bytes], max_line: int, depth: int = 2
+) -> Iterator[tuple[bytes, npt.NDArray[np.int64], bool]]:
+    """As `prefetched`, each block with the offsets of its newlines (`newline_positions`) and whether its lines are
+    ready for the reader (`lines_ready`), both found on the producer's thread too (numpy releases the GIL)."""
+
+    def found(item: bytes) -> tuple[bytes, npt.NDArray[np.int64], bool]:
+        ends = newline_positions(item)
+        return item, ends, lines_ready(item, ends, max_line)
+
+    return _read_ahead((found(item) for item in items), lambda item: item[0].endswith(b"\n"), depth)
 
 
 _T = TypeVar("_T")

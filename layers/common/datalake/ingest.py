@@ -54,7 +54,7 @@ from datalake.landing import (
     quarantine_key,
     quarantine_line,
     raw_key,
-    upload,
+    upload_all,
     with_lineage,
 )
 from datalake.originals import Provenance, file_name, keep_object, original_key
@@ -263,9 +263,10 @@ class _Sink:
 
     def upload(self, clients: AwsClients, bucket: str) -> tuple[list[str], list[str]]:
         """Upload every output object (managed multipart for large ones); return raw and quarantine keys."""
-        landed = [upload(clients, bucket, part) for _, part in sorted(self.landed_files.items())]
-        quarantined = [upload(clients, bucket, self.quarantine_file)] if self.quarantine_file else []
-        return landed, quarantined
+        landed = [part for _, part in sorted(self.landed_files.items())]
+        quarantined = [self.quarantine_file] if self.quarantine_file else []
+        keys = upload_all(clients, bucket, [*landed, *quarantined])
+        return keys[: len(landed)], keys[len(landed) :]
 
     def discard(self) -> None:
         self.writer.close()
@@ -286,15 +287,17 @@ def _read_json_lines(chunks: Iterator[bytes], validator: RecordValidator, sink: 
         _judge_lines(iter_line_batches(chunks, max_line), 0, validator, sink, max_line)
         return
     line_no = 0
-    for block, ends in prefetched_lines(blocks(chunks, max_line)):
+    for block, ends, ready in prefetched_lines(blocks(chunks, max_line), max_line):
         if line_no == 0 and block.startswith(UTF8_BOM):
-            block, ends = block.removeprefix(UTF8_BOM), ends - len(UTF8_BOM)
+            block = block.removeprefix(UTF8_BOM)
+            ends = newline_positions(block)
+            ready = lines_ready(block, ends, max_line)
         if not block.endswith(b"\n"):
             # a line over the cap is still open: the rest of the object is split line by line, as it streams
             rest = itertools.chain((b"", block), chunks)
             _judge_lines(iter_line_batches(rest, max_line), line_no, validator, sink, max_line)
             return
-        line_no = _judge_block(block, line_no, plan, validator, sink, max_line, ends)
+        line_no = _judge_block(block, line_no, plan, validator, sink, max_line, (ends, ready))
 
 
 def _judge_block(
@@ -304,19 +307,23 @@ def _judge_block(
     validator: RecordValidator,
     sink: _Sink,
     max_line: int,
-    ends: npt.NDArray[np.int64] | None = None,
+    found: tuple[npt.NDArray[np.int64], bool] | None = None,
 ) -> int:
     """Judge a block of complete lines that follows line `line_no`; return the number of its last line.
 
     A block the columnar path refuses (a value of another type, a blank or oversized line, broken JSON) is judged
     again in smaller blocks, and below `PER_RECORD_LINES` lines one line at a time; rows whose values a vectorised
-    check refuses are judged one at a time, the rest land as one text per event date.
+    check refuses are judged one at a time, the rest land as one text per event date. `found` is the block's newline
+    offsets and whether its lines are ready for the reader, when the read-ahead thread found them.
     """
     import numpy as np
 
-    if ends is None:
+    if found is None:
         ends = newline_positions(block)
-    verdict = plan.judge(block, ends) if lines_ready(block, ends, max_line) else None
+        ready = lines_ready(block, ends, max_line)
+    else:
+        ends, ready = found
+    verdict = plan.judge(block, ends) if ready else None
     if verdict is None:
         if len(ends) <= PER_RECORD_LINES:
             return _judge_lines(iter_line_batches((b"", block), max_line), line_no, validator, sink, max_line)
@@ -652,6 +659,8 @@ def ingest_object(
             )
         # The copy is server side: it runs while the records are read, and is awaited before anything names it.
         keeping = _in_background(keep)
+        # The clients the ingestion ends with are built (once per process) while the records are read.
+        _in_background(functools.partial(_build_clients, clients))
         fmt = detect_format(ref.key, head)
         if fmt is Format.JSON_LINES:
             fmt, chunks = json_shape(chunks, settings.max_line_bytes)
@@ -799,6 +808,12 @@ def _in_background(work: Callable[[], None]) -> Future[None]:
         return pool.submit(work)
     finally:
         pool.shutdown(wait=False)
+
+
+def _build_clients(clients: AwsClients) -> None:
+    """Build the clients that record the manifest and announce it (a no-op once built)."""
+    clients.dynamodb  # noqa: B018 - built on first access
+    clients.events  # noqa: B018
 
 
 def _keep_original(

@@ -187,6 +187,13 @@ class PartitionFile:
         self._spool.seek(0)
         return self._spool
 
+    def size(self) -> int:
+        """Close the gzip stream (as `finish`) and return the object's size in bytes."""
+        body = self.finish()
+        size = body.seek(0, 2)
+        body.seek(0)
+        return size
+
     def discard(self) -> None:
         """Drop the object without writing it."""
         if self._writer is not None:
@@ -224,3 +231,29 @@ def upload(clients: AwsClients, bucket: str, part: PartitionFile) -> str:
     finally:
         body.close()
     return part.key
+
+
+UPLOAD_WORKERS = 4
+"""Objects of at most `SINGLE_PUT_BYTES` written at once: an ingestion's files are written in parallel, not one after
+the other (each holds at most 8 MiB while written; a larger one is written alone, in parts)."""
+
+
+def upload_all(clients: AwsClients, bucket: str, parts: Sequence[PartitionFile]) -> list[str]:
+    """Write finished objects (`upload`), the small ones `UPLOAD_WORKERS` at a time, and return their keys in order.
+
+    Raises
+    ------
+    TransientError, TerminalError
+        As `upload`: the first write that failed (the others are written or failed too; a retry overwrites all).
+    """
+    sizes = [part.size() for part in parts]
+    small = [part for part, size in zip(parts, sizes, strict=True) if size <= SINGLE_PUT_BYTES]
+    if len(small) > 1:
+        with ThreadPoolExecutor(max_workers=UPLOAD_WORKERS, thread_name_prefix="upload") as pool:
+            list(pool.map(functools.partial(upload, clients, bucket), small))
+    elif small:
+        upload(clients, bucket, small[0])
+    for part, size in zip(parts, sizes, strict=True):
+        if size > SINGLE_PUT_BYTES:
+            upload(clients, bucket, part)
+    return [part.key for part in parts]
