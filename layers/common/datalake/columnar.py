@@ -45,7 +45,7 @@ __all__ = [
     "output_groups",
 ]
 
-BLOCK_BYTES = 2 * 1024 * 1024
+BLOCK_BYTES = 4 * 1024 * 1024
 """Bytes of complete lines judged at a time: memory stays within a few blocks whatever the object's size."""
 READ_BLOCK_BYTES = 1024 * 1024
 """The JSON reader's own block: a block is parsed in pieces of this size, in parallel."""
@@ -102,16 +102,26 @@ class ColumnarPlan:
             Which rows pass (and their event dates); None when the reader refuses the block (a value of the wrong
             type, an unknown field, broken JSON) or reads other than one row a line.
         """
+        table = self.read(block)
+        return None if table is None else self.check(block, ends, table)
+
+    def read(self, block: bytes) -> Any | None:
+        """The reader's table of a block of complete lines on the contract's schema; None when it refuses it."""
         import pyarrow as pa
-        import pyarrow.compute as pc
         import pyarrow.json as pj
 
         try:
-            table = pj.read_json(
+            return pj.read_json(
                 pa.BufferReader(block), read_options=self._read, parse_options=self._parse, memory_pool=_pool()
             )
         except (pa.ArrowException, UnicodeDecodeError, ValueError):
             return None
+
+    def check(self, block: bytes, ends: npt.NDArray[np.int64], table: Any) -> BlockVerdict | None:
+        """Judge a block from the reader's table of it (`read`), as `judge`."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         lines = len(ends)
         if table.num_rows != lines:
             return None
@@ -261,17 +271,29 @@ def prefetched(items: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
     return _read_ahead(items, lambda item: item.endswith(b"\n"), depth)
 
 
-def prefetched_lines(
-    items: Iterator[bytes], max_line: int, depth: int = 2
-) -> Iterator[tuple[bytes, npt.NDArray[np.int64], bool]]:
-    """As `prefetched`, each block with the offsets of its newlines (`newline_positions`) and whether its lines are
-    ready for the reader (`lines_ready`), both found on the producer's thread too (numpy releases the GIL)."""
+@dataclass(frozen=True)
+class ReadBlock:
+    """A block of complete lines as the read-ahead found it: its newline offsets, whether its lines are ready for the
+    reader (`lines_ready`), and the reader's table of it when they are (None when not, or when the reader refused)."""
 
-    def found(item: bytes) -> tuple[bytes, npt.NDArray[np.int64], bool]:
+    data: bytes
+    ends: npt.NDArray[np.int64]
+    ready: bool
+    table: Any | None
+
+
+def prefetched_reads(items: Iterator[bytes], plan: ColumnarPlan, max_line: int, depth: int = 2) -> Iterator[ReadBlock]:
+    """As `prefetched`, each block found and read (`ReadBlock`) on a second thread: one thread reads, hashes and
+    decompresses, the next finds the lines and parses them, while the caller checks the block before (numpy and the
+    reader release the GIL). A block without its final newline is given out unread, and ends the production."""
+
+    def found(item: bytes) -> ReadBlock:
         ends = newline_positions(item)
-        return item, ends, lines_ready(item, ends, max_line)
+        ready = item.endswith(b"\n") and lines_ready(item, ends, max_line)
+        return ReadBlock(item, ends, ready, plan.read(item) if ready else None)
 
-    return _read_ahead((found(item) for item in items), lambda item: item[0].endswith(b"\n"), depth)
+    raw = prefetched(items, depth)
+    return _read_ahead((found(item) for item in raw), lambda read: read.data.endswith(b"\n"), depth)
 
 
 _T = TypeVar("_T")

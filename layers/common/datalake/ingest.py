@@ -28,12 +28,13 @@ from datalake.columnar import (
     PER_RECORD_LINES,
     SPLIT_WAYS,
     ColumnarPlan,
+    ReadBlock,
     blocks,
     columnar_plan,
     lines_ready,
     newline_positions,
     output_groups,
-    prefetched_lines,
+    prefetched_reads,
 )
 from datalake.contracts import Dataset, Format, get_dataset
 from datalake.exceptions import (
@@ -75,8 +76,7 @@ from datalake.settings import Settings
 from datalake.validation import RecordError, RecordValidator, validator_for
 
 if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -287,17 +287,17 @@ def _read_json_lines(chunks: Iterator[bytes], validator: RecordValidator, sink: 
         _judge_lines(iter_line_batches(chunks, max_line), 0, validator, sink, max_line)
         return
     line_no = 0
-    for block, ends, ready in prefetched_lines(blocks(chunks, max_line), max_line):
+    for ahead in prefetched_reads(blocks(chunks, max_line), plan, max_line):
+        block = ahead.data
+        read: ReadBlock | None = ahead
         if line_no == 0 and block.startswith(UTF8_BOM):
-            block = block.removeprefix(UTF8_BOM)
-            ends = newline_positions(block)
-            ready = lines_ready(block, ends, max_line)
+            block, read = block.removeprefix(UTF8_BOM), None  # read again, without its mark
         if not block.endswith(b"\n"):
             # a line over the cap is still open: the rest of the object is split line by line, as it streams
             rest = itertools.chain((b"", block), chunks)
             _judge_lines(iter_line_batches(rest, max_line), line_no, validator, sink, max_line)
             return
-        line_no = _judge_block(block, line_no, plan, validator, sink, max_line, (ends, ready))
+        line_no = _judge_block(block, line_no, plan, validator, sink, max_line, read)
 
 
 def _judge_block(
@@ -307,23 +307,23 @@ def _judge_block(
     validator: RecordValidator,
     sink: _Sink,
     max_line: int,
-    found: tuple[npt.NDArray[np.int64], bool] | None = None,
+    read: ReadBlock | None = None,
 ) -> int:
     """Judge a block of complete lines that follows line `line_no`; return the number of its last line.
 
     A block the columnar path refuses (a value of another type, a blank or oversized line, broken JSON) is judged
     again in smaller blocks, and below `PER_RECORD_LINES` lines one line at a time; rows whose values a vectorised
-    check refuses are judged one at a time, the rest land as one text per event date. `found` is the block's newline
-    offsets and whether its lines are ready for the reader, when the read-ahead thread found them.
+    check refuses are judged one at a time, the rest land as one text per event date. `read` is what the read-ahead
+    found of the block, when it did.
     """
     import numpy as np
 
-    if found is None:
+    if read is None:
         ends = newline_positions(block)
-        ready = lines_ready(block, ends, max_line)
+        table = plan.read(block) if lines_ready(block, ends, max_line) else None
     else:
-        ends, ready = found
-    verdict = plan.judge(block, ends) if ready else None
+        ends, table = read.ends, read.table
+    verdict = None if table is None else plan.check(block, ends, table)
     if verdict is None:
         if len(ends) <= PER_RECORD_LINES:
             return _judge_lines(iter_line_batches((b"", block), max_line), line_no, validator, sink, max_line)
