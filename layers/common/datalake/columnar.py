@@ -45,7 +45,7 @@ __all__ = [
     "output_groups",
 ]
 
-BLOCK_BYTES = 4 * 1024 * 1024
+BLOCK_BYTES = 2 * 1024 * 1024
 """Bytes of complete lines judged at a time: memory stays within a few blocks whatever the object's size."""
 READ_BLOCK_BYTES = 1024 * 1024
 """The JSON reader's own block: a block is parsed in pieces of this size, in parallel."""
