@@ -282,7 +282,7 @@ class ReadBlock:
     table: Any | None
 
 
-def prefetched_reads(items: Iterator[bytes], plan: ColumnarPlan, max_line: int, depth: int = 2) -> Iterator[ReadBlock]:
+def prefetched_reads(items: Iterator[bytes], plan: ColumnarPlan, max_line: int, depth: int = 1) -> Iterator[ReadBlock]:
     """As `prefetched`, each block found and read (`ReadBlock`) on a second thread: one thread reads, hashes and
     decompresses, the next finds the lines and parses them, while the caller checks the block before (numpy and the
     reader release the GIL). A block without its final newline is given out unread, and ends the production."""
