@@ -142,13 +142,20 @@ class ColumnarPlan:
                     return None
                 if spec.name == self._event_time:
                     days = pc.cast(instants, pa.date32())
+            # a column without nulls (the reader's count, no scan) needs neither kernel about them
+            nulls = column.null_count > 0
             if spec.null_ok:
                 if not conditions:
                     continue
                 # a null (or absent) value passes whatever its checks say of it
-                passed = pc.or_kleene(pc.is_null(column), functools.reduce(pc.and_kleene, conditions))
+                passed = functools.reduce(pc.and_kleene, conditions)
+                if nulls:
+                    passed = pc.or_kleene(pc.is_null(column), passed)
             else:
-                passed = functools.reduce(pc.and_kleene, [pc.is_valid(column), *conditions])
+                present = [pc.is_valid(column)] if nulls else []
+                if not present and not conditions:
+                    continue
+                passed = functools.reduce(pc.and_kleene, [*present, *conditions])
             ok = passed if ok is None else pc.and_kleene(ok, passed)
         passed = pc.fill_null(ok, arrow_scalar("false", pa.bool_())).cast(pa.uint8()).combine_chunks()
         dates = pc.fill_null(days.cast(pa.int32()), arrow_scalar("0", pa.int32())).combine_chunks()
