@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -30,18 +32,30 @@ clients = AwsClients.from_session()
 idempotency = IdempotencyConfig(
     event_key_jmespath="[bucket, key, version_id || etag]", expires_after_seconds=settings.idempotency_ttl_seconds
 )
-persistence = DynamoDBPersistenceLayer(table_name=settings.require("idempotency_table"), boto3_session=clients.session)
+idempotency_table = settings.require("idempotency_table")
 
 
-@idempotent_function(  # type: ignore[untyped-decorator]
-    data_keyword_argument="ref",
-    config=idempotency,
-    persistence_store=persistence,
-    output_serializer=PydanticSerializer(model=Manifest),
-)
-def ingest(ref: ObjectRef) -> Manifest:
-    """Ingest one object version, at most once per version (a redelivered event returns the stored manifest)."""
-    return ingest_object(ref, settings=settings, clients=clients)
+@functools.cache
+def persistence() -> DynamoDBPersistenceLayer:
+    """The idempotency store, on the session's low-level DynamoDB client, built with the first event: init builds no
+    AWS client (the engine's clients too are built on first use)."""
+    return DynamoDBPersistenceLayer(table_name=idempotency_table, boto3_client=clients.dynamodb_client)
+
+
+@functools.cache
+def ingest() -> Callable[..., Manifest]:
+    """`ingest_object` at most once per object version (a redelivered event returns the stored manifest)."""
+
+    @idempotent_function(  # type: ignore[untyped-decorator]
+        data_keyword_argument="ref",
+        config=idempotency,
+        persistence_store=persistence(),
+        output_serializer=PydanticSerializer(model=Manifest),
+    )
+    def once(ref: ObjectRef) -> Manifest:
+        return ingest_object(ref, settings=settings, clients=clients)
+
+    return once  # type: ignore[no-any-return]
 
 
 @logger.inject_lambda_context(correlation_id_path="id", clear_state=True)
@@ -53,7 +67,7 @@ def lambda_handler(event: S3EventNotificationEventBridgeModel, context: LambdaCo
     idempotency.register_lambda_context(context)
     obj = event.detail.object
     ref = ObjectRef.from_event_key(event.detail.bucket.name, obj.key, obj.version_id, obj.etag, obj.size)
-    manifest = ingest(ref=ref)
+    manifest = ingest()(ref=ref)
     metrics.add_dimension(name="dataset", value=manifest.dataset or "_unknown")
     metrics.add_metric(name="RecordsRead", unit=MetricUnit.Count, value=manifest.records_read)
     metrics.add_metric(name="RecordsLanded", unit=MetricUnit.Count, value=manifest.records_landed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
@@ -384,3 +385,55 @@ def test_an_object_rejected_mid_stream_is_quarantined_whole(lake: Lake) -> None:
     manifest = settings.ingest("sales/big.jsonl.gz", gzip.compress(lines))
     assert manifest.status == "QUARANTINED" and manifest.reason and "gzip bomb" in manifest.reason
     assert manifest.output_keys == []
+
+
+def test_a_files_writer_thread_keeps_its_order_and_raises_its_error_in_the_caller() -> None:
+    from datalake.landing import PartitionFile, Writer
+
+    # GIVEN two files compressed on one writer thread, lines added one by one and as texts
+    writer = Writer()
+    first, second = PartitionFile("a.json.gz", 1, writer), PartitionFile("b.json.gz", 1, writer)
+    first.add(b'{"n":1}\n')
+    first.reserve(2)
+    writer.submit(lambda: first.write_text(b'{"n":2}\n{"n":3}\n'))
+    second.add_many([b'{"n":4}\n'])
+    first.add(b'{"n":5}\n')
+    # WHEN the files are finished THEN each holds its lines in the order given, and counts them
+    assert gzip.decompress(first.finish().read()).splitlines() == [b'{"n":%d}' % n for n in (1, 2, 3, 5)]
+    assert gzip.decompress(second.finish().read()) == b'{"n":4}\n'
+    assert (first.records, second.records) == (4, 1)
+
+    # AND an error raised on the writer's thread is raised in the caller, at the latest when the file is finished
+    failing = Writer()
+    part = PartitionFile("c.json.gz", 1, failing)
+
+    def broken() -> None:
+        raise OSError("no space left on device")
+
+    failing.submit(broken)
+    with pytest.raises(OSError, match="no space"):
+        part.add_many([b"{}\n"] * 5000)  # a flush hands the lines to the writer, which reports what it raised
+        part.finish()
+    part.discard()
+
+
+def test_output_objects_are_written_in_parallel_and_named_in_order() -> None:
+    from datalake.aws import AwsClients
+    from datalake.landing import SINGLE_PUT_BYTES, PartitionFile, upload_all
+
+    with mock_aws():
+        clients = AwsClients.from_session()
+        clients.s3.create_bucket(Bucket="raw")
+        # GIVEN small objects and one past the single-put size (random bytes do not compress)
+        parts = [PartitionFile(f"k{n}.json.gz", 1) for n in range(5)]
+        for n, part in enumerate(parts):
+            part.add(b'{"n":%d}\n' % n)
+        parts[2].add(os.urandom(SINGLE_PUT_BYTES + 1024) + b"\n")
+        # WHEN they are written THEN every key comes back in the order given, each object whole
+        assert upload_all(clients, "raw", parts) == [f"k{n}.json.gz" for n in range(5)]
+        for n in range(5):
+            body = gzip.decompress(clients.s3.get_object(Bucket="raw", Key=f"k{n}.json.gz")["Body"].read())
+            assert body.startswith(b'{"n":%d}\n' % n)
+        assert len(gzip.decompress(clients.s3.get_object(Bucket="raw", Key="k2.json.gz")["Body"].read())) > (
+            SINGLE_PUT_BYTES
+        )

@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
+from unittest import mock
 
 import boto3
+import botocore.session
 import pytest
 from moto import mock_aws
 
@@ -262,15 +264,27 @@ def test_handler_ingests_the_object_an_event_names(handler: tuple[ModuleType, La
     assert result["key"] == "sales/store exports + web.jsonl" and result["records_landed"] == 1
 
 
-def test_handler_import_builds_only_the_idempotency_client(
+def test_handler_import_builds_no_client_and_the_idempotency_store_uses_the_sessions(
     handler: tuple[ModuleType, Lake], lambda_context: Any
 ) -> None:
-    module, lake = handler
-    # init builds none of the engine's clients (the idempotency store builds its own DynamoDB client)
-    assert not {"s3", "dynamodb", "events"} & set(vars(module.clients))
+    _, lake = handler
+    # GIVEN a fresh handler: init builds no AWS client at all (the cold start's first event builds those it uses)
+    built: list[str] = []
+    create_client = botocore.session.Session.create_client
+
+    def counted(self: Any, service_name: str, *args: Any, **kwargs: Any) -> Any:
+        built.append(service_name)
+        return create_client(self, service_name, *args, **kwargs)
+
+    with mock.patch.object(botocore.session.Session, "create_client", counted):
+        module = _load_handler()
+    assert built == [] and not {"s3", "dynamodb", "events"} & set(vars(module.clients))
+    # WHEN it handles an event
     ref = lake.put("sales/first.jsonl", _jsonl(SALE))
     assert module.lambda_handler(_event_for(ref), lambda_context)["records_landed"] == 1
-    assert {"s3", "dynamodb", "events"} <= set(vars(module.clients))
+    # THEN the engine built its clients, and the idempotency store uses the session's DynamoDB client
+    assert {"s3", "dynamodb", "events", "dynamodb_client"} <= set(vars(module.clients))
+    assert module.persistence().client is module.clients.dynamodb_client
 
 
 def test_same_event_delivered_three_times_lands_once(handler: tuple[ModuleType, Lake], lambda_context: Any) -> None:

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from datalake.exceptions import TerminalError, TransientError
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
     from mypy_boto3_events.client import EventBridgeClient
     from mypy_boto3_glue.client import GlueClient
@@ -54,6 +55,13 @@ class AwsClients:
         """The DynamoDB resource (tables)."""
         with _BUILDING:
             return self.session.resource("dynamodb", config=_CONFIG)
+
+    @cached_property
+    def dynamodb_client(self) -> DynamoDBClient:
+        """The low-level DynamoDB client (typed attribute values), for a library that wants one: the idempotency store.
+        The resource's own client is not: the resource converts every call's values."""
+        with _BUILDING:
+            return self.session.client("dynamodb", config=_CONFIG)
 
     @cached_property
     def events(self) -> EventBridgeClient:

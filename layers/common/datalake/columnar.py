@@ -11,6 +11,7 @@ changes speed, never verdicts, reasons or what lands (ADR 0026).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import functools
@@ -18,7 +19,7 @@ import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import AwareDatetime
 from pydantic.fields import FieldInfo
@@ -101,16 +102,26 @@ class ColumnarPlan:
             Which rows pass (and their event dates); None when the reader refuses the block (a value of the wrong
             type, an unknown field, broken JSON) or reads other than one row a line.
         """
+        table = self.read(block)
+        return None if table is None else self.check(block, ends, table)
+
+    def read(self, block: bytes) -> Any | None:
+        """The reader's table of a block of complete lines on the contract's schema; None when it refuses it."""
         import pyarrow as pa
-        import pyarrow.compute as pc
         import pyarrow.json as pj
 
         try:
-            table = pj.read_json(
+            return pj.read_json(
                 pa.BufferReader(block), read_options=self._read, parse_options=self._parse, memory_pool=_pool()
             )
         except (pa.ArrowException, UnicodeDecodeError, ValueError):
             return None
+
+    def check(self, block: bytes, ends: npt.NDArray[np.int64], table: Any) -> BlockVerdict | None:
+        """Judge a block from the reader's table of it (`read`), as `judge`."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         lines = len(ends)
         if table.num_rows != lines:
             return None
@@ -131,13 +142,20 @@ class ColumnarPlan:
                     return None
                 if spec.name == self._event_time:
                     days = pc.cast(instants, pa.date32())
+            # a column without nulls (the reader's count, no scan) needs neither kernel about them
+            nulls = column.null_count > 0
             if spec.null_ok:
                 if not conditions:
                     continue
                 # a null (or absent) value passes whatever its checks say of it
-                passed = pc.or_kleene(pc.is_null(column), functools.reduce(pc.and_kleene, conditions))
+                passed = functools.reduce(pc.and_kleene, conditions)
+                if nulls:
+                    passed = pc.or_kleene(pc.is_null(column), passed)
             else:
-                passed = functools.reduce(pc.and_kleene, [pc.is_valid(column), *conditions])
+                present = [pc.is_valid(column)] if nulls else []
+                if not present and not conditions:
+                    continue
+                passed = functools.reduce(pc.and_kleene, [*present, *conditions])
             ok = passed if ok is None else pc.and_kleene(ok, passed)
         passed = pc.fill_null(ok, arrow_scalar("false", pa.bool_())).cast(pa.uint8()).combine_chunks()
         dates = pc.fill_null(days.cast(pa.int32()), arrow_scalar("0", pa.int32())).combine_chunks()
@@ -257,13 +275,46 @@ def prefetched(items: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
     """`items`, produced by a thread of their own up to `depth` ahead (reading, hashing and decompressing the next
     block while this one is judged). A block without its final newline ends the production: the caller then reads
     the rest of the source itself. What the producer raises is raised here."""
+    return _read_ahead(items, lambda item: item.endswith(b"\n"), depth)
+
+
+@dataclass(frozen=True)
+class ReadBlock:
+    """A block of complete lines as the read-ahead found it: its newline offsets, whether its lines are ready for the
+    reader (`lines_ready`), and the reader's table of it when they are (None when not, or when the reader refused)."""
+
+    data: bytes
+    ends: npt.NDArray[np.int64]
+    ready: bool
+    table: Any | None
+
+
+def prefetched_reads(items: Iterator[bytes], plan: ColumnarPlan, max_line: int, depth: int = 1) -> Iterator[ReadBlock]:
+    """As `prefetched`, each block found and read (`ReadBlock`) on a second thread: one thread reads, hashes and
+    decompresses, the next finds the lines and parses them, while the caller checks the block before (numpy and the
+    reader release the GIL). A block without its final newline is given out unread, and ends the production."""
+
+    def found(item: bytes) -> ReadBlock:
+        ends = newline_positions(item)
+        ready = item.endswith(b"\n") and lines_ready(item, ends, max_line)
+        return ReadBlock(item, ends, ready, plan.read(item) if ready else None)
+
+    raw = prefetched(items, depth)
+    return _read_ahead((found(item) for item in raw), lambda read: read.data.endswith(b"\n"), depth)
+
+
+_T = TypeVar("_T")
+
+
+def _read_ahead(items: Iterator[_T], complete: Callable[[_T], bool], depth: int) -> Iterator[_T]:
+    """`items` produced by a thread up to `depth` ahead, until one that is not `complete` (given out, then the end)."""
     import queue
     import threading
 
-    ready: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=depth)
+    ready: queue.Queue[_T | BaseException | None] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
-    def offer(item: bytes | BaseException | None) -> bool:
+    def offer(item: _T | BaseException | None) -> bool:
         while not stop.is_set():
             try:
                 ready.put(item, timeout=0.1)
@@ -275,7 +326,7 @@ def prefetched(items: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
     def produce() -> None:
         try:
             for item in items:
-                if not offer(item) or not item.endswith(b"\n"):
+                if not offer(item) or not complete(item):
                     return
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
             offer(exc)
@@ -289,7 +340,7 @@ def prefetched(items: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
             if isinstance(item, BaseException):
                 raise item
             yield item
-            if not item.endswith(b"\n"):
+            if not complete(item):
                 break
     finally:
         stop.set()
@@ -353,12 +404,26 @@ def columnar_plan(dataset: Dataset) -> ColumnarPlan | None:
         return None
     try:
         fields = [_field(name, info) for name, info in dataset.contract.model_fields.items()]
+        fields = [_open_key(spec, fields) for spec in fields]
         plan = ColumnarPlan(dataset, fields)
         _compile_patterns(fields)
     except _Unsupported:
         return None
     event = next(f for f in fields if f.name == dataset.event_time)
     return plan if event.time and not event.null_ok else None
+
+
+def _open_key(spec: _Field, fields: list[_Field]) -> _Field:
+    """The field with its text pattern starting after the key's opening quote, when no other field's name ends with
+    its name: RE2 then seeks the name's first letter, not every quote of the line (about 3x faster).
+
+    The match is still the key's: text directly followed by an unescaped quote ends a string, and a string followed by
+    a colon is a key; the reader refuses a key that is not the contract's and a repeated one, so a key whose text ends
+    in `name"` can only be this field's.
+    """
+    if spec.text_pattern is None or any(f.name != spec.name and f.name.endswith(spec.name) for f in fields):
+        return spec
+    return dataclasses.replace(spec, text_pattern=spec.text_pattern.removeprefix('"'))
 
 
 def _compile_patterns(fields: list[_Field]) -> None:
@@ -445,7 +510,7 @@ def _typed(name: str, tp: Any, metadata: list[Any], null_ok: bool) -> _Field:
         arrow_type = pa.decimal128(rule.max_digits, rule.decimal_places)
         number = rf"-?\d{{1,{rule.max_digits - rule.decimal_places}}}(?:\.\d{{1,{rule.decimal_places}}})?"
         # the key's text, quoted and followed by a colon, can only be the key itself: a string holding it would have
-        # its quotes escaped, and the reader refuses repeated keys
+        # its quotes escaped, and the reader refuses repeated keys (`columnar_plan` may drop the opening quote)
         text = rf'"{name}"{_BLANK}:{_BLANK}(?:{number}|"{number}"){_BLANK}[,}}]'
         return _Field(name, arrow_type, null_ok, _bound_checks(kwargs, arrow_type), text_pattern=text)
     raise _Unsupported(f"type {tp}")
@@ -461,6 +526,7 @@ def _member_of(name: str, values: list[Any], null_ok: bool) -> _Field:
 
 
 def _string_checks(kwargs: dict[str, Any]) -> tuple[Callable[[Any], Any], ...]:
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     checks: list[Callable[[Any], Any]] = []
@@ -469,21 +535,31 @@ def _string_checks(kwargs: dict[str, Any]) -> tuple[Callable[[Any], Any], ...]:
         raise _Unsupported(f"string constraints {sorted(unknown)}")
     low, high = kwargs.get("min_length"), kwargs.get("max_length")
     if low is not None or high is not None:
-        checks.append(functools.partial(_length_within, low=low, high=high))
+        bounds = [None if b is None else arrow_scalar(str(b), pa.int32()) for b in (low, high)]
+        checks.append(functools.partial(_length_within, low=bounds[0], high=bounds[1]))
     pattern = kwargs.get("pattern")
     if pattern is not None:
         checks.append(lambda c: pc.match_substring_regex(c, pattern))
     return tuple(checks)
 
 
-def _length_within(column: Any, *, low: int | None, high: int | None) -> Any:
-    import pyarrow as pa
+def _length_within(column: Any, *, low: Any, high: Any) -> Any:
+    """Whether each string's length in code points is within `low` and `high` (int32 scalars or None).
+
+    A string's UTF-8 bytes are at least its code points, and a string of at least one byte has at least one code
+    point: byte counts (from the offsets, no scan) decide an upper bound and a lower bound of at most 1. A string of
+    more bytes than the upper bound but no more code points goes to the per-record path; a lower bound above 1 counts
+    code points.
+    """
     import pyarrow.compute as pc
 
-    length = pc.utf8_length(column)
-    conditions = [pc.greater_equal(length, arrow_scalar(str(low), pa.int32()))] if low is not None else []
+    size = pc.binary_length(column)
+    conditions = []
+    if low is not None:
+        measure = size if low.as_py() <= 1 else pc.utf8_length(column)
+        conditions.append(pc.greater_equal(measure, low))
     if high is not None:
-        conditions.append(pc.less_equal(length, arrow_scalar(str(high), pa.int32())))
+        conditions.append(pc.less_equal(size, high))
     return functools.reduce(pc.and_kleene, conditions)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote_plus
 
 import msgspec
@@ -28,12 +28,13 @@ from datalake.columnar import (
     PER_RECORD_LINES,
     SPLIT_WAYS,
     ColumnarPlan,
+    ReadBlock,
     blocks,
     columnar_plan,
     lines_ready,
     newline_positions,
     output_groups,
-    prefetched,
+    prefetched_reads,
 )
 from datalake.contracts import Dataset, Format, get_dataset
 from datalake.exceptions import (
@@ -47,13 +48,14 @@ from datalake.landing import (
     QUARANTINE_PREFIX,
     SPOOL_BYTES,
     PartitionFile,
+    Writer,
     iso_stamp,
     lineage_prefix,
     lineage_suffix,
     quarantine_key,
     quarantine_line,
     raw_key,
-    upload,
+    upload_all,
     with_lineage,
 )
 from datalake.originals import Provenance, file_name, keep_object, original_key
@@ -72,6 +74,9 @@ from datalake.readers import (
 )
 from datalake.settings import Settings
 from datalake.validation import RecordError, RecordValidator, validator_for
+
+if TYPE_CHECKING:
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +196,8 @@ class _Sink:
     read: int = 0
     landed_files: dict[dt.date, PartitionFile] = field(default_factory=dict)
     quarantine_file: PartitionFile | None = None
+    writer: Writer = field(default_factory=Writer)
+    """Compresses the landed files on a thread of its own while the next block is judged."""
 
     def __post_init__(self) -> None:
         self._mid = lineage_prefix(self.ref.key, self.ref.source_version)
@@ -207,7 +214,8 @@ class _Sink:
     def _file_for(self, day: dt.date) -> PartitionFile:
         part = self.landed_files.get(day)
         if part is None:
-            part = self.landed_files[day] = PartitionFile(raw_key(self.dataset.name, day, self._name), self.gzip_level)
+            key = raw_key(self.dataset.name, day, self._name)
+            part = self.landed_files[day] = PartitionFile(key, self.gzip_level, self.writer)
         return part
 
     @property
@@ -219,10 +227,20 @@ class _Sink:
         """Land complete lines (lineage already appended) in one event-date partition."""
         self._file_for(day).add_many(lines)
 
-    def land_text(self, day: dt.date, text: memoryview, records: int) -> None:
-        """Land `records` complete lines (lineage appended) in one event-date partition, as one text whose last line
-        lacks its closing `}` and newline (`columnar.output_groups`)."""
-        self._file_for(day).add_text(text, b"}\n", records)
+    def land_groups(self, groups: list[tuple[dt.date, int]], texts: Callable[[], Iterator[Any]]) -> None:
+        """Land groups of complete lines (lineage appended), one event date and count of lines each; `texts()` gives
+        each group's text in the same order, less its last line's closing `}` and newline (`columnar.output_groups`).
+        It runs on the writer's thread, with the compression."""
+        parts = [self._file_for(day) for day, _ in groups]
+        for part, (_, records) in zip(parts, groups, strict=True):
+            part.reserve(records)
+
+        def write() -> None:
+            for part, text in zip(parts, texts(), strict=True):
+                part.write_text(text)
+                part.write_text(b"}\n")
+
+        self.writer.submit(write)
 
     def land_json(self, line_no: int, document: bytes, event_time: dt.datetime) -> None:
         """Land a JSON object (as received when canonical, else re-encoded: `Verdict.document`) with its lineage."""
@@ -245,11 +263,13 @@ class _Sink:
 
     def upload(self, clients: AwsClients, bucket: str) -> tuple[list[str], list[str]]:
         """Upload every output object (managed multipart for large ones); return raw and quarantine keys."""
-        landed = [upload(clients, bucket, part) for _, part in sorted(self.landed_files.items())]
-        quarantined = [upload(clients, bucket, self.quarantine_file)] if self.quarantine_file else []
-        return landed, quarantined
+        landed = [part for _, part in sorted(self.landed_files.items())]
+        quarantined = [self.quarantine_file] if self.quarantine_file else []
+        keys = upload_all(clients, bucket, [*landed, *quarantined])
+        return keys[: len(landed)], keys[len(landed) :]
 
     def discard(self) -> None:
+        self.writer.close()
         for part in self.landed_files.values():
             part.discard()
         if self.quarantine_file:
@@ -267,30 +287,43 @@ def _read_json_lines(chunks: Iterator[bytes], validator: RecordValidator, sink: 
         _judge_lines(iter_line_batches(chunks, max_line), 0, validator, sink, max_line)
         return
     line_no = 0
-    for block in prefetched(blocks(chunks, max_line)):
-        if line_no == 0:
-            block = block.removeprefix(UTF8_BOM)
+    for ahead in prefetched_reads(blocks(chunks, max_line), plan, max_line):
+        block = ahead.data
+        read: ReadBlock | None = ahead
+        if line_no == 0 and block.startswith(UTF8_BOM):
+            block, read = block.removeprefix(UTF8_BOM), None  # read again, without its mark
         if not block.endswith(b"\n"):
             # a line over the cap is still open: the rest of the object is split line by line, as it streams
             rest = itertools.chain((b"", block), chunks)
             _judge_lines(iter_line_batches(rest, max_line), line_no, validator, sink, max_line)
             return
-        line_no = _judge_block(block, line_no, plan, validator, sink, max_line)
+        line_no = _judge_block(block, line_no, plan, validator, sink, max_line, read)
 
 
 def _judge_block(
-    block: bytes, line_no: int, plan: ColumnarPlan, validator: RecordValidator, sink: _Sink, max_line: int
+    block: bytes,
+    line_no: int,
+    plan: ColumnarPlan,
+    validator: RecordValidator,
+    sink: _Sink,
+    max_line: int,
+    read: ReadBlock | None = None,
 ) -> int:
     """Judge a block of complete lines that follows line `line_no`; return the number of its last line.
 
     A block the columnar path refuses (a value of another type, a blank or oversized line, broken JSON) is judged
     again in smaller blocks, and below `PER_RECORD_LINES` lines one line at a time; rows whose values a vectorised
-    check refuses are judged one at a time, the rest land as one text per event date.
+    check refuses are judged one at a time, the rest land as one text per event date. `read` is what the read-ahead
+    found of the block, when it did.
     """
     import numpy as np
 
-    ends = newline_positions(block)
-    verdict = plan.judge(block, ends) if lines_ready(block, ends, max_line) else None
+    if read is None:
+        ends = newline_positions(block)
+        table = plan.read(block) if lines_ready(block, ends, max_line) else None
+    else:
+        ends, table = read.ends, read.table
+    verdict = None if table is None else plan.check(block, ends, table)
     if verdict is None:
         if len(ends) <= PER_RECORD_LINES:
             return _judge_lines(iter_line_batches((b"", block), max_line), line_no, validator, sink, max_line)
@@ -307,9 +340,9 @@ def _judge_block(
         cuts = [0, *(int(c) for c in np.flatnonzero(np.diff(days)) + 1), len(good)]
         bounds = list(itertools.pairwise(cuts))
         mid, end = sink.lineage_parts
-        texts = output_groups(block, ends, good, bounds, line_no + 1, mid, end)
-        for (first, _), (text, count) in zip(bounds, texts, strict=True):
-            sink.land_text(_EPOCH + dt.timedelta(days=int(days[first])), text, count)
+        groups = [(_EPOCH + dt.timedelta(days=int(days[a])), b - a) for a, b in bounds]
+        first_line = line_no + 1
+        sink.land_groups(groups, lambda: (t for t, _ in output_groups(block, ends, good, bounds, first_line, mid, end)))
         sink.read += len(good)
     line_starts = np.concatenate(([0], ends[:-1] + 1))
     for row in np.flatnonzero(~verdict.ok):
@@ -626,6 +659,8 @@ def ingest_object(
             )
         # The copy is server side: it runs while the records are read, and is awaited before anything names it.
         keeping = _in_background(keep)
+        # The clients the ingestion ends with are built (once per process) while the records are read.
+        _in_background(functools.partial(_build_clients, clients))
         fmt = detect_format(ref.key, head)
         if fmt is Format.JSON_LINES:
             fmt, chunks = json_shape(chunks, settings.max_line_bytes)
@@ -773,6 +808,12 @@ def _in_background(work: Callable[[], None]) -> Future[None]:
         return pool.submit(work)
     finally:
         pool.shutdown(wait=False)
+
+
+def _build_clients(clients: AwsClients) -> None:
+    """Build the clients that record the manifest and announce it (a no-op once built)."""
+    clients.dynamodb  # noqa: B018 - built on first access
+    clients.events  # noqa: B018
 
 
 def _keep_original(

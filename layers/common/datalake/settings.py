@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from typing import Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from datalake.exceptions import ConfigurationError
 
@@ -13,14 +13,30 @@ GIB = 1024**3
 MIB = 1024**2
 
 
-class Settings(BaseSettings):
+ENV_PREFIX = "DL_"
+
+
+class Settings(BaseModel):
     """Every setting of the data lake. Names are the environment variables without the `DL_` prefix.
+
+    `Settings()` reads each field from `DL_<NAME>` (any case) and validates it as pydantic reads text (`"5"` is 5);
+    values passed as arguments win over the environment. A plain model rather than pydantic-settings, whose import
+    cost every function's cold start about 50 ms for the one source read here.
 
     Resource names are optional here because each function needs only some of them; `require` gives a
     clear error when a driver asks for one its environment does not set.
     """
 
-    model_config = SettingsConfigDict(env_prefix="DL_", frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __init__(self, **values: Any) -> None:
+        environment = {name.upper(): value for name, value in os.environ.items()}
+        found = {
+            field: environment[ENV_PREFIX + field.upper()]
+            for field in type(self).model_fields
+            if ENV_PREFIX + field.upper() in environment
+        }
+        super().__init__(**{**found, **values})
 
     environment: str = "dev"
     landing_bucket: str | None = None
