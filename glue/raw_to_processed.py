@@ -1441,20 +1441,22 @@ def read_rollup_rows(
     spark: SparkSession, dataset: Dataset, root: str, days: Sequence[date], columns: Sequence[str]
 ) -> DataFrame:
     """`columns` and `event_date` of the dataset's processed rows on `days` (derived columns included; Parquet reads
-    only those columns of those partitions), grouped by date in Spark's partitions: every rollup aggregates them
-    without another shuffle and writes one file per date."""
+    only those columns of those partitions)."""
     schema = processed_schema(spark, dataset)
     paths = [f"{root}{PARTITION_COLUMN}={day.isoformat()}/" for day in days]
     if paths:
         rows = spark.read.schema(schema).option("basePath", root).parquet(*paths)
     else:
         rows = spark.createDataFrame([], schema)
-    return rows.select(*columns, PARTITION_COLUMN).repartition(PARTITION_COLUMN)
+    return rows.select(*columns, PARTITION_COLUMN)
 
 
 def write_rollup(df: DataFrame, rollup: Rollup, path: str) -> None:
-    """Write a rollup's days under `path`, one Parquet file per date sorted by its groups; only those dates replaced."""
-    ordered = df.sortWithinPartitions(PARTITION_COLUMN, *rollup.group_by)
+    """Write a rollup's days under `path`, one Parquet file per date sorted by its groups; only those dates replaced.
+
+    The aggregate leaves a date's groups spread over Spark's partitions: its rows (few) are gathered by date first.
+    """
+    ordered = df.repartition(PARTITION_COLUMN).sortWithinPartitions(PARTITION_COLUMN, *rollup.group_by)
     ordered.write.mode("overwrite").partitionBy(PARTITION_COLUMN).option("compression", "snappy").parquet(path)
 
 
