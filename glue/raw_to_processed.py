@@ -1441,22 +1441,37 @@ def read_rollup_rows(
     spark: SparkSession, dataset: Dataset, root: str, days: Sequence[date], columns: Sequence[str]
 ) -> DataFrame:
     """`columns` and `event_date` of the dataset's processed rows on `days` (derived columns included; Parquet reads
-    only those columns of those partitions)."""
+    only those columns of those partitions), each date's rows in one of Spark's partitions."""
     schema = processed_schema(spark, dataset)
     paths = [f"{root}{PARTITION_COLUMN}={day.isoformat()}/" for day in days]
     if paths:
         rows = spark.read.schema(schema).option("basePath", root).parquet(*paths)
     else:
         rows = spark.createDataFrame([], schema)
-    return rows.select(*columns, PARTITION_COLUMN)
+    parts = max(1, min(len(days), spark.sparkContext.defaultParallelism))
+    return rows.select(*columns, PARTITION_COLUMN).repartition(parts, PARTITION_COLUMN)
+
+
+def cached_by_date(spark: SparkSession, rows: DataFrame) -> DataFrame:
+    """`rows` cached with their partitioning by date kept visible to the plans reading the cache (Spark's adaptive
+    execution may otherwise change a cached plan's partitioning, and hides it): each rollup then aggregates them and
+    writes one file per date without another shuffle."""
+    key = "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning"
+    previous = spark.conf.get(key)
+    spark.conf.set(key, "false")  # read when the cache is declared, not when it is filled
+    try:
+        return rows.persist()
+    finally:
+        if previous is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, previous)
 
 
 def write_rollup(df: DataFrame, rollup: Rollup, path: str) -> None:
-    """Write a rollup's days under `path`, one Parquet file per date sorted by its groups; only those dates replaced.
-
-    The aggregate leaves a date's groups spread over Spark's partitions: its rows (few) are gathered by date first.
-    """
-    ordered = df.repartition(PARTITION_COLUMN).sortWithinPartitions(PARTITION_COLUMN, *rollup.group_by)
+    """Write a rollup's days under `path` sorted by its groups; only those dates replaced. Each date's rows are in one
+    of Spark's partitions (`cached_by_date`), so each date is one Parquet file."""
+    ordered = df.sortWithinPartitions(PARTITION_COLUMN, *rollup.group_by)
     ordered.write.mode("overwrite").partitionBy(PARTITION_COLUMN).option("compression", "snappy").parquet(path)
 
 
@@ -1510,7 +1525,7 @@ def refresh_rollups(
             whole = rollup.name in stale
             days = every if whole else written
             if whole not in inputs:
-                inputs[whole] = read_rollup_rows(spark, dataset, root, days, columns).persist()
+                inputs[whole] = cached_by_date(spark, read_rollup_rows(spark, dataset, root, days, columns))
             rows = transform_rollup(inputs[whole], rollup)
             path = rollup_root(options, rollup)
             if whole:
