@@ -1517,7 +1517,7 @@ def refresh_rollups(
     stale = {r.name for r in state.stale}
     every = _processed_days(store, root) if stale else []
     columns = list(dict.fromkeys(c for r in dataset.rollups for c in r.columns))
-    glue = boto3.client("glue") if options.update_catalog else None
+    glue: Any = boto3.client("glue") if options.update_catalog else None
     report: dict[str, Any] = {}
     inputs: dict[bool, DataFrame] = {}
     try:
@@ -1537,10 +1537,13 @@ def refresh_rollups(
                 store.delete(f"{path}{PARTITION_COLUMN}={day.isoformat()}/")
             if glue is not None:
                 table = f"{options.table_prefix}{rollup.name}"
-                if whole:
-                    gone = sorted({*gone, *(d for d in _catalog_days(glue, options.database, table) if d not in days)})
                 location = f"{options.catalog_processed_path}{rollup.name}/"
                 parameters = {"rollup_of": dataset.name, "rollup_signature": rollup_signature(rollup)}
+                if whole:  # its columns are the declaration's alone, its partitions the days it holds
+                    gone = sorted({*gone, *(d for d in _catalog_days(glue, options.database, table) if d not in days)})
+                    if schemas.get_table(glue, options.database, table) is not None:
+                        table_input = glue_table_input(table, rows.schema, location, parameters)
+                        glue.update_table(DatabaseName=options.database, TableInput=table_input)
                 update_catalog(glue, options.database, table, rows.schema, location, days, gone, parameters=parameters)
             report[rollup.name] = {
                 "partitions": [d.isoformat() for d in days],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from pyspark.sql import SparkSession
+from pyspark.sql import types as T
 
 from datalake.contracts import get_dataset, registered
 from datalake.contracts.base import Dataset, Measure, Rollup
@@ -174,10 +175,9 @@ def test_a_rollup_never_built_declared_anew_or_left_behind_by_a_failed_run_is_re
     write_raw(
         tmp_path, "sales", "2026-11-04", "new", [sale("T4", 5, event_time="2026-11-04T08:00:00Z")], T0 + timedelta(1)
     )
-    monkeypatch.setattr(job, "refresh_rollups", fail)
-    with pytest.raises(RuntimeError):
+    with monkeypatch.context() as patched, pytest.raises(RuntimeError):
+        patched.setattr(job, "refresh_rollups", fail)
         job.run(spark, job_args(tmp_path))
-    monkeypatch.undo()
     # THEN the marker no longer vouches for the rollups
     assert json.loads(marker.read_text())["rollups"] == {}
 
@@ -187,17 +187,30 @@ def test_a_rollup_never_built_declared_anew_or_left_behind_by_a_failed_run_is_re
     assert all(p["whole"] and p["partitions"] == ["2026-11-02", "2026-11-03", "2026-11-04"] for p in parts.values())
     assert_rollups_follow_the_rows(spark, tmp_path)
 
-    # AND WHEN a rollup is declared anew (another measure) and a run has nothing new, that one alone is rebuilt
+    # AND WHEN a rollup is declared anew (another measure) and a run has nothing new, that one alone is rebuilt,
+    # its stray day gone from storage and catalog
     anew = Rollup("sales_by_region_day", ("region",), (Measure("transactions", "count"),))
     changed: Dataset = replace(SALES, rollups=(anew, *SALES.rollups[1:]))
     stray = tmp_path / "processed" / "sales_by_region_day" / "event_date=2026-10-01"
     stray.mkdir(parents=True)
     (stray / "part-old.parquet").write_bytes(b"left from before")
-    with registered(changed):
-        rebuilt = job.run(spark, job_args(tmp_path))
+    old = T.StructType(
+        [T.StructField(c, T.StringType()) for c in ("units", "region")] + [T.StructField("event_date", T.DateType())]
+    )
+    with mock_aws(), registered(changed):
+        glue = boto3.client("glue", region_name="us-east-1")
+        glue.create_database(DatabaseInput={"Name": "lake"})
+        job.update_catalog(glue, "lake", "sales_by_region_day", old, "file:///old/", [date(2026, 10, 1)])
+        rebuilt = job.run(spark, job_args(tmp_path, update_catalog="true", database="lake"))
         parts = rebuilt["datasets"]["sales"]["rollups"]
         assert {name for name, p in parts.items() if p["whole"]} == {"sales_by_region_day"}
         assert written(spark, tmp_path, anew) == direct(processed_rows(spark, tmp_path), anew)
+        listed = glue.get_partitions(DatabaseName="lake", TableName="sales_by_region_day")["Partitions"]
+        assert sorted(p["Values"][0] for p in listed) == ["2026-11-02", "2026-11-03", "2026-11-04"]
+        table = glue.get_table(DatabaseName="lake", Name="sales_by_region_day")["Table"]
+        assert table["Parameters"]["rollup_signature"] == job.rollup_signature(anew)
+        columns = [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
+        assert columns == [("region", "string"), ("transactions", "bigint")]
     assert not stray.exists()
 
 
