@@ -1515,6 +1515,9 @@ def refresh_rollups(
     written = [date.fromisoformat(d) for d in summary.get("partitions", [])]
     removed = [date.fromisoformat(d) for d in summary.get("partitions_removed", [])]
     stale = {r.name for r in state.stale}
+    if not written and not removed and not stale:  # a reference-only run, or one refused: the rollups stand
+        state.record(store, options, [r.name for r in dataset.rollups])
+        return {}
     every = _processed_days(store, root) if stale else []
     columns = list(dict.fromkeys(c for r in dataset.rollups for c in r.columns))
     glue: Any = boto3.client("glue") if options.update_catalog else None
