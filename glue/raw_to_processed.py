@@ -1560,6 +1560,42 @@ def refresh_rollups(
     return report
 
 
+def process_with_rollups(
+    session: Callable[[], SparkSession],
+    store: FileStore,
+    options: JobOptions,
+    plan: DatasetPlan,
+    changed: Mapping[str, DataFrame],
+    *,
+    keep_new: bool = False,
+) -> tuple[dict[str, Any], DataFrame | None]:
+    """One dataset's part of a run: `process_dataset` unless it has nothing to do (`unchanged_summary`), then its
+    rollups follow (`refresh_rollups`); returns what `process_dataset` returns.
+
+    Spark starts only for a dataset with something to do or a stale rollup. Before new rows are written the marker
+    vouches for no rollup, so a run failing before its rollups follow leaves them to be rebuilt whole.
+    """
+    rollups = RollupState.read(store, options, get_dataset(plan.dataset))
+    unchanged = unchanged_summary(options, plan, changed)
+    if unchanged is not None and not rollups.stale:  # nothing to do: no Spark started for it
+        return unchanged, None
+    new: DataFrame | None = None
+    if unchanged is not None:
+        summary = unchanged
+    else:
+        if plan.raw_files:
+            rollups.record(store, options, ())
+        summary, new = process_dataset(session(), store, options, plan, changed, keep_new=keep_new)
+    if rollups.dataset.rollups:
+        try:
+            summary["rollups"] = refresh_rollups(session(), store, options, rollups, summary)
+        except BaseException:
+            if new is not None:
+                new.unpersist()
+            raise
+    return summary, new
+
+
 ACCEPTS_SESSION_FACTORY = True
 """`run` takes a function that makes the session: a local runtime then starts Spark only when a run has work."""
 
@@ -1615,27 +1651,14 @@ def run(spark: SparkSession | Callable[[], SparkSession], args: Mapping[str, str
     reference_dates: dict[str, list[str]] = {}
     try:
         for dataset_plan in plan.datasets:
-            rollups = RollupState.read(store, options, get_dataset(dataset_plan.dataset))
-            unchanged = unchanged_summary(options, dataset_plan, changed)
-            if unchanged is not None and not rollups.stale:  # nothing to do: no Spark started for it
-                results[dataset_plan.dataset] = unchanged
-                continue
-            if unchanged is not None:
-                results[dataset_plan.dataset] = unchanged
-            else:
-                if dataset_plan.raw_files:  # until its rollups follow its new rows, a failed run leaves them stale
-                    rollups.record(store, options, ())
-                keep = dataset_plan.dataset in referenced
-                results[dataset_plan.dataset], new = process_dataset(
-                    session(), store, options, dataset_plan, changed, keep_new=keep
-                )
-                if new is not None and dataset_plan.dataset in referenced:
-                    changed[dataset_plan.dataset] = new
-                elif new is not None:
-                    new.unpersist()
-            if rollups.dataset.rollups:
-                part = results[dataset_plan.dataset]
-                part["rollups"] = refresh_rollups(session(), store, options, rollups, part)
+            keep = dataset_plan.dataset in referenced
+            results[dataset_plan.dataset], new = process_with_rollups(
+                session, store, options, dataset_plan, changed, keep_new=keep
+            )
+            if new is not None and dataset_plan.dataset in referenced:
+                changed[dataset_plan.dataset] = new
+            elif new is not None:
+                new.unpersist()
         for name in plan.dependents:
             touched = touched_by_references(session(), store, options, get_dataset(name), changed)
             if touched:
