@@ -28,14 +28,15 @@ schema changes, ADR 0016), `run_id` (default Glue's `JOB_RUN_ID`), `since` (ISO-
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import shutil
 import sys
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
@@ -54,6 +55,7 @@ from pyspark.sql import types as T
 
 from datalake import schemas
 from datalake.contracts import REGISTRY, Dataset, get_dataset
+from datalake.contracts.base import Rollup
 from datalake.exceptions import TerminalError
 
 logger = logging.getLogger(__name__)
@@ -761,6 +763,7 @@ class JobPlan:
             watermark = self.options.watermark_uri(plan.dataset)
             if store.exists(watermark):
                 uris.append(watermark)
+            uris += rollup_inputs(store, self.options, plan)
         for name in self.dependents:
             root = f"{self.options.processed_path}{name}/"
             if store.exists(root):
@@ -1345,6 +1348,254 @@ def process_dataset(
     return summary, new
 
 
+# ----------------------------------------------------------------------------------------------- rollups
+
+
+ROLLUP_MARKERS = "_rollups"
+"""`<processed>/_rollups/<dataset>.json`: the declaration each rollup of a dataset was last built whole from."""
+
+
+def rollup_signature(rollup: Rollup) -> str:
+    """A digest of a rollup's declaration: a rollup whose stored days were built from another is rebuilt whole."""
+    text = json.dumps(asdict(rollup), sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def rollup_marker_uri(options: JobOptions, dataset: str) -> str:
+    """Where the signatures of a dataset's consistent rollups are recorded."""
+    return f"{options.processed_path}{ROLLUP_MARKERS}/{dataset}.json"
+
+
+def rollup_root(options: JobOptions, rollup: Rollup) -> str:
+    """The folder of a rollup's partitions in the processed zone (as the job reaches it)."""
+    return f"{options.processed_path}{rollup.name}/"
+
+
+@dataclass(frozen=True)
+class RollupState:
+    """A dataset's rollups as a run finds them: those whose every stored day matches the dataset's (`current`)."""
+
+    dataset: Dataset
+    current: frozenset[str]
+
+    @classmethod
+    def read(cls, store: FileStore, options: JobOptions, dataset: Dataset) -> RollupState:
+        """The rollups recorded consistent with their declaration; none when the marker is missing or unreadable."""
+        text = store.read_text(rollup_marker_uri(options, dataset.name)) if dataset.rollups else None
+        try:
+            recorded = json.loads(text).get("rollups", {}) if text else {}
+        except (ValueError, AttributeError):
+            recorded = {}
+        found = {r.name for r in dataset.rollups if recorded.get(r.name) == rollup_signature(r)}
+        return cls(dataset, frozenset(found))
+
+    @property
+    def stale(self) -> tuple[Rollup, ...]:
+        """The rollups to rebuild from every processed day: never built, built from another declaration, or left
+        unfinished by a run that failed between the dataset's write and theirs."""
+        return tuple(r for r in self.dataset.rollups if r.name not in self.current)
+
+    def record(self, store: FileStore, options: JobOptions, names: Collection[str]) -> None:
+        """Record `names` as the rollups consistent with the dataset (the others are rebuilt whole by the next run)."""
+        if not self.dataset.rollups:
+            return
+        rollups = {r.name: rollup_signature(r) for r in self.dataset.rollups if r.name in names}
+        marker = {"dataset": self.dataset.name, "rollups": rollups, "run_id": options.run_id}
+        store.write_text(rollup_marker_uri(options, self.dataset.name), json.dumps(marker, sort_keys=True))
+
+
+def rollup_inputs(store: FileStore, options: JobOptions, plan: DatasetPlan) -> list[str]:
+    """What a run's rollups of one dataset read and rewrite: the marker, and when the run writes them, their folders
+    (a rewritten day replaces the files there) and the dataset's processed root (a stale rollup reads every day)."""
+    dataset = get_dataset(plan.dataset)
+    if not dataset.rollups:
+        return []
+    marker = rollup_marker_uri(options, dataset.name)
+    uris = [marker] if store.exists(marker) else []
+    state = RollupState.read(store, options, dataset)
+    if not plan.raw_files and not state.stale:
+        return uris
+    folders = [f"{options.processed_path}{dataset.name}/", *(rollup_root(options, r) for r in dataset.rollups)]
+    return uris + [uri for uri in folders if store.exists(uri)]
+
+
+def transform_rollup(rows: DataFrame, rollup: Rollup) -> DataFrame:
+    """One row per `event_date` and group of `rows`: the group columns, the measures, then `event_date`.
+
+    Counts are bigint; a sum has Spark's type (bigint for integers, decimal(min(p+10, 38),s) for a decimal(p,s)), so
+    every value is exact; a count of distinct values leaves nulls out, as SQL's does.
+    """
+    measures: list[Column] = []
+    for measure in rollup.measures:
+        if measure.kind == "count":
+            measures.append(F.count(F.lit(1)).alias(measure.name))
+        elif measure.kind == "count_distinct":
+            measures.append(F.countDistinct(F.col(str(measure.column))).alias(measure.name))
+        else:
+            measures.append(F.sum(F.col(str(measure.column))).alias(measure.name))
+    grouped = rows.groupBy(PARTITION_COLUMN, *rollup.group_by).agg(*measures)
+    return grouped.select(*rollup.group_by, *(m.name for m in rollup.measures), PARTITION_COLUMN)
+
+
+def read_rollup_rows(
+    spark: SparkSession, dataset: Dataset, root: str, days: Sequence[date], columns: Sequence[str]
+) -> DataFrame:
+    """`columns` and `event_date` of the dataset's processed rows on `days` (derived columns included; Parquet reads
+    only those columns of those partitions), each date's rows in one of Spark's partitions."""
+    schema = processed_schema(spark, dataset)
+    paths = [f"{root}{PARTITION_COLUMN}={day.isoformat()}/" for day in days]
+    if paths:
+        rows = spark.read.schema(schema).option("basePath", root).parquet(*paths)
+    else:
+        rows = spark.createDataFrame([], schema)
+    parts = max(1, min(len(days), spark.sparkContext.defaultParallelism))
+    return rows.select(*columns, PARTITION_COLUMN).repartition(parts, PARTITION_COLUMN)
+
+
+def cached_by_date(spark: SparkSession, rows: DataFrame) -> DataFrame:
+    """`rows` cached with their partitioning by date kept visible to the plans reading the cache (Spark's adaptive
+    execution may otherwise change a cached plan's partitioning, and hides it): each rollup then aggregates them and
+    writes one file per date without another shuffle."""
+    key = "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning"
+    previous = spark.conf.get(key)
+    spark.conf.set(key, "false")  # read when the cache is declared, not when it is filled
+    try:
+        return rows.persist()
+    finally:
+        if previous is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, previous)
+
+
+def write_rollup(df: DataFrame, rollup: Rollup, path: str) -> None:
+    """Write a rollup's days under `path` sorted by its groups; only those dates replaced. Each date's rows are in one
+    of Spark's partitions (`cached_by_date`), so each date is one Parquet file."""
+    ordered = df.sortWithinPartitions(PARTITION_COLUMN, *rollup.group_by)
+    ordered.write.mode("overwrite").partitionBy(PARTITION_COLUMN).option("compression", "snappy").parquet(path)
+
+
+def _processed_days(store: FileStore, root: str) -> list[date]:
+    days = set()
+    for info in store.list_files(root):
+        folder = info.relative.split("/", 1)[0]
+        if "/" in info.relative and folder.startswith(f"{PARTITION_COLUMN}="):
+            try:
+                days.add(date.fromisoformat(folder.removeprefix(f"{PARTITION_COLUMN}=")))
+            except ValueError:
+                continue
+    return sorted(days)
+
+
+def _catalog_days(glue: Any, database: str, table: str) -> list[date]:
+    """The partitions the catalog holds for `table` (none when the table is not there)."""
+    days = []
+    try:
+        for page in glue.get_paginator("get_partitions").paginate(DatabaseName=database, TableName=table):
+            days += [date.fromisoformat(p["Values"][0]) for p in page.get("Partitions", [])]
+    except glue.exceptions.EntityNotFoundException:
+        return []
+    return days
+
+
+def refresh_rollups(
+    spark: SparkSession, store: FileStore, options: JobOptions, state: RollupState, summary: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Rewrite a dataset's rollups for the days its run rewrote, remove those of the days it removed, and rebuild a
+    stale rollup from every processed day; catalogue each as a table of the processed zone. Returns, per rollup, the
+    days written and removed and whether it was rebuilt whole.
+
+    The rewritten days are read back from the processed zone (only the rollups' columns of those partitions), once
+    for all the dataset's rollups, and each rollup is one write.
+    """
+    dataset = state.dataset
+    if not dataset.rollups:
+        return {}
+    root = f"{options.processed_path}{dataset.name}/"
+    written = [date.fromisoformat(d) for d in summary.get("partitions", [])]
+    removed = [date.fromisoformat(d) for d in summary.get("partitions_removed", [])]
+    stale = {r.name for r in state.stale}
+    if not written and not removed and not stale:  # a reference-only run, or one refused: the rollups stand
+        state.record(store, options, [r.name for r in dataset.rollups])
+        return {}
+    every = _processed_days(store, root) if stale else []
+    columns = list(dict.fromkeys(c for r in dataset.rollups for c in r.columns))
+    glue: Any = boto3.client("glue") if options.update_catalog else None
+    report: dict[str, Any] = {}
+    inputs: dict[bool, DataFrame] = {}
+    try:
+        for rollup in dataset.rollups:
+            whole = rollup.name in stale
+            days = every if whole else written
+            if whole not in inputs:
+                inputs[whole] = cached_by_date(spark, read_rollup_rows(spark, dataset, root, days, columns))
+            rows = transform_rollup(inputs[whole], rollup)
+            path = rollup_root(options, rollup)
+            if whole:
+                store.delete(path)
+            if days:
+                write_rollup(rows, rollup, path)
+            gone = [d for d in removed if d not in days]
+            for day in gone:
+                store.delete(f"{path}{PARTITION_COLUMN}={day.isoformat()}/")
+            if glue is not None:
+                table = f"{options.table_prefix}{rollup.name}"
+                location = f"{options.catalog_processed_path}{rollup.name}/"
+                parameters = {"rollup_of": dataset.name, "rollup_signature": rollup_signature(rollup)}
+                if whole:  # its columns are the declaration's alone, its partitions the days it holds
+                    gone = sorted({*gone, *(d for d in _catalog_days(glue, options.database, table) if d not in days)})
+                    if schemas.get_table(glue, options.database, table) is not None:
+                        table_input = glue_table_input(table, rows.schema, location, parameters)
+                        glue.update_table(DatabaseName=options.database, TableInput=table_input)
+                update_catalog(glue, options.database, table, rows.schema, location, days, gone, parameters=parameters)
+            report[rollup.name] = {
+                "partitions": [d.isoformat() for d in days],
+                "partitions_removed": [d.isoformat() for d in gone],
+                "whole": whole,
+            }
+    finally:
+        for frame in inputs.values():
+            frame.unpersist()
+    state.record(store, options, [r.name for r in dataset.rollups])
+    return report
+
+
+def process_with_rollups(
+    session: Callable[[], SparkSession],
+    store: FileStore,
+    options: JobOptions,
+    plan: DatasetPlan,
+    changed: Mapping[str, DataFrame],
+    *,
+    keep_new: bool = False,
+) -> tuple[dict[str, Any], DataFrame | None]:
+    """One dataset's part of a run: `process_dataset` unless it has nothing to do (`unchanged_summary`), then its
+    rollups follow (`refresh_rollups`); returns what `process_dataset` returns.
+
+    Spark starts only for a dataset with something to do or a stale rollup. Before new rows are written the marker
+    vouches for no rollup, so a run failing before its rollups follow leaves them to be rebuilt whole.
+    """
+    rollups = RollupState.read(store, options, get_dataset(plan.dataset))
+    unchanged = unchanged_summary(options, plan, changed)
+    if unchanged is not None and not rollups.stale:  # nothing to do: no Spark started for it
+        return unchanged, None
+    new: DataFrame | None = None
+    if unchanged is not None:
+        summary = unchanged
+    else:
+        if plan.raw_files:
+            rollups.record(store, options, ())
+        summary, new = process_dataset(session(), store, options, plan, changed, keep_new=keep_new)
+    if rollups.dataset.rollups:
+        try:
+            summary["rollups"] = refresh_rollups(session(), store, options, rollups, summary)
+        except BaseException:
+            if new is not None:
+                new.unpersist()
+            raise
+    return summary, new
+
+
 ACCEPTS_SESSION_FACTORY = True
 """`run` takes a function that makes the session: a local runtime then starts Spark only when a run has work."""
 
@@ -1400,13 +1651,9 @@ def run(spark: SparkSession | Callable[[], SparkSession], args: Mapping[str, str
     reference_dates: dict[str, list[str]] = {}
     try:
         for dataset_plan in plan.datasets:
-            unchanged = unchanged_summary(options, dataset_plan, changed)
-            if unchanged is not None:  # nothing to do: no Spark started for it (none at all when nothing is new)
-                results[dataset_plan.dataset] = unchanged
-                continue
             keep = dataset_plan.dataset in referenced
-            results[dataset_plan.dataset], new = process_dataset(
-                session(), store, options, dataset_plan, changed, keep_new=keep
+            results[dataset_plan.dataset], new = process_with_rollups(
+                session, store, options, dataset_plan, changed, keep_new=keep
             )
             if new is not None and dataset_plan.dataset in referenced:
                 changed[dataset_plan.dataset] = new

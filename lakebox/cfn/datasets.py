@@ -51,6 +51,12 @@ def expires(dataset: Dataset) -> bool:
     return not dataset.keep_versions
 
 
+def retained(dataset: Dataset) -> list[str]:
+    """The processed-zone folders that expire with an event dataset: its own and its rollups' (ADR 0030), which a run
+    rewrites with the same days; none for reference data."""
+    return [dataset.name, *(rollup.name for rollup in dataset.rollups)] if expires(dataset) else []
+
+
 def retention_rule_id(name: str) -> str:
     """The lifecycle rule id of a dataset's processed-zone expiration."""
     return f"Expire{stem(name)}AfterRetention"
@@ -111,7 +117,7 @@ def gaps(declared: Declared, registry: Iterable[Dataset]) -> list[str]:
         current = declared.quarantine if loop == QUARANTINE_LOOP else declared.freshness
         if sorted(current) != stems:
             problems.append(f"{loop}: iterate [{', '.join(stems)}], not [{', '.join(current)}]")
-    prefixes = {f"{d.name}/": retention_rule_id(d.name) for d in datasets if expires(d)}
+    prefixes = {f"{name}/": retention_rule_id(name) for d in datasets for name in retained(d)}
     for prefix, rule in prefixes.items():
         if declared.retention.get(prefix) != rule:
             problems.append(
@@ -119,7 +125,7 @@ def gaps(declared: Declared, registry: Iterable[Dataset]) -> list[str]:
                 "ExpirationInDays: !Ref ProcessedRetentionDays)"
             )
     problems += [
-        f"{RETENTION_BUCKET} LifecycleConfiguration: remove rule {rule} (no event dataset {prefix})"
+        f"{RETENTION_BUCKET} LifecycleConfiguration: remove rule {rule} (no event dataset or rollup {prefix})"
         for prefix, rule in declared.retention.items()
         if prefix not in prefixes
     ]
@@ -178,8 +184,9 @@ def declare(text: str, dataset: Dataset) -> str:
         text = _add_to_loop(text, QUARANTINE_LOOP, key)
     if has_freshness(dataset) and key not in declared.freshness:
         text = _add_to_loop(text, FRESHNESS_LOOP, key)
-    if expires(dataset) and f"{dataset.name}/" not in declared.retention:
-        text = _add_retention_rule(text, dataset.name)
+    for name in retained(dataset):
+        if f"{name}/" not in declared.retention:
+            text = _add_retention_rule(text, name)
     return text
 
 

@@ -2,10 +2,11 @@
 
 The published tables are read through the local Athena (catalog, partitions, run folders: what an analyst sees).
 The expected rows come from the processed zone alone: its Parquet files copied out of S3 and read by a DuckDB of
-our own, the curated SQL (`sql/curated/<table>.sql`, every processed date for a partitioned table, each row enriched
-at its own event time; a table reading another curated table reads it as computed here) and the
-reference views (`sql/views/`), transpiled from Trino with sqlglot and Trino's decimal arithmetic. Nothing of the
-plan, the ledger or the run history takes part: after a run that ends SUCCEEDED the two must be equal, whatever
+our own, each dataset's rollups computed from its rows as declared (never the Spark job's rollups, ADR 0030), the
+curated SQL (`sql/curated/<table>.sql`, every processed date for a partitioned table, each row enriched at its own
+event time; a table reading another curated table reads it as computed here) and the reference views
+(`sql/views/`), transpiled from Trino with sqlglot and Trino's decimal arithmetic. Nothing of the plan, the ledger or
+the run history takes part: after a run that ends SUCCEEDED the two must be equal, whatever
 happened before (ADR 0017).
 """
 
@@ -27,6 +28,7 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.schema import MappingSchema
 
 from datalake.contracts import REGISTRY
+from datalake.contracts.base import Rollup
 from datalake.curation import curated_tables, reference_views, render, sql_text
 from lakebox.services.athena.trino_decimal import DIVIDE_MACRO, exact_decimals
 
@@ -84,6 +86,9 @@ def expected_tables(
                 f"CREATE TABLE {SCHEMA}.{name} AS SELECT * REPLACE (CAST(event_date AS DATE) AS event_date) "
                 f"FROM read_parquet('{files}', hive_partitioning = true, union_by_name = true)"
             )
+        for name in dates:  # each rollup computed directly from its dataset's rows, as its declaration says
+            for rollup in REGISTRY[name].rollups:
+                con.execute(f"CREATE VIEW {SCHEMA}.{rollup.name} AS {_trino(_rollup_select(name, rollup), con)}")
         for view in reference_views():
             if view.values["source"] not in dates:
                 continue
@@ -114,6 +119,14 @@ def expected_tables(
                 found[table.name] = ([d[0] for d in cursor.description], cursor.fetchall())
         con.close()
         return found
+
+
+def _rollup_select(dataset: str, rollup: Rollup) -> str:
+    """A rollup of the dataset's processed rows in Trino SQL: what the Spark job's rollup must equal."""
+    functions = {"count": "COUNT(*)", "count_distinct": "COUNT(DISTINCT {})", "sum": "SUM({})"}
+    measures = [f"{functions[m.kind].format(m.column)} AS {m.name}" for m in rollup.measures]
+    groups = ", ".join(rollup.group_by)
+    return f"SELECT {groups}, {', '.join(measures)}, event_date FROM {SCHEMA}.{dataset} GROUP BY event_date, {groups}"
 
 
 def _curated_reads(table: str) -> set[str]:

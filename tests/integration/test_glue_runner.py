@@ -17,6 +17,7 @@ import requests
 from moto.server import ThreadedMotoServer
 
 from datalake.aws import AwsClients
+from datalake.contracts import get_dataset
 from datalake.quality import check_quality
 from datalake.settings import Settings
 from glue import raw_to_processed
@@ -171,7 +172,9 @@ def test_glue_run_then_emr_run_keep_processed_parquet_catalog_and_gate_in_step(a
         f"s3://{PROCESSED}/sales/event_date=2026-11-03/",
     ]
     tables = {t["Name"]: t for t in catalog.get_tables(DatabaseName=DATABASE)["TableList"]}
-    assert set(tables) == {"sales", "products", "customers", "raw_sales", "raw_products", "raw_customers"}
+    rollups = {r.name for r in get_dataset("sales").rollups}
+    assert set(tables) == {"sales", "products", "customers", "raw_sales", "raw_products", "raw_customers", *rollups}
+    assert tables["sales_by_region_day"]["StorageDescriptor"]["Location"] == f"s3://{PROCESSED}/sales_by_region_day/"
     # AND the raw tables are declared from the contracts at the raw zone's own location, not the staged copy
     raw_sales = tables["raw_sales"]["StorageDescriptor"]
     assert raw_sales["Location"] == f"s3://{RAW}/sales/"
@@ -186,6 +189,7 @@ def test_glue_run_then_emr_run_keep_processed_parquet_catalog_and_gate_in_step(a
 
     # GIVEN then a new raw file correcting T1 on 2026-11-02
     day2, day3 = aws.keys("sales/event_date=2026-11-02/"), aws.keys("sales/event_date=2026-11-03/")
+    rollup2, rollup3 = (aws.keys(f"sales_by_region_day/event_date={d}/") for d in ("2026-11-02", "2026-11-03"))
     new_key = aws.put_raw("sales", "2026-11-02", "fix", [sale("T1", "2026-11-02", 4)])
     args = [
         "--raw_path", f"s3://{RAW}/",
@@ -203,11 +207,14 @@ def test_glue_run_then_emr_run_keep_processed_parquet_catalog_and_gate_in_step(a
     driver = {"sparkSubmit": {"entryPoint": f"s3://{ARTIFACTS}/glue/raw_to_processed.py", "entryPointArguments": args}}
     run = glue.run_emr_job(aws.session, application["applicationId"], "arn:aws:iam::123456789012:role/emr", driver)
 
-    # THEN only the new file, the dataset's processed root (dedup spans its history) and the watermark were staged
+    # THEN only the new file, the dataset's processed root (dedup spans its history), the watermark, and the rollups'
+    # marker and folders (the run rewrites a day of each) were staged
     assert plan.inputs == (
         f"s3://{RAW}/{new_key}",
         f"s3://{PROCESSED}/sales/",
         f"s3://{PROCESSED}/_watermarks/sales.json",
+        f"s3://{PROCESSED}/_rollups/sales.json",
+        *(f"s3://{PROCESSED}/{r.name}/" for r in get_dataset("sales").rollups),
     )
     # AND the run replaced that partition's file, left the other day alone and kept the newest T1
     assert (run["state"], run["JobRunState"]) == ("SUCCESS", "SUCCEEDED"), run.get("ErrorMessage")
@@ -215,6 +222,10 @@ def test_glue_run_then_emr_run_keep_processed_parquet_catalog_and_gate_in_step(a
     after = aws.keys("sales/event_date=2026-11-02/")
     assert len(after) == 1 and after.isdisjoint(day2)
     assert aws.keys("sales/event_date=2026-11-03/") == day3
+    # AND the rollups' day was replaced in the S3 the same way, the other day's left alone
+    after_rollup = aws.keys("sales_by_region_day/event_date=2026-11-02/")
+    assert len(after_rollup) == 1 and after_rollup.isdisjoint(rollup2)
+    assert aws.keys("sales_by_region_day/event_date=2026-11-03/") == rollup3
     frame = wr.s3.read_parquet(f"s3://{PROCESSED}/sales/event_date=2026-11-02/", boto3_session=aws.session)
     assert dict(zip(frame["transaction_id"], frame["quantity"], strict=True)) == {"T1": 4, "T2": 2}
 

@@ -270,12 +270,16 @@ def handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket="processed")
         boto3.client("s3").create_bucket(Bucket="curated")
-        _catalog(*REGISTRY)  # a lake where every dataset was processed once (its catalog table exists)
+        _catalog(*REGISTRY, *ROLLUPS)  # a lake where every dataset was processed once (its catalog tables exist)
         yield _load_handler()
 
 
+ROLLUPS = [rollup.name for dataset in REGISTRY.values() for rollup in dataset.rollups]
+
+
 def _catalog(*datasets: str) -> None:
-    """The processed tables the Spark job declares in the catalog the first time it processes each dataset."""
+    """The processed tables the Spark job declares in the catalog the first time it processes each dataset (and its
+    rollups' tables, named like datasets here)."""
     glue = boto3.client("glue")
     if "lake" not in {d["Name"] for d in glue.get_databases()["DatabaseList"]}:
         glue.create_database(DatabaseInput={"Name": "lake"})
@@ -562,6 +566,30 @@ def test_the_sql_names_the_datasets_a_table_reads() -> None:
     assert tables["daily_sales_by_region"].reads == {"sales"}
 
 
+def test_a_table_reading_a_rollup_reads_its_dataset_and_waits_until_the_rollup_is_catalogued(
+    handler: ModuleType, lambda_context: Any
+) -> None:
+    # GIVEN the curated SQL THEN a rollup read (directly, or through customer_daily_sales) counts as its dataset
+    tables = {t.name: t for t in curated_tables()}
+    assert tables["daily_sales_by_region"].rollups == {"sales_by_region_day"}
+    assert tables["product_performance"].rollups == {"sales_by_product_day"}
+    assert tables["customer_aggregates"].rollups == {"sales_by_customer_day"}
+    assert tables["customer_aggregates"].reads == {"sales", "customers"}
+    assert tables["clickstream_hourly"].rollups == frozenset()
+    # GIVEN a lake whose sales table is catalogued but not yet its rollup per region (a job run before they existed)
+    boto3.client("glue").delete_table(DatabaseName="lake", Name="sales_by_region_day")
+    _summary("processed", "run-1", {"sales": {"partitions": ["2026-10-01"]}})
+    boto3.client("s3").put_object(Bucket="processed", Key="sales/event_date=2026-10-01/part-0.parquet", Body=b"x")
+    # WHEN the run is planned
+    result = handler.lambda_handler({"run_id": "run-1", "datasets": ["sales"]}, lambda_context)
+    # THEN the table reading it waits for it, named; the tables reading the other rollups are built
+    waiting = {w["table"]: w for w in result["waiting"]}
+    assert set(waiting) == {"daily_sales_by_region"}
+    assert waiting["daily_sales_by_region"]["reason"] == "waiting for input: sales_by_region_day"
+    assert "product_performance" in result["tables"] and "customer_daily_sales" in result["tables"]
+    assert not any("lake.sales_by_region_day" in q["query"] for q in result["queries"])
+
+
 # ------------------------------------------------------------------------------- steady and versioned dates
 
 
@@ -586,7 +614,7 @@ def test_a_date_no_product_version_begins_on_is_enriched_without_event_times(
     build = _build(handler.lambda_handler({"run_id": "run-1"}, lambda_context), "product_performance")
     # THEN product_performance reads event times (each sale's own version) only on the date a version begins
     assert "WHERE s.event_date IN (DATE '2026-10-02')" in build
-    assert "WHERE s.event_date IN (DATE '2026-10-01', DATE '2026-10-03')" in build
+    assert "WHERE p.event_date IN (DATE '2026-10-01', DATE '2026-10-03')" in build
 
 
 def test_without_product_versions_on_its_dates_no_sale_event_time_is_read(
@@ -599,7 +627,7 @@ def test_without_product_versions_on_its_dates_no_sale_event_time_is_read(
     # WHEN it is planned THEN the per-sale branch reads no partition at all
     build = _build(handler.lambda_handler({"run_id": "run-1"}, lambda_context), "product_performance")
     assert "WHERE s.event_date IN (NULL)" in build
-    assert "WHERE s.event_date IN (DATE '2026-10-01')" in build
+    assert "WHERE p.event_date IN (DATE '2026-10-01')" in build
 
 
 def test_versioned_days_are_every_day_unless_the_version_dates_are_known() -> None:

@@ -268,13 +268,19 @@ def test_lifecycle_rules_follow_the_retention_parameters(template: Template) -> 
     assert {"Ref": "AthenaResultsExpirationDays"} in expiries["AthenaResultsBucket"]
     transitions = [t for r in _rules(template, "RawBucket") for t in r.get("Transitions", [])]
     assert transitions == [{"StorageClass": "GLACIER", "TransitionInDays": {"Ref": "RawTransitionToGlacierDays"}}]
-    # AND processed event data (every registered dataset but reference data), catalog backups and audit logs
-    # expire after theirs; reference data is kept
+    # AND processed event data (every registered dataset but reference data, and its rollups), catalog backups and
+    # audit logs expire after theirs; reference data is kept
     from datalake.contracts import REGISTRY
 
     processed = {r.get("Prefix"): r.get("ExpirationInDays") for r in _rules(template, "ProcessedBucket")}
     assert processed == {
         **{f"{d.name}/": {"Ref": "ProcessedRetentionDays"} for d in REGISTRY.values() if not d.keep_versions},
+        **{
+            f"{r.name}/": {"Ref": "ProcessedRetentionDays"}
+            for d in REGISTRY.values()
+            if not d.keep_versions
+            for r in d.rollups
+        },
         None: None,
     }
     assert {"sales/", "clickstream/"} <= set(processed) and "products/" not in processed

@@ -53,6 +53,9 @@ class CuratedTable:
     history
         The versioned datasets its SQL reads through their `<dataset>_history` view (point-in-time enrichment): on a
         date none of their versions begins, every row of the day takes the version valid at its start (ADR 0027).
+    rollups
+        The rollup tables (`Rollup`, ADR 0030) its SQL reads, directly or through a curated table declared before it:
+        each belongs to its dataset (an input), and the table waits while one is missing from the catalog.
     """
 
     name: str
@@ -61,6 +64,7 @@ class CuratedTable:
     dataset: str = ""
     inputs: frozenset[str] = frozenset()
     history: frozenset[str] = frozenset()
+    rollups: frozenset[str] = frozenset()
 
     @property
     def reads(self) -> frozenset[str]:
@@ -93,27 +97,34 @@ def curated_tables(registry: Mapping[str, Dataset] = REGISTRY) -> tuple[CuratedT
             if unknown:
                 raise ValueError(f"curated table {table.name!r} of {name} reads unknown datasets {unknown}")
             sources = frozenset({name, *table.reads})
-            inputs, history = _sql_inputs(table.name, registry, tables, declared)
+            inputs, history, rollups = _sql_inputs(table.name, registry, tables, declared)
             tables[table.name] = CuratedTable(
-                _identifier(table.name, "table"), table.partition_column, sources, name, inputs, history
+                _identifier(table.name, "table"), table.partition_column, sources, name, inputs, history, rollups
             )
     return tuple(tables.values())
 
 
 def _sql_inputs(
     table: str, registry: Mapping[str, Dataset], earlier: Mapping[str, CuratedTable], declared: Collection[str]
-) -> tuple[frozenset[str], frozenset[str]]:
-    """The registered datasets `curated/<table>.sql` reads (by name, through their reference views, or through the
-    curated tables declared before it), and those it reads through their history views."""
+) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """The registered datasets `curated/<table>.sql` reads (by name, through their reference views or rollups, or
+    through the curated tables declared before it), those it reads through their history views, and the rollups."""
     try:
         text = sql_text(f"curated/{table}.sql")
     except FileNotFoundError:
-        return frozenset(), frozenset()
+        return frozenset(), frozenset(), frozenset()
+    rollup_of = {rollup.name: name for name, dataset in registry.items() for rollup in dataset.rollups}
     found: set[str] = set()
     history: set[str] = set()
+    rollups: set[str] = set()
     for name in _READS.findall(text):
         if name in earlier:
             found.update(earlier[name].reads)
+            rollups.update(earlier[name].rollups)
+            continue
+        if name in rollup_of:
+            found.add(rollup_of[name])
+            rollups.add(name)
             continue
         if name in declared:
             raise ValueError(f"curated table {table!r} reads curated table {name!r}, which is declared after it")
@@ -123,7 +134,7 @@ def _sql_inputs(
                 if name.endswith("_history") and candidate != name:
                     history.add(candidate)
                 break
-    return frozenset(found), frozenset(history)
+    return frozenset(found), frozenset(history), frozenset(rollups)
 
 
 @dataclass(frozen=True)
@@ -472,7 +483,8 @@ def plan_curation(request: CurationRequest, *, settings: Settings, clients: AwsC
     curated = settings.require("curated_bucket")
     backlog = load_backlog(clients.s3, processed, curated)
     every = curated_tables()
-    available = processed_tables(clients.glue, settings.glue_database, {name for t in every for name in t.reads})
+    needed = {name for t in every for name in t.reads | t.rollups}
+    available = processed_tables(clients.glue, settings.glue_database, needed)
     waiting = waiting_tables(every, available)
     left_out = {entry.table for entry in waiting}
     tables = [table for table in every if table.name not in left_out]
@@ -588,7 +600,7 @@ def held_tables(backlog: Backlog, tables: Sequence[CuratedTable]) -> list[HeldTa
 
 def processed_tables(glue: GlueClient, database: str, datasets: Collection[str]) -> frozenset[str]:
     """The datasets among `datasets` whose processed table is in the catalog (the Spark job declares it the first time
-    it processes the dataset, rows or none).
+    it processes the dataset, rows or none, and its rollups' tables with it; a rollup's name is checked alike).
 
     Raises
     ------
@@ -610,10 +622,11 @@ def processed_tables(glue: GlueClient, database: str, datasets: Collection[str])
 
 
 def waiting_tables(tables: Sequence[CuratedTable], available: Collection[str]) -> list[WaitingTable]:
-    """The tables reading a dataset that has no processed table yet: they are neither built nor failed, they wait."""
+    """The tables reading a dataset that has no processed table yet, or a rollup not catalogued yet (the Spark job
+    builds it with its dataset): they are neither built nor failed, they wait."""
     found = []
     for table in tables:
-        missing = sorted(table.reads - set(available))
+        missing = sorted((table.reads | table.rollups) - set(available))
         if missing:
             reason = f"waiting for input: {', '.join(missing)}"
             found.append(WaitingTable(table=table.name, datasets=missing, reason=reason))

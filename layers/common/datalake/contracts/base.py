@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -131,6 +132,50 @@ class Curated:
 
 
 @dataclass(frozen=True)
+class Measure:
+    """One aggregate column of a rollup: `count` (its rows), `count_distinct` of a column (nulls not counted) or
+    `sum` of a column (exact for integers and decimals: a decimal(p,s) sums to decimal(min(p+10, 38),s))."""
+
+    name: str
+    kind: Literal["count", "count_distinct", "sum"]
+    column: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.kind == "count") != (self.column is None):
+            raise ValueError(f"measure {self.name}: `count` takes no column, `{self.kind}` needs one")
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """An exact per-day aggregate of a dataset's processed rows, written by the Spark job beside them (ADR 0030).
+
+    One row per `event_date` and distinct `group_by` values, with `measures`; a catalog table of the processed zone
+    called `name`, partitioned by `event_date` like the dataset, in `<processed>/<name>/`. Each run that rewrites or
+    removes a date of the dataset rewrites or removes the same date of each rollup, so a curated query at that grain
+    or coarser reads the rollup instead of every row (a count of distinct values is exact only at its own grain).
+
+    Parameters
+    ----------
+    name
+        The catalog table and its folder in the processed bucket.
+    group_by
+        Columns of the dataset's rows (contract fields or derived columns) the day's rows are grouped by.
+    measures
+        The aggregate columns (see `Measure`).
+    """
+
+    name: str
+    group_by: tuple[str, ...]
+    measures: tuple[Measure, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The dataset's columns the rollup reads: its groups and its measures' columns, in order, once each."""
+        named = [*self.group_by, *(m.column for m in self.measures if m.column is not None)]
+        return tuple(dict.fromkeys(named))
+
+
+@dataclass(frozen=True)
 class Check:
     """A quality rule of a dataset, as data: `kind` names one of the gate's rules, `columns` its arguments.
 
@@ -179,6 +224,8 @@ class Dataset:
         The field separator of its CSV objects (`,` unless its producers write `;`, a tab or `|`).
     curated
         The curated tables it feeds (see `Curated`).
+    rollups
+        Per-day aggregates of its processed rows the Spark job writes beside them (see `Rollup`).
     """
 
     name: str
@@ -195,6 +242,7 @@ class Dataset:
     deliveries: frozenset[Delivery] = frozenset({Delivery.FILE})
     csv_delimiter: str = ","
     curated: tuple[Curated, ...] = ()
+    rollups: tuple[Rollup, ...] = ()
 
     def __post_init__(self) -> None:
         fields = self.contract.model_fields
@@ -215,6 +263,23 @@ class Dataset:
             raise ValueError(f"dataset {self.name}: csv_delimiter must be one character other than a quote or newline")
         if any(self.name in table.reads for table in self.curated):
             raise ValueError(f"dataset {self.name}: a curated table's `reads` names other datasets, not its own")
+        self._check_rollups(set(fields) | derived)
+
+    def _check_rollups(self, columns: set[str]) -> None:
+        names = [rollup.name for rollup in self.rollups]
+        if len(set(names)) != len(names) or self.name in names:
+            raise ValueError(
+                f"dataset {self.name}: rollup names {names} must be distinct and differ from the dataset's"
+            )
+        for rollup in self.rollups:
+            if not re.fullmatch(r"[a-z_][a-z0-9_]*", rollup.name):
+                raise ValueError(f"dataset {self.name}: rollup name {rollup.name!r} is not a table name")
+            unknown = [c for c in rollup.columns if c not in columns]
+            if unknown:
+                raise ValueError(f"dataset {self.name}: rollup {rollup.name} reads {unknown}, not columns of its rows")
+            outputs = [*rollup.group_by, *(m.name for m in rollup.measures), "event_date"]
+            if not rollup.measures or len(set(outputs)) != len(outputs):
+                raise ValueError(f"dataset {self.name}: rollup {rollup.name} needs measures, every column named once")
 
     @property
     def record_key(self) -> tuple[str, ...]:

@@ -15,8 +15,10 @@ from datalake.contracts.base import (
     EventTime,
     Identifier,
     Lookup,
+    Measure,
     Money,
     Quantity,
+    Rollup,
 )
 
 
@@ -35,6 +37,9 @@ class Sale(Contract):
     payment_method: Literal["card", "cash", "wallet", "transfer"]
     channel: Literal["store", "web", "mobile"]
 
+
+TOTALS = (Measure("transactions", "count"), Measure("units", "sum", "quantity"), Measure("revenue", "sum", "revenue"))
+"""Sold lines, units and revenue: what every rollup of the sales sums."""
 
 DATASET = Dataset(
     name="sales",
@@ -58,5 +63,19 @@ DATASET = Dataset(
         # one row per customer, day and currency: what customer_aggregates sums instead of every sale (ADR 0027)
         Curated("customer_daily_sales", partition_column="sale_date"),
         Curated("customer_aggregates", reads=("customers",)),
+    ),
+    # per-day sums the curated tables read instead of every sale (ADR 0030); distinct customers only at their grain
+    rollups=(
+        Rollup(
+            "sales_by_region_day",
+            ("region", "currency"),
+            (*TOTALS, Measure("customers", "count_distinct", "customer_id")),
+        ),
+        Rollup(
+            "sales_by_product_day",
+            ("product_id", "currency"),
+            (*TOTALS, Measure("customers", "count_distinct", "customer_id")),
+        ),
+        Rollup("sales_by_customer_day", ("customer_id", "currency"), TOTALS),
     ),
 )

@@ -1,14 +1,15 @@
 -- daily_sales_by_region: sales per sale date, store region and currency.
 -- Grain: one row per (sale_date, region, currency). A run rebuilds only the dates it processed.
+-- It reads sales_by_region_day, the Spark job's exact per-day rollup of the sales at this grain (ADR 0030): one row
+-- per region, currency and day instead of every sale; its distinct customers are counted at this very grain.
 SELECT
-    s.region AS region,
-    s.currency AS currency,
-    CAST(COUNT(*) AS bigint) AS transactions,
-    CAST(COUNT(DISTINCT s.customer_id) AS bigint) AS customers,
-    CAST(SUM(s.quantity) AS bigint) AS units,
-    CAST(SUM(s.revenue) AS decimal(18, 2)) AS revenue,
-    CAST(SUM(s.revenue) / COUNT(*) AS decimal(18, 2)) AS average_transaction_value,
-    s.event_date AS sale_date
-FROM {{ database }}.sales AS s
-WHERE s.event_date IN ({{ dates }})
-GROUP BY s.event_date, s.region, s.currency
+    r.region AS region,
+    r.currency AS currency,
+    CAST(r.transactions AS bigint) AS transactions,
+    CAST(r.customers AS bigint) AS customers,
+    CAST(r.units AS bigint) AS units,
+    CAST(r.revenue AS decimal(18, 2)) AS revenue,
+    CAST(r.revenue / r.transactions AS decimal(18, 2)) AS average_transaction_value,
+    r.event_date AS sale_date
+FROM {{ database }}.sales_by_region_day AS r
+WHERE r.event_date IN ({{ dates }})

@@ -8,6 +8,8 @@
 -- Point in time without reading every sale's event time (ADR 0027): on a date no product version begins (steady_dates),
 -- the version valid at the start of the day is valid all day, so the day's sales are summed per product first and take
 -- that version; on the other dates (versioned_dates) each sale takes the version valid at its event_time.
+-- The steady dates read sales_by_product_day, the Spark job's exact per-day rollup of the sales per product and
+-- currency (ADR 0030): one row per product and day instead of every sale.
 WITH sold AS (
     SELECT
         s.event_date AS sale_date,
@@ -44,16 +46,15 @@ versioned AS (
 ),
 summed AS (
     SELECT
-        s.event_date AS sale_date,
-        s.product_id AS product_id,
-        s.currency AS currency,
-        COUNT(*) AS transactions,
-        COUNT(DISTINCT s.customer_id) AS customers,
-        SUM(s.quantity) AS units,
-        SUM(s.revenue) AS revenue
-    FROM {{ database }}.sales AS s
-    WHERE s.event_date IN ({{ steady_dates }})
-    GROUP BY s.event_date, s.product_id, s.currency
+        p.event_date AS sale_date,
+        p.product_id AS product_id,
+        p.currency AS currency,
+        p.transactions AS transactions,
+        p.customers AS customers,
+        p.units AS units,
+        p.revenue AS revenue
+    FROM {{ database }}.sales_by_product_day AS p
+    WHERE p.event_date IN ({{ steady_dates }})
 ),
 steady AS (
     SELECT
