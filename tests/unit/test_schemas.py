@@ -247,7 +247,7 @@ def test_raw_table_is_created_evolved_and_kept_through_a_breaking_version(glue: 
     assert _columns(glue) == [*created, "coupon"]
 
     # AND a breaking version changes nothing and says why
-    breaking = replace(SALES, contract=SaleV2, version="2.0.0", lookups=(), derived=(), checks=())
+    breaking = replace(SALES, contract=SaleV2, version="2.0.0", lookups=(), derived=(), checks=(), rollups=())
     refused = schemas.declare_raw_table(glue, "lake", "s3://raw/sales/", breaking)
     assert refused.breaking
     assert "quantity is int in 1.1.0 but string in 2.0.0" in refused.describe()
