@@ -88,6 +88,9 @@ PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat
 RAW_PARTITION_PATTERN = r"(?:^|/)year=(\d{4})/month=(\d{2})/day=(\d{2})/(?:hour=(\d{2})/)?[^/]+$"
 """A raw file's partition: in its day's folder, or in an hour's folder inside it (Firehose delivery, ADR 0014)."""
 _RAW_PARTITION = re.compile(RAW_PARTITION_PATTERN)
+_RAW_FOLDER_PATTERN = r"(?:^|/)(year=\d{4}/month=\d{2}/day=\d{2}/(?:hour=\d{2}/)?)[^/]+$"
+"""The same partition's folders as one text (`year=YYYY/month=MM/day=DD/[hour=HH/]`): one match per row."""
+_RAW_FOLDER = "_raw_folder"
 CORRUPT_COLUMN = "_corrupt_record"
 RAW_FILE_COLUMN = "_raw_file"
 PROBLEMS_COLUMN = "_problems"
@@ -407,8 +410,11 @@ def transform_typed(df: DataFrame, dataset: Dataset) -> DataFrame:
         typed row; the raw values stay for the rows set aside. Each value is cast in one projection that the checks
         and the typed row share, so the plan holds every cast once.
     """
-    values = _values(df, dataset)
-    problems = F.filter(F.array(*_problems(dataset)), lambda p: p.isNotNull()).alias(PROBLEMS_COLUMN)
+    values = _values(df.withColumn(_RAW_FOLDER, F.regexp_extract(RAW_FILE_COLUMN, _RAW_FOLDER_PATTERN, 1)), dataset)
+    # Each problem is its text or "" (no problem text is empty): `array_remove` runs in generated code, where a lambda
+    # (`filter`) would leave the whole projection to be interpreted.
+    texts = F.array(*(F.coalesce(problem, F.lit("")) for problem in _problems(dataset)))
+    problems = F.array_remove(texts, "").alias(PROBLEMS_COLUMN)
     return values.select(*df.columns, *(_typed(fld.name) for fld in typed_schema(dataset).fields), problems)
 
 
@@ -461,9 +467,10 @@ def _outside_raw_partition(dataset: Dataset) -> Column:
     if typed_schema(dataset)[dataset.event_time].dataType != T.TimestampType():
         event_time = F.col(_clean(dataset.event_time)).cast(T.TimestampType())
     event_date = F.to_date(event_time)
-    parts = [F.regexp_extract(F.col(RAW_FILE_COLUMN), RAW_PARTITION_PATTERN, n) for n in (1, 2, 3, 4)]
-    raw_date = F.make_date(*(part.cast("int") for part in parts[:3]))
-    raw_hour = F.when(parts[3] != "", parts[3].cast("int"))
+    # `year=YYYY/month=MM/day=DD/[hour=HH/]`: the digits at fixed places (1-based), the hour when the folder has one
+    folder = F.col(_RAW_FOLDER)
+    raw_date = F.make_date(*(F.substring(folder, at, size).cast("int") for at, size in ((6, 4), (17, 2), (24, 2))))
+    raw_hour = F.when(F.length(folder) > len("year=YYYY/month=MM/day=DD/"), F.substring(folder, 32, 2).cast("int"))
     return F.when(
         event_date.isNotNull()
         & (~event_date.eqNullSafe(raw_date) | (raw_hour.isNotNull() & ~F.hour(event_time).eqNullSafe(raw_hour))),
