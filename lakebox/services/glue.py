@@ -60,7 +60,7 @@ THREADS = 8
 
 @lru_cache(maxsize=1)
 def local_spark(log_file: Path | None = None) -> SparkSession:
-    """The process's one local SparkSession: `local[2]`, UTC, few shuffle partitions, no UI, paths listed in-process.
+    """The process's one local SparkSession: `local[2]`, UTC, two shuffle partitions planned up front, no UI.
 
     Spark's own log (warnings and errors) goes to `log_file` when one is given (the box's `logs/spark.log`), so
     a terminal holds only lakebox's progress; without one, errors only, on stderr. The first call decides.
@@ -83,6 +83,9 @@ def local_spark(log_file: Path | None = None) -> SparkSession:
         .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log_config}")
         .appName("lakebox")
         .config("spark.sql.shuffle.partitions", "2")
+        # Two shuffle partitions leave adaptive execution nothing to coalesce or split, and it would re-plan (and
+        # compile anew) after every shuffle, a job per stage: a local job's plan is fixed up front instead.
+        .config("spark.sql.adaptive.enabled", "false")
         .config("spark.default.parallelism", "2")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.memory", os.environ.get("LAKEBOX_SPARK_MEMORY", "2g"))
