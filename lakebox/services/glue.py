@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 THREADS = 8
+SINGLE_PUT_BYTES = 64 * 1024 * 1024
+"""Files up to this size go back to S3 in one PutObject; larger ones in parts."""
 
 
 # ------------------------------------------------------------------------------------------------ Spark
@@ -209,7 +211,12 @@ class Mirror:
         removed = [name for name in self.before if name not in after]
 
         def upload(name: str) -> None:
-            s3.upload_file(str(self.local / name), bucket, prefix + name)
+            path = self.local / name
+            if path.stat().st_size > SINGLE_PUT_BYTES:
+                s3.upload_file(str(path), bucket, prefix + name)
+                return
+            with path.open("rb") as body:  # one request, without a transfer manager and its threads per file
+                s3.put_object(Bucket=bucket, Key=prefix + name, Body=body)
 
         with ThreadPoolExecutor(THREADS) as pool:
             list(pool.map(upload, changed))
