@@ -17,7 +17,8 @@ Files are listed and small objects read through Hadoop's FileSystem on `s3://` (
 calls on the `file://` folders a local runtime stages (the same listing, times to the millisecond), so a local run
 plans without the JVM: `run` takes the session or a function making it, and a run with nothing new writes its
 summary without starting Spark. `staging_plan` exposes the plan to a local runtime, which stages exactly those
-inputs. `awsglue` is imported only in the `__main__` bootstrap.
+inputs. `awsglue` is imported only in the `__main__` bootstrap. The datasets are processed in threads on the one
+session, each as soon as the reference datasets it needs are done (`process_datasets`, ADR 0030).
 
 Arguments (without the leading `--`): `raw_path`, `processed_path` (URIs of the zones' roots),
 `catalog_processed_path` and `catalog_raw_path` (the locations the catalog records, default `processed_path` and
