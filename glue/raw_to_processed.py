@@ -1170,7 +1170,8 @@ class OutputCounts:
 
     def observe(self, df: DataFrame) -> DataFrame:
         """`df`, counted (and its `event_date`s collected, when it has the column) by the next action that runs it."""
-        dates = F.to_json(F.array_sort(F.collect_set(F.col(PARTITION_COLUMN).cast("string"))))
+        # dates collected as dates (no text made per row); `to_json` writes the distinct ones as ISO text
+        dates = F.to_json(F.array_sort(F.collect_set(F.col(PARTITION_COLUMN))))
         if PARTITION_COLUMN not in df.columns:
             dates = F.lit("[]")
         return df.observe(self._observation, F.count(F.lit(1)).alias("rows"), dates.alias("dates"))
