@@ -10,12 +10,14 @@ table per size, then one line of `key=value` figures.
 Each size also prints where the time went: every state of the execution with its wall time (from the execution's
 history: the sum over its entries of exit minus entry), the Spark job's actions (every DataFrame action, read and write
 the job script calls, grouped by its line in the script, with the Spark jobs it launched, plus the staging between the
-local S3 and the job's folders), and a bare PySpark job run in the same process on the same raw files (read the JSON,
-write Parquet) as the floor the Spark stage is compared with (`spark_vs_bare`). Both sides run warm: the box's
-SparkSession is started before the run, as `lakebox up` holds it, and the bare job runs once on a cold JVM before
-the pipeline (printed as the warm-up) and is measured after it. The last line is
-`pipeline_s=S spark_vs_bare=R max_curated_scan_pct=P` for the last size. Then the same pipeline runs again on the
-same box with nothing new (`nothing_new_s`, target 10 s or less, and the forecast not retrained), with its states.
+local S3 and the job's folders; the job processes its datasets in threads at once, so their actions' seconds overlap and
+may add up to more than the stage, and a Spark job counts under every action running while it started), and a bare
+PySpark job run in the same process on the same raw files (read the JSON, write Parquet) as the floor the Spark stage is
+compared with (`spark_vs_bare`). Both sides run warm: the box's SparkSession is started before the run, as `lakebox up`
+holds it, and the bare job runs once on a cold JVM before the pipeline (printed as the warm-up) and is measured after
+it. The last line is `pipeline_s=S spark_vs_bare=R max_curated_scan_pct=P` for the last size. Then the same pipeline
+runs again on the same box with nothing new (`nothing_new_s`, target 10 s or less, and the forecast not retrained),
+with its states.
 
 `.venv/bin/python bench/pipeline.py --history-days 0 1 10 30 [--rows 100000 1000000]` measures the processed
 stage alone (the Spark job's `run` on local files) as history grows: for each size, a processed zone holding that

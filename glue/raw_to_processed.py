@@ -17,7 +17,8 @@ Files are listed and small objects read through Hadoop's FileSystem on `s3://` (
 calls on the `file://` folders a local runtime stages (the same listing, times to the millisecond), so a local run
 plans without the JVM: `run` takes the session or a function making it, and a run with nothing new writes its
 summary without starting Spark. `staging_plan` exposes the plan to a local runtime, which stages exactly those
-inputs. `awsglue` is imported only in the `__main__` bootstrap.
+inputs. `awsglue` is imported only in the `__main__` bootstrap. The datasets are processed in threads on the one
+session, each as soon as the reference datasets it needs are done (`process_datasets`, ADR 0031).
 
 Arguments (without the leading `--`): `raw_path`, `processed_path` (URIs of the zones' roots),
 `catalog_processed_path` and `catalog_raw_path` (the locations the catalog records, default `processed_path` and
@@ -34,8 +35,10 @@ import logging
 import re
 import shutil
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -88,6 +91,9 @@ PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat
 RAW_PARTITION_PATTERN = r"(?:^|/)year=(\d{4})/month=(\d{2})/day=(\d{2})/(?:hour=(\d{2})/)?[^/]+$"
 """A raw file's partition: in its day's folder, or in an hour's folder inside it (Firehose delivery, ADR 0014)."""
 _RAW_PARTITION = re.compile(RAW_PARTITION_PATTERN)
+_RAW_FOLDER_PATTERN = r"(?:^|/)(year=\d{4}/month=\d{2}/day=\d{2}/(?:hour=\d{2}/)?)[^/]+$"
+"""The same partition's folders as one text (`year=YYYY/month=MM/day=DD/[hour=HH/]`): one match per row."""
+_RAW_FOLDER = "_raw_folder"
 CORRUPT_COLUMN = "_corrupt_record"
 RAW_FILE_COLUMN = "_raw_file"
 PROBLEMS_COLUMN = "_problems"
@@ -364,62 +370,121 @@ def transform_check(df: DataFrame, dataset: Dataset) -> DataFrame:
         partition. Ingestion lands only canonical values (ADR 0006), so a problem here means raw data that did not
         come through this version's ingestion; such rows are quarantined, never allowed to fail the run.
     """
+    return transform_typed(df, dataset).select(*df.columns, PROBLEMS_COLUMN)
+
+
+_CLEAN_PREFIX = "_clean_"
+_PARSED_PREFIX = "_parsed_"
+_TYPED_PREFIX = "_typed_"
+
+
+def _clean(name: str) -> str:
+    return f"{_CLEAN_PREFIX}{name}"
+
+
+def _parsed(name: str) -> str:
+    return f"{_PARSED_PREFIX}{name}"
+
+
+def _typed(name: str) -> str:
+    return f"{_TYPED_PREFIX}{name}"
+
+
+def typed_columns(dataset: Dataset) -> list[Column]:
+    """The columns of `typed_schema(dataset)` from a `transform_typed` frame: its valid rows are the typed rows."""
+    return [F.col(_typed(fld.name)).alias(fld.name) for fld in typed_schema(dataset).fields]
+
+
+def transform_typed(df: DataFrame, dataset: Dataset) -> DataFrame:
+    """`df` with every field's value cleaned, parsed and cast once, and `_problems` judged from those values.
+
+    Parameters
+    ----------
+    df
+        Raw records as `transform_check` takes them.
+    dataset
+        The dataset whose contract gives the types.
+
+    Returns
+    -------
+    DataFrame
+        `df`, then for each field of `typed_schema(dataset)` its value cast to the contract type (`_typed_<field>`,
+        an empty text read as null), then `_problems` (see `transform_check`). `typed_columns(dataset)` selects the
+        typed row; the raw values stay for the rows set aside. Each value is cast in one projection that the checks
+        and the typed row share, so the plan holds every cast once.
+    """
+    values = _values(df.withColumn(_RAW_FOLDER, F.regexp_extract(RAW_FILE_COLUMN, _RAW_FOLDER_PATTERN, 1)), dataset)
+    # Each problem is its text or "" (no problem text is empty): `array_remove` runs in generated code, where a lambda
+    # (`filter`) would leave the whole projection to be interpreted.
+    texts = F.array(*(F.coalesce(problem, F.lit("")) for problem in _problems(dataset)))
+    problems = F.array_remove(texts, "").alias(PROBLEMS_COLUMN)
+    return values.select(*df.columns, *(_typed(fld.name) for fld in typed_schema(dataset).fields), problems)
+
+
+def _values(df: DataFrame, dataset: Dataset) -> DataFrame:
+    """`df`, then each field's value cleaned (`_clean_<field>`), a nested one parsed (`_parsed_<field>`), and cast
+    (`_typed_<field>`): one projection per step, so every later expression reads each value computed once."""
+    fields = typed_schema(dataset).fields
+    out = df.select("*", *(_raw_value(fld.name).alias(_clean(fld.name)) for fld in fields))
+    nested = [fld for fld in fields if isinstance(fld.dataType, _NESTED_TYPES)]
+    if nested:
+        out = out.select(
+            "*", *(_parse_nested(F.col(_clean(f.name)), f.dataType).alias(_parsed(f.name)) for f in nested)
+        )
+    return out.select("*", *(_cast(fld).alias(_typed(fld.name)) for fld in fields))
+
+
+def _cast(fld: T.StructField) -> Column:
+    """A cleaned (`_clean_<field>`) or parsed (`_parsed_<field>`) value cast to its contract type."""
+    if isinstance(fld.dataType, _NESTED_TYPES):
+        return F.col(_parsed(fld.name)).getField(_WRAPPED).cast(fld.dataType)
+    return F.col(_clean(fld.name)).cast(fld.dataType)
+
+
+def _problems(dataset: Dataset) -> list[Column]:
+    """Each problem's text or null, over the cleaned, parsed and typed values of `transform_typed`."""
     required = {name for name, info in _fields(dataset) if not _optional(info)}
     annotations = {name: info.annotation for name, info in _fields(dataset)}
-    problems: list[Column] = [
-        F.when(F.col(CORRUPT_COLUMN).isNotNull(), F.lit(f"{CORRUPT_COLUMN}: not a JSON object")),
-    ]
-    # Each nested value is parsed and cast once, in a column of its own, that the checks below all read.
-    helpers: list[str] = []
+    corrupt = F.col(CORRUPT_COLUMN)
+    problems: list[Column] = [F.when(corrupt.isNotNull(), F.lit(f"{CORRUPT_COLUMN}: not a JSON object"))]
     for fld in typed_schema(dataset).fields:
+        raw, typed = F.col(_clean(fld.name)), F.col(_typed(fld.name))
+        not_a = F.lit(f"{fld.name}: not a {fld.dataType.simpleString()}")
         if isinstance(fld.dataType, _NESTED_TYPES):
-            parsed = _parse_nested(_raw_value(fld.name), fld.dataType)
-            helpers += [f"_parsed_{fld.name}", f"_typed_{fld.name}"]
-            df = df.withColumn(helpers[-2], parsed).withColumn(
-                helpers[-1], F.col(helpers[-2]).getField(_WRAPPED).cast(fld.dataType)
-            )
-    for fld in typed_schema(dataset).fields:
-        raw = _raw_value(fld.name)
-        if isinstance(fld.dataType, _NESTED_TYPES):
-            parsed, typed = F.col(f"_parsed_{fld.name}"), F.col(f"_typed_{fld.name}")
+            parsed = F.col(_parsed(fld.name))
             read, unreadable = parsed.getField(_WRAPPED), parsed.getField(CORRUPT_COLUMN)
-            problems.append(F.when(unreadable.isNotNull(), F.lit(f"{fld.name}: not a {fld.dataType.simpleString()}")))
+            problems.append(F.when(unreadable.isNotNull(), not_a))
             for reason, condition in _nested_checks(fld.name, annotations[fld.name], fld.dataType):
                 problems.append(F.when(unreadable.isNull() & condition(read, typed), F.lit(reason)))
         else:
-            problems.append(
-                F.when(
-                    raw.isNotNull() & _typed(fld).isNull(), F.lit(f"{fld.name}: not a {fld.dataType.simpleString()}")
-                )
-            )
+            problems.append(F.when(raw.isNotNull() & typed.isNull(), not_a))
         if fld.name in required:
-            problems.append(F.when(raw.isNull() & F.col(CORRUPT_COLUMN).isNull(), F.lit(f"{fld.name}: missing")))
-    event_time = _typed(T.StructField(dataset.event_time, T.TimestampType()))
+            problems.append(F.when(raw.isNull() & corrupt.isNull(), F.lit(f"{fld.name}: missing")))
+    problems.append(_outside_raw_partition(dataset))
+    return problems
+
+
+def _outside_raw_partition(dataset: Dataset) -> Column:
+    """The problem of an event time dated outside its file's raw partition (the day, and the hour if it has one)."""
+    event_time = F.col(_typed(dataset.event_time))
+    if typed_schema(dataset)[dataset.event_time].dataType != T.TimestampType():
+        event_time = F.col(_clean(dataset.event_time)).cast(T.TimestampType())
     event_date = F.to_date(event_time)
-    parts = [F.regexp_extract(F.col(RAW_FILE_COLUMN), RAW_PARTITION_PATTERN, n) for n in (1, 2, 3, 4)]
-    raw_date = F.make_date(*(part.cast("int") for part in parts[:3]))
-    raw_hour = F.when(parts[3] != "", parts[3].cast("int"))
-    problems.append(
-        F.when(
-            event_date.isNotNull()
-            & (~event_date.eqNullSafe(raw_date) | (raw_hour.isNotNull() & ~F.hour(event_time).eqNullSafe(raw_hour))),
-            F.lit(f"{dataset.event_time}: dated outside its raw partition"),
-        )
+    # `year=YYYY/month=MM/day=DD/[hour=HH/]`: the digits at fixed places (1-based), the hour when the folder has one
+    folder = F.col(_RAW_FOLDER)
+    raw_date = F.make_date(*(F.substring(folder, at, size).cast("int") for at, size in ((6, 4), (17, 2), (24, 2))))
+    raw_hour = F.when(F.length(folder) > len("year=YYYY/month=MM/day=DD/"), F.substring(folder, 32, 2).cast("int"))
+    return F.when(
+        event_date.isNotNull()
+        & (~event_date.eqNullSafe(raw_date) | (raw_hour.isNotNull() & ~F.hour(event_time).eqNullSafe(raw_hour))),
+        F.lit(f"{dataset.event_time}: dated outside its raw partition"),
     )
-    return df.withColumn(PROBLEMS_COLUMN, F.filter(F.array(*problems), lambda p: p.isNotNull())).drop(*helpers)
 
 
 def _raw_value(name: str) -> Column:
     """A raw value, with the empty text of an optional CSV cell read as null."""
     value = F.col(name)
     return F.when(value == "", F.lit(None)).otherwise(value)
-
-
-def _typed(fld: T.StructField) -> Column:
-    raw = _raw_value(fld.name)
-    if isinstance(fld.dataType, _NESTED_TYPES):
-        return _parse_nested(raw, fld.dataType).getField(_WRAPPED).cast(fld.dataType)
-    return raw.cast(fld.dataType)
 
 
 def transform_cast(df: DataFrame, dataset: Dataset) -> DataFrame:
@@ -439,7 +504,7 @@ def transform_cast(df: DataFrame, dataset: Dataset) -> DataFrame:
         Columns of `typed_schema(dataset)`: decimals exact, timestamps in UTC, an empty string in a field read as
         null. Rows `transform_check` finds problems in are the caller's to set aside first.
     """
-    return df.select(*(_typed(fld).alias(fld.name) for fld in typed_schema(dataset).fields))
+    return _values(df, dataset).select(*typed_columns(dataset))
 
 
 def _newest_first(dataset: Dataset) -> list[Column]:
@@ -478,9 +543,10 @@ def processed_columns(dataset: Dataset) -> list[str]:
     ]
 
 
-def transform_processed(new: DataFrame, existing: DataFrame, dataset: Dataset) -> DataFrame:
-    """The processed rows of the rewritten dates: new and existing together, deduplicated, derived, in order."""
-    merged = transform_deduplicate(new.unionByName(existing), dataset)
+def transform_processed(new: DataFrame, existing: DataFrame | None, dataset: Dataset) -> DataFrame:
+    """The processed rows of the rewritten dates: new and existing (None: no partition held rows before) together,
+    deduplicated, derived, in order."""
+    merged = transform_deduplicate(new if existing is None else new.unionByName(existing), dataset)
     return transform_derive(merged, dataset).select(*processed_columns(dataset))
 
 
@@ -1045,8 +1111,7 @@ def read_processed(spark: SparkSession, dataset: Dataset, paths: Sequence[str]) 
 
 def processed_schema(spark: SparkSession, dataset: Dataset) -> T.StructType:
     """The schema of the processed zone's rows for `dataset` (what the catalog table declares)."""
-    empty = read_processed(spark, dataset, [])
-    return transform_processed(empty, empty, dataset).schema
+    return transform_processed(read_processed(spark, dataset, []), None, dataset).schema
 
 
 def read_history(spark: SparkSession, store: FileStore, root: str, columns: Sequence[str]) -> DataFrame | None:
@@ -1108,7 +1173,8 @@ class OutputCounts:
 
     def observe(self, df: DataFrame) -> DataFrame:
         """`df`, counted (and its `event_date`s collected, when it has the column) by the next action that runs it."""
-        dates = F.to_json(F.array_sort(F.collect_set(F.col(PARTITION_COLUMN).cast("string"))))
+        # dates collected as dates (no text made per row); `to_json` writes the distinct ones as ISO text
+        dates = F.to_json(F.array_sort(F.collect_set(F.col(PARTITION_COLUMN))))
         if PARTITION_COLUMN not in df.columns:
             dates = F.lit("[]")
         return df.observe(self._observation, F.count(F.lit(1)).alias("rows"), dates.alias("dates"))
@@ -1174,6 +1240,16 @@ def touched_by_references(
     return sorted(row[0] for row in touched.distinct().collect())
 
 
+_CLIENTS = threading.Lock()
+
+
+def glue_client() -> Any:
+    """A Glue client of boto3's default session, made under a lock: datasets run in threads, and a session is not
+    safe to make clients from in several at once (a client, once made, is)."""
+    with _CLIENTS:
+        return boto3.client("glue")
+
+
 def dataset_summary(options: JobOptions, dataset: Dataset, plan: DatasetPlan) -> dict[str, Any]:
     """One dataset's part of the run summary before anything is read: its files and watermark, nothing processed."""
     table = f"{options.table_prefix}{dataset.name}"
@@ -1212,7 +1288,7 @@ def unchanged_summary(
     if plan.raw_files or any(lk.dataset in changed for lk in dataset.lookups):
         return None
     if options.update_catalog:
-        glue = boto3.client("glue")
+        glue = glue_client()
         table = schemas.get_table(glue, options.database, f"{options.table_prefix}{dataset.name}")
         recorded = (table or {}).get("Parameters") or {}
         if table is None or any(recorded.get(k) != v for k, v in schemas.version_parameters(dataset).items()):
@@ -1250,7 +1326,7 @@ def process_dataset(
     summary["reference_dates"] = [d.isoformat() for d in touched_by_references(spark, store, options, dataset, changed)]
     location = f"{options.catalog_processed_path}{dataset.name}/"
     versions = schemas.version_parameters(dataset)
-    glue = boto3.client("glue") if options.update_catalog else None
+    glue = glue_client() if options.update_catalog else None
     if glue is not None:
         change = check_schema(glue, spark, options, dataset)
         if change.changes or change.previous_version != change.version:
@@ -1274,29 +1350,29 @@ def process_dataset(
         return summary, None
     root = f"{options.processed_path}{dataset.name}/"
     history = store.exists(root)
-    checked = transform_check(read_raw(spark, dataset, plan.raw_files), dataset)
+    raw = read_raw(spark, dataset, plan.raw_files)
+    values = transform_typed(raw, dataset)
     if history:
-        checked = checked.persist()  # read twice: the history's key scan, then the write
+        values = values.persist()  # read twice: the history's key scan, then the write
+    checked = values.select(*raw.columns, PROBLEMS_COLUMN)
     read_counts = CheckedCounts(f"{dataset.name}_read")
     new: DataFrame | None = None
     try:
         valid = F.size(PROBLEMS_COLUMN) == 0
-        new = transform_cast(checked.where(valid), dataset)
+        new = values.where(valid).select(*typed_columns(dataset))
         if keep_new:
             new = new.persist()
         moved = moved_dates(spark, store, root, dataset, new) if history else set()
         # The rows read are counted by the write, through a DataFrame of its own: metrics are not gathered on the
         # broadcast side of a join (the history's key scan) nor under a cached plan (`new` kept for the lookups).
-        counted_new = transform_cast(read_counts.observe(checked).where(valid), dataset)
+        counted_new = read_counts.observe(values).where(valid).select(*typed_columns(dataset))
         # Valid rows are dated in their raw partition (`transform_check`): the raw files' dates bound the new rows'.
         rewrite = sorted(set(plan.dates) | moved)
         existing_paths = [
             uri for d in rewrite if store.exists(uri := options.partition_uri(options.processed_path, dataset.name, d))
         ]
         existing_counts, out_counts = OutputCounts(f"{dataset.name}_existing"), OutputCounts(f"{dataset.name}_out")
-        existing = read_processed(spark, dataset, existing_paths)
-        if existing_paths:
-            existing = existing_counts.observe(existing)
+        existing = existing_counts.observe(read_processed(spark, dataset, existing_paths)) if existing_paths else None
         processed = transform_processed(counted_new, existing, dataset)
         write_partitions(out_counts.observe(processed), dataset, root)
         rows_read, rows_quarantined = read_counts.rows, read_counts.quarantined
@@ -1329,7 +1405,7 @@ def process_dataset(
             new.unpersist()
         raise
     finally:
-        checked.unpersist()
+        values.unpersist()
     rows_in = rows_read - rows_quarantined
     summary.update(
         rows_read=rows_read,
@@ -1606,13 +1682,82 @@ class LazySession:
     def __init__(self, spark: SparkSession | Callable[[], SparkSession]) -> None:
         self._given = spark
         self._session: SparkSession | None = None
+        self._lock = threading.Lock()  # datasets are processed from several threads
 
     def __call__(self) -> SparkSession:
-        if self._session is None:
-            session = self._given if isinstance(self._given, SparkSession) else self._given()
-            _configure(session)
-            self._session = session
-        return self._session
+        with self._lock:
+            if self._session is None:
+                session = self._given if isinstance(self._given, SparkSession) else self._given()
+                _configure(session)
+                self._session = session
+            return self._session
+
+
+def dataset_waits(store: FileStore, plan: JobPlan) -> dict[str, set[str]]:
+    """The datasets of the run each dataset must wait for: the reference datasets it looks up that have new files.
+
+    Their new rows answer two questions: whether a dataset with no new files must run all the same, and which dates of
+    its processed history their change touches. A dataset with new files and no processed history asks neither, so it
+    waits for nothing.
+    """
+    root = plan.options.processed_path
+    return {
+        p.dataset: set() if p.raw_files and not store.exists(f"{root}{p.dataset}/") else set(p.references_changed)
+        for p in plan.datasets
+    }
+
+
+def kept_references(store: FileStore, plan: JobPlan) -> set[str]:
+    """The datasets whose new rows are kept in memory: those looked up by a dataset with processed history to scan."""
+    root = plan.options.processed_path
+    looking_up = [*(p.dataset for p in plan.datasets), *plan.dependents]
+    return {lk.dataset for name in looking_up if store.exists(f"{root}{name}/") for lk in get_dataset(name).lookups}
+
+
+def process_datasets(
+    session: LazySession, store: FileStore, plan: JobPlan, changed: dict[str, DataFrame]
+) -> dict[str, dict[str, Any]]:
+    """Process every dataset of the run, each in a thread of its own once the datasets it waits for are done.
+
+    Spark runs the jobs of several threads on one session at once: while one dataset's job runs, the driver plans
+    another's, and a small dataset does not queue behind a large one. Each dataset waits for what `dataset_waits` says.
+    Returns the datasets' summaries in the plan's order and fills `changed` with the new rows of every dataset another
+    looks up (kept in memory when `kept_references` says so; the caller unpersists them). A failing dataset fails the
+    run once those already running have ended.
+    """
+    options = plan.options
+    plans = {p.dataset: p for p in plan.datasets}
+    kept = kept_references(store, plan)
+    referenced = {lk.dataset for name in [*plans, *plan.dependents] for lk in get_dataset(name).lookups}
+    results: dict[str, dict[str, Any]] = {}
+
+    def process(name: str, references: Mapping[str, DataFrame]) -> tuple[dict[str, Any], DataFrame | None]:
+        # nothing to do and rollups current: no Spark started for it (none at all when nothing is new)
+        return process_with_rollups(session, store, options, plans[name], references, keep_new=name in kept)
+
+    order = TopologicalSorter(dataset_waits(store, plan))
+    order.prepare()
+    failure: BaseException | None = None
+    with ThreadPoolExecutor(max(1, len(plans)), thread_name_prefix="raw_to_processed") as pool:
+        running: dict[Future[tuple[dict[str, Any], DataFrame | None]], str] = {}
+        while running or (failure is None and order.is_active()):
+            if failure is None:
+                running.update({pool.submit(process, name, dict(changed)): name for name in order.get_ready()})
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                name = running.pop(future)
+                if (error := future.exception()) is not None:
+                    failure = failure or error  # no dataset starts after it; those running end first
+                    continue
+                results[name], new = future.result()
+                if new is not None and name in referenced:
+                    changed[name] = new
+                elif new is not None:
+                    new.unpersist()
+                order.done(name)
+    if failure is not None:
+        raise failure
+    return {name: results[name] for name in plans}
 
 
 def run(spark: SparkSession | Callable[[], SparkSession], args: Mapping[str, str]) -> dict[str, Any]:
@@ -1644,21 +1789,10 @@ def run(spark: SparkSession | Callable[[], SparkSession], args: Mapping[str, str
     local = is_local(options.raw_path) and is_local(options.processed_path)
     store: FileStore = LocalFileStore() if local else HadoopStore(session())
     plan = build_plan(options, store, started)
-    results: dict[str, dict[str, Any]] = {}
     changed: dict[str, DataFrame] = {}
-    looking_up = [*(p.dataset for p in plan.datasets), *plan.dependents]
-    referenced = {lk.dataset for name in looking_up for lk in get_dataset(name).lookups}
     reference_dates: dict[str, list[str]] = {}
     try:
-        for dataset_plan in plan.datasets:
-            keep = dataset_plan.dataset in referenced
-            results[dataset_plan.dataset], new = process_with_rollups(
-                session, store, options, dataset_plan, changed, keep_new=keep
-            )
-            if new is not None and dataset_plan.dataset in referenced:
-                changed[dataset_plan.dataset] = new
-            elif new is not None:
-                new.unpersist()
+        results = process_datasets(session, store, plan, changed)
         for name in plan.dependents:
             touched = touched_by_references(session(), store, options, get_dataset(name), changed)
             if touched:

@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 THREADS = 8
+SINGLE_PUT_BYTES = 64 * 1024 * 1024
+"""Files up to this size go back to S3 in one PutObject; larger ones in parts."""
 
 
 # ------------------------------------------------------------------------------------------------ Spark
@@ -59,7 +62,7 @@ THREADS = 8
 
 @lru_cache(maxsize=1)
 def local_spark(log_file: Path | None = None) -> SparkSession:
-    """The process's one local SparkSession: `local[2]`, UTC, few shuffle partitions, no UI.
+    """The process's one local SparkSession: `local[2]`, UTC, two shuffle partitions planned up front, no UI.
 
     Spark's own log (warnings and errors) goes to `log_file` when one is given (the box's `logs/spark.log`), so
     a terminal holds only lakebox's progress; without one, errors only, on stderr. The first call decides.
@@ -82,12 +85,18 @@ def local_spark(log_file: Path | None = None) -> SparkSession:
         .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log_config}")
         .appName("lakebox")
         .config("spark.sql.shuffle.partitions", "2")
+        # Two shuffle partitions leave adaptive execution nothing to coalesce or split, and it would re-plan (and
+        # compile anew) after every shuffle, a job per stage: a local job's plan is fixed up front instead.
+        .config("spark.sql.adaptive.enabled", "false")
         .config("spark.default.parallelism", "2")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.memory", os.environ.get("LAKEBOX_SPARK_MEMORY", "2g"))
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+        # Every path is on the local disk: the driver lists any number of them in milliseconds, where Spark would
+        # run a job of one task per path to list more than 32 (a job's raw files) in parallel.
+        .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "1000000")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("WARN" if log_file is not None else "ERROR")
@@ -202,7 +211,12 @@ class Mirror:
         removed = [name for name in self.before if name not in after]
 
         def upload(name: str) -> None:
-            s3.upload_file(str(self.local / name), bucket, prefix + name)
+            path = self.local / name
+            if path.stat().st_size > SINGLE_PUT_BYTES:
+                s3.upload_file(str(path), bucket, prefix + name)
+                return
+            with path.open("rb") as body:  # one request, without a transfer manager and its threads per file
+                s3.put_object(Bucket=bucket, Key=prefix + name, Body=body)
 
         with ThreadPoolExecutor(THREADS) as pool:
             list(pool.map(upload, changed))
@@ -329,42 +343,62 @@ def execute_script(
     """
     started = time.monotonic()
     s3: S3Client = session.client("s3")
-    with tempfile.TemporaryDirectory(prefix="lakebox-job-") as tmp:
-        folder = Path(tmp)
-        mirrors: list[Mirror] = []
-        module: ModuleType | None = None
-        staged = uploaded = deleted = 0
-        try:
-            module = _load_script(session, script_location, folder)
-            if not isinstance(args, Mapping):
-                args = _script_arguments(module, args)
-            roots, inputs, pinned = _plan(module, args, S3Store(session))
-            local_args = dict(args)
-            for name, uri in roots.items():
-                mirror = Mirror(uri if uri.endswith("/") else uri + "/", folder / "roots" / name)
-                mirror.local.mkdir(parents=True, exist_ok=True)
-                mirrors.append(mirror)
-                local_args[name] = mirror.local_uri
-            for name, value in pinned.items():
-                local_args.setdefault(name, value)
-            staged = stage(s3, mirrors, inputs)
-            if getattr(module, "ACCEPTS_SESSION_FACTORY", False):  # Spark starts only if the job has work
-                module.run(lambda: local_spark(spark_log), local_args)
-            else:
-                module.run(local_spark(spark_log), local_args)
-        # A job run fails whatever the script raises, as on Glue; the error becomes the run's ErrorMessage.
-        except Exception as exc:
-            logger.warning("job script %s failed", script_location, exc_info=not interrupted())
-            error: str | None = f"{type(exc).__name__}: {exc}"
+    folder = Path(tempfile.mkdtemp(prefix="lakebox-job-"))
+    mirrors: list[Mirror] = []
+    module: ModuleType | None = None
+    staged = uploaded = deleted = 0
+    try:
+        module = _load_script(session, script_location, folder)
+        if not isinstance(args, Mapping):
+            args = _script_arguments(module, args)
+        roots, inputs, pinned = _plan(module, args, S3Store(session))
+        local_args = dict(args)
+        for name, uri in roots.items():
+            mirror = Mirror(uri if uri.endswith("/") else uri + "/", folder / "roots" / name)
+            mirror.local.mkdir(parents=True, exist_ok=True)
+            mirrors.append(mirror)
+            local_args[name] = mirror.local_uri
+        for name, value in pinned.items():
+            local_args.setdefault(name, value)
+        staged = stage(s3, mirrors, inputs)
+        if getattr(module, "ACCEPTS_SESSION_FACTORY", False):  # Spark starts only if the job has work
+            module.run(lambda: local_spark(spark_log), local_args)
         else:
-            error = None
+            module.run(local_spark(spark_log), local_args)
+    # A job run fails whatever the script raises, as on Glue; the error becomes the run's ErrorMessage.
+    except Exception as exc:
+        logger.warning("job script %s failed", script_location, exc_info=not interrupted())
+        error: str | None = f"{type(exc).__name__}: {exc}"
+    else:
+        error = None
+    finally:
+        try:
+            uploaded, deleted = sync_back(s3, mirrors)
         finally:
-            for mirror in mirrors:
-                up, down = mirror.sync_back(s3)
-                uploaded, deleted = uploaded + up, deleted + down
             if module is not None:
                 sys.modules.pop(module.__name__, None)
+            _remove_later(folder)
     return Outcome(error is None, error, time.monotonic() - started, staged, uploaded, deleted)
+
+
+def sync_back(s3: S3Client, mirrors: Sequence[Mirror]) -> tuple[int, int]:
+    """Mirror every root back to S3 at once (`Mirror.sync_back`); returns the files uploaded and deleted in all."""
+    if len(mirrors) < 2:
+        counts = [mirror.sync_back(s3) for mirror in mirrors]
+    else:
+        with ThreadPoolExecutor(len(mirrors)) as pool:
+            counts = list(pool.map(lambda mirror: mirror.sync_back(s3), mirrors))
+    return sum(up for up, _ in counts), sum(down for _, down in counts)
+
+
+def _remove_later(folder: Path) -> None:
+    """Delete a run's temp folder in a thread of its own: the run's result does not wait for the disk.
+
+    The thread is not a daemon, so the process still removes the folder before it exits.
+    """
+    threading.Thread(
+        target=shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True}, name="lakebox-job-cleanup"
+    ).start()
 
 
 def _millis(moment: datetime) -> int:

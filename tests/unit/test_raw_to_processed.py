@@ -383,6 +383,34 @@ def test_a_reference_change_makes_the_datasets_that_look_it_up_read_their_histor
     assert "s3://p/sales/" in plan.inputs(MemoryStore(files))
 
 
+def test_datasets_wait_for_the_references_they_look_up_only_when_their_history_or_no_new_file_asks_for_them() -> None:
+    # GIVEN new products, customers, clickstream and sales, and no processed history yet
+    files = {
+        f"s3://raw-bucket/{name}/year=2026/month=11/day=01/{name}.json.gz": T0
+        for name in ("products", "customers", "clickstream", "sales")
+    }
+    args = {
+        "raw_path": "s3://raw-bucket/",
+        "processed_path": "s3://p/",
+        "datasets": "products,customers,clickstream,sales",
+    }
+    plan = job.build_plan(job.JobOptions.from_args(args), MemoryStore(files), T0 + timedelta(hours=1))
+    # THEN every dataset starts at once, and no new rows are kept in memory: nothing has history to scan for them
+    assert job.dataset_waits(MemoryStore(files), plan) == {
+        n: set() for n in ("products", "customers", "clickstream", "sales")
+    }
+    assert job.kept_references(MemoryStore(files), plan) == set()
+    # WHEN sales has processed history, THEN it waits for the references it looks up and their new rows are kept
+    with_history = {**files, "s3://p/sales/event_date=2026-10-01/part-0.parquet": T0}
+    waits = job.dataset_waits(MemoryStore(with_history), plan)
+    assert waits["sales"] == {"products", "customers"} and waits["clickstream"] == set()
+    assert job.kept_references(MemoryStore(with_history), plan) == {"products", "customers"}
+    # WHEN sales has no new file but its references do, THEN it waits for them (they decide whether it runs)
+    no_sales = {k: v for k, v in files.items() if "/sales/" not in k}
+    plan = job.build_plan(job.JobOptions.from_args(args), MemoryStore(no_sales), T0 + timedelta(hours=1))
+    assert job.dataset_waits(MemoryStore(no_sales), plan)["sales"] == {"products", "customers"}
+
+
 # ---------------------------------------------------------------------------------------------- transforms
 
 
