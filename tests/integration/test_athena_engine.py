@@ -18,6 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 from botocore.config import Config
 
+from datalake.contracts import get_dataset
+from datalake.contracts.base import Rollup
 from datalake.curation import plan_statements
 from lakebox.services.athena import AthenaEngine, QueryFailedError
 from lakebox.services.endpoint import LocalEndpoint
@@ -96,6 +98,7 @@ HIVE_TYPES = {
     pa.timestamp("us", tz="UTC"): "timestamp",
     pa.decimal128(12, 2): "decimal(12,2)",
     pa.decimal128(18, 2): "decimal(18,2)",
+    pa.decimal128(28, 2): "decimal(28,2)",
 }
 
 
@@ -126,6 +129,9 @@ def lake() -> Iterator[Lake]:
         _write_processed(session, "sales", sales, SALES_SCHEMA, "event_date")
         _write_processed(session, "customers", customers, CUSTOMERS_SCHEMA, "event_date")
         _write_processed(session, "products", products, PRODUCTS_SCHEMA, "event_date")
+        for rollup in get_dataset("sales").rollups:  # what the Spark job writes beside the sales (ADR 0030)
+            records, schema = _rollup(rollup, sales, SALES_SCHEMA)
+            _write_processed(session, rollup.name, records, schema, "event_date")
         # the box's engine: it keeps what it read between queries, checked against the endpoint's changes
         engine = AthenaEngine(
             session, default_output="s3://results/athena/", default_database=DATABASE, changes=server.changes
@@ -222,6 +228,33 @@ def _generate(rng: random.Random) -> tuple[Records, Records, Records]:
         for n, p in enumerate(products[:-1])
     ]
     return rows, people, catalogue
+
+
+def _rollup(rollup: Rollup, records: Records, schema: pa.Schema) -> tuple[Records, pa.Schema]:
+    """The rollup's rows computed in Python from its declaration, and their schema (Spark's types for the sums)."""
+    groups: dict[tuple[Any, ...], Records] = {}
+    for record in records:
+        groups.setdefault((record["event_date"], *(record[c] for c in rollup.group_by)), []).append(record)
+    rows: Records = []
+    for (day, *values), members in groups.items():
+        row: dict[str, Any] = dict(zip(rollup.group_by, values, strict=True))
+        for measure in rollup.measures:
+            if measure.kind == "count":
+                row[measure.name] = len(members)
+            elif measure.kind == "count_distinct":
+                row[measure.name] = len({m[measure.column] for m in members if m[measure.column] is not None})
+            else:
+                row[measure.name] = sum(m[measure.column] for m in members if m[measure.column] is not None)
+        rows.append({**row, "event_date": day})
+
+    def kind(measure: Any) -> pa.DataType:
+        source = schema.field(measure.column).type if measure.column else pa.int64()
+        if measure.kind == "sum" and pa.types.is_decimal(source):
+            return pa.decimal128(min(38, source.precision + 10), source.scale)
+        return pa.int64()
+
+    fields = [schema.field(c) for c in rollup.group_by] + [pa.field(m.name, kind(m)) for m in rollup.measures]
+    return rows, pa.schema(fields)
 
 
 def _write_processed(session: boto3.Session, dataset: str, records: Records, schema: pa.Schema, partition: str) -> None:
