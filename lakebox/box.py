@@ -33,7 +33,7 @@ from lakebox.home import LakeHome, find_root
 from lakebox.home.journal import Journal, object_id_of
 from lakebox.home.runs import list_runs, record_run, with_progress
 from lakebox.home.state import LockSuperseded, StateStore, exclusive
-from lakebox.home.up import UpRecord, answers, running_up, wait_for_up
+from lakebox.home.up import LOCAL_KEY, UpRecord, answers, running_up, wait_for_up
 from lakebox.services.eventbus import Delivery, EventBus
 from lakebox.services.lambdas import LambdaRuntime
 from lakebox.services.metrics import MetricStore
@@ -57,9 +57,9 @@ LOCAL_DEFAULTS = {"RawSettleSeconds": "0"}
 locally (the template waits 15 minutes for uploads still being written)."""
 
 FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "lakebox",
-    "AWS_SECRET_ACCESS_KEY": "lakebox",
-    "AWS_SESSION_TOKEN": "lakebox",
+    "AWS_ACCESS_KEY_ID": LOCAL_KEY,
+    "AWS_SECRET_ACCESS_KEY": LOCAL_KEY,
+    "AWS_SESSION_TOKEN": LOCAL_KEY,
     "AWS_DEFAULT_REGION": REGION,
     "AWS_REGION": REGION,
 }

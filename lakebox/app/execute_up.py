@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakebox.errors import LakeboxError, RunAborted
 from lakebox.home.runs import find_run, run_note, run_status, state_timings
+from lakebox.home.up import LOCAL_KEY
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
     from lakebox.sfn import Execution
 
 POLL_SECONDS = 0.2
-_LOCAL_KEY = "lakebox"
-"""The box's local credentials (`lakebox.box.FAKE_CREDENTIALS`); the endpoint accepts any."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ def execute_with_record(
     import boto3
 
     session = boto3.session.Session(
-        aws_access_key_id=_LOCAL_KEY, aws_secret_access_key=_LOCAL_KEY, region_name=up.region or "us-east-1"
+        aws_access_key_id=LOCAL_KEY, aws_secret_access_key=LOCAL_KEY, region_name=up.region or "us-east-1"
     )
     sfn = session.client("stepfunctions", endpoint_url=up.endpoint)
     return run_on_up(sfn, arn, runs, input_, name=name, progress=progress)

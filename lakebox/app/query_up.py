@@ -19,12 +19,10 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from lakebox.errors import LakeboxError
-from lakebox.home.up import UpRecord
+from lakebox.home.up import LOCAL_KEY, UpRecord
 from lakebox.services.athena_result import QueryResult, decode_value
 
 _TARGET: Final = "AmazonAthena"
-_ACCESS_KEY: Final = "lakebox"
-"""The box's local credentials (`lakebox.box.FAKE_CREDENTIALS`); the endpoint accepts any."""
 _FINAL: Final = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 
 
@@ -72,7 +70,7 @@ class AthenaOnEndpoint:
             "content-type": "application/x-amz-json-1.1",
             "host": self._host,
             "x-amz-date": stamp,
-            "x-amz-security-token": _ACCESS_KEY,
+            "x-amz-security-token": LOCAL_KEY,
             "x-amz-target": f"{_TARGET}.{operation}",
         }
         names = ";".join(sorted(headers))
@@ -89,12 +87,12 @@ class AthenaOnEndpoint:
         )
         scope = f"{day}/{self._region}/athena/aws4_request"
         to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-        key = f"AWS4{_ACCESS_KEY}".encode()
+        key = f"AWS4{LOCAL_KEY}".encode()
         for part in (day, self._region, "athena", "aws4_request"):
             key = hmac.new(key, part.encode(), hashlib.sha256).digest()
         signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
         headers["authorization"] = (
-            f"AWS4-HMAC-SHA256 Credential={_ACCESS_KEY}/{scope}, SignedHeaders={names}, Signature={signature}"
+            f"AWS4-HMAC-SHA256 Credential={LOCAL_KEY}/{scope}, SignedHeaders={names}, Signature={signature}"
         )
         return headers
 

@@ -15,6 +15,10 @@ from lakebox.errors import LakeboxError
 from lakebox.home import LakeHome
 from lakebox.home.state import atomic_write
 
+LOCAL_KEY = "lakebox"
+"""The box's local credentials (access key, secret and session token alike); the endpoint accepts any, and a command
+talking to `up` signs with these without importing the box."""
+
 
 @dataclass
 class UpRecord:
