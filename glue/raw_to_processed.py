@@ -1121,14 +1121,24 @@ def read_history(spark: SparkSession, store: FileStore, root: str, columns: Sequ
     return spark.read.option("basePath", root).parquet(root).select(*columns, PARTITION_COLUMN)
 
 
-def write_partitions(df: DataFrame, dataset: Dataset, path: str) -> None:
+def write_partitions(df: DataFrame, dataset: Dataset, path: str, *, keep: bool = False) -> DataFrame | None:
     """Write Parquet (snappy) partitioned by `event_date`, one file per date; only those dates are replaced.
 
     Rows are sorted by date then record key: the writer needs them grouped by date and would otherwise sort them
-    again by date alone, dropping the record-key order.
+    again by date alone, dropping the record-key order. With `keep`, the rows written stay cached, filled by the
+    write itself and each date in one of Spark's partitions (`cached_by_date`), and are returned (the caller
+    unpersists them): the dataset's rollups aggregate them without reading the files back.
     """
     ordered = df.repartition(PARTITION_COLUMN).sortWithinPartitions(PARTITION_COLUMN, *dataset.record_key)
-    ordered.write.mode("overwrite").partitionBy(PARTITION_COLUMN).option("compression", "snappy").parquet(path)
+    if keep:
+        ordered = cached_by_date(ordered.sparkSession, ordered)
+    try:
+        ordered.write.mode("overwrite").partitionBy(PARTITION_COLUMN).option("compression", "snappy").parquet(path)
+    except BaseException:
+        if keep:
+            ordered.unpersist()
+        raise
+    return ordered if keep else None
 
 
 class CheckedCounts:
@@ -1299,6 +1309,23 @@ def unchanged_summary(
     return dataset_summary(options, dataset, plan)
 
 
+@dataclass(frozen=True)
+class WrittenRows:
+    """The rows a dataset's run wrote, cached by the write, and the cache of checked rows they were computed from.
+
+    Both are released together, the rows first: Spark rebuilds a cache whose plan reads a cache being released, and
+    rebuilding the rows would read again the partitions their write replaced.
+    """
+
+    rows: DataFrame
+    source: DataFrame
+
+    def release(self) -> None:
+        """Free both caches."""
+        self.rows.unpersist()
+        self.source.unpersist()
+
+
 def process_dataset(
     spark: SparkSession,
     store: FileStore,
@@ -1307,11 +1334,14 @@ def process_dataset(
     changed: Mapping[str, DataFrame],
     *,
     keep_new: bool = False,
-) -> tuple[dict[str, Any], DataFrame | None]:
+    keep_written: bool = False,
+) -> tuple[dict[str, Any], DataFrame | None, WrittenRows | None]:
     """Read, check, type, deduplicate across history and write one dataset's new data.
 
-    Returns its part of the summary and its new valid rows (what the datasets that look it up need to know changed;
-    persisted when `keep_new`, and the caller unpersists them), or None when it had no new data.
+    Returns its part of the summary; its new valid rows (what the datasets that look it up need to know changed;
+    persisted when `keep_new`, and the caller unpersists them), or None when it had no new data; and, when
+    `keep_written`, the rows of the dates it rewrote, cached by the write (`write_partitions`; the caller releases
+    them), or None when it wrote nothing or merged them with partitions it held before.
 
     Spark work per dataset: the history's key scan when a processed history exists, then the write, which counts
     while it runs the raw rows read and those with a problem, the rewritten partitions' former rows, and its own
@@ -1335,7 +1365,7 @@ def process_dataset(
             logger.error("%s: %s", dataset.name, change.describe())
             summary["raw_files"] = []
             summary["watermark"]["current"] = summary["watermark"]["previous"]
-            return summary, None
+            return summary, None, None
     if not plan.raw_files:
         if glue is not None:
             update_catalog(
@@ -1347,7 +1377,7 @@ def process_dataset(
                 [],
                 parameters=versions,
             )
-        return summary, None
+        return summary, None, None
     root = f"{options.processed_path}{dataset.name}/"
     history = store.exists(root)
     raw = read_raw(spark, dataset, plan.raw_files)
@@ -1357,6 +1387,7 @@ def process_dataset(
     checked = values.select(*raw.columns, PROBLEMS_COLUMN)
     read_counts = CheckedCounts(f"{dataset.name}_read")
     new: DataFrame | None = None
+    written: WrittenRows | None = None
     try:
         valid = F.size(PROBLEMS_COLUMN) == 0
         new = values.where(valid).select(*typed_columns(dataset))
@@ -1374,7 +1405,12 @@ def process_dataset(
         existing_counts, out_counts = OutputCounts(f"{dataset.name}_existing"), OutputCounts(f"{dataset.name}_out")
         existing = existing_counts.observe(read_processed(spark, dataset, existing_paths)) if existing_paths else None
         processed = transform_processed(counted_new, existing, dataset)
-        write_partitions(out_counts.observe(processed), dataset, root)
+        # Spark drops, after a write, the caches of plans reading the written folder: rows merged with existing
+        # partitions are not kept (their rollups read those days back)
+        keep = keep_written and existing is None
+        kept = write_partitions(out_counts.observe(processed), dataset, root, keep=keep)
+        if kept is not None:  # the rows' cache is computed from `values`'s: both released by the caller
+            written = WrittenRows(kept, values)
         rows_read, rows_quarantined = read_counts.rows, read_counts.quarantined
         rows_existing = existing_counts.rows if existing_paths else 0
         rows_out, out_days = out_counts.rows, out_counts.dates
@@ -1403,9 +1439,13 @@ def process_dataset(
     except BaseException:
         if new is not None and keep_new:
             new.unpersist()
+        if written is not None:
+            written.release()
+            written = None
         raise
     finally:
-        values.unpersist()
+        if written is None:
+            values.unpersist()
     rows_in = rows_read - rows_quarantined
     summary.update(
         rows_read=rows_read,
@@ -1421,7 +1461,7 @@ def process_dataset(
             "reasons": reasons,
         },
     )
-    return summary, new
+    return summary, new, written
 
 
 # ----------------------------------------------------------------------------------------------- rollups
@@ -1575,14 +1615,21 @@ def _catalog_days(glue: Any, database: str, table: str) -> list[date]:
 
 
 def refresh_rollups(
-    spark: SparkSession, store: FileStore, options: JobOptions, state: RollupState, summary: Mapping[str, Any]
+    spark: SparkSession,
+    store: FileStore,
+    options: JobOptions,
+    state: RollupState,
+    summary: Mapping[str, Any],
+    written_rows: DataFrame | None = None,
 ) -> dict[str, Any]:
     """Rewrite a dataset's rollups for the days its run rewrote, remove those of the days it removed, and rebuild a
     stale rollup from every processed day; catalogue each as a table of the processed zone. Returns, per rollup, the
     days written and removed and whether it was rebuilt whole.
 
-    The rewritten days are read back from the processed zone (only the rollups' columns of those partitions), once
-    for all the dataset's rollups, and each rollup is one write.
+    The rewritten days' rows are `written_rows` when the run kept them (`write_partitions`), else they are read back
+    from the processed zone (only the rollups' columns of those partitions), once for all the dataset's rollups; a
+    stale rollup reads every processed day, which on a first load are the rows just written. The input is cached
+    before the rollups start, then each rollup is one write, all at once.
     """
     dataset = state.dataset
     if not dataset.rollups:
@@ -1597,40 +1644,55 @@ def refresh_rollups(
     every = _processed_days(store, root) if stale else []
     columns = list(dict.fromkeys(c for r in dataset.rollups for c in r.columns))
     glue: Any = boto3.client("glue") if options.update_catalog else None
-    report: dict[str, Any] = {}
     inputs: dict[bool, DataFrame] = {}
+    read_back: list[DataFrame] = []
+
+    def rollup_rows(whole: bool) -> DataFrame:
+        days = every if whole else written
+        if written_rows is not None and set(days) == set(written):
+            return written_rows.select(*columns, PARTITION_COLUMN)
+        rows = cached_by_date(spark, read_rollup_rows(spark, dataset, root, days, columns))
+        read_back.append(rows)
+        return rows
+
+    def refresh(rollup: Rollup) -> dict[str, Any]:
+        whole = rollup.name in stale
+        days = every if whole else written
+        rows = transform_rollup(inputs[whole], rollup)
+        path = rollup_root(options, rollup)
+        if whole:
+            store.delete(path)
+        if days:
+            write_rollup(rows, rollup, path)
+        gone = [d for d in removed if d not in days]
+        for day in gone:
+            store.delete(f"{path}{PARTITION_COLUMN}={day.isoformat()}/")
+        if glue is not None:
+            table = f"{options.table_prefix}{rollup.name}"
+            location = f"{options.catalog_processed_path}{rollup.name}/"
+            parameters = {"rollup_of": dataset.name, "rollup_signature": rollup_signature(rollup)}
+            if whole:  # its columns are the declaration's alone, its partitions the days it holds
+                gone = sorted({*gone, *(d for d in _catalog_days(glue, options.database, table) if d not in days)})
+                if schemas.get_table(glue, options.database, table) is not None:
+                    table_input = glue_table_input(table, rows.schema, location, parameters)
+                    glue.update_table(DatabaseName=options.database, TableInput=table_input)
+            update_catalog(glue, options.database, table, rows.schema, location, days, gone, parameters=parameters)
+        return {
+            "partitions": [d.isoformat() for d in days],
+            "partitions_removed": [d.isoformat() for d in gone],
+            "whole": whole,
+        }
+
     try:
-        for rollup in dataset.rollups:
-            whole = rollup.name in stale
-            days = every if whole else written
-            if whole not in inputs:
-                inputs[whole] = cached_by_date(spark, read_rollup_rows(spark, dataset, root, days, columns))
-            rows = transform_rollup(inputs[whole], rollup)
-            path = rollup_root(options, rollup)
-            if whole:
-                store.delete(path)
-            if days:
-                write_rollup(rows, rollup, path)
-            gone = [d for d in removed if d not in days]
-            for day in gone:
-                store.delete(f"{path}{PARTITION_COLUMN}={day.isoformat()}/")
-            if glue is not None:
-                table = f"{options.table_prefix}{rollup.name}"
-                location = f"{options.catalog_processed_path}{rollup.name}/"
-                parameters = {"rollup_of": dataset.name, "rollup_signature": rollup_signature(rollup)}
-                if whole:  # its columns are the declaration's alone, its partitions the days it holds
-                    gone = sorted({*gone, *(d for d in _catalog_days(glue, options.database, table) if d not in days)})
-                    if schemas.get_table(glue, options.database, table) is not None:
-                        table_input = glue_table_input(table, rows.schema, location, parameters)
-                        glue.update_table(DatabaseName=options.database, TableInput=table_input)
-                update_catalog(glue, options.database, table, rows.schema, location, days, gone, parameters=parameters)
-            report[rollup.name] = {
-                "partitions": [d.isoformat() for d in days],
-                "partitions_removed": [d.isoformat() for d in gone],
-                "whole": whole,
-            }
+        for whole in sorted({r.name in stale for r in dataset.rollups}):
+            inputs[whole] = rollup_rows(whole)
+        for frame in read_back:
+            frame.count()  # filled once here, not by each of the writes reading it at once
+        rollups = dataset.rollups
+        with ThreadPoolExecutor(len(rollups), thread_name_prefix=f"rollups_{dataset.name}") as pool:
+            report = dict(zip((r.name for r in rollups), pool.map(refresh, rollups), strict=True))
     finally:
-        for frame in inputs.values():
+        for frame in read_back:
             frame.unpersist()
     state.record(store, options, [r.name for r in dataset.rollups])
     return report
@@ -1646,7 +1708,7 @@ def process_with_rollups(
     keep_new: bool = False,
 ) -> tuple[dict[str, Any], DataFrame | None]:
     """One dataset's part of a run: `process_dataset` unless it has nothing to do (`unchanged_summary`), then its
-    rollups follow (`refresh_rollups`); returns what `process_dataset` returns.
+    rollups follow (`refresh_rollups`, from the rows the write kept); returns the summary and the new rows.
 
     Spark starts only for a dataset with something to do or a stale rollup. Before new rows are written the marker
     vouches for no rollup, so a run failing before its rollups follow leaves them to be rebuilt whole.
@@ -1656,19 +1718,27 @@ def process_with_rollups(
     if unchanged is not None and not rollups.stale:  # nothing to do: no Spark started for it
         return unchanged, None
     new: DataFrame | None = None
+    written: WrittenRows | None = None
     if unchanged is not None:
         summary = unchanged
     else:
         if plan.raw_files:
             rollups.record(store, options, ())
-        summary, new = process_dataset(session(), store, options, plan, changed, keep_new=keep_new)
-    if rollups.dataset.rollups:
-        try:
-            summary["rollups"] = refresh_rollups(session(), store, options, rollups, summary)
-        except BaseException:
-            if new is not None:
-                new.unpersist()
-            raise
+        keep_written = bool(rollups.dataset.rollups)
+        summary, new, written = process_dataset(
+            session(), store, options, plan, changed, keep_new=keep_new, keep_written=keep_written
+        )
+    try:
+        if rollups.dataset.rollups:
+            rows = written.rows if written is not None else None
+            summary["rollups"] = refresh_rollups(session(), store, options, rollups, summary, rows)
+    except BaseException:
+        if new is not None:
+            new.unpersist()
+        raise
+    finally:
+        if written is not None:
+            written.release()
     return summary, new
 
 
