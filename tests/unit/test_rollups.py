@@ -158,6 +158,32 @@ def test_rollups_follow_every_run_a_new_day_a_moved_sale_and_an_emptied_date(
 
 
 @pytest.mark.slow
+def test_a_run_adding_only_new_days_rolls_up_the_rows_it_wrote_without_reading_them_back(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a first load of two days (its rollups built whole from the rows just written: nothing read back)
+    def no_read_back(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the rollups read back rows the run had just written")
+
+    monkeypatch.setattr(job, "read_rollup_rows", no_read_back)
+    write_raw(tmp_path, "sales", "2026-11-02", "first", [sale("T1", 1), sale("T2", 2, customer_id="C2")], T0)
+    write_raw(tmp_path, "sales", "2026-11-03", "other", [sale("T3", 1, event_time="2026-11-03T08:00:00Z")], T0)
+    first = job.run(spark, job_args(tmp_path))
+    assert all(p["whole"] for p in first["datasets"]["sales"]["rollups"].values())
+    assert_rollups_follow_the_rows(spark, tmp_path)
+
+    # WHEN a later run brings sales of a new day only (no partition of the history is merged)
+    later = [sale("T4", 3, event_time="2026-11-04T08:00:00Z"), sale("T5", 2, event_time="2026-11-04T09:00:00Z")]
+    write_raw(tmp_path, "sales", "2026-11-04", "later", later, T0 + timedelta(1))
+    again = job.run(spark, job_args(tmp_path))
+
+    # THEN each rollup gains that day, computed from the rows the run wrote, and equals the processed rows' rollup
+    parts = again["datasets"]["sales"]["rollups"]
+    assert all(p == {"partitions": ["2026-11-04"], "partitions_removed": [], "whole": False} for p in parts.values())
+    assert_rollups_follow_the_rows(spark, tmp_path)
+
+
+@pytest.mark.slow
 def test_a_rollup_never_built_declared_anew_or_left_behind_by_a_failed_run_is_rebuilt_from_every_day(
     spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
