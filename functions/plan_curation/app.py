@@ -23,7 +23,8 @@ DIMENSIONS = {"service": "plan_curation"}
 @logger.inject_lambda_context(correlation_id_path="execution_id", clear_state=True)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Return the statements to run in order (`queries`), what they rebuild, what is held, and the ledger to write."""
+    """Return the statements to run in order (`queries`) and as waves of tables to build at once (`waves`), what they
+    rebuild, what is held, and the ledger to write."""
     plan = plan_curation(CurationRequest.model_validate(event), settings=settings, clients=clients)
     logger.info(
         "curation planned",

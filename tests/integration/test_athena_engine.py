@@ -6,7 +6,9 @@ import datetime as dt
 import io
 import logging
 import random
+import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -20,7 +22,7 @@ from botocore.config import Config
 
 from datalake.contracts import get_dataset
 from datalake.contracts.base import Rollup
-from datalake.curation import plan_statements
+from datalake.curation import Statement, TableGroup, plan_statements, plan_waves
 from lakebox.services.athena import AthenaEngine, QueryFailedError
 from lakebox.services.endpoint import LocalEndpoint
 
@@ -471,24 +473,92 @@ def test_msck_repair_registers_partition_folders_and_show_lists_them(lake: Lake)
 # -------------------------------------------------------------------------------------------- curation
 
 
-def _run_plan(lake: Lake, run_id: str) -> dict[str, int]:
-    scanned: dict[str, int] = {}
-    for statement in plan_statements(
+def _statements(run_id: str) -> list[Statement]:
+    return plan_statements(
         database=DATABASE,
         curated_bucket="curated",
         run_id=run_id,
         dates=DATES,
         changed={"sales", "customers"},
         dates_by_dataset={"sales": DATES},
-    ):
-        described = lake.engine.start_query_execution(
-            QueryString=statement.query, QueryExecutionContext={"Database": DATABASE}
-        )
-        status = described["QueryExecution"]["Status"]
-        assert status["State"] == "SUCCEEDED", (statement.name, status.get("StateChangeReason"))
-        bytes_scanned = described["QueryExecution"]["Statistics"]["DataScannedInBytes"]
-        scanned[statement.table] = scanned.get(statement.table, 0) + bytes_scanned
+    )
+
+
+def _run_statement(lake: Lake, statement: Statement) -> int:
+    described = lake.engine.start_query_execution(
+        QueryString=statement.query, QueryExecutionContext={"Database": DATABASE}
+    )
+    status = described["QueryExecution"]["Status"]
+    assert status["State"] == "SUCCEEDED", (statement.name, status.get("StateChangeReason"))
+    return int(described["QueryExecution"]["Statistics"]["DataScannedInBytes"])
+
+
+def _run_plan(lake: Lake, run_id: str) -> dict[str, int]:
+    scanned: dict[str, int] = {}
+    for statement in _statements(run_id):
+        scanned[statement.table] = scanned.get(statement.table, 0) + _run_statement(lake, statement)
     return scanned
+
+
+def _run_waves(lake: Lake, run_id: str, workers: int) -> dict[str, int]:
+    """Run the plan as the pipeline does: wave after wave, a wave's table groups at once, a group's statements in
+    order."""
+
+    def run_group(group: TableGroup) -> tuple[str, int]:
+        return group.table, sum(_run_statement(lake, statement) for statement in group.queries)
+
+    scanned: dict[str, int] = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for wave in plan_waves(_statements(run_id), DATABASE):
+            scanned.update(pool.map(run_group, wave))
+    return scanned
+
+
+def _curated_rows(lake: Lake) -> dict[str, pd.DataFrame]:
+    """Every planned table's rows, in the order of all their columns."""
+    tables = {statement.table for statement in _statements("read") if statement.step == "build"}
+    found = {}
+    for table in sorted(tables):
+        columns = lake.session.client("glue").get_table(DatabaseName=DATABASE, Name=table)["Table"]
+        count = len(columns["StorageDescriptor"]["Columns"]) + len(columns.get("PartitionKeys", []))
+        order = ", ".join(str(n) for n in range(1, count + 1))
+        found[table] = _frame(lake, f"SELECT * FROM {table} ORDER BY {order}")
+    return found
+
+
+def test_curated_waves_run_at_once_through_the_engine_give_the_rows_of_a_run_one_statement_at_a_time(
+    lake: Lake,
+) -> None:
+    # GIVEN the curated tables built one statement after another
+    alone = _run_plan(lake, "serial-1")
+    serial = _curated_rows(lake)
+    assert set(serial) >= {"daily_sales_by_region", "product_performance", "customer_aggregates"}
+    assert all(len(rows) for rows in serial.values())
+
+    # WHEN the same plan runs as the pipeline runs it, a wave's tables at once from several threads (twice over)
+    scanned = _run_waves(lake, "waves-1", workers=4)
+    _run_waves(lake, "waves-2", workers=8)
+
+    # THEN every table holds exactly the rows it held
+    concurrent = _curated_rows(lake)
+    assert concurrent.keys() == serial.keys()
+    for table, rows in serial.items():
+        pd.testing.assert_frame_equal(concurrent[table], rows, obj=table)
+    # AND each table reading no curated table scanned what it scans alone (the files of a curated table, built anew by
+    # each run, vary in size from one build to the next)
+    statements = _statements("read")
+    built = {statement.table for statement in statements if statement.step == "build"}
+    reads_built = {
+        s.table for s in statements for name in built - {s.table} if re.search(rf"\b{DATABASE}\.{name}\b", s.query)
+    }
+    assert reads_built == {"customer_aggregates"}
+    assert scanned.keys() == alone.keys()
+    assert {t: n for t, n in scanned.items() if t not in reads_built} == {
+        t: n for t, n in alone.items() if t not in reads_built
+    }
+    # AND no stage table of any run is left in the catalog
+    names = {t["Name"] for t in lake.session.client("glue").get_tables(DatabaseName=DATABASE)["TableList"]}
+    assert not any("__" in name for name in names)
 
 
 def _expected_daily(sales: pd.DataFrame) -> pd.DataFrame:

@@ -199,7 +199,10 @@ def test_athena_fails_takes_the_failure_path(pipeline: Pipeline) -> None:
     # WHEN the pipeline runs
     execution = pipeline.execute("athena-fails", fault, input={"window": {"start": min(dates), "end": max(dates)}})
 
-    # THEN the Map failed on its first statement, the failure was recorded, and the tables are unchanged
+    # THEN the Map failed in its first wave (no later wave started), every table of it that started stopped at its
+    # first statement, the failure was recorded, and the tables are unchanged
     assert_failed_and_reported(pipeline, execution, "Build Curated Tables", "States.TaskFailed")
-    assert len(execution.events("MapIterationFailed")) == 1
+    failed = execution.events("MapIterationFailed")
+    assert [event.details["index"] for event in failed if event.state == "Build Curated Tables"] == [0]
+    assert {event.details["index"] for event in failed if event.state == "Build Curated Table"} == {0}
     assert pipeline.row_counts() == counts

@@ -25,10 +25,12 @@ from datalake.curation import (
     MAX_PARTITIONS_PER_QUERY,
     CurationRequest,
     RunChanges,
+    Statement,
     curated_tables,
     named_queries,
     plan_run,
     plan_statements,
+    plan_waves,
     render,
     run_changes,
     run_token,
@@ -86,6 +88,47 @@ def test_plan_runs_views_then_each_table_through_build_publish_cleanup() -> None
     assert whole == ["table", "clean", "build", "publish", "cleanup"]
     # AND no placeholder is left unrendered
     assert not any("{{" in s.query or "}}" in s.query for s in statements)
+
+
+def test_waves_group_each_tables_statements_after_every_table_its_sql_reads() -> None:
+    # WHEN a run with three dates is planned and grouped into waves
+    statements = _plan()
+    waves = plan_waves(statements, "lake")
+    # THEN every statement is in exactly one group, the group of its table, in the plan's order
+    groups = [group for wave in waves for group in wave]
+    assert sorted(s.name for g in groups for s in g.queries) == sorted(s.name for s in statements)
+    for group in groups:
+        assert group.queries == [s for s in statements if s.table == group.table]
+    # AND a group comes in a wave after every group whose table its SQL reads (the views, the curated tables)
+    wave_of = {group.table: number for number, wave in enumerate(waves) for group in wave}
+    for group in groups:
+        text = " ".join(s.query for s in group.queries)
+        for other, number in wave_of.items():
+            if other != group.table and re.search(rf"\blake\.{other}\b", text):
+                assert number < wave_of[group.table], (group.table, other)
+    # AND each group is in the earliest wave it may run in: the first, or just after one it reads
+    assert wave_of["customers_current"] == wave_of["customers_history"] + 1
+    assert wave_of["customer_aggregates"] == max(wave_of["customer_daily_sales"], wave_of["customers_current"]) + 1
+    assert wave_of["daily_sales_by_region"] == wave_of["clickstream_hourly"] == wave_of["products_history"] == 0
+
+
+def test_waves_refuse_a_table_reading_one_the_plan_builds_after_it_and_ignore_locations() -> None:
+    # GIVEN statements where the first reads the table of the second
+    def statement(table: str, query: str) -> Statement:
+        return Statement(name=f"{table}/build", table=table, step="build", query=query)
+
+    backwards = [statement("a", "CREATE TABLE lake.a AS SELECT * FROM lake.b"), statement("b", "SELECT 1")]
+    # THEN grouping them says so rather than run them in an order they were never meant to run in
+    with pytest.raises(ValueError, match="a reads b, which the plan builds after it"):
+        plan_waves(backwards, "lake")
+    # AND a bucket or path that merely starts like the database is no read; a stage named after a table is not it
+    located = [
+        statement("b", "CREATE TABLE lake.b AS SELECT 1"),
+        statement("a", "CREATE TABLE lake.a__run WITH (external_location = 's3://lake.b/a/') AS SELECT 2"),
+        statement("c", "INSERT INTO lake.c SELECT * FROM lake.b__run"),
+    ]
+    assert [[group.table for group in wave] for wave in plan_waves(located, "lake")] == [["b", "a", "c"]]
+    assert plan_waves([], "lake") == []
 
 
 def test_the_stage_of_a_run_lives_in_its_own_folder_and_publishes_every_date() -> None:
@@ -304,6 +347,10 @@ def test_handler_plans_the_dates_the_spark_run_wrote(handler: ModuleType, lambda
     assert "DATE '2026-10-30'" in next(
         q["query"] for q in result["queries"] if q["name"] == "daily_sales_by_region/build"
     )
+    # AND the same statements as waves of table groups, the views first
+    grouped = [q for wave in result["waves"] for group in wave for q in group["queries"]]
+    assert sorted(q["name"] for q in grouped) == sorted(names)
+    assert {group["table"] for group in result["waves"][0]} >= {"customers_history", "products_history"}
     json.dumps(result)
 
 

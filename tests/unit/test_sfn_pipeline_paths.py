@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import random
 import re
+import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 
 from datalake.contracts import REGISTRY
+from datalake.curation import Statement, plan_waves
 from lakebox.services.sagemaker import LocalSageMaker
 from lakebox.sfn import (
     Execution,
@@ -99,6 +102,10 @@ class FakeServices:
     training_failures: int = 0
     forecast_published: dict[str, Any] | None = None
     """The record of a published forecast trained on this run's very input (the planner then says unchanged)."""
+    curated_queries: list[dict[str, str]] = field(default_factory=list)
+    """The planner's statements, when not the default chain of CURATED tables."""
+    query_gate: Callable[[str], None] | None = None
+    """Called with each curated statement's table before it ends (tests of statements running at once)."""
     calls: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
 
     def integrations(self) -> Integrations:
@@ -210,10 +217,14 @@ class FakeServices:
             # the gate's report shape: every registered dataset when the run names none (ADR 0012)
             names = payload["datasets"] or sorted(REGISTRY)
             return {"passed": True, "datasets": [{"dataset": n, "passed": True, "rules": []} for n in names]}
-        queries = [
-            {"name": f"{name}/build", "table": name, "step": "build", "query": f"CREATE TABLE {name} AS SELECT 1"}
-            for name in CURATED
+        # each table reads the one before it (one wave each) unless the test gives its own statements
+        queries = self.curated_queries or [
+            {"name": f"{name}/build", "table": name, "step": "build", "query": f"CREATE TABLE {name} AS {source}"}
+            for name, source in zip(
+                CURATED, ["SELECT 1", *(f"SELECT * FROM data_lake_db.{name}" for name in CURATED[:-1])], strict=True
+            )
         ]
+        waves = plan_waves([Statement.model_validate(query) for query in queries], "data_lake_db")
         held = [{"table": "customer_aggregates", "datasets": ["customers"], "reasons": ["customers: stale"]}]
         return {
             "run_id": payload["run_id"],
@@ -225,6 +236,7 @@ class FakeServices:
             "held_datasets": {"customers": ["freshness: stale"]} if self.holds_customers else {},
             "waiting": [],
             "queries": queries,
+            "waves": [[group.model_dump(mode="json") for group in wave] for wave in waves],
             "ledger_key": "_ledger/curation.json",
             "ledger": '{"tables": {}}',
         }
@@ -233,6 +245,8 @@ class FakeServices:
         forecast = "sales_forecast" in parameters["QueryString"]
         self.calls[FORECAST_QUERIES if forecast else ATHENA].append(parameters)
         table = re.search(r"CREATE TABLE (\w+)", parameters["QueryString"]).group(1)  # type: ignore[union-attr]
+        if self.query_gate is not None and not forecast:
+            self.query_gate(table)
         state = "FAILED" if table == self.failing_table else "SUCCEEDED"
         status: dict[str, Any] = {"State": state}
         if state == "FAILED":
@@ -461,6 +475,48 @@ def test_athena_fails_takes_the_failure_path_and_stops_the_statements_after_it()
     assert item["cause"] == "TABLE_NOT_FOUND: processed.sales"
     assert [call["QueryString"].split()[2] for call in services.calls[ATHENA]] == list(CURATED[:2])
     assert execution.events("MapIterationFailed")[0].details["error"] == "States.TaskFailed"
+
+
+def test_the_tables_of_a_wave_run_at_once_and_the_next_wave_after_them() -> None:
+    # GIVEN two tables reading only processed data (one wave), and a third reading both (the next wave), whose
+    # statements each wait until both tables of the first wave have started theirs
+    first_wave = threading.Barrier(2, timeout=10)
+    events: list[str] = []
+    lock = threading.Lock()
+
+    def gate(table: str) -> None:
+        with lock:
+            events.append(f"start {table}")
+        if table != "customer_aggregates":
+            first_wave.wait()  # breaks (and fails the run) unless the other first-wave statement runs meanwhile
+        with lock:
+            events.append(f"end {table}")
+
+    reads_sales = "SELECT * FROM data_lake_db.sales"
+    queries = [
+        *(
+            {"name": f"{t}/build", "table": t, "step": "build", "query": f"CREATE TABLE {t} AS {reads_sales}"}
+            for t in ("a", "b")
+        ),
+        {
+            "name": "customer_aggregates/build",
+            "table": "customer_aggregates",
+            "step": "build",
+            "query": "CREATE TABLE customer_aggregates AS SELECT * FROM data_lake_db.a JOIN data_lake_db.b USING (k)",
+        },
+    ]
+    services = FakeServices(curated_queries=queries, query_gate=gate)
+
+    # WHEN the pipeline runs
+    execution, _ = run_pipeline(services, input={"datasets": ["sales"], "forecast": False})
+
+    # THEN both first-wave statements ran at once, and the table reading them started after both ended
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert set(events[:2]) == {"start a", "start b"}
+    assert events.index("start customer_aggregates") > max(events.index("end a"), events.index("end b"))
+    # AND the summary lists every statement once, in wave then plan order, with its bytes scanned
+    assert [query["name"] for query in execution.output["queries"]] == [q["name"] for q in queries]
+    assert [query["bytes_scanned"] for query in execution.output["queries"]] == [1001, 1001, 1019]
 
 
 def test_emr_serverless_engine_runs_the_same_script_with_explicit_arguments() -> None:

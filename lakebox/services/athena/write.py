@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import tempfile
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +87,23 @@ def _ctas_properties(ast: exp.Create) -> dict[str, Any]:
 class WriteMixin(ScanMixin):
     """CTAS and INSERT INTO."""
 
+    _lock: threading.RLock
+
+    @contextmanager
+    def _others_may_run(self) -> Iterator[None]:
+        """Let other statements run on the engine meanwhile (the statement holds the engine's lock around it).
+
+        For a statement's writing only: it works on its own cursor (its temporary table), a local folder and S3
+        uploads, and reads or changes none of what the engine keeps (catalog, listings, translations, the kept cursor),
+        which stays under the lock. The pipeline builds the curated tables of a wave at once (ADR 0032): their writes
+        then overlap each other and the other statements' catalog calls.
+        """
+        self._lock.release()
+        try:
+            yield
+        finally:
+            self._lock.acquire()
+
     def _ctas(self, ast: exp.Create, ctx: _Context) -> _Outcome:
         target = ast.this
         if not isinstance(target, exp.Table):
@@ -126,7 +146,8 @@ class WriteMixin(ScanMixin):
         rows = 0
         written: list[_Partition] = []
         if with_data:
-            rows, written = self._write(ctx, prepared.sql, table, compression, {})
+            with self._others_may_run():
+                rows, written = self._write(ctx, prepared.sql, table, compression, {})
         self._glue.create_table(DatabaseName=database, TableInput=_table_input(table, compression))
         self._add_partitions(table, written, ignore_existing=False)
         return _Outcome("DML", "CREATE_TABLE_AS_SELECT", [("rows", "bigint")], [(rows,)], scanned, rows)
@@ -164,7 +185,8 @@ class WriteMixin(ScanMixin):
         sql = f"SELECT {projection} FROM ({prepared.sql}) AS __lb_insert"
         existing = {p.values: p for p in self._partitions(table)} if table.partition_keys else {}
         compression = table.parameters.get("parquet.compression", "SNAPPY").upper()
-        rows, written = self._write(ctx, sql, table, compression, existing)
+        with self._others_may_run():
+            rows, written = self._write(ctx, sql, table, compression, existing)
         self._add_partitions(table, [p for p in written if p.values not in existing], ignore_existing=True)
         return _Outcome("DML", "INSERT", [("rows", "bigint")], [(rows,)], prepared.bytes_scanned, rows)
 

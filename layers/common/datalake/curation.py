@@ -183,6 +183,15 @@ class Statement(BaseModel):
     query: str
 
 
+class TableGroup(BaseModel):
+    """One table's (or view's) statements of a plan, in the order they must run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    table: str
+    queries: list[Statement]
+
+
 class DateWindow(BaseModel):
     """An inclusive range of sale dates."""
 
@@ -270,6 +279,10 @@ class LedgerPlan(BaseModel):
     waiting: list[WaitingTable] = Field(default_factory=list)
     """Tables left out because a dataset they read has no processed table yet; built whole once it has one."""
     queries: list[Statement]
+    """Every statement, in an order that runs them one after another."""
+    waves: list[list[TableGroup]] = Field(default_factory=list)
+    """The same statements as waves of table groups (`plan_waves`): the waves one after another, the groups of a wave
+    at once, a group's statements in order."""
     ledger_key: str
     ledger: str
     """The ledger to write once the queries have published the tables (JSON text)."""
@@ -441,6 +454,46 @@ def plan_statements(
     return views + statements
 
 
+def plan_waves(queries: Sequence[Statement], database: str) -> list[list[TableGroup]]:
+    """Group a plan's statements by the table (or view) they build, and the groups into waves that may run at once.
+
+    A group reads another when one of its statements names that group's table as ``<database>.<table>``, the way
+    every statement the planner renders names what it reads (`curated/*.sql`, the reference views). A group's wave is
+    one after the last wave of the groups it reads; a group reading none is in the first. The groups of a wave
+    read only groups of earlier waves, so they run at once; within a wave they keep the plan's order, as do a group's
+    statements.
+
+    Parameters
+    ----------
+    queries
+        A plan's statements in the order they run one after another (`plan_statements`).
+    database
+        The database the statements name their tables in.
+
+    Raises
+    ------
+    ValueError
+        When a group reads a group that comes after it in `queries` (run one after another, it would have read the
+        table as it was before this plan).
+    """
+    grouped: dict[str, list[Statement]] = {}
+    for statement in queries:
+        grouped.setdefault(statement.table, []).append(statement)
+    reference = re.compile(rf"(?<![\w./:-]){re.escape(database)}\.([a-z_][a-z0-9_]*)\b", re.IGNORECASE)
+    order = {table: position for position, table in enumerate(grouped)}
+    wave: dict[str, int] = {}
+    for table, statements in grouped.items():
+        reads = {name.lower() for s in statements for name in reference.findall(s.query)} & (set(grouped) - {table})
+        later = sorted(name for name in reads if order[name] > order[table])
+        if later:
+            raise ValueError(f"{table} reads {', '.join(later)}, which the plan builds after it")
+        wave[table] = 1 + max((wave[name] for name in reads), default=-1)
+    waves: list[list[TableGroup]] = [[] for _ in range(1 + max(wave.values(), default=-1))]
+    for table, statements in grouped.items():
+        waves[wave[table]].append(TableGroup(table=table, queries=statements))
+    return waves
+
+
 def plan_run(request: CurationRequest, *, database: str, curated_bucket: str, changes: RunChanges) -> CurationPlan:
     """The plan of a pipeline run: the request's own dates or window when it gives them, else the run's changes."""
     by_dataset: Mapping[str, Sequence[dt.date]] | None
@@ -531,6 +584,7 @@ def plan_curation(request: CurationRequest, *, settings: Settings, clients: AwsC
         held_datasets={name: verdict.reasons for name, verdict in backlog.held().items()},
         waiting=waiting,
         queries=queries,
+        waves=plan_waves(queries, settings.glue_database),
         ledger_key=LEDGER_KEY,
         ledger=ledger_document(ledger),
     )
