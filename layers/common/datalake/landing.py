@@ -35,9 +35,11 @@ date, so this times the number of dates bounds what its outputs hold in memory."
 CONTENT_TYPE = "application/x-ndjson"
 SINGLE_PUT_BYTES = 8 * 1024 * 1024
 """Objects up to this size are written with one PutObject; larger ones with a managed multipart upload."""
-PART_BYTES = 5 * 1024 * 1024
-"""An output object with a `PartUploads` is written in parts of at least this size (S3's smallest but the last) as
-its compressed bytes reach it, while the records that follow are still being judged."""
+PART_BYTES = SINGLE_PUT_BYTES
+"""An output object with a `PartUploads` is written in parts of at least this size as its compressed bytes reach it,
+while the records that follow are still being judged. The size a single PutObject writes (`SINGLE_PUT_BYTES`): an
+object that stays below it is written whole at the end, as before (S3 takes parts from 5 MiB, but an object of a few
+parts costs more requests and, on the local endpoint, more work than one PutObject)."""
 PARTS_IN_FLIGHT = 2
 """Parts of an ingestion written at once; the thread that fills the next one waits while this many are in flight."""
 _FLUSH_LINES = 4096
