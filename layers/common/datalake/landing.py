@@ -324,6 +324,7 @@ class Multipart:
         self.key = key
         self.upload_id = upload_id
         self._parts: list[Future[CompletedPartTypeDef]] = []
+        self._aborted = False
 
     def send(self, data: bytes) -> None:
         """Write `data` as the next part, in the background."""
@@ -365,7 +366,10 @@ class Multipart:
 
     def abort(self) -> None:
         """Wait for the parts in flight and abort the upload, so no part of it is kept (best effort: a failure is
-        logged, and the bucket's lifecycle rule aborts what remains)."""
+        logged, and the bucket's lifecycle rule aborts what remains). Once is enough."""
+        if self._aborted:
+            return
+        self._aborted = True
         for future in self._parts:
             future.cancel()
         for future in self._parts:
