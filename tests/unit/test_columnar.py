@@ -437,3 +437,128 @@ def test_output_objects_are_written_in_parallel_and_named_in_order() -> None:
         assert len(gzip.decompress(clients.s3.get_object(Bucket="raw", Key="k2.json.gz")["Body"].read())) > (
             SINGLE_PUT_BYTES
         )
+
+
+def _incompressible(size: int) -> bytes:
+    """Lines of random hex: gzip keeps about half their size, so a few MiB of them pass a part's size."""
+    text = os.urandom(size // 2).hex().encode()
+    return b"".join(text[i : i + 127] + b"\n" for i in range(0, len(text), 127))
+
+
+def test_a_large_output_object_is_written_in_parts_while_it_is_built() -> None:
+    from datalake.aws import AwsClients
+    from datalake.landing import PART_BYTES, PartitionFile, PartUploads, upload_all
+
+    with mock_aws():
+        clients = AwsClients.from_session()
+        clients.s3.create_bucket(Bucket="raw")
+        parts = PartUploads(clients, "raw")
+        part = PartitionFile("big.json.gz", 1, parts=parts)
+        # GIVEN an output object whose compressed bytes pass a part's size while lines are still added
+        first = _incompressible(3 * PART_BYTES)
+        part.add_many(first.splitlines(keepends=True))
+        part.reserve(0)  # hands the pending lines to the compressor
+        parts.close()  # waits for the parts in flight
+        # THEN its first part is written before the object is finished, and the object does not exist yet
+        [upload] = clients.s3.list_multipart_uploads(Bucket="raw")["Uploads"]
+        listed = clients.s3.list_parts(Bucket="raw", Key="big.json.gz", UploadId=upload["UploadId"])["Parts"]
+        assert len(listed) >= 1 and all(p["Size"] >= PART_BYTES for p in listed)
+        assert "Contents" not in clients.s3.list_objects_v2(Bucket="raw")
+        # WHEN more lines follow and the object is written
+        rest = b'{"n":1}\n'
+        part.add(rest)
+        assert upload_all(clients, "raw", [part]) == ["big.json.gz"]
+        # THEN it holds every line in order, and no upload is left open
+        body = clients.s3.get_object(Bucket="raw", Key="big.json.gz")["Body"].read()
+        assert gzip.decompress(body) == first + rest
+        assert "Uploads" not in clients.s3.list_multipart_uploads(Bucket="raw")
+        part.discard()  # once written, discarding it changes nothing
+        assert gzip.decompress(clients.s3.get_object(Bucket="raw", Key="big.json.gz")["Body"].read()) == first + rest
+
+
+def test_a_discarded_streamed_object_leaves_no_upload_and_no_object() -> None:
+    from datalake.aws import AwsClients
+    from datalake.landing import PART_BYTES, PartitionFile, PartUploads, Writer
+
+    with mock_aws():
+        clients = AwsClients.from_session()
+        clients.s3.create_bucket(Bucket="raw")
+        # GIVEN an object whose first parts were written on the writer's thread
+        parts, writer = PartUploads(clients, "raw"), Writer()
+        part = PartitionFile("big.json.gz", 1, writer, parts)
+        part.add_many(_incompressible(3 * PART_BYTES).splitlines(keepends=True))
+        part.reserve(0)
+        writer.submit(lambda: None)
+        writer.submit(lambda: None)  # the flush before it has run
+        assert part.streamed
+        # WHEN it is discarded (a duplicate, a rejected object)
+        part.discard()
+        parts.close()
+        # THEN its multipart upload is aborted and nothing was written
+        assert "Uploads" not in clients.s3.list_multipart_uploads(Bucket="raw")
+        assert "Contents" not in clients.s3.list_objects_v2(Bucket="raw")
+
+
+def test_a_part_that_fails_is_raised_as_our_error_and_its_upload_aborted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.client import BaseClient
+
+    from datalake.aws import AwsClients
+    from datalake.exceptions import TransientError
+    from datalake.landing import PART_BYTES, PartitionFile, PartUploads, upload_all
+
+    real = BaseClient._make_api_call
+
+    def slow_down(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "UploadPart" and params["PartNumber"] == 2:
+            raise self.exceptions.ClientError({"Error": {"Code": "SlowDown", "Message": "slow down"}}, operation)
+        return real(self, operation, params)
+
+    with mock_aws():
+        clients = AwsClients.from_session()
+        clients.s3.create_bucket(Bucket="raw")
+        # GIVEN an object of several parts, S3 throttling its second
+        monkeypatch.setattr(BaseClient, "_make_api_call", slow_down)
+        parts = PartUploads(clients, "raw")
+        part = PartitionFile("big.json.gz", 1, parts=parts)
+        part.add_many(_incompressible(5 * PART_BYTES).splitlines(keepends=True))
+        # WHEN it is written THEN the failure is a retryable error naming the object, and no upload is left open
+        with pytest.raises(TransientError, match=r"big\.json\.gz: SlowDown"):
+            upload_all(clients, "raw", [part])
+        parts.close()
+        assert "Uploads" not in clients.s3.list_multipart_uploads(Bucket="raw")
+        assert "Contents" not in clients.s3.list_objects_v2(Bucket="raw")
+
+
+def test_an_ingestion_whose_objects_are_written_in_parts_lands_what_one_put_each_lands(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import moto.s3.models
+
+    from datalake import landing
+
+    # GIVEN sample sales ingested with every object written whole at the end
+    lines = b"\n".join(line for line, _ in sales_lines(SampleSpec(sales=8_000, bad_rate=0.05, days=1))) + b"\n"
+    monkeypatch.setattr(landing, "PART_BYTES", 1 << 40)
+    whole = lake.ingest("sales/whole.jsonl", lines)
+    # WHEN the same lines (another object) are ingested with parts of 4 KiB, which S3 (here) then accepts
+    monkeypatch.setattr(landing, "PART_BYTES", 4096)
+    monkeypatch.setattr(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", 4096)
+    parted = lake.ingest("sales/parted.jsonl", lines + b"\n")
+    # THEN the objects were written in parts, and the manifests and the landed and quarantined lines agree
+    etags = [lake.clients.s3.head_object(Bucket="raw", Key=k)["ETag"] for k in parted.output_keys]
+    assert any("-" in etag for etag in etags)
+    counts = ("status", "records_read", "records_landed", "records_quarantined", "event_dates")
+    assert [getattr(whole, c) for c in counts] == [getattr(parted, c) for c in counts]
+    strip = ("_source_key", "_source_version", "_original_key")
+
+    def records(keys: list[str]) -> Counter[str]:
+        found: Counter[str] = Counter()
+        for key in keys:
+            body = gzip.decompress(lake.clients.s3.get_object(Bucket="raw", Key=key)["Body"].read())
+            for line in body.splitlines():
+                found[json.dumps({k: v for k, v in json.loads(line).items() if k not in strip}, sort_keys=True)] += 1
+        return found
+
+    assert records(whole.output_keys) == records(parted.output_keys)
+    assert records(whole.quarantine_keys) == records(parted.quarantine_keys)
+    assert "Uploads" not in lake.clients.s3.list_multipart_uploads(Bucket="raw")

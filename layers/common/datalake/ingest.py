@@ -48,6 +48,7 @@ from datalake.landing import (
     QUARANTINE_PREFIX,
     SPOOL_BYTES,
     PartitionFile,
+    PartUploads,
     Writer,
     iso_stamp,
     lineage_prefix,
@@ -198,6 +199,8 @@ class _Sink:
     quarantine_file: PartitionFile | None = None
     writer: Writer = field(default_factory=Writer)
     """Compresses the landed files on a thread of its own while the next block is judged."""
+    parts: PartUploads | None = None
+    """Writes the parts of large output objects while the records that follow are judged (None: at the end)."""
 
     def __post_init__(self) -> None:
         self._mid = lineage_prefix(self.ref.key, self.ref.source_version)
@@ -215,7 +218,7 @@ class _Sink:
         part = self.landed_files.get(day)
         if part is None:
             key = raw_key(self.dataset.name, day, self._name)
-            part = self.landed_files[day] = PartitionFile(key, self.gzip_level, self.writer)
+            part = self.landed_files[day] = PartitionFile(key, self.gzip_level, self.writer, self.parts)
         return part
 
     @property
@@ -250,7 +253,7 @@ class _Sink:
         """Quarantine a record with the reasons it failed, keeping its original text."""
         if self.quarantine_file is None:
             key = quarantine_key(self.dataset.name, self.ingested_at.date(), self._name)
-            self.quarantine_file = PartitionFile(key, self.gzip_level)
+            self.quarantine_file = PartitionFile(key, self.gzip_level, parts=self.parts)
         self.quarantine_file.add(quarantine_line({**self._lineage, "_line": line_no}, raw, errors))
 
     @property
@@ -265,15 +268,21 @@ class _Sink:
         """Upload every output object (managed multipart for large ones); return raw and quarantine keys."""
         landed = [part for _, part in sorted(self.landed_files.items())]
         quarantined = [self.quarantine_file] if self.quarantine_file else []
-        keys = upload_all(clients, bucket, [*landed, *quarantined])
+        try:
+            keys = upload_all(clients, bucket, [*landed, *quarantined])
+        finally:
+            self.discard()
         return keys[: len(landed)], keys[len(landed) :]
 
     def discard(self) -> None:
+        """Release the output files and threads; objects not written are dropped (their multipart uploads aborted)."""
         self.writer.close()
         for part in self.landed_files.values():
             part.discard()
         if self.quarantine_file:
             self.quarantine_file.discard()
+        if self.parts is not None:
+            self.parts.close()
 
 
 _BLANK = frozenset(b" \t\r\n\f\v")
@@ -644,7 +653,7 @@ def ingest_object(
         body, _, size = _open(ObjectRef(raw_bucket, replay_from), clients)
         target = base["original_key"] = base["replayed_from"] = replay_from
     chunks, stats = open_object(body, _limits(settings))
-    sink = _Sink(ref, dataset, ingested_at, settings.gzip_level, target)
+    sink = _Sink(ref, dataset, ingested_at, settings.gzip_level, target, parts=PartUploads(clients, raw_bucket))
     keep = functools.partial(_keep_original, ref, dataset, target, size, settings, clients, ingested_at)
     keeping: Future[None] | None = None
     try:
@@ -685,15 +694,21 @@ def ingest_object(
             keeping.result()
         manifest = _reject_object(ref, dataset, exc, base, clients, raw_bucket, stats=stats, read=sink.read)
         return _record(manifest, settings, clients)
+    except BaseException:
+        sink.discard()  # parts already written are aborted, the threads ended; the error is the caller's
+        raise
 
     landed, quarantined = sink.landed, sink.quarantined
-    if sink.read != landed + quarantined:
+    try:
+        if sink.read != landed + quarantined:
+            raise AccountingError(f"{ref.object_id}: read {sink.read} != landed {landed} + quarantined {quarantined}")
+        sha256 = _drained(chunks, stats)
+        original = _claim_content(ref, dataset, sha256, settings, clients, ingested_at) if sink.read else None
+        if keeping is not None:
+            keeping.result()
+    except BaseException:
         sink.discard()
-        raise AccountingError(f"{ref.object_id}: read {sink.read} != landed {landed} + quarantined {quarantined}")
-    sha256 = _drained(chunks, stats)
-    original = _claim_content(ref, dataset, sha256, settings, clients, ingested_at) if sink.read else None
-    if keeping is not None:
-        keeping.result()
+        raise
     if original is not None:
         sink.discard()
         return _record(_duplicate_manifest(base, dataset, fmt, stats, original), settings, clients)

@@ -6,10 +6,12 @@ import collections
 import datetime as dt
 import functools
 import json
+import logging
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 from boto3.s3.transfer import TransferConfig
@@ -18,6 +20,11 @@ from isal import igzip
 
 from datalake.aws import AwsClients, aws_error
 from datalake.validation import RecordError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+logger = logging.getLogger(__name__)
 
 UTC = dt.UTC
 QUARANTINE_PREFIX = "_quarantine"
@@ -28,6 +35,13 @@ date, so this times the number of dates bounds what its outputs hold in memory."
 CONTENT_TYPE = "application/x-ndjson"
 SINGLE_PUT_BYTES = 8 * 1024 * 1024
 """Objects up to this size are written with one PutObject; larger ones with a managed multipart upload."""
+PART_BYTES = SINGLE_PUT_BYTES
+"""An output object with a `PartUploads` is written in parts of at least this size as its compressed bytes reach it,
+while the records that follow are still being judged. The size a single PutObject writes (`SINGLE_PUT_BYTES`): an
+object that stays below it is written whole at the end, as before (S3 takes parts from 5 MiB, but an object of a few
+parts costs more requests and, on the local endpoint, more work than one PutObject)."""
+PARTS_IN_FLIGHT = 2
+"""Parts of an ingestion written at once; the thread that fills the next one waits while this many are in flight."""
 _FLUSH_LINES = 4096
 ENCODER = msgspec.json.Encoder(decimal_format="number")
 
@@ -132,22 +146,49 @@ class Writer:
 class PartitionFile:
     """One output object being built: gzip JSON lines spooled to memory, then to disk past a few MiB.
 
-    With a `writer`, compression runs on the writer's thread: every write goes through it, in order.
+    With a `writer`, compression runs on the writer's thread: every write goes through it, in order. With `parts`,
+    the object is written in parts as its compressed bytes pass `PART_BYTES` (a multipart upload, completed by
+    `upload`), so the spool holds at most about one part and most of the object is written before the last record is
+    judged.
     """
 
-    def __init__(self, key: str, level: int, writer: Writer | None = None) -> None:
+    def __init__(self, key: str, level: int, writer: Writer | None = None, parts: PartUploads | None = None) -> None:
         self.key = key
         self.records = 0
         self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=PART_SPOOL_BYTES)  # noqa: SIM115
         self._gzip: Any = igzip.IGzipFile(fileobj=self._spool, mode="wb", compresslevel=level)  # type: ignore[no-untyped-call]
         self._pending: list[bytes] = []
         self._writer = writer
+        self._parts = parts
+        self._multipart: Multipart | None = None
+        self._completed = False
+
+    @property
+    def streamed(self) -> bool:
+        """Whether parts of the object were handed to a multipart upload (completed by `upload`)."""
+        return self._multipart is not None
+
+    def _compress(self, data: Any) -> None:
+        self._gzip.write(data)
+        if self._parts is not None and self._spool.tell() >= PART_BYTES:
+            self._send_part()
+
+    def _send_part(self) -> None:
+        """Hand the compressed bytes so far to the multipart upload as its next part, and empty the spool."""
+        assert self._parts is not None
+        self._spool.seek(0)
+        data = self._spool.read()
+        self._spool.seek(0)
+        self._spool.truncate()
+        if self._multipart is None:
+            self._multipart = self._parts.start(self.key)
+        self._multipart.send(data)
 
     def _write(self, data: bytes) -> None:
         if self._writer is None:
-            self._gzip.write(data)
+            self._compress(data)
         else:
-            self._writer.submit(functools.partial(self._gzip.write, data))
+            self._writer.submit(functools.partial(self._compress, data))
 
     def add(self, line: bytes) -> None:
         """Append one complete line (ending in a newline)."""
@@ -176,7 +217,7 @@ class PartitionFile:
 
     def write_text(self, text: Any) -> None:
         """Compress bytes-like text now, on the calling thread: the writer's own, when the file has a writer."""
-        self._gzip.write(text)
+        self._compress(text)
 
     def finish(self) -> IO[bytes]:
         """Close the gzip stream and return the spooled object, rewound."""
@@ -194,12 +235,151 @@ class PartitionFile:
         body.seek(0)
         return size
 
+    def complete(self) -> None:
+        """Write what remains of a streamed object as its last part and complete the upload (`upload` calls it)."""
+        assert self._multipart is not None
+        body = self.finish()
+        try:
+            self._multipart.send(body.read())
+        finally:
+            body.close()
+        self._multipart.complete()
+        self._completed = True
+
     def discard(self) -> None:
-        """Drop the object without writing it."""
+        """Drop the object without writing it: a multipart upload begun for it and not completed is aborted (a no-op
+        once the object is written)."""
         if self._writer is not None:
             self._writer.close()
         self._gzip.close()
         self._spool.close()
+        if self._multipart is not None and not self._completed:
+            self._completed = True
+            self._multipart.abort()
+
+
+class PartUploads:
+    """The multipart uploads of one ingestion's output objects: their parts written by `PARTS_IN_FLIGHT` threads.
+
+    A part is sent by the thread that filled it (the writer's) and written in the background; that thread waits
+    while `PARTS_IN_FLIGHT` parts are being written, so at most that many parts are held beyond the spools.
+    """
+
+    def __init__(self, clients: AwsClients, bucket: str) -> None:
+        self.clients = clients
+        self.bucket = bucket
+        self._slots = threading.BoundedSemaphore(PARTS_IN_FLIGHT)
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def start(self, key: str) -> Multipart:
+        """Begin the multipart upload of `key`.
+
+        Raises
+        ------
+        TransientError, TerminalError
+            S3 refused to begin it.
+        """
+        try:
+            response = self.clients.s3.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ContentType=CONTENT_TYPE, ChecksumAlgorithm="CRC32"
+            )
+        except ClientError as exc:
+            raise aws_error(exc, f"writing s3://{self.bucket}/{key}") from exc
+        return Multipart(self, key, response["UploadId"])
+
+    def submit(self, work: Callable[[], CompletedPartTypeDef]) -> Future[CompletedPartTypeDef]:
+        """Run `work` on a part thread once fewer than `PARTS_IN_FLIGHT` parts are in flight."""
+        self._slots.acquire()
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="upload-parts")
+            pool = self._pool
+
+        def run() -> CompletedPartTypeDef:
+            try:
+                return work()
+            finally:
+                self._slots.release()
+
+        try:
+            return pool.submit(run)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def close(self) -> None:
+        """End the part threads once what they write is written."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+class Multipart:
+    """One object's multipart upload: its parts in order, written in the background (`PartUploads`)."""
+
+    def __init__(self, uploads: PartUploads, key: str, upload_id: str) -> None:
+        self._uploads = uploads
+        self.key = key
+        self.upload_id = upload_id
+        self._parts: list[Future[CompletedPartTypeDef]] = []
+        self._aborted = False
+
+    def send(self, data: bytes) -> None:
+        """Write `data` as the next part, in the background."""
+        number = len(self._parts) + 1
+        self._parts.append(self._uploads.submit(functools.partial(self._write_part, number, data)))
+
+    def _write_part(self, number: int, data: bytes) -> CompletedPartTypeDef:
+        uploads = self._uploads
+        response = uploads.clients.s3.upload_part(
+            Bucket=uploads.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            PartNumber=number,
+            Body=data,
+            ChecksumAlgorithm="CRC32",
+        )
+        part: CompletedPartTypeDef = {"PartNumber": number, "ETag": response["ETag"]}
+        if "ChecksumCRC32" in response:
+            part["ChecksumCRC32"] = response["ChecksumCRC32"]
+        return part
+
+    def complete(self) -> None:
+        """Wait for every part and complete the upload: the object then exists whole, as one PutObject makes it.
+
+        Raises
+        ------
+        TransientError, TerminalError
+            A part or the completion failed (the upload is aborted; a retry writes the object again).
+        """
+        uploads = self._uploads
+        try:
+            parts = [future.result() for future in self._parts]
+            uploads.clients.s3.complete_multipart_upload(
+                Bucket=uploads.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": parts}
+            )
+        except ClientError as exc:
+            self.abort()
+            raise aws_error(exc, f"writing s3://{uploads.bucket}/{self.key}") from exc
+
+    def abort(self) -> None:
+        """Wait for the parts in flight and abort the upload, so no part of it is kept (best effort: a failure is
+        logged, and the bucket's lifecycle rule aborts what remains). Once is enough."""
+        if self._aborted:
+            return
+        self._aborted = True
+        for future in self._parts:
+            future.cancel()
+        for future in self._parts:
+            if not future.cancelled():
+                future.exception()
+        uploads = self._uploads
+        try:
+            uploads.clients.s3.abort_multipart_upload(Bucket=uploads.bucket, Key=self.key, UploadId=self.upload_id)
+        except ClientError as exc:
+            logger.warning("could not abort the upload of s3://%s/%s: %s", uploads.bucket, self.key, exc)
 
 
 # At most 2 parts of 8 MiB in flight, and 2 read ahead of them: memory stays flat however large the object (the
@@ -210,7 +390,8 @@ _MULTIPART.max_in_memory_upload_chunks = 2
 
 
 def upload(clients: AwsClients, bucket: str, part: PartitionFile) -> str:
-    """Write one finished object (one PutObject, or a managed multipart upload past 8 MiB) and return its key.
+    """Write one finished object (one PutObject, or a managed multipart upload past 8 MiB; a streamed object's last
+    part and completion) and return its key.
 
     Raises
     ------
@@ -219,6 +400,9 @@ def upload(clients: AwsClients, bucket: str, part: PartitionFile) -> str:
     TerminalError
         The write failed in a way retrying cannot fix (no such bucket, access denied).
     """
+    if part.streamed:
+        part.complete()
+        return part.key
     body = part.finish()
     try:
         size = body.seek(0, 2)
@@ -249,7 +433,8 @@ def upload_all(clients: AwsClients, bucket: str, parts: Sequence[PartitionFile])
     TransientError, TerminalError
         As `upload`: the first write that failed (the others are written or failed too; a retry overwrites all).
     """
-    sizes = [part.size() for part in parts]
+    sizes = [0 if part.streamed else part.size() for part in parts]
+    # a streamed object's rest is at most about one part, written with its completion
     small = [part for part, size in zip(parts, sizes, strict=True) if size <= SINGLE_PUT_BYTES]
     if len(small) > 1:
         with ThreadPoolExecutor(max_workers=UPLOAD_WORKERS, thread_name_prefix="upload") as pool:
