@@ -23,8 +23,11 @@ DIMENSIONS = {"service": "plan_curation"}
 @logger.inject_lambda_context(correlation_id_path="execution_id", clear_state=True)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Return the statements to run in order (`queries`) and as waves of tables to build at once (`waves`), what they
-    rebuild, what is held, and the ledger to write."""
+    """Return the statements as waves of tables to build at once (`waves`), what they rebuild, what is held, and the
+    ledger to write.
+
+    The statements are in the answer once: the plan's flat `queries` (the same statements in one order) is left
+    out, so a backfill's plan stays twice as far from the 256 KB a Lambda answer and a state may hold."""
     plan = plan_curation(CurationRequest.model_validate(event), settings=settings, clients=clients)
     logger.info(
         "curation planned",
@@ -37,5 +40,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     )
     with single_metric(HELD_TABLES_METRIC, MetricUnit.Count, len(plan.held), default_dimensions=DIMENSIONS):
         pass
-    document: dict[str, Any] = plan.model_dump(mode="json")
+    document: dict[str, Any] = plan.model_dump(mode="json", exclude={"queries"})
     return document

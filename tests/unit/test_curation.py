@@ -333,24 +333,27 @@ def _catalog(*datasets: str) -> None:
         )
 
 
+def statements(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The planner's statements in the order its waves run them: wave by wave, table by table."""
+    return [q for wave in answer["waves"] for group in wave for q in group["queries"]]
+
+
 def test_handler_plans_the_dates_the_spark_run_wrote(handler: ModuleType, lambda_context: Any) -> None:
     # GIVEN the Spark run's summary, and the payload the pipeline sends
     _summary("processed", "exec-7", {"sales": {"partitions": ["2026-10-30"]}, "products": {"partitions": []}})
     event = {"run_id": "exec-7", "datasets": ["sales"], "execution_id": "arn:aws:states:us-east-1:1:execution:p:exec-7"}
     # WHEN the planner runs
     result = handler.lambda_handler(event, lambda_context)
-    # THEN it returns the ordered statements for that date, JSON-ready
+    # THEN it returns the statements for that date as waves of table groups, the views first, JSON-ready
     assert result["dates"] == ["2026-10-30"] and result["changed"] == ["sales"]
-    names = [q["name"] for q in result["queries"]]
-    assert names[0] == "customers_history/view" and names[-1] == "customer_aggregates/cleanup"
-    assert all(set(q) == {"name", "table", "step", "query"} for q in result["queries"])
-    assert "DATE '2026-10-30'" in next(
-        q["query"] for q in result["queries"] if q["name"] == "daily_sales_by_region/build"
-    )
-    # AND the same statements as waves of table groups, the views first
-    grouped = [q for wave in result["waves"] for group in wave for q in group["queries"]]
-    assert sorted(q["name"] for q in grouped) == sorted(names)
+    planned = statements(result)
+    assert all(set(q) == {"name", "table", "step", "query"} for q in planned)
     assert {group["table"] for group in result["waves"][0]} >= {"customers_history", "products_history"}
+    assert [group["table"] for group in result["waves"][-1]] == ["customer_aggregates"]
+    assert "DATE '2026-10-30'" in next(q["query"] for q in planned if q["name"] == "daily_sales_by_region/build")
+    # AND each statement once: the flat order the waves were drawn from is not repeated in the answer
+    assert "queries" not in result
+    assert len({q["name"] for q in planned}) == len(planned)
     json.dumps(result)
 
 
@@ -361,10 +364,10 @@ def test_handler_takes_an_explicit_window_without_reading_the_summary(handler: M
     # THEN the window's dates are planned
     result = handler.lambda_handler(event, lambda_context)
     assert result["dates"] == ["2026-10-01", "2026-10-02"]
-    assert {"daily_sales_by_region", "clickstream_hourly"} <= {q["table"] for q in result["queries"]}
+    assert {"daily_sales_by_region", "clickstream_hourly"} <= {q["table"] for q in statements(result)}
     # AND a window for named datasets rebuilds only their tables
     named = handler.lambda_handler({**event, "datasets": ["clickstream"]}, lambda_context)
-    assert {q["table"] for q in named["queries"] if q["step"] == "build"} == {
+    assert {q["table"] for q in statements(named) if q["step"] == "build"} == {
         "clickstream_hourly",
         "daily_active_users",
     }
@@ -494,7 +497,7 @@ def test_a_run_the_ledger_has_not_absorbed_is_rebuilt_by_the_next(handler: Modul
     fourth = handler.lambda_handler({"run_id": "run-4"}, lambda_context)
     # (and says nothing changed: the runs every table absorbed, still listed before the horizon folds them, are not
     # news, so the forecast is not retrained and the run reads "nothing to do")
-    assert fourth["queries"] == [] and fourth["changed"] == []
+    assert statements(fourth) == [] and fourth["changed"] == []
 
 
 def test_a_held_dataset_holds_only_the_tables_reading_it(handler: ModuleType, lambda_context: Any) -> None:
@@ -514,7 +517,7 @@ def test_a_held_dataset_holds_only_the_tables_reading_it(handler: ModuleType, la
     assert [(h["table"], h["datasets"]) for h in held["held"]] == [("customer_aggregates", ["customers"])]
     assert held["held_datasets"] == {"customers": ["freshness: stale"]}
     assert {"daily_sales_by_region", "product_performance"} <= set(held["tables"])
-    assert "customer_aggregates" not in {q["table"] for q in held["queries"]}
+    assert "customer_aggregates" not in {q["table"] for q in statements(held)}
     _write_ledger_of(held)
 
     # AND once a later run passes customers, the held table absorbs the held run's changes
@@ -547,11 +550,11 @@ def test_a_table_whose_inputs_were_never_processed_waits_for_them_and_is_built_w
     assert waiting["customer_aggregates"]["reason"] == "waiting for input: customers"
     assert waiting["clickstream_hourly"]["reason"] == "waiting for input: clickstream"
     # AND no statement reads a dataset that is not in the catalog, views included
-    planned = {q["table"] for q in first["queries"]}
+    planned = {q["table"] for q in statements(first)}
     assert planned == {"customer_daily_sales", "daily_sales_by_region"}
     assert not any(
         re.search(rf"\blake\.{name}(_history|_current)?\b", q["query"])
-        for q in first["queries"]
+        for q in statements(first)
         for name in ("products", "customers", "clickstream")
     )
     # AND the ledger marks only the built tables absorbed, so nothing of the waiting ones counts as done
@@ -572,8 +575,8 @@ def test_a_table_whose_inputs_were_never_processed_waits_for_them_and_is_built_w
         "daily_active_users",
         "product_performance",
     }
-    assert "customers_history/view" in {q["name"] for q in second["queries"]}
-    assert "products_history/view" not in {q["name"] for q in second["queries"]}
+    assert "customers_history/view" in {q["name"] for q in statements(second)}
+    assert "products_history/view" not in {q["name"] for q in statements(second)}
 
 
 def test_a_new_partitioned_table_with_no_date_yet_is_declared_for_the_tables_reading_it(
@@ -586,7 +589,7 @@ def test_a_new_partitioned_table_with_no_date_yet_is_declared_for_the_tables_rea
     result = handler.lambda_handler({"run_id": "run-1"}, lambda_context)
 
     # THEN customer_daily_sales (no date to build) is still declared, before customer_aggregates reads it, whole
-    names = [q["name"] for q in result["queries"]]
+    names = [q["name"] for q in statements(result)]
     assert "customer_daily_sales/build" not in names
     assert names.index("customer_daily_sales/table") < names.index("customer_aggregates/build")
     assert result["status"] == "SUCCEEDED" and result["waiting"] == []
@@ -634,14 +637,14 @@ def test_a_table_reading_a_rollup_reads_its_dataset_and_waits_until_the_rollup_i
     assert set(waiting) == {"daily_sales_by_region"}
     assert waiting["daily_sales_by_region"]["reason"] == "waiting for input: sales_by_region_day"
     assert "product_performance" in result["tables"] and "customer_daily_sales" in result["tables"]
-    assert not any("lake.sales_by_region_day" in q["query"] for q in result["queries"])
+    assert not any("lake.sales_by_region_day" in q["query"] for q in statements(result))
 
 
 # ------------------------------------------------------------------------------- steady and versioned dates
 
 
 def _build(result: dict[str, Any], table: str) -> str:
-    return str(next(q["query"] for q in result["queries"] if q["name"] == f"{table}/build"))
+    return str(next(q["query"] for q in statements(result) if q["name"] == f"{table}/build"))
 
 
 def _products_partition(day: str) -> None:
