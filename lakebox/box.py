@@ -369,11 +369,10 @@ class Lakebox:
 
     def state_machine_id(self, name: str) -> str:
         """The logical id of a state machine named by logical id, physical name or ARN."""
-        for lid, resource in self.stack.resources.items():
-            if "StateMachine" in resource["Type"] and self.stack.active(lid):
-                physical = self.stack._physical(lid)
-                if name in (lid, physical["Ref"], physical.get("Name")):
-                    return lid
+        for lid in self.stack.state_machines():
+            physical = self.stack._physical(lid)
+            if name in (lid, physical["Ref"], physical.get("Name")):
+                return lid
         machines = [lid for lid, r in self.stack.resources.items() if "StateMachine" in r["Type"]]
         raise LakeboxError(f"no state machine {name!r} in template.yaml (state machines: {', '.join(machines)})")
 

@@ -336,11 +336,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             registered_datasets(),
             workgroup=str(box.stack.ref("AnalyticsWorkGroup")),
             region=REGION,
-            state_machines={
-                lid: str(box.stack.ref(lid))
-                for lid, resource in box.stack.resources.items()
-                if "StateMachine" in resource["Type"] and box.stack.active(lid)
-            },
+            state_machines={lid: str(box.stack.ref(lid)) for lid in box.stack.state_machines()},
             engines=engine_names(box.stack),
         )
         path = record.write(home)

@@ -332,6 +332,10 @@ class Stack:
         raise StackError(f"no function {name!r} in template.yaml (functions: {known})")
 
     # ------------------------------------------------------------------ state machines
+    def state_machines(self) -> list[str]:
+        """The logical ids of the state machines this deployment has (their Condition, if any, holds)."""
+        return [lid for lid, r in self.resources.items() if "StateMachine" in r["Type"] and self.active(lid)]
+
     def state_machine(self, logical_id: str) -> tuple[dict[str, Any], dict[str, str]]:
         """A state machine's definition with its DefinitionSubstitutions applied, and the substitutions."""
         resource = self.resources.get(logical_id)
