@@ -68,15 +68,28 @@ STAGES = {
 
 
 def _timed(seconds: dict[str, float]) -> Callable[[Any], Any]:
+    """Middleware adding each stage's wall time to `seconds`: while any of its tasks runs (tasks of a stage that run
+    at once, such as a wave's curated queries, count once)."""
     from lakebox.sfn import TaskContext
+
+    running: dict[str, int] = defaultdict(int)
+    since: dict[str, float] = {}
+    lock = threading.Lock()
 
     def middleware(handler: Any) -> Any:
         def timed(parameters: Any, task: TaskContext) -> Any:
-            start = time.perf_counter()
+            stage = STAGES.get(task.state_name, "notify")
+            with lock:
+                if not running[stage]:
+                    since[stage] = time.perf_counter()
+                running[stage] += 1
             try:
                 return handler(parameters, task)
             finally:
-                seconds[STAGES.get(task.state_name, "notify")] += time.perf_counter() - start
+                with lock:
+                    running[stage] -= 1
+                    if not running[stage]:
+                        seconds[stage] += time.perf_counter() - since[stage]
 
         return timed
 
