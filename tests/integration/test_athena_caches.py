@@ -351,3 +351,18 @@ def test_a_table_of_another_database_dropped_with_its_database_is_not_found(
     glue.delete_database(Name="passing")
     with pytest.raises(QueryFailedError, match="SCHEMA_NOT_FOUND"):
         engine.query("SELECT n FROM passing.brief")
+
+
+def test_a_table_found_missing_and_then_made_by_another_client_exists(
+    session: boto3.Session, engine: AthenaEngine
+) -> None:
+    # GIVEN a table the engine found missing (a DROP ... IF EXISTS of nothing)
+    engine.query(f"DROP TABLE IF EXISTS {DATABASE}.arriving")
+    # WHEN another client creates it
+    _table(session, "arriving")
+    # THEN a CTAS of that name is refused as Athena refuses it, and a DROP without IF EXISTS removes it
+    with pytest.raises(QueryFailedError, match="TABLE_ALREADY_EXISTS"):
+        engine.query(f"CREATE TABLE {DATABASE}.arriving AS SELECT 1 AS n")
+    engine.query(f"DROP TABLE {DATABASE}.arriving")
+    with pytest.raises(ClientError):
+        session.client("glue").get_table(DatabaseName=DATABASE, Name="arriving")
