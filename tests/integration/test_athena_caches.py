@@ -281,3 +281,88 @@ def test_a_kept_translation_answers_as_the_first_run(engine: AthenaEngine, case:
     # THEN its values, types and error are the same, and still the ones Trino documents
     assert again == first
     assert differences(case, *again) == [], case.ref
+
+
+def _catalog_reads(engine: AthenaEngine, sql: str) -> tuple[list[tuple[Any, ...]], list[str]]:
+    calls: list[str] = []
+    real = BaseClient._make_api_call
+
+    def counted(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        calls.append(operation)
+        return real(client, operation, params)
+
+    with mock.patch.object(BaseClient, "_make_api_call", counted):
+        rows = engine.query(sql).rows
+    return rows, [c for c in calls if c.startswith("Get")]
+
+
+def test_a_write_to_one_table_keeps_the_others_and_is_seen_in_its_own(
+    session: boto3.Session, engine: AthenaEngine
+) -> None:
+    # GIVEN two partitioned tables read in one query, and a third table
+    for name in ("left_side", "right_side"):
+        _table(session, name, partitioned=True)
+        _add_partition(session, name, "2026-12-01", [1, 2])
+    joined = "SELECT count(*) FROM left_side AS l JOIN right_side AS r ON l.n = r.n"
+    assert _sum(engine, joined) == [(2,)]
+    # WHEN the engine writes another table (CTAS) and drops it
+    engine.query(
+        f"CREATE TABLE {DATABASE}.elsewhere WITH (external_location = 's3://{BUCKET}/elsewhere/') AS SELECT 1 AS n"
+    )
+    engine.query(f"DROP TABLE {DATABASE}.elsewhere")
+    # THEN a query of the two tables reads neither their entries nor their partitions again
+    rows, reads = _catalog_reads(engine, "SELECT sum(n) FROM left_side")
+    assert (rows, reads) == ([(3,)], [])
+    # WHEN the engine inserts into one of them (a new partition), THEN the next query reads its new rows and partition
+    engine.query(f"INSERT INTO {DATABASE}.right_side SELECT 5 AS n, '2026-12-02' AS d")
+    rows, reads = _catalog_reads(engine, "SELECT sum(n), count(DISTINCT d) FROM right_side")
+    assert rows == [(8, 2)]
+    assert "GetPartitions" in reads
+    # WHEN another client adds a partition to the other, THEN the next query reads it
+    _add_partition(session, "left_side", "2026-12-03", [40])
+    assert _sum(engine, "SELECT sum(n) FROM left_side WHERE d > '2026-12-01'") == [(40,)]
+    # WHEN another client changes the table's parameters, THEN an ALTER TABLE of the engine keeps them
+    glue = session.client("glue")
+    raw = glue.get_table(DatabaseName=DATABASE, Name="left_side")["Table"]
+    glue.update_table(
+        DatabaseName=DATABASE,
+        TableInput={
+            "Name": "left_side",
+            "StorageDescriptor": raw["StorageDescriptor"],
+            "PartitionKeys": raw["PartitionKeys"],
+            "Parameters": {**raw.get("Parameters", {}), "owner": "sales"},
+        },
+    )
+    engine.query(f"ALTER TABLE {DATABASE}.left_side SET TBLPROPERTIES ('reviewed' = 'yes')")
+    parameters = glue.get_table(DatabaseName=DATABASE, Name="left_side")["Table"]["Parameters"]
+    assert (parameters.get("owner"), parameters.get("reviewed")) == ("sales", "yes")
+
+
+def test_a_table_of_another_database_dropped_with_its_database_is_not_found(
+    session: boto3.Session, engine: AthenaEngine
+) -> None:
+    # GIVEN a table of a second database, queried
+    glue = session.client("glue")
+    glue.create_database(DatabaseInput={"Name": "passing"})
+    engine.query("CREATE TABLE passing.brief WITH (external_location = 's3://lake/passing/brief/') AS SELECT 2 AS n")
+    assert _sum(engine, "SELECT n FROM passing.brief") == [(2,)]
+    # WHEN another client deletes its tables and the database, THEN the engine answers as Athena does
+    glue.batch_delete_table(DatabaseName="passing", TablesToDelete=["brief"])
+    glue.delete_database(Name="passing")
+    with pytest.raises(QueryFailedError, match="SCHEMA_NOT_FOUND"):
+        engine.query("SELECT n FROM passing.brief")
+
+
+def test_a_table_found_missing_and_then_made_by_another_client_exists(
+    session: boto3.Session, engine: AthenaEngine
+) -> None:
+    # GIVEN a table the engine found missing (a DROP ... IF EXISTS of nothing)
+    engine.query(f"DROP TABLE IF EXISTS {DATABASE}.arriving")
+    # WHEN another client creates it
+    _table(session, "arriving")
+    # THEN a CTAS of that name is refused as Athena refuses it, and a DROP without IF EXISTS removes it
+    with pytest.raises(QueryFailedError, match="TABLE_ALREADY_EXISTS"):
+        engine.query(f"CREATE TABLE {DATABASE}.arriving AS SELECT 1 AS n")
+    engine.query(f"DROP TABLE {DATABASE}.arriving")
+    with pytest.raises(ClientError):
+        session.client("glue").get_table(DatabaseName=DATABASE, Name="arriving")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 from typing import Any
 
 import pytest
@@ -67,3 +69,77 @@ def test_a_reader_gets_what_it_missed_and_everything_past_what_is_kept() -> None
         log.record(Change("s3", "lake", key))
     assert log.since(0) == (5, (EVERYTHING,))
     assert log.since(2) == (5, [Change("s3", "lake", "b"), Change("s3", "lake", "c"), Change("s3", "lake", "d")])
+
+
+def _glue(action: str, body: dict[str, Any] | bytes) -> dict[str, Any]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return {
+        "PATH_INFO": "/",
+        "HTTP_HOST": "127.0.0.1:5000",
+        "REQUEST_METHOD": "POST",
+        "HTTP_X_AMZ_TARGET": f"AWSGlue.{action}",
+        "CONTENT_LENGTH": str(len(data)),
+        "wsgi.input": io.BytesIO(data),
+    }
+
+
+@pytest.mark.parametrize(
+    ("action", "body", "expected"),
+    [
+        (
+            "CreateTable",
+            {"DatabaseName": "Lake", "TableInput": {"Name": "Sales"}},
+            Change("glue", database="lake", table="sales"),
+        ),
+        (
+            "UpdateTable",
+            {"DatabaseName": "lake", "TableInput": {"Name": "sales"}},
+            Change("glue", database="lake", table="sales"),
+        ),
+        ("DeleteTable", {"DatabaseName": "lake", "Name": "sales"}, Change("glue", database="lake", table="sales")),
+        (
+            "BatchCreatePartition",
+            {"DatabaseName": "lake", "TableName": "sales"},
+            Change("glue", database="lake", table="sales"),
+        ),
+        ("BatchDeleteTable", {"DatabaseName": "lake", "TablesToDelete": ["a"]}, Change("glue", database="lake")),
+        ("DeleteDatabase", {"Name": "lake"}, Change("glue", database="lake")),
+        ("CreateDatabase", {"DatabaseInput": {"Name": "lake"}}, Change("glue", database="lake")),
+        (
+            "CreateTable",
+            {"CatalogId": "123456789012", "DatabaseName": "lake", "TableInput": {"Name": "s"}},
+            Change("glue"),
+        ),
+        ("CreateTable", {"TableInput": {"Name": "sales"}}, Change("glue")),  # no database named
+        ("CreateTable", b"not json", Change("glue")),
+        ("StartCrawler", {"Name": "sales"}, Change("glue")),  # what a crawler changes its body does not say
+    ],
+)
+def test_a_glue_request_names_the_table_or_database_it_may_change(
+    action: str, body: dict[str, Any] | bytes, expected: Change
+) -> None:
+    # WHEN a Glue request is classified THEN it names the table (or database) its body names, or the whole catalog
+    environ = _glue(action, body)
+    sent = environ["wsgi.input"].getvalue()
+    assert change_of(environ, "glue") == expected
+    # AND the service still reads the whole body
+    assert environ["wsgi.input"].read() == sent
+
+
+@pytest.mark.parametrize(
+    ("change", "table", "database"),
+    [
+        (Change("glue", database="lake", table="sales"), True, False),
+        (Change("glue", database="lake", table="other"), False, False),
+        (Change("glue", database="other", table="sales"), False, False),
+        (Change("glue", database="lake"), True, True),
+        (Change("glue"), True, True),
+        (EVERYTHING, True, True),
+        (Change("s3", "lake", "sales/a.parquet"), False, False),
+    ],
+)
+def test_a_glue_change_touches_the_tables_and_database_it_may_alter(
+    change: Change, table: bool, database: bool
+) -> None:
+    # GIVEN the table lake.sales and the database lake THEN a change touches them only when it may alter them
+    assert (change.touches_table("lake", "sales"), change.touches_database("lake")) == (table, database)

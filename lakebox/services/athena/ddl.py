@@ -239,7 +239,7 @@ class DdlMixin(WriteMixin):
                     PartitionInput=updated,
                 )
                 return _Outcome("DDL", "ALTER_TABLE_PARTITION_SET_LOCATION")
-            raw: dict[str, Any] = dict(self._glue.get_table(DatabaseName=table.database, Name=table.name)["Table"])
+            raw: dict[str, Any] = dict(table.raw)  # as the catalog holds it: the kept entry is forgotten on a change
             raw["StorageDescriptor"] = {**raw.get("StorageDescriptor", {}), "Location": location["location"]}
             table_input = cast("TableInputTypeDef", table_input_of(raw))
             self._glue.update_table(DatabaseName=table.database, TableInput=table_input)
@@ -259,7 +259,7 @@ class DdlMixin(WriteMixin):
                 raise _QueryError(f"SYNTAX_ERROR: cannot read TBLPROPERTIES ({_first_line(pairs)})")
             found[match[1].replace("''", "'")] = match[2].replace("''", "'")
             position = match.end()
-        raw: dict[str, Any] = dict(self._glue.get_table(DatabaseName=table.database, Name=table.name)["Table"])
+        raw: dict[str, Any] = dict(table.raw)
         raw["Parameters"] = {**(raw.get("Parameters") or {}), **found}
         table_input = cast("TableInputTypeDef", table_input_of(raw))
         self._glue.update_table(DatabaseName=table.database, TableInput=table_input)

@@ -129,6 +129,8 @@ class AthenaEngine(DdlMixin):
         self._footers: dict[tuple[str, str], _FileMeta] = {}
         self._tables: dict[tuple[str, str], _Table] = {}
         self._partition_lists: dict[tuple[str, str], list[_Partition]] = {}
+        self._databases: set[str] = set()
+        self._absent: set[tuple[str, str]] = set()
         self._changes = changes
         self._seen = 0
         self._generation = 0
@@ -334,7 +336,17 @@ class AthenaEngine(DdlMixin):
 
     def _forget(self, change: Change) -> None:
         if change.service in {None, "glue"}:
-            self._forget_catalog()
+            if change.database is None:
+                self._forget_catalog()
+            else:  # one table or one database: the rest of the catalog stays kept
+                self._generation += 1
+                for key in [k for k in self._tables if change.touches_table(*k)]:
+                    del self._tables[key]
+                for key in [k for k in self._partition_lists if change.touches_table(*k)]:
+                    del self._partition_lists[key]
+                self._absent = {k for k in self._absent if not change.touches_table(*k)}
+                if change.touches_database(change.database):
+                    self._databases.discard(change.database)
         if change.service in {None, "athena"}:
             self._workgroups.clear()
         if change.service in {None, "s3"}:
@@ -345,6 +357,8 @@ class AthenaEngine(DdlMixin):
         self._generation += 1
         self._tables.clear()
         self._partition_lists.clear()
+        self._databases.clear()
+        self._absent.clear()
 
     def _translation(self, text: str, database: str) -> _Translation | None:
         """The kept translation of a SELECT, when nothing it was read from changed since."""

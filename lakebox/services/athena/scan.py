@@ -298,6 +298,8 @@ class ScanMixin:
     _footers: dict[tuple[str, str], _FileMeta]
     _tables: dict[tuple[str, str], _Table]
     _partition_lists: dict[tuple[str, str], list[_Partition]]
+    _databases: set[str]
+    _absent: set[tuple[str, str]]
     _listings: dict[tuple[str, str], list[_S3Object]]
     _listed: list[tuple[tuple[str, str], list[_S3Object]]]
     _projected: bool
@@ -447,12 +449,15 @@ class ScanMixin:
         return table
 
     def _database_exists(self, database: str) -> bool:
+        if database in self._databases:
+            return True
         try:
             self._glue.get_database(Name=database)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "EntityNotFoundException":
                 return False
             raise
+        self._databases.add(database)
         return True
 
     def _read_partitions(self, table: _Table, where: exp.Expr | None, alias: str) -> list[_Partition]:
@@ -610,12 +615,20 @@ class ScanMixin:
         return not self._s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("Contents")
 
     def _exists(self, database: str, name: str) -> bool:
+        """Whether the catalog holds the table, from what the engine keeps (a table it found, or found missing, until
+        a change names it)."""
+        if (database, name) in self._tables:
+            return True
+        if (database, name) in self._absent:
+            return False
         try:
-            self._glue.get_table(DatabaseName=database, Name=name)
+            raw = self._glue.get_table(DatabaseName=database, Name=name)["Table"]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "EntityNotFoundException":
                 raise
             if not self._database_exists(database):
                 raise _QueryError(f"SCHEMA_NOT_FOUND: Schema '{database}' does not exist") from exc
+            self._absent.add((database, name))
             return False
+        self._tables[(database, name)] = _to_table(database, dict(raw))
         return True
