@@ -3,6 +3,7 @@ new or overwritten files, a table dropped or written again by CTAS, a schema or 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 from collections.abc import Iterator
@@ -108,6 +109,20 @@ def _sum(engine: AthenaEngine, sql: str) -> Any:
     return engine.query(sql).rows
 
 
+@contextlib.contextmanager
+def _api_calls() -> Iterator[list[str]]:
+    """The AWS operations every boto3 client of the process calls inside the block, in order."""
+    calls: list[str] = []
+    real = BaseClient._make_api_call
+
+    def counted(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        calls.append(operation)
+        return real(client, operation, params)
+
+    with mock.patch.object(BaseClient, "_make_api_call", counted):
+        yield calls
+
+
 def test_a_repeated_query_reads_neither_the_catalog_nor_the_listing(
     session: boto3.Session, engine: AthenaEngine
 ) -> None:
@@ -117,14 +132,7 @@ def test_a_repeated_query_reads_neither_the_catalog_nor_the_listing(
     sql = "SELECT sum(n) AS total FROM repeated"
     assert _sum(engine, sql) == [(6,)]
     # WHEN the same query runs again with nothing changed
-    calls: list[str] = []
-    real = BaseClient._make_api_call
-
-    def counted(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
-        calls.append(operation)
-        return real(client, operation, params)
-
-    with mock.patch.object(BaseClient, "_make_api_call", counted):
+    with _api_calls() as calls:
         assert _sum(engine, sql) == [(6,)]
     # THEN it only writes its results: no workgroup, table or partition read, no listing
     assert sorted(calls) == ["PutObject", "PutObject"]
@@ -284,14 +292,7 @@ def test_a_kept_translation_answers_as_the_first_run(engine: AthenaEngine, case:
 
 
 def _catalog_reads(engine: AthenaEngine, sql: str) -> tuple[list[tuple[Any, ...]], list[str]]:
-    calls: list[str] = []
-    real = BaseClient._make_api_call
-
-    def counted(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
-        calls.append(operation)
-        return real(client, operation, params)
-
-    with mock.patch.object(BaseClient, "_make_api_call", counted):
+    with _api_calls() as calls:
         rows = engine.query(sql).rows
     return rows, [c for c in calls if c.startswith("Get")]
 
