@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
+from stat import S_ISREG
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,8 @@ logger = logging.getLogger(__name__)
 THREADS = 8
 SINGLE_PUT_BYTES = 64 * 1024 * 1024
 """Files up to this size go back to S3 in one PutObject; larger ones in parts."""
+EARLY_SYNC_SECONDS = 1.0
+"""How often a running job's finished files are mirrored back to S3 (`EarlySync`)."""
 
 
 # ------------------------------------------------------------------------------------------------ Spark
@@ -82,7 +85,12 @@ def local_spark(log_file: Path | None = None) -> SparkSession:
     log_config = _log_config(log_file) if log_file is not None else Path(__file__).with_name("log4j2.properties")
     spark = (
         SparkSession.builder.master("local[2]")
-        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log_config}")
+        # The JIT's first tier only: a local job is seconds of many short plans, where the optimising compiler's
+        # threads cost more CPU on two cores than its code wins back (ADR 0036).
+        .config(
+            "spark.driver.extraJavaOptions",
+            f"-Dlog4j2.configurationFile=file:{log_config} -XX:TieredStopAtLevel=1",
+        )
         .appName("lakebox")
         .config("spark.sql.shuffle.partitions", "2")
         # Two shuffle partitions leave adaptive execution nothing to coalesce or split, and it would re-plan (and
@@ -181,13 +189,24 @@ def _visible(relative: str) -> bool:
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Size and modification time of every visible file; a file removed while the folder is walked is left out
+    (a running job renames and deletes files while the runner syncs)."""
     files = {}
     for path in folder.rglob("*"):
         relative = path.relative_to(folder).as_posix()
-        if path.is_file() and _visible(relative):
+        if not _visible(relative):
+            continue
+        try:
             stat = path.stat()
+        except FileNotFoundError:
+            continue
+        if S_ISREG(stat.st_mode):
             files[relative] = (stat.st_size, stat.st_mtime_ns)
     return files
+
+
+VANISHED = (-1, -1)
+"""The recorded state of a file that disappeared before its upload: whatever S3 holds for it is settled next sync."""
 
 
 @dataclass
@@ -210,21 +229,26 @@ class Mirror:
         changed = [name for name, stat in after.items() if self.before.get(name) != stat]
         removed = [name for name in self.before if name not in after]
 
-        def upload(name: str) -> None:
+        def upload(name: str) -> bool:
             path = self.local / name
-            if path.stat().st_size > SINGLE_PUT_BYTES:
-                s3.upload_file(str(path), bucket, prefix + name)
-                return
-            with path.open("rb") as body:  # one request, without a transfer manager and its threads per file
-                s3.put_object(Bucket=bucket, Key=prefix + name, Body=body)
+            try:
+                if path.stat().st_size > SINGLE_PUT_BYTES:
+                    s3.upload_file(str(path), bucket, prefix + name)
+                    return True
+                with path.open("rb") as body:  # one request, without a transfer manager and its threads per file
+                    s3.put_object(Bucket=bucket, Key=prefix + name, Body=body)
+            except FileNotFoundError:  # replaced or removed by the job since the snapshot: the next sync settles it
+                after[name] = VANISHED
+                return False
+            return True
 
         with ThreadPoolExecutor(THREADS) as pool:
-            list(pool.map(upload, changed))
+            uploaded = sum(pool.map(upload, changed))
         for start in range(0, len(removed), 1000):
             chunk: list[ObjectIdentifierTypeDef] = [{"Key": prefix + name} for name in removed[start : start + 1000]]
             s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
         self.before = after
-        return len(changed), len(removed)
+        return uploaded, len(removed)
 
 
 def _download(s3: S3Client, bucket: str, key: str, dest: Path) -> None:
@@ -347,6 +371,7 @@ def execute_script(
     mirrors: list[Mirror] = []
     module: ModuleType | None = None
     staged = uploaded = deleted = 0
+    early: EarlySync | None = None
     try:
         module = _load_script(session, script_location, folder)
         if not isinstance(args, Mapping):
@@ -361,10 +386,11 @@ def execute_script(
         for name, value in pinned.items():
             local_args.setdefault(name, value)
         staged = stage(s3, mirrors, inputs)
-        if getattr(module, "ACCEPTS_SESSION_FACTORY", False):  # Spark starts only if the job has work
-            module.run(lambda: local_spark(spark_log), local_args)
-        else:
-            module.run(local_spark(spark_log), local_args)
+        with EarlySync(s3, mirrors) as early:
+            if getattr(module, "ACCEPTS_SESSION_FACTORY", False):  # Spark starts only if the job has work
+                module.run(lambda: local_spark(spark_log), local_args)
+            else:
+                module.run(local_spark(spark_log), local_args)
     # A job run fails whatever the script raises, as on Glue; the error becomes the run's ErrorMessage.
     except Exception as exc:
         logger.warning("job script %s failed", script_location, exc_info=not interrupted())
@@ -374,6 +400,8 @@ def execute_script(
     finally:
         try:
             uploaded, deleted = sync_back(s3, mirrors)
+            if early is not None:
+                uploaded, deleted = uploaded + early.uploaded, deleted + early.deleted
         finally:
             if module is not None:
                 sys.modules.pop(module.__name__, None)
@@ -389,6 +417,40 @@ def sync_back(s3: S3Client, mirrors: Sequence[Mirror]) -> tuple[int, int]:
         with ThreadPoolExecutor(len(mirrors)) as pool:
             counts = list(pool.map(lambda mirror: mirror.sync_back(s3), mirrors))
     return sum(up for up, _ in counts), sum(down for _, down in counts)
+
+
+class EarlySync:
+    """While a job runs, mirror what it has finished writing back to S3 every `interval` seconds, so the run's last
+    sync has little left: a dataset's partitions upload while the job writes the next dataset or its rollups.
+
+    Spark makes a file visible only when it is complete (tasks write under hidden staging folders and the commit
+    renames), so an early sync uploads finished files; one the job replaces or removes later is uploaded again or
+    deleted by a later sync, the last one after the job returns. A failing early sync is left to the next one.
+    """
+
+    def __init__(self, s3: S3Client, mirrors: Sequence[Mirror], interval: float | None = None) -> None:
+        self._s3, self._mirrors = s3, mirrors
+        self._interval = EARLY_SYNC_SECONDS if interval is None else interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="lakebox-job-sync", daemon=True)
+        self.uploaded = self.deleted = 0
+
+    def __enter__(self) -> EarlySync:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                uploaded, deleted = sync_back(self._s3, self._mirrors)
+            except Exception:  # the next sync, or the run's last, uploads what this one could not
+                logger.debug("early sync of a running job failed", exc_info=True)
+                continue
+            self.uploaded, self.deleted = self.uploaded + uploaded, self.deleted + deleted
 
 
 def _remove_later(folder: Path) -> None:

@@ -278,3 +278,63 @@ def test_sparks_own_log_goes_to_the_log_file_not_the_terminal(tmp_path: Path) ->
     # THEN the line is in the log file, and the terminal (stderr) does not show it
     assert "spark-says-marker" in log.read_text(), ran.stderr[-2000:]
     assert "spark-says-marker" not in ran.stderr + ran.stdout
+
+
+EARLY_SYNC_SCRIPT = """
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import boto3
+
+ACCEPTS_SESSION_FACTORY = True
+
+
+def staging_plan(args, store):
+    return SimpleNamespace(roots={"out_path": args["out_path"]}, inputs=[args["out_path"] + "old.txt"], args={})
+
+
+def _wait_for(test, seconds=20.0):
+    deadline = time.monotonic() + seconds
+    while not test():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the runner did not mirror the job's files while it ran")
+        time.sleep(0.05)
+
+
+def run(spark, args):
+    s3, out = boto3.client("s3"), Path(args["out_path"].removeprefix("file://"))
+    listed = lambda: s3.list_objects_v2(Bucket="processed-bucket", Prefix="early/").get("Contents", [])
+    keys = lambda: {o["Key"] for o in listed()}
+    (out / "day=1").mkdir()
+    (out / "day=1" / "part-0.txt").write_text("first")
+    _wait_for(lambda: "early/day=1/part-0.txt" in keys())  # uploaded while the job still runs
+    (out / "old.txt").unlink()
+    _wait_for(lambda: "early/old.txt" not in keys())  # and a file the job removed is deleted as it runs
+    (out / "day=1" / "part-0.txt").write_text("second, longer")  # a file rewritten after its upload
+    (out / ".staging").mkdir()
+    (out / ".staging" / "part-1.txt").write_text("hidden")
+    (out / ".staging" / "part-1.txt").rename(out / "day=1" / "part-1.txt")  # appears whole, as a commit renames
+    return {}
+"""
+
+
+def test_a_running_jobs_finished_files_reach_s3_before_it_returns_and_end_as_it_left_them(
+    aws: Aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a job that waits, while it runs, to see its first file in S3 and a removed one gone, then changes more
+    script = tmp_path / "early.py"
+    script.write_text(EARLY_SYNC_SCRIPT)
+    s3 = aws.session.client("s3")
+    s3.put_object(Bucket=PROCESSED, Key="early/old.txt", Body=b"old")
+    monkeypatch.setattr(glue, "EARLY_SYNC_SECONDS", 0.1)
+
+    # WHEN it runs on the local runner
+    outcome = glue.execute_script(aws.session, str(script), {"out_path": f"s3://{PROCESSED}/early/"})
+
+    # THEN it saw its files mirrored while it ran (it would have timed out otherwise), and S3 ends as it left them
+    assert outcome.succeeded, outcome.error
+    assert aws.keys("early/") == {"early/day=1/part-0.txt", "early/day=1/part-1.txt"}
+    body = s3.get_object(Bucket=PROCESSED, Key="early/day=1/part-0.txt")["Body"].read()
+    assert body == b"second, longer"
+    assert outcome.deleted == 1 and outcome.uploaded >= 3
