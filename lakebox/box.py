@@ -155,8 +155,10 @@ class Lakebox:
         return self.server is not None
 
     def close(self) -> None:
-        """Close what the box holds open (the functions' log files)."""
+        """Close what the box holds open (the functions' log files, the local SageMaker's warm container)."""
         self.lambdas.close()
+        if "sagemaker" in self.__dict__:
+            self.sagemaker.close()
 
     def bucket(self, logical_id: str) -> str:
         """The physical name of one of the template's buckets."""

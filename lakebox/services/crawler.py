@@ -798,14 +798,26 @@ def infer_json_lines(data: bytes) -> tuple[list[tuple[str, str]], int]:
     """
     columns: dict[str, str | None] = {}
     records = 0
+    # Merging types is a join (idempotent, commutative, associative), so a record whose keys and scalar value types
+    # equal an earlier record's changes nothing: only the first record of each such shape is folded in.
+    shapes: set[tuple[tuple[str, type], ...]] = set()
     for record in _json_records(data):
         if not isinstance(record, dict):
             continue
         records += 1
+        shape = tuple((key, type(value)) for key, value in record.items())
+        if shape in shapes:
+            continue
+        if all(kind in _SCALARS for _, kind in shape):
+            shapes.add(shape)
         for key, value in record.items():
             name = key.lower()
             columns[name] = _merge_nullable(columns.get(name), _json_type(value))
     return [(n, t or "string") for n, t in columns.items()], records
+
+
+_SCALARS: Final = frozenset({type(None), bool, int, float, str})
+"""JSON values whose Glue type follows from their Python type alone."""
 
 
 def _json_records(data: bytes) -> Iterator[Any]:
