@@ -121,8 +121,8 @@ class LocalSageMaker:
     python
         The interpreter that runs the scripts (this one by default).
     warm
-        Whether jobs run in forks of a warm container process that has the framework imported (started when the
-        executor's handlers are taken, ended by `close()`); a job it cannot take runs in a cold process.
+        Whether jobs run in forks of a warm container process that has the framework imported (started by
+        `start_container()`, ended by `close()`); a job it cannot take, or any job before it starts, runs cold.
     """
 
     session: boto3.Session
@@ -141,11 +141,7 @@ class LocalSageMaker:
         return self.session.client("s3")
 
     def task_handlers(self) -> dict[str, Handler]:
-        """The executor's SageMaker tasks (a TaskService): the training and transform ``.sync`` jobs and CreateModel.
-
-        Taking them starts the warm container, so that its imports are done by the time a job needs it.
-        """
-        self.start_container()
+        """The executor's SageMaker tasks (a TaskService): the training and transform ``.sync`` jobs and CreateModel."""
         return {
             CREATE_TRAINING_JOB_SYNC: create_training_job_sync(self),
             CREATE_TRANSFORM_JOB_SYNC: create_transform_job_sync(self),

@@ -142,8 +142,8 @@ def test_local_sagemaker_runs_training_and_transform_warm_with_the_numbers_of_a_
         session = boto3.Session(region_name="us-east-1")
         cold = LocalSageMaker(session, tmp_path / "cold", artifacts_bucket=ARTIFACTS, warm=False)
         warm = LocalSageMaker(session, tmp_path / "warm", artifacts_bucket=ARTIFACTS)
-        # GIVEN the warm one wired into an executor (which starts its container)
-        warm.task_handlers()
+        # GIVEN the warm one's container started (as the box does when it wires SageMaker into an executor)
+        warm.start_container()
         try:
             # WHEN both train on the same window and forecast
             cold_metrics, cold_rows = forecast_of(cold, s3, "sales-forecast-cold-0", channel)
