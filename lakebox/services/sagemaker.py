@@ -8,6 +8,8 @@ output.tar.gz and the checkpoints as SageMaker does, and answers with the Descri
 job's MetricDefinitions applied to its log). A transform job unpacks the model and serves each input object through
 the inference entry's `model_fn` / `input_fn` / `predict_fn` / `output_fn` in a child process. No Docker: the child
 runs on this interpreter, so the scripts need only what the project's pins provide (scikit-learn, pandas, pyarrow).
+Once the box has started the warm container, each job's process is a fork of it, with the framework already imported
+and one BLAS thread (`sagemaker_container`, ADR 0035); otherwise, or when it cannot take the job, a cold process.
 """
 
 from __future__ import annotations
