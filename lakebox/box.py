@@ -155,8 +155,10 @@ class Lakebox:
         return self.server is not None
 
     def close(self) -> None:
-        """Close what the box holds open (the functions' log files)."""
+        """Close what the box holds open (the functions' log files, the local SageMaker's warm container)."""
         self.lambdas.close()
+        if "sagemaker" in self.__dict__:
+            self.sagemaker.close()
 
     def bucket(self, logical_id: str) -> str:
         """The physical name of one of the template's buckets."""
@@ -336,12 +338,15 @@ class Lakebox:
         and every other `aws-sdk` action through boto3 on the endpoint), then the box's own services take over the
         resources they serve: Lambda on the box's one Lambda runtime, Glue and EMR Serverless jobs on local PySpark,
         Athena on the box's DuckDB engine, `glue:startCrawler`/`glue:getCrawler` on the box's crawler state,
-        SageMaker jobs on the box's local SageMaker, `events:putEvents` through the box's event bus.
+        SageMaker jobs on the box's local SageMaker (its warm container started now, ADR 0035), `events:putEvents`
+        through the box's event bus.
         """
         from lakebox.sfn import Integrations
         from lakebox.sfn.integrations import AwsSdk
 
         services = (AwsSdk(self.session), self.lambdas, self.jobs, self.athena, self.crawler, self.sagemaker, self.bus)
+        # the SageMaker jobs' warm container imports its framework in the background while the run's first states go
+        self.sagemaker.start_container()
         return Integrations.serving(*services)
 
     @functools.cached_property

@@ -8,6 +8,8 @@ output.tar.gz and the checkpoints as SageMaker does, and answers with the Descri
 job's MetricDefinitions applied to its log). A transform job unpacks the model and serves each input object through
 the inference entry's `model_fn` / `input_fn` / `predict_fn` / `output_fn` in a child process. No Docker: the child
 runs on this interpreter, so the scripts need only what the project's pins provide (scikit-learn, pandas, pyarrow).
+Once the box has started the warm container, each job's process is a fork of it, with the framework already imported
+and one BLAS thread (`sagemaker_container`, ADR 0035); otherwise, or when it cannot take the job, a cold process.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from lakebox.services.s3uri import split_s3_uri
+from lakebox.services.sagemaker_container import WarmContainer, job_environment
 from lakebox.sfn.errors import TASK_FAILED, TaskError
 from lakebox.sfn.integrations import STATES, client_errors, json_safe
 from lakebox.sfn.registry import Handler, TaskContext
@@ -119,6 +122,9 @@ class LocalSageMaker:
         packaged from the working tree first, as `make package-artifacts` uploads it after a deploy.
     python
         The interpreter that runs the scripts (this one by default).
+    warm
+        Whether jobs run in forks of a warm container process that has the framework imported (started by
+        `start_container()`, ended by `close()`); a job it cannot take, or any job before it starts, runs cold.
     """
 
     session: boto3.Session
@@ -128,7 +134,9 @@ class LocalSageMaker:
     training_jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     transform_jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warm: bool = True
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _container: WarmContainer | None = field(default=None, repr=False)
 
     @property
     def _s3(self) -> S3Client:
@@ -141,6 +149,32 @@ class LocalSageMaker:
             CREATE_TRANSFORM_JOB_SYNC: create_transform_job_sync(self),
             CREATE_MODEL: create_model(self),
         }
+
+    def start_container(self) -> None:
+        """Start the warm container in the background (nothing when `warm` is off or it is running)."""
+        if not self.warm:
+            return
+        with self._lock:
+            if self._container is None:
+                self._container = WarmContainer(python=self.python, env=job_environment())
+        self._container.warm()
+
+    def close(self) -> None:
+        """End the warm container."""
+        if self._container is not None:
+            self._container.close()
+
+    def _run(self, command: list[str], cwd: Path, env: Mapping[str, str], log: Path, timeout: int) -> _Outcome:
+        """Run a job's process: a fork of the warm container when it takes the job, else a cold process."""
+        container = self._container
+        if container is None:
+            return _run_child(command, cwd, env, log, timeout)
+        with log.open("a", encoding="utf-8") as out:
+            out.write(f"{_now().isoformat()} {' '.join(command)}\n")
+        code = container.run(command, cwd, env, log, timeout)
+        if code is None:
+            return _run_child(command, cwd, env, log, timeout, header=False)
+        return _outcome(code, log)
 
     # ------------------------------------------------------------------ training
     def create_training_job(self, **request: Any) -> dict[str, Any]:
@@ -248,7 +282,7 @@ class LocalSageMaker:
             env = self._training_env(job, opt_ml, dirs, channels, user, program, argv)
             job["SecondaryStatus"] = "Training"
             timeout = int(job["StoppingCondition"].get("MaxRuntimeInSeconds", 86_400))
-            outcome = _run_child([self.python, program, *argv], code, env, log, timeout)
+            outcome = self._run([self.python, program, *argv], code, env, log, timeout)
             job["SecondaryStatus"] = "Uploading"
             checkpoint = job.get("CheckpointConfig", {}).get("S3Uri")
             if checkpoint:
@@ -293,7 +327,7 @@ class LocalSageMaker:
         argv: list[str],
     ) -> dict[str, str]:
         name = job["TrainingJobName"]
-        env = {**os.environ, **_environment(job.get("Environment"))}
+        env = {**job_environment(), **_environment(job.get("Environment"))}
         env.update(
             {
                 "TRAINING_JOB_NAME": name,
@@ -431,11 +465,11 @@ class LocalSageMaker:
                 "files": [[str(inputs / f), str(outputs / f"{f}.out")] for f in files],
             }
             (root / "manifest.json").write_text(json.dumps(manifest), "utf-8")
-            env = {**os.environ, **{k: str(v) for k, v in environment.items()}, "PYTHONUNBUFFERED": "1"}
+            env = {**job_environment(), **{k: str(v) for k, v in environment.items()}, "PYTHONUNBUFFERED": "1"}
             env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
             timeout = int(job.get("ModelClientConfig", {}).get("InvocationsTimeoutInSeconds", 3600))
             command = [self.python, "-m", "lakebox.services.sagemaker_serving", str(root / "manifest.json")]
-            outcome = _run_child(command, code_dir, env, log, timeout)
+            outcome = self._run(command, code_dir, env, log, timeout)
             if outcome.returncode != 0:
                 self._finish_transform(job, "Failed", f"ClientError: {outcome.tail}"[:1024])
                 return
@@ -523,11 +557,14 @@ class _Outcome:
     tail: str
 
 
-def _run_child(command: list[str], cwd: Path, env: Mapping[str, str], log: Path, timeout: int) -> _Outcome:
+def _run_child(
+    command: list[str], cwd: Path, env: Mapping[str, str], log: Path, timeout: int, *, header: bool = True
+) -> _Outcome:
     """Run a job's process with its output appended to the job's log; -9 when it outlived its time limit."""
     with log.open("a", encoding="utf-8") as out:
-        out.write(f"{_now().isoformat()} {' '.join(command)}\n")
-        out.flush()
+        if header:
+            out.write(f"{_now().isoformat()} {' '.join(command)}\n")
+            out.flush()
         try:
             done = subprocess.run(
                 command, cwd=cwd, env=dict(env), stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False
@@ -535,6 +572,10 @@ def _run_child(command: list[str], cwd: Path, env: Mapping[str, str], log: Path,
             code = done.returncode
         except subprocess.TimeoutExpired:
             code = -9
+    return _outcome(code, log)
+
+
+def _outcome(code: int, log: Path) -> _Outcome:
     lines = log.read_text("utf-8").strip().splitlines()
     return _Outcome(code, " | ".join(lines[-5:]) if code else "")
 
