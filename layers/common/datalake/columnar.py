@@ -15,6 +15,7 @@ import dataclasses
 import datetime as dt
 import enum
 import functools
+import re
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -71,7 +72,8 @@ class _Field:
     arrow_type: Any
     null_ok: bool
     checks: tuple[Callable[[Any], Any], ...] = ()
-    """Kernels giving a boolean per row (true: the value satisfies the constraint; null where the value is null)."""
+    """Kernels giving a boolean per row (true: the value satisfies the constraint). A null value's row is null or any
+    boolean: `ColumnarPlan.check` decides null values by the field's presence rule alone."""
     text_pattern: str | None = None
     """For a decimal: an RE2 pattern its JSON text must match in the line (plain notation, within its digits)."""
     time: bool = False
@@ -483,8 +485,7 @@ def _typed(name: str, tp: Any, metadata: list[Any], null_ok: bool) -> _Field:
             tp is dt.datetime and not metadata
         ):
             raise _Unsupported("constrained datetime")
-        checks = (lambda c: pc.match_substring_regex(c, TIME_PATTERN),)
-        return _Field(name, pa.string(), null_ok, checks, time=True)
+        return _Field(name, pa.string(), null_ok, (_canonical_time,), time=True)
     if tp is bool:
         if metadata:
             raise _Unsupported("constrained bool")
@@ -539,7 +540,11 @@ def _string_checks(kwargs: dict[str, Any]) -> tuple[Callable[[Any], Any], ...]:
         checks.append(functools.partial(_length_within, low=bounds[0], high=bounds[1]))
     pattern = kwargs.get("pattern")
     if pattern is not None:
-        checks.append(lambda c: pc.match_substring_regex(c, pattern))
+        classes = byte_classes(pattern)
+        if classes is None:
+            checks.append(lambda c: pc.match_substring_regex(c, pattern))
+        else:
+            checks.append(functools.partial(_by_chunk, check=functools.partial(_in_classes, classes=classes)))
     return tuple(checks)
 
 
@@ -593,3 +598,171 @@ def _pool() -> Any:
     import pyarrow as pa
 
     return pa.system_memory_pool()
+
+
+_BYTE_CLASS_PATTERN = re.compile(r"\^(\[(?:[^\]\\]|\\.)+\])(?:(\[(?:[^\]\\]|\\.)+\])([*+]))?\$")
+"""`^[first][rest]*$`, `^[first][rest]+$` or `^[class]$` (the classes of a pattern `byte_classes` reads)."""
+
+
+@dataclass(frozen=True)
+class ByteClasses:
+    """A pattern of ASCII classes, judged by a lookup per byte: the first byte in `first`, then at least `more`
+    bytes, each in `rest` (`rest` None: no byte after the first)."""
+
+    first: bytes
+    rest: bytes | None
+    more: int
+
+
+def _ascii_class(text: str) -> bytes | None:
+    """The bytes of a bracketed class of ASCII letters, digits, escaped punctuation and ranges (`[A-Za-z0-9_\\-]`);
+    None for anything else (a negation, `\\d`, a non-ASCII member: RE2 would read those otherwise than bytes)."""
+    body = text[1:-1]
+    if body.startswith("^"):
+        return None
+    members: list[int] = []
+    i = 0
+    while i < len(body):
+        char = body[i]
+        if char == "\\":
+            if i + 1 == len(body) or body[i + 1].isalnum():
+                return None
+            char = body[i + 1]
+            i += 1
+        elif char in "[-" and not (char == "-" and i + 1 == len(body)):
+            return None
+        if i + 2 < len(body) and body[i + 1] == "-" and body[i + 2] != "\\":
+            low, high = ord(char), ord(body[i + 2])
+            if high < low:
+                return None
+            members.extend(range(low, high + 1))
+            i += 3
+            continue
+        members.append(ord(char))
+        i += 1
+    if not members or max(members) > 0x7F:
+        return None
+    return bytes(sorted(set(members)))
+
+
+def byte_classes(pattern: str) -> ByteClasses | None:
+    """The pattern as byte classes when it is `^[A][B]*$`, `^[A][B]+$` or `^[A]$` of ASCII classes; None otherwise.
+
+    Such a pattern accepts exactly the strings whose first byte is in A and whose other bytes are in B: a byte of a
+    multi-byte UTF-8 character is outside every ASCII class, as the character is outside it for RE2 and pydantic.
+    """
+    found = _BYTE_CLASS_PATTERN.fullmatch(pattern)
+    if found is None:
+        return None
+    first = _ascii_class(found.group(1))
+    rest = None if found.group(2) is None else _ascii_class(found.group(2))
+    if first is None or (found.group(2) is not None and rest is None):
+        return None
+    return ByteClasses(first, rest, 1 if found.group(3) == "+" else 0)
+
+
+@functools.cache
+def _lookup(members: bytes) -> Any:
+    import numpy as np
+
+    table = np.zeros(256, dtype=np.bool_)
+    table[np.frombuffer(members, dtype=np.uint8)] = True
+    return table
+
+
+def _string_chunk(chunk: Any) -> tuple[Any, Any] | None:
+    """A string chunk without nulls as numpy: its offsets (rebased to 0) and its bytes; None when it has nulls."""
+    import numpy as np
+
+    if chunk.null_count:
+        return None
+    n = len(chunk)
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)[chunk.offset : chunk.offset + n + 1]
+    start = int(offsets[0])
+    data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[start : int(offsets[-1])] if n else np.empty(0, np.uint8)
+    return offsets - start, data
+
+
+def _bool_array(mask: Any) -> Any:
+    """A boolean Arrow array, without nulls, of a numpy mask."""
+    import numpy as np
+    import pyarrow as pa
+
+    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(np.packbits(mask, bitorder="little"))])
+
+
+def _by_chunk(column: Any, *, check: Callable[[Any], Any]) -> Any:
+    """`check` (one Arrow array in, a boolean array out) applied to each chunk of a chunked array."""
+    import pyarrow as pa
+
+    return pa.chunked_array([check(chunk) for chunk in column.chunks], pa.bool_())
+
+
+def _in_classes(chunk: Any, *, classes: ByteClasses) -> Any:
+    """Whether each string is of `classes` (`byte_classes`): one lookup per byte, no regular expression."""
+    import numpy as np
+
+    found = _string_chunk(chunk)
+    if found is None:
+        return _by_chunk_regex(chunk, classes)
+    offsets, data = found
+    sizes = np.diff(offsets)
+    ok = sizes >= 1 + classes.more if classes.rest is not None else sizes == 1
+    if not len(data):
+        return _bool_array(ok)
+    firsts = np.take(data, np.minimum(offsets[:-1], len(data) - 1))
+    ok &= np.take(_lookup(classes.first), firsts)
+    if classes.rest is not None and not bool(np.take(_lookup(classes.rest), data).all()):
+        # some byte is outside `rest`: such bytes counted per string, the first byte of each left out
+        outside = np.zeros(len(data) + 1, dtype=np.int32)
+        np.cumsum(~_lookup(classes.rest)[data], out=outside[1:])
+        ok &= outside[offsets[1:]] - outside[np.minimum(offsets[:-1] + 1, offsets[1:])] == 0
+    return _bool_array(ok)
+
+
+def _by_chunk_regex(chunk: Any, classes: ByteClasses) -> Any:
+    """`_in_classes` of a chunk with nulls, by the regular expression the classes stand for (null where null)."""
+    import pyarrow.compute as pc
+
+    def spelt(members: bytes) -> str:
+        return "[" + "".join(f"\\x{b:02x}" for b in members) + "]"
+
+    rest = "" if classes.rest is None else spelt(classes.rest) + ("+" if classes.more else "*")
+    return pc.match_substring_regex(chunk, "^" + spelt(classes.first) + rest + "$")
+
+
+_TIME_SHAPE = (b"0000-00-00T00:00:00Z", b"9999-19-39T29:59:59Z")
+"""Per byte of the 20-byte form, the lowest and highest byte `TIME_PATTERN` admits there."""
+
+
+def _canonical_time(column: Any) -> Any:
+    """Whether each timestamp's text matches `TIME_PATTERN`: a chunk whose texts all have the pattern's commonest
+    shape (`YYYY-MM-DDTHH:MM:SSZ`, 20 bytes) is judged by numpy (each byte within its range, then the year, month,
+    day and hour as two- or four-byte numbers, which compare as their digits do); any other chunk by the pattern."""
+    return _by_chunk(column, check=_canonical_time_chunk)
+
+
+def _canonical_time_chunk(chunk: Any) -> Any:
+    import numpy as np
+    import pyarrow.compute as pc
+
+    found = _string_chunk(chunk)
+    if found is None or not len(chunk) or not bool(np.all(np.diff(found[0]) == 20)):
+        return pc.match_substring_regex(chunk, TIME_PATTERN)
+    data = found[1]
+    low, high = (np.frombuffer(bound, dtype=np.uint8) for bound in _TIME_SHAPE)
+    # uint8: a byte below `low` wraps round; a row's 20 flags read as five 4-byte words, all zero when it is in range
+    outside = (data.reshape(len(chunk), 20) - low > high - low).view(np.uint32)
+    ok = (outside[:, 0] | outside[:, 1] | outside[:, 2] | outside[:, 3] | outside[:, 4]) == 0
+
+    def number(at: int, size: int) -> Any:
+        # the text's digits at `at`, read as one big-endian number: it orders as the digits do
+        return np.ndarray((len(chunk),), dtype=f">u{size}", buffer=data, offset=at, strides=(20,))
+
+    def text(digits: bytes) -> int:
+        return int.from_bytes(digits, "big")
+
+    for at, least, most in ((0, b"0002", b"9998"), (5, b"01", b"12"), (8, b"01", b"31"), (11, b"00", b"23")):
+        value = number(at, len(least))
+        ok &= (value >= text(least)) & (value <= text(most))
+    return _bool_array(ok)
