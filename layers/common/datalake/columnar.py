@@ -699,7 +699,8 @@ def _by_chunk(column: Any, *, check: Callable[[Any], Any]) -> Any:
 
 
 def _in_classes(chunk: Any, *, classes: ByteClasses) -> Any:
-    """Whether each string is of `classes` (`byte_classes`): one lookup per byte, no regular expression."""
+    """Whether each string is of `classes` (`byte_classes`): the chunk's bytes scanned once for one outside the
+    classes (`bytes.translate`, which deletes the allowed ones), and only when one is found, counted per string."""
     import numpy as np
 
     found = _string_chunk(chunk)
@@ -710,12 +711,13 @@ def _in_classes(chunk: Any, *, classes: ByteClasses) -> Any:
     ok = sizes >= 1 + classes.more if classes.rest is not None else sizes == 1
     if not len(data):
         return _bool_array(ok)
-    firsts = np.take(data, np.minimum(offsets[:-1], len(data) - 1))
-    ok &= np.take(_lookup(classes.first), firsts)
-    if classes.rest is not None and not bool(np.take(_lookup(classes.rest), data).all()):
+    firsts = data[np.minimum(offsets[:-1], len(data) - 1)]
+    if firsts.tobytes().translate(None, classes.first):
+        ok &= np.take(_lookup(classes.first), firsts)
+    if classes.rest is not None and data.tobytes().translate(None, classes.rest):
         # some byte is outside `rest`: such bytes counted per string, the first byte of each left out
         outside = np.zeros(len(data) + 1, dtype=np.int32)
-        np.cumsum(~_lookup(classes.rest)[data], out=outside[1:])
+        np.cumsum(~np.take(_lookup(classes.rest), data), out=outside[1:])
         ok &= outside[offsets[1:]] - outside[np.minimum(offsets[:-1] + 1, offsets[1:])] == 0
     return _bool_array(ok)
 
@@ -731,14 +733,18 @@ def _by_chunk_regex(chunk: Any, classes: ByteClasses) -> Any:
     return pc.match_substring_regex(chunk, "^" + spelt(classes.first) + rest + "$")
 
 
-_TIME_SHAPE = (b"0000-00-00T00:00:00Z", b"9999-19-39T29:59:59Z")
-"""Per byte of the 20-byte form, the lowest and highest byte `TIME_PATTERN` admits there."""
+_TIME_MARKS = ((4, b"-"), (7, b"-"), (10, b"T"), (13, b":"), (16, b":"), (19, b"Z"))
+"""Where the 20-byte form `YYYY-MM-DDTHH:MM:SSZ` has other bytes than digits, and which."""
+_TIME_DIGITS = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18)
+_TIME_LOW = ((1,), (1,), (0,), (0,), (0,))
+_TIME_HIGH = ((12,), (31,), (23,), (59,), (59,))
+"""The least and greatest month, day, hour, minute and second `TIME_PATTERN` admits."""
 
 
 def _canonical_time(column: Any) -> Any:
-    """Whether each timestamp's text matches `TIME_PATTERN`: a chunk whose texts all have the pattern's commonest
-    shape (`YYYY-MM-DDTHH:MM:SSZ`, 20 bytes) is judged by numpy (each byte within its range, then the year, month,
-    day and hour as two- or four-byte numbers, which compare as their digits do); any other chunk by the pattern."""
+    """Whether each timestamp's text matches `TIME_PATTERN`. A chunk whose texts all have the pattern's commonest
+    form (`YYYY-MM-DDTHH:MM:SSZ`, 20 bytes) is judged by numpy: when each of its texts has the form's marks in their
+    places and digits elsewhere, its fields' ranges decide each row. Any other chunk is judged by the pattern."""
     return _by_chunk(column, check=_canonical_time_chunk)
 
 
@@ -747,22 +753,19 @@ def _canonical_time_chunk(chunk: Any) -> Any:
     import pyarrow.compute as pc
 
     found = _string_chunk(chunk)
-    if found is None or not len(chunk) or not bool(np.all(np.diff(found[0]) == 20)):
+    rows = len(chunk)
+    if found is None or not rows or not bool(np.all(np.diff(found[0]) == 20)):
         return pc.match_substring_regex(chunk, TIME_PATTERN)
-    data = found[1]
-    low, high = (np.frombuffer(bound, dtype=np.uint8) for bound in _TIME_SHAPE)
-    # uint8: a byte below `low` wraps round; a row's 20 flags read as five 4-byte words, all zero when it is in range
-    outside = (data.reshape(len(chunk), 20) - low > high - low).view(np.uint32)
-    ok = (outside[:, 0] | outside[:, 1] | outside[:, 2] | outside[:, 3] | outside[:, 4]) == 0
-
-    def number(at: int, size: int) -> Any:
-        # the text's digits at `at`, read as one big-endian number: it orders as the digits do
-        return np.ndarray((len(chunk),), dtype=f">u{size}", buffer=data, offset=at, strides=(20,))
-
-    def text(digits: bytes) -> int:
-        return int.from_bytes(digits, "big")
-
-    for at, least, most in ((0, b"0002", b"9998"), (5, b"01", b"12"), (8, b"01", b"31"), (11, b"00", b"23")):
-        value = number(at, len(least))
-        ok &= (value >= text(least)) & (value <= text(most))
+    text = found[1].reshape(rows, 20)
+    # the digits' places as rows of their own (contiguous: numpy's fast loops), then the two-digit numbers
+    places = text.T[list(_TIME_DIGITS)]
+    if not all(bool(np.all(text[:, place] == mark[0])) for place, mark in _TIME_MARKS) or not bool(
+        np.all(places - 0x30 <= 9)  # uint8: a byte below "0" wraps round
+    ):
+        return pc.match_substring_regex(chunk, TIME_PATTERN)
+    digits = places.astype(np.int16) - 0x30
+    pairs = digits[0::2] * 10 + digits[1::2]  # century, year of century, month, day, hour, minute, second
+    year = pairs[0] * 100 + pairs[1]
+    fields = pairs[2:]
+    ok = (year >= 2) & (year <= 9998) & np.all((fields >= _TIME_LOW) & (fields <= _TIME_HIGH), axis=0)
     return _bool_array(ok)
