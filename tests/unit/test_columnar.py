@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gzip
 import json
@@ -570,23 +571,31 @@ identifier_text = st.text(alphabet=st.sampled_from("aZ09_-.é\u00ff \\^]\n"), ma
 
 @settings(max_examples=200, deadline=None)
 @given(values=st.lists(st.none() | identifier_text, min_size=1, max_size=30))
+@pytest.mark.parametrize("least", [None, 1])
+@pytest.mark.parametrize("most", [None, 3])
 @pytest.mark.parametrize("pattern", [IDENTIFIER, r"^[A-Z][a-z\-]+$", r"^[a\]_]$", r"^[._\\^-][a-c.]*$"])
 def test_a_pattern_of_byte_classes_judges_every_string_as_the_regular_expression(
-    pattern: str, values: list[str | None]
+    pattern: str, least: int | None, most: int | None, values: list[str | None]
 ) -> None:
     # GIVEN a pattern of ASCII classes and strings (non-ASCII, escapes, newlines, empty, nulls, several chunks)
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from datalake.columnar import _by_chunk, _in_classes, byte_classes
+    from datalake.columnar import _by_chunk, _in_classes, _length_within, arrow_scalar, byte_classes
 
     classes = byte_classes(pattern)
     assert classes is not None
+    sized = dataclasses.replace(classes, least=least, most=most)
     half = len(values) // 2
     column = pa.chunked_array([pa.array(values[:half], pa.string()), pa.array(values[half:], pa.string())])
-    # WHEN the byte lookup judges them THEN every non-null value has the regular expression's verdict
-    found = _by_chunk(column, check=lambda chunk: _in_classes(chunk, classes=classes)).to_pylist()
-    expected = pc.match_substring_regex(column, pattern).to_pylist()
+    # WHEN the byte lookup judges them (with the length bounds, when given) THEN every non-null value has the
+    # verdict of the regular expression and of the length kernels
+    found = _by_chunk(column, check=lambda chunk: _in_classes(chunk, classes=sized)).to_pylist()
+    expected = pc.match_substring_regex(column, pattern)
+    if least is not None or most is not None:
+        low, high = (None if b is None else arrow_scalar(str(b), pa.int32()) for b in (least, most))
+        expected = pc.and_kleene(expected, _length_within(column, low=low, high=high))
+    expected = expected.to_pylist()
     assert [f for f, v in zip(found, values, strict=True) if v is not None] == [e for e in expected if e is not None]
 
 

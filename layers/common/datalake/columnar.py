@@ -535,12 +535,16 @@ def _string_checks(kwargs: dict[str, Any]) -> tuple[Callable[[Any], Any], ...]:
     if unknown:
         raise _Unsupported(f"string constraints {sorted(unknown)}")
     low, high = kwargs.get("min_length"), kwargs.get("max_length")
+    pattern = kwargs.get("pattern")
+    classes = None if pattern is None else byte_classes(pattern)
+    if classes is not None and (low is None or low <= 1):
+        # one numpy pass judges the byte classes and the lengths, which the byte counts decide (`_length_within`)
+        sized = dataclasses.replace(classes, least=low, most=high)
+        return (functools.partial(_by_chunk, check=functools.partial(_in_classes, classes=sized)),)
     if low is not None or high is not None:
         bounds = [None if b is None else arrow_scalar(str(b), pa.int32()) for b in (low, high)]
         checks.append(functools.partial(_length_within, low=bounds[0], high=bounds[1]))
-    pattern = kwargs.get("pattern")
     if pattern is not None:
-        classes = byte_classes(pattern)
         if classes is None:
             checks.append(lambda c: pc.match_substring_regex(c, pattern))
         else:
@@ -612,6 +616,11 @@ class ByteClasses:
     first: bytes
     rest: bytes | None
     more: int
+    least: int | None = None
+    """A `min_length` of at most 1 judged with the classes (the byte count decides it), or None."""
+    most: int | None = None
+    """A `max_length` judged with the classes (at most this many bytes; a longer string of multi-byte characters is
+    refused here and left to the per-record path, as by `_length_within`), or None."""
 
 
 def _ascii_class(text: str) -> bytes | None:
@@ -709,6 +718,10 @@ def _in_classes(chunk: Any, *, classes: ByteClasses) -> Any:
     offsets, data = found
     sizes = np.diff(offsets)
     ok = sizes >= 1 + classes.more if classes.rest is not None else sizes == 1
+    if classes.least is not None:
+        ok &= sizes >= classes.least
+    if classes.most is not None:
+        ok &= sizes <= classes.most
     if not len(data):
         return _bool_array(ok)
     firsts = data[np.minimum(offsets[:-1], len(data) - 1)]
@@ -729,8 +742,14 @@ def _by_chunk_regex(chunk: Any, classes: ByteClasses) -> Any:
     def spelt(members: bytes) -> str:
         return "[" + "".join(f"\\x{b:02x}" for b in members) + "]"
 
+    import pyarrow as pa
+
     rest = "" if classes.rest is None else spelt(classes.rest) + ("+" if classes.more else "*")
-    return pc.match_substring_regex(chunk, "^" + spelt(classes.first) + rest + "$")
+    matched = pc.match_substring_regex(chunk, "^" + spelt(classes.first) + rest + "$")
+    if classes.least is None and classes.most is None:
+        return matched
+    low, high = (None if b is None else arrow_scalar(str(b), pa.int32()) for b in (classes.least, classes.most))
+    return pc.and_kleene(matched, _length_within(chunk, low=low, high=high))
 
 
 _TIME_MARKS = ((4, b"-"), (7, b"-"), (10, b"T"), (13, b":"), (16, b":"), (19, b"Z"))
