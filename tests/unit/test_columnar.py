@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gzip
 import json
@@ -562,3 +563,71 @@ def test_an_ingestion_whose_objects_are_written_in_parts_lands_what_one_put_each
     assert records(whole.output_keys) == records(parted.output_keys)
     assert records(whole.quarantine_keys) == records(parted.quarantine_keys)
     assert "Uploads" not in lake.clients.s3.list_multipart_uploads(Bucket="raw")
+
+
+IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9_\-]*$"
+identifier_text = st.text(alphabet=st.sampled_from("aZ09_-.é\u00ff \\^]\n"), max_size=6) | st.text(max_size=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.none() | identifier_text, min_size=1, max_size=30))
+@pytest.mark.parametrize("least", [None, 1])
+@pytest.mark.parametrize("most", [None, 3])
+@pytest.mark.parametrize("pattern", [IDENTIFIER, r"^[A-Z][a-z\-]+$", r"^[a\]_]$", r"^[._\\^-][a-c.]*$"])
+def test_a_pattern_of_byte_classes_judges_every_string_as_the_regular_expression(
+    pattern: str, least: int | None, most: int | None, values: list[str | None]
+) -> None:
+    # GIVEN a pattern of ASCII classes and strings (non-ASCII, escapes, newlines, empty, nulls, several chunks)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from datalake.columnar import _by_chunk, _in_classes, _length_within, arrow_scalar, byte_classes
+
+    classes = byte_classes(pattern)
+    assert classes is not None
+    sized = dataclasses.replace(classes, least=least, most=most)
+    half = len(values) // 2
+    column = pa.chunked_array([pa.array(values[:half], pa.string()), pa.array(values[half:], pa.string())])
+    # WHEN the byte lookup judges them (with the length bounds, when given) THEN every non-null value has the
+    # verdict of the regular expression and of the length kernels
+    found = _by_chunk(column, check=lambda chunk: _in_classes(chunk, classes=sized)).to_pylist()
+    expected = pc.match_substring_regex(column, pattern)
+    if least is not None or most is not None:
+        low, high = (None if b is None else arrow_scalar(str(b), pa.int32()) for b in (least, most))
+        expected = pc.and_kleene(expected, _length_within(column, low=low, high=high))
+    expected = expected.to_pylist()
+    assert [f for f, v in zip(found, values, strict=True) if v is not None] == [e for e in expected if e is not None]
+
+
+@pytest.mark.parametrize("pattern", [r"^M\d+$", r"^[^a]*$", r"^[é]*$", r"^[a-z]+$", r"[a-z]*", r"^[[:alpha:]]*$"])
+def test_a_pattern_beyond_byte_classes_keeps_the_regular_expression(pattern: str) -> None:
+    from datalake.columnar import byte_classes
+
+    assert byte_classes(pattern) is None
+
+
+time_texts = st.lists(st.sampled_from("0123456789-T:Z+ ./"), min_size=20, max_size=20).map("".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(
+        time_texts
+        | st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31)).map(
+            lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")
+        )
+        | st.sampled_from(["0001-01-01T00:00:00Z", "9999-01-01T00:00:00Z", "2026-11-01T24:00:00Z", "2026-00-01T1"]),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_the_timestamp_check_judges_as_the_timestamp_pattern(values: list[str]) -> None:
+    # GIVEN timestamp texts of the pattern's commonest length with every byte varied, and some of other lengths
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from datalake.columnar import TIME_PATTERN, _canonical_time
+
+    column = pa.chunked_array([pa.array(values, pa.string())])
+    # WHEN the numpy check judges them THEN it gives the pattern's verdicts
+    assert _canonical_time(column).to_pylist() == pc.match_substring_regex(column, TIME_PATTERN).to_pylist()

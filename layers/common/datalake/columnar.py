@@ -15,6 +15,7 @@ import dataclasses
 import datetime as dt
 import enum
 import functools
+import re
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -71,7 +72,8 @@ class _Field:
     arrow_type: Any
     null_ok: bool
     checks: tuple[Callable[[Any], Any], ...] = ()
-    """Kernels giving a boolean per row (true: the value satisfies the constraint; null where the value is null)."""
+    """Kernels giving a boolean per row (true: the value satisfies the constraint). A null value's row is null or any
+    boolean: `ColumnarPlan.check` decides null values by the field's presence rule alone."""
     text_pattern: str | None = None
     """For a decimal: an RE2 pattern its JSON text must match in the line (plain notation, within its digits)."""
     time: bool = False
@@ -483,8 +485,7 @@ def _typed(name: str, tp: Any, metadata: list[Any], null_ok: bool) -> _Field:
             tp is dt.datetime and not metadata
         ):
             raise _Unsupported("constrained datetime")
-        checks = (lambda c: pc.match_substring_regex(c, TIME_PATTERN),)
-        return _Field(name, pa.string(), null_ok, checks, time=True)
+        return _Field(name, pa.string(), null_ok, (_canonical_time,), time=True)
     if tp is bool:
         if metadata:
             raise _Unsupported("constrained bool")
@@ -534,12 +535,20 @@ def _string_checks(kwargs: dict[str, Any]) -> tuple[Callable[[Any], Any], ...]:
     if unknown:
         raise _Unsupported(f"string constraints {sorted(unknown)}")
     low, high = kwargs.get("min_length"), kwargs.get("max_length")
+    pattern = kwargs.get("pattern")
+    classes = None if pattern is None else byte_classes(pattern)
+    if classes is not None and (low is None or low <= 1):
+        # one numpy pass judges the byte classes and the lengths, which the byte counts decide (`_length_within`)
+        sized = dataclasses.replace(classes, least=low, most=high)
+        return (functools.partial(_by_chunk, check=functools.partial(_in_classes, classes=sized)),)
     if low is not None or high is not None:
         bounds = [None if b is None else arrow_scalar(str(b), pa.int32()) for b in (low, high)]
         checks.append(functools.partial(_length_within, low=bounds[0], high=bounds[1]))
-    pattern = kwargs.get("pattern")
     if pattern is not None:
-        checks.append(lambda c: pc.match_substring_regex(c, pattern))
+        if classes is None:
+            checks.append(lambda c: pc.match_substring_regex(c, pattern))
+        else:
+            checks.append(functools.partial(_by_chunk, check=functools.partial(_in_classes, classes=classes)))
     return tuple(checks)
 
 
@@ -593,3 +602,189 @@ def _pool() -> Any:
     import pyarrow as pa
 
     return pa.system_memory_pool()
+
+
+_BYTE_CLASS_PATTERN = re.compile(r"\^(\[(?:[^\]\\]|\\.)+\])(?:(\[(?:[^\]\\]|\\.)+\])([*+]))?\$")
+"""`^[first][rest]*$`, `^[first][rest]+$` or `^[class]$` (the classes of a pattern `byte_classes` reads)."""
+
+
+@dataclass(frozen=True)
+class ByteClasses:
+    """A pattern of ASCII classes, judged by a lookup per byte: the first byte in `first`, then at least `more`
+    bytes, each in `rest` (`rest` None: no byte after the first)."""
+
+    first: bytes
+    rest: bytes | None
+    more: int
+    least: int | None = None
+    """A `min_length` of at most 1 judged with the classes (the byte count decides it), or None."""
+    most: int | None = None
+    """A `max_length` judged with the classes (at most this many bytes; a longer string of multi-byte characters is
+    refused here and left to the per-record path, as by `_length_within`), or None."""
+
+
+def _ascii_class(text: str) -> bytes | None:
+    """The bytes of a bracketed class of ASCII letters, digits, escaped punctuation and ranges (`[A-Za-z0-9_\\-]`);
+    None for anything else (a negation, `\\d`, a non-ASCII member: RE2 would read those otherwise than bytes)."""
+    body = text[1:-1]
+    if body.startswith("^"):
+        return None
+    members: list[int] = []
+    i = 0
+    while i < len(body):
+        char = body[i]
+        if char == "\\":
+            if i + 1 == len(body) or body[i + 1].isalnum():
+                return None
+            char = body[i + 1]
+            i += 1
+        elif char in "[-" and not (char == "-" and i + 1 == len(body)):
+            return None
+        if i + 2 < len(body) and body[i + 1] == "-" and body[i + 2] != "\\":
+            low, high = ord(char), ord(body[i + 2])
+            if high < low:
+                return None
+            members.extend(range(low, high + 1))
+            i += 3
+            continue
+        members.append(ord(char))
+        i += 1
+    if not members or max(members) > 0x7F:
+        return None
+    return bytes(sorted(set(members)))
+
+
+def byte_classes(pattern: str) -> ByteClasses | None:
+    """The pattern as byte classes when it is `^[A][B]*$`, `^[A][B]+$` or `^[A]$` of ASCII classes; None otherwise.
+
+    Such a pattern accepts exactly the strings whose first byte is in A and whose other bytes are in B: a byte of a
+    multi-byte UTF-8 character is outside every ASCII class, as the character is outside it for RE2 and pydantic.
+    """
+    found = _BYTE_CLASS_PATTERN.fullmatch(pattern)
+    if found is None:
+        return None
+    first = _ascii_class(found.group(1))
+    rest = None if found.group(2) is None else _ascii_class(found.group(2))
+    if first is None or (found.group(2) is not None and rest is None):
+        return None
+    return ByteClasses(first, rest, 1 if found.group(3) == "+" else 0)
+
+
+@functools.cache
+def _lookup(members: bytes) -> Any:
+    import numpy as np
+
+    table = np.zeros(256, dtype=np.bool_)
+    table[np.frombuffer(members, dtype=np.uint8)] = True
+    return table
+
+
+def _string_chunk(chunk: Any) -> tuple[Any, Any] | None:
+    """A string chunk without nulls as numpy: its offsets (rebased to 0) and its bytes; None when it has nulls."""
+    import numpy as np
+
+    if chunk.null_count:
+        return None
+    n = len(chunk)
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)[chunk.offset : chunk.offset + n + 1]
+    start = int(offsets[0])
+    data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[start : int(offsets[-1])] if n else np.empty(0, np.uint8)
+    return offsets - start, data
+
+
+def _bool_array(mask: Any) -> Any:
+    """A boolean Arrow array, without nulls, of a numpy mask."""
+    import numpy as np
+    import pyarrow as pa
+
+    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(np.packbits(mask, bitorder="little"))])
+
+
+def _by_chunk(column: Any, *, check: Callable[[Any], Any]) -> Any:
+    """`check` (one Arrow array in, a boolean array out) applied to each chunk of a chunked array."""
+    import pyarrow as pa
+
+    return pa.chunked_array([check(chunk) for chunk in column.chunks], pa.bool_())
+
+
+def _in_classes(chunk: Any, *, classes: ByteClasses) -> Any:
+    """Whether each string is of `classes` (`byte_classes`): the chunk's bytes scanned once for one outside the
+    classes (`bytes.translate`, which deletes the allowed ones), and only when one is found, counted per string."""
+    import numpy as np
+
+    found = _string_chunk(chunk)
+    if found is None:
+        return _by_chunk_regex(chunk, classes)
+    offsets, data = found
+    sizes = np.diff(offsets)
+    ok = sizes >= 1 + classes.more if classes.rest is not None else sizes == 1
+    if classes.least is not None:
+        ok &= sizes >= classes.least
+    if classes.most is not None:
+        ok &= sizes <= classes.most
+    if not len(data):
+        return _bool_array(ok)
+    firsts = data[np.minimum(offsets[:-1], len(data) - 1)]
+    if firsts.tobytes().translate(None, classes.first):
+        ok &= np.take(_lookup(classes.first), firsts)
+    if classes.rest is not None and data.tobytes().translate(None, classes.rest):
+        # some byte is outside `rest`: such bytes counted per string, the first byte of each left out
+        outside = np.zeros(len(data) + 1, dtype=np.int32)
+        np.cumsum(~np.take(_lookup(classes.rest), data), out=outside[1:])
+        ok &= outside[offsets[1:]] - outside[np.minimum(offsets[:-1] + 1, offsets[1:])] == 0
+    return _bool_array(ok)
+
+
+def _by_chunk_regex(chunk: Any, classes: ByteClasses) -> Any:
+    """`_in_classes` of a chunk with nulls, by the regular expression the classes stand for (null where null)."""
+    import pyarrow.compute as pc
+
+    def spelt(members: bytes) -> str:
+        return "[" + "".join(f"\\x{b:02x}" for b in members) + "]"
+
+    import pyarrow as pa
+
+    rest = "" if classes.rest is None else spelt(classes.rest) + ("+" if classes.more else "*")
+    matched = pc.match_substring_regex(chunk, "^" + spelt(classes.first) + rest + "$")
+    if classes.least is None and classes.most is None:
+        return matched
+    low, high = (None if b is None else arrow_scalar(str(b), pa.int32()) for b in (classes.least, classes.most))
+    return pc.and_kleene(matched, _length_within(chunk, low=low, high=high))
+
+
+_TIME_MARKS = ((4, b"-"), (7, b"-"), (10, b"T"), (13, b":"), (16, b":"), (19, b"Z"))
+"""Where the 20-byte form `YYYY-MM-DDTHH:MM:SSZ` has other bytes than digits, and which."""
+_TIME_DIGITS = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18)
+_TIME_LOW = ((1,), (1,), (0,), (0,), (0,))
+_TIME_HIGH = ((12,), (31,), (23,), (59,), (59,))
+"""The least and greatest month, day, hour, minute and second `TIME_PATTERN` admits."""
+
+
+def _canonical_time(column: Any) -> Any:
+    """Whether each timestamp's text matches `TIME_PATTERN`. A chunk whose texts all have the pattern's commonest
+    form (`YYYY-MM-DDTHH:MM:SSZ`, 20 bytes) is judged by numpy: when each of its texts has the form's marks in their
+    places and digits elsewhere, its fields' ranges decide each row. Any other chunk is judged by the pattern."""
+    return _by_chunk(column, check=_canonical_time_chunk)
+
+
+def _canonical_time_chunk(chunk: Any) -> Any:
+    import numpy as np
+    import pyarrow.compute as pc
+
+    found = _string_chunk(chunk)
+    rows = len(chunk)
+    if found is None or not rows or not bool(np.all(np.diff(found[0]) == 20)):
+        return pc.match_substring_regex(chunk, TIME_PATTERN)
+    text = found[1].reshape(rows, 20)
+    # the digits' places as rows of their own (contiguous: numpy's fast loops), then the two-digit numbers
+    places = text.T[list(_TIME_DIGITS)]
+    if not all(bool(np.all(text[:, place] == mark[0])) for place, mark in _TIME_MARKS) or not bool(
+        np.all(places - 0x30 <= 9)  # uint8: a byte below "0" wraps round
+    ):
+        return pc.match_substring_regex(chunk, TIME_PATTERN)
+    digits = places.astype(np.int16) - 0x30
+    pairs = digits[0::2] * 10 + digits[1::2]  # century, year of century, month, day, hour, minute, second
+    year = pairs[0] * 100 + pairs[1]
+    fields = pairs[2:]
+    ok = (year >= 2) & (year <= 9998) & np.all((fields >= _TIME_LOW) & (fields <= _TIME_HIGH), axis=0)
+    return _bool_array(ok)
