@@ -213,6 +213,12 @@ class LocalEndpoint:
         self._thread = threading.Thread(target=self._server.serve_forever, name="lakebox-endpoint", daemon=True)
 
     @property
+    def open_connections(self) -> int:
+        """How many client connections the endpoint holds open now (kept alive between requests)."""
+        with self._open:
+            return len(self._connections)
+
+    @property
     def url(self) -> str:
         """The endpoint URL clients use."""
         return f"http://{self.host}:{self.port}"
