@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import logging
 import socket
 import threading
@@ -15,6 +16,10 @@ from lakebox.services.changes import Change, ChangeLog, change_of
 from lakebox.services.serve import ServiceRouter, respond, signing_name
 
 _READ_ACTIONS = ("Get", "Describe", "List", "Query", "Scan", "BatchGet", "Head", "Search")
+_IDLE_SECONDS = 60.0
+"""How long a kept-alive connection may wait for its next request before the endpoint closes it."""
+_DRAIN_LIMIT = 1 << 20
+"""The most of a request body the application left unread that is read past to keep the connection; more closes it."""
 
 
 class Gate:
@@ -89,6 +94,95 @@ def _check_free(host: str, port: int) -> None:
             raise
 
 
+class _Body(io.RawIOBase):
+    """A request's body of known length, read from the connection: what the application leaves unread is read past
+    before the next request on the connection."""
+
+    def __init__(self, stream: Any, length: int) -> None:
+        super().__init__()
+        self._stream = stream
+        self.left = length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.left <= 0:
+            return 0
+        view = memoryview(buffer)[: min(len(buffer), self.left)]
+        data = self._stream.read(len(view))
+        view[: len(data)] = data
+        self.left -= len(data)
+        if not data:
+            self.left = 0
+        return len(data)
+
+    def drained(self) -> bool:
+        """Read what is left (up to `_DRAIN_LIMIT`); whether the next request's first byte is next on the wire."""
+        while 0 < self.left <= _DRAIN_LIMIT:
+            if not self.read(min(self.left, 1 << 16)):
+                return False
+        return self.left == 0
+
+
+def _keep_alive_handler(open_connections: set[socket.socket], lock: threading.Lock) -> type[Any]:
+    """moto's request handler with HTTP/1.1 keep-alive, its connections counted in `open_connections`.
+
+    werkzeug's handler ends every response with ``Connection: close`` (Python's server would read the unread rest of
+    a body as the next request), so every request of an SDK client opened a new connection and a new thread. Here a
+    body of known length is read to its end after the response, and the connection stays open unless the client asked
+    to close it, the body was chunked, or more than `_DRAIN_LIMIT` of it was left unread.
+    """
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    class KeepAliveHandler(MotoRequestHandler):
+        protocol_version = "HTTP/1.1"
+        timeout = _IDLE_SECONDS
+        disable_nagle_algorithm = True  # a response's headers and body are two writes: no wait for the first's ACK
+        _body: _Body | None = None
+        _wire: Any = None
+
+        def setup(self) -> None:
+            super().setup()
+            with lock:
+                open_connections.add(self.connection)
+
+        def finish(self) -> None:
+            with lock:
+                open_connections.discard(self.connection)
+            super().finish()
+
+        def make_environ(self) -> dict[str, Any]:
+            environ: dict[str, Any] = super().make_environ()
+            self._body = None
+            if not environ.get("wsgi.input_terminated"):  # a body of known length (or none), not chunked
+                self._body = _Body(self.rfile, int(environ.get("CONTENT_LENGTH") or 0))
+                environ["wsgi.input"] = self._body
+            # werkzeug reads whatever is on the wire after its response (the next request, here): give it nothing
+            self._wire, self.rfile = self.rfile, io.BufferedReader(_Body(self.rfile, 0))
+            return environ
+
+        def send_header(self, keyword: str, value: str) -> None:
+            if keyword.lower() == "connection" and value.lower() == "close" and not self.close_connection:
+                return  # werkzeug's "always close": whether to close is decided after the response
+            super().send_header(keyword, value)
+
+        def log_error(self, format: str, *args: Any) -> None:
+            if not format.startswith("Request timed out"):  # an idle connection closed, as meant
+                super().log_error(format, *args)
+
+        def run_wsgi(self) -> None:
+            self._wire = self.rfile
+            try:
+                super().run_wsgi()
+            finally:
+                self.rfile = self._wire
+            if self._body is None or not self._body.drained():
+                self.close_connection = True
+
+    return KeepAliveHandler
+
+
 class LocalEndpoint:
     """moto's server on `host:port`, started in a thread of this process, with the box's services in front of it.
 
@@ -99,7 +193,7 @@ class LocalEndpoint:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -111,9 +205,18 @@ class LocalEndpoint:
         self._app = DomainDispatcherApplication(create_backend_app)
         if port:
             _check_free(host, port)
-        self._server = make_server(host, port, self._wsgi, threaded=True, request_handler=MotoRequestHandler)
+        self._connections: set[socket.socket] = set()
+        self._open = threading.Lock()
+        handler = _keep_alive_handler(self._connections, self._open)
+        self._server = make_server(host, port, self._wsgi, threaded=True, request_handler=handler)
         self.host, self.port = str(self._server.server_address[0]), int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="lakebox-endpoint", daemon=True)
+
+    @property
+    def open_connections(self) -> int:
+        """How many client connections the endpoint holds open now (kept alive between requests)."""
+        with self._open:
+            return len(self._connections)
 
     @property
     def url(self) -> str:
@@ -153,3 +256,7 @@ class LocalEndpoint:
             self._server.shutdown()
             self._thread.join()
         self._server.server_close()
+        with self._open:  # kept-alive connections end too: their clients reconnect to nothing
+            for connection in list(self._connections):
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)

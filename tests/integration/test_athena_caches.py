@@ -3,6 +3,7 @@ new or overwritten files, a table dropped or written again by CTAS, a schema or 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import logging
@@ -367,3 +368,59 @@ def test_a_table_found_missing_and_then_made_by_another_client_exists(
     engine.query(f"DROP TABLE {DATABASE}.arriving")
     with pytest.raises(ClientError):
         session.client("glue").get_table(DatabaseName=DATABASE, Name="arriving")
+
+
+@contextlib.contextmanager
+def _object_reads(endpoint: LocalEndpoint, prefix: str) -> Iterator[collections.Counter[str]]:
+    """How many requests (GET or HEAD, DuckDB's included) each object under s3://lake/<prefix> gets inside the block."""
+    reads: collections.Counter[str] = collections.Counter()
+    real = endpoint._answer
+
+    def counted(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        path = str(environ.get("PATH_INFO", ""))
+        if environ.get("REQUEST_METHOD") in ("GET", "HEAD") and path.startswith(f"/{BUCKET}/{prefix}"):
+            reads[path] += 1
+        return real(environ, start_response)
+
+    with mock.patch.object(endpoint, "_answer", counted):
+        yield reads
+
+
+def test_a_ctas_and_an_insert_read_each_file_of_their_query_once(
+    endpoint: LocalEndpoint, session: boto3.Session, engine: AthenaEngine
+) -> None:
+    # GIVEN a partitioned table of three files, read once (the engine keeps their footers)
+    _table(session, "footed", partitioned=True)
+    for day, values in (("2026-01-01", [1, 2]), ("2026-01-02", [3]), ("2026-01-03", [4, 5, 6])):
+        _add_partition(session, "footed", day, values)
+    assert _sum(engine, "SELECT sum(n) FROM footed") == [(21,)]
+    # WHEN a CTAS and an INSERT INTO run a query over it
+    with _object_reads(endpoint, "footed/") as by_ctas:
+        engine.query(
+            "CREATE TABLE footed_copy WITH (external_location = 's3://lake/footed_copy/', partitioned_by = ARRAY['d']) "
+            "AS SELECT n * 10 AS n, d FROM footed"
+        )
+    with _object_reads(endpoint, "footed/") as by_insert:
+        engine.query("INSERT INTO footed_copy SELECT n, d FROM footed WHERE d > '2026-01-01'")
+    # THEN each file was fetched once by each: the query runs once, with no DESCRIBE of it before
+    files = [f"/{BUCKET}/footed/d=2026-01-0{n}/part-0.parquet" for n in (1, 2, 3)]
+    assert dict(by_ctas) == dict.fromkeys(files, 1)
+    assert dict(by_insert) == dict.fromkeys(files[1:], 1)
+    # AND the rows are the query's
+    rows = engine.query("SELECT d, sum(n) FROM footed_copy GROUP BY d ORDER BY d").rows
+    assert rows == [("2026-01-01", 30), ("2026-01-02", 33), ("2026-01-03", 165)]
+
+
+def test_a_ctas_of_a_query_naming_a_column_twice_is_refused_and_an_insert_takes_columns_by_position(
+    engine: AthenaEngine,
+) -> None:
+    # GIVEN a table of two columns
+    engine.query("CREATE TABLE twice WITH (external_location = 's3://lake/twice/') AS SELECT 1 AS a, 2 AS b")
+    # WHEN a CTAS's query names a column twice (in two cases), THEN Athena's error names it
+    with pytest.raises(QueryFailedError, match="Column name 'a' specified more than once"):
+        engine.query(
+            "CREATE TABLE twice_more WITH (external_location = 's3://lake/twice_more/') AS SELECT 1 AS a, 2 AS A"
+        )
+    # WHEN an INSERT's query names its two columns alike, THEN each goes to the table's column at its position
+    engine.query("INSERT INTO twice SELECT 3 AS x, 4 AS x")
+    assert engine.query("SELECT a, b FROM twice ORDER BY a").rows == [(1, 2), (3, 4)]

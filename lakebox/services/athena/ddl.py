@@ -99,7 +99,9 @@ class DdlMixin(WriteMixin):
         _name_outputs(query)
         original = query.sql(dialect="athena")
         prepared = self._prepare(query.copy(), ctx)
-        columns = [(n.lower(), _duckdb_to_glue(t)) for n, t in _describe(ctx.cursor, prepared.sql)]
+        with self._others_may_run():  # binding reads the files' footers, on the statement's own cursor
+            shape = _describe(ctx.cursor, prepared.sql)
+        columns = [(n.lower(), _duckdb_to_glue(t)) for n, t in shape]
         exists = self._exists(database, name)
         if exists and not ast.args.get("replace"):
             raise _QueryError(f"View '{CATALOG}.{database}.{name}' already exists")

@@ -127,30 +127,56 @@ class WriteMixin(ScanMixin):
         _require_names(query)
         with_data = props.get("with_data", True) is not False
         prepared = self._prepare(query, ctx)
-        shape = _describe(ctx.cursor, prepared.sql)
-        columns = [(n.lower(), _duckdb_to_glue(t)) for n, t in shape]
-        _check_columns(columns, partitioned_by)
         scanned = prepared.bytes_scanned if with_data else 0
-        self._check_cutoff(scanned, ctx)
-        if with_data and not self._is_empty(location):
-            raise _QueryError(
-                f"HIVE_PATH_ALREADY_EXISTS: Target directory for table '{database}.{name}' already exists: "
-                f"{location}. You may need to manually clean the data at location '{location}' before retrying. "
-                "Athena will not delete data in your account."
-            )
-        data = [c for c in columns if c[0] not in partitioned_by]
-        keys = [next(c for c in columns if c[0] == p) for p in partitioned_by]
-        table = _Table(
-            database, name, "EXTERNAL_TABLE", tuple(data), tuple(keys), location, PARQUET_FORMAT["serde"], {}, {}, None
-        )
-        rows = 0
-        written: list[_Partition] = []
-        if with_data:
-            with self._others_may_run():
-                rows, written = self._write(ctx, prepared.sql, table, compression, {})
+        if not with_data or (ctx.cutoff is not None and scanned > ctx.cutoff):
+            # no rows to produce: the query is bound only, for its columns (and their errors before the cutoff's)
+            table = self._ctas_table(_describe(ctx.cursor, prepared.sql), database, name, location, partitioned_by)
+            self._check_cutoff(scanned, ctx)
+            self._glue.create_table(DatabaseName=database, TableInput=_table_input(table, compression))
+            return _Outcome("DML", "CREATE_TABLE_AS_SELECT", [("rows", "bigint")], [(0,)], scanned, 0)
+        with self._others_may_run(), self._rows_of(ctx, prepared.sql) as (rows_sql, shape):
+            table = self._ctas_table(shape, database, name, location, partitioned_by)
+            if not self._is_empty(location):
+                raise _QueryError(
+                    f"HIVE_PATH_ALREADY_EXISTS: Target directory for table '{database}.{name}' already exists: "
+                    f"{location}. You may need to manually clean the data at location '{location}' before "
+                    "retrying. Athena will not delete data in your account."
+                )
+            rows, written = self._write(ctx, rows_sql, table, compression, {})
         self._glue.create_table(DatabaseName=database, TableInput=_table_input(table, compression))
         self._add_partitions(table, written, ignore_existing=False)
         return _Outcome("DML", "CREATE_TABLE_AS_SELECT", [("rows", "bigint")], [(rows,)], scanned, rows)
+
+    @staticmethod
+    def _ctas_table(
+        shape: list[tuple[str, str]], database: str, name: str, location: str, partitioned_by: list[str]
+    ) -> _Table:
+        """The table a CTAS creates from its query's (name, DuckDB type) columns, or the error Athena gives them."""
+        columns = [(n.lower(), _duckdb_to_glue(t)) for n, t in shape]
+        _check_columns(columns, partitioned_by)
+        data = [c for c in columns if c[0] not in partitioned_by]
+        keys = [next(c for c in columns if c[0] == p) for p in partitioned_by]
+        return _Table(
+            database, name, "EXTERNAL_TABLE", tuple(data), tuple(keys), location, PARQUET_FORMAT["serde"], {}, {}, None
+        )
+
+    @contextmanager
+    def _rows_of(self, ctx: _Context, sql: str) -> Iterator[tuple[str, list[tuple[str, str]]]]:
+        """Run a statement's query once into a table of the statement's own, and give the SQL reading it with the
+        query's (name, DuckDB type) columns, as the query named them (duplicates too); the table is dropped after.
+
+        One pass: binding a query over S3 reads every file's footer, so describing it first and running it after
+        read them twice. A temporary table would rename duplicate columns, so the bound relation makes a table of the
+        database under the execution's own name (statements run at once on their own cursors: ADR 0033).
+        """
+        relation = ctx.cursor.sql(sql)
+        shape = [(str(n), str(t)) for n, t in zip(relation.columns, relation.types, strict=True)]
+        held = f"__lb_rows_{ctx.execution_id.replace('-', '_')}"
+        relation.create(held)
+        try:
+            yield f"SELECT * FROM {held}", shape
+        finally:
+            ctx.cursor.execute(f"DROP TABLE IF EXISTS {held}")
 
     def _insert(self, ast: exp.Insert, ctx: _Context) -> _Outcome:
         target = ast.this
@@ -168,24 +194,25 @@ class WriteMixin(ScanMixin):
             raise _QueryError("NOT_SUPPORTED: INSERT without a query")
         prepared = self._prepare(query, ctx)
         self._check_cutoff(prepared.bytes_scanned, ctx)
-        shape = _describe(ctx.cursor, prepared.sql)
-        all_columns = list(table.columns + table.partition_keys)
-        targets = names or [n for n, _ in all_columns]
-        if len(targets) != len(shape):
-            raise _QueryError(
-                f"Insert query has mismatched column types: table has {len(targets)} columns, query has {len(shape)}"
-            )
-        unknown = [n for n in targets if n not in dict(all_columns)]
-        if unknown:
-            raise _QueryError(f"COLUMN_NOT_FOUND: Insert column name does not exist in target table: {unknown[0]}")
-        source = {t: _quote(n) for t, (n, _) in zip(targets, shape, strict=True)}
-        projection = ", ".join(
-            f"CAST({source.get(n, 'NULL')} AS {glue_to_duckdb(kind)}) AS {_quote(n)}" for n, kind in all_columns
-        )
-        sql = f"SELECT {projection} FROM ({prepared.sql}) AS __lb_insert"
         existing = {p.values: p for p in self._partitions(table)} if table.partition_keys else {}
         compression = table.parameters.get("parquet.compression", "SNAPPY").upper()
-        with self._others_may_run():
+        with self._others_may_run(), self._rows_of(ctx, prepared.sql) as (rows_sql, shape):
+            all_columns = list(table.columns + table.partition_keys)
+            targets = names or [n for n, _ in all_columns]
+            if len(targets) != len(shape):
+                raise _QueryError(
+                    f"Insert query has mismatched column types: table has {len(targets)} columns, query has "
+                    f"{len(shape)}"
+                )
+            unknown = [n for n in targets if n not in dict(all_columns)]
+            if unknown:
+                raise _QueryError(f"COLUMN_NOT_FOUND: Insert column name does not exist in target table: {unknown[0]}")
+            # by position: the query's columns may share a name
+            source = {t: f"#{position}" for position, t in enumerate(targets, start=1)}
+            projection = ", ".join(
+                f"CAST({source.get(n, 'NULL')} AS {glue_to_duckdb(kind)}) AS {_quote(n)}" for n, kind in all_columns
+            )
+            sql = f"SELECT {projection} FROM ({rows_sql}) AS __lb_insert"
             rows, written = self._write(ctx, sql, table, compression, existing)
         self._add_partitions(table, [p for p in written if p.values not in existing], ignore_existing=True)
         return _Outcome("DML", "INSERT", [("rows", "bigint")], [(rows,)], prepared.bytes_scanned, rows)
