@@ -424,3 +424,37 @@ def test_a_ctas_of_a_query_naming_a_column_twice_is_refused_and_an_insert_takes_
     # WHEN an INSERT's query names its two columns alike, THEN each goes to the table's column at its position
     engine.query("INSERT INTO twice SELECT 3 AS x, 4 AS x")
     assert engine.query("SELECT a, b FROM twice ORDER BY a").rows == [(1, 2), (3, 4)]
+
+
+def test_a_write_to_one_table_keeps_the_translations_of_queries_of_the_others(
+    session: boto3.Session, engine: AthenaEngine
+) -> None:
+    # GIVEN queries of two tables, one of them through a view, each run once (their translations kept)
+    for name in ("kept_side", "written_side"):
+        _table(session, name, partitioned=True)
+        _add_partition(session, name, "2026-12-01", [1, 2])
+        engine.query(f"CREATE OR REPLACE VIEW {DATABASE}.{name}_view AS SELECT n, d FROM {name}")
+    queries = {
+        "kept": "SELECT sum(n) FROM kept_side",
+        "kept_view": "SELECT count(*) FROM kept_side_view",
+        "written": "SELECT sum(n) FROM written_side",
+        "written_view": "SELECT count(DISTINCT d) FROM written_side_view",
+    }
+    for sql in queries.values():
+        engine.query(sql)
+    # WHEN the engine inserts into one table (a new partition in the catalog), and queries run again
+    engine.query(f"INSERT INTO {DATABASE}.written_side SELECT 5 AS n, '2026-12-02' AS d")
+    translated: list[str] = []
+    real = engine._prepare
+
+    def counted(query: Any, ctx: Any) -> Any:
+        translated.append(query.sql())
+        return real(query, ctx)
+
+    with mock.patch.object(engine, "_prepare", counted):
+        rows = {name: _sum(engine, sql) for name, sql in queries.items()}
+    # THEN the queries of the other table run from their kept translations, those of the written one are translated
+    # again and read its new partition
+    assert rows == {"kept": [(3,)], "kept_view": [(2,)], "written": [(8,)], "written_view": [(2,)]}
+    assert len(translated) == 2
+    assert all("written_side" in sql for sql in translated)

@@ -133,7 +133,7 @@ class AthenaEngine(DdlMixin):
         self._absent: set[tuple[str, str]] = set()
         self._changes = changes
         self._seen = 0
-        self._generation = 0
+        self._read: set[tuple[str, str]] = set()
         self._workgroups: dict[str, dict[str, Any]] = {}
         self._listings: dict[tuple[str, str], list[_S3Object]] = {}
         self._listed: list[tuple[tuple[str, str], list[_S3Object]]] = []
@@ -338,8 +338,11 @@ class AthenaEngine(DdlMixin):
         if change.service in {None, "glue"}:
             if change.database is None:
                 self._forget_catalog()
-            else:  # one table or one database: the rest of the catalog stays kept
-                self._generation += 1
+            else:  # one table or one database: the rest of the catalog stays kept, and the translations reading it
+                for key in [
+                    k for k, kept in self._translations.items() if any(change.touches_table(*t) for t in kept.tables)
+                ]:
+                    self._drop_translation(key)
                 for key in [k for k in self._tables if change.touches_table(*k)]:
                     del self._tables[key]
                 for key in [k for k in self._partition_lists if change.touches_table(*k)]:
@@ -354,7 +357,8 @@ class AthenaEngine(DdlMixin):
                 del self._listings[key]
 
     def _forget_catalog(self) -> None:
-        self._generation += 1
+        while self._translations:
+            self._drop_translation(next(iter(self._translations)))
         self._tables.clear()
         self._partition_lists.clear()
         self._databases.clear()
@@ -365,10 +369,7 @@ class AthenaEngine(DdlMixin):
         found = self._translations.get((text, database))
         if found is None:
             return None
-        fresh = found.generation == self._generation and all(
-            self._listings.get(key) is listed for key, listed in found.listings
-        )
-        if not fresh:
+        if not all(self._listings.get(key) is listed for key, listed in found.listings):
             self._drop_translation((text, database))
             return None
         self._translations.move_to_end((text, database))
@@ -437,7 +438,7 @@ class AthenaEngine(DdlMixin):
     def _run(self, execution: _Execution, cutoff: int | None, config: dict[str, Any]) -> None:
         started = time.perf_counter()
         self._sync()
-        self._listed, self._projected = [], False
+        self._listed, self._projected, self._read = [], False, set()
         cursor = self._connection().cursor()
         context = _Context(execution.execution_id, execution.database, execution.output_prefix, cursor, cutoff)
         try:
@@ -528,7 +529,7 @@ class AthenaEngine(DdlMixin):
             columns=tuple(columns),
             zones=prepared.zones,
             bytes_scanned=prepared.bytes_scanned,
-            generation=self._generation,
+            tables=frozenset(self._read),
             listings=tuple(self._listed),
         )
         self._keep_translation(text, ctx, translation)

@@ -236,8 +236,9 @@ class _Prepared:
 class _Translation:
     """A SELECT as the engine ran it: what to run again while nothing it was read from has changed.
 
-    `generation` is the engine's catalog generation when it was made; `listings` the S3 listings its files came
-    from, each the very list the engine's listing cache held (a listing that changed is another list).
+    `tables` are the catalog entries (database, name) it was read from, views and the tables they name included: a
+    Glue change to any of them drops it; `listings` the S3 listings its files came from, each the very list the
+    engine's listing cache held (a listing that changed is another list).
     """
 
     views: tuple[tuple[str, str], ...]
@@ -245,7 +246,7 @@ class _Translation:
     columns: tuple[tuple[str, str], ...]
     zones: dict[str, str]
     bytes_scanned: int
-    generation: int
+    tables: frozenset[tuple[str, str]]
     listings: tuple[tuple[tuple[str, str], list[_S3Object]], ...]
 
 

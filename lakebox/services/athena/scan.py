@@ -300,6 +300,7 @@ class ScanMixin:
     _partition_lists: dict[tuple[str, str], list[_Partition]]
     _databases: set[str]
     _absent: set[tuple[str, str]]
+    _read: set[tuple[str, str]]
     _listings: dict[tuple[str, str], list[_S3Object]]
     _listed: list[tuple[tuple[str, str], list[_S3Object]]]
     _projected: bool
@@ -427,6 +428,7 @@ class ScanMixin:
         raise _QueryError(f"NOT_SUPPORTED: views nested deeper than {_MAX_VIEW_DEPTH} levels")
 
     def _table(self, database: str, name: str) -> _Table:
+        self._read.add((database, name))  # the statement's translation is kept until a change names one of these
         cached = self._tables.get((database, name))
         if cached is not None:
             denial = self._authorize(database, name, dict(cached.raw)) if self._authorize is not None else None
