@@ -394,6 +394,8 @@ def test_a_ctas_and_an_insert_read_each_file_of_their_query_once(
     for day, values in (("2026-01-01", [1, 2]), ("2026-01-02", [3]), ("2026-01-03", [4, 5, 6])):
         _add_partition(session, "footed", day, values)
     assert _sum(engine, "SELECT sum(n) FROM footed") == [(21,)]
+    # (DuckDB asks S3 about each file it holds before every read, one request per read, as it does by default)
+    engine._connection().execute("SET validate_external_file_cache = 'VALIDATE_ALL'")
     # WHEN a CTAS and an INSERT INTO run a query over it
     with _object_reads(endpoint, "footed/") as by_ctas:
         engine.query(
@@ -458,3 +460,31 @@ def test_a_write_to_one_table_keeps_the_translations_of_queries_of_the_others(
     assert rows == {"kept": [(3,)], "kept_view": [(2,)], "written": [(8,)], "written_view": [(2,)]}
     assert len(translated) == 2
     assert all("written_side" in sql for sql in translated)
+
+
+def test_files_read_before_are_not_asked_about_again_until_they_change(
+    endpoint: LocalEndpoint, session: boto3.Session, engine: AthenaEngine
+) -> None:
+    # GIVEN a table of three files, read once (DuckDB keeps the files)
+    _table(session, "asked")
+    s3 = session.client("s3")
+    for n in range(3):
+        s3.put_object(Bucket=BUCKET, Key=f"asked/{n}.parquet", Body=_parquet([n, 10]))
+    assert _sum(engine, "SELECT sum(n) FROM asked") == [(33,)]
+    # WHEN other queries read the same files, with nothing changed
+    with _object_reads(endpoint, "asked/") as reads:
+        assert _sum(engine, "SELECT max(n) FROM asked") == [(10,)]
+        engine.query(
+            f"CREATE TABLE {DATABASE}.asked_copy WITH (external_location = 's3://{BUCKET}/asked_copy/') "
+            "AS SELECT * FROM asked"
+        )
+    # THEN no request reaches them (DuckDB's cache answers, with no HEAD to check each file is unchanged)
+    assert dict(reads) == {}
+    # WHEN another client overwrites one file in place and deletes another
+    s3.put_object(Bucket=BUCKET, Key="asked/1.parquet", Body=_parquet([100]))
+    s3.delete_object(Bucket=BUCKET, Key="asked/2.parquet")
+    # THEN the next queries read the new file's rows, and no longer the deleted one's
+    assert _sum(engine, "SELECT sum(n), count(*) FROM asked") == [(110, 3)]
+    assert _sum(engine, "SELECT max(n) FROM asked") == [(100,)]
+    engine.query(f"INSERT INTO {DATABASE}.asked_copy SELECT * FROM asked")
+    assert _sum(engine, "SELECT sum(n), count(*) FROM asked_copy") == [(33 + 110, 6 + 3)]

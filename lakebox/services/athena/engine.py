@@ -143,6 +143,8 @@ class AthenaEngine(DdlMixin):
         self._kept_views: set[str] = set()
         self._translations: OrderedDict[tuple[str, str], _Translation] = OrderedDict()
         self._writer: ThreadPoolExecutor | None = None
+        self._handed: dict[str, set[str]] = {}
+        self._file_cache_clears = 0
 
     # ------------------------------------------------------------------ API
 
@@ -355,6 +357,7 @@ class AthenaEngine(DdlMixin):
         if change.service in {None, "s3"}:
             for key in [k for k in self._listings if change.touches(*k)]:
                 del self._listings[key]
+            self._forget_files(change)
 
     def _forget_catalog(self) -> None:
         while self._translations:

@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     from mypy_boto3_glue import GlueClient
     from mypy_boto3_s3 import S3Client
 
+    from lakebox.services.changes import Change, ChangeLog
+
 logger = logging.getLogger(__name__)
 
 
@@ -306,11 +308,48 @@ class ScanMixin:
     _projected: bool
     _serial: int
     _strict: bool
+    _changes: ChangeLog | None
+    _handed: dict[str, set[str]]
+    _file_cache_clears: int
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         if self._db is None:
             self._db = _connect(self._session, self._s3.meta.endpoint_url)
+            if self._changes is not None:
+                # DuckDB keeps the files it read in memory (its external file cache) and, by default, asks S3 before
+                # every later read whether each one changed (a HEAD per file per statement). The endpoint's record of
+                # changes tells the engine instead: the cache is cleared when a file the engine ever gave DuckDB is
+                # written or deleted (`_forget_files`).
+                self._db.execute("SET validate_external_file_cache = 'NO_VALIDATION'")
         return self._db
+
+    def _hand(self, objects: list[_S3Object]) -> None:
+        """Note files given to DuckDB to read: a later change to one of them clears DuckDB's file cache."""
+        for obj in objects:
+            bucket, key = split_s3_uri(obj.uri)
+            self._handed.setdefault(bucket, set()).add(key)
+
+    def _forget_files(self, change: Change) -> None:
+        """Clear DuckDB's file cache when an S3 change may have written or deleted a file it may hold.
+
+        Files handed to DuckDB are never forgotten: a statement reading outside the engine's lock may cache a file
+        after a clear, and a later change to that file must clear again."""
+        if self._db is None or change.service not in {None, "s3"}:
+            return
+        if change.bucket is None:
+            touched = any(self._handed.values())
+        elif change.key is None:
+            touched = bool(self._handed.get(change.bucket))
+        else:
+            touched = change.key in self._handed.get(change.bucket, ())
+        if touched:
+            self._clear_file_cache()
+
+    def _clear_file_cache(self) -> None:
+        if self._db is not None:
+            self._db.execute("SET enable_external_file_cache = false")
+            self._db.execute("SET enable_external_file_cache = true")
+            self._file_cache_clears += 1
 
     def _check_cutoff(self, scanned: int, ctx: _Context) -> None:
         if ctx.cutoff is not None and scanned > ctx.cutoff:
@@ -495,6 +534,8 @@ class ScanMixin:
         scanned = 0
         storage = table.storage
         listed = self._list_groups(table, groups)
+        for objects in listed.values():
+            self._hand(objects)
         for group in groups:
             objects = listed[group.location]
             if not objects:
@@ -539,6 +580,7 @@ class ScanMixin:
         return "\nUNION ALL\n".join(selects), scanned
 
     def _footers_of(self, objects: list[_S3Object]) -> dict[str, _FileMeta]:
+        self._hand(objects)
         missing = [o for o in objects if (o.uri, o.etag) not in self._footers]
         if missing:
             cursor = self._connection().cursor()

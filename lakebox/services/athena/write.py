@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,6 +88,7 @@ class WriteMixin(ScanMixin):
     """CTAS and INSERT INTO."""
 
     _lock: threading.RLock
+    _sync: Callable[[], None]
 
     @contextmanager
     def _others_may_run(self) -> Iterator[None]:
@@ -97,12 +98,19 @@ class WriteMixin(ScanMixin):
         uploads, and reads or changes none of what the engine keeps (catalog, listings, translations, the kept cursor),
         which stays under the lock. The pipeline builds the curated tables of a wave at once (ADR 0032): their writes
         then overlap each other and the other statements' catalog calls.
+
+        DuckDB's file cache is cleared again on the way back when it was cleared meanwhile: a file this statement read
+        while a change to it was seen may have been cached after that clear, as it was before the change.
         """
+        clears = self._file_cache_clears
         self._lock.release()
         try:
             yield
         finally:
             self._lock.acquire()
+            self._sync()
+            if self._file_cache_clears != clears:
+                self._clear_file_cache()
 
     def _ctas(self, ast: exp.Create, ctx: _Context) -> _Outcome:
         target = ast.this
