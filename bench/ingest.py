@@ -1,10 +1,10 @@
 """Benchmark: the file-ingestion engine beside pyarrow's JSON-to-Parquet streaming, its memory, init and size.
 
 Run with `make bench` (or `.venv/bin/python bench/ingest.py [--rows N] [--repeat K] [--big-rows N]`). Each
-measurement runs in a fresh child process so its peak RSS is its own; S3 is a moto server in this process. Both the
-baseline and the engine import pyarrow before their clocks start. Handler init is the time a fresh process takes to
-import `functions/ingest_file/app.py` (module init included) with the variables Lambda sets, against a bare
-`import boto3; boto3.client("s3")`.
+measurement runs in a fresh child process so its peak RSS is its own; S3 is lakebox's local endpoint (moto) in this
+process. Both the baseline and the engine import pyarrow before their clocks start. Handler init is the time a fresh
+process takes to import `functions/ingest_file/app.py` (module init included) with the variables Lambda sets, against
+a bare `import boto3; boto3.client("s3")`.
 The ingest function's unzipped size is its code, CommonLayer (the closure of `layers/common/requirements.txt` as
 installed here, plus the datalake package) and the AWS SDK for pandas layer's published size.
 Prints a table, then one line of `key=value` figures.
@@ -211,7 +211,8 @@ def main() -> None:
     import logging
 
     import boto3
-    from moto.server import ThreadedMotoServer
+
+    from lakebox.services.endpoint import LocalEndpoint
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
@@ -221,12 +222,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    server = LocalEndpoint().start()
     env = {
         **os.environ,
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ENDPOINT_URL": server.url,
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_DEFAULT_REGION": "us-east-1",
