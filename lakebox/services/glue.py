@@ -85,12 +85,7 @@ def local_spark(log_file: Path | None = None) -> SparkSession:
     log_config = _log_config(log_file) if log_file is not None else Path(__file__).with_name("log4j2.properties")
     spark = (
         SparkSession.builder.master("local[2]")
-        # The JIT's first tier only: a local job is seconds of many short plans, where the optimising compiler's
-        # threads cost more CPU on two cores than its code wins back (ADR 0036).
-        .config(
-            "spark.driver.extraJavaOptions",
-            f"-Dlog4j2.configurationFile=file:{log_config} -XX:TieredStopAtLevel=1",
-        )
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log_config}")
         .appName("lakebox")
         .config("spark.sql.shuffle.partitions", "2")
         # Two shuffle partitions leave adaptive execution nothing to coalesce or split, and it would re-plan (and
