@@ -166,15 +166,11 @@ class LocalSageMaker:
 
     def _run(self, command: list[str], cwd: Path, env: Mapping[str, str], log: Path, timeout: int) -> _Outcome:
         """Run a job's process: a fork of the warm container when it takes the job, else a cold process."""
-        container = self._container
-        if container is None:
-            return _run_child(command, cwd, env, log, timeout)
         with log.open("a", encoding="utf-8") as out:
             out.write(f"{_now().isoformat()} {' '.join(command)}\n")
-        code = container.run(command, cwd, env, log, timeout)
-        if code is None:
-            return _run_child(command, cwd, env, log, timeout, header=False)
-        return _outcome(code, log)
+        container = self._container
+        code = None if container is None else container.run(command, cwd, env, log, timeout)
+        return _run_child(command, cwd, env, log, timeout) if code is None else _outcome(code, log)
 
     # ------------------------------------------------------------------ training
     def create_training_job(self, **request: Any) -> dict[str, Any]:
@@ -557,14 +553,9 @@ class _Outcome:
     tail: str
 
 
-def _run_child(
-    command: list[str], cwd: Path, env: Mapping[str, str], log: Path, timeout: int, *, header: bool = True
-) -> _Outcome:
+def _run_child(command: list[str], cwd: Path, env: Mapping[str, str], log: Path, timeout: int) -> _Outcome:
     """Run a job's process with its output appended to the job's log; -9 when it outlived its time limit."""
     with log.open("a", encoding="utf-8") as out:
-        if header:
-            out.write(f"{_now().isoformat()} {' '.join(command)}\n")
-            out.flush()
         try:
             done = subprocess.run(
                 command, cwd=cwd, env=dict(env), stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False
