@@ -370,6 +370,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"lakebox: the watch failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
         watcher = start_watch(box, args.poll, stopping, delivered, failed)
+        if not args.no_warm_up:
+            from lakebox.app.warm import start_warm_spark
+
+            start_warm_spark(box)  # the first run finds Spark warm (ADR 0038)
         try:
             while watcher.is_alive():
                 watcher.join(3600)
@@ -1287,6 +1291,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=4566, help="port on 127.0.0.1 (default 4566)")
     up.add_argument("--poll", type=non_negative_float, default=0.5, help="seconds between looks for new uploads")
     up.add_argument("--quiet", action="store_true", help="do not print the resource table")
+    up.add_argument(
+        "--no-warm-up",
+        action="store_true",
+        help="do not warm Spark in the background (a run of the Glue job on generated records, some 10 s of CPU)",
+    )
 
     reset = add(
         "reset",

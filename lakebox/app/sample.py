@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel, NaiveDatetime
 
 from datalake.contracts import Dataset
 
@@ -396,7 +396,8 @@ def _text(name: str, n: int, metadata: list[Any]) -> str:
     pattern = next((getattr(m, "pattern", None) for m in metadata if getattr(m, "pattern", None)), None)
     limit = min((int(m.max_length) for m in metadata if getattr(m, "max_length", None)), default=64)
     stem = "".join(c for c in name.title() if c.isalnum())[:8] or "V"
-    for shape in (f"{stem}{n:06d}", f"/{stem.lower()}/{n}", f"{stem.lower()}{n}", f"{n}"):
+    shapes = (f"{stem}{n:06d}", f"/{stem.lower()}/{n}", f"{stem.lower()}{n}", f"{n}", stem.upper()[:2], stem.upper())
+    for shape in shapes:
         if len(shape) <= limit and (pattern is None or re.search(pattern, shape)):
             return shape
     return f"{stem}{n}"[:limit]
@@ -437,7 +438,9 @@ def _value(name: str, annotation: Any, metadata: list[Any], rng: random.Random, 
     if annotation is Decimal:
         low, high = _bounds(metadata)
         return f"{rng.uniform(low, high):.2f}"
-    if isinstance(annotation, type) and issubclass(annotation, dt.datetime):
+    if annotation in (AwareDatetime, NaiveDatetime) or (
+        isinstance(annotation, type) and issubclass(annotation, dt.datetime)
+    ):
         return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     if isinstance(annotation, type) and issubclass(annotation, dt.date):
         return moment.date().isoformat()

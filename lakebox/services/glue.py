@@ -58,6 +58,8 @@ SINGLE_PUT_BYTES = 64 * 1024 * 1024
 """Files up to this size go back to S3 in one PutObject; larger ones in parts."""
 EARLY_SYNC_SECONDS = 1.0
 """How often a running job's finished files are mirrored back to S3 (`EarlySync`)."""
+_WARMING = threading.Lock()
+"""Held while a job warms the JVM (`warm_job`); a real run waits for it rather than share the two cores with it."""
 
 
 # ------------------------------------------------------------------------------------------------ Spark
@@ -325,6 +327,8 @@ class Outcome:
     staged: int = 0
     uploaded: int = 0
     deleted: int = 0
+    rows_out: int = 0
+    """Rows the run wrote, by its summary's `datasets.*.rows_out` (a warm-up's: `warm_job`)."""
 
 
 def _script_arguments(module: ModuleType, argv: Sequence[str]) -> dict[str, str]:
@@ -360,6 +364,10 @@ def execute_script(
     Outcome
         Whether `run` returned, the error text otherwise (`Type: message`), the wall time and the file counts.
     """
+    if _WARMING.locked():
+        logger.info("waiting for the Spark warm-up to end before job script %s", script_location)
+    with _WARMING:  # a run never shares the JVM with a warm-up
+        pass
     started = time.monotonic()
     s3: S3Client = session.client("s3")
     folder = Path(tempfile.mkdtemp(prefix="lakebox-job-"))
@@ -514,6 +522,52 @@ def run_glue_job(
     return run
 
 
+def warm_job(session: boto3.Session, job_name: str, raw: Path, *, spark_log: Path | None = None) -> Outcome:
+    """Run a Glue job's script once on a local raw zone, writing into a throwaway folder, to warm the JVM (ADR 0038).
+
+    A job's first run in a JVM costs seconds more than later ones (classes loaded, its plans' generated code
+    compiled, the hot paths not yet compiled by the JIT), whatever its input's size. This pays that cost on records
+    of `raw` (laid out as the raw zone), before any real run: only the script is read from the local AWS, nothing is
+    written to S3 or the catalog (`update_catalog` is false), and every output goes to a temp folder removed after.
+    A run of any job started meanwhile waits for it (`execute_script`).
+
+    Returns
+    -------
+    Outcome
+        Whether the script's run returned, its error otherwise, and its wall time.
+    """
+    started = time.monotonic()
+    folder = Path(tempfile.mkdtemp(prefix="lakebox-warm-"))
+    with _WARMING:
+        try:
+            job = session.client("glue").get_job(JobName=job_name)["Job"]
+            module = _load_script(session, job["Command"]["ScriptLocation"], folder)
+            args = {name.removeprefix("--"): value for name, value in job.get("DefaultArguments", {}).items()}
+            args.update(
+                raw_path=raw.resolve().as_uri() + "/",
+                processed_path=(folder / "processed").as_uri() + "/",
+                update_catalog="false",
+                settle_seconds="0",
+                run_id="warm-up",
+                JOB_NAME=job_name,
+                JOB_RUN_ID="warm-up",
+            )
+            try:
+                summary = module.run(local_spark(spark_log), args)
+            finally:
+                sys.modules.pop(module.__name__, None)
+            rows = sum(int(result.get("rows_out", 0)) for result in summary.get("datasets", {}).values())
+        except Exception as exc:  # a warm-up that fails costs the first run its warmth, nothing else
+            logger.warning("warming job %s failed", job_name, exc_info=not interrupted())
+            error: str | None = f"{type(exc).__name__}: {exc}"
+            rows = 0
+        else:
+            error = None
+        finally:
+            _remove_later(folder)
+    return Outcome(error is None, error, time.monotonic() - started, rows_out=rows)
+
+
 def run_emr_job(
     session: boto3.Session,
     application_id: str,
@@ -575,6 +629,10 @@ class SparkJobs:
     def __init__(self, session: boto3.Session, *, spark_log: Path | None = None) -> None:
         self.session = session
         self.spark_log = spark_log  # where Spark's own log lines go (the box's logs folder), not the terminal
+
+    def warm_up(self, job_name: str, raw: Path) -> Outcome:
+        """Warm the JVM with one run of `job_name`'s script on the local raw zone `raw` (`warm_job`)."""
+        return warm_job(self.session, job_name, raw, spark_log=self.spark_log)
 
     def task_handlers(self) -> dict[str, Handler]:
         """``glue:startJobRun.sync`` and ``emr-serverless:startJobRun.sync``, each run to its end here."""

@@ -338,3 +338,47 @@ def test_a_running_jobs_finished_files_reach_s3_before_it_returns_and_end_as_it_
     body = s3.get_object(Bucket=PROCESSED, Key="early/day=1/part-0.txt")["Body"].read()
     assert body == b"second, longer"
     assert outcome.deleted == 1 and outcome.uploaded >= 3
+
+
+def test_a_warm_up_runs_the_job_on_generated_records_and_leaves_the_lake_as_it_was(aws: Aws, tmp_path: Path) -> None:
+    from lakebox.app.warm import write_warm_raw
+
+    s3, catalog = aws.session.client("s3"), aws.session.client("glue")
+
+    def lake() -> tuple[set[str], list[str]]:
+        keys = {
+            f"{bucket}/{obj['Key']}"
+            for bucket in (RAW, PROCESSED, ARTIFACTS)
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for obj in page.get("Contents", [])
+        }
+        return keys, sorted(t["Name"] for t in catalog.get_tables(DatabaseName=DATABASE)["TableList"])
+
+    # GIVEN generated raw records of every dataset the job runs, in a local folder laid out as the raw zone
+    written = write_warm_raw(tmp_path / "raw", 200)
+    before = lake()
+
+    # WHEN the job warms on them
+    outcome = glue.warm_job(aws.session, JOB, tmp_path / "raw")
+
+    # THEN it ran the job's script over them (rows written), and the local AWS holds what it held before
+    assert outcome.succeeded, outcome.error
+    assert 0 < outcome.rows_out <= sum(written[name] for name in ("sales", "products", "customers"))
+    assert lake() == before
+
+
+def test_a_job_run_waits_for_a_warm_up_to_end(aws: Aws) -> None:
+    import threading
+
+    runs: list[dict[str, Any]] = []
+    # GIVEN a warm-up holding the JVM
+    with glue._WARMING:
+        # WHEN a job run starts
+        thread = threading.Thread(target=lambda: runs.append(glue.run_glue_job(aws.session, JOB, {"--raw_path": ""})))
+        thread.start()
+        thread.join(1.0)
+        # THEN it has not run while the warm-up held the JVM
+        assert thread.is_alive() and runs == []
+    # AND it runs once the warm-up ends
+    thread.join(60)
+    assert [run["ErrorMessage"] for run in runs] == ["TerminalError: missing job arguments: --raw_path"]
