@@ -29,6 +29,7 @@ schema changes, ADR 0016), `run_id` (default Glue's `JOB_RUN_ID`), `since` (ISO-
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -1141,11 +1142,20 @@ def write_partitions(df: DataFrame, dataset: Dataset, path: str, *, keep: bool =
     return ordered if keep else None
 
 
-class CheckedCounts:
-    """Rows read and rows with a problem, gathered while the first action over the checked rows runs."""
+class _Observed:
+    """Values gathered by an `Observation` while a later action runs, read from the JVM once."""
 
     def __init__(self, name: str) -> None:
         self._observation = Observation(f"{name}_{uuid.uuid4().hex[:8]}")  # unique in the session
+
+    @functools.cached_property
+    def _values(self) -> dict[str, Any]:
+        # waits for the action; each read of `get` walks the JVM's map in round trips, so it is read once
+        return dict(self._observation.get)
+
+
+class CheckedCounts(_Observed):
+    """Rows read and rows with a problem, gathered while the first action over the checked rows runs."""
 
     def observe(self, checked: DataFrame) -> DataFrame:
         """`checked`, counted by the next action that reads all of it (the write, or the history's key scan)."""
@@ -1157,12 +1167,12 @@ class CheckedCounts:
     @property
     def rows(self) -> int:
         """Raw rows read."""
-        return int(self._observation.get["rows"])
+        return int(self._values["rows"])
 
     @property
     def quarantined(self) -> int:
         """Raw rows with a problem."""
-        return int(self._observation.get["quarantined"])
+        return int(self._values["quarantined"])
 
 
 def quarantine_reasons(checked: DataFrame) -> dict[str, int]:
@@ -1175,11 +1185,8 @@ def quarantine_reasons(checked: DataFrame) -> dict[str, int]:
     return dict(sorted(reasons.items()))
 
 
-class OutputCounts:
+class OutputCounts(_Observed):
     """Rows and event dates of a DataFrame, gathered while a later action (the write) runs: no pass of their own."""
-
-    def __init__(self, name: str) -> None:
-        self._observation = Observation(f"{name}_{uuid.uuid4().hex[:8]}")  # unique in the session
 
     def observe(self, df: DataFrame) -> DataFrame:
         """`df`, counted (and its `event_date`s collected, when it has the column) by the next action that runs it."""
@@ -1192,12 +1199,12 @@ class OutputCounts:
     @property
     def rows(self) -> int:
         """Rows that went through (after the action ran)."""
-        return int(self._observation.get["rows"])
+        return int(self._values["rows"])
 
     @property
     def dates(self) -> list[date]:
         """Distinct event dates that went through, in order."""
-        return [date.fromisoformat(d) for d in json.loads(self._observation.get["dates"] or "[]")]
+        return [date.fromisoformat(d) for d in json.loads(self._values["dates"] or "[]")]
 
 
 def quarantine_rows(checked: DataFrame, options: JobOptions, dataset: Dataset) -> None:

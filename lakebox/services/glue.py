@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakebox.cfn.artifacts import REPO
 from lakebox.services.interrupts import interrupted, rewatch
+from lakebox.services.local_fs import CLASS_NAME, local_fs_jar
 from lakebox.services.s3uri import split_s3_uri
 from lakebox.sfn.integrations import (
     EMR_SERVERLESS_START_JOB_RUN_SYNC,
@@ -85,7 +86,7 @@ def local_spark(log_file: Path | None = None) -> SparkSession:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     log_config = _log_config(log_file) if log_file is not None else Path(__file__).with_name("log4j2.properties")
-    spark = (
+    builder = (
         SparkSession.builder.master("local[2]")
         .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log_config}")
         .appName("lakebox")
@@ -102,8 +103,13 @@ def local_spark(log_file: Path | None = None) -> SparkSession:
         # Every path is on the local disk: the driver lists any number of them in milliseconds, where Spark would
         # run a job of one task per path to list more than 32 (a job's raw files) in parallel.
         .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "1000000")
-        .getOrCreate()
     )
+    jar = local_fs_jar()
+    if jar is not None:  # local files written without a chmod process each (ADR 0039)
+        builder = builder.config("spark.driver.extraClassPath", str(jar)).config(
+            "spark.hadoop.fs.file.impl", CLASS_NAME
+        )
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN" if log_file is not None else "ERROR")
     rewatch(before)  # PySpark's SIGINT handler cancels its jobs; a run's Ctrl-C watch stays in front of it
     return spark
