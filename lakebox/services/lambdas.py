@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import importlib.util
 import io
 import json
@@ -76,6 +77,22 @@ class LambdaContext:
         return max(0, int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000))
 
 
+def share_aws_data() -> None:
+    """Let every botocore session of this process share one data loader per `AWS_DATA_PATH` (ADR 0040).
+
+    A handler makes its own `boto3.Session()` when its module loads, as on Lambda, and each session's first client
+    would read and parse the service's model files again (about 0.1 s for S3, more for a resource). The functions
+    here run in one process, so the parsed files are kept for every session after the first: what a warm Lambda
+    container keeps across invocations. The files are botocore's own and read-only; a session with another data path
+    gets a loader of its own.
+    """
+    import botocore.loaders
+    import botocore.session
+
+    if not hasattr(botocore.session.create_loader, "cache_info"):
+        setattr(botocore.session, "create_loader", functools.lru_cache(maxsize=8)(botocore.loaders.create_loader))  # noqa: B010
+
+
 class LambdaRuntime:
     """The stack's functions run in this process: handler modules loaded once, environment and logs per call.
 
@@ -111,6 +128,7 @@ class LambdaRuntime:
         """Called with (logical id, event) before each invocation (tests watch what a function is sent)."""
         self._modules: dict[str, ModuleType] = {}
         self._logs: dict[str, io.TextIOWrapper] = {}
+        share_aws_data()
 
     def close(self) -> None:
         """Close the functions' log files."""
