@@ -563,9 +563,10 @@ def warm_job(session: boto3.Session, job_name: str, raw: Path, *, spark_log: Pat
             finally:
                 sys.modules.pop(module.__name__, None)
             rows = sum(int(result.get("rows_out", 0)) for result in summary.get("datasets", {}).values())
-        except Exception as exc:  # a warm-up that fails costs the first run its warmth, nothing else
-            logger.warning("warming job %s failed", job_name, exc_info=not interrupted())
+        except Exception as exc:  # a warm-up that fails (or is cut short by `up` stopping) costs only its warmth
             error: str | None = f"{type(exc).__name__}: {exc}"
+            logger.info("warming job %s did not finish: %s", job_name, error)
+            logger.debug("warming job %s", job_name, exc_info=True)
             rows = 0
         else:
             error = None
