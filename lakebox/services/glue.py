@@ -476,6 +476,15 @@ def _millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def _script_args(job: Mapping[str, Any], arguments: Mapping[str, str] | None, run_id: str) -> dict[str, str]:
+    """A run's arguments as Glue passes them to its script: the run's `Arguments` over the job's `DefaultArguments`,
+    names without `--`, with `JOB_NAME` and `JOB_RUN_ID`."""
+    merged = {**job.get("DefaultArguments", {}), **(arguments or {})}
+    args = {name.removeprefix("--"): value for name, value in merged.items()}
+    args.update(JOB_NAME=job["Name"], JOB_RUN_ID=run_id)
+    return args
+
+
 def run_glue_job(
     session: boto3.Session,
     job_name: str,
@@ -502,10 +511,8 @@ def run_glue_job(
         `ExecutionTime` (seconds). A failing script is a FAILED run, not an exception.
     """
     job = session.client("glue").get_job(JobName=job_name)["Job"]
-    merged = {**job.get("DefaultArguments", {}), **(arguments or {})}
     run_id = f"jr_{uuid.uuid4().hex}{uuid.uuid4().hex}"
-    args = {name.removeprefix("--"): value for name, value in merged.items()}
-    args.update(JOB_NAME=job_name, JOB_RUN_ID=run_id)
+    args = _script_args(job, arguments, run_id)
     started = datetime.now(UTC)
     outcome = execute_script(session, job["Command"]["ScriptLocation"], args, spark_log=spark_log)
     completed = datetime.now(UTC)
@@ -548,16 +555,14 @@ def warm_job(session: boto3.Session, job_name: str, raw: Path, *, spark_log: Pat
         try:
             job = session.client("glue").get_job(JobName=job_name)["Job"]
             module = _load_script(session, job["Command"]["ScriptLocation"], folder)
-            args = {name.removeprefix("--"): value for name, value in job.get("DefaultArguments", {}).items()}
-            args.update(
-                raw_path=raw.resolve().as_uri() + "/",
-                processed_path=(folder / "processed").as_uri() + "/",
-                update_catalog="false",
-                settle_seconds="0",
-                run_id="warm-up",
-                JOB_NAME=job_name,
-                JOB_RUN_ID="warm-up",
-            )
+            local = {
+                "--raw_path": raw.resolve().as_uri() + "/",
+                "--processed_path": (folder / "processed").as_uri() + "/",
+                "--update_catalog": "false",
+                "--settle_seconds": "0",
+                "--run_id": "warm-up",
+            }
+            args = _script_args(job, local, "warm-up")
             try:
                 summary = module.run(local_spark(spark_log), args)
             finally:
