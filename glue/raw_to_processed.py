@@ -250,6 +250,7 @@ _WRAPPED = "value"
 """A nested value's JSON text is parsed as the `value` of a one-field object, so that a text that is no value of
 the type (an object where an array belongs, a number that overflows its decimal) fills the corrupt-record field
 instead of reading as a row of nulls."""
+_WRAPPED_OPEN = '{"' + _WRAPPED + '":'
 
 
 def _read_type(kind: T.DataType) -> T.DataType:
@@ -265,15 +266,17 @@ def _read_type(kind: T.DataType) -> T.DataType:
     return kind if isinstance(kind, T.DecimalType) else T.StringType()
 
 
-def _parse_nested(raw: Column, kind: T.DataType) -> Column:
-    """The nested value of JSON text `raw`: a struct of `value` (as `_read_type`) and `_corrupt_record`."""
-    schema = T.StructType([T.StructField(_WRAPPED, _read_type(kind)), T.StructField(CORRUPT_COLUMN, T.StringType())])
-    text = F.concat(F.lit(f'{{"{_WRAPPED}":'), raw, F.lit("}"))
-    return F.from_json(text, schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_COLUMN})
+def _parse_nested(raw: str, kind: T.DataType) -> str:
+    """SQL for the nested value of JSON text `raw`: a struct of `value` (as `_read_type`) and `_corrupt_record`."""
+    schema = f"{_ident(_WRAPPED)} {_type_sql(_read_type(kind))}, {_ident(CORRUPT_COLUMN)} string"
+    options = f"map('mode', 'PERMISSIVE', 'columnNameOfCorruptRecord', {_text(CORRUPT_COLUMN)})"
+    text = f"concat({_text(_WRAPPED_OPEN)}, {raw}, '}}')"
+    return f"from_json({text}, {_text(schema)}, {options})"
 
 
-Condition = Callable[[Column, Column], Column]
-"""A problem's test on a value as parsed (`_read_type`) and as cast to the contract type."""
+Condition = Callable[[str, str, int], str]
+"""A problem's test on a value as parsed (`_read_type`) and as cast to the contract type, both SQL expressions, at a
+nesting depth (which names the lambda variables of the elements it searches, unique within the expression)."""
 
 
 def _nested_checks(path: str, annotation: Any, kind: T.DataType) -> list[tuple[str, Condition]]:
@@ -311,45 +314,70 @@ def _nested_checks(path: str, annotation: Any, kind: T.DataType) -> list[tuple[s
     return [(f"{path}: not a {kind.simpleString()}", _uncastable)]
 
 
-def _uncastable(read: Column, typed: Column) -> Column:
-    return read.isNotNull() & typed.isNull()
+def _uncastable(read: str, typed: str, depth: int) -> str:
+    return f"({read} IS NOT NULL AND {typed} IS NULL)"
 
 
-def _absent(read: Column, typed: Column) -> Column:
-    return read.isNull()
+def _absent(read: str, typed: str, depth: int) -> str:
+    return f"({read} IS NULL)"
 
 
 def _field_missing(name: str) -> Condition:
-    def condition(read: Column, typed: Column) -> Column:
-        return read.isNotNull() & read.getField(name).isNull()
+    def condition(read: str, typed: str, depth: int) -> str:
+        return f"({read} IS NOT NULL AND ({read}).{_ident(name)} IS NULL)"
 
     return condition
 
 
 def _in_field(name: str, inner: Condition) -> Condition:
-    def condition(read: Column, typed: Column) -> Column:
-        return inner(read.getField(name), typed.getField(name))
+    def condition(read: str, typed: str, depth: int) -> str:
+        return inner(f"({read}).{_ident(name)}", f"({typed}).{_ident(name)}", depth)
 
     return condition
 
 
 def _in_elements(inner: Condition, *, of_map: bool) -> Condition:
-    def condition(read: Column, typed: Column) -> Column:
-        return _any_element(read, typed, inner, of_map=of_map)
+    def condition(read: str, typed: str, depth: int) -> str:
+        return _any_element(read, typed, inner, depth, of_map=of_map)
 
     return condition
 
 
-def _any_element(read: Column, typed: Column, condition: Condition, *, of_map: bool) -> Column:
-    """Whether `condition` holds for some element of an array (or value of a map) with its typed counterpart."""
+def _any_element(read: str, typed: str, condition: Condition, depth: int, *, of_map: bool) -> str:
+    """SQL: whether `condition` holds for some element of an array (or value of a map) with its typed counterpart."""
+    element, index = f"_element_{depth}", f"_index_{depth}"
     if of_map:
-        found = F.exists(F.map_keys(read), lambda k: condition(F.element_at(read, k), F.element_at(typed, k)))
-    else:
-        found = F.exists(F.transform(read, lambda x, i: condition(x, F.element_at(typed, i + 1))), lambda b: b)
-    return F.coalesce(found, F.lit(False))
+        found = condition(f"element_at({read}, {element})", f"element_at({typed}, {element})", depth + 1)
+        return f"coalesce(exists(map_keys({read}), {element} -> {found}), false)"
+    found = condition(element, f"element_at({typed}, {index} + 1)", depth + 1)
+    return f"coalesce(exists(transform({read}, ({element}, {index}) -> {found}), {element} -> {element}), false)"
 
 
 # ------------------------------------------------------------------------------------------- transforms
+#
+# The checks and casts are written as Spark SQL text: one expression is one round trip to the JVM, where the same
+# expression built from `Column`s makes one per operator (thousands per job, most of its planning time).
+
+
+def _ident(name: str) -> str:
+    """A column or field name quoted for Spark SQL."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _text(value: str) -> str:
+    """A Spark SQL string literal of `value`."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _type_sql(kind: T.DataType) -> str:
+    """A Spark SQL type, its field names quoted."""
+    if isinstance(kind, T.StructType):
+        return "struct<" + ",".join(f"{_ident(f.name)}:{_type_sql(f.dataType)}" for f in kind.fields) + ">"
+    if isinstance(kind, T.ArrayType):
+        return f"array<{_type_sql(kind.elementType)}>"
+    if isinstance(kind, T.MapType):
+        return f"map<{_type_sql(kind.keyType)},{_type_sql(kind.valueType)}>"
+    return kind.simpleString()
 
 
 def transform_check(df: DataFrame, dataset: Dataset) -> DataFrame:
@@ -380,20 +408,21 @@ _TYPED_PREFIX = "_typed_"
 
 
 def _clean(name: str) -> str:
-    return f"{_CLEAN_PREFIX}{name}"
+    return _ident(f"{_CLEAN_PREFIX}{name}")
 
 
 def _parsed(name: str) -> str:
-    return f"{_PARSED_PREFIX}{name}"
+    return _ident(f"{_PARSED_PREFIX}{name}")
 
 
 def _typed(name: str) -> str:
-    return f"{_TYPED_PREFIX}{name}"
+    return _ident(f"{_TYPED_PREFIX}{name}")
 
 
-def typed_columns(dataset: Dataset) -> list[Column]:
-    """The columns of `typed_schema(dataset)` from a `transform_typed` frame: its valid rows are the typed rows."""
-    return [F.col(_typed(fld.name)).alias(fld.name) for fld in typed_schema(dataset).fields]
+def typed_columns(dataset: Dataset) -> list[str]:
+    """SQL for the columns of `typed_schema(dataset)` from a `transform_typed` frame (`selectExpr`): its valid rows
+    are the typed rows."""
+    return [f"{_typed(fld.name)} AS {_ident(fld.name)}" for fld in typed_schema(dataset).fields]
 
 
 def transform_typed(df: DataFrame, dataset: Dataset) -> DataFrame:
@@ -414,78 +443,88 @@ def transform_typed(df: DataFrame, dataset: Dataset) -> DataFrame:
         typed row; the raw values stay for the rows set aside. Each value is cast in one projection that the checks
         and the typed row share, so the plan holds every cast once.
     """
-    values = _values(df.withColumn(_RAW_FOLDER, F.regexp_extract(RAW_FILE_COLUMN, _RAW_FOLDER_PATTERN, 1)), dataset)
+    folder = f"regexp_extract({_ident(RAW_FILE_COLUMN)}, {_text(_RAW_FOLDER_PATTERN)}, 1) AS {_ident(_RAW_FOLDER)}"
+    values = _values(df.selectExpr("*", folder), dataset)
     # Each problem is its text or "" (no problem text is empty): `array_remove` runs in generated code, where a lambda
     # (`filter`) would leave the whole projection to be interpreted.
-    texts = F.array(*(F.coalesce(problem, F.lit("")) for problem in _problems(dataset)))
-    problems = F.array_remove(texts, "").alias(PROBLEMS_COLUMN)
-    return values.select(*df.columns, *(_typed(fld.name) for fld in typed_schema(dataset).fields), problems)
+    texts = ", ".join(f"coalesce({problem}, '')" for problem in _problems(dataset))
+    problems = f"array_remove(array({texts}), '') AS {_ident(PROBLEMS_COLUMN)}"
+    typed = (_typed(fld.name) for fld in typed_schema(dataset).fields)
+    return values.selectExpr(*(_ident(c) for c in df.columns), *typed, problems)
 
 
 def _values(df: DataFrame, dataset: Dataset) -> DataFrame:
     """`df`, then each field's value cleaned (`_clean_<field>`), a nested one parsed (`_parsed_<field>`), and cast
     (`_typed_<field>`): one projection per step, so every later expression reads each value computed once."""
     fields = typed_schema(dataset).fields
-    out = df.select("*", *(_raw_value(fld.name).alias(_clean(fld.name)) for fld in fields))
+    out = df.selectExpr("*", *(f"{_raw_value(fld.name)} AS {_clean(fld.name)}" for fld in fields))
     nested = [fld for fld in fields if isinstance(fld.dataType, _NESTED_TYPES)]
     if nested:
-        out = out.select(
-            "*", *(_parse_nested(F.col(_clean(f.name)), f.dataType).alias(_parsed(f.name)) for f in nested)
+        out = out.selectExpr(
+            "*", *(f"{_parse_nested(_clean(f.name), f.dataType)} AS {_parsed(f.name)}" for f in nested)
         )
-    return out.select("*", *(_cast(fld).alias(_typed(fld.name)) for fld in fields))
+    return out.selectExpr("*", *(f"{_cast(fld)} AS {_typed(fld.name)}" for fld in fields))
 
 
-def _cast(fld: T.StructField) -> Column:
-    """A cleaned (`_clean_<field>`) or parsed (`_parsed_<field>`) value cast to its contract type."""
+def _cast(fld: T.StructField) -> str:
+    """SQL: a cleaned (`_clean_<field>`) or parsed (`_parsed_<field>`) value cast to its contract type."""
     if isinstance(fld.dataType, _NESTED_TYPES):
-        return F.col(_parsed(fld.name)).getField(_WRAPPED).cast(fld.dataType)
-    return F.col(_clean(fld.name)).cast(fld.dataType)
+        return f"CAST({_parsed(fld.name)}.{_ident(_WRAPPED)} AS {_type_sql(fld.dataType)})"
+    return f"CAST({_clean(fld.name)} AS {_type_sql(fld.dataType)})"
 
 
-def _problems(dataset: Dataset) -> list[Column]:
-    """Each problem's text or null, over the cleaned, parsed and typed values of `transform_typed`."""
+def _problems(dataset: Dataset) -> list[str]:
+    """SQL for each problem's text or null, over the cleaned, parsed and typed values of `transform_typed`."""
     required = {name for name, info in _fields(dataset) if not _optional(info)}
     annotations = {name: info.annotation for name, info in _fields(dataset)}
-    corrupt = F.col(CORRUPT_COLUMN)
-    problems: list[Column] = [F.when(corrupt.isNotNull(), F.lit(f"{CORRUPT_COLUMN}: not a JSON object"))]
+    corrupt = _ident(CORRUPT_COLUMN)
+    problems = [f"CASE WHEN {corrupt} IS NOT NULL THEN {_text(f'{CORRUPT_COLUMN}: not a JSON object')} END"]
     for fld in typed_schema(dataset).fields:
-        raw, typed = F.col(_clean(fld.name)), F.col(_typed(fld.name))
-        not_a = F.lit(f"{fld.name}: not a {fld.dataType.simpleString()}")
+        raw, typed = _clean(fld.name), _typed(fld.name)
+        not_a = _text(f"{fld.name}: not a {fld.dataType.simpleString()}")
         if isinstance(fld.dataType, _NESTED_TYPES):
-            parsed = F.col(_parsed(fld.name))
-            read, unreadable = parsed.getField(_WRAPPED), parsed.getField(CORRUPT_COLUMN)
-            problems.append(F.when(unreadable.isNotNull(), not_a))
+            parsed = _parsed(fld.name)
+            read, unreadable = f"{parsed}.{_ident(_WRAPPED)}", f"{parsed}.{corrupt}"
+            problems.append(f"CASE WHEN {unreadable} IS NOT NULL THEN {not_a} END")
             for reason, condition in _nested_checks(fld.name, annotations[fld.name], fld.dataType):
-                problems.append(F.when(unreadable.isNull() & condition(read, typed), F.lit(reason)))
+                test = condition(read, typed, 0)
+                problems.append(f"CASE WHEN {unreadable} IS NULL AND {test} THEN {_text(reason)} END")
         else:
-            problems.append(F.when(raw.isNotNull() & typed.isNull(), not_a))
+            problems.append(f"CASE WHEN {raw} IS NOT NULL AND {typed} IS NULL THEN {not_a} END")
         if fld.name in required:
-            problems.append(F.when(raw.isNull() & corrupt.isNull(), F.lit(f"{fld.name}: missing")))
+            missing = _text(f"{fld.name}: missing")
+            problems.append(f"CASE WHEN {raw} IS NULL AND {corrupt} IS NULL THEN {missing} END")
     problems.append(_outside_raw_partition(dataset))
     return problems
 
 
-def _outside_raw_partition(dataset: Dataset) -> Column:
-    """The problem of an event time dated outside its file's raw partition (the day, and the hour if it has one)."""
-    event_time = F.col(_typed(dataset.event_time))
+def _outside_raw_partition(dataset: Dataset) -> str:
+    """SQL: the problem of an event time dated outside its file's raw partition (the day, and the hour if it has
+    one)."""
+    event_time = _typed(dataset.event_time)
     if typed_schema(dataset)[dataset.event_time].dataType != T.TimestampType():
-        event_time = F.col(_clean(dataset.event_time)).cast(T.TimestampType())
-    event_date = F.to_date(event_time)
+        event_time = f"CAST({_clean(dataset.event_time)} AS timestamp)"
+    event_date = f"to_date({event_time})"
     # `year=YYYY/month=MM/day=DD/[hour=HH/]`: the digits at fixed places (1-based), the hour when the folder has one
-    folder = F.col(_RAW_FOLDER)
-    raw_date = F.make_date(*(F.substring(folder, at, size).cast("int") for at, size in ((6, 4), (17, 2), (24, 2))))
-    raw_hour = F.when(F.length(folder) > len("year=YYYY/month=MM/day=DD/"), F.substring(folder, 32, 2).cast("int"))
-    return F.when(
-        event_date.isNotNull()
-        & (~event_date.eqNullSafe(raw_date) | (raw_hour.isNotNull() & ~F.hour(event_time).eqNullSafe(raw_hour))),
-        F.lit(f"{dataset.event_time}: dated outside its raw partition"),
+    folder = _ident(_RAW_FOLDER)
+    raw_date = (
+        "make_date("
+        + ", ".join(f"CAST(substring({folder}, {at}, {size}) AS int)" for at, size in ((6, 4), (17, 2), (24, 2)))
+        + ")"
     )
+    hour_at = len("year=YYYY/month=MM/day=DD/")
+    raw_hour = f"CASE WHEN length({folder}) > {hour_at} THEN CAST(substring({folder}, 32, 2) AS int) END"
+    outside = (
+        f"{event_date} IS NOT NULL AND (NOT ({event_date} <=> {raw_date})"
+        f" OR ({raw_hour} IS NOT NULL AND NOT (hour({event_time}) <=> {raw_hour})))"
+    )
+    return f"CASE WHEN {outside} THEN {_text(f'{dataset.event_time}: dated outside its raw partition')} END"
 
 
-def _raw_value(name: str) -> Column:
-    """A raw value, with the empty text of an optional CSV cell read as null."""
-    value = F.col(name)
-    return F.when(value == "", F.lit(None)).otherwise(value)
+def _raw_value(name: str) -> str:
+    """SQL: a raw value, with the empty text of an optional CSV cell read as null."""
+    value = _ident(name)
+    return f"CASE WHEN {value} = '' THEN NULL ELSE {value} END"
 
 
 def transform_cast(df: DataFrame, dataset: Dataset) -> DataFrame:
@@ -505,7 +544,7 @@ def transform_cast(df: DataFrame, dataset: Dataset) -> DataFrame:
         Columns of `typed_schema(dataset)`: decimals exact, timestamps in UTC, an empty string in a field read as
         null. Rows `transform_check` finds problems in are the caller's to set aside first.
     """
-    return _values(df, dataset).select(*typed_columns(dataset))
+    return _values(df, dataset).selectExpr(*typed_columns(dataset))
 
 
 def _newest_first(dataset: Dataset) -> list[Column]:
@@ -1397,13 +1436,13 @@ def process_dataset(
     written: WrittenRows | None = None
     try:
         valid = F.size(PROBLEMS_COLUMN) == 0
-        new = values.where(valid).select(*typed_columns(dataset))
+        new = values.where(valid).selectExpr(*typed_columns(dataset))
         if keep_new:
             new = new.persist()
         moved = moved_dates(spark, store, root, dataset, new) if history else set()
         # The rows read are counted by the write, through a DataFrame of its own: metrics are not gathered on the
         # broadcast side of a join (the history's key scan) nor under a cached plan (`new` kept for the lookups).
-        counted_new = read_counts.observe(values).where(valid).select(*typed_columns(dataset))
+        counted_new = read_counts.observe(values).where(valid).selectExpr(*typed_columns(dataset))
         # Valid rows are dated in their raw partition (`transform_check`): the raw files' dates bound the new rows'.
         rewrite = sorted(set(plan.dates) | moved)
         existing_paths = [
