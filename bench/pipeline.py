@@ -1,11 +1,13 @@
 """Benchmark: the whole local pipeline (`lakebox run` style) per stage, and what the curated queries scan.
 
 Run with `.venv/bin/python bench/pipeline.py [--rows 100000 1000000]`. For each size: generate sample data, ingest
-it through the template's rules, run the pipeline state machine, and time each stage by its task calls. Then the
-bytes each curated table's queries scanned, beside the raw JSON bytes of the sales they summarize (target: 1% or
-less), and the forecast step: its wall time (export, SageMaker training and batch transform run locally) and both
-backtest errors (sMAPE of the model and of the seasonal-naive baseline, measured on the same held-out days). Prints a
-table per size, then one line of `key=value` figures.
+it through the template's rules, run the pipeline state machine, and time each stage by its task calls (stages that
+run at once, such as the raw crawl beside the quality gate and the curation plan of ADR 0042, each count their own
+time, so the stage rows may add up to more than the run). Then the bytes each curated table's queries scanned, beside
+the raw JSON bytes of the sales they summarize (target: 1% or less), and the forecast step: its wall time (export,
+SageMaker training and batch transform run locally) and both backtest errors (sMAPE of the model and of the
+seasonal-naive baseline, measured on the same held-out days). Prints a table per size, then one line of `key=value`
+figures.
 
 Each size also prints where the time went: every state of the execution with its wall time (from the execution's
 history: the sum over its entries of exit minus entry), the Spark job's actions (every DataFrame action, read and write

@@ -20,6 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 GLUE = "arn:aws:states:::glue:startJobRun.sync"
 ATHENA = "arn:aws:states:::athena:startQueryExecution.sync"
 LAMBDA = "arn:aws:states:::lambda:invoke"
+START_CRAWLER = "arn:aws:states:::aws-sdk:glue:startCrawler"
 CURATED = ("daily_sales_by_region", "customer_aggregates", "product_performance")
 DATASETS = ["sales", "products", "customers"]
 
@@ -186,6 +187,24 @@ def test_quality_gate_fails_promotes_nothing(pipeline: Pipeline) -> None:
 
     # THEN nothing was planned or promoted, and the failure was recorded and alerted
     assert_failed_and_reported(pipeline, execution, "Check Quality", "QualityGateFailed")
+    assert ATHENA not in execution.scheduled_resources()
+    assert pipeline.curated_objects() == before
+
+
+def test_crawler_refused_while_the_gate_runs_fails_at_catalog_raw_and_promotes_nothing(pipeline: Pipeline) -> None:
+    # GIVEN the raw crawler refusing to start, on a stack whose gate and planner work
+    before = pipeline.curated_objects()
+    fault = Fault(START_CRAWLER, "Glue.AccessDeniedException", "not authorized to start the raw crawler")
+
+    # WHEN the pipeline runs
+    execution = pipeline.execute("crawler-refused", fault)
+
+    # THEN the run failed at the crawl with its error, recorded and alerted; the gate and the planner ran beside the
+    # crawl (they read processed, never raw), but nothing was promoted
+    assert_failed_and_reported(pipeline, execution, "Catalog Raw", "Glue.AccessDeniedException")
+    entered = execution.states_entered()
+    assert entered.index("Run Spark Job") < entered.index("Catalog Raw")
+    assert {"Check Quality", "Plan Curation"} <= set(entered)
     assert ATHENA not in execution.scheduled_resources()
     assert pipeline.curated_objects() == before
 

@@ -326,6 +326,56 @@ def test_parallel_gives_each_branch_the_input_and_outputs_the_array_of_branch_ou
     assert execution.output == {"n": 5, "x": 0, "both": {"first": 5, "second": {"n": 5, "b": "b"}}}
 
 
+def test_a_parallel_result_selector_merges_the_branch_outputs_and_a_succeed_ends_only_its_branch() -> None:
+    # GIVEN a Parallel whose first branch ends in a Succeed after a Choice, whose second records a failure as data,
+    # and whose ResultSelector merges the branch outputs (the first's winning a shared key) into the state
+    definition = {
+        "StartAt": "Both",
+        "States": {
+            "Both": {
+                "Type": "Parallel",
+                "Branches": [
+                    {
+                        "StartAt": "A",
+                        "States": {
+                            "A": {"Type": "Pass", "Result": {"path": "a"}, "ResultPath": "$.catalog", "Next": "Check"},
+                            "Check": {
+                                "Type": "Choice",
+                                "Choices": [{"Variable": "$.catalog.path", "StringEquals": "x", "Next": "A Failed"}],
+                                "Default": "A Done",
+                            },
+                            "A Done": {"Type": "Succeed"},
+                            "A Failed": {"Type": "Pass", "Result": "A", "ResultPath": "$.failure", "End": True},
+                        },
+                    },
+                    {
+                        "StartAt": "B",
+                        "States": {
+                            "B": {"Type": "Pass", "Result": 6, "ResultPath": "$.n", "Next": "B Failed"},
+                            "B Failed": {"Type": "Pass", "Result": "B", "ResultPath": "$.failure", "End": True},
+                        },
+                    },
+                ],
+                "ResultSelector": {"merged.$": "States.JsonMerge($[1], $[0], false)"},
+                "OutputPath": "$.merged",
+                "Next": "After",
+            },
+            "After": {"Type": "Pass", "ResultPath": "$.after", "Result": True, "End": True},
+        },
+    }
+
+    # WHEN it runs
+    execution = run_execution(definition, {"n": 5}, clock=ManualClock())
+
+    # THEN the Succeed ended the first branch only, and the state after the Parallel sees both branches' keys, the
+    # first branch's value where both set one
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert execution.output == {"n": 5, "catalog": {"path": "a"}, "failure": "B", "after": True}
+    entered = execution.states_entered()
+    assert sorted(entered) == sorted(["Both", "A", "Check", "A Done", "B", "B Failed", "After"])
+    assert entered[0] == "Both" and entered[-1] == "After"
+
+
 def test_a_failing_branch_fails_the_parallel_with_the_branch_error_and_stops_the_others() -> None:
     # GIVEN a Parallel where one branch fails at once and the other waits then would run a task
     ran: list[str] = []

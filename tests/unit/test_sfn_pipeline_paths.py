@@ -73,10 +73,26 @@ TRANSFORM = "arn:aws:states:::sagemaker:createTransformJob.sync"
 FORECAST_QUERIES = "forecast queries"
 CURATED = ("daily_sales_by_region", "customer_aggregates", "product_performance")
 LEDGER = "_ledger/curation.json"
+PARALLEL = "Catalog Raw And Check Quality"
+CRAWL_STATES = (
+    "Catalog Raw",
+    "Crawler Already Running",
+    "Get Crawler",
+    "Check Crawler State",
+    "Wait For Crawler",
+    "Check Last Crawl",
+    "Raw Catalogued",
+    "Crawl Failed",
+    "Catalog Failed",
+)
 
 
 class QualityGateFailed(Exception):
     """Stands in for the quality function's error."""
+
+
+class PlanningFailed(Exception):
+    """Stands in for the planning function's error."""
 
 
 def pipeline_definition() -> dict[str, Any]:
@@ -106,6 +122,9 @@ class FakeServices:
     """The planner's statements, when not the default chain of CURATED tables."""
     query_gate: Callable[[str], None] | None = None
     """Called with each curated statement's table before it ends (tests of statements running at once)."""
+    task_gate: Callable[[str], None] | None = None
+    """Called with the state's name by the crawl's polls and the gate before they end (tests of branches at once)."""
+    planning_fails: bool = False
     calls: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
 
     def integrations(self) -> Integrations:
@@ -139,6 +158,8 @@ class FakeServices:
 
     def get_crawler(self, parameters: Any, task: TaskContext) -> Any:
         self.calls[GET_CRAWLER].append(parameters)
+        if self.task_gate is not None:
+            self.task_gate(task.state_name)
         state = self.crawler_states.pop(0) if len(self.crawler_states) > 1 else self.crawler_states[0]
         crawler: dict[str, Any] = {"Name": parameters["Name"], "State": state}
         if state == "READY":
@@ -212,11 +233,15 @@ class FakeServices:
                 "record_key": "_ml/sales_forecast/published.json",
             }
         if function.endswith("check-quality"):
+            if self.task_gate is not None:
+                self.task_gate("Check Quality")
             if self.quality_fails:
                 raise QualityGateFailed("sales: 3 rows with a null transaction_id")
             # the gate's report shape: every registered dataset when the run names none (ADR 0012)
             names = payload["datasets"] or sorted(REGISTRY)
             return {"passed": True, "datasets": [{"dataset": n, "passed": True, "rules": []} for n in names]}
+        if self.planning_fails:
+            raise PlanningFailed("the ledger at s3://curated/_ledger/curation.json is not JSON")
         # each table reads the one before it (one wave each) unless the test gives its own statements
         queries = self.curated_queries or [
             {"name": f"{name}/build", "table": name, "step": "build", "query": f"CREATE TABLE {name} AS {source}"}
@@ -314,13 +339,11 @@ def test_happy_path_processes_catalogs_checks_curates_and_notifies() -> None:
     # WHEN the pipeline runs
     execution, clock = run_pipeline(services)
 
-    # THEN it succeeds through every stage, in order
+    # THEN it succeeds through every stage, in order: the job, then the crawl beside the gate and the planner
     assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
-    assert execution.states_entered()[:11] == [
-        "Set Defaults",
-        "Normalize Input",
-        "Choose Engine",
-        "Run Spark Job",
+    entered = execution.states_entered()
+    assert entered[:5] == ["Set Defaults", "Normalize Input", "Choose Engine", "Run Spark Job", PARALLEL]
+    assert [state for state in entered if state in CRAWL_STATES] == [
         "Catalog Raw",
         "Get Crawler",
         "Check Crawler State",
@@ -328,7 +351,14 @@ def test_happy_path_processes_catalogs_checks_curates_and_notifies() -> None:
         "Get Crawler",
         "Check Crawler State",
         "Check Last Crawl",
+        "Raw Catalogued",
     ]
+    assert [state for state in entered if state in ("Check Quality", "Plan Curation")] == [
+        "Check Quality",
+        "Plan Curation",
+    ]
+    after = entered[max(entered.index("Raw Catalogued"), entered.index("Plan Curation")) + 1 :]
+    assert after[:2] == ["Check Branches", "Build Curated Tables"]
     assert clock.sleeps == [30.0]
 
     # AND the Spark job got the datasets as JSON and the run id, on the Glue engine
@@ -413,10 +443,11 @@ def test_glue_fails_always_is_caught_alerted_recorded_and_nothing_is_curated() -
     # WHEN the pipeline runs
     execution, _ = run_pipeline(services)
 
-    # THEN the failure path ran with the job's error message, and no quality check or query followed
+    # THEN the failure path ran with the job's error message, and no crawl, quality check or query followed
     item = assert_failure_path(execution, services, "Run Spark Job", "States.TaskFailed")
     assert item["cause"] == "AnalysisException: path does not exist"
     assert execution.retries("Run Spark Job") == 0  # a failed job run is not retried
+    assert services.calls[START_CRAWLER] == []
     assert services.calls[SUBSTITUTIONS["CheckQualityFunctionArn"]] == []
     assert services.calls[ATHENA] == []
 
@@ -603,11 +634,107 @@ def test_a_failed_crawl_takes_the_failure_path() -> None:
     # THEN the failure names the crawl and carries its LastCrawl
     item = assert_failure_path(execution, services, "Get Crawler", "CrawlerFailed")
     assert json.loads(item["cause"])["ErrorMessage"] == "Access denied to s3://raw"
-    # AND the crawl comes after processing (it catalogs the partitions of the tables the job declared), but
-    # nothing was checked or promoted
+    # AND the crawl came after processing (it catalogs the partitions of the tables the job declared); the gate and
+    # the planner, which never read the raw tables, ran beside it, but nothing was promoted
     assert len(services.calls[GLUE]) == 1
-    assert services.calls[SUBSTITUTIONS["CheckQualityFunctionArn"]] == []
+    assert len(services.calls[SUBSTITUTIONS["CheckQualityFunctionArn"]]) == 1
+    assert len(services.calls[SUBSTITUTIONS["PlanCurationFunctionArn"]]) == 1
     assert services.calls[ATHENA] == []
+    assert services.calls[PUT_OBJECT] == []  # no ledger written
+    assert "Build Curated Tables" not in execution.states_entered()
+
+
+def test_the_crawl_runs_while_the_gate_checks_after_the_spark_job_ends() -> None:
+    # GIVEN a crawl still running at its first poll, and a gate and a crawler poll that each wait until the other
+    # has started (a barrier breaks, and fails the run, unless both run at once)
+    both = threading.Barrier(2, timeout=10)
+    events: list[str] = []
+    lock = threading.Lock()
+
+    def meet(state: str) -> None:
+        with lock:
+            events.append(f"start {state}")
+        if state == "Check Quality" or not any(e == "end Get Crawler" for e in events):
+            both.wait()
+        with lock:
+            events.append(f"end {state}")
+
+    services = FakeServices(task_gate=meet)
+    original_job = services.run_glue_job
+
+    def job(job_name: str, arguments: dict[str, str]) -> dict[str, Any]:
+        with lock:
+            events.append("start Run Spark Job")
+        result = original_job(job_name, arguments)
+        with lock:
+            events.append("end Run Spark Job")
+        return result
+
+    services.run_glue_job = job  # type: ignore[method-assign]
+
+    # WHEN the pipeline runs
+    execution, _ = run_pipeline(services)
+
+    # THEN the crawl's first poll and the gate ran at once, both after the Spark job ended
+    assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    assert events[:2] == ["start Run Spark Job", "end Run Spark Job"]
+    assert set(events[2:4]) == {"start Get Crawler", "start Check Quality"}
+    # AND the run's output reads as before: the crawl's path, the job, the gate's report, the plan
+    summary = execution.output
+    assert summary["catalog"] == "crawler_started"
+    assert summary["spark"]["job_run_id"] == "jr_1"
+    assert summary["quality"]["passed"] is True
+    assert summary["tables"] == list(CURATED)
+
+
+@pytest.mark.parametrize(
+    ("fault", "crawl", "state", "error"),
+    [
+        pytest.param(
+            Fault(START_CRAWLER, "Glue.AccessDeniedException", "not authorized to start raw-crawler"),
+            {},
+            "Catalog Raw",
+            "Glue.AccessDeniedException",
+            id="crawler-refused",
+        ),
+        pytest.param(
+            Fault(GET_CRAWLER, "Glue.EntityNotFoundException", "raw-crawler not found"),
+            {},
+            "Catalog Raw",
+            "Glue.EntityNotFoundException",
+            id="crawler-gone",
+        ),
+        pytest.param(None, {"quality_fails": True}, "Check Quality", "QualityGateFailed", id="gate-holds"),
+        pytest.param(None, {"planning_fails": True}, "Plan Curation", "PlanningFailed", id="planning-fails"),
+        pytest.param(
+            None,
+            {"quality_fails": True, "last_crawl": {"Status": "FAILED", "ErrorMessage": "crawl failed"}},
+            "Get Crawler",
+            "CrawlerFailed",
+            id="crawl-and-gate-fail",
+        ),
+    ],
+)
+def test_a_failure_in_either_branch_fails_the_run_at_its_state(
+    fault: Fault | None, crawl: dict[str, Any], state: str, error: str
+) -> None:
+    # GIVEN a failure in the crawl, the gate or the planner (or both the crawl and the gate)
+    services = FakeServices(**crawl)
+
+    # WHEN the pipeline runs
+    execution, _ = run_pipeline(services, *([fault] if fault else []))
+
+    # THEN the run fails at that state with its error, as when the crawl came before the gate (the crawl's failure
+    # first when both fail), recorded, alerted and announced, and nothing was promoted
+    item = assert_failure_path(execution, services, state, error)
+    assert execution.cause == item["cause"] != ""
+    assert services.calls[ATHENA] == []
+    assert services.calls[PUT_OBJECT] == []
+    assert "Build Curated Tables" not in execution.states_entered()
+    # AND the failure's summary is the one Describe Failure always built
+    summary = json.loads(item["summary"])
+    assert (summary["failed_state"], summary["error"], summary["status"]) == (state, error, "FAILED")
+    assert summary["datasets"] == ["sales"]
 
 
 @pytest.mark.parametrize("failing", [SNS, EVENTS])
