@@ -859,3 +859,28 @@ def test_nested_values_are_typed_and_an_unreadable_one_is_quarantined_with_its_p
     }
     quarantined = spark.read.json(counts["quarantine"]["location"]).collect()
     assert sorted(r["shipment_id"] for r in quarantined) == sorted(odd)
+
+
+def test_a_check_inside_a_list_of_lists_searches_each_level_with_its_own_elements(spark: SparkSession) -> None:
+    # GIVEN a list of lists of numbers, read as text and cast, as the job reads a nested field
+    kind = T.ArrayType(T.ArrayType(T.DoubleType()))
+    checks = dict(job._nested_checks("grid", list[list[float]], kind))
+    texts = ["[[1.5], [2, 3]]", "[[1.5], null]", "[[1.5, null]]", '[[1.5], [2, 3], ["x"]]', "[]", None]
+    frame = spark.createDataFrame([(t,) for t in texts], "text string")
+    frame = frame.selectExpr("text", "from_json(text, 'array<array<string>>') AS read")
+    frame = frame.selectExpr("text", "read", "CAST(read AS array<array<double>>) AS typed")
+
+    # WHEN each check is evaluated as the job writes it (its SQL text, nested lambdas named per level)
+    found = frame.selectExpr("text", *(f"{test('read', 'typed', 0)} AS `{reason}`" for reason, test in checks.items()))
+    by_text = {row["text"]: {reason for reason in checks if row[reason]} for row in found.collect()}
+
+    # THEN each row holds exactly the problems of its own elements, at the level where they are
+    assert set(checks) == {"grid[]: missing", "grid[][]: missing", "grid[][]: not a double"}
+    assert by_text == {
+        "[[1.5], [2, 3]]": set(),
+        "[[1.5], null]": {"grid[]: missing"},
+        "[[1.5, null]]": {"grid[][]: missing"},
+        '[[1.5], [2, 3], ["x"]]': {"grid[][]: not a double"},  # first of its list, in the third list
+        "[]": set(),
+        None: set(),
+    }
