@@ -13,6 +13,7 @@ from typing import Any
 
 from lakebox.errors import LakeboxError
 from lakebox.services.changes import Change, ChangeLog, change_of
+from lakebox.services.s3tail import ObjectTail, object_tail
 from lakebox.services.serve import ServiceRouter, respond, signing_name
 
 _READ_ACTIONS = ("Get", "Describe", "List", "Query", "Scan", "BatchGet", "Head", "Search")
@@ -220,6 +221,12 @@ class LocalEndpoint:
         """How many client connections the endpoint holds open now (kept alive between requests)."""
         with self._open:
             return len(self._connections)
+
+    @staticmethod
+    def object_tail(bucket: str, key: str, length: int) -> ObjectTail | None:
+        """The last `length` bytes of an object this endpoint's S3 holds, with its size and ETag; None when it holds
+        no such object (read in this process, without a request: `lakebox.services.s3tail`)."""
+        return object_tail(bucket, key, length)
 
     @property
     def url(self) -> str:
