@@ -533,13 +533,14 @@ def test_footers_are_read_in_the_endpoints_process_and_count_the_same_bytes(
         assert local.rows == remote.rows == [(23, 196)]
         assert local.bytes_scanned == remote.bytes_scanned > 0
         assert engines["local"]._footers == engines["s3"]._footers
-        # AND the local engine read each footer from the endpoint's store (the wide one twice: 64 KiB, then whole),
-        # so each file got fewer requests than through S3 (DuckDB's own reads of the rows are the same)
-        assert sorted(asked) == ["footers/empty.parquet", "footers/plain.parquet", "footers/wide.parquet"] + [
-            "footers/wide.parquet"
-        ]
+        # AND the local engine read each footer from the endpoint's store (the wide one twice: 64 KiB, then whole), so
+        # no file got more requests than through S3, and the wide one fewer (DuckDB reads a small file whole for its
+        # footer, and then answers the query's reads of it from its cache: there the query makes the same requests)
+        wide = "footers/wide.parquet"
+        assert sorted(asked) == ["footers/empty.parquet", "footers/plain.parquet", wide, wide]
         assert sorted(reads["local"]) == sorted(reads["s3"])
-        assert reads == {}, reads
+        assert all(reads["local"][path] <= reads["s3"][path] for path in reads["s3"])
+        assert reads["local"][f"/{BUCKET}/{wide}"] < reads["s3"][f"/{BUCKET}/{wide}"]
     finally:
         for athena in engines.values():
             athena.close()
