@@ -189,7 +189,7 @@ def _dispatcher() -> type[Any]:
 
     moto looks a request's host up, for every request and under one lock for all of them, in the list of its modules
     (a directory listing of moto's package and a `stat` per entry) and then in the URL patterns of every service
-    (some 250 regular expressions): a sixth of the time the endpoint spent on a small S3 read. Both are fixed for
+    (some 250 regular expressions): a fifth of the time the endpoint spent on a small S3 read. Both are fixed for
     the life of the process, so the service found for a host is kept (ADR 0043).
     """
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
