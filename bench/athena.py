@@ -308,7 +308,11 @@ def main() -> None:
             session = boto3.Session(region_name="us-east-1")
             uris = register(session, tpch)
             engine = athena_engine_class()(
-                session, default_output=RESULTS, default_database=DATABASE, changes=server.changes
+                session,
+                default_output=RESULTS,
+                default_database=DATABASE,
+                changes=server.changes,
+                read_tail=server.object_tail,
             )
             on_s3 = _native(_duckdb_on_s3(endpoint), uris)
             local = _native(__import__("duckdb").connect(), {t: str(p) for t, p in tpch.files.items()})

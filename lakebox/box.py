@@ -176,6 +176,7 @@ class Lakebox:
             history=self.query_history,
             on_query=self.metrics.record_query,
             changes=self.server.changes if self.server is not None else None,
+            read_tail=self.server.object_tail if self.server is not None else None,
         )
 
     def athena_as(self, access: Access, database: str) -> AthenaEngine:

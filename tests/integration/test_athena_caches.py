@@ -488,3 +488,90 @@ def test_files_read_before_are_not_asked_about_again_until_they_change(
     assert _sum(engine, "SELECT max(n) FROM asked") == [(100,)]
     engine.query(f"INSERT INTO {DATABASE}.asked_copy SELECT * FROM asked")
     assert _sum(engine, "SELECT sum(n), count(*) FROM asked_copy") == [(33 + 110, 6 + 3)]
+
+
+def _wide_parquet(values: list[int], columns: int = 300) -> bytes:
+    """A file whose footer is longer than the engine's first read of a file's end (many columns and row groups)."""
+    buffer = io.BytesIO()
+    table = pa.table({"n": pa.array(values, pa.int64()), **{f"c{i:03d}": pa.array(values) for i in range(columns)}})
+    pq.write_table(table, buffer, row_group_size=2)
+    return buffer.getvalue()
+
+
+def test_footers_are_read_in_the_endpoints_process_and_count_the_same_bytes(
+    endpoint: LocalEndpoint, session: boto3.Session
+) -> None:
+    # GIVEN a table of a plain file, a file whose footer is past 64 KiB, and one with no rows, and two engines: one
+    # reading footers in the endpoint's process, one through S3 (as when it runs apart from the endpoint)
+    _table(session, "footers")
+    s3 = session.client("s3")
+    s3.put_object(Bucket=BUCKET, Key="footers/plain.parquet", Body=_parquet([1, 2, 3]))
+    s3.put_object(Bucket=BUCKET, Key="footers/wide.parquet", Body=_wide_parquet(list(range(20))))
+    s3.put_object(Bucket=BUCKET, Key="footers/empty.parquet", Body=_parquet([]))
+    asked: list[str] = []
+
+    def read_tail(bucket: str, key: str, length: int) -> Any:
+        asked.append(key)
+        return endpoint.object_tail(bucket, key, length)
+
+    engines = {
+        "local": AthenaEngine(
+            session, default_output=f"s3://{BUCKET}/results/", changes=endpoint.changes, read_tail=read_tail
+        ),
+        "s3": AthenaEngine(session, default_output=f"s3://{BUCKET}/results/", changes=endpoint.changes),
+    }
+    sql = f"SELECT count(*) AS rows, sum(n) AS total FROM {DATABASE}.footers"
+    results, reads = {}, {}
+    try:
+        # WHEN each runs the same query
+        for name, athena in engines.items():
+            with _object_reads(endpoint, "footers/") as counted:
+                results[name] = athena.query(sql)
+            reads[name] = dict(counted)
+        # THEN both answer the same rows and count the same bytes scanned, from the same footers
+        local, remote = results["local"], results["s3"]
+        assert local.rows == remote.rows == [(23, 196)]
+        assert local.bytes_scanned == remote.bytes_scanned > 0
+        assert engines["local"]._footers == engines["s3"]._footers
+        # AND the local engine read each footer from the endpoint's store (the wide one twice: 64 KiB, then whole), so
+        # no file got more requests than through S3, and the wide one fewer (DuckDB reads a small file whole for its
+        # footer, and then answers the query's reads of it from its cache: there the query makes the same requests)
+        wide = "footers/wide.parquet"
+        assert sorted(asked) == ["footers/empty.parquet", "footers/plain.parquet", wide, wide]
+        assert sorted(reads["local"]) == sorted(reads["s3"])
+        assert all(reads["local"][path] <= reads["s3"][path] for path in reads["s3"])
+        assert reads["local"][f"/{BUCKET}/{wide}"] < reads["s3"][f"/{BUCKET}/{wide}"]
+    finally:
+        for athena in engines.values():
+            athena.close()
+
+
+def test_a_footer_whose_object_changed_since_its_listing_is_read_through_s3(
+    endpoint: LocalEndpoint, session: boto3.Session
+) -> None:
+    # GIVEN a table of one file, and an engine whose store answers for another object than the one listed (the file
+    # overwritten between the listing and the footer's read: another ETag, other columns and sizes)
+    _table(session, "raced")
+    session.client("s3").put_object(Bucket=BUCKET, Key="raced/a.parquet", Body=_parquet([1, 2, 3]))
+    other = _wide_parquet(list(range(4)), columns=3)
+
+    def read_tail(bucket: str, key: str, length: int) -> Any:
+        from lakebox.services.s3tail import ObjectTail
+
+        return ObjectTail(len(other), '"another-etag"', other[-length:])
+
+    raced = AthenaEngine(
+        session, default_output=f"s3://{BUCKET}/results/", changes=endpoint.changes, read_tail=read_tail
+    )
+    plain = AthenaEngine(session, default_output=f"s3://{BUCKET}/results/", changes=endpoint.changes)
+    try:
+        # WHEN both run the same query
+        sql = f"SELECT sum(n) AS total FROM {DATABASE}.raced"
+        got, expected = raced.query(sql), plain.query(sql)
+        # THEN the footer of the object listed is counted, read through S3, not the one the store answered with
+        assert got.rows == expected.rows == [(6,)]
+        assert got.bytes_scanned == expected.bytes_scanned > 0
+        assert raced._footers == plain._footers
+    finally:
+        raced.close()
+        plain.close()

@@ -136,7 +136,11 @@ def lake() -> Iterator[Lake]:
             _write_processed(session, rollup.name, records, schema, "event_date")
         # the box's engine: it keeps what it read between queries, checked against the endpoint's changes
         engine = AthenaEngine(
-            session, default_output="s3://results/athena/", default_database=DATABASE, changes=server.changes
+            session,
+            default_output="s3://results/athena/",
+            default_database=DATABASE,
+            changes=server.changes,
+            read_tail=server.object_tail,
         )
         yield Lake(endpoint, session, engine, pd.DataFrame(sales), pd.DataFrame(customers))
         engine.close()

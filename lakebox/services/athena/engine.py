@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from lakebox.services.changes import Change, ChangeLog
+    from lakebox.services.s3tail import ObjectTail
     from lakebox.sfn.registry import Handler
 
 logger = logging.getLogger(__name__)
@@ -100,6 +101,11 @@ class AthenaEngine(DdlMixin):
         engine then keeps what it read (workgroups, Glue tables and partitions, S3 listings, each SELECT's
         translation) from one query to the next, and forgets what a change may have touched. Without it, every
         query reads them afresh.
+    read_tail
+        Reads the last bytes of an object of the endpoint's S3 with its size and ETag (`LocalEndpoint.object_tail`),
+        when the engine runs in the endpoint's process: the footers of the Parquet files a statement lists are then
+        read there, without a request (ADR 0043). Without it, or for an object it does not hold as listed, DuckDB
+        reads them through S3.
     """
 
     def __init__(
@@ -113,6 +119,7 @@ class AthenaEngine(DdlMixin):
         history: QueryHistory | None = None,
         strict: bool = True,
         changes: ChangeLog | None = None,
+        read_tail: Callable[[str, str, int], ObjectTail | None] | None = None,
     ) -> None:
         self._strict = strict
         self.history = history if history is not None else QueryHistory()
@@ -132,6 +139,7 @@ class AthenaEngine(DdlMixin):
         self._databases: set[str] = set()
         self._absent: set[tuple[str, str]] = set()
         self._changes = changes
+        self._read_tail = read_tail
         self._seen = 0
         self._read: set[tuple[str, str]] = set()
         self._workgroups: dict[str, dict[str, Any]] = {}

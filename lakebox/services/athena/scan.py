@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 import sqlglot
 from botocore.exceptions import ClientError
 from sqlglot import exp
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from lakebox.services.changes import Change, ChangeLog
+    from lakebox.services.s3tail import ObjectTail
 
 logger = logging.getLogger(__name__)
 
@@ -289,6 +291,57 @@ def _top_level(nodes: list[tuple[str, int]]) -> tuple[str, ...]:
     return tuple(names)
 
 
+_FOOTER_READ = 64 * 1024
+"""Bytes read from the end of a Parquet file to find its footer: most footers fit; a longer one is read again whole."""
+
+
+def _leaves(kind: pa.DataType) -> int:
+    """How many Parquet leaf columns store an Arrow type (a struct's fields', a list's elements', a map's keys' and
+    values' leaves)."""
+    if isinstance(kind, pa.ExtensionType):
+        return _leaves(kind.storage_type)
+    if pa.types.is_struct(kind):
+        return sum(_leaves(kind.field(i).type) for i in range(kind.num_fields))
+    if pa.types.is_map(kind):
+        return _leaves(kind.key_type) + _leaves(kind.item_type)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return _leaves(kind.value_type)
+    return 1
+
+
+def _footer_meta(tail: bytes) -> _FileMeta | None:
+    """A Parquet file's top-level columns and compressed bytes per column from the end of the file holding its whole
+    footer, as `parquet_metadata` gives them (a column's chunks summed over row groups and nested leaves); None when
+    the bytes do not read as a plain footer (the caller then asks DuckDB)."""
+    if len(tail) < 12 or tail[-4:] != b"PAR1":
+        return None
+    try:
+        metadata = pq.read_metadata(pa.BufferReader(tail))
+        fields = metadata.schema.to_arrow_schema()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        logger.debug("footer read by DuckDB instead: %s", exc)
+        return None
+    owner: list[int] = []
+    for index, field in enumerate(fields):
+        owner.extend([index] * _leaves(field.type))
+    if len(owner) != metadata.num_columns:
+        return None
+    for leaf, index in enumerate(owner):  # each leaf's path begins with its top-level column's name
+        path, name = metadata.schema.column(leaf).path, fields.names[index]
+        if path != name and not path.startswith(f"{name}."):
+            return None
+    totals = [0] * len(fields)
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        for leaf, index in enumerate(owner):
+            totals[index] += int(row_group.column(leaf).total_compressed_size or 0)
+    sizes: dict[str, int] = {}
+    if metadata.num_row_groups:
+        for name, total in zip(fields.names, totals, strict=True):
+            sizes[name.lower()] = total
+    return _FileMeta(tuple(fields.names), sizes)
+
+
 class ScanMixin:
     """Binding a query's tables to their files. The state is set by AthenaEngine.__init__."""
 
@@ -309,6 +362,7 @@ class ScanMixin:
     _serial: int
     _strict: bool
     _changes: ChangeLog | None
+    _read_tail: Callable[[str, str, int], ObjectTail | None] | None
     _handed: dict[str, set[str]]
     _file_cache_clears: int
 
@@ -582,6 +636,12 @@ class ScanMixin:
     def _footers_of(self, objects: list[_S3Object]) -> dict[str, _FileMeta]:
         self._hand(objects)
         missing = [o for o in objects if (o.uri, o.etag) not in self._footers]
+        if missing and self._read_tail is not None:
+            for obj in missing:
+                meta = self._local_footer(obj)
+                if meta is not None:
+                    self._footers[(obj.uri, obj.etag)] = meta
+            missing = [o for o in missing if (o.uri, o.etag) not in self._footers]
         if missing:
             cursor = self._connection().cursor()
             try:
@@ -610,6 +670,24 @@ class ScanMixin:
             for obj in missing:
                 self._footers[(obj.uri, obj.etag)] = _FileMeta(tuple(names.get(obj.uri, [])), sizes.get(obj.uri, {}))
         return {o.uri: self._footers[(o.uri, o.etag)] for o in objects}
+
+    def _local_footer(self, obj: _S3Object) -> _FileMeta | None:
+        """A file's footer read from the endpoint's store in this process (ADR 0043): no request, no DuckDB. None when
+        the object there is not the one listed (another ETag, or gone), or its end does not read as a footer."""
+        assert self._read_tail is not None
+        bucket, key = split_s3_uri(obj.uri)
+        tail = self._read_tail(bucket, key, _FOOTER_READ)
+        if tail is None or tail.etag != obj.etag:
+            return None
+        data = tail.data
+        if len(data) >= 8 and data[-4:] == b"PAR1":
+            needed = int.from_bytes(data[-8:-4], "little") + 8
+            if needed > len(data) and needed <= tail.size:
+                tail = self._read_tail(bucket, key, needed)
+                if tail is None or tail.etag != obj.etag:
+                    return None
+                data = tail.data
+        return _footer_meta(data)
 
     def _list(self, location: str) -> list[_S3Object]:
         """The objects under `location`, from the engine's listing cache while nothing under it changed (the list
