@@ -250,7 +250,6 @@ _WRAPPED = "value"
 """A nested value's JSON text is parsed as the `value` of a one-field object, so that a text that is no value of
 the type (an object where an array belongs, a number that overflows its decimal) fills the corrupt-record field
 instead of reading as a row of nulls."""
-_WRAPPED_OPEN = '{"' + _WRAPPED + '":'
 
 
 def _read_type(kind: T.DataType) -> T.DataType:
@@ -270,7 +269,8 @@ def _parse_nested(raw: str, kind: T.DataType) -> str:
     """SQL for the nested value of JSON text `raw`: a struct of `value` (as `_read_type`) and `_corrupt_record`."""
     schema = f"{_ident(_WRAPPED)} {_type_sql(_read_type(kind))}, {_ident(CORRUPT_COLUMN)} string"
     options = f"map('mode', 'PERMISSIVE', 'columnNameOfCorruptRecord', {_text(CORRUPT_COLUMN)})"
-    text = f"concat({_text(_WRAPPED_OPEN)}, {raw}, '}}')"
+    opening = _text('{"' + _WRAPPED + '":')
+    text = f"concat({opening}, {raw}, '}}')"
     return f"from_json({text}, {_text(schema)}, {options})"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import io
 import logging
 import socket
@@ -184,6 +185,7 @@ def _keep_alive_handler(open_connections: set[socket.socket], lock: threading.Lo
     return KeepAliveHandler
 
 
+@functools.cache
 def _dispatcher() -> type[Any]:
     """moto's dispatcher to its services' applications, finding each host's service once.
 

@@ -637,11 +637,9 @@ class ScanMixin:
         self._hand(objects)
         missing = [o for o in objects if (o.uri, o.etag) not in self._footers]
         if missing and self._read_tail is not None:
-            for obj in missing:
-                meta = self._local_footer(obj)
-                if meta is not None:
-                    self._footers[(obj.uri, obj.etag)] = meta
-            missing = [o for o in missing if (o.uri, o.etag) not in self._footers]
+            read = [(o, self._local_footer(o)) for o in missing]
+            self._footers.update({(o.uri, o.etag): meta for o, meta in read if meta is not None})
+            missing = [o for o, meta in read if meta is None]
         if missing:
             cursor = self._connection().cursor()
             try:
